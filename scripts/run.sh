@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# rediskit: build and check everything, on a fresh or a ready Debian 12 machine.
+#
+#   bash scripts/run.sh example   build and run examples/quick_start (release preset)
+#   bash scripts/run.sh test      everything CI checks:
+#       gcc-asan and clang-asan   configure, build (tests, examples, standalone headers), ctest
+#       release                   build examples + benchmarks, run the examples (ctest)
+#       install                   cmake --install, then tests/install_consumer built against the
+#                                 installed package (find_package) and as add_subdirectory
+#       readme                    README.md's first ```cpp block == examples/quick_start.cpp
+#       fuzz                      when tests/fuzz/*_fuzzer.cpp exist: each fuzzer runs
+#                                 $REDISKIT_FUZZ_SECONDS (60) on a copy of its corpus
+#     then prints a summary whose last line is `tests: N passed, N failed`. Every step runs even
+#     when an earlier one failed; the exit status is non-zero when anything failed.
+#
+# Missing Debian packages are installed first (apt-get update runs once, only when something
+# is missing). Environment: REDISKIT_JOBS (parallel jobs, default 2), REDISKIT_FUZZ_SECONDS.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+export DEBIAN_FRONTEND=noninteractive
+JOBS=${REDISKIT_JOBS:-2}
+FUZZ_SECONDS=${REDISKIT_FUZZ_SECONDS:-60}
+
+BUILD_PACKAGES=(g++ cmake ninja-build ccache libboost1.81-dev libboost-json1.81-dev)
+TEST_PACKAGES=("${BUILD_PACKAGES[@]}" libboost-test1.81-dev redis-server
+               clang clang-14 libclang-rt-14-dev)
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# ensure_packages PKG...: installs, with one apt-get update, the packages dpkg lacks.
+ensure_packages() {
+  if ! command -v dpkg >/dev/null 2>&1; then
+    echo "note: no dpkg (not Debian?): assuming these are installed: $*"
+    return 0
+  fi
+  local missing=() p
+  for p in "$@"; do
+    dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  local sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+      echo "error: missing packages: ${missing[*]} (run as root, or install them)" >&2
+      return 1
+    fi
+    sudo=(sudo -n env DEBIAN_FRONTEND=noninteractive)
+  fi
+  log "installing missing packages: ${missing[*]}"
+  "${sudo[@]}" apt-get update -q </dev/null &&
+    "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+}
+
+# --- step bookkeeping -----------------------------------------------------------------------------
+STEP_NAMES=() STEP_SECS=() STEP_RESULTS=()
+CFG_NAMES=() CFG_PASSED=() CFG_FAILED=() CFG_SKIPPED=()
+ANY_FAILURE=0
+
+# step NAME CMD...: runs CMD, records its time and result, returns its status.
+step() {
+  local name=$1 start=$SECONDS rc
+  shift
+  log "$name"
+  "$@"
+  rc=$?
+  STEP_NAMES+=("$name")
+  STEP_SECS+=($((SECONDS - start)))
+  if ((rc == 0)); then STEP_RESULTS+=(ok); else STEP_RESULTS+=("FAILED ($rc)"); ANY_FAILURE=1; fi
+  return "$rc"
+}
+
+record() {  # record CONFIG PASSED FAILED SKIPPED: adds to the counts of CONFIG
+  local i
+  (($3 > 0)) && ANY_FAILURE=1
+  for i in "${!CFG_NAMES[@]}"; do
+    if [[ ${CFG_NAMES[$i]} == "$1" ]]; then
+      CFG_PASSED[i]=$((CFG_PASSED[i] + $2)) CFG_FAILED[i]=$((CFG_FAILED[i] + $3))
+      CFG_SKIPPED[i]=$((CFG_SKIPPED[i] + $4))
+      return 0
+    fi
+  done
+  CFG_NAMES+=("$1") CFG_PASSED+=("$2") CFG_FAILED+=("$3") CFG_SKIPPED+=("$4")
+  return 0
+}
+
+attr() {  # attr NAME "<tag ...>": the numeric attribute NAME of the tag (0 when absent)
+  local v
+  v=$(sed -n "s/.*[[:space:]]$1=\"\([0-9]*\)\".*/\1/p" <<<"$2")
+  echo "${v:-0}"
+}
+
+# count_ctest CONFIG BUILD_DIR: test cases of one configuration. Boost.Test executables count
+# their test cases (JUnit XML in BUILD_DIR/test-results); every other CTest test (fixture,
+# examples, checks) counts as one case. An executable that failed without failing cases in its
+# XML (crash, sanitizer report at exit, timeout, fixture failure) adds one failed case.
+count_ctest() {
+  local cfg=$1 dir=$2 passed=0 failed=0 skipped=0
+  local junit="$dir/ctest-junit.xml" name status xml root t f e s
+  if [[ ! -f $junit ]]; then
+    echo "no CTest results in $junit"
+    record "$cfg" 0 1 0
+    return
+  fi
+  while read -r name status; do
+    xml="$dir/test-results/$name.xml"
+    if [[ -f $xml ]]; then
+      # The root element comes first; never scan a whole (possibly huge) file.
+      root=$(head -c 65536 "$xml" | grep -a -m1 -o '<testsuite [^>]*>')
+      t=$(attr tests "$root") f=$(attr failures "$root") e=$(attr errors "$root") s=$(attr skipped "$root")
+      passed=$((passed + t - f - e - s)) failed=$((failed + f + e)) skipped=$((skipped + s))
+      if [[ $status != run ]] && ((f + e == 0)); then
+        echo "$cfg: $name failed outside its test cases (see its output above)"
+        failed=$((failed + 1))
+      fi
+      continue
+    fi
+    case $status in
+      run) passed=$((passed + 1)) ;;
+      disabled) skipped=$((skipped + 1)) ;;
+      *) failed=$((failed + 1)) ;;
+    esac
+  done < <(grep -o '<testcase name="[^"]*"[^>]*status="[^"]*"' "$junit" |
+             sed 's/<testcase name="\([^"]*\)".*status="\([^"]*\)"/\1 \2/')
+  record "$cfg" "$passed" "$failed" "$skipped"
+}
+
+# config PRESET: configure, build and ctest one preset; counts its test cases. A build failure
+# counts as one failed case, and the tests that did build still run (ninja -k 0).
+config() {
+  local preset=$1 dir="$ROOT/build/$1"
+  if ! step "$preset: configure" cmake --preset "$preset"; then
+    record "$preset" 0 1 0  # nothing ran: one failed case so it cannot look green
+    return
+  fi
+  if ! step "$preset: build" cmake --build --preset "$preset" -j "$JOBS" -- -k 0; then
+    record "$preset" 0 1 0
+  fi
+  rm -rf "$dir/test-results" "$dir/ctest-junit.xml"
+  mkdir -p "$dir/test-results"
+  step "$preset: ctest" ctest --preset "$preset" --output-on-failure -j "$JOBS" \
+    --output-junit "$dir/ctest-junit.xml"
+  count_ctest "$preset" "$dir"
+}
+
+header_version() {
+  sed -n 's/^#define REDISKIT_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' \
+    include/rediskit/version.hpp | paste -sd.
+}
+
+# install_consumer MODE: tests/install_consumer against the installed package (MODE=package)
+# or through add_subdirectory (MODE=subdirectory); builds and runs it, checks the version.
+install_consumer() {
+  local mode=$1 dir="$ROOT/build/consumer-$1" out launcher=()
+  command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  rm -rf "$dir"
+  cmake -S tests/install_consumer -B "$dir" -G Ninja -DCMAKE_CXX_COMPILER=g++ \
+    -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" -DREDISKIT_CONSUMER_MODE="$mode" \
+    -DREDISKIT_SOURCE_DIR="$ROOT" -DCMAKE_PREFIX_PATH="$ROOT/build/install" \
+    -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF -DREDISKIT_EXPECTED_VERSION="$(header_version)" &&
+    cmake --build "$dir" -j "$JOBS" &&
+    out=$("$dir/app") || return 1
+  echo "$out"
+  if [[ $out != "rediskit $(header_version)"* ]]; then
+    echo "error: the consumer printed '$out', expected 'rediskit $(header_version) ...'" >&2
+    return 1
+  fi
+}
+
+install_step() {
+  rm -rf "$ROOT/build/install"
+  cmake --install "$ROOT/build/release" --prefix "$ROOT/build/install"
+}
+
+readme_check() {
+  local block
+  block=$(mktemp)
+  awk '!f && /^```cpp[[:space:]]*$/ {f = 1; next} f && /^```/ {exit} f {print}' README.md >"$block"
+  if ! [[ -s $block ]]; then
+    echo "error: README.md has no \`\`\`cpp code block; its first one must be examples/quick_start.cpp" >&2
+    rm -f "$block"
+    return 1
+  fi
+  if ! diff -u examples/quick_start.cpp "$block"; then
+    echo "error: README.md's first \`\`\`cpp block differs from examples/quick_start.cpp" \
+         "(diff above): run bash scripts/sync_readme_quick_start.sh" >&2
+    rm -f "$block"
+    return 1
+  fi
+  rm -f "$block"
+  echo "README.md's first cpp block is examples/quick_start.cpp"
+}
+
+# run_fuzzer NAME: runs build/fuzz/NAME for FUZZ_SECONDS on a temporary copy of its corpus.
+run_fuzzer() {
+  local name=$1 dict=() work rc
+  local seeds="tests/fuzz/corpus/${name%_fuzzer}" artifacts="$ROOT/build/fuzz/artifacts/$name/"
+  work=$(mktemp -d)
+  [[ -d $seeds ]] && cp -R "$seeds/." "$work/"
+  [[ -f tests/fuzz/${name%_fuzzer}.dict ]] && dict=("-dict=$ROOT/tests/fuzz/${name%_fuzzer}.dict")
+  mkdir -p "$artifacts"
+  echo "$name: $(find "$work" -type f | wc -l) seed inputs, ${FUZZ_SECONDS}s"
+  "$ROOT/build/fuzz/$name" -max_total_time="$FUZZ_SECONDS" -timeout=25 -rss_limit_mb=2048 \
+    -print_final_stats=1 -artifact_prefix="$artifacts" "${dict[@]}" "$work" \
+    >"$ROOT/build/fuzz/$name.log" 2>&1
+  rc=$?
+  tail -n 25 "$ROOT/build/fuzz/$name.log"
+  rm -rf "$work"
+  ((rc == 0)) || echo "error: $name failed; reproducer and log in $artifacts, build/fuzz/$name.log" >&2
+  return "$rc"
+}
+
+fuzz_all() {
+  local sources=() src name passed=0 failed=0
+  shopt -s nullglob
+  sources=(tests/fuzz/*_fuzzer.cpp)
+  shopt -u nullglob
+  if ((${#sources[@]} == 0)); then
+    echo "no tests/fuzz/*_fuzzer.cpp: nothing to fuzz"
+    return
+  fi
+  if ! step "fuzz: configure" cmake --preset fuzz; then
+    record fuzz 0 1 0
+    return
+  fi
+  step "fuzz: build" cmake --build --preset fuzz -j "$JOBS" -- -k 0 || record fuzz 0 1 0
+  for src in "${sources[@]}"; do
+    name=$(basename "$src" .cpp)
+    if step "fuzz: $name" run_fuzzer "$name"; then
+      passed=$((passed + 1))
+    else
+      failed=$((failed + 1))
+    fi
+  done
+  record fuzz "$passed" "$failed" 0
+}
+
+one_case() {  # one_case CONFIG STEP-NAME CMD...: a step that counts as one test case
+  local cfg=$1 name=$2
+  shift 2
+  if step "$name" "$@"; then record "$cfg" 1 0 0; else record "$cfg" 0 1 0; fi
+}
+
+summary() {
+  local i total_passed=0 total_failed=0
+  log "summary"
+  printf '%-34s %7s  %s\n' step seconds result
+  for i in "${!STEP_NAMES[@]}"; do
+    printf '%-34s %7s  %s\n' "${STEP_NAMES[$i]}" "${STEP_SECS[$i]}" "${STEP_RESULTS[$i]}"
+  done
+  printf '%-34s %7s\n' "total" "$SECONDS"
+  echo
+  printf '%-14s %8s %8s %8s\n' configuration passed failed skipped
+  for i in "${!CFG_NAMES[@]}"; do
+    printf '%-14s %8s %8s %8s\n' "${CFG_NAMES[$i]}" "${CFG_PASSED[$i]}" "${CFG_FAILED[$i]}" \
+      "${CFG_SKIPPED[$i]}"
+    total_passed=$((total_passed + CFG_PASSED[i]))
+    total_failed=$((total_failed + CFG_FAILED[i]))
+  done
+  # A failed step that counted no case (e.g. installing packages) must still show as a failure.
+  if ((ANY_FAILURE && total_failed == 0)); then total_failed=1; fi
+  echo
+  echo "tests: $total_passed passed, $total_failed failed"
+  ((total_failed == 0))
+}
+
+mode_test() {
+  if ! step "install packages" ensure_packages "${TEST_PACKAGES[@]}"; then
+    record packages 0 1 0
+  fi
+  config gcc-asan
+  config clang-asan
+  config release
+  if step "install" install_step; then
+    one_case install "install: find_package consumer" install_consumer package
+  else
+    record install 0 1 0
+  fi
+  one_case install "install: add_subdirectory consumer" install_consumer subdirectory
+  one_case readme "readme: quick start block" readme_check
+  fuzz_all
+  summary
+}
+
+mode_example() {
+  ensure_packages "${BUILD_PACKAGES[@]}" || exit 1
+  cmake --preset release &&
+    cmake --build --preset release -j "$JOBS" --target quick_start &&
+    log "examples/quick_start" &&
+    "$ROOT/build/release/examples/quick_start"
+}
+
+case "${1:-}" in
+  example) mode_example ;;
+  test) mode_test ;;
+  *)
+    echo "usage: bash scripts/run.sh example|test" >&2
+    exit 2
+    ;;
+esac
