@@ -1,0 +1,1070 @@
+// rediskit: implementation of Connection. Included at the bottom of rediskit/connection.hpp.
+//
+// Shape: the public Connection owns a shared ConnectionImpl; every asynchronous handler the
+// implementation starts holds a shared_ptr to it, so destroying the Connection closes the link
+// and the implementation goes away once the last handler has run. Each TCP link has its own
+// Link object (socket, buffers, parser); handlers also hold their Link and ignore their
+// completion when it is no longer the current one, so nothing of an old link can reach a new
+// one.
+//
+// Pending user operations are type-erased nodes (ExecOpBase...) allocated with the handler's
+// associated allocator (asio's recycling allocator by default) and completed through the
+// handler's associated executor, with outstanding work tracked, as asio's own operations do.
+#pragma once
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/associated_allocator.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/asio/recycling_allocator.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <deque>
+#include <random>
+#include <set>
+#include <vector>
+
+namespace rediskit {
+namespace detail {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+// ------------------------------------------------------------------------------------------
+// Type-erased operations
+
+template <class Handler>
+using WorkExecutor = std::decay_t<decltype(asio::prefer(
+    std::declval<asio::associated_executor_t<Handler, asio::any_io_executor>>(),
+    asio::execution::outstanding_work.tracked))>;
+
+template <class Handler>
+WorkExecutor<Handler> make_work(Handler const& h, asio::any_io_executor const& ex) {
+  return asio::prefer(asio::get_associated_executor(h, ex),
+                      asio::execution::outstanding_work.tracked);
+}
+
+template <class Op, class Handler>
+auto op_allocator(Handler const& h) {
+  auto a = asio::get_associated_allocator(h, asio::recycling_allocator<void>());
+  using Traits = std::allocator_traits<decltype(a)>;
+  return typename Traits::template rebind_alloc<Op>(a);
+}
+
+template <class Op, class Handler, class... Args>
+Op* make_op(Handler&& h, Args&&... args) {
+  auto alloc = op_allocator<Op>(h);
+  using Traits = std::allocator_traits<decltype(alloc)>;
+  Op* p = Traits::allocate(alloc, 1);
+  try {
+    Traits::construct(alloc, p, std::move(h), std::forward<Args>(args)...);
+  } catch (...) {
+    Traits::deallocate(alloc, p, 1);
+    throw;
+  }
+  return p;
+}
+
+// Frees the op (its memory goes back before the upcall, as asio does) and dispatches the
+// handler through its associated executor.
+template <class Op, class... Args>
+void finish_op(Op* op, Args&&... args) {
+  auto slot = asio::get_associated_cancellation_slot(op->handler);
+  if (slot.is_connected()) slot.clear();
+  auto alloc = op_allocator<Op>(op->handler);
+  auto handler = std::move(op->handler);
+  auto work = std::move(op->work);
+  using Traits = std::allocator_traits<decltype(alloc)>;
+  Traits::destroy(alloc, op);
+  Traits::deallocate(alloc, op, 1);
+  asio::dispatch(work, asio::append(std::move(handler), std::forward<Args>(args)...));
+}
+
+/// What a SUBSCRIBE-family request changes in the session, applied once it is written.
+struct Subscription {
+  bool pattern = false;
+  bool subscribe = true;
+  std::vector<std::string> names;
+};
+
+/// A request waiting to be written or for its replies.
+struct ExecOpBase {
+  using NodeFn = void (*)(ExecOpBase*, std::size_t, resp3::NodeView const&, error_code&);
+  using CompleteFn = void (*)(ExecOpBase*, error_code);
+
+  NodeFn on_node_fn = nullptr;
+  CompleteFn complete_fn = nullptr;
+  std::string_view payload;
+  std::size_t expected = 0;  // regular replies
+  resp3::Request::Config cfg{};
+  Diagnostics* diag = nullptr;
+  Subscription const* subscription = nullptr;  // SUBSCRIBE and friends only
+  bool internal = false;  // the handshake or a health-check PING, owned by the connection
+
+  void complete(error_code ec) { complete_fn(this, ec); }
+};
+
+template <class Handler, class Response>
+struct ExecOp final : ExecOpBase {
+  Handler handler;
+  WorkExecutor<Handler> work;
+  resp3::ResponseAdapter<Response> adapter;
+
+  ExecOp(Handler&& h, asio::any_io_executor const& ex, Response& r)
+      : handler(std::move(h)), work(make_work(handler, ex)), adapter(r) {
+    on_node_fn = [](ExecOpBase* b, std::size_t i, resp3::NodeView const& n, error_code& ec) {
+      static_cast<ExecOp*>(b)->adapter.on_node(i, n, ec);
+    };
+    complete_fn = [](ExecOpBase* b, error_code ec) { finish_op(static_cast<ExecOp*>(b), ec); };
+  }
+};
+
+// SUBSCRIBE and friends: owns its request; no regular reply (RESP3 confirms with pushes).
+template <class Handler>
+struct SubscriptionOp final : ExecOpBase {
+  Handler handler;
+  WorkExecutor<Handler> work;
+  resp3::Request request;
+  Subscription change;
+
+  SubscriptionOp(Handler&& h, asio::any_io_executor const& ex, resp3::Request&& r,
+                 Subscription&& c)
+      : handler(std::move(h)),
+        work(make_work(handler, ex)),
+        request(std::move(r)),
+        change(std::move(c)) {
+    subscription = &change;
+    on_node_fn = [](ExecOpBase*, std::size_t, resp3::NodeView const&, error_code&) {};
+    complete_fn = [](ExecOpBase* b, error_code ec) {
+      finish_op(static_cast<SubscriptionOp*>(b), ec);
+    };
+    payload = request.payload();
+    cfg.idempotent = true;  // subscribing twice is harmless
+  }
+};
+
+struct ReceiveOpBase {
+  using CompleteFn = void (*)(ReceiveOpBase*, error_code, resp3::Tree);
+  CompleteFn complete_fn = nullptr;
+  void complete(error_code ec, resp3::Tree t) { complete_fn(this, ec, std::move(t)); }
+};
+
+template <class Handler>
+struct ReceiveOp final : ReceiveOpBase {
+  Handler handler;
+  WorkExecutor<Handler> work;
+  ReceiveOp(Handler&& h, asio::any_io_executor const& ex)
+      : handler(std::move(h)), work(make_work(handler, ex)) {
+    complete_fn = [](ReceiveOpBase* b, error_code ec, resp3::Tree t) {
+      finish_op(static_cast<ReceiveOp*>(b), ec, std::move(t));
+    };
+  }
+};
+
+struct WaitOpBase {
+  using CompleteFn = void (*)(WaitOpBase*, error_code);
+  CompleteFn complete_fn = nullptr;
+  void complete(error_code ec) { complete_fn(this, ec); }
+};
+
+template <class Handler>
+struct WaitOp final : WaitOpBase {
+  Handler handler;
+  WorkExecutor<Handler> work;
+  WaitOp(Handler&& h, asio::any_io_executor const& ex)
+      : handler(std::move(h)), work(make_work(handler, ex)) {
+    complete_fn = [](WaitOpBase* b, error_code ec) { finish_op(static_cast<WaitOp*>(b), ec); };
+  }
+};
+
+// ------------------------------------------------------------------------------------------
+
+class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
+ public:
+  enum class State : std::uint8_t {
+    idle,           // never asked to connect
+    connecting,     // resolve + TCP connect
+    handshaking,    // HELLO / SELECT / setup / resubscribe written, replies awaited
+    connected,
+    waiting_retry,  // backoff timer running
+    down,           // gave up; a new request or async_connect starts a new cycle
+    closed,         // final
+  };
+
+  ConnectionImpl(asio::any_io_executor ex, ConnectionConfig cfg)
+      : ex_(std::move(ex)),
+        cfg_(std::move(cfg)),
+        resolver_(ex_),
+        retry_timer_(ex_),
+        connect_timer_(ex_),
+        health_timer_(ex_),
+        rng_(std::random_device{}()) {
+    handshake_op_.internal = true;
+    handshake_op_.diag = &handshake_diag_;
+    handshake_op_.on_node_fn = &internal_on_node;
+    handshake_op_.complete_fn = [](ExecOpBase* b, error_code ec) {
+      static_cast<InternalOp*>(b)->impl->on_handshake_done(ec);
+    };
+    handshake_op_.impl = this;
+    ping_op_.internal = true;
+    ping_op_.payload = "*1\r\n$4\r\nPING\r\n";
+    ping_op_.expected = 1;
+    ping_op_.on_node_fn = &internal_on_node;
+    ping_op_.complete_fn = [](ExecOpBase* b, error_code) {
+      static_cast<InternalOp*>(b)->impl->ping_outstanding_ = false;
+    };
+    ping_op_.impl = this;
+  }
+
+  asio::any_io_executor const& executor() const noexcept { return ex_; }
+  ConnectionConfig const& config() const noexcept { return cfg_; }
+  ConnectionMetrics const& metrics() const noexcept { return metrics_; }
+
+  HealthStatus health() const noexcept {
+    switch (state_) {
+      case State::connected: return HealthStatus::ok;
+      case State::connecting:
+      case State::handshaking:
+      case State::waiting_retry: return HealthStatus::degraded;
+      default: return HealthStatus::disconnected;
+    }
+  }
+
+  // ---- initiations (run in the caller, never complete inline) ----------------------------
+
+  template <class Handler, class Response>
+  void start_exec(Handler&& h, resp3::Request const& req, Response& resp, Diagnostics* diag) {
+    using Op = ExecOp<std::decay_t<Handler>, Response>;
+    Op* op = make_op<Op>(std::move(h), ex_, resp);
+    op->payload = req.payload();
+    op->expected = req.expected_replies();
+    op->cfg = req.config;
+    op->diag = diag;
+    if (diag) diag->clear();
+    constexpr std::size_t want = resp3::ResponseAdapter<Response>::expected_replies;
+    if (req.commands() == 0 || (want != resp3::any_count && want != op->expected))
+      return post_complete(op, Error::invalid_request);
+    install_cancel(op);
+    submit(op);
+  }
+
+  /// SUBSCRIBE / PSUBSCRIBE / UNSUBSCRIBE / PUNSUBSCRIBE. Once written, the change is
+  /// remembered so that a reconnection subscribes again (see on_write).
+  template <class Handler>
+  void start_subscription(Handler&& h, resp3::Request&& req, Subscription&& change) {
+    using Op = SubscriptionOp<std::decay_t<Handler>>;
+    Op* op = make_op<Op>(std::move(h), ex_, std::move(req), std::move(change));
+    if (state_ == State::closed) return post_complete(op, Error::connection_closed);
+    install_cancel(op);
+    submit(op);
+  }
+
+  template <class Handler>
+  void start_receive(Handler&& h) {
+    using Op = ReceiveOp<std::decay_t<Handler>>;
+    Op* op = make_op<Op>(std::move(h), ex_);
+    if (state_ == State::closed) return post_receive(op, Error::connection_closed, {});
+    if (receiver_) return post_receive(op, Error::already_receiving, {});
+    if (pushes_were_dropped_) {
+      pushes_were_dropped_ = false;
+      return post_receive(op, Error::pushes_dropped, {});
+    }
+    if (!pushes_.empty()) {
+      resp3::Tree t = std::move(pushes_.front());
+      pushes_.pop_front();
+      return post_receive(op, {}, std::move(t));
+    }
+    auto slot = asio::get_associated_cancellation_slot(op->handler);
+    if (slot.is_connected())
+      slot.template emplace<CancelReceive>(CancelReceive{this, op});
+    receiver_ = op;
+  }
+
+  template <class Handler>
+  void start_connect(Handler&& h) {
+    using Op = WaitOp<std::decay_t<Handler>>;
+    Op* op = make_op<Op>(std::move(h), ex_);
+    switch (state_) {
+      case State::connected: return post_wait(op, {});
+      case State::closed: return post_wait(op, Error::connection_closed);
+      case State::idle:
+      case State::down: start_cycle(); break;
+      default: break;
+    }
+    auto slot = asio::get_associated_cancellation_slot(op->handler);
+    if (slot.is_connected())
+      slot.template emplace<CancelConnect>(CancelConnect{this, op});
+    connect_waiters_.push_back(op);
+  }
+
+  template <class Handler>
+  void start_close(Handler&& h) {
+    using Op = WaitOp<std::decay_t<Handler>>;
+    Op* op = make_op<Op>(std::move(h), ex_);
+    close();
+    post_wait(op, {});
+  }
+
+  /// Fails everything pending with operation_aborted; the link stays.
+  void cancel() {
+    error_code const ec = asio::error::operation_aborted;
+    std::vector<ExecOpBase*> ops;
+    for (auto* op : waiting_)
+      if (!op->internal) ops.push_back(op);
+    std::erase_if(waiting_, [](ExecOpBase* op) { return !op->internal; });
+    for (auto& s : inflight_)
+      if (s.op && !s.op->internal) ops.push_back(std::exchange(s.op, nullptr));
+    if (link_) {
+      for (auto* op : link_->written_no_reply) ops.push_back(op);
+      link_->written_no_reply.clear();
+    }
+    auto waiters = std::exchange(connect_waiters_, {});
+    auto* receiver = std::exchange(receiver_, nullptr);
+    for (auto* op : ops) op->complete(ec);
+    for (auto* w : waiters) w->complete(ec);
+    if (receiver) receiver->complete(ec, {});
+  }
+
+  void close() {
+    if (state_ == State::closed) return;
+    state_ = State::closed;
+    if (link_) {
+      error_code ignored;
+      link_->socket.close(ignored);
+    }
+    resolver_.cancel();
+    retry_timer_.cancel();
+    connect_timer_.cancel();
+    health_timer_.cancel();
+    error_code const ec = Error::connection_closed;
+    std::vector<ExecOpBase*> ops;
+    for (auto* op : waiting_) ops.push_back(op);
+    waiting_.clear();
+    for (auto& s : inflight_)
+      if (s.op) ops.push_back(s.op);
+    inflight_.clear();
+    if (link_) {
+      for (auto* op : link_->written_no_reply) ops.push_back(op);
+      link_->written_no_reply.clear();
+    }
+    link_.reset();
+    auto waiters = std::exchange(connect_waiters_, {});
+    auto* receiver = std::exchange(receiver_, nullptr);
+    pushes_.clear();
+    log(LogLevel::info, "connection to ", cfg_.host, ":", cfg_.port, " closed");
+    for (auto* op : ops)
+      if (!op->internal) op->complete(ec);
+    for (auto* w : waiters) w->complete(ec);
+    if (receiver) receiver->complete(ec, {});
+  }
+
+ private:
+  struct InternalOp final : ExecOpBase {
+    ConnectionImpl* impl = nullptr;
+  };
+
+  struct Slot {
+    ExecOpBase* op;  // null once the caller gave up on it: its replies are discarded
+    std::size_t expected;
+    std::size_t received = 0;
+    error_code ec{};
+    bool skip = false;  // the current reply failed to adapt: skip its remaining nodes
+  };
+
+  struct Link {
+    Link(asio::any_io_executor const& ex, resp3::ParserConfig const& pc)
+        : socket(ex), parser(pc) {}
+    asio::ip::tcp::socket socket;
+    std::string wbuf;
+    std::vector<char> rbuf;
+    std::size_t rbeg = 0;
+    std::size_t rend = 0;
+    resp3::Parser parser;
+    bool writing = false;
+    bool in_reply = false;  // some nodes of a reply were seen
+    bool in_push = false;   // ...and that reply is a push
+    resp3::Tree push;
+    std::vector<ExecOpBase*> written_no_reply;  // in the write in flight, completing with it
+  };
+  using LinkPtr = std::shared_ptr<Link>;
+
+  struct CancelExec {
+    ConnectionImpl* impl;
+    ExecOpBase* op;
+    void operator()(asio::cancellation_type) const { impl->cancel_exec(op); }
+  };
+  struct CancelReceive {
+    ConnectionImpl* impl;
+    ReceiveOpBase* op;
+    void operator()(asio::cancellation_type) const {
+      if (impl->receiver_ != op) return;
+      impl->receiver_ = nullptr;
+      op->complete(asio::error::operation_aborted, {});
+    }
+  };
+  struct CancelConnect {
+    ConnectionImpl* impl;
+    WaitOpBase* op;
+    void operator()(asio::cancellation_type) const {
+      auto& w = impl->connect_waiters_;
+      auto it = std::find(w.begin(), w.end(), op);
+      if (it == w.end()) return;
+      w.erase(it);
+      op->complete(asio::error::operation_aborted);
+    }
+  };
+
+  // ---- helpers -----------------------------------------------------------------------------
+
+  template <class... Parts>
+  void log(LogLevel level, Parts const&... parts) const {
+    if (!cfg_.log) return;
+    std::string line;
+    (append_log(line, parts), ...);
+    cfg_.log(level, line);
+  }
+  static void append_log(std::string& s, std::string_view v) { s += v; }
+  static void append_log(std::string& s, char const* v) { s += v; }
+  static void append_log(std::string& s, std::string const& v) { s += v; }
+  template <class Int>
+    requires std::is_integral_v<Int>
+  static void append_log(std::string& s, Int v) {
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, v);
+    s.append(buf, r.ptr);
+  }
+  static void append_log(std::string& s, error_code const& ec) {
+    s += ec.message();
+    s += " [";
+    s += ec.to_string();
+    s += "]";
+  }
+
+  void post_complete(ExecOpBase* op, error_code ec) {
+    asio::post(ex_, [op, ec] { op->complete(ec); });
+  }
+  void post_receive(ReceiveOpBase* op, error_code ec, resp3::Tree t) {
+    asio::post(ex_, [op, ec, t = std::move(t)]() mutable { op->complete(ec, std::move(t)); });
+  }
+  void post_wait(WaitOpBase* op, error_code ec) {
+    asio::post(ex_, [op, ec] { op->complete(ec); });
+  }
+
+  void record_error(error_code ec) {
+    ++metrics_.errors;
+    metrics_.last_error = ec;
+    metrics_.last_error_at = std::chrono::system_clock::now();
+  }
+
+  static void internal_on_node(ExecOpBase*, std::size_t, resp3::NodeView const& n,
+                               error_code& ec) {
+    if (resp3::is_error(n.type)) ec = server_error_code(n.value);
+  }
+
+  // ---- requests ----------------------------------------------------------------------------
+
+  void submit(ExecOpBase* op) {
+    switch (state_) {
+      case State::connected: break;
+      case State::closed: return post_complete(op, Error::connection_closed);
+      case State::idle:
+      case State::down:
+        if (op->cfg.fail_if_not_connected) return post_complete(op, Error::not_connected);
+        start_cycle();
+        break;
+      default:
+        if (op->cfg.fail_if_not_connected || waiting_.size() >= cfg_.max_waiting_requests)
+          return post_complete(op, Error::not_connected);
+        break;
+    }
+    waiting_.push_back(op);
+    if (state_ != State::connected) return;
+    // An idle link writes at once (one system call less per round trip); otherwise requests
+    // gather until the write in flight or the end of this event-loop turn.
+    if (inflight_.empty() && !link_->writing && !flush_scheduled_)
+      do_write();
+    else
+      schedule_flush();
+  }
+
+  // A cancelled request leaves the queue, or, once written, has its replies discarded.
+  template <class Op>
+  void install_cancel(Op* op) {
+    auto slot = asio::get_associated_cancellation_slot(op->handler);
+    if (slot.is_connected()) slot.template emplace<CancelExec>(CancelExec{this, op});
+  }
+
+  void cancel_exec(ExecOpBase* op) {
+    if (auto it = std::find(waiting_.begin(), waiting_.end(), op); it != waiting_.end()) {
+      waiting_.erase(it);
+      return op->complete(asio::error::operation_aborted);
+    }
+    for (auto& s : inflight_) {
+      if (s.op == op) {
+        s.op = nullptr;  // written: its replies will be read and dropped
+        return op->complete(asio::error::operation_aborted);
+      }
+    }
+    if (link_) {
+      auto& w = link_->written_no_reply;
+      if (auto it = std::find(w.begin(), w.end(), op); it != w.end()) {
+        w.erase(it);
+        return op->complete(asio::error::operation_aborted);
+      }
+    }
+  }
+
+  // Everything queued in this turn of the event loop goes out in one write.
+  void schedule_flush() {
+    if (flush_scheduled_ || !link_ || link_->writing) return;
+    flush_scheduled_ = true;
+    asio::post(ex_, [self = shared_from_this()] {
+      self->flush_scheduled_ = false;
+      self->do_write();
+    });
+  }
+
+  void do_write() {
+    LinkPtr const& link = link_;
+    if (!link || link->writing || state_ != State::connected || waiting_.empty()) return;
+    link->wbuf.clear();
+    while (!waiting_.empty()) {
+      ExecOpBase* op = waiting_.front();
+      waiting_.pop_front();
+      link->wbuf.append(op->payload);
+      ++metrics_.requests_sent;
+      if (op->expected == 0)
+        link->written_no_reply.push_back(op);
+      else
+        inflight_.push_back(Slot{op, op->expected});
+    }
+    start_write(link);
+  }
+
+  void start_write(LinkPtr const& link) {
+    link->writing = true;
+    ++metrics_.writes;
+    asio::async_write(link->socket, asio::buffer(link->wbuf),
+                      [self = shared_from_this(), link](error_code ec, std::size_t n) {
+                        self->on_write(link, ec, n);
+                      });
+  }
+
+  void on_write(LinkPtr const& link, error_code ec, std::size_t n) {
+    if (link != link_) return;
+    link->writing = false;
+    if (ec) return on_link_error(link, ec);
+    metrics_.bytes_written += n;
+    if (!link->written_no_reply.empty()) {
+      auto done = std::exchange(link->written_no_reply, {});
+      for (auto* op : done)
+        if (op->subscription) remember(*op->subscription);
+      for (auto* op : done) op->complete({});
+      if (link != link_) return;
+    }
+    do_write();
+  }
+
+  void remember(Subscription const& change) {
+    auto& set = change.pattern ? patterns_ : channels_;
+    if (!change.subscribe && change.names.empty()) set.clear();
+    for (auto const& n : change.names) {
+      if (change.subscribe)
+        set.insert(n);
+      else if (auto it = set.find(n); it != set.end())
+        set.erase(it);
+    }
+  }
+
+  // ---- replies -----------------------------------------------------------------------------
+
+  void start_read(LinkPtr const& link) {
+    constexpr std::size_t min_free = 16 * 1024;
+    constexpr std::size_t initial = 64 * 1024;
+    auto& b = link->rbuf;
+    if (link->rbeg == link->rend) {
+      link->rbeg = link->rend = 0;
+      if (b.size() > 16 * initial) std::vector<char>(initial).swap(b);  // after a huge reply
+    }
+    if (b.size() - link->rend < min_free) {
+      if (link->rbeg > 0) {
+        std::memmove(b.data(), b.data() + link->rbeg, link->rend - link->rbeg);
+        link->rend -= link->rbeg;
+        link->rbeg = 0;
+      }
+      if (b.size() - link->rend < min_free) b.resize(std::max(initial, b.size() * 2));
+    }
+    // Wait for readability, then read what is there: asio's async_read_some would first try a
+    // read that fails with EAGAIN on every round trip.
+    link->socket.async_wait(asio::socket_base::wait_read,
+                            [self = shared_from_this(), link](error_code ec) {
+                              self->on_readable(link, ec);
+                            });
+  }
+
+  void on_readable(LinkPtr const& link, error_code ec) {
+    if (link != link_) return;
+    std::size_t n = 0;
+    if (!ec) {
+      auto& b = link->rbuf;
+      n = link->socket.read_some(asio::buffer(b.data() + link->rend, b.size() - link->rend), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) return start_read(link);
+      if (!ec && n == 0) ec = asio::error::eof;
+    }
+    if (ec) return on_link_error(link, ec);
+    link->rend += n;
+    metrics_.bytes_read += n;
+    read_activity_ = true;
+    if (process(link)) start_read(link);
+  }
+
+  // Parses every complete node; false when the link is no longer current.
+  bool process(LinkPtr const& link) {
+    for (;;) {
+      std::size_t consumed = 0;
+      error_code ec;
+      auto node = link->parser.consume(
+          std::string_view(link->rbuf.data() + link->rbeg, link->rend - link->rbeg), consumed,
+          ec);
+      link->rbeg += consumed;  // the node's value still views the buffer: nothing moved it
+      if (ec) {
+        log(LogLevel::error, "protocol error from ", cfg_.host, ":", cfg_.port, ": ", ec);
+        on_link_error(link, ec);
+        return false;
+      }
+      if (!node) return true;
+      if (!on_node(link, *node)) return false;
+    }
+  }
+
+  bool on_node(LinkPtr const& link, resp3::NodeView const& n) {
+    bool const done = link->parser.done();
+    if (!link->in_reply) {
+      link->in_reply = true;
+      link->in_push = n.type == resp3::Type::push;
+      if (!link->in_push && inflight_.empty()) {
+        log(LogLevel::error, "reply from ", cfg_.host, ":", cfg_.port,
+            " that no request waits for; dropping the link");
+        on_link_error(link, Error::unsolicited_reply);
+        return false;
+      }
+    }
+    if (link->in_push) {
+      link->push.push_back(resp3::Node{n.type, n.size, n.depth, std::string(n.value)});
+      if (!done) return true;
+      link->in_reply = false;
+      deliver_push(std::exchange(link->push, {}));
+      return link == link_;
+    }
+    Slot& s = inflight_.front();
+    if (s.op && !s.skip) {
+      error_code ec;
+      s.op->on_node_fn(s.op, s.received, n, ec);
+      if (ec) {
+        s.skip = true;
+        if (!s.ec) s.ec = ec;
+        if (resp3::is_error(n.type) && s.op->diag && s.op->diag->server_message.empty())
+          s.op->diag->server_message.assign(n.value);
+      }
+    }
+    if (!done) return true;
+    link->in_reply = false;
+    s.skip = false;
+    ++metrics_.replies_received;
+    if (++s.received < s.expected) return true;
+    Slot const finished = s;
+    inflight_.pop_front();
+    if (finished.op) finished.op->complete(finished.ec);  // may resume the caller right here
+    return link == link_;
+  }
+
+  void deliver_push(resp3::Tree t) {
+    ++metrics_.pushes_received;
+    if (receiver_ && pushes_.empty() && !pushes_were_dropped_) {
+      auto* r = std::exchange(receiver_, nullptr);
+      return r->complete({}, std::move(t));
+    }
+    if (pushes_.size() >= std::max<std::size_t>(cfg_.max_queued_pushes, 1)) {
+      pushes_.pop_front();
+      ++metrics_.pushes_dropped;
+      if (!pushes_were_dropped_)
+        log(LogLevel::warning, "push queue full (", cfg_.max_queued_pushes,
+            "): dropping the oldest pushes; call async_receive faster");
+      pushes_were_dropped_ = true;
+    }
+    pushes_.push_back(std::move(t));
+  }
+
+  // ---- link life cycle ---------------------------------------------------------------------
+
+  void start_cycle() {
+    retries_left_ = cfg_.reconnect.max_attempts;
+    retry_number_ = 0;
+    start_attempt();
+  }
+
+  void retry_or_give_up(error_code ec) {
+    if (retries_left_ == 0) return give_up(ec);
+    --retries_left_;
+    ++retry_number_;
+    auto const delay = cfg_.reconnect.delay(retry_number_, rng_());
+    state_ = State::waiting_retry;
+    log(LogLevel::info, "reconnecting to ", cfg_.host, ":", cfg_.port, " in ", delay.count(),
+        " ms (attempt ", retry_number_, " of ", cfg_.reconnect.max_attempts, ")");
+    retry_timer_.expires_after(delay);
+    retry_timer_.async_wait([self = shared_from_this()](error_code e) {
+      if (e || self->state_ != State::waiting_retry) return;
+      self->start_attempt();
+    });
+  }
+
+  void start_attempt() {
+    state_ = State::connecting;
+    auto link = std::make_shared<Link>(ex_, cfg_.parser);
+    link_ = link;
+    connect_timer_.expires_after(cfg_.connect_timeout);
+    connect_timer_.async_wait([self = shared_from_this(), link](error_code ec) {
+      if (ec || link != self->link_) return;
+      if (self->state_ == State::connecting || self->state_ == State::handshaking) {
+        self->resolver_.cancel();
+        self->fail_attempt(link, Error::connect_timeout, false);
+      }
+    });
+    resolver_.async_resolve(
+        cfg_.host, std::to_string(cfg_.port),
+        [self = shared_from_this(), link](error_code ec,
+                                          asio::ip::tcp::resolver::results_type results) {
+          if (link != self->link_) return;
+          if (ec) {
+            self->log(LogLevel::warning, "cannot resolve ", self->cfg_.host, ": ", ec);
+            return self->fail_attempt(link, Error::resolve_failed, false);
+          }
+          asio::async_connect(link->socket, results,
+                              [self, link](error_code e, asio::ip::tcp::endpoint const&) {
+                                if (link != self->link_) return;
+                                if (e) return self->fail_attempt(link, e, false);
+                                self->start_handshake(link);
+                              });
+        });
+  }
+
+  void start_handshake(LinkPtr const& link) {
+    state_ = State::handshaking;
+    error_code ignored;
+    link->socket.non_blocking(true, ignored);  // read_some after wait_read never blocks
+    link->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+    if (cfg_.tcp_keepalive) link->socket.set_option(asio::socket_base::keep_alive(true), ignored);
+
+    resp3::Request hs;
+    if (!cfg_.password.empty()) {
+      std::string_view const user =
+          cfg_.username.empty() ? std::string_view("default") : std::string_view(cfg_.username);
+      if (cfg_.client_name.empty())
+        hs.push("HELLO", 3, "AUTH", user, cfg_.password);
+      else
+        hs.push("HELLO", 3, "AUTH", user, cfg_.password, "SETNAME", cfg_.client_name);
+    } else if (!cfg_.client_name.empty()) {
+      hs.push("HELLO", 3, "SETNAME", cfg_.client_name);
+    } else {
+      hs.push("HELLO", 3);
+    }
+    if (cfg_.database != 0) hs.push("SELECT", cfg_.database);
+    if (!channels_.empty()) hs.push_range("SUBSCRIBE", channels_);
+    if (!patterns_.empty()) hs.push_range("PSUBSCRIBE", patterns_);
+    link->wbuf.assign(hs.payload());
+    link->wbuf.append(cfg_.setup.payload());
+
+    handshake_diag_.clear();
+    handshake_op_.expected = hs.expected_replies() + cfg_.setup.expected_replies();
+    inflight_.clear();
+    inflight_.push_back(Slot{&handshake_op_, handshake_op_.expected});
+    start_write(link);
+    start_read(link);
+  }
+
+  void on_handshake_done(error_code ec) {
+    LinkPtr const link = link_;
+    if (!link || state_ != State::handshaking) return;
+    if (ec) {
+      // The server's text says which step failed; it never holds the password.
+      log(LogLevel::error, "handshake with ", cfg_.host, ":", cfg_.port,
+          " rejected: ", handshake_diag_.server_message);
+      bool const auth = ec == Error::auth_failed;
+      return fail_attempt(link, auth ? Error::auth_failed : Error::handshake_failed, true);
+    }
+    connect_timer_.cancel();
+    state_ = State::connected;
+    ++metrics_.connections_created;
+    if (ever_connected_) ++metrics_.reconnections;
+    ever_connected_ = true;
+    metrics_.last_connected_at = std::chrono::system_clock::now();
+    log(LogLevel::info, "connected to ", cfg_.host, ":", cfg_.port);
+    start_health_check(link);
+    do_write();  // what waited for the link goes now
+    auto waiters = std::exchange(connect_waiters_, {});
+    for (auto* w : waiters) w->complete({});
+  }
+
+  // A connection attempt failed: retry with backoff, or give up.
+  void fail_attempt(LinkPtr const& link, error_code ec, bool fatal) {
+    if (link != link_) return;
+    error_code ignored;
+    link->socket.close(ignored);
+    link_.reset();
+    connect_timer_.cancel();
+    inflight_.clear();  // only the handshake can be there
+    record_error(ec);
+    log(LogLevel::warning, "connecting to ", cfg_.host, ":", cfg_.port, " failed: ", ec);
+    if (fatal) return give_up(ec);
+    retry_or_give_up(ec);
+  }
+
+  // The established link broke: fail what was written, keep what was not, reconnect.
+  void on_link_error(LinkPtr const& link, error_code ec) {
+    if (link != link_) return;
+    if (state_ != State::connected) return fail_attempt(link, ec, false);
+    error_code ignored;
+    link->socket.close(ignored);
+    link_.reset();
+    health_timer_.cancel();
+    ping_outstanding_ = false;
+    record_error(ec);
+    log(LogLevel::warning, "connection to ", cfg_.host, ":", cfg_.port, " lost: ", ec);
+
+    std::vector<ExecOpBase*> failed;
+    std::vector<ExecOpBase*> resend;
+    bool front = true;
+    for (auto& s : inflight_) {
+      bool const started = s.received > 0 || (front && link->in_reply && !link->in_push);
+      front = false;
+      if (!s.op || s.op->internal) continue;
+      (s.op->cfg.idempotent && !started ? resend : failed).push_back(s.op);
+    }
+    inflight_.clear();
+    for (auto* op : link->written_no_reply) (op->cfg.idempotent ? resend : failed).push_back(op);
+    link->written_no_reply.clear();
+    std::erase_if(waiting_, [](ExecOpBase* op) { return op->internal; });
+    waiting_.insert(waiting_.begin(), resend.begin(), resend.end());
+    std::vector<ExecOpBase*> not_connected;
+    std::erase_if(waiting_, [&](ExecOpBase* op) {
+      if (!op->cfg.fail_if_not_connected) return false;
+      not_connected.push_back(op);
+      return true;
+    });
+
+    retries_left_ = cfg_.reconnect.max_attempts;
+    retry_number_ = 0;
+    retry_or_give_up(ec);  // state changes before any caller runs
+
+    for (auto* op : failed) op->complete(Error::connection_lost);
+    for (auto* op : not_connected) op->complete(Error::not_connected);
+  }
+
+  void give_up(error_code ec) {
+    state_ = State::down;
+    log(LogLevel::error, "giving up on ", cfg_.host, ":", cfg_.port, " after ", retry_number_,
+        " retries: ", ec);
+    auto ops = std::exchange(waiting_, {});
+    auto waiters = std::exchange(connect_waiters_, {});
+    error_code const for_requests =
+        ec == Error::auth_failed ? error_code(Error::auth_failed) : Error::reconnect_gave_up;
+    for (auto* op : ops)
+      if (!op->internal) op->complete(for_requests);
+    for (auto* w : waiters) w->complete(ec);
+  }
+
+  // ---- health check ------------------------------------------------------------------------
+
+  void start_health_check(LinkPtr const& link) {
+    if (cfg_.health_check_interval.count() <= 0) return;
+    read_activity_ = false;
+    ping_outstanding_ = false;
+    arm_health_check(link);
+  }
+
+  void arm_health_check(LinkPtr const& link) {
+    health_timer_.expires_after(cfg_.health_check_interval);
+    health_timer_.async_wait([self = shared_from_this(), link](error_code ec) {
+      if (ec || link != self->link_ || self->state_ != State::connected) return;
+      self->on_health_tick(link);
+    });
+  }
+
+  void on_health_tick(LinkPtr const& link) {
+    bool const awaiting = !inflight_.empty() || link->writing;
+    if (awaiting && !read_activity_) {
+      log(LogLevel::warning, "no data from ", cfg_.host, ":", cfg_.port, " for ",
+          cfg_.health_check_interval.count(), " ms while replies are due: link is dead");
+      return on_link_error(link, Error::health_check_failed);
+    }
+    read_activity_ = false;
+    if (!ping_outstanding_ && inflight_.empty() && waiting_.empty()) {
+      ping_outstanding_ = true;
+      waiting_.push_back(&ping_op_);
+      do_write();
+    }
+    arm_health_check(link);
+  }
+
+  // ---- state -------------------------------------------------------------------------------
+
+  asio::any_io_executor ex_;
+  ConnectionConfig cfg_;
+  asio::ip::tcp::resolver resolver_;
+  asio::steady_timer retry_timer_;
+  asio::steady_timer connect_timer_;
+  asio::steady_timer health_timer_;
+  std::mt19937_64 rng_;
+
+  State state_ = State::idle;
+  LinkPtr link_;
+  bool ever_connected_ = false;
+  unsigned retries_left_ = 0;
+  unsigned retry_number_ = 0;
+
+  std::deque<ExecOpBase*> waiting_;  // not written yet
+  std::deque<Slot> inflight_;        // written, replies awaited, in order
+  bool flush_scheduled_ = false;
+
+  std::deque<resp3::Tree> pushes_;
+  bool pushes_were_dropped_ = false;
+  ReceiveOpBase* receiver_ = nullptr;
+  std::vector<WaitOpBase*> connect_waiters_;
+
+  InternalOp handshake_op_;
+  InternalOp ping_op_;
+  Diagnostics handshake_diag_;
+  bool ping_outstanding_ = false;
+  bool read_activity_ = false;
+
+  std::set<std::string, std::less<>> channels_;
+  std::set<std::string, std::less<>> patterns_;
+
+  ConnectionMetrics metrics_;
+};
+
+}  // namespace detail
+
+// ------------------------------------------------------------------------------------------
+// Connection
+
+inline Connection::Connection(executor_type ex, ConnectionConfig cfg)
+    : impl_(std::make_shared<detail::ConnectionImpl>(std::move(ex), std::move(cfg))) {}
+
+inline Connection& Connection::operator=(Connection&& other) noexcept {
+  if (this != &other) {
+    if (impl_) impl_->close();
+    impl_ = std::move(other.impl_);
+  }
+  return *this;
+}
+
+inline Connection::~Connection() {
+  if (impl_) impl_->close();
+}
+
+inline Connection::executor_type Connection::get_executor() const noexcept {
+  return impl_->executor();
+}
+
+inline HealthStatus Connection::health() const noexcept { return impl_->health(); }
+inline ConnectionMetrics const& Connection::metrics() const noexcept { return impl_->metrics(); }
+inline ConnectionConfig const& Connection::config() const noexcept { return impl_->config(); }
+inline void Connection::cancel() { impl_->cancel(); }
+inline void Connection::close() { impl_->close(); }
+
+template <class Token>
+auto Connection::async_connect(Token&& token) {
+  return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+      [](auto handler, std::shared_ptr<detail::ConnectionImpl> impl) {
+        impl->start_connect(std::move(handler));
+      },
+      token, impl_);
+}
+
+template <class Response, class Token>
+auto Connection::async_exec(resp3::Request const& req, Response& resp, Token&& token) {
+  return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+      [](auto handler, detail::ConnectionImpl* impl, resp3::Request const* r, Response* out) {
+        impl->start_exec(std::move(handler), *r, *out, nullptr);
+      },
+      token, impl_.get(), &req, &resp);
+}
+
+template <class Response, class Token>
+auto Connection::async_exec(resp3::Request const& req, Response& resp, Diagnostics& diag,
+                            Token&& token) {
+  return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+      [](auto handler, detail::ConnectionImpl* impl, resp3::Request const* r, Response* out,
+         Diagnostics* d) { impl->start_exec(std::move(handler), *r, *out, d); },
+      token, impl_.get(), &req, &resp, &diag);
+}
+
+template <class Token>
+auto Connection::async_receive(Token&& token) {
+  return boost::asio::async_initiate<Token, void(boost::system::error_code, resp3::Tree)>(
+      [](auto handler, std::shared_ptr<detail::ConnectionImpl> impl) {
+        impl->start_receive(std::move(handler));
+      },
+      token, impl_);
+}
+
+template <class Channels, class Token>
+auto Connection::async_subscription(std::string_view command, Channels const& channels,
+                                    Token&& token) {
+  std::vector<std::string> names;
+  if constexpr (std::is_convertible_v<Channels const&, std::string_view>) {
+    names.emplace_back(std::string_view(channels));
+  } else {
+    for (auto const& c : channels) names.emplace_back(std::string_view(c));
+  }
+  resp3::Request req;
+  req.push_range(command, names);
+  detail::Subscription change{.pattern = command.front() == 'P',
+                              .subscribe = command.find("UNSUB") == std::string_view::npos,
+                              .names = std::move(names)};
+  return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+      [](auto handler, std::shared_ptr<detail::ConnectionImpl> impl, resp3::Request r,
+         detail::Subscription c) {
+        impl->start_subscription(std::move(handler), std::move(r), std::move(c));
+      },
+      token, impl_, std::move(req), std::move(change));
+}
+
+template <class Channels, class Token>
+auto Connection::async_subscribe(Channels const& channels, Token&& token) {
+  return async_subscription("SUBSCRIBE", channels, std::forward<Token>(token));
+}
+template <class Channels, class Token>
+auto Connection::async_psubscribe(Channels const& patterns, Token&& token) {
+  return async_subscription("PSUBSCRIBE", patterns, std::forward<Token>(token));
+}
+template <class Channels, class Token>
+auto Connection::async_unsubscribe(Channels const& channels, Token&& token) {
+  return async_subscription("UNSUBSCRIBE", channels, std::forward<Token>(token));
+}
+template <class Channels, class Token>
+auto Connection::async_punsubscribe(Channels const& patterns, Token&& token) {
+  return async_subscription("PUNSUBSCRIBE", patterns, std::forward<Token>(token));
+}
+
+template <class Token>
+auto Connection::async_close(Token&& token) {
+  return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+      [](auto handler, std::shared_ptr<detail::ConnectionImpl> impl) {
+        impl->start_close(std::move(handler));
+      },
+      token, impl_);
+}
+
+}  // namespace rediskit

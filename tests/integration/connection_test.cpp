@@ -1,0 +1,599 @@
+// Connection against a real redis-server: pipelining, reconnection, health check, auth,
+// pushes, cancellation. Tests that break the server start their own TestRedisServer; the
+// others use the shared one from the CTest fixture.
+#include <rediskit/connection.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include "support/test_redis.hpp"
+
+#include <chrono>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using boost::system::error_code;
+using rediskit::Connection;
+using rediskit::ConnectionConfig;
+using rediskit::Error;
+using rediskit::resp3::Request;
+
+namespace {
+
+constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+ConnectionConfig config_for(unsigned short port) {
+  ConnectionConfig cfg;
+  cfg.port = port;
+  return cfg;
+}
+
+// Runs a coroutine to completion on its own io_context, within a time limit.
+template <class MakeCoro>
+void run(MakeCoro make, std::chrono::steady_clock::duration limit = 30s) {
+  asio::io_context ioc;
+  bool done = false;
+  std::exception_ptr failure;
+  asio::co_spawn(ioc, make(ioc), [&](std::exception_ptr e) {
+    done = true;
+    failure = e;
+  });
+  ioc.run_for(limit);
+  BOOST_REQUIRE_MESSAGE(done, "the test coroutine did not finish in time (a hang)");
+  if (failure) std::rethrow_exception(failure);
+}
+
+asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
+  asio::steady_timer t(co_await asio::this_coro::executor, d);
+  co_await t.async_wait(asio::use_awaitable);
+}
+
+// The next push, or nothing if none comes within `d` (the losing wait is cancelled).
+asio::awaitable<std::optional<rediskit::resp3::Tree>> receive_within(
+    Connection& conn, std::chrono::steady_clock::duration d) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::steady_timer timer(co_await asio::this_coro::executor, d);
+  auto r = co_await (conn.async_receive(as_tuple_awaitable) ||
+                     timer.async_wait(as_tuple_awaitable));
+  if (r.index() == 0) {
+    auto& [ec, tree] = std::get<0>(r);
+    if (!ec) co_return std::move(tree);
+  }
+  co_return std::nullopt;
+}
+
+bool is_link_failure(error_code ec) {
+  return ec == Error::connection_lost || ec == Error::not_connected ||
+         ec == Error::reconnect_gave_up || ec == Error::health_check_failed;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(connection)
+
+BOOST_AUTO_TEST_CASE(set_get_and_typed_replies) {
+  run([](asio::io_context& ioc) -> asio::awaitable<void> {
+    Connection conn(ioc, config_for(rediskit::test::shared_redis_port()));
+    co_await conn.async_connect(asio::use_awaitable);
+    BOOST_TEST(conn.health() == rediskit::HealthStatus::ok);
+
+    Request req;
+    req.push("SET", "rk:conn:typed:s", std::string_view("a\0b", 3));
+    req.push("GET", "rk:conn:typed:s");
+    req.push("GET", "rk:conn:typed:missing");
+    req.push("DEL", "rk:conn:typed:h");
+    req.push("HSET", "rk:conn:typed:h", "f1", 1, "f2", 2.5);
+    req.push("HGETALL", "rk:conn:typed:h");
+    std::tuple<std::string, std::string, std::optional<std::string>, long long, int,
+               std::map<std::string, std::string>>
+        resp;
+    co_await conn.async_exec(req, resp, asio::use_awaitable);
+    BOOST_TEST(std::get<0>(resp) == "OK");
+    BOOST_TEST(std::get<1>(resp) == std::string_view("a\0b", 3));
+    BOOST_TEST(!std::get<2>(resp).has_value());
+    BOOST_TEST(std::get<4>(resp) == 2);
+    BOOST_TEST(std::get<5>(resp).at("f1") == "1");
+    BOOST_TEST(std::get<5>(resp).at("f2") == "2.5");
+    BOOST_TEST(conn.metrics().connections_created == 1u);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(server_errors_have_codes_and_text) {
+  run([](asio::io_context& ioc) -> asio::awaitable<void> {
+    Connection conn(ioc, config_for(rediskit::test::shared_redis_port()));
+    Request req;
+    req.push("SET", "rk:conn:err:s", "x");
+    req.push("HGET", "rk:conn:err:s", "f");   // WRONGTYPE
+    req.push("ECHO", "still adapted");
+    std::tuple<rediskit::resp3::Ignore, std::optional<std::string>, std::string> resp;
+    rediskit::Diagnostics diag;
+    auto [ec] = co_await conn.async_exec(req, resp, diag, as_tuple_awaitable);
+    BOOST_TEST(ec == Error::wrong_type);
+    BOOST_TEST(diag.server_message.starts_with("WRONGTYPE"));
+    BOOST_TEST(std::get<2>(resp) == "still adapted");
+
+    Request bad;
+    bad.push("NOSUCHCOMMAND", "x");
+    rediskit::resp3::Ignore ignore;
+    auto [ec2] = co_await conn.async_exec(bad, ignore, diag, as_tuple_awaitable);
+    BOOST_TEST(ec2 == Error::server_error);
+    BOOST_TEST(diag.server_message.find("unknown command") != std::string::npos);
+
+    // The connection is still usable and still in sync.
+    Request echo;
+    echo.push("ECHO", "after errors");
+    std::string out;
+    co_await conn.async_exec(echo, out, asio::use_awaitable);
+    BOOST_TEST(out == "after errors");
+  });
+}
+
+BOOST_AUTO_TEST_CASE(invalid_requests_are_rejected_without_sending) {
+  run([](asio::io_context& ioc) -> asio::awaitable<void> {
+    Connection conn(ioc, config_for(rediskit::test::shared_redis_port()));
+    Request empty;
+    rediskit::resp3::Ignore ignore;
+    auto [ec] = co_await conn.async_exec(empty, ignore, as_tuple_awaitable);
+    BOOST_TEST(ec == Error::invalid_request);
+
+    Request two;
+    two.push("PING");
+    two.push("PING");
+    std::tuple<std::string> one_slot;  // two replies, one slot
+    auto [ec2] = co_await conn.async_exec(two, one_slot, as_tuple_awaitable);
+    BOOST_TEST(ec2 == Error::invalid_request);
+    BOOST_TEST(conn.metrics().requests_sent == 0u);
+  });
+}
+
+// 10 000 requests from 100 concurrent coroutines on one connection: every reply reaches its
+// caller, in order, and requests were pipelined (far fewer writes than requests).
+BOOST_AUTO_TEST_CASE(pipelining_100_coroutines_10000_requests) {
+  run([](asio::io_context& ioc) -> asio::awaitable<void> {
+    Connection conn(ioc, config_for(rediskit::test::shared_redis_port()));
+    co_await conn.async_connect(asio::use_awaitable);
+    constexpr int callers = 100;
+    constexpr int per_caller = 100;
+    int finished = 0;
+    int wrong = 0;
+    {
+      Request del;
+      for (int c = 0; c < callers; ++c) del.push("DEL", "rk:conn:pipe:" + std::to_string(c));
+      rediskit::resp3::Ignore ignore;
+      co_await conn.async_exec(del, ignore, asio::use_awaitable);
+    }
+    for (int c = 0; c < callers; ++c) {
+      asio::co_spawn(
+          ioc,
+          [&, c]() -> asio::awaitable<void> {
+            std::string const key = "rk:conn:pipe:" + std::to_string(c);
+            for (int j = 0; j < per_caller; ++j) {
+              Request req;
+              req.push("INCR", key);
+              req.push("ECHO", std::to_string(c) + ":" + std::to_string(j));
+              std::tuple<long long, std::string> resp;
+              co_await conn.async_exec(req, resp, asio::use_awaitable);
+              if (std::get<0>(resp) != j + 1 ||
+                  std::get<1>(resp) != std::to_string(c) + ":" + std::to_string(j))
+                ++wrong;
+            }
+            ++finished;
+          },
+          asio::detached);
+    }
+    while (finished < callers) co_await sleep_for(5ms);
+    BOOST_TEST(wrong == 0);
+    auto const& m = conn.metrics();
+    BOOST_TEST(m.requests_sent >= std::uint64_t(callers * per_caller));
+    BOOST_TEST_MESSAGE("requests " << m.requests_sent << " in " << m.writes << " writes");
+    BOOST_TEST(m.writes * 4 < m.requests_sent);  // pipelined: many requests per write
+  });
+}
+
+// Kill the server under load and start it again: every operation completes (success or a
+// link error) and the connection recovers by itself.
+BOOST_AUTO_TEST_CASE(server_restart_mid_load) {
+  rediskit::test::TestRedisServer srv;
+  run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+    auto cfg = config_for(srv.port());
+    cfg.reconnect = {.initial_delay = 50ms, .max_delay = 400ms, .max_attempts = 20};
+    Connection conn(ioc, cfg);
+    co_await conn.async_connect(asio::use_awaitable);
+    constexpr int callers = 50;
+    int finished = 0, ok = 0, link_errors = 0, other_errors = 0;
+    bool stop = false;
+    for (int c = 0; c < callers; ++c) {
+      asio::co_spawn(
+          ioc,
+          [&, c]() -> asio::awaitable<void> {
+            std::string const key = "rk:restart:" + std::to_string(c);
+            while (!stop) {
+              Request req;
+              req.push("INCR", key);
+              long long n = 0;
+              auto [ec] = co_await conn.async_exec(req, n, as_tuple_awaitable);
+              if (!ec)
+                ++ok;
+              else if (is_link_failure(ec))
+                ++link_errors;
+              else
+                ++other_errors;
+            }
+            ++finished;
+          },
+          asio::detached);
+    }
+    co_await sleep_for(200ms);
+    srv.kill();
+    co_await sleep_for(300ms);
+    srv.start();
+    co_await sleep_for(1500ms);
+    int const ok_before_stop = ok;
+    stop = true;
+    while (finished < callers) co_await sleep_for(5ms);
+    BOOST_TEST(other_errors == 0);
+    BOOST_TEST(link_errors > 0);  // requests in flight when the server died
+    BOOST_TEST(ok_before_stop > 0);
+    BOOST_TEST(conn.metrics().reconnections >= 1u);
+    BOOST_TEST(conn.health() == rediskit::HealthStatus::ok);
+    Request ping;
+    ping.push("PING");
+    std::string pong;
+    co_await conn.async_exec(ping, pong, asio::use_awaitable);
+    BOOST_TEST(pong == "PONG");
+  });
+}
+
+// The server dies for good: pending and new operations fail after the retry budget, no hang.
+BOOST_AUTO_TEST_CASE(server_killed_for_good) {
+  rediskit::test::TestRedisServer srv;
+  run(
+      [&](asio::io_context& ioc) -> asio::awaitable<void> {
+        auto cfg = config_for(srv.port());
+        cfg.reconnect = {.initial_delay = 50ms, .max_delay = 200ms, .max_attempts = 3};
+        Connection conn(ioc, cfg);
+        co_await conn.async_connect(asio::use_awaitable);
+        srv.kill();
+        auto const start = std::chrono::steady_clock::now();
+        Request req;
+        req.push("PING");
+        std::string pong;
+        auto [ec] = co_await conn.async_exec(req, pong, as_tuple_awaitable);
+        BOOST_TEST(is_link_failure(ec), ec.message());
+        // A request that waits for the reconnection fails when the budget is spent.
+        auto [ec2] = co_await conn.async_exec(req, pong, as_tuple_awaitable);
+        BOOST_TEST(ec2 == Error::reconnect_gave_up, ec2.message());
+        BOOST_TEST(conn.health() == rediskit::HealthStatus::disconnected);
+        BOOST_TEST((std::chrono::steady_clock::now() - start < 5s));
+        BOOST_TEST(conn.metrics().errors >= 3u);
+
+        // fail_if_not_connected never waits.
+        Request fast({.fail_if_not_connected = true});
+        fast.push("PING");
+        auto [ec3] = co_await conn.async_exec(fast, pong, as_tuple_awaitable);
+        BOOST_TEST(ec3 == Error::not_connected);
+      },
+      20s);
+}
+
+BOOST_AUTO_TEST_CASE(wrong_password_is_a_clear_error_and_not_retried) {
+  rediskit::test::TestRedisServer srv({.extra_args = {"--requirepass", "right-secret"}});
+  run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+    std::vector<std::string> lines;
+    auto cfg = config_for(srv.port());
+    cfg.password = "wrong-secret-123";
+    cfg.reconnect = {.initial_delay = 10ms, .max_delay = 10ms, .max_attempts = 5};
+    cfg.log = [&](rediskit::LogLevel, std::string_view l) { lines.emplace_back(l); };
+    {
+      Connection conn(ioc, cfg);
+      auto [ec] = co_await conn.async_connect(as_tuple_awaitable);
+      BOOST_TEST(ec == Error::auth_failed, ec.message());
+      BOOST_TEST(conn.metrics().errors == 1u);  // one attempt: no retry loop
+      BOOST_TEST(conn.health() == rediskit::HealthStatus::disconnected);
+      Request req;
+      req.push("PING");
+      std::string pong;
+      auto [ec2] = co_await conn.async_exec(req, pong, as_tuple_awaitable);
+      BOOST_TEST(ec2 == Error::auth_failed, ec2.message());
+    }
+    BOOST_TEST(!lines.empty());
+    for (auto const& l : lines) BOOST_TEST(l.find("wrong-secret-123") == std::string::npos, l);
+
+    cfg.password = "right-secret";
+    cfg.client_name = "rediskit-test";
+    Connection good(ioc, cfg);
+    co_await good.async_connect(asio::use_awaitable);
+    Request req;
+    req.push("CLIENT", "GETNAME");
+    std::string name;
+    co_await good.async_exec(req, name, asio::use_awaitable);
+    BOOST_TEST(name == "rediskit-test");
+  });
+}
+
+BOOST_AUTO_TEST_CASE(database_is_selected_on_every_connection) {
+  rediskit::test::TestRedisServer srv;
+  run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+    auto cfg = config_for(srv.port());
+    cfg.database = 3;
+    cfg.reconnect = {.initial_delay = 50ms, .max_delay = 200ms, .max_attempts = 20};
+    Connection conn(ioc, cfg);
+    Request set;
+    set.push("SET", "rk:db", "three");
+    rediskit::resp3::Ignore ignore;
+    co_await conn.async_exec(set, ignore, asio::use_awaitable);
+    Request kill;
+    kill.push("CLIENT", "KILL", "TYPE", "normal");
+    Connection other(ioc, config_for(srv.port()));
+    long long killed = 0;
+    co_await other.async_exec(kill, killed, asio::use_awaitable);  // skips the caller itself
+    BOOST_TEST(killed == 1);
+    Request get;
+    get.push("GET", "rk:db");
+    std::optional<std::string> v;
+    // Waits for the reconnection (not written before the link is back).
+    for (int i = 0; i < 50; ++i) {
+      auto [ec] = co_await conn.async_exec(get, v, as_tuple_awaitable);
+      if (!ec) break;
+      BOOST_TEST(is_link_failure(ec), ec.message());
+    }
+    BOOST_TEST((v == std::optional<std::string>("three")));
+    BOOST_TEST(conn.metrics().reconnections == 1u);
+  });
+}
+
+// Pub/sub pushes arrive on async_receive while regular commands flow on the same connection.
+BOOST_AUTO_TEST_CASE(pushes_while_commands_flow) {
+  run([](asio::io_context& ioc) -> asio::awaitable<void> {
+    auto const port = rediskit::test::shared_redis_port();
+    Connection sub(ioc, config_for(port));
+    Connection pub(ioc, config_for(port));
+    std::string const channel = "rk:conn:push:chan";
+    co_await sub.async_subscribe(channel, asio::use_awaitable);
+    auto [ec0, confirm] = co_await sub.async_receive(as_tuple_awaitable);
+    BOOST_REQUIRE(!ec0);
+    BOOST_REQUIRE(confirm.size() >= 3u);
+    BOOST_TEST(confirm[1].value == "subscribe");
+    BOOST_TEST(confirm[2].value == channel);
+
+    constexpr int messages = 200;
+    int commands_ok = 0;
+    bool commands_done = false;
+    asio::co_spawn(
+        ioc,
+        [&]() -> asio::awaitable<void> {
+          for (int i = 0; i < messages; ++i) {
+            Request req;
+            req.push("ECHO", std::to_string(i));
+            std::string out;
+            co_await sub.async_exec(req, out, asio::use_awaitable);
+            if (out == std::to_string(i)) ++commands_ok;
+          }
+          commands_done = true;
+        },
+        asio::detached);
+    for (int i = 0; i < messages; ++i) {
+      Request p;
+      p.push("PUBLISH", channel, "m" + std::to_string(i));
+      long long receivers = 0;
+      co_await pub.async_exec(p, receivers, asio::use_awaitable);
+    }
+    for (int i = 0; i < messages; ++i) {
+      auto [ec, push] = co_await sub.async_receive(as_tuple_awaitable);
+      BOOST_REQUIRE(!ec);
+      BOOST_REQUIRE(push.size() == 4u);
+      BOOST_TEST((push[0].type == rediskit::resp3::Type::push));
+      BOOST_TEST(push[1].value == "message");
+      BOOST_TEST(push[3].value == "m" + std::to_string(i));
+    }
+    while (!commands_done) co_await sleep_for(2ms);
+    BOOST_TEST(commands_ok == messages);
+    BOOST_TEST(sub.metrics().pushes_received >= std::uint64_t(messages + 1));
+  });
+}
+
+// After a reconnection the subscriptions are restored.
+BOOST_AUTO_TEST_CASE(subscriptions_survive_reconnection) {
+  rediskit::test::TestRedisServer srv;
+  run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+    auto cfg = config_for(srv.port());
+    cfg.reconnect = {.initial_delay = 50ms, .max_delay = 200ms, .max_attempts = 20};
+    Connection sub(ioc, cfg);
+    co_await sub.async_subscribe("rk:chan", asio::use_awaitable);
+    co_await sub.async_psubscribe("rk:pat:*", asio::use_awaitable);
+    Connection admin(ioc, config_for(srv.port()));
+    Request kill;
+    kill.push("CLIENT", "KILL", "TYPE", "pubsub");
+    long long killed = 0;
+    co_await admin.async_exec(kill, killed, asio::use_awaitable);
+    BOOST_TEST(killed == 1);
+    // Publish until the restored subscription delivers.
+    bool got_channel = false, got_pattern = false;
+    for (int i = 0; i < 100 && !(got_channel && got_pattern); ++i) {
+      Request p;
+      p.push("PUBLISH", "rk:chan", "hello");
+      p.push("PUBLISH", "rk:pat:x", "world");
+      std::tuple<long long, long long> n;
+      co_await admin.async_exec(p, n, asio::use_awaitable);
+      co_await sleep_for(20ms);
+      while (auto push = co_await receive_within(sub, 5ms)) {
+        auto const& p = *push;
+        if (p.size() >= 4 && p[1].value == "message" && p[3].value == "hello")
+          got_channel = true;
+        if (p.size() >= 5 && p[1].value == "pmessage" && p[4].value == "world")
+          got_pattern = true;
+      }
+    }
+    BOOST_TEST(got_channel);
+    BOOST_TEST(got_pattern);
+    BOOST_TEST(sub.metrics().reconnections == 1u);
+  });
+}
+
+// A written request that the caller cancels: its late reply is dropped and never reaches the
+// next request.
+BOOST_AUTO_TEST_CASE(cancelled_request_reply_never_reaches_next_request) {
+  run([](asio::io_context& ioc) -> asio::awaitable<void> {
+    auto cfg = config_for(rediskit::test::shared_redis_port());
+    cfg.health_check_interval = 0ms;  // BLPOP blocks this link on purpose
+    Connection conn(ioc, cfg);
+    co_await conn.async_connect(asio::use_awaitable);
+    Request del;
+    del.push("DEL", "rk:conn:cancel:list");
+    rediskit::resp3::Ignore ignore;
+    co_await conn.async_exec(del, ignore, asio::use_awaitable);
+
+    Request blpop;
+    blpop.push("BLPOP", "rk:conn:cancel:list", 1);
+    std::optional<std::vector<std::string>> popped;
+    asio::cancellation_signal sig;
+    error_code blpop_ec;
+    bool blpop_done = false;
+    conn.async_exec(blpop, popped,
+                    asio::bind_cancellation_slot(sig.slot(), [&](error_code ec) {
+                      blpop_ec = ec;
+                      blpop_done = true;
+                    }));
+    co_await sleep_for(50ms);  // written and blocking on the server
+    auto const t0 = std::chrono::steady_clock::now();
+    sig.emit(asio::cancellation_type::terminal);
+    while (!blpop_done) co_await sleep_for(1ms);
+    BOOST_TEST(blpop_ec == asio::error::operation_aborted);
+    BOOST_TEST((std::chrono::steady_clock::now() - t0 < 500ms));  // promptly, not after 1 s
+
+    Request echo;
+    echo.push("ECHO", "mine");
+    std::string out;
+    co_await conn.async_exec(echo, out, asio::use_awaitable);
+    BOOST_TEST(out == "mine");  // not BLPOP's nil
+    BOOST_TEST(!popped.has_value());
+  });
+}
+
+// A half-open link (the server stops answering) is detected by the health check.
+BOOST_AUTO_TEST_CASE(health_check_detects_a_silent_server) {
+  rediskit::test::TestRedisServer srv;
+  run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+    auto cfg = config_for(srv.port());
+    cfg.health_check_interval = 100ms;
+    cfg.connect_timeout = 300ms;
+    cfg.reconnect = {.initial_delay = 50ms, .max_delay = 200ms, .max_attempts = 50};
+    Connection conn(ioc, cfg);
+    co_await conn.async_connect(asio::use_awaitable);
+    Connection admin(ioc, config_for(srv.port()));
+    Request pause;
+    pause.push("CLIENT", "PAUSE", 1500, "ALL");
+    rediskit::resp3::Ignore ignore;
+    co_await admin.async_exec(pause, ignore, asio::use_awaitable);
+
+    auto const t0 = std::chrono::steady_clock::now();
+    Request get;
+    get.push("GET", "rk:silent");
+    std::optional<std::string> v;
+    auto [ec] = co_await conn.async_exec(get, v, as_tuple_awaitable);
+    auto const waited = std::chrono::steady_clock::now() - t0;
+    BOOST_TEST(ec == Error::connection_lost, ec.message());
+    BOOST_TEST(conn.metrics().last_error == Error::health_check_failed);
+    BOOST_TEST((waited < 1000ms));  // detected by the check, not by the end of the pause
+    // Once the server answers again, so does the connection.
+    for (int i = 0; i < 100; ++i) {
+      auto [e] = co_await conn.async_exec(get, v, as_tuple_awaitable);
+      if (!e) break;
+      co_await sleep_for(50ms);
+    }
+    BOOST_TEST(conn.health() == rediskit::HealthStatus::ok);
+  });
+}
+
+// The link drops while a request is written: a plain request fails with connection_lost (it
+// may have run), an idempotent one is sent again on the new link.
+BOOST_AUTO_TEST_CASE(written_requests_fail_unless_idempotent) {
+  rediskit::test::TestRedisServer srv;
+  run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+    auto cfg = config_for(srv.port());
+    cfg.health_check_interval = 0ms;
+    cfg.reconnect = {.initial_delay = 20ms, .max_delay = 100ms, .max_attempts = 20};
+    Connection conn(ioc, cfg);
+    Connection admin(ioc, config_for(srv.port()));
+    co_await conn.async_connect(asio::use_awaitable);
+
+    for (bool idempotent : {false, true}) {
+      Request id;
+      id.push("CLIENT", "ID");
+      long long client_id = 0;
+      co_await conn.async_exec(id, client_id, asio::use_awaitable);
+
+      Request blpop({.idempotent = idempotent});
+      blpop.push("BLPOP", "rk:idem:list", 5);
+      std::optional<std::vector<std::string>> popped;
+      error_code blpop_ec;
+      bool done = false;
+      conn.async_exec(blpop, popped, [&](error_code ec) {
+        blpop_ec = ec;
+        done = true;
+      });
+      co_await sleep_for(50ms);
+      Request kill;
+      kill.push("CLIENT", "KILL", "ID", client_id);
+      rediskit::resp3::Ignore ignore;
+      co_await admin.async_exec(kill, ignore, asio::use_awaitable);
+      if (idempotent) {
+        // Re-sent after the reconnection: feed it and it completes with the value.
+        for (int i = 0; i < 100 && !done; ++i) {
+          co_await sleep_for(30ms);
+          Request push;
+          push.push("RPUSH", "rk:idem:list", "v");
+          co_await admin.async_exec(push, ignore, asio::use_awaitable);
+        }
+        while (!done) co_await sleep_for(1ms);
+        BOOST_TEST(!blpop_ec, blpop_ec.message());
+        BOOST_REQUIRE(popped.has_value());
+        BOOST_TEST(popped->at(1) == "v");
+      } else {
+        while (!done) co_await sleep_for(1ms);
+        BOOST_TEST(blpop_ec == Error::connection_lost, blpop_ec.message());
+      }
+    }
+  });
+}
+
+BOOST_AUTO_TEST_CASE(close_fails_pending_operations) {
+  run([](asio::io_context& ioc) -> asio::awaitable<void> {
+    auto cfg = config_for(rediskit::test::shared_redis_port());
+    cfg.health_check_interval = 0ms;
+    Connection conn(ioc, cfg);
+    co_await conn.async_connect(asio::use_awaitable);
+    Request blpop;
+    blpop.push("BLPOP", "rk:conn:close:list", 2);
+    std::optional<std::vector<std::string>> popped;
+    error_code ec1;
+    bool done = false;
+    conn.async_exec(blpop, popped, [&](error_code ec) {
+      ec1 = ec;
+      done = true;
+    });
+    co_await sleep_for(20ms);
+    co_await conn.async_close(asio::use_awaitable);
+    while (!done) co_await sleep_for(1ms);
+    BOOST_TEST(ec1 == Error::connection_closed);
+    BOOST_TEST(conn.health() == rediskit::HealthStatus::disconnected);
+    Request ping;
+    ping.push("PING");
+    std::string pong;
+    auto [ec2] = co_await conn.async_exec(ping, pong, as_tuple_awaitable);
+    BOOST_TEST(ec2 == Error::connection_closed);
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
