@@ -5,6 +5,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include "support/escape.hpp"
+
 #include <cmath>
 #include <cstdint>
 #include <deque>
@@ -60,18 +62,7 @@ error_code code(Error e) {
   return make_error_code(e);
 }
 
-std::string escape(std::string_view s) {
-  std::string out;
-  for (char const c : s) {
-    if (c == '\r')
-      out += "\\r";
-    else if (c == '\n')
-      out += "\\n";
-    else
-      out += c;
-  }
-  return out;
-}
+using rediskit::test::escape;
 
 // Feeds the chunks to a ResponseAdapter as a connection does; returns the first error.
 template <class R>

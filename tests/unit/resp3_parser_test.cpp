@@ -5,6 +5,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include "support/escape.hpp"
+
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -31,20 +33,7 @@ struct Outcome {
   std::size_t depth = 0;     // parser depth at the end
 };
 
-std::string escape(std::string_view s) {
-  std::string out;
-  for (char const c : s) {
-    if (c == '\r')
-      out += "\\r";
-    else if (c == '\n')
-      out += "\\n";
-    else if (c == '\0')
-      out += "\\0";
-    else
-      out += c;
-  }
-  return out;
-}
+using rediskit::test::escape;
 
 std::string dump(Outcome const& o) {
   std::string out;

@@ -4,6 +4,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include "support/escape.hpp"
+
 #include <cstdint>
 #include <forward_list>
 #include <limits>
@@ -47,20 +49,7 @@ namespace {
 using namespace std::string_literals;
 using rediskit::resp3::Request;
 
-std::string escape(std::string_view s) {
-  std::string out;
-  for (char const c : s) {
-    if (c == '\r')
-      out += "\\r";
-    else if (c == '\n')
-      out += "\\n";
-    else if (c == '\0')
-      out += "\\0";
-    else
-      out += c;
-  }
-  return out;
-}
+using rediskit::test::escape;
 
 void check_payload(Request const& r, std::string_view expected) {
   BOOST_TEST(escape(r.payload()) == escape(expected));

@@ -233,20 +233,22 @@ constexpr bool is_list_like(Type t) noexcept {
   return t == Type::array || t == Type::set || t == Type::push || t == Type::map;
 }
 
+/// The root of a sequence or set reply: checks its type, empties the target, reserves (capped).
+template <class C>
+void start_collection(C& target, NodeView const& n, error_code& ec) {
+  if (reject_error_or_null(n, ec)) return;
+  if (!is_list_like(n.type)) return set_error(ec, Error::unexpected_reply_type);
+  target.clear();
+  if constexpr (requires(C & c) { c.reserve(std::size_t{}); }) target.reserve(capped_reserve(n));
+}
+
 /// std::vector, std::deque, std::list.
 template <class C>
 class SequenceAdapter {
  public:
   void bind(C& c) noexcept { target_ = &c; }
   void on_node(NodeView const& n, std::size_t d, error_code& ec) {
-    if (d == 0) {
-      if (reject_error_or_null(n, ec)) return;
-      if (!is_list_like(n.type)) return set_error(ec, Error::unexpected_reply_type);
-      target_->clear();
-      if constexpr (requires(C & c) { c.reserve(std::size_t{}); })
-        target_->reserve(capped_reserve(n));
-      return;
-    }
+    if (d == 0) return start_collection(*target_, n, ec);
     if (d == 1) element_.bind(target_->emplace_back());
     element_.on_node(n, d - 1, ec);
   }
@@ -270,14 +272,7 @@ class SetAdapter {
  public:
   void bind(C& c) noexcept { target_ = &c; }
   void on_node(NodeView const& n, std::size_t d, error_code& ec) {
-    if (d == 0) {
-      if (reject_error_or_null(n, ec)) return;
-      if (!is_list_like(n.type)) return set_error(ec, Error::unexpected_reply_type);
-      target_->clear();
-      if constexpr (requires(C & c) { c.reserve(std::size_t{}); })
-        target_->reserve(capped_reserve(n));
-      return;
-    }
+    if (d == 0) return start_collection(*target_, n, ec);
     if (d == 1) {
       value_ = Value{};
       element_.bind(value_);
