@@ -19,6 +19,7 @@
 #include <chrono>
 #include <string>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -106,6 +107,31 @@ BOOST_AUTO_TEST_CASE(set_get_and_typed_replies) {
     BOOST_TEST(std::get<5>(resp).at("f1") == "1");
     BOOST_TEST(std::get<5>(resp).at("f2") == "2.5");
     BOOST_TEST(conn.metrics().connections_created == 1u);
+  });
+}
+
+// The seed's "batch of 100 users": 100 HGETALL in one round trip, one map per reply.
+BOOST_AUTO_TEST_CASE(batch_of_100_profiles_in_one_round_trip) {
+  run([](asio::io_context& ioc) -> asio::awaitable<void> {
+    Connection conn(ioc, config_for(rediskit::test::shared_redis_port()));
+    Request fill;
+    for (int i = 0; i < 100; ++i)
+      fill.push("HSET", "rk:conn:profile:" + std::to_string(i), "id", i, "name",
+                "user" + std::to_string(i), "status", i % 2 ? "online" : "away");
+    rediskit::resp3::Ignore ignore;
+    co_await conn.async_exec(fill, ignore, asio::use_awaitable);
+    auto const writes_before = conn.metrics().writes;
+
+    Request batch;
+    for (int i = 0; i < 100; ++i) batch.push("HGETALL", "rk:conn:profile:" + std::to_string(i));
+    rediskit::resp3::Replies<std::unordered_map<std::string, std::string>> profiles;
+    co_await conn.async_exec(batch, profiles, asio::use_awaitable);
+    BOOST_TEST(conn.metrics().writes == writes_before + 1);
+    BOOST_REQUIRE_EQUAL(profiles.size(), 100u);
+    for (int i = 0; i < 100; ++i) {
+      BOOST_TEST(profiles[i].at("id") == std::to_string(i));
+      BOOST_TEST(profiles[i].at("name") == "user" + std::to_string(i));
+    }
   });
 }
 

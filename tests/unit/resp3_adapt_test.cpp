@@ -467,6 +467,35 @@ BOOST_AUTO_TEST_CASE(result_target) {
   }
 }
 
+// N replies of one kind (a batch of HGETALL) into one vector, one element per reply.
+BOOST_AUTO_TEST_CASE(replies_response_takes_one_element_per_reply) {
+  using Profiles = rediskit::resp3::Replies<std::map<std::string, std::string>>;
+  static_assert(rediskit::resp3::ResponseAdapter<Profiles>::expected_replies ==
+                rediskit::resp3::any_count);
+  std::string_view const three = "%1\r\n$4\r\nname\r\n$1\r\na\r\n"
+                                 "*2\r\n$4\r\nname\r\n$1\r\nb\r\n"  // RESP2 flat map
+                                 "%0\r\n";
+  check_adapt<Profiles>(three, Profiles{{{"name", "a"}}, {{"name", "b"}}, {}});
+
+  // A failed reply in the middle: its error is reported, the replies after it are adapted.
+  std::string_view const failing = "%1\r\n$1\r\nk\r\n$1\r\nv\r\n"
+                                   "-WRONGTYPE Operation against a key\r\n"
+                                   "%1\r\n$1\r\nx\r\n$1\r\ny\r\n";
+  every_split<Profiles>(failing, [](Profiles const& r, error_code ec) {
+    BOOST_TEST((ec == Error::wrong_type));
+    BOOST_REQUIRE_EQUAL(r.size(), 3u);
+    BOOST_TEST(r[0].at("k") == "v");
+    BOOST_TEST(r[1].empty());
+    BOOST_TEST(r[2].at("x") == "y");
+  });
+
+  // Reusing the response for a new request starts from empty.
+  Profiles reused{{{"stale", "1"}}, {{"stale", "2"}}};
+  BOOST_TEST(!rediskit::resp3::parse_all("%0\r\n", reused));
+  BOOST_TEST(reused.size() == 1u);
+  BOOST_TEST(reused[0].empty());
+}
+
 BOOST_AUTO_TEST_CASE(tuple_response_keeps_going_after_an_error) {
   using Response = std::tuple<std::string, int, std::vector<std::string>, std::string>;
   // Reply 1 is a server error, reply 2 has the wrong shape: 0 and 3 are still filled (a reply

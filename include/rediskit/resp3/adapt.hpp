@@ -49,6 +49,7 @@
 #include <string_view>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 namespace rediskit::resp3 {
 
@@ -84,6 +85,15 @@ using Result = boost::system::result<T, ServerError>;
 
 /// ResponseAdapter::expected_replies of a response that takes any number of replies.
 inline constexpr std::size_t any_count = static_cast<std::size_t>(-1);
+
+/// A response of any number of replies of one type, one element per reply, in order: the
+/// answer to a request of N similar commands (100 HGETALL of user profiles in one round trip).
+/// It is a std::vector<T>; it is cleared when the first reply arrives.
+template <class T>
+class Replies : public std::vector<T> {
+ public:
+  using std::vector<T>::vector;
+};
 
 namespace detail {
 
@@ -129,6 +139,26 @@ class ResponseImpl<std::tuple<Ts...>> {
   std::tuple<Adapter<Ts>...> adapters_{};
 };
 
+template <class T>
+class ResponseImpl<Replies<T>> {
+ public:
+  static constexpr std::size_t expected_replies = any_count;
+  explicit ResponseImpl(Replies<T>& r) noexcept : response_(&r) {}
+  void on_node(std::size_t index, NodeView const& n, error_code& ec) {
+    if (n.depth == 0) {
+      if (index == 0) response_->clear();
+      // Replies come in order; a failed one still holds its (partial) element.
+      response_->resize(index + 1);
+      adapter_.bind(response_->back());
+    }
+    adapter_.on_node(n, n.depth, ec);
+  }
+
+ private:
+  Replies<T>* response_;
+  Adapter<T> adapter_{};
+};
+
 template <>
 class ResponseImpl<Tree> {
  public:
@@ -157,8 +187,8 @@ class ResponseImpl<Ignore> {
 /// 000's caches, 001's streams, ...) come straight off the wire with no intermediate tree.
 /// Nothing is allocated beyond what the response itself stores.
 ///
-/// Response is a std::tuple<Ts...> (reply i into element i), Tree or Ignore (any number of
-/// replies), or any other target listed at the top of this file (exactly one reply). Write
+/// Response is a std::tuple<Ts...> (reply i into element i), Replies<T> (any number of
+/// replies, each into a T), Tree or Ignore (any number of replies), or any other target listed at the top of this file (exactly one reply). Write
 /// std::tuple<std::tuple<...>> for ONE reply that is an aggregate adapted as a tuple.
 /// Not thread-safe; `r` must outlive the adapter.
 template <class Response>
@@ -168,7 +198,8 @@ class ResponseAdapter {
  public:
   explicit ResponseAdapter(Response& r) : impl_(r) {}
 
-  /// Replies Response takes: sizeof...(Ts) for a tuple, any_count for Tree and Ignore, else 1.
+  /// Replies Response takes: sizeof...(Ts) for a tuple, any_count for Replies, Tree and Ignore,
+  /// else 1.
   static constexpr std::size_t expected_replies = Impl::expected_replies;
 
   /// Called for every node of reply number `index` (0-based, replies in order); `node.depth`
