@@ -117,6 +117,22 @@ constexpr bool is_resp3_double(std::string_view s) noexcept {
   return i == n;
 }
 
+/// std::from_chars over all of [first, last) into `out`: Error::not_a_number unless the whole
+/// text is a number, Error::integer_out_of_range if it does not fit T; `out` is set on success.
+template <class T>
+void from_chars_whole(char const* first, char const* last, T& out,
+                      boost::system::error_code& ec) noexcept {
+  T v{};
+  auto const r = std::from_chars(first, last, v);
+  if (r.ptr != last || (r.ec != std::errc{} && r.ec != std::errc::result_out_of_range)) {
+    ec = make_error_code(Error::not_a_number);
+  } else if (r.ec == std::errc::result_out_of_range) {
+    ec = make_error_code(Error::integer_out_of_range);
+  } else {
+    out = v;
+  }
+}
+
 /// Converts the whole of `s` into the integer `out`, strictly (std::from_chars: no '+', no
 /// blanks). Error::integer_out_of_range if it is an integer that does not fit T (including a
 /// negative one for an unsigned T), Error::not_a_number if it is no integer at all. `out` is
@@ -141,15 +157,7 @@ void to_integer(std::string_view s, T& out, boost::system::error_code& ec) noexc
       return;
     }
   }
-  T v{};
-  auto const r = std::from_chars(first, last, v);
-  if (r.ptr != last || (r.ec != std::errc{} && r.ec != std::errc::result_out_of_range)) {
-    ec = make_error_code(Error::not_a_number);
-  } else if (r.ec == std::errc::result_out_of_range) {
-    ec = make_error_code(Error::integer_out_of_range);
-  } else {
-    out = v;
-  }
+  from_chars_whole(first, last, out, ec);
 }
 
 /// Converts the whole of `s` into the floating-point `out`: decimals, exponents, "inf",
@@ -165,16 +173,7 @@ void to_floating(std::string_view s, T& out, boost::system::error_code& ec) noex
       return;
     }
   }
-  T v{};
-  auto const* const last = s.data() + s.size();
-  auto const r = std::from_chars(s.data(), last, v);
-  if (r.ptr != last || (r.ec != std::errc{} && r.ec != std::errc::result_out_of_range)) {
-    ec = make_error_code(Error::not_a_number);
-  } else if (r.ec == std::errc::result_out_of_range) {
-    ec = make_error_code(Error::integer_out_of_range);
-  } else {
-    out = v;
-  }
+  from_chars_whole(s.data(), s.data() + s.size(), out, ec);
 }
 
 }  // namespace rediskit::resp3::detail
