@@ -126,7 +126,9 @@ class ConnectionImpl;
 /// `co_await conn.async_exec(req, resp)` works in a coroutine; use_future gives a blocking
 /// call; a lambda gives a callback). No operation ever completes inside its initiating call.
 /// Objects passed by reference (request, response, diagnostics) must stay alive until the
-/// operation completes.
+/// operation completes. A deferred operation (the default token) must be started while its
+/// Connection is alive; destroying the Connection completes what is pending with
+/// connection_closed.
 class Connection {
  public:
   using executor_type = boost::asio::any_io_executor;

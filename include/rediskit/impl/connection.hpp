@@ -264,7 +264,6 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   void start_subscription(Handler&& h, resp3::Request&& req, Subscription&& change) {
     using Op = SubscriptionOp<std::decay_t<Handler>>;
     Op* op = make_op<Op>(std::move(h), ex_, std::move(req), std::move(change));
-    if (state_ == State::closed) return post_complete(op, Error::connection_closed);
     install_cancel(op);
     submit(op);
   }
@@ -273,16 +272,17 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   void start_receive(Handler&& h) {
     using Op = ReceiveOp<std::decay_t<Handler>>;
     Op* op = make_op<Op>(std::move(h), ex_);
-    if (state_ == State::closed) return post_receive(op, Error::connection_closed, {});
-    if (receiver_) return post_receive(op, Error::already_receiving, {});
+    auto const fail = [&](Error e) { post_complete(op, error_code(e), resp3::Tree{}); };
+    if (state_ == State::closed) return fail(Error::connection_closed);
+    if (receiver_) return fail(Error::already_receiving);
     if (pushes_were_dropped_) {
       pushes_were_dropped_ = false;
-      return post_receive(op, Error::pushes_dropped, {});
+      return fail(Error::pushes_dropped);
     }
     if (!pushes_.empty()) {
       resp3::Tree t = std::move(pushes_.front());
       pushes_.pop_front();
-      return post_receive(op, {}, std::move(t));
+      return post_complete(op, error_code{}, std::move(t));
     }
     auto slot = asio::get_associated_cancellation_slot(op->handler);
     if (slot.is_connected())
@@ -295,8 +295,8 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     using Op = WaitOp<std::decay_t<Handler>>;
     Op* op = make_op<Op>(std::move(h), ex_);
     switch (state_) {
-      case State::connected: return post_wait(op, {});
-      case State::closed: return post_wait(op, Error::connection_closed);
+      case State::connected: return post_complete(op, error_code{});
+      case State::closed: return post_complete(op, Error::connection_closed);
       case State::idle:
       case State::down: start_cycle(); break;
       default: break;
@@ -312,28 +312,11 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     using Op = WaitOp<std::decay_t<Handler>>;
     Op* op = make_op<Op>(std::move(h), ex_);
     close();
-    post_wait(op, {});
+    post_complete(op, error_code{});
   }
 
   /// Fails everything pending with operation_aborted; the link stays.
-  void cancel() {
-    error_code const ec = asio::error::operation_aborted;
-    std::vector<ExecOpBase*> ops;
-    for (auto* op : waiting_)
-      if (!op->internal) ops.push_back(op);
-    std::erase_if(waiting_, [](ExecOpBase* op) { return !op->internal; });
-    for (auto& s : inflight_)
-      if (s.op && !s.op->internal) ops.push_back(std::exchange(s.op, nullptr));
-    if (link_) {
-      for (auto* op : link_->written_no_reply) ops.push_back(op);
-      link_->written_no_reply.clear();
-    }
-    auto waiters = std::exchange(connect_waiters_, {});
-    auto* receiver = std::exchange(receiver_, nullptr);
-    for (auto* op : ops) op->complete(ec);
-    for (auto* w : waiters) w->complete(ec);
-    if (receiver) receiver->complete(ec, {});
-  }
+  void cancel() { detach_pending().fail(asio::error::operation_aborted); }
 
   void close() {
     if (state_ == State::closed) return;
@@ -346,32 +329,51 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     retry_timer_.cancel();
     connect_timer_.cancel();
     health_timer_.cancel();
-    error_code const ec = Error::connection_closed;
-    std::vector<ExecOpBase*> ops;
-    for (auto* op : waiting_) ops.push_back(op);
-    waiting_.clear();
-    for (auto& s : inflight_)
-      if (s.op) ops.push_back(s.op);
+    auto pending = detach_pending();
+    waiting_.clear();  // internal operations only, by now
     inflight_.clear();
-    if (link_) {
-      for (auto* op : link_->written_no_reply) ops.push_back(op);
-      link_->written_no_reply.clear();
-    }
     link_.reset();
-    auto waiters = std::exchange(connect_waiters_, {});
-    auto* receiver = std::exchange(receiver_, nullptr);
     pushes_.clear();
     log(LogLevel::info, "connection to ", cfg_.host, ":", cfg_.port, " closed");
-    for (auto* op : ops)
-      if (!op->internal) op->complete(ec);
-    for (auto* w : waiters) w->complete(ec);
-    if (receiver) receiver->complete(ec, {});
+    pending.fail(Error::connection_closed);
   }
 
  private:
   struct InternalOp final : ExecOpBase {
     ConnectionImpl* impl = nullptr;
   };
+
+  // User operations taken out of the connection's queues, to be completed once the
+  // connection's state is consistent again (completing may run the caller's code inline).
+  struct Detached {
+    std::vector<ExecOpBase*> ops;
+    std::vector<WaitOpBase*> waiters;
+    ReceiveOpBase* receiver = nullptr;
+
+    void fail(error_code ec) {
+      for (auto* op : ops) op->complete(ec);
+      for (auto* w : waiters) w->complete(ec);
+      if (receiver) receiver->complete(ec, {});
+    }
+  };
+
+  // Takes every pending user operation; internal ones (handshake, PING) stay, and written
+  // requests keep their slot so that their replies are still read and dropped.
+  Detached detach_pending() {
+    Detached d;
+    for (auto* op : waiting_)
+      if (!op->internal) d.ops.push_back(op);
+    std::erase_if(waiting_, [](ExecOpBase* op) { return !op->internal; });
+    for (auto& s : inflight_)
+      if (s.op && !s.op->internal) d.ops.push_back(std::exchange(s.op, nullptr));
+    if (link_) {
+      for (auto* op : link_->written_no_reply) d.ops.push_back(op);
+      link_->written_no_reply.clear();
+    }
+    d.waiters = std::exchange(connect_waiters_, {});
+    d.receiver = std::exchange(receiver_, nullptr);
+    return d;
+  }
 
   struct Slot {
     ExecOpBase* op;  // null once the caller gave up on it: its replies are discarded
@@ -450,14 +452,10 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     s += "]";
   }
 
-  void post_complete(ExecOpBase* op, error_code ec) {
-    asio::post(ex_, [op, ec] { op->complete(ec); });
-  }
-  void post_receive(ReceiveOpBase* op, error_code ec, resp3::Tree t) {
-    asio::post(ex_, [op, ec, t = std::move(t)]() mutable { op->complete(ec, std::move(t)); });
-  }
-  void post_wait(WaitOpBase* op, error_code ec) {
-    asio::post(ex_, [op, ec] { op->complete(ec); });
+  // Completes `op` from the executor: never inside the initiating call.
+  template <class Op, class... Args>
+  void post_complete(Op* op, Args... args) {
+    asio::post(ex_, [op, ... a = std::move(args)]() mutable { op->complete(std::move(a)...); });
   }
 
   void record_error(error_code ec) {
@@ -992,22 +990,30 @@ auto Connection::async_connect(Token&& token) {
       token, impl_);
 }
 
+namespace detail {
+struct InitiateExec {
+  template <class Handler, class Response>
+  void operator()(Handler&& handler, ConnectionImpl* impl, resp3::Request const* req,
+                  Response* resp, Diagnostics* diag) const {
+    // A raw pointer, unlike the other initiations: no reference count touched per request.
+    // So a deferred async_exec must be launched while its Connection is alive.
+    impl->start_exec(std::forward<Handler>(handler), *req, *resp, diag);
+  }
+};
+}  // namespace detail
+
 template <class Response, class Token>
 auto Connection::async_exec(resp3::Request const& req, Response& resp, Token&& token) {
   return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
-      [](auto handler, detail::ConnectionImpl* impl, resp3::Request const* r, Response* out) {
-        impl->start_exec(std::move(handler), *r, *out, nullptr);
-      },
-      token, impl_.get(), &req, &resp);
+      detail::InitiateExec{}, token, impl_.get(), &req, &resp,
+      static_cast<Diagnostics*>(nullptr));
 }
 
 template <class Response, class Token>
 auto Connection::async_exec(resp3::Request const& req, Response& resp, Diagnostics& diag,
                             Token&& token) {
   return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
-      [](auto handler, detail::ConnectionImpl* impl, resp3::Request const* r, Response* out,
-         Diagnostics* d) { impl->start_exec(std::move(handler), *r, *out, d); },
-      token, impl_.get(), &req, &resp, &diag);
+      detail::InitiateExec{}, token, impl_.get(), &req, &resp, &diag);
 }
 
 template <class Token>
