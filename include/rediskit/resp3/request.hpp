@@ -74,6 +74,22 @@ class Request {
     count(command);
   }
 
+  /// Appends one command of `nargs` bulk strings (its name included) produced by
+  /// `gen(bulk)`, which must call bulk(std::string_view) exactly `nargs` times. For typed
+  /// commands (rediskit::push_command), whose argument count is known before they are written.
+  template <class Gen>
+  void push_generated(std::size_t nargs, Gen&& gen) {
+    detail::append_header(payload_, '*', nargs);
+    bool first = true, push_only = false;
+    gen([&](std::string_view s) {
+      if (first) push_only = detail::is_push_only_command(s);
+      first = false;
+      detail::append_bulk(payload_, s);
+    });
+    ++commands_;
+    if (!push_only) ++expected_replies_;
+  }
+
   /// The wire bytes of every command pushed so far.
   std::string_view payload() const noexcept { return payload_; }
 

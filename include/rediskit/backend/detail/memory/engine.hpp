@@ -1,0 +1,394 @@
+// rediskit::detail::mem::Engine: MemoryBackend's synchronous in-process engine with Redis
+// semantics. One keyspace of typed values with TTLs, exact expiry, an optional memory bound
+// with LRU eviction, and the hooks every command family uses.
+//
+// How a command runs: MemoryBackend (under its lock) calls Engine::begin(now) once per batch,
+// then Engine::exec(ctx, command) for each command. exec finds `run(Ctx&, cmd::X const&)` by
+// argument-dependent lookup (overloads live in run_*.hpp beside this file, one per command),
+// then finish()es: every key the command wrote is re-accounted, deleted when it became an empty
+// container (as Redis does), and reported to blocked readers; then keys are evicted while the
+// memory bound is exceeded.
+//
+// Rules for run() overloads:
+//  - read with `db.read<T>(ctx, key)`, write with `db.write<T>(ctx, key)` (existing only) or
+//    `db.create<T>(ctx, key)` (created empty when missing); each returns nullptr when the key
+//    holds another type, after setting ctx's error to WRONGTYPE: return {} then.
+//  - errors: `return ctx.fail("ERR ..."), reply{};` with the server's exact text; the error code
+//    is derived from the text as for a real server (rediskit::server_error_code).
+//  - time: ctx.now_ms (engine clock, milliseconds, for TTLs), ctx.unix_ms (wall clock).
+#pragma once
+
+#include <rediskit/backend/detail/memory/arity.hpp>
+#include <rediskit/backend/detail/memory/list.hpp>
+#include <rediskit/backend/detail/memory/scan_map.hpp>
+#include <rediskit/backend/detail/memory/stream.hpp>
+#include <rediskit/backend/detail/memory/zset.hpp>
+#include <rediskit/command.hpp>
+#include <rediskit/error.hpp>
+
+#include <boost/system/error_code.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <queue>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace rediskit::detail::mem {
+
+using Hash = ScanMap<std::string>;
+using Set = ScanMap<Empty>;
+
+/// A value; the index is the type (TYPE's answer: see type_name).
+using Value = std::variant<std::string, List, Set, ZSet, Hash, Stream>;
+
+inline constexpr std::string_view type_names[] = {"string", "list", "set", "zset", "hash",
+                                                  "stream"};
+
+inline std::string_view type_name(Value const& v) noexcept { return type_names[v.index()]; }
+
+inline constexpr std::string_view wrongtype_text =
+    "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+struct Entry {
+  Value value;
+  std::int64_t expire_at = 0;  ///< engine ms; 0 = no TTL
+  std::uint64_t gen = 0;       ///< unique per entry life: expiry records are checked against it
+  std::size_t bytes = 0;       ///< accounted size (key + value + overhead)
+  Entry* lru_prev = nullptr;   ///< towards the most recently used
+  Entry* lru_next = nullptr;   ///< towards the least recently used
+  std::string const* key = nullptr;  ///< the keyspace's own copy of the key
+  std::size_t slot = 0;              ///< the keyspace slot (fixed for the entry's life)
+};
+
+class Engine;
+
+/// The context of one command: its time, the engine, and its error.
+struct Ctx {
+  Engine& db;
+  std::int64_t now_ms = 0;   ///< engine clock (TTLs)
+  std::int64_t unix_ms = 0;  ///< wall clock (TIME, stream ids)
+  boost::system::error_code ec{};
+  std::string error{};  ///< the server's text for ec ("WRONGTYPE ...")
+
+  /// Fails the command with the server's error text; the code comes from the text, as for a
+  /// reply of a real server. Returns false so that `return ctx.fail(...), T{}` reads well.
+  bool fail(std::string_view text) {
+    if (!ec) {
+      ec = make_error_code(server_error_code(text));
+      error.assign(text);
+    }
+    return false;
+  }
+  bool failed() const noexcept { return bool(ec); }
+};
+
+struct EngineConfig {
+  /// Bound on the accounted bytes of all keys and values (0: none). Beyond it, the least
+  /// recently used keys are evicted after each command (Redis's allkeys-lru).
+  std::size_t max_memory = 0;
+};
+
+struct EngineStats {
+  std::uint64_t commands = 0;
+  std::uint64_t expired_keys = 0;
+  std::uint64_t evicted_keys = 0;
+};
+
+class Engine {
+ public:
+  explicit Engine(EngineConfig cfg = {}) : cfg_(cfg) {}
+  Engine(Engine const&) = delete;
+  Engine& operator=(Engine const&) = delete;
+
+  // ---- driving (MemoryBackend) ---------------------------------------------------------------
+
+  /// Starts a batch at engine time now_ms: every key whose TTL is due is deleted first, so no
+  /// command ever sees an expired key and counts are exact.
+  void begin(std::int64_t now_ms) { purge_expired(now_ms); }
+
+  /// Runs one command. Its error, if any, is in ctx.ec / ctx.error, and the reply is then a
+  /// value-initialized reply_t<C>.
+  template <Command C>
+  reply_t<C> exec(Ctx& ctx, C const& c) {
+    static_assert(requires { run(ctx, c); },
+                  "MemoryBackend does not implement this command: no "
+                  "`run(rediskit::detail::mem::Ctx&, C const&)` overload is visible (include "
+                  "<rediskit/backend/memory_backend.hpp>, which includes every command family)");
+    ++stats_.commands;
+    if (std::string err = check_arity(c); !err.empty()) {
+      ctx.fail(err);
+      return reply_t<C>{};
+    }
+    reply_t<C> r = run(ctx, c);
+    finish();
+    if (ctx.failed()) return reply_t<C>{};
+    return r;
+  }
+
+  /// The server's error for a wrong argument count of `c` (empty when it fits): commands with
+  /// lists (DEL with no key, ...) can be built with a count the server refuses.
+  template <Command C>
+  static std::string check_arity(C const& c) {
+    static int const arity = arity_of(name_and_argc(c).first);
+    ArgCounter n;
+    c.write(n);
+    if (arity_fits(arity, n.count)) return {};
+    return arity_error(name_and_argc(c).first, n.count);
+  }
+
+  // ---- for run() overloads -------------------------------------------------------------------
+
+  /// The entry of `key`, or nullptr. Counts as an access (LRU).
+  Entry* lookup(std::string_view key) {
+    Entry* e = keys_.find(key);
+    if (e) touch(*e);
+    return e;
+  }
+
+  /// The value of `key` as a T for reading; nullptr when missing, or when of another type
+  /// (then ctx fails with WRONGTYPE).
+  template <class T>
+  T* read(Ctx& ctx, std::string_view key) {
+    Entry* e = lookup(key);
+    if (!e) return nullptr;
+    if (T* v = std::get_if<T>(&e->value)) return v;
+    ctx.fail(wrongtype_text);
+    return nullptr;
+  }
+
+  /// As read(), and the key is marked written (re-accounted, removed if left empty).
+  template <class T>
+  T* write(Ctx& ctx, std::string_view key) {
+    T* v = read<T>(ctx, key);
+    if (v) written(*keys_.find_node(key));
+    return v;
+  }
+
+  /// As write(), but a missing key is created with an empty T. nullptr only on WRONGTYPE.
+  template <class T>
+  T* create(Ctx& ctx, std::string_view key) {
+    auto [node, inserted] = keys_.emplace(key);
+    Entry& e = node->second.value;
+    if (inserted) {
+      init_entry(*node);
+      e.value.template emplace<T>();
+    } else if (!std::holds_alternative<T>(e.value)) {
+      ctx.fail(wrongtype_text);
+      return nullptr;
+    }
+    touch(e);
+    written(*node);
+    return &std::get<T>(e.value);
+  }
+
+  /// Sets `key` to `v`, whatever it held; the TTL is cleared unless keep_ttl.
+  Entry& put(std::string_view key, Value v, bool keep_ttl = false) {
+    auto [node, inserted] = keys_.emplace(key);
+    Entry& e = node->second.value;
+    if (inserted) {
+      init_entry(*node);
+    } else if (!keep_ttl) {
+      set_expire(e, 0);
+    }
+    e.value = std::move(v);
+    touch(e);
+    written(*node);
+    return e;
+  }
+
+  /// Deletes `key`. True when it existed.
+  bool erase(std::string_view key) {
+    auto* node = keys_.find_node(key);
+    if (!node) return false;
+    erase_node(node);
+    return true;
+  }
+
+  /// Sets the TTL of `e` to the engine time at_ms (0: persistent). An at_ms not after now is
+  /// the caller's business (Redis deletes the key instead: use erase).
+  void set_expire(Entry& e, std::int64_t at_ms) {
+    if ((e.expire_at != 0) != (at_ms != 0)) ttl_keys_ += at_ms != 0 ? 1 : std::size_t(-1);
+    e.expire_at = at_ms;
+    if (at_ms != 0) {
+      expiries_.push({at_ms, e.gen, e.slot});
+      if (expiries_.size() > 2 * ttl_keys_ + 1024) rebuild_expiries();
+    }
+  }
+
+  /// Marks an entry found by lookup() as written (for values changed in place).
+  void written(Entry& e) { written(*keys_.find_node(*e.key)); }
+
+  /// The keyspace (SCAN, DBSIZE, FLUSHDB, RANDOMKEY).
+  ScanMap<Entry>& keys() noexcept { return keys_; }
+  ScanMap<Entry> const& keys() const noexcept { return keys_; }
+
+  /// Deletes every key.
+  void flush() {
+    keys_.clear();
+    lru_head_ = lru_tail_ = nullptr;
+    expiries_ = {};
+    ttl_keys_ = 0;
+    used_ = 0;
+    touched_.clear();
+  }
+
+  /// Accounted bytes of all keys and values.
+  std::size_t used_memory() const noexcept { return used_; }
+  std::size_t keys_with_ttl() const noexcept { return ttl_keys_; }
+  EngineStats const& stats() const noexcept { return stats_; }
+  EngineConfig const& config() const noexcept { return cfg_; }
+  void set_max_memory(std::size_t bytes) { cfg_.max_memory = bytes; }
+
+  // ---- blocked readers (MemoryBackend) ---------------------------------------------------------
+
+  /// Keys that blocked commands wait on (counted); a written key among them is reported by
+  /// take_signaled().
+  void watch(std::string_view key) { ++watched_[std::string(key)]; }
+  void unwatch(std::string_view key) {
+    auto it = watched_.find(key);
+    if (it != watched_.end() && --it->second == 0) watched_.erase(it);
+  }
+  std::vector<std::string> take_signaled() { return std::exchange(signaled_, {}); }
+
+ private:
+  struct Expiry {
+    std::int64_t at;
+    std::uint64_t gen;
+    std::size_t slot;
+    bool operator>(Expiry const& o) const noexcept { return at > o.at; }
+  };
+  using KeyNode = ScanMap<Entry>::Node;
+
+  void init_entry(KeyNode& node) {
+    Entry& e = node.second.value;
+    e.gen = ++next_gen_;
+    e.key = &node.first;
+    e.slot = node.second.slot;
+  }
+
+  void written(KeyNode& node) {
+    touched_.push_back({node.second.slot, node.second.value.gen});
+  }
+
+  // Most recently used at the head.
+  void touch(Entry& e) {
+    if (lru_head_ == &e) return;
+    unlink(e);
+    e.lru_next = lru_head_;
+    if (lru_head_) lru_head_->lru_prev = &e;
+    lru_head_ = &e;
+    if (!lru_tail_) lru_tail_ = &e;
+  }
+  void unlink(Entry& e) {
+    if (e.lru_prev) e.lru_prev->lru_next = e.lru_next;
+    if (e.lru_next) e.lru_next->lru_prev = e.lru_prev;
+    if (lru_head_ == &e) lru_head_ = e.lru_next;
+    if (lru_tail_ == &e) lru_tail_ = e.lru_prev;
+    e.lru_prev = e.lru_next = nullptr;
+  }
+
+  void erase_node(KeyNode* node) {
+    Entry& e = node->second.value;
+    unlink(e);
+    used_ -= e.bytes;
+    if (e.expire_at != 0) --ttl_keys_;
+    signal(node->first);
+    keys_.erase(std::string_view(node->first));
+  }
+
+  static std::size_t value_bytes(Value const& v) noexcept {
+    return std::visit(
+        [](auto const& x) -> std::size_t {
+          if constexpr (std::is_same_v<std::remove_cvref_t<decltype(x)>, std::string>)
+            return x.size();
+          else
+            return x.bytes();
+        },
+        v);
+  }
+  static bool empty_container(Value const& v) noexcept {
+    return std::visit(
+        [](auto const& x) -> bool {
+          using X = std::remove_cvref_t<decltype(x)>;
+          if constexpr (std::is_same_v<X, std::string> || std::is_same_v<X, Stream>)
+            return false;  // empty strings and empty streams are kept, as in Redis
+          else
+            return x.empty();
+        },
+        v);
+  }
+
+  void signal(std::string const& key) {
+    if (!watched_.empty() && watched_.find(std::string_view(key)) != watched_.end())
+      signaled_.push_back(key);
+  }
+
+  // After each command: re-account written keys, drop emptied containers, wake readers,
+  // evict beyond the memory bound.
+  void finish() {
+    for (auto [slot, gen] : touched_) {
+      KeyNode* node = keys_.node_at(slot);
+      if (!node || node->second.value.gen != gen) continue;  // deleted meanwhile
+      Entry& e = node->second.value;
+      if (empty_container(e.value)) {
+        erase_node(node);
+        continue;
+      }
+      std::size_t const b = node->first.size() + value_bytes(e.value) + kEntryOverhead;
+      used_ = used_ - e.bytes + b;
+      e.bytes = b;
+      signal(node->first);
+    }
+    touched_.clear();
+    if (cfg_.max_memory != 0) {
+      while (used_ > cfg_.max_memory && lru_tail_) {
+        ++stats_.evicted_keys;
+        erase_node(keys_.find_node(*lru_tail_->key));
+      }
+    }
+  }
+
+  void purge_expired(std::int64_t now_ms) {
+    while (!expiries_.empty() && expiries_.top().at <= now_ms) {
+      Expiry const x = expiries_.top();
+      expiries_.pop();
+      KeyNode* node = keys_.node_at(x.slot);
+      if (!node || node->second.value.gen != x.gen || node->second.value.expire_at != x.at)
+        continue;  // deleted, renewed or persisted since
+      ++stats_.expired_keys;
+      erase_node(node);
+    }
+  }
+
+  void rebuild_expiries() {
+    std::vector<Expiry> live;
+    live.reserve(ttl_keys_);
+    keys_.for_each([&](std::string const&, Entry const& e) {
+      if (e.expire_at != 0) live.push_back({e.expire_at, e.gen, e.slot});
+    });
+    expiries_ = decltype(expiries_)(std::greater<>{}, std::move(live));
+  }
+
+  static constexpr std::size_t kEntryOverhead = 64;
+
+  EngineConfig cfg_;
+  ScanMap<Entry> keys_;
+  std::priority_queue<Expiry, std::vector<Expiry>, std::greater<>> expiries_;
+  std::size_t ttl_keys_ = 0;
+  std::uint64_t next_gen_ = 0;
+  std::vector<std::pair<std::size_t, std::uint64_t>> touched_;
+  Entry* lru_head_ = nullptr;
+  Entry* lru_tail_ = nullptr;
+  std::size_t used_ = 0;
+  EngineStats stats_{};
+  std::unordered_map<std::string, std::size_t, TransparentHash, std::equal_to<>> watched_;
+  std::vector<std::string> signaled_;
+};
+
+}  // namespace rediskit::detail::mem

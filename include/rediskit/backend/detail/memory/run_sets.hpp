@@ -1,0 +1,7 @@
+// MemoryBackend: sets commands (see engine.hpp for the rules of run() overloads).
+#pragma once
+
+#include <rediskit/backend/detail/memory/engine.hpp>
+#include <rediskit/cmd/sets.hpp>
+
+namespace rediskit::detail::mem {}  // namespace rediskit::detail::mem

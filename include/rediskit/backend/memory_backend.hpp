@@ -1,0 +1,444 @@
+// rediskit::MemoryBackend: an in-process engine with Redis semantics, behind the same Backend
+// interface as RedisBackend (seed 003's automatic in-memory fallback, and every service's
+// tests without a server).
+//
+// It runs every typed command of rediskit/commands.hpp on its own data structures: WRONGTYPE
+// errors, TTLs (expired keys are gone before the next command sees the keyspace, so counts are
+// exact), SCAN with Redis's glob rules and cursor guarantee, sorted sets ordered by score then
+// member bytes, streams with consumer groups and pending entries, pub/sub with patterns, Lua
+// scripts through their C++ twins, and an optional memory bound with LRU eviction.
+//
+//   boost::asio::io_context ioc;
+//   rediskit::MemoryBackend db(ioc);
+//   co_await db.async_exec(rediskit::cmd::set{.key = "k", .value = "v"});
+//
+// Semantics shared with RedisBackend: a command applies when its operation is initiated (for
+// a co_await, at the co_await), in initiation order; a batch applies in one go (a transaction
+// atomically: nothing else runs in between); the completion is always posted through the
+// handler's executor, never run inside the initiating call. A blocking command (XREADGROUP
+// BLOCK, BLMOVE) that finds nothing waits, without holding anything up, until a write wakes
+// it, its timeout passes (on the clock policy's time) or it is cancelled.
+//
+// Thread safety: all operations of one backend may be started from any thread (the engine
+// has its own lock); completions run on each handler's executor.
+#pragma once
+
+#include <rediskit/backend/detail/memory/engine.hpp>
+#include <rediskit/backend/detail/memory/run_hashes.hpp>
+#include <rediskit/backend/detail/memory/run_keys.hpp>
+#include <rediskit/backend/detail/memory/run_lists.hpp>
+#include <rediskit/backend/detail/memory/run_pubsub.hpp>
+#include <rediskit/backend/detail/memory/run_scripting.hpp>
+#include <rediskit/backend/detail/memory/run_server.hpp>
+#include <rediskit/backend/detail/memory/run_sets.hpp>
+#include <rediskit/backend/detail/memory/run_sorted_sets.hpp>
+#include <rediskit/backend/detail/memory/run_streams.hpp>
+#include <rediskit/backend/detail/memory/run_strings.hpp>
+#include <rediskit/backend/subscriber.hpp>
+#include <rediskit/clock.hpp>
+#include <rediskit/command.hpp>
+#include <rediskit/commands.hpp>
+#include <rediskit/connection.hpp>
+#include <rediskit/error.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/append.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+namespace rediskit {
+
+/// Configuration of a MemoryBackend. An aggregate: `MemoryConfig{.max_memory = 64 << 20}`.
+struct MemoryConfig {
+  /// Bound on the accounted bytes of keys and values (0: none); beyond it the least recently
+  /// used keys are evicted (Redis's maxmemory with allkeys-lru). Accounting counts key and
+  /// value bytes plus a fixed overhead per key and per element.
+  std::size_t max_memory = 0;
+  /// Messages a subscriber keeps while nobody receives them; beyond, the oldest are dropped and
+  /// the next async_receive reports Error::pushes_dropped once.
+  std::size_t max_queued_messages = 4096;
+};
+
+/// Counters of a MemoryBackend (seed 003's getCacheStats: mode "memory", entries = keys).
+struct MemoryStats {
+  std::size_t keys = 0;
+  std::size_t keys_with_ttl = 0;
+  std::size_t used_memory = 0;
+  std::uint64_t commands = 0;
+  std::uint64_t expired_keys = 0;
+  std::uint64_t evicted_keys = 0;
+  std::size_t blocked_clients = 0;
+  std::size_t subscribers = 0;
+};
+
+namespace detail::mem {
+
+/// What a MemoryBackend shares with its subscribers and blocked commands: the engine, under a
+/// lock.
+template <class Clock>
+struct Shared {
+  Shared(boost::asio::any_io_executor ex, MemoryConfig cfg, Clock clk)
+      : executor(std::move(ex)), config(cfg), engine(EngineConfig{cfg.max_memory}),
+        clock(std::move(clk)) {}
+
+  boost::asio::any_io_executor executor;
+  MemoryConfig config;
+  std::mutex mutex;
+  Engine engine;
+  Clock clock;
+  PubSub pubsub;
+
+  /// A command waiting for data (XREADGROUP BLOCK, BLMOVE).
+  struct Waiter {
+    std::vector<std::string> keys;
+    std::int64_t deadline_ms = 0;  // engine time; 0: none
+    /// Runs the command again (under the lock); true when it completed the operation.
+    std::function<bool(Ctx&)> try_again;
+    /// Completes the operation with `ec` and an empty reply (timeout: no error).
+    std::function<void(boost::system::error_code)> fail;
+    std::unique_ptr<boost::asio::steady_timer> timer;  // real clocks only
+  };
+  using WaiterList = std::list<std::shared_ptr<Waiter>>;
+  WaiterList waiters;
+
+  Ctx make_ctx() { return Ctx{engine, clock.now_ms(), clock.unix_ms()}; }
+
+  typename WaiterList::iterator remove(typename WaiterList::iterator it) {
+    for (auto const& k : (*it)->keys) engine.unwatch(k);
+    if ((*it)->timer) (*it)->timer->cancel();
+    return waiters.erase(it);
+  }
+  /// Removes `w` and completes it with `ec`; false when it was no longer waiting.
+  bool fail(Waiter const* w, boost::system::error_code ec) {
+    for (auto it = waiters.begin(); it != waiters.end(); ++it) {
+      if (it->get() != w) continue;
+      auto keep = *it;
+      remove(it);
+      keep->fail(ec);
+      return true;
+    }
+    return false;
+  }
+
+  /// After each operation (under the lock): the waiters on written keys run again, oldest
+  /// first; what they write may wake others.
+  void wake_waiters() {
+    while (!waiters.empty()) {
+      std::vector<std::string> keys = engine.take_signaled();
+      if (keys.empty()) return;
+      for (auto it = waiters.begin(); it != waiters.end();) {
+        auto w = *it;
+        bool hit = false;
+        for (auto const& k : w->keys)
+          for (auto const& s : keys) hit = hit || k == s;
+        Ctx ctx = make_ctx();
+        if (hit && w->try_again(ctx))
+          it = remove(it);
+        else
+          ++it;
+      }
+    }
+  }
+
+  /// Manual clocks: completes the waiters whose timeout passed (their reply: empty).
+  void expire_waiters() {
+    std::int64_t const now = clock.now_ms();
+    for (auto it = waiters.begin(); it != waiters.end();) {
+      auto w = *it;
+      if (w->deadline_ms != 0 && w->deadline_ms <= now) {
+        it = remove(it);
+        w->fail({});
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  /// The backend is going away: every waiter fails with connection_closed.
+  void close() {
+    while (!waiters.empty()) {
+      auto w = waiters.front();
+      remove(waiters.begin());
+      w->fail(Error::connection_closed);
+    }
+  }
+};
+
+}  // namespace detail::mem
+
+/// The in-memory backend over a clock policy (SteadyClock; FakeBackend uses ManualClock).
+/// Move-only; destroying it fails blocked commands with Error::connection_closed (subscribers
+/// keep its state alive until they go).
+template <class Clock = SteadyClock>
+class BasicMemoryBackend {
+  using Shared = detail::mem::Shared<Clock>;
+
+ public:
+  using executor_type = boost::asio::any_io_executor;
+  using clock_type = Clock;
+  using subscriber_type = MemorySubscriber;
+
+  /// Seed 003's cache mode name.
+  static constexpr std::string_view name = "memory";
+
+  explicit BasicMemoryBackend(executor_type ex, MemoryConfig cfg = {}, Clock clock = {})
+      : shared_(std::make_shared<Shared>(std::move(ex), cfg, std::move(clock))) {}
+  explicit BasicMemoryBackend(boost::asio::io_context& ioc, MemoryConfig cfg = {},
+                              Clock clock = {})
+      : BasicMemoryBackend(ioc.get_executor(), cfg, std::move(clock)) {}
+  BasicMemoryBackend(BasicMemoryBackend&&) noexcept = default;
+  BasicMemoryBackend& operator=(BasicMemoryBackend&& o) noexcept {
+    if (this != &o) {
+      shutdown();
+      shared_ = std::move(o.shared_);
+    }
+    return *this;
+  }
+  ~BasicMemoryBackend() { shutdown(); }
+
+  executor_type get_executor() const noexcept { return shared_->executor; }
+
+  /// Runs one command. Handler: void(error_code, reply_t<C>). Errors are those a server
+  /// would reply (Error::wrong_type, Error::server_error, ...; the text goes to `diag`).
+  /// A blocking command's arguments must stay valid until it completes.
+  template <Command C, class Token = boost::asio::deferred_t>
+  auto async_exec(C const& c, Token&& token = {}) {
+    return exec_impl<reply_t<C>>(c, nullptr, std::forward<Token>(token));
+  }
+  template <Command C, class Token = boost::asio::deferred_t>
+  auto async_exec(C const& c, Diagnostics& diag, Token&& token = {}) {
+    return exec_impl<reply_t<C>>(c, &diag, std::forward<Token>(token));
+  }
+
+  /// Runs a batch, or a transaction (atomically). Handler: void(error_code, std::tuple<...>)
+  /// with the first error of any command; every command runs and fills its element, except
+  /// in a transaction with a wrong argument count, where nothing runs (as EXECABORT).
+  /// A blocking command in a batch does not wait (as inside MULTI).
+  template <bool A, class... P, class Token = boost::asio::deferred_t>
+  auto async_exec(Batch<A, P...> const& b, Token&& token = {}) {
+    return exec_impl<reply_t<Batch<A, P...>>>(b, nullptr, std::forward<Token>(token));
+  }
+  template <bool A, class... P, class Token = boost::asio::deferred_t>
+  auto async_exec(Batch<A, P...> const& b, Diagnostics& diag, Token&& token = {}) {
+    return exec_impl<reply_t<Batch<A, P...>>>(b, &diag, std::forward<Token>(token));
+  }
+
+  /// Runs N commands of one type (a std::vector, std::span, array ...) in one go. Handler:
+  /// void(error_code, std::vector<reply_t<C>>).
+  template <CommandRange Cs, class Token = boost::asio::deferred_t>
+  auto async_exec(Cs const& cs, Token&& token = {}) {
+    using C = std::ranges::range_value_t<Cs>;
+    return exec_impl<std::vector<reply_t<C>>>(std::span<C const>(cs), nullptr,
+                                              std::forward<Token>(token));
+  }
+
+  /// A subscriber of this backend's pub/sub (see rediskit/backend/subscriber.hpp).
+  MemorySubscriber make_subscriber() {
+    Shared* s = shared_.get();
+    return MemorySubscriber(s->executor, s->pubsub, s->mutex, s->config.max_queued_messages,
+                            std::shared_ptr<void>(shared_, s));
+  }
+
+  /// Always ok: there is no link to lose.
+  HealthStatus health() const noexcept { return HealthStatus::ok; }
+
+  MemoryStats stats() const {
+    std::lock_guard lock(shared_->mutex);
+    auto const& e = shared_->engine;
+    MemoryStats s;
+    s.keys = e.keys().size();
+    s.keys_with_ttl = e.keys_with_ttl();
+    s.used_memory = e.used_memory();
+    s.commands = e.stats().commands;
+    s.expired_keys = e.stats().expired_keys;
+    s.evicted_keys = e.stats().evicted_keys;
+    s.blocked_clients = shared_->waiters.size();
+    s.subscribers = shared_->pubsub.subscriber_count();
+    return s;
+  }
+
+  /// Deletes the keys whose TTL has passed (every command does this first anyway).
+  void purge_expired() {
+    std::lock_guard lock(shared_->mutex);
+    shared_->engine.begin(shared_->clock.now_ms());
+  }
+
+  Clock& clock() noexcept { return shared_->clock; }
+
+ protected:
+  Shared& shared() const noexcept { return *shared_; }
+
+ private:
+  void shutdown() {
+    if (!shared_) return;
+    std::lock_guard lock(shared_->mutex);
+    shared_->close();
+  }
+
+  template <class R, class X, class Token>
+  auto exec_impl(X const& x, Diagnostics* diag, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, R)>(
+        [sh = shared_](auto handler, X const& x, Diagnostics* diag) {
+          run_op<R>(sh, x, diag, std::move(handler));
+        },
+        token, x, diag);
+  }
+
+  template <class R, class X, class Handler>
+  static void run_op(std::shared_ptr<Shared> const& sh, X const& x, Diagnostics* diag,
+                     Handler handler) {
+    if (diag) diag->clear();
+    detail::mem::Ctx ctx = sh->make_ctx();
+    R result{};
+    {
+      std::lock_guard lock(sh->mutex);
+      sh->engine.begin(ctx.now_ms);
+      if constexpr (Command<X>) {
+        result = sh->engine.exec(ctx, x);
+        if constexpr (requires { x.block_timeout(); }) {
+          if (!ctx.ec && !result && is_blocking(x)) {
+            wait(sh, x, ctx.now_ms, diag, std::move(handler));
+            sh->wake_waiters();
+            return;
+          }
+        }
+      } else if constexpr (is_batch_v<X>) {
+        exec_batch(*sh, x, result, ctx);
+      } else {  // a span of commands
+        result.reserve(x.size());
+        for (auto const& c : x) run_into(*sh, c, result.emplace_back(), ctx);
+      }
+      sh->wake_waiters();
+    }
+    if (diag && ctx.ec) diag->server_message = std::move(ctx.error);
+    boost::asio::post(sh->executor,
+                      boost::asio::append(std::move(handler), ctx.ec, std::move(result)));
+  }
+
+  // Runs c into out; its error becomes the operation's when it is the first.
+  template <class C, class R>
+  static void run_into(Shared& sh, C const& c, R& out, detail::mem::Ctx& op) {
+    detail::mem::Ctx ctx{sh.engine, op.now_ms, op.unix_ms};
+    out = sh.engine.exec(ctx, c);
+    if (ctx.ec && !op.ec) {
+      op.ec = ctx.ec;
+      op.error = std::move(ctx.error);
+    }
+  }
+
+  template <bool A, class... P, class R>
+  static void exec_batch(Shared& sh, Batch<A, P...> const& b, R& result,
+                         detail::mem::Ctx& op) {
+    if constexpr (A) {  // EXECABORT: a wrong argument count anywhere runs nothing
+      std::string err;
+      std::apply([&](auto const&... parts) { (arity_check(parts, err), ...); }, b.parts);
+      if (!err.empty()) {
+        op.fail(err);
+        return;
+      }
+    }
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (run_part(sh, std::get<I>(b.parts), std::get<I>(result), op), ...);
+    }(std::index_sequence_for<P...>{});
+  }
+
+  template <class Part>
+  static void arity_check(Part const& p, std::string& err) {
+    auto one = [&](auto const& c) {
+      if (err.empty()) err = detail::mem::Engine::check_arity(c);
+    };
+    if constexpr (Command<Part>)
+      one(p);
+    else
+      for (auto const& c : p) one(c);
+  }
+
+  template <class Part, class R>
+  static void run_part(Shared& sh, Part const& p, R& out, detail::mem::Ctx& op) {
+    if constexpr (Command<Part>) {
+      run_into(sh, p, out, op);
+    } else {
+      out.reserve(p.size());
+      for (auto const& c : p) run_into(sh, c, out.emplace_back(), op);
+    }
+  }
+
+  // A blocking command that found nothing: it waits for a write to one of its keys, its
+  // timeout, or a cancellation. Called under the lock.
+  template <class C, class Handler>
+  static void wait(std::shared_ptr<Shared> const& sh, C const& c, std::int64_t now,
+                   Diagnostics* diag, Handler handler) {
+    using R = reply_t<C>;
+    using W = typename Shared::Waiter;
+    auto w = std::make_shared<W>();
+    auto slot = boost::asio::get_associated_cancellation_slot(handler);
+    // One owner of the handler, shared by the ways the wait can end (only one of them runs,
+    // under the lock).
+    auto h = std::make_shared<Handler>(std::move(handler));
+    Shared* raw = sh.get();
+    auto complete = [raw, h, diag](boost::system::error_code ec, std::string text, R r) {
+      if (diag && ec) diag->server_message = std::move(text);
+      boost::asio::post(raw->executor, boost::asio::append(std::move(*h), ec, std::move(r)));
+    };
+    c.watch_keys().for_each([&](std::string_view k) {
+      w->keys.emplace_back(k);
+      sh->engine.watch(k);
+    });
+    w->try_again = [raw, c, complete](detail::mem::Ctx& ctx) {
+      ctx.db.begin(ctx.now_ms);
+      R r = raw->engine.exec(ctx, c);
+      if (!ctx.ec && !r) return false;
+      complete(ctx.ec, std::move(ctx.error), std::move(r));
+      return true;
+    };
+    w->fail = [complete](boost::system::error_code ec) { complete(ec, {}, R{}); };
+    std::weak_ptr<Shared> weak_sh = sh;
+    W const* id = w.get();
+    if (auto const timeout = c.block_timeout(); timeout.count() > 0) {
+      w->deadline_ms = now + timeout.count();
+      if constexpr (!Clock::manual) {
+        w->timer = std::make_unique<boost::asio::steady_timer>(sh->executor, timeout);
+        w->timer->async_wait([weak_sh, id](boost::system::error_code ec) {
+          auto s = weak_sh.lock();
+          if (ec || !s) return;
+          std::lock_guard lock(s->mutex);
+          s->fail(id, {});
+        });
+      }
+    }
+    if (slot.is_connected()) {
+      slot.assign([weak_sh, id](boost::asio::cancellation_type) {
+        if (auto s = weak_sh.lock()) {
+          std::lock_guard lock(s->mutex);
+          s->fail(id, boost::asio::error::operation_aborted);
+        }
+      });
+    }
+    sh->waiters.push_back(std::move(w));
+  }
+
+  std::shared_ptr<Shared> shared_;
+};
+
+/// The in-memory backend on real time.
+using MemoryBackend = BasicMemoryBackend<SteadyClock>;
+
+}  // namespace rediskit

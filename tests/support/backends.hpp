@@ -1,0 +1,164 @@
+// rediskit test support: one fixture for every backend, so that a conformance suite is written
+// once and instantiated for MemoryBackend, FakeBackend and RedisBackend (a real redis-server):
+//
+//   BOOST_AUTO_TEST_CASE_TEMPLATE(get_returns_what_set_stored, B, rediskit::test::AllBackends) {
+//     rediskit::test::BackendFixture<B> f;         // an empty database
+//     BOOST_TEST(f.ok(cmd::set{.key = "k", .value = "v"}));
+//     auto [ec, v] = f.exec(cmd::get{"k"});        // runs the io_context until it completes
+//     BOOST_TEST(!ec);
+//     f.advance(60ms);                             // sleeps on real clocks, advances a manual one
+//   }
+//
+// RedisBackend fixtures use database `kConformanceDb` of the server that CTest's redis_server
+// fixture started (FLUSHDB at the start of each test), so conformance tests never touch the
+// keys of integration tests running beside them in database 0.
+#pragma once
+
+#include <rediskit/backend/memory_backend.hpp>
+// FakeBackend and RedisBackend join the lists as soon as their headers exist.
+#if __has_include(<rediskit/backend/fake_backend.hpp>)
+#include <rediskit/backend/fake_backend.hpp>
+#define REDISKIT_TEST_HAS_FAKE 1
+#endif
+#if __has_include(<rediskit/backend/redis_backend.hpp>)
+#include <rediskit/backend/redis_backend.hpp>
+#define REDISKIT_TEST_HAS_REDIS 1
+#endif
+#include <rediskit/commands.hpp>
+
+#include "support/test_redis.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/mpl/list.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace rediskit::test {
+
+#if defined(REDISKIT_TEST_HAS_FAKE) && defined(REDISKIT_TEST_HAS_REDIS)
+using AllBackends = boost::mpl::list<MemoryBackend, FakeBackend, RedisBackend>;
+using InProcessBackends = boost::mpl::list<MemoryBackend, FakeBackend>;
+#else
+using AllBackends = boost::mpl::list<MemoryBackend>;
+using InProcessBackends = boost::mpl::list<MemoryBackend>;
+#endif
+
+inline constexpr int kConformanceDb = 1;
+inline constexpr int kDifferentialDb = 2;
+
+template <class B>
+inline constexpr bool is_redis_backend_v = false;
+#ifdef REDISKIT_TEST_HAS_REDIS
+template <>
+inline constexpr bool is_redis_backend_v<RedisBackend> = true;
+#endif
+template <class B>
+inline constexpr bool is_fake_backend_v = false;
+#ifdef REDISKIT_TEST_HAS_FAKE
+template <>
+inline constexpr bool is_fake_backend_v<FakeBackend> = true;
+#endif
+
+template <class B>
+B make_backend(boost::asio::io_context& ioc, int db) {
+#ifdef REDISKIT_TEST_HAS_REDIS
+  if constexpr (is_redis_backend_v<B>) {
+    RedisConfig cfg;
+    cfg.port = shared_redis_port();
+    cfg.database = db;
+    return B(ioc, std::move(cfg));
+  } else
+#endif
+  {
+    (void)db;
+    return B(ioc);
+  }
+}
+
+/// An empty database on backend B, and synchronous helpers around its asynchronous API.
+template <class B>
+class BackendFixture {
+ public:
+  explicit BackendFixture(int db = kConformanceDb) : backend(make_backend<B>(ioc, db)) {
+    if constexpr (is_redis) {
+      auto [ec, r] = exec(cmd::flushdb{});
+      if (ec) throw std::runtime_error("FLUSHDB failed: " + ec.message());
+    }
+  }
+
+  static constexpr bool is_redis = is_redis_backend_v<B>;
+  static constexpr bool is_fake = is_fake_backend_v<B>;
+
+  /// Runs `x` (a command, batch or range of commands) to completion: {error_code, reply}.
+  template <class X>
+  auto exec(X const& x) {
+    using R = std::remove_cvref_t<decltype(result_type(x))>;
+    std::optional<std::pair<boost::system::error_code, R>> out;
+    backend.async_exec(x, [&](boost::system::error_code ec, R r) {
+      out.emplace(ec, std::move(r));
+    });
+    run_until([&] { return out.has_value(); });
+    return std::move(*out);
+  }
+
+  /// Runs `x` and returns its reply; a failure fails the test with the error.
+  template <class X>
+  auto ok(X const& x) {
+    auto [ec, r] = exec(x);
+    BOOST_REQUIRE_MESSAGE(!ec, "unexpected error: " << ec.message() << " ["
+                                                    << ec.value() << "]");
+    return std::move(r);
+  }
+
+  /// Runs `x`, which must fail with `want`; returns what it completed with.
+  template <class X>
+  boost::system::error_code fails(X const& x, Error want) {
+    auto [ec, r] = exec(x);
+    BOOST_TEST(ec == make_error_code(want), "expected " << make_error_code(want).message()
+                                                        << ", got " << ec.message());
+    return ec;
+  }
+
+  /// Lets `d` pass: a manual clock advances at once, real clocks are slept on.
+  void advance(std::chrono::milliseconds d) {
+    if constexpr (is_fake) {
+      backend.advance(d);
+    } else {
+      std::this_thread::sleep_for(d);
+    }
+  }
+
+  /// Runs the io_context until pred() is true (or fails the test after `limit`).
+  template <class Pred>
+  void run_until(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+    auto const deadline = std::chrono::steady_clock::now() + limit;
+    while (!pred()) {
+      if (ioc.stopped()) ioc.restart();
+      ioc.run_one_for(std::chrono::milliseconds(20));
+      if (std::chrono::steady_clock::now() > deadline)
+        BOOST_FAIL("the operation did not complete within " << limit.count() << " ms");
+    }
+  }
+
+  boost::asio::io_context ioc;
+  B backend;
+
+ private:
+  template <class X>
+  static auto result_type(X const& x) {
+    if constexpr (Command<X> || is_batch_v<X>)
+      return reply_t<X>{};
+    else
+      return std::vector<reply_t<std::ranges::range_value_t<X>>>{};
+  }
+};
+
+}  // namespace rediskit::test
