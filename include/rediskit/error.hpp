@@ -67,6 +67,9 @@ enum class Error : int {
   already_receiving,           ///< another async_receive is already waiting on this connection
   pushes_dropped,              ///< server pushes were dropped because the push queue was full
   unsolicited_reply,           ///< a reply arrived that no request was waiting for: link dropped
+
+  // --- Configuration -----------------------------------------------------------------------
+  invalid_config = 400,        ///< a configuration value (URL, environment variable) is malformed
 };
 
 namespace detail {
@@ -175,6 +178,9 @@ class ErrorCategory final : public boost::system::error_category {
       case Error::unsolicited_reply:
         return "the server sent a reply that no request was waiting for; the link was dropped "
                "so that no reply can reach the wrong caller";
+      case Error::invalid_config:
+        return "invalid configuration: a URL or environment variable is malformed (the "
+               "exception's text, or the `what` argument, names it)";
     }
     return "unknown rediskit error";
   }

@@ -249,6 +249,11 @@ class BasicMemoryBackend {
     return exec_impl<std::vector<reply_t<C>>>(std::span<C const>(cs), nullptr,
                                               std::forward<Token>(token));
   }
+  template <CommandRange Cs, class Token = boost::asio::deferred_t>
+  auto async_exec(Cs const& cs, Diagnostics& diag, Token&& token = {}) {
+    using C = std::ranges::range_value_t<Cs>;
+    return exec_impl<std::vector<reply_t<C>>>(std::span<C const>(cs), &diag, std::forward<Token>(token));
+  }
 
   /// A subscriber of this backend's pub/sub (see rediskit/backend/subscriber.hpp).
   MemorySubscriber make_subscriber() {
@@ -324,7 +329,7 @@ class BasicMemoryBackend {
         exec_batch(*sh, x, result, ctx);
       } else {  // a span of commands
         result.reserve(x.size());
-        for (auto const& c : x) run_into(*sh, c, result.emplace_back(), ctx);
+        for (auto const& c : x) result.push_back(run_one(*sh, c, ctx));
       }
       sh->wake_waiters();
     }
@@ -333,15 +338,16 @@ class BasicMemoryBackend {
                       boost::asio::append(std::move(handler), ctx.ec, std::move(result)));
   }
 
-  // Runs c into out; its error becomes the operation's when it is the first.
-  template <class C, class R>
-  static void run_into(Shared& sh, C const& c, R& out, detail::mem::Ctx& op) {
+  // Runs c; its error becomes the operation's when it is the first.
+  template <class C>
+  static reply_t<C> run_one(Shared& sh, C const& c, detail::mem::Ctx& op) {
     detail::mem::Ctx ctx{sh.engine, op.now_ms, op.unix_ms};
-    out = sh.engine.exec(ctx, c);
+    reply_t<C> r = sh.engine.exec(ctx, c);
     if (ctx.ec && !op.ec) {
       op.ec = ctx.ec;
       op.error = std::move(ctx.error);
     }
+    return r;
   }
 
   template <bool A, class... P, class R>
@@ -374,10 +380,10 @@ class BasicMemoryBackend {
   template <class Part, class R>
   static void run_part(Shared& sh, Part const& p, R& out, detail::mem::Ctx& op) {
     if constexpr (Command<Part>) {
-      run_into(sh, p, out, op);
+      out = run_one(sh, p, op);
     } else {
       out.reserve(p.size());
-      for (auto const& c : p) run_into(sh, c, out.emplace_back(), op);
+      for (auto const& c : p) out.push_back(run_one(sh, c, op));
     }
   }
 

@@ -159,6 +159,30 @@ class ResponseImpl<Replies<T>> {
   Adapter<T> adapter_{};
 };
 
+/// A response that routes the nodes itself (RedisBackend's batches: spans of commands,
+/// MULTI/EXEC): it declares `static constexpr std::size_t expected_replies` and
+/// `void on_node(std::size_t index, NodeView const&, error_code&)`, with the meaning of
+/// ResponseAdapter::on_node.
+template <class R>
+concept CustomResponse = requires(R& r, std::size_t i, NodeView const& n, error_code& ec) {
+  { R::expected_replies } -> std::convertible_to<std::size_t>;
+  r.on_node(i, n, ec);
+};
+
+template <class Response>
+  requires CustomResponse<Response>
+class ResponseImpl<Response> {
+ public:
+  static constexpr std::size_t expected_replies = Response::expected_replies;
+  explicit ResponseImpl(Response& r) noexcept : response_(&r) {}
+  void on_node(std::size_t index, NodeView const& n, error_code& ec) {
+    response_->on_node(index, n, ec);
+  }
+
+ private:
+  Response* response_;
+};
+
 template <>
 class ResponseImpl<Tree> {
  public:

@@ -1,0 +1,222 @@
+// rediskit::FakeBackend: MemoryBackend for tests. Time moves only when the test says so; faults
+// come when the test asks for them; every command is logged.
+//
+//   rediskit::FakeBackend db(ioc);
+//   co_await svc.async_set_user_online("42", data);       // a service over FakeBackend
+//   db.advance(6min);                                     // TTLs expire, BLOCK timeouts fire
+//   db.fail_next(1, rediskit::Error::connection_lost);    // the next operation fails so
+//   db.drop_connection();                                 // operations in flight and new ones fail
+//   BOOST_TEST(db.command_log().back()[0] == "SET");
+//
+// It is a public part of rediskit: swap it in for RedisBackend in your own service's tests
+// (services are templates over the backend), no server and no sleeping needed.
+#pragma once
+
+#include <rediskit/backend/memory_backend.hpp>
+#include <rediskit/clock.hpp>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace rediskit {
+
+/// MemoryBackend on a ManualClock, with fault injection and a command log (see above).
+class FakeBackend : public BasicMemoryBackend<ManualClock> {
+  using Base = BasicMemoryBackend<ManualClock>;
+
+ public:
+  static constexpr std::string_view name = "fake";
+
+  explicit FakeBackend(executor_type ex, MemoryConfig cfg = {}, ManualClock clock = ManualClock{})
+      : Base(std::move(ex), cfg, clock), faults_(std::make_shared<Faults>()) {}
+  explicit FakeBackend(boost::asio::io_context& ioc, MemoryConfig cfg = {},
+                       ManualClock clock = ManualClock{})
+      : FakeBackend(ioc.get_executor(), cfg, clock) {}
+
+  /// As MemoryBackend::async_exec, after the faults and the log.
+  template <Command C, class Token = boost::asio::deferred_t>
+  auto async_exec(C const& c, Token&& token = {}) {
+    return intercept<reply_t<C>>(c, nullptr, std::forward<Token>(token));
+  }
+  template <Command C, class Token = boost::asio::deferred_t>
+  auto async_exec(C const& c, Diagnostics& diag, Token&& token = {}) {
+    return intercept<reply_t<C>>(c, &diag, std::forward<Token>(token));
+  }
+  template <bool A, class... P, class Token = boost::asio::deferred_t>
+  auto async_exec(Batch<A, P...> const& b, Token&& token = {}) {
+    return intercept<reply_t<Batch<A, P...>>>(b, nullptr, std::forward<Token>(token));
+  }
+  template <bool A, class... P, class Token = boost::asio::deferred_t>
+  auto async_exec(Batch<A, P...> const& b, Diagnostics& diag, Token&& token = {}) {
+    return intercept<reply_t<Batch<A, P...>>>(b, &diag, std::forward<Token>(token));
+  }
+  template <CommandRange Cs, class Token = boost::asio::deferred_t>
+  auto async_exec(Cs const& cs, Token&& token = {}) {
+    using C = std::ranges::range_value_t<Cs>;
+    return intercept<std::vector<reply_t<C>>>(std::span<C const>(cs), nullptr,
+                                              std::forward<Token>(token));
+  }
+  template <CommandRange Cs, class Token = boost::asio::deferred_t>
+  auto async_exec(Cs const& cs, Diagnostics& diag, Token&& token = {}) {
+    using C = std::ranges::range_value_t<Cs>;
+    return intercept<std::vector<reply_t<C>>>(std::span<C const>(cs), &diag,
+                                              std::forward<Token>(token));
+  }
+
+  // ---- time -----------------------------------------------------------------------------------
+
+  /// Moves the clock forward: keys whose TTL passed are gone at the next command, and blocked
+  /// commands whose timeout passed complete (with their empty reply) now.
+  void advance(std::chrono::milliseconds d) {
+    auto& sh = shared();
+    std::lock_guard lock(sh.mutex);
+    sh.clock.advance(d);
+    sh.engine.begin(sh.clock.now_ms());
+    sh.expire_waiters();
+  }
+
+  // ---- faults ---------------------------------------------------------------------------------
+
+  /// The next `n` operations complete with `e` without running (e.g. Error::connection_lost,
+  /// Error::out_of_memory, Error::read_only).
+  void fail_next(std::size_t n, Error e) {
+    std::lock_guard lock(faults_->mutex);
+    faults_->fail_count = n;
+    faults_->fail_with = make_error_code(e);
+  }
+
+  /// Every operation completes after `d` of real time (0: at once); it runs after the delay.
+  /// While a latency is set, arguments must stay valid until the operation completes.
+  void set_latency(std::chrono::milliseconds d) {
+    std::lock_guard lock(faults_->mutex);
+    faults_->latency = d;
+  }
+
+  /// The link is down: blocked commands fail with Error::connection_lost now, and every new
+  /// operation fails with Error::not_connected (nothing runs) until restore_connection().
+  void drop_connection() {
+    {
+      std::lock_guard lock(faults_->mutex);
+      faults_->dropped = true;
+    }
+    auto& sh = shared();
+    std::lock_guard lock(sh.mutex);
+    while (!sh.waiters.empty()) sh.fail(sh.waiters.front().get(), Error::connection_lost);
+  }
+  void restore_connection() {
+    std::lock_guard lock(faults_->mutex);
+    faults_->dropped = false;
+  }
+
+  /// disconnected while dropped, else ok.
+  HealthStatus health() const noexcept {
+    std::lock_guard lock(faults_->mutex);
+    return faults_->dropped ? HealthStatus::disconnected : HealthStatus::ok;
+  }
+
+  // ---- the command log ------------------------------------------------------------------------
+
+  /// Every command that reached the backend (faulted ones too), as argv: {"SET", "k", "v"}.
+  /// A transaction is logged as MULTI, its commands, EXEC.
+  std::vector<std::vector<std::string>> command_log() const {
+    std::lock_guard lock(faults_->mutex);
+    return faults_->log;
+  }
+  void clear_log() {
+    std::lock_guard lock(faults_->mutex);
+    faults_->log.clear();
+  }
+  /// Commands in the log whose name is `name` ("GET", "XREADGROUP", ...).
+  std::size_t count_in_log(std::string_view name) const {
+    std::lock_guard lock(faults_->mutex);
+    std::size_t n = 0;
+    for (auto const& argv : faults_->log) n += !argv.empty() && argv[0] == name;
+    return n;
+  }
+
+ private:
+  struct Faults {
+    mutable std::mutex mutex;
+    std::size_t fail_count = 0;
+    boost::system::error_code fail_with{};
+    std::chrono::milliseconds latency{0};
+    bool dropped = false;
+    std::vector<std::vector<std::string>> log;
+  };
+
+  template <class X>
+  void log_commands(X const& x) {
+    auto one = [&](auto const& c) { faults_->log.push_back(argv(c)); };
+    if constexpr (Command<X>) {
+      one(x);
+    } else if constexpr (is_batch_v<X>) {
+      if (X::atomic) faults_->log.push_back({"MULTI"});
+      std::apply(
+          [&](auto const&... parts) {
+            auto each = [&](auto const& p) {
+              if constexpr (Command<std::remove_cvref_t<decltype(p)>>)
+                one(p);
+              else
+                for (auto const& c : p) one(c);
+            };
+            (each(parts), ...);
+          },
+          x.parts);
+      if (X::atomic) faults_->log.push_back({"EXEC"});
+    } else {
+      for (auto const& c : x) one(c);
+    }
+  }
+
+  template <class R, class X, class Token>
+  auto intercept(X const& x, Diagnostics* diag, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, R)>(
+        [this](auto handler, X const& x, Diagnostics* diag) {
+          boost::system::error_code fault;
+          std::chrono::milliseconds latency{0};
+          {
+            std::lock_guard lock(faults_->mutex);
+            log_commands(x);
+            if (faults_->dropped) {
+              fault = make_error_code(Error::not_connected);
+            } else if (faults_->fail_count > 0) {
+              --faults_->fail_count;
+              fault = faults_->fail_with;
+            }
+            latency = faults_->latency;
+          }
+          if (fault) {
+            boost::asio::post(get_executor(),
+                              boost::asio::append(std::move(handler), fault, R{}));
+            return;
+          }
+          if (latency.count() == 0) return run(x, diag, std::move(handler));
+          auto timer = std::make_shared<boost::asio::steady_timer>(get_executor(), latency);
+          timer->async_wait([this, timer, x, diag, h = std::move(handler)](
+                                boost::system::error_code) mutable {
+            run(x, diag, std::move(h));
+          });
+        },
+        token, x, diag);
+  }
+
+  template <class X, class Handler>
+  void run(X const& x, Diagnostics* diag, Handler&& h) {
+    if (diag)
+      Base::async_exec(x, *diag, std::forward<Handler>(h));
+    else
+      Base::async_exec(x, std::forward<Handler>(h));
+  }
+
+  std::shared_ptr<Faults> faults_;
+};
+
+}  // namespace rediskit

@@ -1,0 +1,595 @@
+// rediskit::RedisBackend: typed commands over connections to one Redis server, by role (seed
+// 000's RedisService clients: main, sub, stream; seed 002's connection options).
+//
+//   rediskit::RedisBackend redis(ioc, rediskit::RedisConfig::from_env());
+//   auto v = co_await redis.async_exec(rediskit::cmd::get{"chat:user:42"});
+//
+// Roles:
+//  - main: one pipelined Connection for every command and batch: concurrent callers share
+//    its writes (see connection.hpp);
+//  - blocking: XREADGROUP BLOCK, BLMOVE (and a plain batch holding one) run on connections of
+//    their own, taken from a small pool (one per command in flight, health check off), so they
+//    never stall the main pipeline;
+//  - sub: each subscriber (make_subscriber()) has its own connection, as a subscribed RESP3
+//    connection still serves its own commands but its pushes are its own.
+//
+// A batch is one request (one write, one round trip); a transaction is MULTI ... EXEC in that
+// same request. Replies are adapted straight off the wire into the typed results. A request of
+// only idempotent commands (reads) may be re-sent after a lost link; any other fails with
+// Error::connection_lost when the link drops after it was written: it may have run.
+//
+// Thread safety: as Connection, use it from its executor (a strand with a multi-threaded
+// io_context).
+#pragma once
+
+#include <rediskit/backend/subscriber.hpp>
+#include <rediskit/command.hpp>
+#include <rediskit/commands.hpp>
+#include <rediskit/connection.hpp>
+#include <rediskit/error.hpp>
+#include <rediskit/redis_config.hpp>
+#include <rediskit/resp3/adapt.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/append.hpp>
+#include <boost/asio/associated_allocator.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/mp11/algorithm.hpp>
+
+#include <array>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+namespace rediskit {
+
+namespace detail::redis {
+
+using boost::system::error_code;
+
+template <class P>
+struct PartWire {
+  using type = wire_t<P>;
+};
+template <class P>
+  requires CommandSpan<P>
+struct PartWire<P> {
+  using type = std::vector<wire_t<std::remove_const_t<typename P::element_type>>>;
+};
+
+/// The replies of a batch, routed node by node into each part's wire value. Errors are kept
+/// (first one wins) instead of being reported to the connection, so that one failing command
+/// never stops the others' replies from being adapted (inside EXEC they are one reply).
+template <bool Atomic, class... Parts>
+class BatchResponse {
+ public:
+  static constexpr std::size_t expected_replies = resp3::any_count;
+
+  explicit BatchResponse(Batch<Atomic, Parts...> const& b) {
+    std::size_t total = 0;
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      ((starts_[I] = total, total += part_size(std::get<I>(b.parts))), ...);
+    }(std::index_sequence_for<Parts...>{});
+    commands_ = total;
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (presize(std::get<I>(wire), std::get<I>(b.parts)), ...);
+    }(std::index_sequence_for<Parts...>{});
+  }
+
+  void on_node(std::size_t index, resp3::NodeView const& n, error_code&) {
+    if constexpr (!Atomic) {
+      route(index, n);
+    } else {
+      // MULTI's OK, one QUEUED per command, then EXEC's array (or its error).
+      if (index <= commands_) {
+        if (resp3::is_error(n.type)) keep_error(server_error_code(n.value));
+        return;
+      }
+      if (n.depth == 0) {
+        if (resp3::is_error(n.type)) keep_error(server_error_code(n.value));
+        if (n.type == resp3::Type::null) keep_error(Error::exec_aborted);
+        element_ = std::size_t(-1);
+        return;
+      }
+      if (n.depth == 1) ++element_;
+      resp3::NodeView inner = n;
+      inner.depth -= 1;
+      route(element_, inner);
+    }
+  }
+
+  /// The request's commands: the batch, wrapped in MULTI / EXEC when atomic.
+  static void write(resp3::Request& req, Batch<Atomic, Parts...> const& b) {
+    if constexpr (Atomic) req.push("MULTI");
+    std::apply(
+        [&](auto const&... parts) {
+          auto one = [&](auto const& p) {
+            if constexpr (Command<std::remove_cvref_t<decltype(p)>>)
+              push_command(req, p);
+            else
+              for (auto const& c : p) push_command(req, c);
+          };
+          (one(parts), ...);
+        },
+        b.parts);
+    if constexpr (Atomic) req.push("EXEC");
+  }
+
+  reply_t<Batch<Atomic, Parts...>> take() {
+    reply_t<Batch<Atomic, Parts...>> out;
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (convert<Parts>(std::get<I>(wire), std::get<I>(out)), ...);
+    }(std::index_sequence_for<Parts...>{});
+    return out;
+  }
+
+  error_code error() const noexcept { return error_; }
+  std::size_t replies_seen() const noexcept { return seen_; }
+
+  std::tuple<typename PartWire<Parts>::type...> wire;
+
+ private:
+  template <class W, class P>
+  static void presize(W& w, P const& p) {
+    if constexpr (CommandSpan<P>) w.resize(p.size());
+  }
+
+  template <class P, class W, class R>
+  static void convert(W& w, R& out) {
+    if constexpr (CommandSpan<P>) {
+      using C = std::remove_const_t<typename P::element_type>;
+      out.reserve(w.size());
+      for (auto& x : w) out.push_back(from_wire<C>(std::move(x)));
+    } else {
+      out = from_wire<P>(std::move(w));
+    }
+  }
+
+  void keep_error(Error e) {
+    if (!error_) error_ = make_error_code(e);
+  }
+
+  // Reply number `index` of the batch (0-based, MULTI/QUEUED excluded).
+  void route(std::size_t index, resp3::NodeView const& n) {
+    if (n.depth == 0) {
+      skipping_ = false;
+      ++seen_;
+    }
+    if (skipping_) return;
+    std::size_t part = 0;
+    while (part + 1 < sizeof...(Parts) && index >= starts_[part + 1]) ++part;
+    error_code ec;
+    boost::mp11::mp_with_index<sizeof...(Parts)>(part, [&](auto I) {
+      auto& w = std::get<I>(wire);
+      auto& adapter = std::get<I>(adapters_);
+      using P = boost::mp11::mp_at_c<boost::mp11::mp_list<Parts...>, I>;
+      if (n.depth == 0) {
+        if constexpr (CommandSpan<P>) {
+          std::size_t const k = index - starts_[I];
+          if (k >= w.size()) return;
+          adapter.emplace(w[k]);
+        } else {
+          adapter.emplace(w);
+        }
+      }
+      if (adapter) adapter->on_node(n, ec);
+    });
+    if (ec) {
+      if (!error_) error_ = ec;
+      skipping_ = true;
+    }
+  }
+
+  template <class P>
+  using ElementWire = typename PartWire<P>::type;
+  template <class P>
+  struct AdapterOf {
+    using type = std::optional<resp3::ReplyAdapter<wire_t<P>>>;
+  };
+  template <class P>
+    requires CommandSpan<P>
+  struct AdapterOf<P> {
+    using type =
+        std::optional<resp3::ReplyAdapter<wire_t<std::remove_const_t<typename P::element_type>>>>;
+  };
+
+  std::tuple<typename AdapterOf<Parts>::type...> adapters_{};
+  std::array<std::size_t, sizeof...(Parts)> starts_{};
+  std::size_t commands_ = 0;
+  std::size_t element_ = 0;
+  std::size_t seen_ = 0;
+  bool skipping_ = false;
+  error_code error_{};
+};
+
+/// What one async_exec sends and receives. X: a command, a batch, or a span of commands.
+template <class X>
+struct Job;
+
+template <Command C>
+struct Job<C> {
+  using reply_type = reply_t<C>;
+  resp3::Request req;
+  std::tuple<wire_t<C>> resp{};  // one reply (a tuple-shaped wire type stays one reply)
+  explicit Job(C const& c) : req({.idempotent = is_idempotent_v<C>}) { push_command(req, c); }
+  error_code extra_error() const noexcept { return {}; }
+  reply_type take() { return from_wire<C>(std::move(std::get<0>(resp))); }
+};
+
+template <class C>
+struct Job<std::span<C const>> {
+  using reply_type = std::vector<reply_t<C>>;
+  resp3::Request req;
+  resp3::Replies<wire_t<C>> resp;
+  explicit Job(std::span<C const> cs) : req({.idempotent = is_idempotent_v<C>}) {
+    for (auto const& c : cs) push_command(req, c);
+  }
+  error_code extra_error() const noexcept { return {}; }
+  reply_type take() {
+    reply_type out;
+    out.reserve(resp.size());
+    for (auto& w : resp) out.push_back(from_wire<C>(std::move(w)));
+    return out;
+  }
+};
+
+template <class P>
+constexpr bool part_idempotent() {
+  if constexpr (CommandSpan<P>)
+    return is_idempotent_v<std::remove_const_t<typename P::element_type>>;
+  else
+    return is_idempotent_v<P>;
+}
+
+template <bool A, class... P>
+struct Job<Batch<A, P...>> {
+  using reply_type = reply_t<Batch<A, P...>>;
+  resp3::Request req;
+  BatchResponse<A, P...> resp;
+  explicit Job(Batch<A, P...> const& b)
+      : req({.idempotent = (part_idempotent<P>() && ...)}), resp(b) {
+    BatchResponse<A, P...>::write(req, b);
+  }
+  error_code extra_error() const noexcept { return resp.error(); }
+  reply_type take() { return resp.take(); }
+};
+
+/// True when x must run on a blocking connection.
+template <class X>
+bool needs_blocking_connection(X const& x) {
+  if constexpr (Command<X>) {
+    return is_blocking(x);
+  } else if constexpr (is_batch_v<X>) {
+    if constexpr (X::atomic) {
+      return false;  // inside MULTI nothing blocks
+    } else {
+      bool any = false;
+      std::apply(
+          [&](auto const&... parts) {
+            auto one = [&](auto const& p) {
+              if constexpr (Command<std::remove_cvref_t<decltype(p)>>)
+                any = any || is_blocking(p);
+              else
+                for (auto const& c : p) any = any || is_blocking(c);
+            };
+            (one(parts), ...);
+          },
+          x.parts);
+      return any;
+    }
+  } else {
+    for (auto const& c : x)
+      if (is_blocking(c)) return true;
+    return false;
+  }
+}
+
+/// The connections of a RedisBackend, shared with operations in flight (which hold it weakly
+/// to give blocking connections back).
+struct Pool {
+  Pool(boost::asio::any_io_executor ex, RedisConfig cfg)
+      : executor(std::move(ex)), config(std::move(cfg)), main(executor, main_config()) {}
+
+  ConnectionConfig main_config() const {
+    auto c = config.connection_config();
+    if (c.client_name.empty()) c.client_name = "rediskit";
+    return c;
+  }
+  ConnectionConfig blocking_config() const {
+    auto c = main_config();
+    c.health_check_interval = std::chrono::milliseconds(0);  // a BLOCK looks like a dead link
+    return c;
+  }
+
+  std::unique_ptr<Connection> take_blocking() {
+    if (!idle_blocking.empty()) {
+      auto c = std::move(idle_blocking.back());
+      idle_blocking.pop_back();
+      return c;
+    }
+    ++blocking_created;
+    return std::make_unique<Connection>(executor, blocking_config());
+  }
+  void give_back(std::unique_ptr<Connection> c) {
+    if (idle_blocking.size() < max_idle_blocking) idle_blocking.push_back(std::move(c));
+  }
+
+  boost::asio::any_io_executor executor;
+  RedisConfig config;
+  Connection main;
+  std::vector<std::unique_ptr<Connection>> idle_blocking;
+  std::size_t max_idle_blocking = 4;
+  std::size_t blocking_created = 0;
+};
+
+}  // namespace detail::redis
+
+/// A subscriber with its own connection (made by RedisBackend::make_subscriber()). The same
+/// interface as MemorySubscriber (see rediskit/backend/subscriber.hpp). Subscriptions are
+/// restored after a reconnection.
+class RedisSubscriber {
+ public:
+  RedisSubscriber(boost::asio::any_io_executor ex, ConnectionConfig cfg)
+      : conn_(std::make_unique<Connection>(std::move(ex), std::move(cfg))) {}
+
+  boost::asio::any_io_executor get_executor() const { return conn_->get_executor(); }
+
+  /// Handler: void(error_code), once the server confirmed (a message published after this
+  /// completes is received).
+  template <class Token = boost::asio::deferred_t>
+  auto async_subscribe(ArgList<std::string_view> channels, Token&& token = {}) {
+    return change("SUBSCRIBE", channels, std::forward<Token>(token));
+  }
+  template <class Token = boost::asio::deferred_t>
+  auto async_psubscribe(ArgList<std::string_view> patterns, Token&& token = {}) {
+    return change("PSUBSCRIBE", patterns, std::forward<Token>(token));
+  }
+  /// An empty list: from every channel.
+  template <class Token = boost::asio::deferred_t>
+  auto async_unsubscribe(ArgList<std::string_view> channels = {}, Token&& token = {}) {
+    return change("UNSUBSCRIBE", channels, std::forward<Token>(token));
+  }
+  template <class Token = boost::asio::deferred_t>
+  auto async_punsubscribe(ArgList<std::string_view> patterns = {}, Token&& token = {}) {
+    return change("PUNSUBSCRIBE", patterns, std::forward<Token>(token));
+  }
+
+  /// The next message (subscription confirmations are skipped). Handler:
+  /// void(error_code, Message).
+  template <class Token = boost::asio::deferred_t>
+  auto async_receive(Token&& token = {}) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, Message)>(
+        [conn = conn_.get()](auto handler) { receive_loop(conn, std::move(handler)); }, token);
+  }
+
+  /// Closes the connection; a waiting receive completes with Error::connection_closed.
+  void close() {
+    if (conn_) conn_->close();
+  }
+
+  Connection& connection() noexcept { return *conn_; }
+
+ private:
+  template <class Handler>
+  static void receive_loop(Connection* conn, Handler handler) {
+    auto slot = boost::asio::get_associated_cancellation_slot(handler);
+    auto ex = boost::asio::get_associated_executor(handler, conn->get_executor());
+    conn->async_receive(boost::asio::bind_cancellation_slot(
+        slot, boost::asio::bind_executor(
+                  ex, [conn, h = std::move(handler)](boost::system::error_code ec,
+                                                     resp3::Tree t) mutable {
+                    if (ec) return std::move(h)(ec, Message{});
+                    Message m;
+                    if (to_message(t, m)) return std::move(h)(ec, std::move(m));
+                    receive_loop(conn, std::move(h));  // a confirmation: skip it
+                  })));
+  }
+
+  // [message, channel, payload] or [pmessage, pattern, channel, payload].
+  static bool to_message(resp3::Tree const& t, Message& m) {
+    if (t.size() < 4 || t[0].depth != 0) return false;
+    if (t[1].value == "message" && t.size() == 4) {
+      m.channel = t[2].value;
+      m.payload = t[3].value;
+      return true;
+    }
+    if (t[1].value == "pmessage" && t.size() == 5) {
+      m.pattern = t[2].value;
+      m.channel = t[3].value;
+      m.payload = t[4].value;
+      return true;
+    }
+    return false;
+  }
+
+  template <class Token>
+  auto change(std::string_view verb, ArgList<std::string_view> names, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+        [conn = conn_.get()](auto handler, std::string_view verb,
+                             ArgList<std::string_view> names) {
+          auto list = names.to_vector();
+          std::vector<std::string> owned(list.begin(), list.end());
+          if (owned.empty() && (verb == "SUBSCRIBE" || verb == "PSUBSCRIBE")) {
+            auto ex = boost::asio::get_associated_executor(handler, conn->get_executor());
+            return boost::asio::post(
+                ex, boost::asio::append(std::move(handler),
+                                        make_error_code(Error::invalid_request)));
+          }
+          auto then_ping = [conn, h = std::move(handler)](boost::system::error_code ec) mutable {
+            if (ec) return std::move(h)(ec);
+            // The server answers in order: PING's reply comes after the confirmations.
+            auto req = std::make_unique<resp3::Request>();
+            req->push("PING");
+            auto& r = *req;
+            conn->async_exec(r, resp3::ignore,
+                             [req = std::move(req), h = std::move(h)](
+                                 boost::system::error_code ec2) mutable { std::move(h)(ec2); });
+          };
+          if (verb == "SUBSCRIBE")
+            conn->async_subscribe(owned, std::move(then_ping));
+          else if (verb == "PSUBSCRIBE")
+            conn->async_psubscribe(owned, std::move(then_ping));
+          else if (verb == "UNSUBSCRIBE")
+            conn->async_unsubscribe(owned, std::move(then_ping));
+          else
+            conn->async_punsubscribe(owned, std::move(then_ping));
+        },
+        token, verb, names);
+  }
+
+  std::unique_ptr<Connection> conn_;
+};
+
+/// The Backend on a real Redis server (see the top of this file).
+class RedisBackend {
+ public:
+  using executor_type = boost::asio::any_io_executor;
+  using subscriber_type = RedisSubscriber;
+
+  /// Seed 003's cache mode name.
+  static constexpr std::string_view name = "redis";
+
+  explicit RedisBackend(executor_type ex, RedisConfig cfg = {})
+      : pool_(std::make_shared<detail::redis::Pool>(std::move(ex), std::move(cfg))) {}
+  explicit RedisBackend(boost::asio::io_context& ioc, RedisConfig cfg = {})
+      : RedisBackend(ioc.get_executor(), std::move(cfg)) {}
+  RedisBackend(RedisBackend&&) noexcept = default;
+  RedisBackend& operator=(RedisBackend&&) noexcept = default;
+  ~RedisBackend() {
+    if (pool_) close();
+  }
+
+  executor_type get_executor() const noexcept { return pool_->executor; }
+
+  /// Runs one command. Handler: void(error_code, reply_t<C>). Errors: server errors
+  /// (Error::wrong_type, ...; the text goes to `diag`), connection errors (connection.hpp).
+  /// A blocking command's arguments must stay valid until it completes; the others' until it
+  /// is initiated.
+  template <Command C, class Token = boost::asio::deferred_t>
+  auto async_exec(C const& c, Token&& token = {}) {
+    return exec_impl(c, nullptr, std::forward<Token>(token));
+  }
+  template <Command C, class Token = boost::asio::deferred_t>
+  auto async_exec(C const& c, Diagnostics& diag, Token&& token = {}) {
+    return exec_impl(c, &diag, std::forward<Token>(token));
+  }
+
+  /// Runs a batch (one round trip) or a transaction (MULTI/EXEC, atomic). Handler:
+  /// void(error_code, std::tuple<...>): every command's reply, and the first error.
+  template <bool A, class... P, class Token = boost::asio::deferred_t>
+  auto async_exec(Batch<A, P...> const& b, Token&& token = {}) {
+    return exec_impl(b, nullptr, std::forward<Token>(token));
+  }
+  template <bool A, class... P, class Token = boost::asio::deferred_t>
+  auto async_exec(Batch<A, P...> const& b, Diagnostics& diag, Token&& token = {}) {
+    return exec_impl(b, &diag, std::forward<Token>(token));
+  }
+
+  /// Runs N commands of one type in one round trip. Handler:
+  /// void(error_code, std::vector<reply_t<C>>).
+  template <CommandRange Cs, class Token = boost::asio::deferred_t>
+  auto async_exec(Cs const& cs, Token&& token = {}) {
+    using C = std::ranges::range_value_t<Cs>;
+    return exec_impl(std::span<C const>(cs), nullptr, std::forward<Token>(token));
+  }
+  template <CommandRange Cs, class Token = boost::asio::deferred_t>
+  auto async_exec(Cs const& cs, Diagnostics& diag, Token&& token = {}) {
+    using C = std::ranges::range_value_t<Cs>;
+    return exec_impl(std::span<C const>(cs), &diag, std::forward<Token>(token));
+  }
+
+  /// A subscriber with its own connection.
+  RedisSubscriber make_subscriber() {
+    auto cfg = pool_->main_config();
+    cfg.health_check_interval = pool_->config.health_check_interval;
+    return RedisSubscriber(pool_->executor, std::move(cfg));
+  }
+
+  /// Connects the main connection now (it also connects on first use). Handler:
+  /// void(error_code).
+  template <class Token = boost::asio::deferred_t>
+  auto async_connect(Token&& token = {}) {
+    return pool_->main.async_connect(std::forward<Token>(token));
+  }
+
+  /// Closes every connection; pending operations complete with Error::connection_closed.
+  void close() {
+    pool_->main.close();
+    for (auto& c : pool_->idle_blocking) c->close();
+    pool_->idle_blocking.clear();
+  }
+
+  /// The main connection's health: "OK", "DEGRADED", "DISCONNECTED" (seed 000).
+  HealthStatus health() const noexcept { return pool_->main.health(); }
+  /// The main connection's metrics (seed 000's RedisService.metrics).
+  ConnectionMetrics const& metrics() const noexcept { return pool_->main.metrics(); }
+  RedisConfig const& config() const noexcept { return pool_->config; }
+  Connection& main_connection() noexcept { return pool_->main; }
+  /// Blocking connections opened so far (at most one per blocking command in flight).
+  std::size_t blocking_connections_created() const noexcept { return pool_->blocking_created; }
+
+ private:
+  template <class X, class Token>
+  auto exec_impl(X const& x, Diagnostics* diag, Token&& token) {
+    using Job = detail::redis::Job<X>;
+    using R = typename Job::reply_type;
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, R)>(
+        [pool = pool_](auto handler, X const& x, Diagnostics* diag) {
+          start<Job>(pool, x, diag, std::move(handler));
+        },
+        token, x, diag);
+  }
+
+  template <class Job, class X, class Handler>
+  static void start(std::shared_ptr<detail::redis::Pool> const& pool, X const& x,
+                    Diagnostics* diag, Handler handler) {
+    auto job = std::make_unique<Job>(x);
+    auto ex = boost::asio::get_associated_executor(handler, pool->executor);
+    auto slot = boost::asio::get_associated_cancellation_slot(handler);
+    Job& j = *job;
+    std::unique_ptr<Connection> blocking;
+    Connection* conn = &pool->main;
+    if (detail::redis::needs_blocking_connection(x)) {
+      blocking = pool->take_blocking();
+      conn = blocking.get();
+    }
+    std::weak_ptr<detail::redis::Pool> weak = pool;
+    auto done = [job = std::move(job), h = std::move(handler), blocking = std::move(blocking),
+                 weak](boost::system::error_code ec) mutable {
+      if (!ec) ec = job->extra_error();
+      auto r = job->take();
+      if (blocking) {
+        // A cancelled blocking command would still hold its connection: drop it instead.
+        auto pool = weak.lock();
+        if (pool && ec != boost::asio::error::operation_aborted && blocking->health() ==
+                                                                       HealthStatus::ok)
+          pool->give_back(std::move(blocking));
+      }
+      job.reset();
+      std::move(h)(ec, std::move(r));
+    };
+    auto bound = boost::asio::bind_cancellation_slot(
+        slot, boost::asio::bind_executor(ex, std::move(done)));
+    if (diag)
+      conn->async_exec(j.req, j.resp, *diag, std::move(bound));
+    else
+      conn->async_exec(j.req, j.resp, std::move(bound));
+  }
+
+  std::shared_ptr<detail::redis::Pool> pool_;
+};
+
+}  // namespace rediskit

@@ -1,0 +1,246 @@
+// rediskit::RedisConfig: how RedisBackend reaches its server (seed 000's RedisFactory
+// DEFAULT_CONFIG and environment variables, seed 002's connection options, seed 003's REDIS_URL
+// and limited retries).
+//
+//   auto cfg = rediskit::RedisConfig::from_env();               // REDIS_URL, REDIS_HOST, ...
+//   auto cfg = rediskit::RedisConfig::from_url("redis://:secret@cache:6380/2");
+//   rediskit::RedisConfig cfg{.host = "cache", .port = 6380, .database = 2};
+//
+// Malformed values are errors that name the variable and the value (never a password), not
+// silent defaults: Error::invalid_config, with the text in the exception or in `what`.
+#pragma once
+
+#include <rediskit/connection.hpp>
+#include <rediskit/error.hpp>
+
+#include <boost/describe/class.hpp>
+
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace rediskit {
+
+/// Where and how to connect. An aggregate described with Boost.Describe (so it can be printed
+/// or loaded from JSON by the host).
+struct RedisConfig {
+  std::string host = "127.0.0.1";  ///< REDIS_HOST
+  std::uint16_t port = 6379;       ///< REDIS_PORT
+  std::string username{};          ///< ACL user (REDIS_USERNAME, or the URL's user)
+  std::string password{};          ///< REDIS_PASSWORD; never logged
+  int database = 0;                ///< REDIS_DB
+  std::string client_name{};       ///< CLIENT SETNAME: the seed's service name
+  std::chrono::milliseconds connect_timeout{5000};        ///< REDIS_CONNECTION_TIMEOUT (ms)
+  int max_retry_attempts = 3;                             ///< REDIS_MAX_RETRY_ATTEMPTS
+  bool keep_alive = true;                                 ///< REDIS_KEEP_ALIVE (true/false/1/0)
+  std::chrono::milliseconds health_check_interval{2000};  ///< PING on idle links; 0 disables
+
+  /// The configuration of one connection (RedisBackend makes one per role).
+  ConnectionConfig connection_config() const {
+    ConnectionConfig c;
+    c.host = host;
+    c.port = port;
+    c.username = username;
+    c.password = password;
+    c.database = database;
+    c.client_name = client_name;
+    c.connect_timeout = connect_timeout;
+    c.health_check_interval = health_check_interval;
+    c.tcp_keepalive = keep_alive;
+    c.reconnect.max_attempts = max_retry_attempts;
+    return c;
+  }
+
+  /// Parses redis://[user[:password]@]host[:port][/db] (host may be [IPv6]; user and password
+  /// are percent-decoded). rediss:// (TLS) is refused: not supported yet.
+  static RedisConfig from_url(std::string_view url, boost::system::error_code& ec,
+                              std::string* what = nullptr);
+  static RedisConfig from_url(std::string_view url);
+
+  /// Reads REDIS_URL (when set, first), then REDIS_HOST, REDIS_PORT, REDIS_USERNAME,
+  /// REDIS_PASSWORD, REDIS_DB, REDIS_CONNECTION_TIMEOUT, REDIS_MAX_RETRY_ATTEMPTS and
+  /// REDIS_KEEP_ALIVE over the defaults above (a variable overrides what the URL said).
+  /// `getenv` is replaceable for tests.
+  static RedisConfig from_env(boost::system::error_code& ec, std::string* what = nullptr,
+                              std::function<char const*(char const*)> getenv = {});
+  static RedisConfig from_env(std::function<char const*(char const*)> getenv = {});
+};
+
+BOOST_DESCRIBE_STRUCT(RedisConfig, (),
+                      (host, port, username, password, database, client_name, connect_timeout,
+                       max_retry_attempts, keep_alive, health_check_interval))
+
+namespace detail::config {
+
+inline bool fail(boost::system::error_code& ec, std::string* what, std::string text) {
+  ec = make_error_code(Error::invalid_config);
+  if (what) *what = std::move(text);
+  return false;
+}
+
+template <class Int>
+bool parse_int(std::string_view name, std::string_view text, Int lo, Int hi, Int& out,
+               boost::system::error_code& ec, std::string* what) {
+  Int v{};
+  auto const r = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (r.ec != std::errc{} || r.ptr != text.data() + text.size() || v < lo || v > hi)
+    return fail(ec, what,
+                std::string(name) + ": '" + std::string(text) + "' is not a whole number from " +
+                    std::to_string(lo) + " to " + std::to_string(hi));
+  out = v;
+  return true;
+}
+
+inline bool parse_bool(std::string_view name, std::string_view text, bool& out,
+                       boost::system::error_code& ec, std::string* what) {
+  if (text == "1" || text == "true" || text == "TRUE" || text == "yes") return out = true, true;
+  if (text == "0" || text == "false" || text == "FALSE" || text == "no") return out = false, true;
+  return fail(ec, what,
+              std::string(name) + ": '" + std::string(text) + "' is not true/false/1/0");
+}
+
+inline bool percent_decode(std::string_view in, std::string& out) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  out.clear();
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out.push_back(in[i]);
+      continue;
+    }
+    if (in.size() - i < 3) return false;
+    int const h = hex(in[i + 1]), l = hex(in[i + 2]);
+    if (h < 0 || l < 0) return false;
+    out.push_back(static_cast<char>(h * 16 + l));
+    i += 2;
+  }
+  return true;
+}
+
+}  // namespace detail::config
+
+inline RedisConfig RedisConfig::from_url(std::string_view url, boost::system::error_code& ec,
+                                         std::string* what) {
+  using namespace detail::config;
+  ec.clear();
+  RedisConfig cfg;
+  std::string_view rest = url;
+  if (rest.starts_with("rediss://")) {
+    fail(ec, what, "REDIS_URL: rediss:// (TLS) is not supported yet; use redis://");
+    return {};
+  }
+  if (!rest.starts_with("redis://")) {
+    fail(ec, what, "REDIS_URL: must start with redis:// (got a URL of another scheme)");
+    return {};
+  }
+  rest.remove_prefix(8);
+  if (auto const at = rest.rfind('@'); at != std::string_view::npos) {
+    std::string_view const userinfo = rest.substr(0, at);
+    rest.remove_prefix(at + 1);
+    auto const colon = userinfo.find(':');
+    std::string_view const user = userinfo.substr(0, colon);
+    std::string_view const pass =
+        colon == std::string_view::npos ? std::string_view{} : userinfo.substr(colon + 1);
+    if (!percent_decode(user, cfg.username) || !percent_decode(pass, cfg.password)) {
+      fail(ec, what, "REDIS_URL: malformed percent escape in the user or password");
+      return {};
+    }
+    if (colon == std::string_view::npos) {  // redis://password@host is common: treat as password
+      cfg.password = std::move(cfg.username);
+      cfg.username.clear();
+    }
+  }
+  std::string_view hostport = rest.substr(0, rest.find('/'));
+  std::string_view const path =
+      rest.size() > hostport.size() ? rest.substr(hostport.size() + 1) : std::string_view{};
+  if (hostport.starts_with('[')) {
+    auto const close = hostport.find(']');
+    if (close == std::string_view::npos) {
+      fail(ec, what, "REDIS_URL: unterminated [IPv6] host");
+      return {};
+    }
+    cfg.host = std::string(hostport.substr(1, close - 1));
+    hostport.remove_prefix(close + 1);
+    if (!hostport.empty() && hostport.front() != ':') {
+      fail(ec, what, "REDIS_URL: unexpected text after the [IPv6] host");
+      return {};
+    }
+  } else {
+    auto const colon = hostport.find(':');
+    cfg.host = std::string(hostport.substr(0, colon));
+    hostport = colon == std::string_view::npos ? std::string_view{} : hostport.substr(colon);
+  }
+  if (cfg.host.empty()) {
+    fail(ec, what, "REDIS_URL: no host");
+    return {};
+  }
+  if (hostport.starts_with(':') &&
+      !parse_int<std::uint16_t>("REDIS_URL port", hostport.substr(1), 1, 65535, cfg.port, ec,
+                                what))
+    return {};
+  std::string_view db = path.substr(0, path.find('?'));
+  if (!db.empty() && !parse_int("REDIS_URL database", db, 0, 1 << 20, cfg.database, ec, what))
+    return {};
+  return cfg;
+}
+
+inline RedisConfig RedisConfig::from_url(std::string_view url) {
+  boost::system::error_code ec;
+  std::string what;
+  RedisConfig cfg = from_url(url, ec, &what);
+  if (ec) throw Exception(ec, what);
+  return cfg;
+}
+
+inline RedisConfig RedisConfig::from_env(boost::system::error_code& ec, std::string* what,
+                                         std::function<char const*(char const*)> getenv) {
+  using namespace detail::config;
+  ec.clear();
+  if (!getenv) getenv = [](char const* n) -> char const* { return std::getenv(n); };
+  auto var = [&](char const* n) -> std::string_view {
+    char const* v = getenv(n);
+    return v ? std::string_view(v) : std::string_view{};
+  };
+  RedisConfig cfg;
+  if (auto url = var("REDIS_URL"); !url.empty()) {
+    cfg = from_url(url, ec, what);
+    if (ec) return {};
+  }
+  if (auto v = var("REDIS_HOST"); !v.empty()) cfg.host = std::string(v);
+  if (auto v = var("REDIS_USERNAME"); !v.empty()) cfg.username = std::string(v);
+  if (auto v = var("REDIS_PASSWORD"); !v.empty()) cfg.password = std::string(v);
+  bool ok = true;
+  if (auto v = var("REDIS_PORT"); ok && !v.empty())
+    ok = parse_int<std::uint16_t>("REDIS_PORT", v, 1, 65535, cfg.port, ec, what);
+  if (auto v = var("REDIS_DB"); ok && !v.empty())
+    ok = parse_int("REDIS_DB", v, 0, 1 << 20, cfg.database, ec, what);
+  if (auto v = var("REDIS_CONNECTION_TIMEOUT"); ok && !v.empty()) {
+    std::int64_t ms = 0;
+    ok = parse_int<std::int64_t>("REDIS_CONNECTION_TIMEOUT", v, 1, 3'600'000, ms, ec, what);
+    cfg.connect_timeout = std::chrono::milliseconds(ms);
+  }
+  if (auto v = var("REDIS_MAX_RETRY_ATTEMPTS"); ok && !v.empty())
+    ok = parse_int("REDIS_MAX_RETRY_ATTEMPTS", v, 0, 1000, cfg.max_retry_attempts, ec, what);
+  if (auto v = var("REDIS_KEEP_ALIVE"); ok && !v.empty())
+    ok = parse_bool("REDIS_KEEP_ALIVE", v, cfg.keep_alive, ec, what);
+  if (!ok) return {};
+  return cfg;
+}
+
+inline RedisConfig RedisConfig::from_env(std::function<char const*(char const*)> getenv) {
+  boost::system::error_code ec;
+  std::string what;
+  RedisConfig cfg = from_env(ec, &what, std::move(getenv));
+  if (ec) throw Exception(ec, what);
+  return cfg;
+}
+
+}  // namespace rediskit
