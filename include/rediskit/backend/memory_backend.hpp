@@ -97,7 +97,9 @@ template <class Clock>
 struct Shared {
   Shared(boost::asio::any_io_executor ex, MemoryConfig cfg, Clock clk)
       : executor(std::move(ex)), config(cfg), engine(EngineConfig{cfg.max_memory}),
-        clock(std::move(clk)) {}
+        clock(std::move(clk)) {
+    engine.pubsub = &pubsub;
+  }
 
   boost::asio::any_io_executor executor;
   MemoryConfig config;

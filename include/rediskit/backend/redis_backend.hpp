@@ -47,6 +47,7 @@
 #include <cstddef>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -215,6 +216,51 @@ class BatchResponse {
   error_code error_{};
 };
 
+/// A response that first skips `skip` replies (SCRIPT LOAD ahead of the commands), keeping
+/// their first error, then feeds the inner response.
+template <class Inner>
+class SkipFirst {
+ public:
+  static constexpr std::size_t expected_replies = resp3::any_count;
+  SkipFirst(std::size_t skip, Inner& inner) : skip_(skip), inner_(inner) {}
+  void on_node(std::size_t index, resp3::NodeView const& n, error_code& ec) {
+    if (index >= skip_) return inner_.on_node(index - skip_, n, ec);
+    if (n.depth == 0 && resp3::is_error(n.type) && !error_)
+      error_ = make_error_code(server_error_code(n.value));
+  }
+  error_code error() const noexcept { return error_; }
+
+ private:
+  std::size_t skip_;
+  resp3::ResponseAdapter<Inner> inner_;
+  error_code error_{};
+};
+
+/// Calls f(sha1, source) for every script command in x.
+template <class X, class F>
+void for_each_script(X const& x, F&& f) {
+  auto one = [&](auto const& c) {
+    if constexpr (requires { c.script_source(); }) f(c.script_sha1(), c.script_source());
+  };
+  if constexpr (Command<X>) {
+    one(x);
+  } else if constexpr (is_batch_v<X>) {
+    std::apply(
+        [&](auto const&... parts) {
+          auto each = [&](auto const& p) {
+            if constexpr (Command<std::remove_cvref_t<decltype(p)>>)
+              one(p);
+            else
+              for (auto const& c : p) one(c);
+          };
+          (each(parts), ...);
+        },
+        x.parts);
+  } else {
+    for (auto const& c : x) one(c);
+  }
+}
+
 /// What one async_exec sends and receives. X: a command, a batch, or a span of commands.
 template <class X>
 struct Job;
@@ -222,26 +268,34 @@ struct Job;
 template <Command C>
 struct Job<C> {
   using reply_type = reply_t<C>;
+  std::tuple<wire_t<C>> inner{};  // one reply (a tuple-shaped wire type stays one reply)
   resp3::Request req;
-  std::tuple<wire_t<C>> resp{};  // one reply (a tuple-shaped wire type stays one reply)
-  explicit Job(C const& c) : req({.idempotent = is_idempotent_v<C>}) { push_command(req, c); }
-  error_code extra_error() const noexcept { return {}; }
-  reply_type take() { return from_wire<C>(std::move(std::get<0>(resp))); }
+  SkipFirst<std::tuple<wire_t<C>>> resp;
+  Job(C const& c, std::vector<std::string_view> const& loads)
+      : req({.idempotent = is_idempotent_v<C>}), resp(loads.size(), inner) {
+    for (auto src : loads) req.push("SCRIPT", "LOAD", src);
+    push_command(req, c);
+  }
+  error_code extra_error() const noexcept { return resp.error(); }
+  reply_type take() { return from_wire<C>(std::move(std::get<0>(inner))); }
 };
 
 template <class C>
 struct Job<std::span<C const>> {
   using reply_type = std::vector<reply_t<C>>;
+  resp3::Replies<wire_t<C>> inner;
   resp3::Request req;
-  resp3::Replies<wire_t<C>> resp;
-  explicit Job(std::span<C const> cs) : req({.idempotent = is_idempotent_v<C>}) {
+  SkipFirst<resp3::Replies<wire_t<C>>> resp;
+  Job(std::span<C const> cs, std::vector<std::string_view> const& loads)
+      : req({.idempotent = is_idempotent_v<C>}), resp(loads.size(), inner) {
+    for (auto src : loads) req.push("SCRIPT", "LOAD", src);
     for (auto const& c : cs) push_command(req, c);
   }
-  error_code extra_error() const noexcept { return {}; }
+  error_code extra_error() const noexcept { return resp.error(); }
   reply_type take() {
     reply_type out;
-    out.reserve(resp.size());
-    for (auto& w : resp) out.push_back(from_wire<C>(std::move(w)));
+    out.reserve(inner.size());
+    for (auto& w : inner) out.push_back(from_wire<C>(std::move(w)));
     return out;
   }
 };
@@ -257,14 +311,18 @@ constexpr bool part_idempotent() {
 template <bool A, class... P>
 struct Job<Batch<A, P...>> {
   using reply_type = reply_t<Batch<A, P...>>;
+  BatchResponse<A, P...> inner;
   resp3::Request req;
-  BatchResponse<A, P...> resp;
-  explicit Job(Batch<A, P...> const& b)
-      : req({.idempotent = (part_idempotent<P>() && ...)}), resp(b) {
+  SkipFirst<BatchResponse<A, P...>> resp;
+  Job(Batch<A, P...> const& b, std::vector<std::string_view> const& loads)
+      : inner(b), req({.idempotent = (part_idempotent<P>() && ...)}), resp(loads.size(), inner) {
+    for (auto src : loads) req.push("SCRIPT", "LOAD", src);
     BatchResponse<A, P...>::write(req, b);
   }
-  error_code extra_error() const noexcept { return resp.error(); }
-  reply_type take() { return resp.take(); }
+  error_code extra_error() const noexcept {
+    return resp.error() ? resp.error() : inner.error();
+  }
+  reply_type take() { return inner.take(); }
 };
 
 /// True when x must run on a blocking connection.
@@ -333,6 +391,7 @@ struct Pool {
   std::vector<std::unique_ptr<Connection>> idle_blocking;
   std::size_t max_idle_blocking = 4;
   std::size_t blocking_created = 0;
+  std::set<std::string, std::less<>> loaded_scripts;  // SHA1s the server is known to have
 };
 
 }  // namespace detail::redis
@@ -555,8 +614,18 @@ class RedisBackend {
 
   template <class Job, class X, class Handler>
   static void start(std::shared_ptr<detail::redis::Pool> const& pool, X const& x,
-                    Diagnostics* diag, Handler handler) {
-    auto job = std::make_unique<Job>(x);
+                    Diagnostics* diag, Handler handler, bool retried = false) {
+    // Scripts the server may not have yet: SCRIPT LOAD goes ahead of them in the same request.
+    std::vector<std::string_view> loads;
+    std::vector<std::string> shas;
+    detail::redis::for_each_script(x, [&](std::string_view sha, std::string_view src) {
+      if (pool->loaded_scripts.contains(sha)) return;
+      for (auto const& s : shas)
+        if (s == sha) return;
+      shas.emplace_back(sha);
+      loads.push_back(src);
+    });
+    auto job = std::make_unique<Job>(x, loads);
     auto ex = boost::asio::get_associated_executor(handler, pool->executor);
     auto slot = boost::asio::get_associated_cancellation_slot(handler);
     Job& j = *job;
@@ -568,16 +637,35 @@ class RedisBackend {
     }
     std::weak_ptr<detail::redis::Pool> weak = pool;
     auto done = [job = std::move(job), h = std::move(handler), blocking = std::move(blocking),
-                 weak](boost::system::error_code ec) mutable {
+                 weak, shas = std::move(shas), x, diag,
+                 retried](boost::system::error_code ec) mutable {
       if (!ec) ec = job->extra_error();
-      auto r = job->take();
-      if (blocking) {
-        // A cancelled blocking command would still hold its connection: drop it instead.
-        auto pool = weak.lock();
-        if (pool && ec != boost::asio::error::operation_aborted && blocking->health() ==
-                                                                       HealthStatus::ok)
-          pool->give_back(std::move(blocking));
+      auto pool = weak.lock();
+      if (pool) {
+        if (ec == Error::no_script) {
+          // The server lost its scripts (restart, SCRIPT FLUSH): load them again next time.
+          detail::redis::for_each_script(
+              x, [&](std::string_view sha, std::string_view) {
+                if (auto it = pool->loaded_scripts.find(sha); it != pool->loaded_scripts.end())
+                  pool->loaded_scripts.erase(it);
+              });
+          // A single command that met NOSCRIPT did not run: safe to send again, once.
+          if constexpr (Command<X>) {
+            if (!retried) {
+              blocking.reset();
+              job.reset();
+              return start<Job>(pool, x, diag, std::move(h), true);
+            }
+          }
+        } else {
+          for (auto& sha : shas) pool->loaded_scripts.insert(std::move(sha));
+        }
       }
+      auto r = job->take();
+      // A cancelled blocking command would still hold its connection: drop it instead.
+      if (blocking && pool && ec != boost::asio::error::operation_aborted &&
+          blocking->health() == HealthStatus::ok)
+        pool->give_back(std::move(blocking));
       job.reset();
       std::move(h)(ec, std::move(r));
     };

@@ -1,15 +1,22 @@
-// rediskit typed commands: pubsub. Each command is an aggregate of views: see
-// rediskit/command.hpp for the rules.
+// rediskit typed commands: pub/sub (PUBLISH). Subscribing is done through a backend's
+// subscriber (rediskit/backend/subscriber.hpp), not with commands.
 #pragma once
 
-#include <rediskit/arg_list.hpp>
-
-#include <chrono>
 #include <cstdint>
-#include <optional>
-#include <string>
 #include <string_view>
-#include <utility>
-#include <vector>
 
-namespace rediskit::cmd {}  // namespace rediskit::cmd
+namespace rediskit::cmd {
+
+/// PUBLISH channel message -> how many subscriptions received it (on Redis Cluster: of this
+/// node only).
+struct publish {
+  std::string_view channel;
+  std::string_view message;
+  using reply_type = std::int64_t;
+  template <class W>
+  void write(W& w) const {
+    w("PUBLISH", channel, message);
+  }
+};
+
+}  // namespace rediskit::cmd

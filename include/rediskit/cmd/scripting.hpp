@@ -1,15 +1,5 @@
-// rediskit typed commands: scripting. Each command is an aggregate of views: see
-// rediskit/command.hpp for the rules.
+// rediskit typed commands: scripting. A script is a rediskit::Script (Lua plus its C++ twin):
+// see rediskit/script.hpp, which defines cmd::evalsha.
 #pragma once
 
-#include <rediskit/arg_list.hpp>
-
-#include <chrono>
-#include <cstdint>
-#include <optional>
-#include <string>
-#include <string_view>
-#include <utility>
-#include <vector>
-
-namespace rediskit::cmd {}  // namespace rediskit::cmd
+#include <rediskit/script.hpp>

@@ -67,6 +67,7 @@ struct Entry {
 };
 
 class Engine;
+class PubSub;
 
 /// The context of one command: its time, the engine, and its error.
 struct Ctx {
@@ -255,6 +256,9 @@ class Engine {
     if (it != watched_.end() && --it->second == 0) watched_.erase(it);
   }
   std::vector<std::string> take_signaled() { return std::exchange(signaled_, {}); }
+
+  /// The backend's subscribers, for PUBLISH (set by MemoryBackend).
+  PubSub* pubsub = nullptr;
 
  private:
   struct Expiry {

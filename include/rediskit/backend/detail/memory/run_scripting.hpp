@@ -1,7 +1,5 @@
-// MemoryBackend: scripting commands (see engine.hpp for the rules of run() overloads).
+// MemoryBackend: scripts run through their C++ twins (rediskit/script.hpp defines the run()
+// overload for cmd::evalsha).
 #pragma once
 
-#include <rediskit/backend/detail/memory/engine.hpp>
-#include <rediskit/cmd/scripting.hpp>
-
-namespace rediskit::detail::mem {}  // namespace rediskit::detail::mem
+#include <rediskit/script.hpp>
