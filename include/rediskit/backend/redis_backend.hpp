@@ -96,11 +96,11 @@ class BatchResponse {
     } else {
       // MULTI's OK, one QUEUED per command, then EXEC's array (or its error).
       if (index <= commands_) {
-        if (resp3::is_error(n.type)) keep_error(server_error_code(n.value));
+        if (resp3::is_error(n.type)) keep_error(server_error_code(n.value), n.value);
         return;
       }
       if (n.depth == 0) {
-        if (resp3::is_error(n.type)) keep_error(server_error_code(n.value));
+        if (resp3::is_error(n.type)) keep_error(server_error_code(n.value), n.value);
         if (n.type == resp3::Type::null) keep_error(Error::exec_aborted);
         element_ = std::size_t(-1);
         return;
@@ -138,7 +138,7 @@ class BatchResponse {
   }
 
   error_code error() const noexcept { return error_; }
-  std::size_t replies_seen() const noexcept { return seen_; }
+  std::string const& error_text() const noexcept { return error_text_; }
 
   std::tuple<typename PartWire<Parts>::type...> wire;
 
@@ -159,16 +159,15 @@ class BatchResponse {
     }
   }
 
-  void keep_error(Error e) {
-    if (!error_) error_ = make_error_code(e);
+  void keep_error(Error e, std::string_view text = {}) {
+    if (error_) return;
+    error_ = make_error_code(e);
+    error_text_.assign(text);
   }
 
   // Reply number `index` of the batch (0-based, MULTI/QUEUED excluded).
   void route(std::size_t index, resp3::NodeView const& n) {
-    if (n.depth == 0) {
-      skipping_ = false;
-      ++seen_;
-    }
+    if (n.depth == 0) skipping_ = false;
     if (skipping_) return;
     std::size_t part = 0;
     while (part + 1 < sizeof...(Parts) && index >= starts_[part + 1]) ++part;
@@ -189,7 +188,10 @@ class BatchResponse {
       if (adapter) adapter->on_node(n, ec);
     });
     if (ec) {
-      if (!error_) error_ = ec;
+      if (!error_) {
+        error_ = ec;
+        if (resp3::is_error(n.type)) error_text_.assign(n.value);
+      }
       skipping_ = true;
     }
   }
@@ -211,9 +213,9 @@ class BatchResponse {
   std::array<std::size_t, sizeof...(Parts)> starts_{};
   std::size_t commands_ = 0;
   std::size_t element_ = 0;
-  std::size_t seen_ = 0;
   bool skipping_ = false;
   error_code error_{};
+  std::string error_text_;
 };
 
 /// A response that first skips `skip` replies (SCRIPT LOAD ahead of the commands), keeping
@@ -225,15 +227,19 @@ class SkipFirst {
   SkipFirst(std::size_t skip, Inner& inner) : skip_(skip), inner_(inner) {}
   void on_node(std::size_t index, resp3::NodeView const& n, error_code& ec) {
     if (index >= skip_) return inner_.on_node(index - skip_, n, ec);
-    if (n.depth == 0 && resp3::is_error(n.type) && !error_)
+    if (n.depth == 0 && resp3::is_error(n.type) && !error_) {
       error_ = make_error_code(server_error_code(n.value));
+      error_text_.assign(n.value);
+    }
   }
   error_code error() const noexcept { return error_; }
+  std::string const& error_text() const noexcept { return error_text_; }
 
  private:
   std::size_t skip_;
   resp3::ResponseAdapter<Inner> inner_;
   error_code error_{};
+  std::string error_text_;
 };
 
 /// Calls f(sha1, source) for every script command in x.
@@ -277,6 +283,7 @@ struct Job<C> {
     push_command(req, c);
   }
   error_code extra_error() const noexcept { return resp.error(); }
+  std::string extra_text() const { return resp.error_text(); }
   reply_type take() { return from_wire<C>(std::move(std::get<0>(inner))); }
 };
 
@@ -292,6 +299,7 @@ struct Job<std::span<C const>> {
     for (auto const& c : cs) push_command(req, c);
   }
   error_code extra_error() const noexcept { return resp.error(); }
+  std::string extra_text() const { return resp.error_text(); }
   reply_type take() {
     reply_type out;
     out.reserve(inner.size());
@@ -322,6 +330,7 @@ struct Job<Batch<A, P...>> {
   error_code extra_error() const noexcept {
     return resp.error() ? resp.error() : inner.error();
   }
+  std::string extra_text() const { return resp.error() ? resp.error_text() : inner.error_text(); }
   reply_type take() { return inner.take(); }
 };
 
@@ -627,6 +636,11 @@ class RedisBackend {
     });
     auto job = std::make_unique<Job>(x, loads);
     auto ex = boost::asio::get_associated_executor(handler, pool->executor);
+    if (job->req.commands() == 0) {  // an empty range of commands: nothing to send
+      return boost::asio::post(ex, boost::asio::append(std::move(handler),
+                                                       boost::system::error_code{},
+                                                       typename Job::reply_type{}));
+    }
     auto slot = boost::asio::get_associated_cancellation_slot(handler);
     Job& j = *job;
     std::unique_ptr<Connection> blocking;
@@ -639,7 +653,10 @@ class RedisBackend {
     auto done = [job = std::move(job), h = std::move(handler), blocking = std::move(blocking),
                  weak, shas = std::move(shas), x, diag,
                  retried](boost::system::error_code ec) mutable {
-      if (!ec) ec = job->extra_error();
+      if (!ec) {
+        ec = job->extra_error();
+        if (ec && diag && diag->server_message.empty()) diag->server_message = job->extra_text();
+      }
       auto pool = weak.lock();
       if (pool) {
         if (ec == Error::no_script) {
