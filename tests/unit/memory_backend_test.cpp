@@ -1,0 +1,266 @@
+// MemoryBackend and FakeBackend specifics that a server does not have: the memory bound with
+// LRU eviction, exact expiry counts, blocked commands (timeouts on the manual clock,
+// cancellation, destruction), FakeBackend's faults and command log, user-defined commands, and
+// the Backend concept's readable rejections.
+#include "support/backends.hpp"
+
+#include <rediskit/backend/detail/memory/scan_map.hpp>
+#include <rediskit/concepts/backend.hpp>
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <random>
+#include <set>
+#include <string>
+
+using namespace rediskit;
+using namespace std::chrono_literals;
+using rediskit::test::BackendFixture;
+using rediskit::test::InProcessBackends;
+
+// A command of the user's own, with a MemoryBackend implementation found by ADL in the
+// command's namespace: a GET that blocks until the key exists (a test double of BLMOVE and
+// XREADGROUP BLOCK, which use the same waiting machinery).
+namespace my {
+struct wait_get {
+  std::string_view key;
+  std::chrono::milliseconds timeout{0};
+  using reply_type = std::optional<std::string>;
+  template <class W>
+  void write(W& w) const {
+    w("GET", key);
+  }
+  bool blocking() const { return true; }
+  std::chrono::milliseconds block_timeout() const { return timeout; }
+  ArgList<std::string_view> watch_keys() const { return key; }
+};
+inline std::optional<std::string> run(rediskit::detail::mem::Ctx& ctx, wait_get const& c) {
+  if (auto* s = ctx.db.read<std::string>(ctx, c.key)) return *s;
+  return std::nullopt;
+}
+}  // namespace my
+
+// Concept checks, positive and negative: a type missing a piece is not a Backend.
+struct NotABackend {
+  using executor_type = boost::asio::any_io_executor;
+  executor_type get_executor() const { return {}; }
+};
+static_assert(Backend<MemoryBackend>);
+static_assert(Backend<FakeBackend>);
+static_assert(Backend<RedisBackend>);
+static_assert(!Backend<NotABackend>);
+static_assert(!Backend<int>);
+static_assert(detail::concepts::HasExecutor<NotABackend>);
+static_assert(!detail::concepts::ExecutesCommands<NotABackend>);
+static_assert(Command<cmd::get> && Command<my::wait_get> && !Command<int>);
+static_assert(is_idempotent_v<cmd::get> && !is_idempotent_v<cmd::set>);
+
+BOOST_AUTO_TEST_SUITE(memory_backend)
+
+BOOST_AUTO_TEST_CASE(the_memory_bound_evicts_the_least_recently_used_keys) {
+  BackendFixture<MemoryBackend> f;
+  f.backend = MemoryBackend(f.ioc, MemoryConfig{.max_memory = 20'000});
+  std::string const value(100, 'x');
+  std::vector<std::string> keys;
+  for (int i = 0; i < 200; ++i) keys.push_back("k" + std::to_string(i));
+  for (int i = 0; i < 10; ++i) f.ok(cmd::set{.key = keys[i], .value = value});
+  for (int round = 10; round < 200; ++round) {
+    f.ok(cmd::get{keys[0]});  // k0 stays the most recently used
+    f.ok(cmd::set{.key = keys[round], .value = value});
+  }
+  auto const stats = f.backend.stats();
+  BOOST_TEST(stats.used_memory <= 20'000u);
+  BOOST_TEST(stats.evicted_keys > 0u);
+  BOOST_TEST(stats.keys + stats.evicted_keys == 200u);
+  BOOST_TEST(f.ok(cmd::get{keys[0]}).has_value());    // used all along: kept
+  BOOST_TEST(f.ok(cmd::get{keys[199]}).has_value());  // newest: kept
+  BOOST_TEST(!f.ok(cmd::get{keys[1]}).has_value());   // oldest untouched: evicted first
+  BOOST_TEST(f.ok(cmd::info{"stats"}).find("evicted_keys:" + std::to_string(stats.evicted_keys)) !=
+             std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(used_memory_follows_writes_and_deletes) {
+  BackendFixture<MemoryBackend> f;
+  BOOST_TEST(f.backend.stats().used_memory == 0u);
+  f.ok(cmd::set{.key = "a", .value = std::string(1000, 'x')});
+  auto const one = f.backend.stats().used_memory;
+  BOOST_TEST(one >= 1001u);
+  f.ok(cmd::set{.key = "a", .value = "small"});
+  BOOST_TEST(f.backend.stats().used_memory < one);
+  f.ok(cmd::del{.keys = "a"});
+  BOOST_TEST(f.backend.stats().used_memory == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(renewing_a_ttl_many_times_keeps_one_expiry_alive) {
+  BackendFixture<FakeBackend> f;
+  for (int i = 0; i < 20'000; ++i) f.ok(cmd::set{.key = "s", .value = "v", .ttl = 100ms});
+  BOOST_TEST(f.backend.stats().keys_with_ttl == 1u);
+  f.advance(99ms);
+  BOOST_TEST(f.ok(cmd::get{"s"}).has_value());
+  f.advance(1ms);
+  BOOST_TEST(!f.ok(cmd::get{"s"}).has_value());
+  BOOST_TEST(f.backend.stats().expired_keys == 1u);
+  BOOST_TEST(f.backend.stats().keys_with_ttl == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(expiry_on_the_manual_clock_is_exact_to_the_millisecond) {
+  BackendFixture<FakeBackend> f;
+  for (int i = 0; i < 1000; ++i)
+    f.ok(cmd::set{.key = "k" + std::to_string(i), .value = "v",
+                  .ttl = std::chrono::milliseconds(1 + i)});
+  for (int t = 1; t <= 1000; t += 111) {
+    f.advance(t == 1 ? 1ms : 111ms);
+    BOOST_TEST(f.ok(cmd::dbsize{}) == 1000 - t);
+  }
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_blocked_command_wakes_when_its_key_is_written, B,
+                              InProcessBackends) {
+  BackendFixture<B> f;
+  std::optional<std::optional<std::string>> got;
+  f.backend.async_exec(my::wait_get{"k"}, [&](boost::system::error_code ec, auto v) {
+    BOOST_TEST(!ec);
+    got = v;
+  });
+  f.ioc.poll();
+  BOOST_TEST(!got.has_value());
+  BOOST_TEST(f.backend.stats().blocked_clients == 1u);
+  f.ok(cmd::set{.key = "other", .value = "x"});
+  BOOST_TEST(!got.has_value());
+  f.ok(cmd::set{.key = "k", .value = "v"});
+  f.run_until([&] { return got.has_value(); });
+  BOOST_TEST(**got == "v");
+  BOOST_TEST(f.backend.stats().blocked_clients == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_blocked_command_times_out_on_the_manual_clock) {
+  BackendFixture<FakeBackend> f;
+  std::optional<std::optional<std::string>> got;
+  f.backend.async_exec(my::wait_get{"k", 5000ms},
+                       [&](boost::system::error_code ec, auto v) {
+                         BOOST_TEST(!ec);
+                         got = v;
+                       });
+  f.ioc.poll();
+  f.advance(4999ms);
+  f.ioc.poll();
+  BOOST_TEST(!got.has_value());
+  f.advance(1ms);
+  f.run_until([&] { return got.has_value(); });
+  BOOST_TEST(!got->has_value());  // timeout: the empty reply, no error
+}
+
+BOOST_AUTO_TEST_CASE(a_blocked_command_times_out_on_real_time) {
+  BackendFixture<MemoryBackend> f;
+  std::optional<std::optional<std::string>> got;
+  auto const start = std::chrono::steady_clock::now();
+  f.backend.async_exec(my::wait_get{"k", 50ms}, [&](boost::system::error_code ec, auto v) {
+    BOOST_TEST(!ec);
+    got = v;
+  });
+  f.run_until([&] { return got.has_value(); });
+  BOOST_TEST(!got->has_value());
+  BOOST_TEST((std::chrono::steady_clock::now() - start >= 50ms));
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_blocked_command_can_be_cancelled, B, InProcessBackends) {
+  BackendFixture<B> f;
+  boost::asio::cancellation_signal sig;
+  std::optional<boost::system::error_code> ec;
+  f.backend.async_exec(my::wait_get{"k"},
+                       boost::asio::bind_cancellation_slot(
+                           sig.slot(), [&](boost::system::error_code e, auto) { ec = e; }));
+  f.ioc.poll();
+  sig.emit(boost::asio::cancellation_type::terminal);
+  f.run_until([&] { return ec.has_value(); });
+  BOOST_TEST(*ec == boost::asio::error::operation_aborted);
+  BOOST_TEST(f.backend.stats().blocked_clients == 0u);
+  f.ok(cmd::set{.key = "k", .value = "late"});  // nobody is woken twice
+}
+
+BOOST_AUTO_TEST_CASE(destroying_the_backend_fails_blocked_commands) {
+  boost::asio::io_context ioc;
+  std::optional<boost::system::error_code> ec;
+  {
+    MemoryBackend db(ioc);
+    db.async_exec(my::wait_get{"k"}, [&](boost::system::error_code e, auto) { ec = e; });
+    ioc.poll();
+    BOOST_TEST(!ec.has_value());
+  }
+  ioc.restart();  // poll() stopped it when it ran out of work
+  ioc.run();
+  BOOST_REQUIRE(ec.has_value());
+  BOOST_TEST(*ec == make_error_code(Error::connection_closed));
+}
+
+BOOST_AUTO_TEST_CASE(fake_backend_fails_the_next_operations_on_request) {
+  BackendFixture<FakeBackend> f;
+  f.backend.fail_next(2, Error::connection_lost);
+  f.fails(cmd::set{.key = "k", .value = "v"}, Error::connection_lost);
+  f.fails(cmd::get{"k"}, Error::connection_lost);
+  BOOST_TEST(!f.ok(cmd::get{"k"}).has_value());  // the failed SET did not run
+  f.backend.fail_next(1, Error::out_of_memory);
+  f.fails(batch(cmd::ping{}, cmd::ping{}), Error::out_of_memory);
+  BOOST_TEST(f.ok(cmd::ping{}) == "PONG");
+}
+
+BOOST_AUTO_TEST_CASE(fake_backend_drops_and_restores_the_connection) {
+  BackendFixture<FakeBackend> f;
+  std::optional<boost::system::error_code> blocked;
+  f.backend.async_exec(my::wait_get{"k"}, [&](boost::system::error_code e, auto) { blocked = e; });
+  f.ioc.poll();
+  f.backend.drop_connection();
+  f.run_until([&] { return blocked.has_value(); });
+  BOOST_TEST(*blocked == make_error_code(Error::connection_lost));
+  BOOST_TEST(f.backend.health() == HealthStatus::disconnected);
+  f.fails(cmd::set{.key = "k", .value = "v"}, Error::not_connected);
+  f.backend.restore_connection();
+  BOOST_TEST(f.backend.health() == HealthStatus::ok);
+  BOOST_TEST(f.ok(cmd::set{.key = "k", .value = "v"}));
+}
+
+BOOST_AUTO_TEST_CASE(fake_backend_adds_latency) {
+  BackendFixture<FakeBackend> f;
+  f.backend.set_latency(30ms);
+  auto const start = std::chrono::steady_clock::now();
+  BOOST_TEST(f.ok(cmd::ping{}) == "PONG");
+  BOOST_TEST((std::chrono::steady_clock::now() - start >= 30ms));
+  f.backend.set_latency(0ms);
+}
+
+BOOST_AUTO_TEST_CASE(fake_backend_logs_every_command_as_argv) {
+  BackendFixture<FakeBackend> f;
+  f.ok(cmd::set{.key = "k", .value = "v", .ttl = 1500ms, .nx = true});
+  f.ok(transaction(cmd::get{"k"}, cmd::del{.keys = {"k", "x"}}));
+  auto const log = f.backend.command_log();
+  BOOST_REQUIRE(log.size() == 5u);
+  BOOST_TEST(log[0] == std::vector<std::string>({"SET", "k", "v", "PX", "1500", "NX"}));
+  BOOST_TEST(log[1] == std::vector<std::string>({"MULTI"}));
+  BOOST_TEST(log[3] == std::vector<std::string>({"DEL", "k", "x"}));
+  BOOST_TEST(log[4] == std::vector<std::string>({"EXEC"}));
+  BOOST_TEST(f.backend.count_in_log("GET") == 1u);
+  f.backend.clear_log();
+  BOOST_TEST(f.backend.command_log().empty());
+}
+
+BOOST_AUTO_TEST_CASE(scan_map_cursors_return_every_element_present_throughout) {
+  // SCAN's guarantee under churn: elements present for the whole iteration are returned at
+  // least once, whatever is inserted and erased between steps.
+  rediskit::detail::mem::ScanMap<std::string> m;
+  for (int i = 0; i < 5000; ++i) m.assign("stable" + std::to_string(i), "v");
+  std::mt19937 rng(7);
+  std::set<std::string> seen;
+  std::uint64_t cursor = 0;
+  int churn = 0;
+  do {
+    cursor = m.scan(cursor, 37, [&](std::string const& k, std::string const&) { seen.insert(k); });
+    for (int j = 0; j < 40; ++j) m.assign("churn" + std::to_string(churn++), "x");
+    for (int j = 0; j < 30; ++j) m.erase("churn" + std::to_string(rng() % (churn + 1)));
+  } while (cursor != 0);
+  for (int i = 0; i < 5000; ++i) BOOST_TEST(seen.contains("stable" + std::to_string(i)));
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,115 @@
+// RedisConfig::from_url and from_env: every seed 000 variable, and errors that name the value.
+#include <rediskit/redis_config.hpp>
+
+#include <boost/test/unit_test.hpp>
+
+#include <map>
+#include <string>
+
+using rediskit::Error;
+using rediskit::RedisConfig;
+using namespace std::chrono_literals;
+
+namespace {
+auto env(std::map<std::string, std::string> vars) {
+  return [vars = std::move(vars)](char const* name) -> char const* {
+    auto it = vars.find(name);
+    return it == vars.end() ? nullptr : it->second.c_str();
+  };
+}
+std::string url_error(std::string_view url) {
+  boost::system::error_code ec;
+  std::string what;
+  RedisConfig::from_url(url, ec, &what);
+  BOOST_TEST(ec == make_error_code(Error::invalid_config));
+  return what;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(redis_config)
+
+BOOST_AUTO_TEST_CASE(urls_give_host_port_credentials_and_database) {
+  auto c = RedisConfig::from_url("redis://user:p%40ss@cache.local:6380/3");
+  BOOST_TEST(c.host == "cache.local");
+  BOOST_TEST(c.port == 6380);
+  BOOST_TEST(c.username == "user");
+  BOOST_TEST(c.password == "p@ss");
+  BOOST_TEST(c.database == 3);
+  auto d = RedisConfig::from_url("redis://localhost");
+  BOOST_TEST(d.host == "localhost");
+  BOOST_TEST(d.port == 6379);
+  BOOST_TEST(d.database == 0);
+  BOOST_TEST(d.password.empty());
+  auto e = RedisConfig::from_url("redis://:secret@[::1]:7000/");
+  BOOST_TEST(e.host == "::1");
+  BOOST_TEST(e.port == 7000);
+  BOOST_TEST(e.username.empty());
+  BOOST_TEST(e.password == "secret");
+  auto f = RedisConfig::from_url("redis://secret@h");  // a lone userinfo is a password
+  BOOST_TEST(f.password == "secret");
+  BOOST_TEST(f.username.empty());
+}
+
+BOOST_AUTO_TEST_CASE(malformed_urls_are_errors_that_say_what_is_wrong) {
+  BOOST_TEST(url_error("http://h").find("redis://") != std::string::npos);
+  BOOST_TEST(url_error("rediss://h").find("TLS") != std::string::npos);
+  BOOST_TEST(url_error("redis://h:0").find("port") != std::string::npos);
+  BOOST_TEST(url_error("redis://h:99999").find("99999") != std::string::npos);
+  BOOST_TEST(url_error("redis://h:12x").find("12x") != std::string::npos);
+  BOOST_TEST(url_error("redis://h/abc").find("database") != std::string::npos);
+  BOOST_TEST(url_error("redis://").find("host") != std::string::npos);
+  BOOST_TEST(url_error("redis://[::1").find("IPv6") != std::string::npos);
+  BOOST_TEST(url_error("redis://u:%zz@h").find("percent") != std::string::npos);
+  // The password never appears in the message.
+  BOOST_TEST(url_error("redis://u:hunter2@h:bad").find("hunter2") == std::string::npos);
+  BOOST_CHECK_THROW(RedisConfig::from_url("redis://h:port"), rediskit::Exception);
+}
+
+BOOST_AUTO_TEST_CASE(environment_variables_of_seed_000) {
+  auto c = RedisConfig::from_env(env({{"REDIS_HOST", "redis"},
+                                      {"REDIS_PORT", "6390"},
+                                      {"REDIS_PASSWORD", "pw"},
+                                      {"REDIS_DB", "2"},
+                                      {"REDIS_CONNECTION_TIMEOUT", "1500"},
+                                      {"REDIS_MAX_RETRY_ATTEMPTS", "5"},
+                                      {"REDIS_KEEP_ALIVE", "false"}}));
+  BOOST_TEST(c.host == "redis");
+  BOOST_TEST(c.port == 6390);
+  BOOST_TEST(c.password == "pw");
+  BOOST_TEST(c.database == 2);
+  BOOST_TEST(c.connect_timeout.count() == 1500);
+  BOOST_TEST(c.max_retry_attempts == 5);
+  BOOST_TEST(!c.keep_alive);
+  auto const conn = c.connection_config();
+  BOOST_TEST(conn.reconnect.max_attempts == 5);
+  BOOST_TEST(conn.connect_timeout.count() == 1500);
+  BOOST_TEST(!conn.tcp_keepalive);
+  auto d = RedisConfig::from_env(env({}));
+  BOOST_TEST(d.host == "127.0.0.1");
+  BOOST_TEST(d.port == 6379);
+}
+
+BOOST_AUTO_TEST_CASE(variables_override_redis_url) {
+  auto c = RedisConfig::from_env(env({{"REDIS_URL", "redis://a:1/4"}, {"REDIS_DB", "5"}}));
+  BOOST_TEST(c.host == "a");
+  BOOST_TEST(c.port == 1);
+  BOOST_TEST(c.database == 5);
+}
+
+BOOST_AUTO_TEST_CASE(malformed_variables_name_the_variable) {
+  boost::system::error_code ec;
+  std::string what;
+  RedisConfig::from_env(ec, &what, env({{"REDIS_PORT", "abc"}}));
+  BOOST_TEST(ec == make_error_code(Error::invalid_config));
+  BOOST_TEST(what.find("REDIS_PORT") != std::string::npos);
+  RedisConfig::from_env(ec, &what, env({{"REDIS_KEEP_ALIVE", "maybe"}}));
+  BOOST_TEST(what.find("REDIS_KEEP_ALIVE") != std::string::npos);
+  RedisConfig::from_env(ec, &what, env({{"REDIS_DB", "-1"}}));
+  BOOST_TEST(what.find("REDIS_DB") != std::string::npos);
+  RedisConfig::from_env(ec, &what, env({{"REDIS_URL", "nope"}}));
+  BOOST_TEST(what.find("REDIS_URL") != std::string::npos);
+  BOOST_CHECK_THROW(RedisConfig::from_env(env({{"REDIS_CONNECTION_TIMEOUT", "0"}})),
+                    rediskit::Exception);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
