@@ -1,64 +1,77 @@
-// rediskit quick start: one pipelined connection, typed replies, no string parsing.
-// With REDIS_HOST / REDIS_PORT set it talks to that server; without, it shows the same request
-// and reply going through rediskit's RESP3 codec offline (the in-memory backend comes next).
+// rediskit quick start: one piece of chat code, any backend. It runs on the in-memory backend
+// (no server needed); with REDIS_URL (or REDIS_HOST / REDIS_PORT) set, the same code runs on
+// that Redis server.
 #include <rediskit/rediskit.hpp>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <map>
 #include <string>
-#include <tuple>
 
 namespace asio = boost::asio;
-using Profile = std::map<std::string, std::string>;
+namespace cmd = rediskit::cmd;
+using namespace std::chrono_literals;
 
-rediskit::resp3::Request make_request() {
-  rediskit::resp3::Request req;  // three commands, one round trip
-  req.push("HSET", "chat:user:profile:42", "name", "Alice", "status", "online");
-  req.push("EXPIRE", "chat:user:profile:42", 7 * 24 * 3600);
-  req.push("HGETALL", "chat:user:profile:42");
-  return req;
+// Written once, against the Backend concept: typed commands, no strings to parse.
+template <rediskit::Backend B>
+asio::awaitable<void> chat(B& db) {
+  auto use = asio::use_awaitable;
+  std::map<std::string, std::string> const alice{{"name", "Alice"}, {"status", "online"}};
+
+  // A profile hash with a 7-day TTL, and a read of it: one round trip.
+  auto [fields, ttl_set, profile] =
+      co_await db.async_exec(rediskit::batch(cmd::hset{.key = "chat:user:42", .fields = alice},
+                                             cmd::expire{.key = "chat:user:42", .ttl = 168h},
+                                             cmd::hgetall{"chat:user:42"}),
+                             use);
+  std::cout << "profile (" << fields << " fields, ttl set: " << ttl_set << "):";
+  for (auto const& [field, value] : profile) std::cout << ' ' << field << '=' << value;
+  std::cout << '\n';
+
+  // Votes: a sorted set, updated and read atomically.
+  auto [score, top] = co_await db.async_exec(
+      rediskit::transaction(cmd::zincrby{.key = "chat:votes", .increment = 1, .member = "42"},
+                            cmd::zrange_withscores{.key = "chat:votes", .rev = true}),
+      use);
+  std::cout << "votes for 42: " << score << ", leader: " << top.at(0).first << '\n';
+
+  // Pub/sub: a subscriber gets what is published after its subscription is in effect.
+  auto sub = db.make_subscriber();
+  co_await sub.async_subscribe("chat:room:1", use);
+  co_await db.async_exec(cmd::publish{.channel = "chat:room:1", .message = "hello"}, use);
+  rediskit::Message m = co_await sub.async_receive(use);
+  std::cout << "message on " << m.channel << ": " << m.payload << '\n';
+
+  // Errors are error codes, with the server's text apart.
+  auto [ec, n] = co_await db.async_exec(cmd::incr{"chat:user:42"},
+                                        asio::as_tuple(asio::use_awaitable));
+  std::cout << "INCR on a hash: " << ec.message() << '\n';
+  co_await db.async_exec(cmd::del{.keys = {"chat:user:42", "chat:votes"}}, use);
 }
 
-void print(Profile const& profile) {
-  for (auto const& [field, value] : profile) std::cout << "  " << field << " = " << value << "\n";
-}
-
-asio::awaitable<void> with_server(rediskit::ConnectionConfig cfg) {
-  rediskit::Connection conn(co_await asio::this_coro::executor, std::move(cfg));
-  auto const req = make_request();
-  std::tuple<long long, bool, Profile> resp;  // one element per command
-  co_await conn.async_exec(req, resp, asio::use_awaitable);
-  std::cout << "from Redis:\n";
-  print(std::get<2>(resp));
+template <class B>
+int run(asio::io_context& ioc, B& db) {
+  std::cout << "backend: " << B::name << '\n';
+  asio::co_spawn(ioc, chat(db), [&](std::exception_ptr e) {
+    db.close();  // lets ioc.run() return: a RedisBackend's connections stay up until closed
+    if (e) std::rethrow_exception(e);
+  });
+  ioc.run();
+  return 0;
 }
 
 int main() {
-  if (char const* host = std::getenv("REDIS_HOST")) {
-    rediskit::ConnectionConfig cfg{.host = host};
-    if (char const* port = std::getenv("REDIS_PORT")) cfg.port = std::uint16_t(std::atoi(port));
-    asio::io_context ioc;
-    asio::co_spawn(ioc, with_server(std::move(cfg)), [](std::exception_ptr e) {
-      if (e) std::rethrow_exception(e);
-    });
-    ioc.run();
-    return 0;
+  asio::io_context ioc;
+  if (std::getenv("REDIS_URL") || std::getenv("REDIS_HOST")) {
+    rediskit::RedisBackend db(ioc, rediskit::RedisConfig::from_env());
+    return run(ioc, db);
   }
-  // Offline: the bytes rediskit writes, and a RESP3 reply adapted into the same types.
-  std::cout << "request on the wire: " << make_request().payload().size() << " bytes, "
-            << make_request().commands() << " commands\n";
-  std::string_view const reply = ":2\r\n#t\r\n%2\r\n$4\r\nname\r\n$5\r\nAlice\r\n"
-                                 "$6\r\nstatus\r\n$6\r\nonline\r\n";
-  std::tuple<long long, bool, Profile> resp;
-  if (auto ec = rediskit::resp3::parse_all(reply, resp)) {
-    std::cerr << "parse error: " << ec.message() << "\n";
-    return 1;
-  }
-  std::cout << "decoded offline (set REDIS_HOST to use a server):\n";
-  print(std::get<2>(resp));
-  return 0;
+  rediskit::MemoryBackend db(ioc);
+  return run(ioc, db);
 }

@@ -264,6 +264,10 @@ class BasicMemoryBackend {
                             std::shared_ptr<void>(shared_, s));
   }
 
+  /// Fails blocked commands with Error::connection_closed (as RedisBackend::close does); the
+  /// data stays and later operations run as before.
+  void close() { shutdown(); }
+
   /// Always ok: there is no link to lose.
   HealthStatus health() const noexcept { return HealthStatus::ok; }
 

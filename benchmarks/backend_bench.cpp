@@ -1,0 +1,271 @@
+// backend_bench: the same typed-command workloads on MemoryBackend and on RedisBackend (a real
+// redis-server), through the public async API (C++20 coroutines, use_awaitable).
+//
+// Workloads (each on both backends unless --backends says otherwise):
+//   get_1 / set_1 / hgetall_1 / zincrby_1
+//              one coroutine, sequential co_await of one command: latency-bound on Redis
+//   get_c64 / zincrby_c64
+//              64 coroutines on one backend, each looping one command: Redis pipelines them
+//              on its main connection (the pipelined throughput the goal compares against)
+//   get_b100 / set_b100 / hgetall_b100 / zincrby_b100
+//              one coroutine, each operation a range of 100 commands (one round trip on Redis)
+// Figures are commands per second (a batch of 100 counts 100). Each workload: warm-up, then
+// `repeat` timed runs of `seconds`; the median run is reported with the min-max spread.
+// Output: one machine-readable line per workload and backend, then a markdown table with
+// memory/redis ratios.
+//
+// Usage: backend_bench [--port P] [--host H] [--seconds S] [--repeat R] [--warmup S]
+//                      [--only name,...] [--backends memory,redis]
+// (host and port default to REDIS_HOST / REDIS_PORT, else 127.0.0.1:6379).
+// benchmarks/run_backend.sh starts a throwaway server, pins server and client, and runs it.
+#include <rediskit/backend/memory_backend.hpp>
+#include <rediskit/backend/redis_backend.hpp>
+#include <rediskit/commands.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace asio = boost::asio;
+using namespace rediskit;
+using SteadyTime = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 6379;
+  double seconds = 1.0;
+  double warmup = 0.5;
+  int repeat = 5;
+  std::vector<std::string> only;
+  std::vector<std::string> backends{"memory", "redis"};
+  bool wants(std::string const& n) const {
+    return only.empty() || std::find(only.begin(), only.end(), n) != only.end();
+  }
+  bool uses(std::string const& b) const {
+    return std::find(backends.begin(), backends.end(), b) != backends.end();
+  }
+};
+
+std::vector<std::string> split(std::string const& s) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    auto const comma = s.find(',', start);
+    out.push_back(s.substr(start, comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+// The data every workload reads: 100 keys, 100 six-field profile hashes, a leaderboard.
+struct Data {
+  std::vector<std::string> keys, hashes;
+  std::vector<std::pair<std::string, std::string>> profile{
+      {"id", "user:000"},         {"name", "Alice Martin"}, {"status", "online"},
+      {"matricule", "MAT-00042"}, {"avatar", "a.png"},      {"last_seen", "1732280000"}};
+  Data() {
+    for (int i = 0; i < 100; ++i) {
+      keys.push_back("bench:k:" + std::to_string(i));
+      hashes.push_back("bench:user:profile:" + std::to_string(i));
+    }
+  }
+};
+
+// One workload: `body(db)` runs one operation of `per_op` commands.
+template <class B>
+using Body = std::function<asio::awaitable<void>(B&)>;
+
+template <class B>
+double timed_run(asio::io_context& ioc, B& db, Body<B> const& body, int callers,
+                 std::size_t per_op, double seconds) {
+  std::uint64_t ops = 0;
+  bool stop = false;
+  int running = callers;
+  auto const start = SteadyTime::now();
+  auto const end = start + std::chrono::duration_cast<SteadyTime::duration>(
+                               std::chrono::duration<double>(seconds));
+  for (int c = 0; c < callers; ++c) {
+    asio::co_spawn(
+        ioc,
+        [&]() -> asio::awaitable<void> {
+          while (!stop) {
+            for (int i = 0; i < 16 && !stop; ++i) {
+              co_await body(db);
+              ++ops;
+            }
+            if (SteadyTime::now() >= end) stop = true;
+          }
+          --running;
+        },
+        [](std::exception_ptr e) {
+          if (e) std::rethrow_exception(e);
+        });
+  }
+  ioc.restart();
+  while (running > 0) ioc.run_one();
+  double const elapsed = std::chrono::duration<double>(SteadyTime::now() - start).count();
+  return static_cast<double>(ops * per_op) / elapsed;
+}
+
+struct Figure {
+  double median = 0, min = 0, max = 0;
+};
+
+template <class B>
+Figure measure(Options const& o, asio::io_context& ioc, B& db, Body<B> const& body, int callers,
+               std::size_t per_op) {
+  timed_run(ioc, db, body, callers, per_op, o.warmup);
+  std::vector<double> rates;
+  for (int r = 0; r < o.repeat; ++r) rates.push_back(timed_run(ioc, db, body, callers, per_op, o.seconds));
+  std::sort(rates.begin(), rates.end());
+  return {rates[rates.size() / 2], rates.front(), rates.back()};
+}
+
+template <class B>
+asio::awaitable<void> prepare(B& db, Data const& d) {
+  for (auto const& k : d.keys) co_await db.async_exec(cmd::set{.key = k, .value = "bar"}, asio::use_awaitable);
+  for (auto const& h : d.hashes)
+    co_await db.async_exec(cmd::hset{.key = h, .fields = d.profile}, asio::use_awaitable);
+  co_await db.async_exec(cmd::del{.keys = "bench:board"}, asio::use_awaitable);
+}
+
+template <class B>
+std::map<std::string, std::pair<Figure, int>> run_all(Options const& o, asio::io_context& ioc,
+                                                       B& db, Data const& d) {
+  bool ready = false;
+  asio::co_spawn(ioc, prepare(db, d), [&](std::exception_ptr e) {
+    if (e) std::rethrow_exception(e);
+    ready = true;
+  });
+  ioc.restart();
+  while (!ready) ioc.run_one();
+
+  std::vector<cmd::get> gets;
+  std::vector<cmd::set> sets;
+  std::vector<cmd::hgetall> hgetalls;
+  std::vector<cmd::zincrby> zincrs;
+  for (auto const& k : d.keys) {
+    gets.push_back({k});
+    sets.push_back({.key = k, .value = "bar"});
+  }
+  for (auto const& h : d.hashes) hgetalls.push_back({h});
+  for (std::size_t i = 0; i < d.keys.size(); ++i)
+    zincrs.push_back({.key = "bench:board", .increment = 1, .member = d.hashes[i]});
+
+  struct W {
+    std::string name;
+    int callers;
+    std::size_t per_op;
+    Body<B> body;
+  };
+  auto use = asio::use_awaitable;
+  std::vector<W> ws = {
+      {"get_1", 1, 1, [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(gets[0], use); }},
+      {"set_1", 1, 1, [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(sets[0], use); }},
+      {"hgetall_1", 1, 1,
+       [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(hgetalls[0], use); }},
+      {"zincrby_1", 1, 1,
+       [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(zincrs[0], use); }},
+      {"get_c64", 64, 1,
+       [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(gets[0], use); }},
+      {"zincrby_c64", 64, 1,
+       [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(zincrs[0], use); }},
+      {"get_b100", 1, 100,
+       [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(gets, use); }},
+      {"set_b100", 1, 100,
+       [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(sets, use); }},
+      {"hgetall_b100", 1, 100,
+       [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(hgetalls, use); }},
+      {"zincrby_b100", 1, 100,
+       [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(zincrs, use); }},
+  };
+  std::map<std::string, std::pair<Figure, int>> out;
+  int order = 0;
+  for (auto const& w : ws) {
+    if (!o.wants(w.name)) continue;
+    out[w.name] = {measure(o, ioc, db, w.body, w.callers, w.per_op), order++};
+  }
+  return out;
+}
+
+void print_line(std::string const& backend, std::string const& name, Figure const& f,
+                int repeat) {
+  std::printf("workload=%s backend=%s unit=cmds cmds_per_s=%.0f min=%.0f max=%.0f runs=%d\n",
+              name.c_str(), backend.c_str(), f.median, f.min, f.max, repeat);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (char const* h = std::getenv("REDIS_HOST")) o.host = h;
+  if (char const* p = std::getenv("REDIS_PORT")) o.port = static_cast<std::uint16_t>(std::atoi(p));
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string const a = argv[i], v = argv[i + 1];
+    if (a == "--port") o.port = static_cast<std::uint16_t>(std::atoi(v.c_str()));
+    else if (a == "--host") o.host = v;
+    else if (a == "--seconds") o.seconds = std::atof(v.c_str());
+    else if (a == "--warmup") o.warmup = std::atof(v.c_str());
+    else if (a == "--repeat") o.repeat = std::atoi(v.c_str());
+    else if (a == "--only") o.only = split(v);
+    else if (a == "--backends") o.backends = split(v);
+    else {
+      std::cerr << "unknown option " << a << "\n";
+      return 2;
+    }
+  }
+  Data const d;
+  asio::io_context ioc(1);
+  std::map<std::string, std::pair<Figure, int>> mem, red;
+  if (o.uses("memory")) {
+    MemoryBackend db(ioc);
+    mem = run_all(o, ioc, db, d);
+    for (auto const& [n, f] : mem) print_line("memory", n, f.first, o.repeat);
+  }
+  if (o.uses("redis")) {
+    RedisConfig cfg;
+    cfg.host = o.host;
+    cfg.port = o.port;
+    RedisBackend db(ioc, cfg);
+    red = run_all(o, ioc, db, d);
+    for (auto const& [n, f] : red) print_line("redis", n, f.first, o.repeat);
+  }
+  std::vector<std::pair<int, std::string>> names;
+  for (auto const& [n, f] : (mem.empty() ? red : mem)) names.push_back({f.second, n});
+  std::sort(names.begin(), names.end());
+  std::printf("\n| workload | MemoryBackend cmds/s (min-max) | RedisBackend cmds/s (min-max) | "
+              "memory / redis |\n|---|---|---|---|\n");
+  for (auto const& [_, n] : names) {
+    auto cell = [](auto const& m, std::string const& k) {
+      auto it = m.find(k);
+      if (it == m.end()) return std::string("-");
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "%.0f (%.0f-%.0f)", it->second.first.median,
+                    it->second.first.min, it->second.first.max);
+      return std::string(buf);
+    };
+    std::string ratio = "-";
+    if (mem.count(n) && red.count(n)) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.1fx", mem[n].first.median / red[n].first.median);
+      ratio = buf;
+    }
+    std::printf("| %s | %s | %s | %s |\n", n.c_str(), cell(mem, n).c_str(), cell(red, n).c_str(),
+                ratio.c_str());
+  }
+  return 0;
+}
