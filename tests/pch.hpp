@@ -7,7 +7,12 @@
 #pragma once
 
 #include <boost/asio.hpp>
+#include <boost/describe.hpp>
+#include <boost/mpl/list.hpp>
 #include <boost/test/unit_test.hpp>
+
+// The whole library: every conformance test instantiates every backend.
+#include <rediskit/rediskit.hpp>
 
 #include <algorithm>
 #include <array>
