@@ -28,25 +28,12 @@ RB_N_P1=${RB_N_P1:-}
 RB_N_P16=${RB_N_P16:-}
 JOBS=${JOBS:-1}
 
-log() { echo "run_connection: $*" >&2; }
+BENCH_NAME=run_connection
+source "$here/lib.sh"
+log() { bench_log "$@"; }
 
 # ---- dependencies (apt-get only for what is missing) ----------------------------------------
-missing=()
-need() { dpkg -s "$1" >/dev/null 2>&1 || missing+=("$1"); }
-need redis-server
-need redis-tools
-need libhiredis-dev
-need cmake
-need ninja-build
-need g++
-need gcc
-need util-linux   # taskset
-if ((${#missing[@]})); then
-  log "installing ${missing[*]}"
-  SUDO=; [[ $(id -u) -ne 0 ]] && SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >&2
-fi
+bench_need redis-server redis-tools libhiredis-dev cmake ninja-build g++ gcc util-linux
 
 # ---- build ----------------------------------------------------------------------------------
 bin="$root/build/release/benchmarks"
@@ -60,50 +47,9 @@ if [[ -z ${SKIP_BUILD:-} ]]; then
 fi
 [[ -x $bin/connection_bench && -x $bin/hiredis_bench ]] || { log "binaries missing in $bin"; exit 1; }
 
-# ---- cores ----------------------------------------------------------------------------------
-if (($(nproc) >= 2)); then
-  server_pin=(taskset -c 0)
-  client_pin=(taskset -c 1)
-  pinning="server on core 0, clients on core 1"
-else
-  server_pin=()
-  client_pin=()
-  pinning="one core: no pinning"
-  log "only one core: running unpinned"
-fi
-
-# ---- throwaway redis-server on a free loopback port -----------------------------------------
-tmp=$(mktemp -d)
-server_pid=
-cleanup() {
-  if [[ -n $server_pid ]]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for _ in $(seq 1 50); do
-  port=$((20000 + RANDOM % 40000))
-  port_free "$port" || continue
-  "${server_pin[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-    --dir "$tmp" --logfile "$tmp/redis.log" --daemonize no &
-  server_pid=$!
-  for _ in $(seq 1 50); do
-    redis-cli -p "$port" ping >/dev/null 2>&1 && break
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  redis-cli -p "$port" ping >/dev/null 2>&1 && break
-  kill "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=
-done
-[[ -n $server_pid ]] || { log "could not start redis-server"; exit 1; }
-log "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on port $port ($pinning)"
+# ---- cores, and a throwaway redis-server on a free loopback port ----------------------------
+bench_pin
+bench_start_server
 # redis-benchmark -t get asks for this literal key: give it the same 3-byte value as the others.
 redis-cli -p "$port" set 'key:__rand_int__' abc >/dev/null
 

@@ -1,0 +1,70 @@
+# Shared by the benchmark scripts (source it): packages, core pinning, a throwaway redis-server.
+#
+#   source "$here/lib.sh"
+#   bench_need redis-server redis-tools cmake ...   # apt-get install what dpkg lacks
+#   bench_pin                                       # server_pin, client_pin, pinning
+#   bench_start_server                              # port, server_pid, tmp; stopped on exit
+
+bench_log() { echo "${BENCH_NAME:-bench}: $*" >&2; }
+
+bench_need() {
+  local missing=() p
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  ((${#missing[@]})) || return 0
+  bench_log "installing ${missing[*]}"
+  local sudo=
+  [[ $(id -u) -ne 0 ]] && sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
+}
+
+# The server on core 0 and every client on core 1 (the same for every system compared: where
+# they land on 2 cores moves round-trip figures by about 1.5x).
+bench_pin() {
+  if (($(nproc) >= 2)); then
+    server_pin=(taskset -c 0)
+    client_pin=(taskset -c 1)
+    pinning="server on core 0, clients on core 1"
+  else
+    server_pin=()
+    client_pin=()
+    pinning="one core: no pinning"
+    bench_log "only one core: running unpinned"
+  fi
+}
+
+# A redis-server on a free loopback port, no persistence, in a temporary directory; it is
+# stopped and the directory removed when the script exits.
+bench_start_server() {
+  tmp=$(mktemp -d)
+  server_pid=
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+  local _
+  for _ in $(seq 1 50); do
+    port=$((20000 + RANDOM % 40000))
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || continue
+    "${server_pin[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+      --dir "$tmp" --logfile "$tmp/redis.log" --daemonize no &
+    server_pid=$!
+    for _ in $(seq 1 50); do
+      redis-cli -p "$port" ping >/dev/null 2>&1 && break
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    redis-cli -p "$port" ping >/dev/null 2>&1 && break
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=
+  done
+  [[ -n $server_pid ]] || { bench_log "could not start redis-server"; exit 1; }
+  bench_log "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on port $port ($pinning)"
+}
+
+bench_cleanup() {
+  if [[ -n ${server_pid:-} ]]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  [[ -n ${tmp:-} ]] && rm -rf "$tmp"
+}
