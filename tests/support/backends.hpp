@@ -153,7 +153,7 @@ class BackendFixture {
 
  private:
   template <class X>
-  static auto result_type(X const& x) {
+  static auto result_type(X const&) {
     if constexpr (Command<X> || is_batch_v<X>)
       return reply_t<X>{};
     else

@@ -26,7 +26,7 @@ inline constexpr Arity arities[] = {
     // keys
     {"DEL", -2}, {"UNLINK", -2}, {"EXISTS", -2}, {"EXPIRE", -3}, {"PEXPIRE", -3},
     {"EXPIREAT", -3}, {"PEXPIREAT", -3}, {"TTL", 2}, {"PTTL", 2}, {"PERSIST", 2}, {"TYPE", 2},
-    {"SCAN", -2}, {"RENAME", 3}, {"EXPIRETIME", 2}, {"PEXPIRETIME", 2},
+    {"SCAN", -2}, {"RENAME", 3}, {"EXPIRETIME", 2}, {"PEXPIRETIME", 2}, {"KEYS", 2},
     // hashes
     {"HSET", -4}, {"HSETNX", 4}, {"HGET", 3}, {"HMGET", -3}, {"HGETALL", 2}, {"HDEL", -3},
     {"HINCRBY", 4}, {"HINCRBYFLOAT", 4}, {"HEXISTS", 3}, {"HLEN", 2}, {"HSCAN", -3},
