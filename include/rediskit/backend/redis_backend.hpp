@@ -673,6 +673,8 @@ class RedisBackend {
               job.reset();
               return start<Job>(pool, x, diag, std::move(h), true);
             }
+          } else {
+            (void)retried;  // batches are never re-sent: their other commands ran
           }
         } else {
           for (auto& sha : shas) pool->loaded_scripts.insert(std::move(sha));
