@@ -285,6 +285,25 @@ inline constexpr bool is_batch_v = false;
 template <bool A, class... P>
 inline constexpr bool is_batch_v<Batch<A, P...>> = true;
 
+/// Calls f(command) for every command of `x`: a command, a batch (its parts in order, spans
+/// element by element) or a range of commands.
+template <class X, class F>
+void for_each_command(X const& x, F&& f) {
+  if constexpr (Command<X>) {
+    f(x);
+  } else if constexpr (is_batch_v<X>) {
+    std::apply([&](auto const&... parts) { (for_each_command(parts, f), ...); }, x.parts);
+  } else {
+    for (auto const& c : x) f(c);
+  }
+}
+
+/// True for a transaction (a Batch made by transaction()).
+template <class X>
+inline constexpr bool is_transaction_v = false;
+template <class... P>
+inline constexpr bool is_transaction_v<Batch<true, P...>> = true;
+
 /// Number of commands in one part.
 template <class P>
 std::size_t part_size(P const& p) {

@@ -129,25 +129,9 @@ std::string describe_command(X const& x) {
       first = false;
     }
   };
-  if constexpr (Command<X>) {
-    one(x);
-  } else if constexpr (is_batch_v<X>) {
-    out += X::atomic ? "MULTI; " : "";
-    std::apply(
-        [&](auto const&... parts) {
-          auto each = [&](auto const& p) {
-            if constexpr (Command<std::remove_cvref_t<decltype(p)>>)
-              one(p);
-            else
-              for (auto const& c : p) one(c);
-          };
-          (each(parts), ...);
-        },
-        x.parts);
-    out += X::atomic ? "; EXEC" : "";
-  } else {
-    for (auto const& c : x) one(c);
-  }
+  out += is_transaction_v<X> ? "MULTI; " : "";
+  for_each_command(x, one);
+  out += is_transaction_v<X> ? "; EXEC" : "";
   return out;
 }
 

@@ -154,26 +154,9 @@ class FakeBackend : public BasicMemoryBackend<ManualClock> {
 
   template <class X>
   void log_commands(X const& x) {
-    auto one = [&](auto const& c) { faults_->log.push_back(argv(c)); };
-    if constexpr (Command<X>) {
-      one(x);
-    } else if constexpr (is_batch_v<X>) {
-      if (X::atomic) faults_->log.push_back({"MULTI"});
-      std::apply(
-          [&](auto const&... parts) {
-            auto each = [&](auto const& p) {
-              if constexpr (Command<std::remove_cvref_t<decltype(p)>>)
-                one(p);
-              else
-                for (auto const& c : p) one(c);
-            };
-            (each(parts), ...);
-          },
-          x.parts);
-      if (X::atomic) faults_->log.push_back({"EXEC"});
-    } else {
-      for (auto const& c : x) one(c);
-    }
+    if (is_transaction_v<X>) faults_->log.push_back({"MULTI"});
+    for_each_command(x, [&](auto const& c) { faults_->log.push_back(argv(c)); });
+    if (is_transaction_v<X>) faults_->log.push_back({"EXEC"});
   }
 
   template <class R, class X, class Token>

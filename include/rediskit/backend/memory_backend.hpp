@@ -361,7 +361,9 @@ class BasicMemoryBackend {
                          detail::mem::Ctx& op) {
     if constexpr (A) {  // EXECABORT: a wrong argument count anywhere runs nothing
       std::string err;
-      std::apply([&](auto const&... parts) { (arity_check(parts, err), ...); }, b.parts);
+      for_each_command(b, [&](auto const& c) {
+        if (err.empty()) err = detail::mem::Engine::check_arity(c);
+      });
       if (!err.empty()) {
         op.fail(err);
         return;
@@ -370,17 +372,6 @@ class BasicMemoryBackend {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
       (run_part(sh, std::get<I>(b.parts), std::get<I>(result), op), ...);
     }(std::index_sequence_for<P...>{});
-  }
-
-  template <class Part>
-  static void arity_check(Part const& p, std::string& err) {
-    auto one = [&](auto const& c) {
-      if (err.empty()) err = detail::mem::Engine::check_arity(c);
-    };
-    if constexpr (Command<Part>)
-      one(p);
-    else
-      for (auto const& c : p) one(c);
   }
 
   template <class Part, class R>

@@ -115,17 +115,7 @@ class BatchResponse {
   /// The request's commands: the batch, wrapped in MULTI / EXEC when atomic.
   static void write(resp3::Request& req, Batch<Atomic, Parts...> const& b) {
     if constexpr (Atomic) req.push("MULTI");
-    std::apply(
-        [&](auto const&... parts) {
-          auto one = [&](auto const& p) {
-            if constexpr (Command<std::remove_cvref_t<decltype(p)>>)
-              push_command(req, p);
-            else
-              for (auto const& c : p) push_command(req, c);
-          };
-          (one(parts), ...);
-        },
-        b.parts);
+    for_each_command(b, [&](auto const& c) { push_command(req, c); });
     if constexpr (Atomic) req.push("EXEC");
   }
 
@@ -245,26 +235,9 @@ class SkipFirst {
 /// Calls f(sha1, source) for every script command in x.
 template <class X, class F>
 void for_each_script(X const& x, F&& f) {
-  auto one = [&](auto const& c) {
+  for_each_command(x, [&](auto const& c) {
     if constexpr (requires { c.script_source(); }) f(c.script_sha1(), c.script_source());
-  };
-  if constexpr (Command<X>) {
-    one(x);
-  } else if constexpr (is_batch_v<X>) {
-    std::apply(
-        [&](auto const&... parts) {
-          auto each = [&](auto const& p) {
-            if constexpr (Command<std::remove_cvref_t<decltype(p)>>)
-              one(p);
-            else
-              for (auto const& c : p) one(c);
-          };
-          (each(parts), ...);
-        },
-        x.parts);
-  } else {
-    for (auto const& c : x) one(c);
-  }
+  });
 }
 
 /// What one async_exec sends and receives. X: a command, a batch, or a span of commands.
@@ -334,34 +307,15 @@ struct Job<Batch<A, P...>> {
   reply_type take() { return inner.take(); }
 };
 
-/// True when x must run on a blocking connection.
+/// True when x must run on a blocking connection (inside MULTI nothing blocks).
 template <class X>
 bool needs_blocking_connection(X const& x) {
-  if constexpr (Command<X>) {
-    return is_blocking(x);
-  } else if constexpr (is_batch_v<X>) {
-    if constexpr (X::atomic) {
-      return false;  // inside MULTI nothing blocks
-    } else {
-      bool any = false;
-      std::apply(
-          [&](auto const&... parts) {
-            auto one = [&](auto const& p) {
-              if constexpr (Command<std::remove_cvref_t<decltype(p)>>)
-                any = any || is_blocking(p);
-              else
-                for (auto const& c : p) any = any || is_blocking(c);
-            };
-            (one(parts), ...);
-          },
-          x.parts);
-      return any;
-    }
-  } else {
-    for (auto const& c : x)
-      if (is_blocking(c)) return true;
-    return false;
+  if constexpr (is_batch_v<X>) {
+    if constexpr (X::atomic) return false;
   }
+  bool any = false;
+  for_each_command(x, [&](auto const& c) { any = any || is_blocking(c); });
+  return any;
 }
 
 /// The connections of a RedisBackend, shared with operations in flight (which hold it weakly
