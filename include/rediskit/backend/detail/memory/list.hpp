@@ -37,6 +37,11 @@ class List {
     bytes_ -= v.size() + kOverhead;
     return v;
   }
+  /// Replaces the item at `i` (LSET).
+  void replace(std::size_t i, std::string v) {
+    bytes_ = bytes_ - items[i].size() + v.size();
+    items[i] = std::move(v);
+  }
   /// Recomputes bytes() after items were changed directly (LTRIM, LREM, LSET).
   void recount() noexcept {
     bytes_ = 0;
