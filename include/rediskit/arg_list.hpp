@@ -143,19 +143,24 @@ class ArgList {
              (!std::is_same_v<std::remove_cvref_t<S>, std::string_view>)
   ArgList(S const& one) noexcept : ArgList(std::string_view(one)) {}  // NOLINT
 
-  /// A contiguous array of T (std::span, std::vector<T>): no conversion per element.
-  ArgList(std::span<T const> s) noexcept : obj_(s.data()), size_(s.size()) {}  // NOLINT
-
-  /// Any forward range whose elements convert to T (and that is not itself a single T).
+  /// Any forward range whose elements convert to T (and that is not itself a single T). A
+  /// contiguous range of T itself (std::vector<std::string_view>, std::span) is viewed as an
+  /// array: no conversion per element.
   template <class R>
     requires detail::ArgRangeOf<T, R> && (!std::is_convertible_v<R const&, T>) &&
-             (!std::is_convertible_v<R const&, std::span<T const>>) &&
              (!std::is_convertible_v<R const&, std::string_view>) &&
              (!std::is_same_v<std::remove_cvref_t<R>, ArgList>)
-  ArgList(R const& r) noexcept(noexcept(std::ranges::distance(r)))  // NOLINT
-      : obj_(std::addressof(r)),
-        size_(static_cast<std::size_t>(std::ranges::distance(r))),
-        each_(&each_range<R>) {}
+  ArgList(R const& r) noexcept(noexcept(std::ranges::distance(r))) {  // NOLINT
+    if constexpr (std::ranges::contiguous_range<R const> && std::ranges::sized_range<R const> &&
+                  std::is_same_v<std::ranges::range_value_t<R const>, T>) {
+      obj_ = std::ranges::data(r);
+      size_ = std::ranges::size(r);
+    } else {
+      obj_ = std::addressof(r);
+      size_ = static_cast<std::size_t>(std::ranges::distance(r));
+      each_ = &each_range<R>;
+    }
+  }
 
   std::size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
