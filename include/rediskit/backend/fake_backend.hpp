@@ -14,6 +14,7 @@
 
 #include <rediskit/backend/memory_backend.hpp>
 #include <rediskit/clock.hpp>
+#include <rediskit/detail/post.hpp>
 
 #include <boost/asio/steady_timer.hpp>
 
@@ -159,6 +160,13 @@ class FakeBackend : public BasicMemoryBackend<ManualClock> {
     if (is_transaction_v<X>) faults_->log.push_back({"EXEC"});
   }
 
+  // The timer's handler: one type for every operation (see rediskit/detail/post.hpp).
+  struct AfterLatency {
+    std::shared_ptr<boost::asio::steady_timer> timer;
+    std::unique_ptr<detail::ErasedCall> then;
+    void operator()(boost::system::error_code) { then->call(); }
+  };
+
   template <class R, class X, class Token>
   auto intercept(X const& x, Diagnostics* diag, Token&& token) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, R)>(
@@ -176,17 +184,13 @@ class FakeBackend : public BasicMemoryBackend<ManualClock> {
             }
             latency = faults_->latency;
           }
-          if (fault) {
-            boost::asio::post(get_executor(),
-                              boost::asio::append(std::move(handler), fault, R{}));
-            return;
-          }
+          if (fault) return detail::post_handler(get_executor(), std::move(handler), fault, R{});
           if (latency.count() == 0) return run(x, diag, std::move(handler));
           auto timer = std::make_shared<boost::asio::steady_timer>(get_executor(), latency);
-          timer->async_wait([this, timer, x, diag, h = std::move(handler)](
-                                boost::system::error_code) mutable {
-            run(x, diag, std::move(h));
-          });
+          timer->async_wait(AfterLatency{
+              timer, detail::erase_call([this, x, diag, h = std::move(handler)]() mutable {
+                run(x, diag, std::move(h));
+              })});
         },
         token, x, diag);
   }

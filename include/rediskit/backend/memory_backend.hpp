@@ -36,6 +36,7 @@
 #include <rediskit/backend/detail/memory/run_strings.hpp>
 #include <rediskit/backend/subscriber.hpp>
 #include <rediskit/clock.hpp>
+#include <rediskit/detail/post.hpp>
 #include <rediskit/command.hpp>
 #include <rediskit/commands.hpp>
 #include <rediskit/connection.hpp>
@@ -340,8 +341,7 @@ class BasicMemoryBackend {
       sh->wake_waiters();
     }
     if (diag && ctx.ec) diag->server_message = std::move(ctx.error);
-    boost::asio::post(sh->executor,
-                      boost::asio::append(std::move(handler), ctx.ec, std::move(result)));
+    detail::post_handler(sh->executor, std::move(handler), ctx.ec, std::move(result));
   }
 
   // Runs c; its error becomes the operation's when it is the first.
@@ -399,7 +399,7 @@ class BasicMemoryBackend {
     Shared* raw = sh.get();
     auto complete = [raw, h, diag](boost::system::error_code ec, std::string text, R r) {
       if (diag && ec) diag->server_message = std::move(text);
-      boost::asio::post(raw->executor, boost::asio::append(std::move(*h), ec, std::move(r)));
+      detail::post_handler(raw->executor, std::move(*h), ec, std::move(r));
     };
     c.watch_keys().for_each([&](std::string_view k) {
       w->keys.emplace_back(k);

@@ -26,6 +26,7 @@
 #include <rediskit/command.hpp>
 #include <rediskit/commands.hpp>
 #include <rediskit/connection.hpp>
+#include <rediskit/detail/post.hpp>
 #include <rediskit/error.hpp>
 #include <rediskit/redis_config.hpp>
 #include <rediskit/resp3/adapt.hpp>
@@ -38,6 +39,7 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
@@ -307,6 +309,39 @@ struct Job<Batch<A, P...>> {
   reply_type take() { return inner.take(); }
 };
 
+/// What Connection sees of every RedisBackend operation, whatever its command types: one
+/// response type and one completion type, so that Connection's operation machinery is
+/// instantiated once, not once per command type (the typed work is behind two virtual calls
+/// per operation, nothing beside a network round trip).
+struct ErasedJob {
+  virtual ~ErasedJob() = default;
+  virtual void on_node(std::size_t index, resp3::NodeView const& n, error_code& ec) = 0;
+  /// Converts the replies, calls the user's handler and deletes this.
+  virtual void complete(error_code ec) = 0;
+};
+
+struct ErasedResponse {
+  static constexpr std::size_t expected_replies = resp3::any_count;
+  ErasedJob* job;
+  void on_node(std::size_t index, resp3::NodeView const& n, error_code& ec) {
+    job->on_node(index, n, ec);
+  }
+};
+
+/// Carries the user handler's executor and cancellation slot (found by Asio's associators).
+struct ErasedCompletion {
+  std::unique_ptr<ErasedJob> job;
+  boost::asio::any_io_executor executor;
+  boost::asio::cancellation_slot slot;
+
+  using executor_type = boost::asio::any_io_executor;
+  executor_type get_executor() const noexcept { return executor; }
+  using cancellation_slot_type = boost::asio::cancellation_slot;
+  cancellation_slot_type get_cancellation_slot() const noexcept { return slot; }
+
+  void operator()(error_code ec) { job.release()->complete(ec); }
+};
+
 /// True when x must run on a blocking connection (inside MULTI nothing blocks).
 template <class X>
 bool needs_blocking_connection(X const& x) {
@@ -446,9 +481,8 @@ class RedisSubscriber {
           std::vector<std::string> owned(list.begin(), list.end());
           if (owned.empty() && (verb == "SUBSCRIBE" || verb == "PSUBSCRIBE")) {
             auto ex = boost::asio::get_associated_executor(handler, conn->get_executor());
-            return boost::asio::post(
-                ex, boost::asio::append(std::move(handler),
-                                        make_error_code(Error::invalid_request)));
+            return detail::post_handler(ex, std::move(handler),
+                                        make_error_code(Error::invalid_request));
           }
           auto then_ping = [conn, h = std::move(handler)](boost::system::error_code ec) mutable {
             if (ec) return std::move(h)(ec);
@@ -575,6 +609,64 @@ class RedisBackend {
         token, x, diag);
   }
 
+  // One operation: the typed job behind the type-erased pieces Connection sees.
+  template <class Job, class X, class Handler>
+  struct Operation final : detail::redis::ErasedJob {
+    Operation(X const& x, std::vector<std::string_view> const& loads, Handler h,
+              std::weak_ptr<detail::redis::Pool> p, std::vector<std::string> s, Diagnostics* d,
+              bool r)
+        : job(x, loads), command(x), handler(std::move(h)), pool(std::move(p)),
+          shas(std::move(s)), diag(d), retried(r) {}
+
+    void on_node(std::size_t index, resp3::NodeView const& n,
+                 boost::system::error_code& ec) override {
+      job.resp.on_node(index, n, ec);
+    }
+
+    void complete(boost::system::error_code ec) override {
+      std::unique_ptr<Operation> self(this);
+      if (!ec) {
+        ec = job.extra_error();
+        if (ec && diag && diag->server_message.empty()) diag->server_message = job.extra_text();
+      }
+      auto p = pool.lock();
+      if (p) {
+        if (ec == Error::no_script) {
+          // The server lost its scripts (restart, SCRIPT FLUSH): load them again next time.
+          detail::redis::for_each_script(command, [&](std::string_view sha, std::string_view) {
+            if (auto it = p->loaded_scripts.find(sha); it != p->loaded_scripts.end())
+              p->loaded_scripts.erase(it);
+          });
+          // A single command that met NOSCRIPT did not run: safe to send again, once. A
+          // batch is never re-sent: its other commands ran.
+          if constexpr (Command<X>) {
+            if (!retried) return start<Job>(p, command, diag, std::move(handler), true);
+          }
+        } else {
+          for (auto& sha : shas) p->loaded_scripts.insert(std::move(sha));
+        }
+      }
+      auto r = job.take();
+      // A cancelled blocking command would still hold its connection: drop it instead.
+      if (blocking && p && ec != boost::asio::error::operation_aborted &&
+          blocking->health() == HealthStatus::ok)
+        p->give_back(std::move(blocking));
+      auto h = std::move(handler);
+      self.reset();
+      std::move(h)(ec, std::move(r));
+    }
+
+    Job job;
+    X command;
+    Handler handler;
+    std::weak_ptr<detail::redis::Pool> pool;
+    std::vector<std::string> shas;
+    Diagnostics* diag;
+    bool retried;
+    std::unique_ptr<Connection> blocking;
+    detail::redis::ErasedResponse response{this};
+  };
+
   template <class Job, class X, class Handler>
   static void start(std::shared_ptr<detail::redis::Pool> const& pool, X const& x,
                     Diagnostics* diag, Handler handler, bool retried = false) {
@@ -588,66 +680,26 @@ class RedisBackend {
       shas.emplace_back(sha);
       loads.push_back(src);
     });
-    auto job = std::make_unique<Job>(x, loads);
     auto ex = boost::asio::get_associated_executor(handler, pool->executor);
-    if (job->req.commands() == 0) {  // an empty range of commands: nothing to send
-      return boost::asio::post(ex, boost::asio::append(std::move(handler),
-                                                       boost::system::error_code{},
-                                                       typename Job::reply_type{}));
-    }
     auto slot = boost::asio::get_associated_cancellation_slot(handler);
-    Job& j = *job;
-    std::unique_ptr<Connection> blocking;
+    auto op = std::make_unique<Operation<Job, X, Handler>>(x, loads, std::move(handler), pool,
+                                                           std::move(shas), diag, retried);
+    if (op->job.req.commands() == 0) {  // an empty range of commands: nothing to send
+      return detail::post_handler(ex, std::move(op->handler), boost::system::error_code{},
+                                  typename Job::reply_type{});
+    }
     Connection* conn = &pool->main;
     if (detail::redis::needs_blocking_connection(x)) {
-      blocking = pool->take_blocking();
-      conn = blocking.get();
+      op->blocking = pool->take_blocking();
+      conn = op->blocking.get();
     }
-    std::weak_ptr<detail::redis::Pool> weak = pool;
-    auto done = [job = std::move(job), h = std::move(handler), blocking = std::move(blocking),
-                 weak, shas = std::move(shas), x, diag,
-                 retried](boost::system::error_code ec) mutable {
-      if (!ec) {
-        ec = job->extra_error();
-        if (ec && diag && diag->server_message.empty()) diag->server_message = job->extra_text();
-      }
-      auto pool = weak.lock();
-      if (pool) {
-        if (ec == Error::no_script) {
-          // The server lost its scripts (restart, SCRIPT FLUSH): load them again next time.
-          detail::redis::for_each_script(
-              x, [&](std::string_view sha, std::string_view) {
-                if (auto it = pool->loaded_scripts.find(sha); it != pool->loaded_scripts.end())
-                  pool->loaded_scripts.erase(it);
-              });
-          // A single command that met NOSCRIPT did not run: safe to send again, once.
-          if constexpr (Command<X>) {
-            if (!retried) {
-              blocking.reset();
-              job.reset();
-              return start<Job>(pool, x, diag, std::move(h), true);
-            }
-          } else {
-            (void)retried;  // batches are never re-sent: their other commands ran
-          }
-        } else {
-          for (auto& sha : shas) pool->loaded_scripts.insert(std::move(sha));
-        }
-      }
-      auto r = job->take();
-      // A cancelled blocking command would still hold its connection: drop it instead.
-      if (blocking && pool && ec != boost::asio::error::operation_aborted &&
-          blocking->health() == HealthStatus::ok)
-        pool->give_back(std::move(blocking));
-      job.reset();
-      std::move(h)(ec, std::move(r));
-    };
-    auto bound = boost::asio::bind_cancellation_slot(
-        slot, boost::asio::bind_executor(ex, std::move(done)));
+    auto& req = op->job.req;
+    auto& resp = op->response;
+    detail::redis::ErasedCompletion done{std::move(op), ex, slot};
     if (diag)
-      conn->async_exec(j.req, j.resp, *diag, std::move(bound));
+      conn->async_exec(req, resp, *diag, std::move(done));
     else
-      conn->async_exec(j.req, j.resp, std::move(bound));
+      conn->async_exec(req, resp, std::move(done));
   }
 
   std::shared_ptr<detail::redis::Pool> pool_;

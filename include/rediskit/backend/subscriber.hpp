@@ -17,6 +17,7 @@
 
 #include <rediskit/arg_list.hpp>
 #include <rediskit/detail/glob.hpp>
+#include <rediskit/detail/post.hpp>
 #include <rediskit/error.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -169,8 +170,7 @@ class MemorySubscriber {
           auto st = state_;
           std::lock_guard lock(*mutex_);
           auto post = [&](boost::system::error_code ec, Message m) {
-            boost::asio::post(st->executor,
-                              boost::asio::append(std::move(handler), ec, std::move(m)));
+            detail::post_handler(st->executor, std::move(handler), ec, std::move(m));
           };
           if (!st || st->closed) return post(Error::connection_closed, {});
           if (st->receiver) return post(Error::already_receiving, {});
@@ -188,8 +188,7 @@ class MemorySubscriber {
           std::weak_ptr<detail::mem::SubscriberState> weak = st;
           st->receiver = [shared_handler, ex = st->executor](boost::system::error_code ec,
                                                             Message m) {
-            boost::asio::post(ex, boost::asio::append(std::move(*shared_handler), ec,
-                                                      std::move(m)));
+            detail::post_handler(ex, std::move(*shared_handler), ec, std::move(m));
           };
           if (slot.is_connected()) {
             std::mutex* mu = mutex_;
@@ -242,7 +241,7 @@ class MemorySubscriber {
               });
             }
           }
-          boost::asio::post(state_->executor, boost::asio::append(std::move(handler), ec));
+          detail::post_handler(state_->executor, std::move(handler), ec);
         },
         token, names, pattern, add);
   }
