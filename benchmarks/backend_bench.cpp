@@ -31,7 +31,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <functional>
 #include <iostream>
 #include <map>
 #include <string>
@@ -85,13 +84,11 @@ struct Data {
   }
 };
 
-// One workload: `body(db)` runs one operation of `per_op` commands.
-template <class B>
-using Body = std::function<asio::awaitable<void>(B&)>;
-
-template <class B>
-double timed_run(asio::io_context& ioc, B& db, Body<B> const& body, int callers,
-                 std::size_t per_op, double seconds) {
+// One timed run: `callers` coroutines each co_await body(db) (one operation of `per_op`
+// commands: the backend's own awaitable, no wrapper coroutine) until `seconds` passed.
+template <class B, class Body>
+double timed_run(asio::io_context& ioc, B& db, Body const& body, int callers, std::size_t per_op,
+                 double seconds) {
   std::uint64_t ops = 0;
   bool stop = false;
   int running = callers;
@@ -125,12 +122,13 @@ struct Figure {
   double median = 0, min = 0, max = 0;
 };
 
-template <class B>
-Figure measure(Options const& o, asio::io_context& ioc, B& db, Body<B> const& body, int callers,
+template <class B, class Body>
+Figure measure(Options const& o, asio::io_context& ioc, B& db, Body const& body, int callers,
                std::size_t per_op) {
   timed_run(ioc, db, body, callers, per_op, o.warmup);
   std::vector<double> rates;
-  for (int r = 0; r < o.repeat; ++r) rates.push_back(timed_run(ioc, db, body, callers, per_op, o.seconds));
+  for (int r = 0; r < o.repeat; ++r)
+    rates.push_back(timed_run(ioc, db, body, callers, per_op, o.seconds));
   std::sort(rates.begin(), rates.end());
   return {rates[rates.size() / 2], rates.front(), rates.back()};
 }
@@ -166,39 +164,22 @@ std::map<std::string, std::pair<Figure, int>> run_all(Options const& o, asio::io
   for (std::size_t i = 0; i < d.keys.size(); ++i)
     zincrs.push_back({.key = "bench:board", .increment = 1, .member = d.hashes[i]});
 
-  struct W {
-    std::string name;
-    int callers;
-    std::size_t per_op;
-    Body<B> body;
-  };
-  auto use = asio::use_awaitable;
-  std::vector<W> ws = {
-      {"get_1", 1, 1, [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(gets[0], use); }},
-      {"set_1", 1, 1, [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(sets[0], use); }},
-      {"hgetall_1", 1, 1,
-       [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(hgetalls[0], use); }},
-      {"zincrby_1", 1, 1,
-       [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(zincrs[0], use); }},
-      {"get_c64", 64, 1,
-       [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(gets[0], use); }},
-      {"zincrby_c64", 64, 1,
-       [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(zincrs[0], use); }},
-      {"get_b100", 1, 100,
-       [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(gets, use); }},
-      {"set_b100", 1, 100,
-       [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(sets, use); }},
-      {"hgetall_b100", 1, 100,
-       [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(hgetalls, use); }},
-      {"zincrby_b100", 1, 100,
-       [&](B& b) -> asio::awaitable<void> { co_await b.async_exec(zincrs, use); }},
-  };
   std::map<std::string, std::pair<Figure, int>> out;
   int order = 0;
-  for (auto const& w : ws) {
-    if (!o.wants(w.name)) continue;
-    out[w.name] = {measure(o, ioc, db, w.body, w.callers, w.per_op), order++};
-  }
+  auto use = asio::use_awaitable;
+  auto run = [&](std::string const& name, int callers, std::size_t per_op, auto body) {
+    if (o.wants(name)) out[name] = {measure(o, ioc, db, body, callers, per_op), order++};
+  };
+  run("get_1", 1, 1, [&](B& b) { return b.async_exec(gets[0], use); });
+  run("set_1", 1, 1, [&](B& b) { return b.async_exec(sets[0], use); });
+  run("hgetall_1", 1, 1, [&](B& b) { return b.async_exec(hgetalls[0], use); });
+  run("zincrby_1", 1, 1, [&](B& b) { return b.async_exec(zincrs[0], use); });
+  run("get_c64", 64, 1, [&](B& b) { return b.async_exec(gets[0], use); });
+  run("zincrby_c64", 64, 1, [&](B& b) { return b.async_exec(zincrs[0], use); });
+  run("get_b100", 1, 100, [&](B& b) { return b.async_exec(gets, use); });
+  run("set_b100", 1, 100, [&](B& b) { return b.async_exec(sets, use); });
+  run("hgetall_b100", 1, 100, [&](B& b) { return b.async_exec(hgetalls, use); });
+  run("zincrby_b100", 1, 100, [&](B& b) { return b.async_exec(zincrs, use); });
   return out;
 }
 

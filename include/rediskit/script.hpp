@@ -53,7 +53,7 @@ class ScriptContext {
   /// redis.call: runs a command; an error stops the script with that error.
   template <Command C>
   reply_t<C> call(C const& c) {
-    detail::mem::Ctx sub{ctx_->db, ctx_->now_ms, ctx_->unix_ms};
+    detail::mem::Ctx sub = ctx_->fork();
     reply_t<C> r = ctx_->db.exec(sub, c);
     if (sub.ec) {
       ctx_->ec = sub.ec;
@@ -66,7 +66,7 @@ class ScriptContext {
   /// redis.pcall: runs a command; its error is returned instead of stopping the script.
   template <Command C>
   std::pair<boost::system::error_code, reply_t<C>> pcall(C const& c) {
-    detail::mem::Ctx sub{ctx_->db, ctx_->now_ms, ctx_->unix_ms};
+    detail::mem::Ctx sub = ctx_->fork();
     reply_t<C> r = ctx_->db.exec(sub, c);
     return {sub.ec, std::move(r)};
   }
@@ -79,8 +79,8 @@ class ScriptContext {
   }
 
   /// The engine clock (milliseconds) and wall clock, as TIME would give them.
-  std::int64_t now_ms() const noexcept { return ctx_->now_ms; }
-  std::int64_t unix_ms() const noexcept { return ctx_->unix_ms; }
+  std::int64_t now_ms() const noexcept { return ctx_->now_ms(); }
+  std::int64_t unix_ms() const noexcept { return ctx_->unix_ms(); }
 
  private:
   detail::mem::Ctx* ctx_;

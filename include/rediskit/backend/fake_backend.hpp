@@ -80,7 +80,8 @@ class FakeBackend : public BasicMemoryBackend<ManualClock> {
     auto& sh = shared();
     std::lock_guard lock(sh.mutex);
     sh.clock.advance(d);
-    sh.engine.begin(sh.clock.now_ms());
+    detail::mem::Time t = detail::mem::Time::of(sh.clock);
+    sh.engine.begin(t);
     sh.expire_waiters();
   }
 

@@ -15,7 +15,8 @@
 //    holds another type, after setting ctx's error to WRONGTYPE: return {} then.
 //  - errors: `return ctx.fail("ERR ..."), reply{};` with the server's exact text; the error code
 //    is derived from the text as for a real server (rediskit::server_error_code).
-//  - time: ctx.now_ms (engine clock, milliseconds, for TTLs), ctx.unix_ms (wall clock).
+//  - time: ctx.now_ms() (engine clock, milliseconds, for TTLs), ctx.unix_ms() (wall clock),
+//    read once per operation when first needed.
 #pragma once
 
 #include <rediskit/backend/detail/memory/arity.hpp>
@@ -69,13 +70,50 @@ struct Entry {
 class Engine;
 class PubSub;
 
-/// The context of one command: its time, the engine, and its error.
+/// The time of one operation, read from the clock policy when a command first needs it (a GET
+/// on a keyspace without TTLs reads no clock), then the same for every command of the
+/// operation: a batch or a script runs at one instant, as on a server.
+class Time {
+ public:
+  template <class Clock>
+  static Time of(Clock const& c) noexcept {
+    Time t;
+    t.clock_ = &c;
+    t.read_now_ = [](void const* k) { return static_cast<Clock const*>(k)->now_ms(); };
+    t.read_unix_ = [](void const* k) { return static_cast<Clock const*>(k)->unix_ms(); };
+    return t;
+  }
+  /// Engine clock (monotonic milliseconds: TTLs, idle times, timeouts).
+  std::int64_t now_ms() {
+    if (now_ < 0) now_ = read_now_(clock_);
+    return now_;
+  }
+  /// Wall clock (milliseconds since 1970: TIME, stream ids).
+  std::int64_t unix_ms() {
+    if (unix_ < 0) unix_ = read_unix_(clock_);
+    return unix_;
+  }
+
+ private:
+  void const* clock_ = nullptr;
+  std::int64_t (*read_now_)(void const*) = nullptr;
+  std::int64_t (*read_unix_)(void const*) = nullptr;
+  std::int64_t now_ = -1;  // -1: not read yet
+  std::int64_t unix_ = -1;
+};
+
+/// The context of one command: the engine, the operation's time, and the command's error.
 struct Ctx {
   Engine& db;
-  std::int64_t now_ms = 0;   ///< engine clock (TTLs)
-  std::int64_t unix_ms = 0;  ///< wall clock (TIME, stream ids)
+  Time* time;
   boost::system::error_code ec{};
   std::string error{};  ///< the server's text for ec ("WRONGTYPE ...")
+
+  std::int64_t now_ms() const { return time->now_ms(); }
+  std::int64_t unix_ms() const { return time->unix_ms(); }
+
+  /// A context for another command of the same operation (same time, its own error).
+  Ctx fork() const noexcept { return Ctx{db, time}; }
 
   /// Fails the command with the server's error text; the code comes from the text, as for a
   /// reply of a real server. Returns false so that `return ctx.fail(...), T{}` reads well.
@@ -109,9 +147,11 @@ class Engine {
 
   // ---- driving (MemoryBackend) ---------------------------------------------------------------
 
-  /// Starts a batch at engine time now_ms: every key whose TTL is due is deleted first, so no
-  /// command ever sees an expired key and counts are exact.
-  void begin(std::int64_t now_ms) { purge_expired(now_ms); }
+  /// Starts an operation: every key whose TTL is due is deleted first, so no command ever sees
+  /// an expired key and counts are exact. Reads the clock only when some key has a TTL.
+  void begin(Time& t) {
+    if (!expiries_.empty()) purge_expired(t.now_ms());
+  }
 
   /// Runs one command. Its error, if any, is in ctx.ec / ctx.error, and the reply is then a
   /// value-initialized reply_t<C>.

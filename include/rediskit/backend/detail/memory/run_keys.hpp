@@ -1,7 +1,7 @@
 // MemoryBackend: key commands (see engine.hpp for the rules of run() overloads).
 //
-// TTLs live on the engine clock (ctx.now_ms); the server adds a ttl to its unix clock and
-// refuses sums that overflow 64 bits, so those checks use ctx.unix_ms. GT / LT compare engine
+// TTLs live on the engine clock (ctx.now_ms()); the server adds a ttl to its unix clock and
+// refuses sums that overflow 64 bits, so those checks use ctx.unix_ms(). GT / LT compare engine
 // times, which differ from the server's unix times by a constant: the same answers.
 #pragma once
 
@@ -31,12 +31,12 @@ inline bool expire(Ctx& ctx, std::string_view key, std::int64_t ttl, std::int64_
   // The server's overflow checks, made before it looks the key up.
   if (unit_ms != 1 && (ttl > hi / unit_ms || ttl < lo / unit_ms)) return invalid();
   std::int64_t const ms = ttl * unit_ms;
-  if (ms > hi - ctx.unix_ms) return invalid();
+  if (ms > hi - ctx.unix_ms()) return invalid();
 
   Entry* e = ctx.db.lookup(key);
   if (!e) return false;
   std::int64_t at = 0;  // engine time of the new expiry, saturated
-  if (__builtin_add_overflow(ctx.now_ms, ms, &at)) at = ms > 0 ? hi : lo;
+  if (__builtin_add_overflow(ctx.now_ms(), ms, &at)) at = ms > 0 ? hi : lo;
   std::int64_t const current = e->expire_at;  // 0: none
   if (cond) {
     switch (*cond) {
@@ -67,7 +67,7 @@ inline std::int64_t pttl(Ctx& ctx, std::string_view key) {
   Entry const* e = ctx.db.keys().find(key);  // no LRU touch, as the server's LOOKUP_NOTOUCH
   if (!e) return -2;
   if (e->expire_at == 0) return -1;
-  std::int64_t const left = e->expire_at - ctx.now_ms;
+  std::int64_t const left = e->expire_at - ctx.now_ms();
   return left < 0 ? 0 : left;
 }
 

@@ -15,7 +15,7 @@ inline std::string run(Ctx&, cmd::ping const& c) {
 inline std::string run(Ctx&, cmd::echo const& c) { return std::string(c.message); }
 
 inline std::pair<std::int64_t, std::int64_t> run(Ctx& ctx, cmd::time const&) {
-  return {ctx.unix_ms / 1000, (ctx.unix_ms % 1000) * 1000};
+  return {ctx.unix_ms() / 1000, (ctx.unix_ms() % 1000) * 1000};
 }
 
 inline std::int64_t run(Ctx& ctx, cmd::dbsize const&) {

@@ -340,7 +340,7 @@ void xclaim(Ctx& ctx, C const& c, std::vector<StreamEntry>* entries,
     ++j;
   std::size_t const ids_end = j;
 
-  std::int64_t const unix_now = ctx.unix_ms;
+  std::int64_t const unix_now = ctx.unix_ms();
   long long deliverytime = -1;
   long long retrycount = -1;
   bool force = false, justid = false;
@@ -374,7 +374,7 @@ void xclaim(Ctx& ctx, C const& c, std::vector<StreamEntry>* entries,
     changed = true;
   }
   if (deliverytime == -1 || deliverytime < 0 || deliverytime > unix_now) deliverytime = unix_now;
-  std::int64_t const now = ctx.now_ms;
+  std::int64_t const now = ctx.now_ms();
   std::int64_t const delivery = deliverytime - unix_now + now;  // on the engine clock
 
   Stream::ConsumerNode* consumer = nullptr;
@@ -433,7 +433,7 @@ void xautoclaim(Ctx& ctx, C const& c, bool justid, std::string& next,
   Stream::Group* g = find_group(s, c.group);
   if (!g) return void(fail_no_key_or_group(ctx, c.key, c.group));
 
-  std::int64_t const now = ctx.now_ms;
+  std::int64_t const now = ctx.now_ms();
   std::int64_t attempts = count * 10;
   Stream::ConsumerNode* consumer = nullptr;
   bool changed = false;
@@ -508,7 +508,7 @@ inline reply_t<cmd::xadd> run(Ctx& ctx, cmd::xadd const& c) {
     return {};
   }
   if (auto_id) {
-    auto const now = static_cast<std::uint64_t>(ctx.unix_ms > 0 ? ctx.unix_ms : 0);
+    auto const now = static_cast<std::uint64_t>(ctx.unix_ms() > 0 ? ctx.unix_ms() : 0);
     if (now > last.ms) {
       id = {now, 0};
     } else {
@@ -661,7 +661,7 @@ inline reply_t<cmd::xgroup_createconsumer> run(Ctx& ctx, cmd::xgroup_createconsu
   Stream::Group* g = xgroup_target(ctx, c.key, c.group, nullptr, &entry);
   if (!g) return 0;
   bool created = false;
-  g->consumer(c.consumer, ctx.now_ms, &created);
+  g->consumer(c.consumer, ctx.now_ms(), &created);
   if (created) ctx.db.written(*entry);
   return created ? 1 : 0;
 }
@@ -725,7 +725,7 @@ inline reply_t<cmd::xreadgroup> run(Ctx& ctx, cmd::xreadgroup const& c) {
       return ctx.fail(kInvalidId), std::nullopt;
   }
 
-  std::int64_t const now = ctx.now_ms;
+  std::int64_t const now = ctx.now_ms();
   std::vector<std::pair<std::string, std::vector<StreamEntry>>> out;
   for (std::size_t i = 0; i < n; ++i) {
     Source& x = src[i];
@@ -845,7 +845,7 @@ inline reply_t<cmd::xpending_range> run(Ctx& ctx, cmd::xpending_range const& c) 
   Stream::Group* g = find_group(s, c.group);
   if (!g) return fail_no_key_or_group(ctx, c.key, c.group), std::vector<PendingEntry>{};
   std::vector<PendingEntry> out;
-  std::int64_t const now = ctx.now_ms;
+  std::int64_t const now = ctx.now_ms();
   auto emit = [&](StreamId id, Stream::Nack const& nack) {
     if (min_idle != 0 && now - nack.delivery_time < min_idle) return;
     std::int64_t const idle = now - nack.delivery_time;

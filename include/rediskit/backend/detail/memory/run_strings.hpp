@@ -120,7 +120,7 @@ inline bool set_impl(Ctx& ctx, std::string_view key, std::string_view value,
   if ((nx && xx) || (ttl && keep_ttl)) return ctx.fail("ERR syntax error");
   // The server adds the ttl to its unix clock and refuses what does not fit.
   if (ttl && (ttl->count() <= 0 || ttl->count() > std::numeric_limits<std::int64_t>::max() -
-                                                      ctx.unix_ms))
+                                                      ctx.unix_ms()))
     return ctx.fail("ERR invalid expire time in 'set' command");
   Entry* e = ctx.db.lookup(key);
   if (old && e) {
@@ -132,7 +132,7 @@ inline bool set_impl(Ctx& ctx, std::string_view key, std::string_view value,
   Entry& n = ctx.db.put(key, std::string(value), keep_ttl);
   if (ttl) {
     std::int64_t at = 0;
-    if (__builtin_add_overflow(ctx.now_ms, ttl->count(), &at))
+    if (__builtin_add_overflow(ctx.now_ms(), ttl->count(), &at))
       at = std::numeric_limits<std::int64_t>::max();
     ctx.db.set_expire(n, at);
   }
