@@ -37,18 +37,6 @@ using Strings = std::vector<std::string>;
 
 #define CHECK_SAME(a, b) BOOST_TEST(to_text(a) == to_text(b))
 
-/// The server's error text of a command that must fail (empty if it succeeded).
-template <class B, class C>
-std::string error_text(BackendFixture<B>& f, C const& c) {
-  rediskit::Diagnostics diag;
-  std::optional<boost::system::error_code> done;
-  f.backend.async_exec(c, diag,
-                       [&](boost::system::error_code ec, rediskit::reply_t<C>) { done = ec; });
-  f.run_until([&] { return done.has_value(); });
-  BOOST_TEST(bool(*done), "the command was expected to fail");
-  return diag.server_message;
-}
-
 /// Runs the io_context for about `d` (lets a blocking command reach a real server).
 template <class B>
 void pump(BackendFixture<B>& f, std::chrono::milliseconds d) {

@@ -161,4 +161,15 @@ class BackendFixture {
   }
 };
 
+/// The server's error text of a command that must fail (empty if it succeeded).
+template <class B, class C>
+std::string error_text(BackendFixture<B>& f, C const& c) {
+  Diagnostics diag;
+  std::optional<boost::system::error_code> done;
+  f.backend.async_exec(c, diag, [&](boost::system::error_code ec, reply_t<C>) { done = ec; });
+  f.run_until([&] { return done.has_value(); });
+  BOOST_TEST(bool(*done), "the command was expected to fail");
+  return diag.server_message;
+}
+
 }  // namespace rediskit::test
