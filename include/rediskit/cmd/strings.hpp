@@ -17,6 +17,20 @@
 #include <string_view>
 #include <vector>
 
+namespace rediskit::detail {
+
+/// SET key value [PX ttl] [NX] [XX] [KEEPTTL]: shared by cmd::set and cmd::set_get.
+template <class W, class C>
+void write_set(W& w, C const& c) {
+  w("SET", c.key, c.value);
+  if (c.ttl) w("PX", c.ttl->count());
+  if (c.nx) w("NX");
+  if (c.xx) w("XX");
+  if (c.keep_ttl) w("KEEPTTL");
+}
+
+}  // namespace rediskit::detail
+
 namespace rediskit::cmd {
 
 /// GET key -> the value, or nullopt when the key does not exist.
@@ -45,11 +59,7 @@ struct set {
   static bool from_wire(std::optional<std::string>&& w) noexcept { return w.has_value(); }
   template <class W>
   void write(W& w) const {
-    w("SET", key, value);
-    if (ttl) w("PX", ttl->count());
-    if (nx) w("NX");
-    if (xx) w("XX");
-    if (keep_ttl) w("KEEPTTL");
+    detail::write_set(w, *this);
   }
 };
 
@@ -67,11 +77,7 @@ struct set_get {
   using reply_type = std::optional<std::string>;
   template <class W>
   void write(W& w) const {
-    w("SET", key, value);
-    if (ttl) w("PX", ttl->count());
-    if (nx) w("NX");
-    if (xx) w("XX");
-    if (keep_ttl) w("KEEPTTL");
+    detail::write_set(w, *this);
     w("GET");
   }
 };

@@ -114,6 +114,10 @@ inline bool string2ull(std::string_view s, std::uint64_t& out) noexcept {
   return true;
 }
 
+/// Every id of a list of explicit ids (XDEL, XACK: "-" and "+" refused); false when one is
+/// not an id.
+inline bool parse_id_list(ArgList<std::string_view> const& list, std::vector<StreamId>& ids);
+
 /// streamGenericParseIDOrReply. `strict` refuses "-" and "+"; `seq_given` (XADD only) enables
 /// "ms-*" and tells whether the sequence was given.
 inline bool parse_id(std::string_view arg, StreamId& id, std::uint64_t missing_seq, bool strict,
@@ -144,6 +148,19 @@ inline bool parse_id(std::string_view arg, StreamId& id, std::uint64_t missing_s
   }
   id = {ms, seq};
   return true;
+}
+
+inline bool parse_id_list(ArgList<std::string_view> const& list, std::vector<StreamId>& ids) {
+  ids.reserve(list.size());
+  bool bad = false;
+  list.for_each([&](std::string_view a) {
+    StreamId id;
+    if (!bad && parse_id(a, id, 0, true))
+      ids.push_back(id);
+    else
+      bad = true;
+  });
+  return !bad;
 }
 
 /// streamParseIntervalIDOrReply: "(id" is exclusive (then strict), else as parse_id.
@@ -553,16 +570,7 @@ inline reply_t<cmd::xdel> run(Ctx& ctx, cmd::xdel const& c) {
   Stream* s = lookup(ctx, c.key, &entry);
   if (!s) return 0;
   std::vector<StreamId> ids;
-  ids.reserve(c.ids.size());
-  bool bad = false;
-  c.ids.for_each([&](std::string_view a) {
-    StreamId id;
-    if (!bad && parse_id(a, id, 0, true))
-      ids.push_back(id);
-    else
-      bad = true;
-  });
-  if (bad) return ctx.fail(kInvalidId), 0;
+  if (!parse_id_list(c.ids, ids)) return ctx.fail(kInvalidId), 0;
   std::int64_t n = 0;
   for (StreamId id : ids)
     n += s->remove(id) ? 1 : 0;
@@ -780,16 +788,7 @@ inline reply_t<cmd::xack> run(Ctx& ctx, cmd::xack const& c) {
   Stream::Group* g = find_group(s, c.group);
   if (!g) return 0;
   std::vector<StreamId> ids;
-  ids.reserve(c.ids.size());
-  bool bad = false;
-  c.ids.for_each([&](std::string_view a) {
-    StreamId id;
-    if (!bad && parse_id(a, id, 0, true))
-      ids.push_back(id);
-    else
-      bad = true;
-  });
-  if (bad) return ctx.fail(kInvalidId), 0;
+  if (!parse_id_list(c.ids, ids)) return ctx.fail(kInvalidId), 0;
   std::int64_t n = 0;
   for (StreamId id : ids) {
     auto it = g->pel.find(id);
