@@ -53,6 +53,7 @@ using InProcessBackends = boost::mpl::list<MemoryBackend>;
 
 inline constexpr int kConformanceDb = 1;
 inline constexpr int kDifferentialDb = 2;
+inline constexpr int kServicesDb = 3;  ///< tests/services: BackendFixture<B> f{kServicesDb}
 
 template <class B>
 inline constexpr bool is_redis_backend_v = false;
