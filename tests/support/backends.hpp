@@ -28,6 +28,7 @@
 
 #include "support/test_redis.hpp"
 
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/mpl/list.hpp>
 #include <boost/test/unit_test.hpp>
@@ -128,6 +129,15 @@ class BackendFixture {
     return ec;
   }
 
+  /// Runs a deferred asynchronous operation (a service's `async_x(...)` called without a token)
+  /// to completion and returns what it completed with, as a tuple:
+  ///   auto [ec, online] = f.wait(users.async_is_user_online("u1"));
+  template <class Op>
+  auto wait(Op&& op) {
+    using Sig = typename boost::asio::completion_signature_of<std::decay_t<Op>>::type;
+    return wait_sig(std::forward<Op>(op), static_cast<Sig*>(nullptr));
+  }
+
   /// Lets `d` pass: a manual clock advances at once, real clocks are slept on.
   void advance(std::chrono::milliseconds d) {
     if constexpr (is_fake) {
@@ -153,6 +163,14 @@ class BackendFixture {
   B backend;
 
  private:
+  template <class Op, class... Args>
+  auto wait_sig(Op&& op, void (*)(Args...)) {
+    std::optional<std::tuple<std::decay_t<Args>...>> out;
+    std::forward<Op>(op)([&](auto&&... a) { out.emplace(std::forward<decltype(a)>(a)...); });
+    run_until([&] { return out.has_value(); });
+    return std::move(*out);
+  }
+
   template <class X>
   static auto result_type(X const&) {
     if constexpr (Command<X> || is_batch_v<X>)
