@@ -70,6 +70,11 @@ enum class Error : int {
 
   // --- Configuration -----------------------------------------------------------------------
   invalid_config = 400,        ///< a configuration value (URL, environment variable) is malformed
+  invalid_argument,            ///< a service was given an argument it cannot take (empty id, ...)
+
+  // --- Services ----------------------------------------------------------------------------
+  decode_failed = 500,         ///< a stored value does not decode into the requested type
+  load_failed,                 ///< a cache loader failed (threw, or completed with an error)
 };
 
 namespace detail {
@@ -181,6 +186,15 @@ class ErrorCategory final : public boost::system::error_category {
       case Error::invalid_config:
         return "invalid configuration: a URL or environment variable is malformed (the "
                "exception's text, or the `what` argument, names it)";
+      case Error::invalid_argument:
+        return "invalid argument: the service cannot take this value (an empty id, a negative "
+               "count, ...; Diagnostics::detail names it)";
+      case Error::decode_failed:
+        return "a stored value does not decode into the requested type (Diagnostics::detail "
+               "names the key, the field and the reason)";
+      case Error::load_failed:
+        return "the cache loader failed: the value was neither loaded nor cached "
+               "(Diagnostics::detail holds the loader's error)";
     }
     return "unknown rediskit error";
   }
@@ -213,7 +227,13 @@ class Exception : public boost::system::system_error {
 /// Server error text kept apart from the error code (see the note at the top of this file).
 struct Diagnostics {
   std::string server_message;  ///< e.g. "ERR unknown command 'FOO'"; empty if none
-  void clear() noexcept { server_message.clear(); }
+  /// What rediskit found wrong on this side, e.g. "key 'user:1', field 'age': expected an
+  /// integer"; empty if none.
+  std::string detail;
+  void clear() noexcept {
+    server_message.clear();
+    detail.clear();
+  }
 };
 
 /// Maps the prefix of a server error message to the most specific rediskit::Error.

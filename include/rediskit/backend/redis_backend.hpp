@@ -47,6 +47,7 @@
 
 #include <array>
 #include <cstddef>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <set>
@@ -70,7 +71,9 @@ struct PartWire {
 template <class P>
   requires CommandSpan<P>
 struct PartWire<P> {
-  using type = std::vector<wire_t<std::remove_const_t<typename P::element_type>>>;
+  // Each element is adapted in place: std::vector<bool> has no bool& to adapt into.
+  using W = wire_t<std::remove_const_t<typename P::element_type>>;
+  using type = std::conditional_t<std::is_same_v<W, bool>, std::deque<bool>, std::vector<W>>;
 };
 
 /// The replies of a batch, routed node by node into each part's wire value. Errors are kept
@@ -145,7 +148,8 @@ class BatchResponse {
     if constexpr (CommandSpan<P>) {
       using C = std::remove_const_t<typename P::element_type>;
       out.reserve(w.size());
-      for (auto& x : w) out.push_back(from_wire<C>(std::move(x)));
+      // auto&&: a std::vector<bool> hands out proxies.
+      for (auto&& x : w) out.push_back(from_wire<C>(std::move(x)));
     } else {
       out = from_wire<P>(std::move(w));
     }

@@ -4,15 +4,17 @@
 //   template <class Token = asio::deferred_t>
 //   auto async_exists(std::string_view key, Token&& token = {}) {
 //     return detail::async_then<void(error_code, bool)>(
-//         backend_, cmd::exists{.keys = full_key}, token,
+//         backend_, token,
+//         [k = keys_.key(key)] { return cmd::exists{.keys = k}; },
 //         [](error_code& ec, std::int64_t n) { return n > 0; });
 //   }
 //
+// `make()` returns the command (or batch); it runs when the operation starts, which with a
+// lazy token (deferred, use_awaitable) is after async_exists has returned: so the command may
+// only view what `make` owns (its captures), never a local of the initiating function.
 // `map(error_code& ec, reply)` returns the result; it may set `ec` (a reply that does not
 // decode). When the backend fails, map still runs with the failed ec and a default reply, so
 // the result type needs no special case, and it may keep the backend's error or replace it.
-// The command is consumed when the operation starts (backends serialise or run it then), so
-// it may view strings that live only as long as the initiating call.
 //
 // The user's handler keeps its associated executor, allocator and cancellation slot (the
 // backend completes through them), so a strand or a cancellation signal works as with any
@@ -40,14 +42,30 @@ struct ThenHandler {
   }
 };
 
-template <class Sig, class Backend, class X, class Token, class Map>
-auto async_then(Backend& backend, X const& x, Token&& token, Map map) {
+template <class Sig, class Backend, class Token, class Make, class Map>
+auto async_then(Backend& backend, Token&& token, Make make, Map map) {
   return boost::asio::async_initiate<Token, Sig>(
-      [&backend](auto handler, X const& x, Map map) {
-        backend.async_exec(x, ThenHandler<decltype(handler), Map>{std::move(handler),
-                                                                   std::move(map)});
+      [&backend](auto handler, Make make, Map map) {
+        backend.async_exec(make(), ThenHandler<decltype(handler), Map>{std::move(handler),
+                                                                        std::move(map)});
       },
-      token, x, std::move(map));
+      token, std::move(make), std::move(map));
+}
+
+/// `handler` called with map(ec, reply) instead of (ec, reply).
+template <class Handler, class Map>
+ThenHandler<Handler, Map> then(Handler handler, Map map) {
+  return {std::move(handler), std::move(map)};
+}
+
+/// An operation whose initiation is `start(handler)`: `start` owns what the operation needs
+/// (it runs later with a lazy token), checks it, and hands the handler on, e.g. to
+/// backend.async_exec(command, then(std::move(handler), map)).
+template <class Sig, class Token, class Start>
+auto initiate(Token&& token, Start start) {
+  return boost::asio::async_initiate<Token, Sig>(
+      [](auto handler, Start start) { std::move(start)(std::move(handler)); }, token,
+      std::move(start));
 }
 
 }  // namespace rediskit::detail

@@ -1,0 +1,1161 @@
+// rediskit::CacheService<Backend, Codec, TtlPolicy>: seed 000's CacheService (a JSON cache with
+// TTLs and a key prefix), seed 002's tag and cascade invalidation, seed 001's cache-aside with
+// a loader, and seed 003's cache statistics, on any Backend.
+//
+//   rediskit::CacheService<rediskit::RedisBackend> cache(redis, {.key_prefix = "chat"});
+//   co_await cache.async_set("user:123", alice);                    // chat:user:123, TTL 1 h
+//   std::optional<User> u = co_await cache.async_get<User>("user:123");
+//   User v = co_await cache.async_get_or_load<User>("user:7", load_user_from_db);
+//   co_await cache.async_delete_pattern(rediskit::glob("session:{}:*", user_id));
+//
+// Keys. Values live at `{key_prefix}:{key}` (seed 000: keyPrefix "chat" gives chat:user:123),
+// so Node services sharing the Redis read the same entries (JsonCodec writes what
+// JSON.stringify writes). The cache's own bookkeeping lives beside them at `{key_prefix}~...`
+// (`rediskit~...` with an empty prefix), where no pattern on values can reach it:
+//   {p}~tag:{tag}     sorted set: the keys tagged `tag`, scored by their expiry (unix ms)
+//   {p}~lock:{key}    a load of `key` in progress (its owner's token; PX = load lock TTL)
+//   {p}~epoch         bumped by every bulk invalidation (pattern, tag, cascade, flush)
+// Patterns are GlobPattern values (key_space.hpp): a literal, or glob("x:{}:*", id) which
+// escapes `id`; an id of "*" can never reach other keys.
+//
+// Operations and round trips. Every operation is one round trip except async_keys,
+// async_delete_pattern and async_flush (one SCAN step of `max_scan_count` keys each, plus a
+// DEL per step) and async_get_or_load on a miss (see below). SlidingTtl renews in the same
+// round trip as the read. Nothing issues KEYS, and async_flush deletes only this cache's
+// keys, never the database.
+//
+// Cache-aside (async_get_or_load). On a miss, concurrent callers in this process for one key
+// wait for one load (single flight); across processes, a short lock key lets one process load
+// while the others poll the value (options.load_lock). A load that an invalidation overtook
+// (async_del of the key, or any bulk invalidation, while the loader ran) returns its value to
+// its callers but does not write it: a deleted value is never resurrected by a stale load.
+// A stored value that does not decode counts as a miss, and the load overwrites it.
+//
+// Tags. async_set_with_tags records the key in each tag's sorted set scored by its expiry;
+// each write prunes entries whose expiry passed and gives the tag set the TTL of its longest
+// entry, so tag sets never outgrow the live keys. async_invalidate_by_tag deletes the keys of
+// a tag; async_invalidate_cascade(key) deletes `key`, the keys tagged with `key` (its
+// dependents: tag a key with another key's name to make it depend on it), theirs, and so on.
+// Both are atomic scripts.
+//
+// Errors. Backend errors pass through. A value that does not decode completes with
+// Error::decode_failed, and the overloads taking a Diagnostics& say which key and field. A
+// loader that throws or fails completes with Error::load_failed (its message in
+// Diagnostics::detail). An empty key, a zero or negative TTL: Error::invalid_argument.
+#pragma once
+
+#include <rediskit/arg_list.hpp>
+#include <rediskit/codec/json_codec.hpp>
+#include <rediskit/commands.hpp>
+#include <rediskit/concepts/backend.hpp>
+#include <rediskit/concepts/codec.hpp>
+#include <rediskit/concepts/ttl_policy.hpp>
+#include <rediskit/detail/post.hpp>
+#include <rediskit/detail/then.hpp>
+#include <rediskit/error.hpp>
+#include <rediskit/key_space.hpp>
+#include <rediskit/script.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/compose.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace rediskit {
+
+/// The distributed guard of async_get_or_load (see the top of cache_service.hpp).
+struct LoadLock {
+  bool enabled = true;  ///< false: processes do not wait for each other (single flight stays)
+  std::chrono::milliseconds ttl = std::chrono::seconds(10);  ///< the longest a load may hold it
+  std::chrono::milliseconds poll = std::chrono::milliseconds(20);  ///< waiting processes poll
+};
+
+/// CacheService's options; the defaults are seed 000's.
+struct CacheOptions {
+  std::string key_prefix = "cache";  ///< keys are `{key_prefix}:{key}` (seed 000: keyPrefix)
+  std::int64_t max_scan_count = 100;  ///< SCAN COUNT of each step (seed 000: maxScanCount)
+  LoadLock load_lock{};
+};
+
+/// Counters of one CacheService (this process), as seed 003's getCacheStats and more.
+struct CacheStats {
+  std::uint64_t hits = 0;            ///< reads that found a value
+  std::uint64_t misses = 0;          ///< reads that found none
+  std::uint64_t writes = 0;          ///< values written (set, set_multiple, loads)
+  std::uint64_t deletes = 0;         ///< keys deleted (del, patterns, tags, cascades, flush)
+  std::uint64_t loads = 0;           ///< loader calls
+  std::uint64_t load_errors = 0;     ///< loader calls that failed
+  std::uint64_t coalesced = 0;       ///< misses served by another caller's load (single flight)
+  std::uint64_t lock_waits = 0;      ///< loads that waited for another process's
+  std::uint64_t stale_loads = 0;     ///< loads not written back: an invalidation overtook them
+  std::uint64_t decode_errors = 0;   ///< stored values that did not decode
+};
+
+/// Seed 003's {mode, entries, redisAvailable}, and the server's evictions.
+struct CacheStatus {
+  std::string_view mode;           ///< the backend's name: "redis", "memory", "fake"
+  std::int64_t entries = 0;        ///< keys in the backend's database (DBSIZE)
+  bool available = false;          ///< the backend reported healthy
+  std::int64_t evicted_keys = 0;   ///< keys the server evicted under maxmemory (INFO stats)
+  std::int64_t expired_keys = 0;   ///< keys that expired (INFO stats)
+};
+
+/// One entry of async_set_multiple (a std::pair<key, value> range works too).
+template <class T>
+struct CacheEntry {
+  std::string key;
+  T value;
+  CacheEntry(std::string k, T v) : key(std::move(k)), value(std::move(v)) {}
+};
+
+namespace detail::cache {
+
+using boost::system::error_code;
+
+inline std::int64_t ms_or_zero(std::optional<std::chrono::milliseconds> t) {
+  return t ? t->count() : 0;
+}
+
+inline std::int64_t to_int(std::string_view s) {
+  std::int64_t v = 0;
+  (void)std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
+// --- scripts ---------------------------------------------------------------------------------
+
+// KEYS[1] value key, KEYS[2..] tag keys; ARGV: value, ttl ms (0: none), member (the user key).
+inline std::int64_t set_tagged_twin(ScriptContext& ctx) {
+  auto keys = ctx.keys();
+  auto args = ctx.args();
+  std::int64_t const ttl = to_int(args[1]);
+  std::int64_t const now = ctx.unix_ms();
+  if (ttl > 0)
+    ctx.call(cmd::set{.key = keys[0], .value = args[0], .ttl = std::chrono::milliseconds(ttl)});
+  else
+    ctx.call(cmd::set{.key = keys[0], .value = args[0]});
+  for (std::size_t i = 1; i < keys.size(); ++i) {
+    ctx.call(cmd::zremrangebyscore{.key = keys[i], .max = ScoreBound::excl(double(now))});
+    double const score = ttl > 0 ? double(now + ttl) : ScoreBound::pos_inf().value;
+    ctx.call(cmd::zadd{.key = keys[i], .members = ScoreMember{score, args[2]}});
+    auto top = ctx.call(cmd::zrange_withscores{.key = keys[i], .start = -1, .stop = -1});
+    if (std::isinf(top.at(0).second))
+      ctx.call(cmd::persist{keys[i]});
+    else
+      ctx.call(cmd::pexpire{.key = keys[i],
+                            .ttl = std::chrono::milliseconds(
+                                static_cast<std::int64_t>(top.at(0).second) - now + 1)});
+  }
+  return static_cast<std::int64_t>(keys.size()) - 1;
+}
+
+inline Script<std::int64_t> const set_tagged{R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+for i = 2, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. now)
+  if ttl > 0 then
+    redis.call('ZADD', KEYS[i], now + ttl, ARGV[3])
+  else
+    redis.call('ZADD', KEYS[i], '+inf', ARGV[3])
+  end
+  local top = redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')
+  if top[2] == 'inf' then
+    redis.call('PERSIST', KEYS[i])
+  else
+    redis.call('PEXPIRE', KEYS[i], tonumber(top[2]) - now + 1)
+  end
+end
+return #KEYS - 1
+)lua",
+                                             &set_tagged_twin};
+
+// KEYS[1] epoch key; ARGV: value prefix, tag prefix, start, "1" (cascade) or "0" (one tag).
+inline std::int64_t invalidate_twin(ScriptContext& ctx) {
+  auto args = ctx.args();
+  std::string const dp(args[0]), tp(args[1]);
+  bool const cascade = args[3] == "1";
+  std::vector<std::string> queue{std::string(args[2])};
+  std::unordered_map<std::string, bool> seen{{queue[0], true}};
+  std::int64_t n = 0;
+  for (std::size_t head = 0; head < queue.size(); ++head) {
+    std::string const k = queue[head];
+    if (cascade) n += ctx.call(cmd::del{.keys = dp + k});
+    std::string const tag = tp + k;
+    auto deps = ctx.call(cmd::zrange{.key = tag});
+    ctx.call(cmd::del{.keys = tag});
+    for (auto& d : deps) {
+      if (!seen.emplace(d, true).second) continue;
+      if (cascade)
+        queue.push_back(std::move(d));
+      else
+        n += ctx.call(cmd::del{.keys = dp + d});
+    }
+  }
+  ctx.call(cmd::incr{ctx.keys()[0]});
+  return n;
+}
+
+inline Script<std::int64_t> const invalidate{R"lua(
+local dp, tp, cascade = ARGV[1], ARGV[2], ARGV[4] == '1'
+local queue, seen, head, n = {ARGV[3]}, {[ARGV[3]] = true}, 1, 0
+while head <= #queue do
+  local k = queue[head]
+  if cascade then n = n + redis.call('DEL', dp .. k) end
+  local tag = tp .. k
+  local deps = redis.call('ZRANGE', tag, 0, -1)
+  redis.call('DEL', tag)
+  for i = 1, #deps do
+    local d = deps[i]
+    if not seen[d] then
+      seen[d] = true
+      if cascade then queue[#queue + 1] = d else n = n + redis.call('DEL', dp .. d) end
+    end
+  end
+  head = head + 1
+end
+redis.call('INCR', KEYS[1])
+return n
+)lua",
+                                             &invalidate_twin};
+
+// KEYS: value key, lock key, epoch key; ARGV: token, epoch at the load's start, value,
+// ttl ms (0: none). Writes only if the lock is still ours and no bulk invalidation happened.
+inline std::int64_t write_back_twin(ScriptContext& ctx) {
+  auto keys = ctx.keys();
+  auto args = ctx.args();
+  auto lock = ctx.call(cmd::get{keys[1]});
+  if (!lock || *lock != args[0]) return 0;
+  auto epoch = ctx.call(cmd::get{keys[2]});
+  ctx.call(cmd::del{.keys = keys[1]});
+  if (epoch.value_or("0") != args[1]) return 0;
+  std::int64_t const ttl = to_int(args[3]);
+  if (ttl > 0)
+    ctx.call(cmd::set{.key = keys[0], .value = args[2], .ttl = std::chrono::milliseconds(ttl)});
+  else
+    ctx.call(cmd::set{.key = keys[0], .value = args[2]});
+  return 1;
+}
+
+inline Script<std::int64_t> const write_back{R"lua(
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+local epoch = redis.call('GET', KEYS[3]) or '0'
+redis.call('DEL', KEYS[2])
+if epoch ~= ARGV[2] then return 0 end
+if tonumber(ARGV[4]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+else
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+return 1
+)lua",
+                                             &write_back_twin};
+
+// KEYS[1] lock key; ARGV[1] token: deletes the lock if it is still this token's.
+inline std::int64_t release_twin(ScriptContext& ctx) {
+  auto lock = ctx.call(cmd::get{ctx.keys()[0]});
+  if (!lock || *lock != ctx.args()[0]) return 0;
+  return ctx.call(cmd::del{.keys = ctx.keys()[0]});
+}
+
+inline Script<std::int64_t> const release{R"lua(
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+)lua",
+                                          &release_twin};
+
+// --- loaders ---------------------------------------------------------------------------------
+
+template <class T>
+struct is_awaitable : std::false_type {};
+template <class T, class E>
+struct is_awaitable<boost::asio::awaitable<T, E>> : std::true_type {};
+
+template <class R>
+struct loaded {
+  using type = R;
+};
+template <class T, class E>
+struct loaded<boost::asio::awaitable<T, E>> {
+  using type = T;
+};
+
+/// What the loader gives: T, or std::optional<T> (nullopt: nothing to cache).
+template <class Loader>
+using loader_result_t =
+    typename loaded<std::invoke_result_t<Loader&, std::string const&>>::type;
+
+/// A caller waiting for another caller's load: gets its bytes (null: nothing loaded), or its
+/// error and the error's detail, through its own executor.
+struct Waiter {
+  virtual ~Waiter() = default;
+  virtual void deliver(boost::asio::any_io_executor const& ex, error_code ec,
+                       std::shared_ptr<std::string const> bytes, std::string detail) = 0;
+};
+
+template <class Handler>
+struct WaiterImpl final : Waiter {
+  explicit WaiterImpl(Handler h) : handler(std::move(h)) {}
+  void deliver(boost::asio::any_io_executor const& ex, error_code ec,
+               std::shared_ptr<std::string const> bytes, std::string detail) override {
+    detail::post_handler(ex, std::move(handler), ec, std::move(bytes), std::move(detail));
+  }
+  Handler handler;
+};
+
+/// Shared state of the loads in flight of one cache (single flight).
+struct Flight {
+  std::vector<std::unique_ptr<Waiter>> waiters;
+};
+
+struct Shared {
+  std::mutex mutex;
+  std::unordered_map<std::string, Flight> flights;  // by value key
+  std::atomic<std::uint64_t> hits{0}, misses{0}, writes{0}, deletes{0}, loads{0},
+      load_errors{0}, coalesced{0}, lock_waits{0}, stale_loads{0}, decode_errors{0};
+  std::atomic<std::uint64_t> token_counter{0};
+  std::string token_base;
+};
+
+}  // namespace detail::cache
+
+/// See the top of this file.
+template <Backend B, Codec C = JsonCodec, TtlPolicy P = FixedTtl>
+class CacheService {
+  template <class Token, class Sig>
+  static constexpr bool token_for = boost::asio::completion_token_for<Token, Sig>;
+  using error_code = boost::system::error_code;
+  using ms = std::chrono::milliseconds;
+
+ public:
+  using backend_type = B;
+  using codec_type = C;
+  using ttl_policy_type = P;
+
+  explicit CacheService(B& backend, CacheOptions options = {}, C codec = {}, P ttl = {})
+      : backend_(&backend),
+        options_(std::move(options)),
+        codec_(std::move(codec)),
+        ttl_(std::move(ttl)),
+        keys_(options_.key_prefix),
+        internal_((options_.key_prefix.empty() ? std::string("rediskit") : options_.key_prefix) +
+                  "~"),
+        epoch_key_(internal_ + "epoch"),
+        shared_(std::make_shared<detail::cache::Shared>()) {
+    std::random_device rd;
+    shared_->token_base = std::to_string(rd()) + "." + std::to_string(rd()) + ".";
+    if (options_.max_scan_count < 1) options_.max_scan_count = 1;
+  }
+
+  B& backend() const noexcept { return *backend_; }
+  KeySpace const& key_space() const noexcept { return keys_; }
+  CacheOptions const& options() const noexcept { return options_; }
+
+  // --- seed 000 ------------------------------------------------------------------------------
+
+  /// set(key, value[, ttl]): stores `value` (encoded by the codec) with the policy's TTL, or
+  /// `ttl`. Handler: void(error_code).
+  template <class T, class Token = boost::asio::deferred_t>
+    requires token_for<Token, void(error_code)>
+  auto async_set(std::string_view key, T const& value, Token&& token = {}) {
+    return set_impl(key, value, std::nullopt, std::forward<Token>(token));
+  }
+  template <class T, class Token = boost::asio::deferred_t>
+  auto async_set(std::string_view key, T const& value, ms ttl, Token&& token = {}) {
+    return set_impl(key, value, ttl, std::forward<Token>(token));
+  }
+
+  /// get(key): the value, or nullopt when there is none. Handler:
+  /// void(error_code, std::optional<T>); Error::decode_failed when the stored bytes are not
+  /// a T (with `diag`: which key and field).
+  template <class T, class Token = boost::asio::deferred_t>
+    requires token_for<Token, void(error_code, std::optional<T>)>
+  auto async_get(std::string_view key, Token&& token = {}) {
+    return get_impl<T>(key, nullptr, std::forward<Token>(token));
+  }
+  template <class T, class Token = boost::asio::deferred_t>
+  auto async_get(std::string_view key, Diagnostics& diag, Token&& token = {}) {
+    return get_impl<T>(key, &diag, std::forward<Token>(token));
+  }
+
+  /// del(key): true when a value was deleted. A load of `key` in flight will not write its
+  /// value back. Handler: void(error_code, bool).
+  template <class Token = boost::asio::deferred_t>
+  auto async_del(std::string_view key, Token&& token = {}) {
+    return detail::initiate<void(error_code, bool)>(
+        token, [this, k = keys_.key(key), l = lock_key(key), bad = key.empty()](auto h) {
+          if (bad) return reject(std::move(h), false);
+          backend_->async_exec(
+              batch(cmd::del{.keys = k}, cmd::del{.keys = l}),
+              detail::then(std::move(h), [sh = shared_](error_code&, std::tuple<std::int64_t, std::int64_t> r) {
+                sh->deletes += std::get<0>(r);
+                return std::get<0>(r) > 0;
+              }));
+        });
+  }
+
+  /// exists(key). Handler: void(error_code, bool).
+  template <class Token = boost::asio::deferred_t>
+  auto async_exists(std::string_view key, Token&& token = {}) {
+    return detail::initiate<void(error_code, bool)>(
+        token, [this, k = keys_.key(key), bad = key.empty()](auto h) {
+          if (bad) return reject(std::move(h), false);
+          backend_->async_exec(cmd::exists{.keys = k},
+                               detail::then(std::move(h), [](error_code&, std::int64_t n) { return n > 0; }));
+        });
+  }
+
+  /// renewTTL(key, ttl): true when the key exists and now expires after `ttl`. Handler:
+  /// void(error_code, bool).
+  template <class Token = boost::asio::deferred_t>
+  auto async_renew_ttl(std::string_view key, ms ttl, Token&& token = {}) {
+    return detail::initiate<void(error_code, bool)>(
+        token, [this, k = keys_.key(key), ttl, bad = key.empty() || ttl.count() <= 0](auto h) {
+          if (bad) return reject(std::move(h), false);
+          backend_->async_exec(cmd::pexpire{.key = k, .ttl = ttl},
+                               detail::then(std::move(h), [](error_code&, bool b) { return b; }));
+        });
+  }
+
+  /// setMultiple(entries[, ttl]): every entry written in one round trip. `entries` is a range
+  /// of CacheEntry<T> or of pairs (key, value), e.g. a std::map. Handler: void(error_code).
+  template <class Entries, class Token = boost::asio::deferred_t>
+    requires token_for<Token, void(error_code)>
+  auto async_set_multiple(Entries const& entries, Token&& token = {}) {
+    return set_multiple_impl(entries, std::nullopt, std::forward<Token>(token));
+  }
+  template <class Entries, class Token = boost::asio::deferred_t>
+  auto async_set_multiple(Entries const& entries, ms ttl, Token&& token = {}) {
+    return set_multiple_impl(entries, ttl, std::forward<Token>(token));
+  }
+
+  /// getMultiple(keys): one value (or nullopt) per key, in the order of `keys`, in one round
+  /// trip. A value that does not decode is nullopt and the operation completes with
+  /// Error::decode_failed (the others are still there). Handler:
+  /// void(error_code, std::vector<std::optional<T>>).
+  template <class T, class Token = boost::asio::deferred_t>
+    requires token_for<Token, void(error_code, std::vector<std::optional<T>>)>
+  auto async_get_multiple(ArgList<std::string_view> keys, Token&& token = {}) {
+    return get_multiple_impl<T>(keys, nullptr, std::forward<Token>(token));
+  }
+  template <class T, class Token = boost::asio::deferred_t>
+  auto async_get_multiple(ArgList<std::string_view> keys, Diagnostics& diag,
+                          Token&& token = {}) {
+    return get_multiple_impl<T>(keys, &diag, std::forward<Token>(token));
+  }
+
+  /// deletePattern(pattern): deletes this cache's keys matching `pattern` (SCAN, never KEYS);
+  /// loads in flight do not write back. Handler: void(error_code, std::size_t deleted).
+  template <class Token = boost::asio::deferred_t>
+  auto async_delete_pattern(GlobPattern const& pattern, Token&& token = {}) {
+    return boost::asio::async_compose<Token, void(error_code, std::size_t)>(
+        ScanOp<ScanMode::remove>(this, keys_.pattern(pattern)), token, backend_->get_executor());
+  }
+
+  /// keys(pattern): this cache's keys matching `pattern` (without the prefix), through SCAN.
+  /// Handler: void(error_code, std::vector<std::string>).
+  template <class Token = boost::asio::deferred_t>
+  auto async_keys(GlobPattern const& pattern, Token&& token = {}) {
+    return boost::asio::async_compose<Token, void(error_code, std::vector<std::string>)>(
+        ScanOp<ScanMode::list>(this, keys_.pattern(pattern)), token, backend_->get_executor());
+  }
+
+  /// flush(): deletes every key of this cache (its prefix) and its bookkeeping; other keys of
+  /// the database stay. Handler: void(error_code, std::size_t deleted values).
+  template <class Token = boost::asio::deferred_t>
+  auto async_flush(Token&& token = {}) {
+    return boost::asio::async_compose<Token, void(error_code, std::size_t)>(
+        ScanOp<ScanMode::flush>(this, keys_.all()), token, backend_->get_executor());
+  }
+
+  // --- seed 002: tags and cascades -----------------------------------------------------------
+
+  /// setWithTags(key, value, tags[, ttl]): stores the value and records it under each tag, in
+  /// one atomic script. Handler: void(error_code).
+  template <class T, class Token = boost::asio::deferred_t>
+    requires token_for<Token, void(error_code)>
+  auto async_set_with_tags(std::string_view key, T const& value, ArgList<std::string_view> tags,
+                           Token&& token = {}) {
+    return set_tagged_impl(key, value, tags, std::nullopt, std::forward<Token>(token));
+  }
+  template <class T, class Token = boost::asio::deferred_t>
+  auto async_set_with_tags(std::string_view key, T const& value, ArgList<std::string_view> tags,
+                           ms ttl, Token&& token = {}) {
+    return set_tagged_impl(key, value, tags, ttl, std::forward<Token>(token));
+  }
+
+  /// invalidateByTag(tag): deletes every key recorded under `tag`, and the tag. Handler:
+  /// void(error_code, std::size_t deleted).
+  template <class Token = boost::asio::deferred_t>
+  auto async_invalidate_by_tag(std::string_view tag, Token&& token = {}) {
+    return invalidate_impl(tag, false, std::forward<Token>(token));
+  }
+
+  /// invalidateCascade(key): deletes `key`, the keys tagged with `key`, the keys tagged with
+  /// those, and so on (each once). Handler: void(error_code, std::size_t deleted).
+  template <class Token = boost::asio::deferred_t>
+  auto async_invalidate_cascade(std::string_view key, Token&& token = {}) {
+    return invalidate_impl(key, true, std::forward<Token>(token));
+  }
+
+  // --- seed 001: cache-aside -----------------------------------------------------------------
+
+  /// The cached value of `key`, or the loader's (then cached). `loader(std::string const& key)`
+  /// returns T, std::optional<T> (nullopt: nothing to cache, the caller gets nullopt), or a
+  /// boost::asio::awaitable of either (a coroutine querying a database). Handler:
+  /// void(error_code, R) where R is what the loader returns (awaitable unwrapped).
+  template <class T, class Loader, class Token = boost::asio::deferred_t>
+    requires token_for<Token, void(error_code, detail::cache::loader_result_t<Loader>)>
+  auto async_get_or_load(std::string_view key, Loader loader, Token&& token = {}) {
+    return load_impl<T>(key, std::move(loader), std::nullopt, nullptr, std::forward<Token>(token));
+  }
+  template <class T, class Loader, class Token = boost::asio::deferred_t>
+    requires token_for<Token, void(error_code, detail::cache::loader_result_t<Loader>)>
+  auto async_get_or_load(std::string_view key, Loader loader, ms ttl, Token&& token = {}) {
+    return load_impl<T>(key, std::move(loader), ttl, nullptr, std::forward<Token>(token));
+  }
+  template <class T, class Loader, class Token = boost::asio::deferred_t>
+  auto async_get_or_load(std::string_view key, Loader loader, Diagnostics& diag,
+                         Token&& token = {}) {
+    return load_impl<T>(key, std::move(loader), std::nullopt, &diag, std::forward<Token>(token));
+  }
+
+  // --- statistics ----------------------------------------------------------------------------
+
+  /// This cache's counters (this process).
+  CacheStats stats() const noexcept {
+    auto const& s = *shared_;
+    return {s.hits, s.misses, s.writes, s.deletes, s.loads, s.load_errors, s.coalesced,
+            s.lock_waits, s.stale_loads, s.decode_errors};
+  }
+
+  /// Seed 003's {mode, entries, available} and the server's eviction counters, in one round
+  /// trip. Handler: void(error_code, CacheStatus).
+  template <class Token = boost::asio::deferred_t>
+  auto async_status(Token&& token = {}) {
+    return detail::async_then<void(error_code, CacheStatus)>(
+        *backend_, token, [] { return batch(cmd::dbsize{}, cmd::info{"stats"}); },
+        [b = backend_](error_code&, std::tuple<std::int64_t, std::string> r) {
+          CacheStatus s;
+          s.mode = B::name;
+          s.entries = std::get<0>(r);
+          s.available = b->health() == HealthStatus::ok;
+          s.evicted_keys = info_field(std::get<1>(r), "evicted_keys");
+          s.expired_keys = info_field(std::get<1>(r), "expired_keys");
+          return s;
+        });
+  }
+
+ private:
+  using Shared = detail::cache::Shared;
+  using Bytes = std::shared_ptr<std::string const>;
+  enum class ScanMode { list, remove, flush };
+
+  std::string lock_key(std::string_view key) const {
+    return internal_ + "lock:" + std::string(key);
+  }
+  std::string tag_key(std::string_view tag) const { return internal_ + "tag:" + std::string(tag); }
+
+  static std::int64_t info_field(std::string_view info, std::string_view name) {
+    std::string needle = "\n" + std::string(name) + ":";
+    auto at = ("\n" + std::string(info)).find(needle);
+    if (at == std::string::npos) return 0;
+    std::string_view rest = info.substr(at + needle.size() - 1);
+    return detail::cache::to_int(rest.substr(0, rest.find_first_of("\r\n")));
+  }
+
+  /// Completes `handler` (through its executor) with Error::invalid_argument.
+  template <class Handler, class... Values>
+  void reject(Handler&& handler, Values... values) const {
+    detail::post_handler(backend_->get_executor(), std::forward<Handler>(handler),
+                         make_error_code(Error::invalid_argument), std::move(values)...);
+  }
+
+  static bool valid_ttl(std::optional<ms> t) { return !t || t->count() > 0; }
+
+  template <class T>
+  std::string encode(T const& value) const {
+    std::string bytes;
+    codec_.encode(value, bytes);
+    return bytes;
+  }
+
+  // Keeps only the error: void(error_code, R) -> void(error_code).
+  struct DropReply {
+    template <class R>
+    std::tuple<> operator()(error_code&, R&&) const noexcept {
+      return {};
+    }
+  };
+  template <class Handler>
+  struct ErrorOnly {
+    Handler handler;
+    template <class R>
+    void operator()(error_code ec, R&&) {
+      std::move(handler)(ec);
+    }
+  };
+
+  template <class T, class Token>
+  auto set_impl(std::string_view key, T const& value, std::optional<ms> ttl, Token&& token) {
+    return detail::initiate<void(error_code)>(
+        token, [this, k = keys_.key(key), v = encode(value), t = ttl_.write_ttl(ttl),
+                bad = key.empty() || !valid_ttl(ttl)](auto h) {
+          if (bad) return reject(std::move(h));
+          shared_->writes++;
+          backend_->async_exec(cmd::set{.key = k, .value = v, .ttl = t},
+                               ErrorOnly<decltype(h)>{std::move(h)});
+        });
+  }
+
+  // Decodes one stored value; counts hits, misses and decode errors.
+  template <class T>
+  std::optional<T> decode(error_code& ec, std::optional<std::string> const& bytes,
+                          std::string_view full_key, Diagnostics* diag) const {
+    std::optional<T> out;
+    if (ec) return out;
+    if (!bytes) {
+      shared_->misses++;
+      return out;
+    }
+    shared_->hits++;
+    out.emplace();
+    std::string why;
+    if (auto dec = codec_.decode(*bytes, *out, diag ? &why : nullptr)) {
+      shared_->decode_errors++;
+      out.reset();
+      if (!ec) {
+        ec = dec;
+        if (diag) diag->detail = "key '" + std::string(keys_.strip(full_key)) + "': " + why;
+      }
+    }
+    return out;
+  }
+
+  template <class T, class Token>
+  auto get_impl(std::string_view key, Diagnostics* diag, Token&& token) {
+    return detail::initiate<void(error_code, std::optional<T>)>(
+        token, [this, k = keys_.key(key), diag, bad = key.empty()](auto h) {
+          if (bad) return reject(std::move(h), std::optional<T>());
+          if (diag) diag->clear();
+          if (auto renew = ttl_.read_ttl()) {
+            backend_->async_exec(
+                batch(cmd::get{k}, cmd::pexpire{.key = k, .ttl = *renew}),
+                detail::then(std::move(h), [this, k, diag](error_code& ec,
+                                                           std::tuple<std::optional<std::string>, bool> r) {
+                  return decode<T>(ec, std::get<0>(r), k, diag);
+                }));
+          } else {
+            backend_->async_exec(
+                cmd::get{k}, detail::then(std::move(h), [this, k, diag](error_code& ec,
+                                                                        std::optional<std::string> r) {
+                  return decode<T>(ec, r, k, diag);
+                }));
+          }
+        });
+  }
+
+  template <class Entries, class Token>
+  auto set_multiple_impl(Entries const& entries, std::optional<ms> ttl, Token&& token) {
+    std::vector<std::string> keys, values;
+    bool bad = !valid_ttl(ttl);
+    for (auto const& e : entries) {
+      auto const& [k, v] = split_entry(e);
+      bad |= std::string_view(k).empty();
+      keys.push_back(keys_.key(k));
+      values.push_back(encode(v));
+    }
+    return detail::initiate<void(error_code)>(
+        token, [this, keys = std::move(keys), values = std::move(values), t = ttl_.write_ttl(ttl),
+                bad](auto h) {
+          if (bad) return reject(std::move(h));
+          std::vector<cmd::set> sets;
+          sets.reserve(keys.size());
+          for (std::size_t i = 0; i < keys.size(); ++i)
+            sets.push_back(cmd::set{.key = keys[i], .value = values[i], .ttl = t});
+          shared_->writes += sets.size();
+          backend_->async_exec(sets, ErrorOnly<decltype(h)>{std::move(h)});
+        });
+  }
+
+  template <class E>
+  static auto split_entry(E const& e) {
+    if constexpr (requires { e.key; e.value; })
+      return std::tie(e.key, e.value);
+    else
+      return std::tie(std::get<0>(e), std::get<1>(e));
+  }
+
+  template <class T, class Token>
+  auto get_multiple_impl(ArgList<std::string_view> keys, Diagnostics* diag, Token&& token) {
+    using Result = std::vector<std::optional<T>>;
+    std::vector<std::string> full;
+    full.reserve(keys.size());
+    bool bad = false;
+    keys.for_each([&](std::string_view k) {
+      bad |= k.empty();
+      full.push_back(keys_.key(k));
+    });
+    return detail::initiate<void(error_code, Result)>(
+        token, [this, full = std::move(full), diag, bad](auto h) mutable {
+          if (bad) return reject(std::move(h), Result());
+          if (diag) diag->clear();
+          auto decode_all = [this, diag](error_code& ec, std::vector<std::string> const& names,
+                                         std::vector<std::optional<std::string>> const& bytes) {
+            Result out;
+            out.reserve(bytes.size());
+            for (std::size_t i = 0; i < bytes.size(); ++i)
+              out.push_back(decode<T>(ec, bytes[i], names[i], diag));
+            if (ec && out.size() != names.size()) out.assign(names.size(), std::nullopt);
+            return out;
+          };
+          if (full.empty()) {
+            // MGET needs a key: nothing to read is an empty reply, still through the executor.
+            return detail::post_handler(backend_->get_executor(), std::move(h), error_code{}, Result());
+          }
+          // The handler keeps the names; the commands view them while the operation starts.
+          auto names = std::make_shared<std::vector<std::string> const>(std::move(full));
+          if (auto renew = ttl_.read_ttl()) {
+            std::vector<cmd::pexpire> touch;
+            touch.reserve(names->size());
+            for (auto const& k : *names) touch.push_back({.key = k, .ttl = *renew});
+            backend_->async_exec(
+                batch(cmd::mget{.keys = *names}, touch),
+                detail::then(std::move(h),
+                             [decode_all, names](
+                                 error_code& ec,
+                                 std::tuple<std::vector<std::optional<std::string>>, std::vector<bool>> r) {
+                               return decode_all(ec, *names, std::get<0>(r));
+                             }));
+          } else {
+            backend_->async_exec(
+                cmd::mget{.keys = *names},
+                detail::then(std::move(h), [decode_all, names](
+                                               error_code& ec, std::vector<std::optional<std::string>> r) {
+                  return decode_all(ec, *names, r);
+                }));
+          }
+        });
+  }
+
+  template <class T, class Token>
+  auto set_tagged_impl(std::string_view key, T const& value, ArgList<std::string_view> tags,
+                       std::optional<ms> ttl, Token&& token) {
+    bool bad = key.empty() || !valid_ttl(ttl);
+    std::vector<std::string> k{keys_.key(key)};
+    tags.for_each([&](std::string_view t) {
+      bad |= t.empty();
+      k.push_back(tag_key(t));
+    });
+    std::vector<std::string> a{encode(value),
+                               std::to_string(detail::cache::ms_or_zero(ttl_.write_ttl(ttl))),
+                               std::string(key)};
+    return detail::initiate<void(error_code)>(
+        token, [this, k = std::move(k), a = std::move(a), bad](auto h) {
+          if (bad) return reject(std::move(h));
+          shared_->writes++;
+          backend_->async_exec(detail::cache::set_tagged(k, a), ErrorOnly<decltype(h)>{std::move(h)});
+        });
+  }
+
+  template <class Token>
+  auto invalidate_impl(std::string_view start, bool cascade, Token&& token) {
+    std::vector<std::string> a{keys_.key(""), internal_ + "tag:", std::string(start),
+                               cascade ? "1" : "0"};
+    return detail::initiate<void(error_code, std::size_t)>(
+        token, [this, a = std::move(a), bad = start.empty()](auto h) {
+          if (bad) return reject(std::move(h), std::size_t{0});
+          backend_->async_exec(detail::cache::invalidate({epoch_key_}, a),
+                               detail::then(std::move(h), [sh = shared_](error_code&, std::int64_t n) {
+                                 sh->deletes += n;
+                                 return static_cast<std::size_t>(n);
+                               }));
+        });
+  }
+
+  // SCAN in steps of max_scan_count: list the keys, or delete them (a DEL per step), then
+  // bump the epoch. flush walks the values, then the bookkeeping (all but the epoch).
+  template <ScanMode Mode>
+  struct ScanOp {
+    ScanOp(CacheService* s, std::string p) : svc(s), st(std::make_unique<Stable>()) {
+      st->pattern = std::move(p);
+    }
+    // What the commands view stays on the heap: the op itself moves into the backend's
+    // handler while a command starts.
+    struct Stable {
+      std::string pattern;
+      std::vector<std::string> found;
+    };
+    CacheService* svc;
+    std::unique_ptr<Stable> st;
+    std::uint64_t cursor = 0;
+    bool internal_pass = false;  // flush: the second walk, over `{p}~*`
+    std::size_t deleted = 0;
+    enum { start, scanning, deleting, bumping } state = start;
+
+    template <class Self>
+    void operator()(Self& self) {
+      step(self);
+    }
+    template <class Self>
+    void operator()(Self& self, error_code ec, ScanPage page) {
+      if (ec) return finish(self, ec);
+      cursor = page.cursor;
+      auto& keys = page.keys;
+      // With an empty prefix the bookkeeping is in the same key space: never list it.
+      std::erase_if(keys, [&](std::string const& k) {
+        return !internal_pass && k.starts_with(svc->internal_);
+      });
+      if (internal_pass) std::erase(keys, svc->epoch_key_);
+      if constexpr (Mode == ScanMode::list) {
+        for (auto& k : keys) st->found.emplace_back(svc->keys_.strip(k));
+        if (cursor == 0) return finish(self, {});
+        return step(self);
+      } else {
+        if (keys.empty()) return after_delete(self);
+        state = deleting;
+        st->found = std::move(keys);
+        svc->backend_->async_exec(cmd::del{.keys = st->found}, std::move(self));
+      }
+    }
+    template <class Self>
+    void operator()(Self& self, error_code ec, std::int64_t n) {
+      if (ec) return finish(self, ec);
+      if (state == bumping) return finish(self, {});
+      if (!internal_pass) {
+        deleted += static_cast<std::size_t>(n);
+        svc->shared_->deletes += n;
+      }
+      after_delete(self);
+    }
+
+    template <class Self>
+    void after_delete(Self& self) {
+      if (cursor != 0) return step(self);
+      if (Mode == ScanMode::flush && !internal_pass) {
+        internal_pass = true;
+        st->pattern = escape_glob(svc->internal_) + "*";
+        return step(self);
+      }
+      state = bumping;  // loads in flight must not write back what this deleted
+      svc->backend_->async_exec(cmd::incr{svc->epoch_key_}, std::move(self));
+    }
+
+    template <class Self>
+    void step(Self& self) {
+      state = scanning;
+      svc->backend_->async_exec(
+          cmd::scan{.cursor = cursor, .match = st->pattern, .count = svc->options_.max_scan_count},
+          std::move(self));
+    }
+
+    template <class Self>
+    void finish(Self& self, error_code ec) {
+      if constexpr (Mode == ScanMode::list)
+        self.complete(ec, ec ? std::vector<std::string>() : std::move(st->found));
+      else
+        self.complete(ec, deleted);
+    }
+  };
+
+  // --- get_or_load -----------------------------------------------------------------------------
+
+  template <class T, class Loader, class Token>
+  auto load_impl(std::string_view key, Loader loader, std::optional<ms> ttl, Diagnostics* diag,
+                 Token&& token) {
+    using R = detail::cache::loader_result_t<Loader>;
+    using Sig = void(error_code, R);
+    static_assert(std::is_same_v<R, T> || std::is_same_v<R, std::optional<T>>,
+                  "async_get_or_load<T>: the loader must return T, std::optional<T>, or an "
+                  "awaitable of one of them");
+    return boost::asio::async_compose<Token, Sig>(
+        LoadOp<T, Loader>(this, std::string(key), keys_.key(key), std::move(loader), ttl, diag,
+                          key.empty() || !valid_ttl(ttl)),
+        token, backend_->get_executor());
+  }
+
+  template <class T, class Loader>
+  struct LoadOp {
+    using R = detail::cache::loader_result_t<Loader>;
+    static constexpr bool may_be_absent = !std::is_same_v<R, T>;
+    LoadOp(CacheService* s, std::string k, std::string f, Loader l, std::optional<ms> t,
+           Diagnostics* d, bool b)
+        : svc(s),
+          st(std::make_unique<Stable>(std::move(k), std::move(f), std::move(l))),
+          ttl(t),
+          diag(d),
+          bad(b) {}
+    // What must stay at one address while the op moves from handler to handler: the strings
+    // its commands view (the op moves into the backend's handler as the command starts), and
+    // what a coroutine loader keeps references to (its `key` parameter, its closure).
+    struct Stable {
+      Stable(std::string k, std::string f, Loader l)
+          : key(std::move(k)), full(std::move(f)), loader(std::move(l)) {}
+      std::string key;   // as the caller named it
+      std::string full;  // with the prefix
+      Loader loader;
+      std::string lock_key, token, epoch, bytes;
+    };
+    CacheService* svc;
+    std::unique_ptr<Stable> st;
+    std::optional<ms> ttl;
+    Diagnostics* diag;
+    bool bad = false;
+    // Leader state.
+    bool locked = false;
+    bool waited = false;
+    std::optional<T> value;
+    std::unique_ptr<boost::asio::steady_timer> timer;
+    std::chrono::steady_clock::time_point wait_until{};
+    enum { reading, locking, polling, loading, writing, rejected } state = reading;
+
+    template <class Self>
+    void operator()(Self& self) {
+      if (state == rejected) return self.complete(make_error_code(Error::invalid_argument), R());
+      if (bad) {  // completes through the executor, never inside the initiating call
+        state = rejected;
+        return boost::asio::post(svc->backend_->get_executor(), std::move(self));
+      }
+      if (diag) diag->clear();
+      if (auto renew = svc->ttl_.read_ttl()) {
+        svc->backend_->async_exec(batch(cmd::get{st->full}, cmd::pexpire{.key = st->full, .ttl = *renew}),
+                                  std::move(self));
+      } else {
+        svc->backend_->async_exec(cmd::get{st->full}, std::move(self));
+      }
+    }
+    template <class Self>
+    void operator()(Self& self, error_code ec, std::tuple<std::optional<std::string>, bool> r) {
+      (*this)(self, ec, std::move(std::get<0>(r)));
+    }
+
+    // The first read, or a poll while another process loads.
+    template <class Self>
+    void operator()(Self& self, error_code ec, std::optional<std::string> found) {
+      if (ec) return leader_fail(self, ec, {});
+      if (found) {
+        T v{};
+        std::string why;
+        if (!svc->codec_.decode(*found, v, &why)) {
+          svc->shared_->hits++;
+          if (state == polling) return publish_and_complete(self, std::move(v), std::move(*found));
+          return complete(self, {}, std::move(v));
+        }
+        svc->shared_->decode_errors++;  // a value that does not decode: reload it
+      }
+      if (state == polling) return lock(self);
+      svc->shared_->misses++;
+      // Single flight: join a load in flight, or lead one.
+      {
+        std::lock_guard lk(svc->shared_->mutex);
+        auto [it, leader] = svc->shared_->flights.try_emplace(st->full);
+        if (!leader) {
+          svc->shared_->coalesced++;
+          it->second.waiters.push_back(
+              std::make_unique<detail::cache::WaiterImpl<Self>>(std::move(self)));
+          return;
+        }
+      }
+      lock(self);
+    }
+
+    // A waiter: the leader's bytes arrive (null: nothing loaded), or its error.
+    template <class Self>
+    void operator()(Self& self, error_code ec, std::shared_ptr<std::string const> loaded,
+                    std::string detail) {
+      if (ec) {
+        if (diag) diag->detail = std::move(detail);
+        return self.complete(ec, R());
+      }
+      if (!loaded) return self.complete({}, R());
+      T v{};
+      std::string why;
+      if (auto dec = svc->codec_.decode(*loaded, v, &why)) {
+        svc->shared_->decode_errors++;
+        if (diag) diag->detail = "key '" + st->key + "': " + why;
+        return self.complete(dec, R());
+      }
+      self.complete({}, R(std::move(v)));
+    }
+
+    template <class Self>
+    void lock(Self& self) {
+      auto const& opt = svc->options_.load_lock;
+      state = locking;
+      st->token = svc->shared_->token_base + std::to_string(++svc->shared_->token_counter);
+      if (wait_until == std::chrono::steady_clock::time_point{})
+        wait_until = std::chrono::steady_clock::now() + opt.ttl;
+      st->lock_key = svc->lock_key(st->key);
+      svc->backend_->async_exec(
+          batch(cmd::set{.key = st->lock_key, .value = st->token, .ttl = opt.ttl, .nx = opt.enabled},
+                cmd::get{svc->epoch_key_}),
+          std::move(self));
+    }
+
+    template <class Self>
+    void operator()(Self& self, error_code ec, std::tuple<bool, std::optional<std::string>> r) {
+      if (ec) return leader_fail(self, ec, {});
+      locked = std::get<0>(r);
+      st->epoch = std::get<1>(r).value_or("0");
+      if (!locked && std::chrono::steady_clock::now() < wait_until) {
+        // Another process loads this key: poll for its value.
+        if (!waited) svc->shared_->lock_waits++;
+        waited = true;
+        state = polling;
+        if (!timer) timer = std::make_unique<boost::asio::steady_timer>(svc->backend_->get_executor());
+        timer->expires_after(svc->options_.load_lock.poll);
+        return timer->async_wait(std::move(self));
+      }
+      load(self);  // locked, or waited long enough: load (and write back only if locked)
+    }
+
+    template <class Self>
+    void operator()(Self& self, error_code) {  // the poll timer
+      svc->backend_->async_exec(cmd::get{st->full}, std::move(self));
+    }
+
+    template <class Self>
+    void load(Self& self) {
+      state = loading;
+      svc->shared_->loads++;
+      using Call = std::invoke_result_t<Loader&, std::string const&>;
+      if constexpr (detail::cache::is_awaitable<Call>::value) {
+        boost::asio::co_spawn(svc->backend_->get_executor(), st->loader(st->key), std::move(self));
+      } else {
+        std::exception_ptr e;
+        R r{};
+        try {
+          r = st->loader(st->key);
+        } catch (...) {
+          e = std::current_exception();
+        }
+        (*this)(self, e, std::move(r));
+      }
+    }
+
+    template <class Self>
+    void operator()(Self& self, std::exception_ptr e, R r) {
+      if (e) {
+        svc->shared_->load_errors++;
+        std::string what = "loader of key '" + st->key + "' failed";
+        try {
+          std::rethrow_exception(e);
+        } catch (std::exception const& x) {
+          what += ": ";
+          what += x.what();
+        } catch (...) {
+        }
+        release_lock();
+        return leader_fail(self, make_error_code(Error::load_failed), std::move(what));
+      }
+      if constexpr (may_be_absent) {
+        if (!r) {
+          release_lock();
+          return publish_and_complete(self, std::nullopt, {});
+        }
+        value.emplace(std::move(*r));
+      } else {
+        value.emplace(std::move(r));
+      }
+      svc->codec_.encode(*value, st->bytes);
+      if (!locked) {
+        svc->shared_->stale_loads++;
+        return publish_and_complete(self, std::move(value), std::move(st->bytes));
+      }
+      state = writing;
+      std::string const ttl_ms = std::to_string(detail::cache::ms_or_zero(svc->ttl_.write_ttl(ttl)));
+      svc->backend_->async_exec(detail::cache::write_back({st->full, st->lock_key, svc->epoch_key_},
+                                                         {st->token, st->epoch, st->bytes, ttl_ms}),
+                                std::move(self));
+    }
+
+    template <class Self>
+    void operator()(Self& self, error_code ec, std::int64_t written) {
+      if (ec) return leader_fail(self, ec, {});
+      if (written)
+        svc->shared_->writes++;
+      else
+        svc->shared_->stale_loads++;
+      publish_and_complete(self, std::move(value), std::move(st->bytes));
+    }
+
+    void release_lock() {
+      if (!locked) return;
+      locked = false;
+      // Best effort (the lock expires anyway): delete it if it is still ours.
+      svc->backend_->async_exec(detail::cache::release({st->lock_key}, {st->token}),
+                                [](error_code, std::int64_t) {});
+    }
+
+    std::vector<std::unique_ptr<detail::cache::Waiter>> take_waiters() {
+      std::lock_guard lk(svc->shared_->mutex);
+      auto it = svc->shared_->flights.find(st->full);
+      if (it == svc->shared_->flights.end()) return {};
+      auto w = std::move(it->second.waiters);
+      svc->shared_->flights.erase(it);
+      return w;
+    }
+
+    template <class Self>
+    void publish_and_complete(Self& self, std::optional<T> v, std::string b) {
+      std::shared_ptr<std::string const> shared;
+      if (v) shared = std::make_shared<std::string const>(std::move(b));
+      for (auto& w : take_waiters()) w->deliver(svc->backend_->get_executor(), {}, shared, {});
+      if constexpr (may_be_absent)
+        self.complete({}, std::move(v));
+      else
+        self.complete({}, std::move(*v));
+    }
+
+    template <class Self>
+    void leader_fail(Self& self, error_code ec, std::string detail) {
+      if (state != reading) {
+        for (auto& w : take_waiters()) w->deliver(svc->backend_->get_executor(), ec, {}, detail);
+      }
+      if (diag) diag->detail = std::move(detail);
+      self.complete(ec, R());
+    }
+
+    template <class Self>
+    void complete(Self& self, error_code ec, T v) {
+      self.complete(ec, R(std::move(v)));
+    }
+  };
+
+  B* backend_;
+  CacheOptions options_;
+  C codec_;
+  P ttl_;
+  KeySpace keys_;
+  std::string internal_;
+  std::string epoch_key_;
+  std::shared_ptr<Shared> shared_;
+};
+
+}  // namespace rediskit
