@@ -93,22 +93,24 @@ struct Env {
 
 std::set<std::string> ids_of(std::vector<OnlineUser> const& us) {
   std::set<std::string> s;
-  for (auto const& u : us) s.insert(u.user_id);
+  for (auto const& u : us)
+    s.insert(u.user_id);
   return s;
 }
 
-std::string uid(int i) { return "u" + std::to_string(i); }
+std::string uid(int i) {
+  return "u" + std::to_string(i);
+}
 
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(online_user_manager)
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(a_user_is_online_between_set_online_and_set_offline, B,
-                              AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_user_is_online_between_set_online_and_set_offline, B, AllBackends) {
   Env<B> e;
   BOOST_TEST(!e.online("507f1f77bcf86cd799439011"));
   BOOST_TEST(e.set_online("507f1f77bcf86cd799439011", "socket-123", "USER001"));  // new session
-  BOOST_TEST(!e.set_online("507f1f77bcf86cd799439011", "socket-123"));  // same session
+  BOOST_TEST(!e.set_online("507f1f77bcf86cd799439011", "socket-123"));            // same session
   BOOST_TEST(e.online("507f1f77bcf86cd799439011"));
   BOOST_TEST(e.count() == 1);
   auto [ec, went] = e.f.wait(e.users.async_set_user_offline("507f1f77bcf86cd799439011"));
@@ -238,8 +240,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(filter_online_keeps_the_order_and_duplicates, B, A
   BOOST_TEST(r == std::vector<std::string>{"b"});
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(pages_return_every_online_user_once_with_their_data, B,
-                              AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(pages_return_every_online_user_once_with_their_data, B, AllBackends) {
   Env<B> e;
   std::set<std::string> want;
   for (int i = 0; i < 250; ++i) {
@@ -273,7 +274,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(pages_return_every_online_user_once_with_their_dat
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(paging_survives_heartbeats_and_departures, B, AllBackends) {
   Env<B> e;
-  for (int i = 0; i < 40; ++i) e.set_online(uid(i), "s");
+  for (int i = 0; i < 40; ++i)
+    e.set_online(uid(i), "s");
   auto [ec, first] = e.f.wait(e.users.async_get_online_users("", 10));
   BOOST_REQUIRE(!ec);
   BOOST_REQUIRE(first.users.size() == 10u);
@@ -284,8 +286,10 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(paging_survives_heartbeats_and_departures, B, AllB
   BOOST_TEST(std::get<1>(e.f.wait(e.users.async_update_last_activity(last))));
   auto [ec2, second] = e.f.wait(e.users.async_get_online_users(first.next_cursor, 10));
   BOOST_REQUIRE(!ec2);
-  for (auto const& u : second.users) BOOST_TEST((!seen.count(u.user_id) || u.user_id == last));
-  for (auto const& u : second.users) seen.insert(u.user_id);
+  for (auto const& u : second.users)
+    BOOST_TEST((!seen.count(u.user_id) || u.user_id == last));
+  for (auto const& u : second.users)
+    seen.insert(u.user_id);
   // ... and the next cursor's user leaves, and so do users already seen.
   BOOST_TEST(std::get<1>(e.f.wait(e.users.async_set_user_offline(second.users.back().user_id))));
   BOOST_TEST(std::get<1>(e.f.wait(e.users.async_set_user_offline(first.users.front().user_id))));
@@ -293,72 +297,92 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(paging_survives_heartbeats_and_departures, B, AllB
   while (!cursor.empty()) {
     auto [ec3, page] = e.f.wait(e.users.async_get_online_users(cursor, 10));
     BOOST_REQUIRE(!ec3);
-    for (auto const& u : page.users) seen.insert(u.user_id);
+    for (auto const& u : page.users)
+      seen.insert(u.user_id);
     cursor = page.next_cursor;
   }
-  for (int i = 0; i < 40; ++i) BOOST_TEST(seen.count(uid(i)) == 1u, uid(i) << " was missed");
+  for (int i = 0; i < 40; ++i)
+    BOOST_TEST(seen.count(uid(i)) == 1u, uid(i) << " was missed");
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_cursor_whose_user_left_resumes_within_a_long_run_of_equal_expiries,
+                              B, FakeOnly) {
+  Env<B> e;  // the manual clock stands still: all 300 users share one expiry
+  for (int i = 0; i < 300; ++i)
+    e.set_online(uid(1000 + i), "s");
+  auto [ec, first] = e.f.wait(e.users.async_get_online_users("", 200));
+  BOOST_REQUIRE(!ec);
+  BOOST_REQUIRE(first.users.size() == 200u);
+  BOOST_TEST(first.users.back().user_id == uid(1199));  // (expiry, id) order
+  // The cursor's user is gone: its place is found by walking the run (more than 128 long).
+  BOOST_TEST(std::get<1>(e.f.wait(e.users.async_set_user_offline(uid(1199)))));
+  auto [ec2, rest] = e.f.wait(e.users.async_get_online_users(first.next_cursor, 200));
+  BOOST_REQUIRE(!ec2);
+  BOOST_TEST(rest.done());
+  BOOST_REQUIRE(rest.users.size() == 100u);
+  BOOST_TEST(rest.users.front().user_id == uid(1200));
+  BOOST_TEST(rest.users.back().user_id == uid(1299));
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(presence_stats_follow_the_manual_clock, B, FakeOnly) {
-  if constexpr (BackendFixture<B>::is_fake) {
-    Env<B> e;  // 5 min TTL, away after 1 min, idle after 3 min
-    e.set_online("a", "s1");
-    e.set_online("a", "s2");  // a second connection of the same user
-    e.set_online("a", "s2");  // the same connection again: not counted
-    e.set_online("b", "s1");
-    e.set_online("c", "s1");
-    auto s = e.stats();
-    BOOST_TEST(s.total_online == 3);
-    BOOST_TEST(s.new_connections_last_hour == 4);
-    BOOST_TEST(s.peak_online_users == 3);
-    BOOST_TEST(s.sessions_closed == 0);
-    BOOST_TEST(s.average_session_duration.count() == 0);
-    BOOST_TEST(s.status_distribution.online == 3);
+  Env<B> e;  // 5 min TTL, away after 1 min, idle after 3 min
+  e.set_online("a", "s1");
+  e.set_online("a", "s2");  // a second connection of the same user
+  e.set_online("a", "s2");  // the same connection again: not counted
+  e.set_online("b", "s1");
+  e.set_online("c", "s1");
+  auto s = e.stats();
+  BOOST_TEST(s.total_online == 3);
+  BOOST_TEST(s.new_connections_last_hour == 4);
+  BOOST_TEST(s.peak_online_users == 3);
+  BOOST_TEST(s.sessions_closed == 0);
+  BOOST_TEST(s.average_session_duration.count() == 0);
+  BOOST_TEST(s.status_distribution.online == 3);
 
-    e.f.advance(90s);
-    e.f.wait(e.users.async_update_last_activity("a"));
-    e.f.advance(110s);  // a: 110 s since activity, b and c: 200 s
-    e.f.wait(e.users.async_update_last_activity("b"));
-    s = e.stats();
-    BOOST_TEST(s.status_distribution.online == 1);  // b
-    BOOST_TEST(s.status_distribution.away == 1);    // a
-    BOOST_TEST(s.status_distribution.idle == 1);    // c
-    auto page = e.all_pages(10);
-    BOOST_REQUIRE(page.size() == 3u);
-    for (auto const& u : page) {
-      auto const want = u.user_id == "b"   ? PresenceStatus::online
-                        : u.user_id == "a" ? PresenceStatus::away
-                                           : PresenceStatus::idle;
-      BOOST_TEST(to_string(u.status) == to_string(want), u.user_id);
-    }
-    // b leaves after 200 s online; c expires (its last activity was at 0 s: a 0 s session).
-    BOOST_TEST(std::get<1>(e.f.wait(e.users.async_set_user_offline("b"))));
-    e.f.advance(150s);  // c: silent 350 s > 5 min
-    s = e.stats();
-    BOOST_TEST(s.total_online == 1);
-    BOOST_TEST(s.sessions_closed == 2);
-    BOOST_TEST(s.average_session_duration.count() == (200'000 + 0) / 2);
-    BOOST_TEST(s.peak_online_users == 3);
-    BOOST_TEST(s.peak_at_ms == 1'700'000'000'000);
-    e.f.advance(60s);  // a expires (390 s): a session of 90 s of activity
-    s = e.stats();
-    BOOST_TEST(s.total_online == 0);
-    BOOST_TEST(s.sessions_closed == 3);
-    BOOST_TEST(s.average_session_duration.count() == (200'000 + 0 + 90'000) / 3);
-    // An hour later the connections have left the window; the peak stays.
-    e.f.advance(61min);
-    e.set_online("d", "s1");
-    s = e.stats();
-    BOOST_TEST(s.new_connections_last_hour == 1);
-    BOOST_TEST(s.total_online == 1);
-    BOOST_TEST(s.peak_online_users == 3);
-    BOOST_TEST(s.sessions_closed == 3);
+  e.f.advance(90s);
+  e.f.wait(e.users.async_update_last_activity("a"));
+  e.f.advance(110s);  // a: 110 s since activity, b and c: 200 s
+  e.f.wait(e.users.async_update_last_activity("b"));
+  s = e.stats();
+  BOOST_TEST(s.status_distribution.online == 1);  // b
+  BOOST_TEST(s.status_distribution.away == 1);    // a
+  BOOST_TEST(s.status_distribution.idle == 1);    // c
+  auto page = e.all_pages(10);
+  BOOST_REQUIRE(page.size() == 3u);
+  for (auto const& u : page) {
+    auto const want = u.user_id == "b"   ? PresenceStatus::online
+                      : u.user_id == "a" ? PresenceStatus::away
+                                         : PresenceStatus::idle;
+    BOOST_TEST(to_string(u.status) == to_string(want), u.user_id);
   }
+  // b leaves after 200 s online; c expires (its last activity was at 0 s: a 0 s session).
+  BOOST_TEST(std::get<1>(e.f.wait(e.users.async_set_user_offline("b"))));
+  e.f.advance(150s);  // c: silent 350 s > 5 min
+  s = e.stats();
+  BOOST_TEST(s.total_online == 1);
+  BOOST_TEST(s.sessions_closed == 2);
+  BOOST_TEST(s.average_session_duration.count() == (200'000 + 0) / 2);
+  BOOST_TEST(s.peak_online_users == 3);
+  BOOST_TEST(s.peak_at_ms == 1'700'000'000'000);
+  e.f.advance(60s);  // a expires (390 s): a session of 90 s of activity
+  s = e.stats();
+  BOOST_TEST(s.total_online == 0);
+  BOOST_TEST(s.sessions_closed == 3);
+  BOOST_TEST(s.average_session_duration.count() == (200'000 + 0 + 90'000) / 3);
+  // An hour later the connections have left the window; the peak stays.
+  e.f.advance(61min);
+  e.set_online("d", "s1");
+  s = e.stats();
+  BOOST_TEST(s.new_connections_last_hour == 1);
+  BOOST_TEST(s.total_online == 1);
+  BOOST_TEST(s.peak_online_users == 3);
+  BOOST_TEST(s.sessions_closed == 3);
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(stats_on_every_backend, B, AllBackends) {
   Env<B> e;
-  for (int i = 0; i < 5; ++i) e.set_online(uid(i), "s");
+  for (int i = 0; i < 5; ++i)
+    e.set_online(uid(i), "s");
   BOOST_TEST(std::get<1>(e.f.wait(e.users.async_set_user_offline(uid(0)))));
   auto s = e.stats();
   BOOST_TEST(s.total_online == 4);
@@ -403,7 +427,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(default_key_layout_is_seed_000s, B, AllBackends) {
   BOOST_TEST(e.f.ok(cmd::type{"user_sockets:u1"}) == "zset");
   BOOST_TEST(*e.f.ok(cmd::hget{"user_data:u1", "matricule"}) == "USER001");
   BOOST_TEST(*e.f.ok(cmd::hget{"user_data:u1", "socket_id"}) == "socket-123");
-  BOOST_TEST(e.f.ok(cmd::zrange{.key = "user_sockets:u1"}) == std::vector<std::string>{"socket-123"});
+  BOOST_TEST(e.f.ok(cmd::zrange{.key = "user_sockets:u1"}) ==
+             std::vector<std::string>{"socket-123"});
   // The sockets expire with the presence; the data outlives it by idle_ttl (1 h).
   auto const sockets_ttl = e.f.ok(cmd::pttl{"user_sockets:u1"});
   BOOST_TEST((sockets_ttl > 290'000 && sockets_ttl <= 300'000));
@@ -449,8 +474,10 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(options_set_the_prefixes_and_ttls, B, AllBackends)
 BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_completes_with_invalid_request, B, InProcessBackends) {
   Env<B> e;
   if constexpr (BackendFixture<B>::is_fake) e.f.backend.clear_log();
-  BOOST_TEST(std::get<0>(e.f.wait(e.users.async_set_user_online("", OnlineUserData("s")))) == invalid);
-  BOOST_TEST(std::get<0>(e.f.wait(e.users.async_set_user_online("u", OnlineUserData("")))) == invalid);
+  BOOST_TEST(std::get<0>(e.f.wait(e.users.async_set_user_online("", OnlineUserData("s")))) ==
+             invalid);
+  BOOST_TEST(std::get<0>(e.f.wait(e.users.async_set_user_online("u", OnlineUserData("")))) ==
+             invalid);
   BOOST_TEST(std::get<0>(e.f.wait(e.users.async_set_user_offline(""))) == invalid);
   BOOST_TEST(std::get<0>(e.f.wait(e.users.async_set_user_offline("u", ""))) == invalid);
   BOOST_TEST(std::get<0>(e.f.wait(e.users.async_update_last_activity(""))) == invalid);
@@ -469,37 +496,35 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_completes_with_invalid_request, B, InPro
   e.f.run_until([&] { return done; });
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(operations_fail_cleanly_when_the_connection_drops, B,
-                              FakeOnly) {
-  if constexpr (BackendFixture<B>::is_fake) {
-    Env<B> e;
-    e.set_online("u1", "s1");
-    e.f.backend.drop_connection();
-    auto const down = make_error_code(Error::not_connected);
-    BOOST_TEST(std::get<0>(e.f.wait(e.users.async_set_user_online("u2", OnlineUserData("s")))) == down);
-    BOOST_TEST(std::get<0>(e.f.wait(e.users.async_set_user_offline("u1"))) == down);
-    BOOST_TEST(std::get<0>(e.f.wait(e.users.async_update_last_activity("u1"))) == down);
-    auto [ec, on] = e.f.wait(e.users.async_is_user_online("u1"));
-    BOOST_TEST(ec == down);
-    BOOST_TEST(!on);
-    auto [ec2, n] = e.f.wait(e.users.async_get_online_count());
-    BOOST_TEST(ec2 == down);
-    BOOST_TEST(std::get<0>(e.f.wait(e.users.async_filter_online({"u1"}))) == down);
-    auto [ec3, page] = e.f.wait(e.users.async_get_online_users("", 10));
-    BOOST_TEST(ec3 == down);
-    BOOST_TEST(page.users.empty());
-    BOOST_TEST(std::get<0>(e.f.wait(e.users.async_get_presence_stats())) == down);
-    e.f.backend.restore_connection();
-    BOOST_TEST(e.online("u1"));
-    BOOST_TEST(!e.online("u2"));
-    // A failure injected into one write: nothing half-done, the retry works.
-    e.f.backend.fail_next(1, Error::connection_lost);
-    BOOST_TEST(std::get<0>(e.f.wait(e.users.async_set_user_online("u2", OnlineUserData("s")))) ==
-               make_error_code(Error::connection_lost));
-    BOOST_TEST(!e.online("u2"));
-    BOOST_TEST(e.set_online("u2", "s"));
-    BOOST_TEST(e.count() == 2);
-  }
+BOOST_AUTO_TEST_CASE_TEMPLATE(operations_fail_cleanly_when_the_connection_drops, B, FakeOnly) {
+  Env<B> e;
+  e.set_online("u1", "s1");
+  e.f.backend.drop_connection();
+  auto const down = make_error_code(Error::not_connected);
+  BOOST_TEST(std::get<0>(e.f.wait(e.users.async_set_user_online("u2", OnlineUserData("s")))) ==
+             down);
+  BOOST_TEST(std::get<0>(e.f.wait(e.users.async_set_user_offline("u1"))) == down);
+  BOOST_TEST(std::get<0>(e.f.wait(e.users.async_update_last_activity("u1"))) == down);
+  auto [ec, on] = e.f.wait(e.users.async_is_user_online("u1"));
+  BOOST_TEST(ec == down);
+  BOOST_TEST(!on);
+  auto [ec2, n] = e.f.wait(e.users.async_get_online_count());
+  BOOST_TEST(ec2 == down);
+  BOOST_TEST(std::get<0>(e.f.wait(e.users.async_filter_online({"u1"}))) == down);
+  auto [ec3, page] = e.f.wait(e.users.async_get_online_users("", 10));
+  BOOST_TEST(ec3 == down);
+  BOOST_TEST(page.users.empty());
+  BOOST_TEST(std::get<0>(e.f.wait(e.users.async_get_presence_stats())) == down);
+  e.f.backend.restore_connection();
+  BOOST_TEST(e.online("u1"));
+  BOOST_TEST(!e.online("u2"));
+  // A failure injected into one write: nothing half-done, the retry works.
+  e.f.backend.fail_next(1, Error::connection_lost);
+  BOOST_TEST(std::get<0>(e.f.wait(e.users.async_set_user_online("u2", OnlineUserData("s")))) ==
+             make_error_code(Error::connection_lost));
+  BOOST_TEST(!e.online("u2"));
+  BOOST_TEST(e.set_online("u2", "s"));
+  BOOST_TEST(e.count() == 2);
 }
 
 namespace {
@@ -527,8 +552,7 @@ boost::asio::awaitable<void> churn(OnlineUserManager<B>& m, int i, int& done, in
 
 }  // namespace
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(a_thousand_concurrent_users_end_in_the_exact_state, B,
-                              AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_thousand_concurrent_users_end_in_the_exact_state, B, AllBackends) {
   Env<B> e;
   constexpr int n = 1000;
   int done = 0, failed = 0;
@@ -546,7 +570,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_thousand_concurrent_users_end_in_the_exact_state
   auto pages = e.all_pages(97);
   BOOST_TEST(pages.size() == want.size());
   BOOST_TEST(ids_of(pages) == std::set<std::string>(want.begin(), want.end()));
-  for (auto const& u : pages) BOOST_TEST(u.socket_id == "b");
+  for (auto const& u : pages)
+    BOOST_TEST(u.socket_id == "b");
   auto const s = e.stats();
   BOOST_TEST(s.total_online == std::int64_t(want.size()));
   BOOST_TEST(s.new_connections_last_hour == 2 * n);
@@ -570,7 +595,8 @@ struct object_encoding {
 BOOST_AUTO_TEST_CASE_TEMPLATE(small_per_user_values_stay_compact_on_redis, B, AllBackends) {
   if constexpr (BackendFixture<B>::is_redis) {
     Env<B> e;
-    for (int i = 0; i < 200; ++i) e.set_online(uid(i), "socket-" + std::to_string(i), "USER001");
+    for (int i = 0; i < 200; ++i)
+      e.set_online(uid(i), "socket-" + std::to_string(i), "USER001");
     e.set_online("u0", "second-socket");
     BOOST_TEST(e.f.ok(object_encoding{"user_data:u0"}) == "listpack");
     BOOST_TEST(e.f.ok(object_encoding{"user_sockets:u0"}) == "listpack");

@@ -42,6 +42,7 @@
 #pragma once
 
 #include <rediskit/arg_list.hpp>
+#include <rediskit/backend/memory_backend.hpp>  // the scripts' C++ twins run on its engine
 #include <rediskit/commands.hpp>
 #include <rediskit/concepts/backend.hpp>
 #include <rediskit/detail/post.hpp>
@@ -70,11 +71,13 @@ namespace rediskit {
 
 /// Options of OnlineUserManager: seed 000's defaults.
 struct OnlineUserOptions {
-  std::string presence_prefix = "presence";       ///< `{p}:online` zset, `{p}:stats` hash
-  std::string user_data_prefix = "user_data";     ///< `{p}:{user}` hash
-  std::string user_socket_prefix = "user_sockets";///< `{p}:{user}` zset of sockets
-  std::chrono::milliseconds default_ttl = std::chrono::minutes(5);  ///< presence, renewed by activity
-  std::chrono::milliseconds idle_ttl = std::chrono::hours(1);  ///< user_data kept after last activity
+  std::string presence_prefix = "presence";         ///< `{p}:online` zset, `{p}:stats` hash
+  std::string user_data_prefix = "user_data";       ///< `{p}:{user}` hash
+  std::string user_socket_prefix = "user_sockets";  ///< `{p}:{user}` zset of sockets
+  std::chrono::milliseconds default_ttl =
+      std::chrono::minutes(5);  ///< presence, renewed by activity
+  std::chrono::milliseconds idle_ttl =
+      std::chrono::hours(1);  ///< user_data kept after last activity
   std::chrono::milliseconds away_after = std::chrono::minutes(1);  ///< status away from here
   std::chrono::milliseconds idle_after = std::chrono::minutes(3);  ///< status idle from here
   std::int64_t purge_batch = 100;  ///< expired users removed per write (0: only by purge calls)
@@ -86,7 +89,7 @@ struct OnlineUserData {
   OnlineUserData(std::string socket, std::string matricule_ = {})  // NOLINT: implicit on purpose
       : socket_id(std::move(socket)), matricule(std::move(matricule_)) {}
   OnlineUserData(char const* socket) : socket_id(socket) {}  // NOLINT
-  std::string socket_id;  ///< required
+  std::string socket_id;                                     ///< required
   std::string matricule;  ///< kept from an earlier call when empty
 };
 
@@ -104,9 +107,9 @@ struct OnlineUser {
   std::string socket_id;  ///< the latest socket
   std::string matricule;
   PresenceStatus status = PresenceStatus::online;
-  std::int64_t connected_at_ms = 0;   ///< start of the session
+  std::int64_t connected_at_ms = 0;  ///< start of the session
   std::int64_t last_activity_ms = 0;
-  std::int64_t expires_at_ms = 0;     ///< offline then, unless renewed
+  std::int64_t expires_at_ms = 0;  ///< offline then, unless renewed
 };
 
 /// A page of online users; pass next_cursor to the next call until it is empty.
@@ -143,7 +146,9 @@ inline std::optional<std::int64_t> to_int(std::optional<std::string> const& s) {
 inline std::int64_t arg_int(ScriptContext& c, std::size_t i) {
   return to_int(std::string(c.args()[i])).value_or(0);
 }
-inline std::string str(std::int64_t v) { return std::to_string(v); }
+inline std::string str(std::int64_t v) {
+  return std::to_string(v);
+}
 
 inline constexpr char const kPrelude[] = R"lua(
 local function now_ms()
@@ -176,7 +181,8 @@ inline void close_session(ScriptContext& c, std::string_view S, std::string_view
   auto const v = c.call(cmd::hmget{.key = D, .fields = {"connected_at", "last_activity"}});
   auto const conn = to_int(v[0]);
   if (!conn) return;
-  std::int64_t const d = std::max<std::int64_t>(0, ended.value_or(to_int(v[1]).value_or(*conn)) - *conn);
+  std::int64_t const d =
+      std::max<std::int64_t>(0, ended.value_or(to_int(v[1]).value_or(*conn)) - *conn);
   c.call(cmd::hincrby{.key = S, .field = "sessions", .increment = 1});
   c.call(cmd::hincrby{.key = S, .field = "session_ms", .increment = d});
 }
@@ -197,7 +203,9 @@ inline std::int64_t purge(ScriptContext& c, std::string_view P, std::string_view
   return static_cast<std::int64_t>(ex.size());
 }
 
-inline bool alive(std::optional<double> score, std::int64_t now) { return score && *score > double(now); }
+inline bool alive(std::optional<double> score, std::int64_t now) {
+  return score && *score > double(now);
+}
 
 // KEYS: P S D K. ARGV: user socket matricule ttl data_ttl batch dprefix sprefix.
 // -> 1 when this call started a session (the user was offline), else 0.
@@ -219,7 +227,8 @@ inline std::int64_t set_online_twin(ScriptContext& c) {
   c.call(cmd::zadd{.key = k[0], .members = ScoreMember{double(exp), a[0]}});
   std::string const n = str(now);
   if (fresh) c.call(cmd::hset{.key = k[2], .fields = FieldValue{"connected_at", n}});
-  c.call(cmd::hset{.key = k[2], .fields = {FieldValue{"socket_id", a[1]}, FieldValue{"last_activity", n}}});
+  c.call(cmd::hset{.key = k[2],
+                   .fields = {FieldValue{"socket_id", a[1]}, FieldValue{"last_activity", n}}});
   if (!a[2].empty()) c.call(cmd::hset{.key = k[2], .fields = FieldValue{"matricule", a[2]}});
   c.call(cmd::pexpire{.key = k[2], .ttl = std::chrono::milliseconds(arg_int(c, 4))});
   if (added == 1) {
@@ -280,7 +289,7 @@ if fresh then
 end
 return 0
 )lua",
-                                                  &set_online_twin};
+                                                    &set_online_twin};
 
 // KEYS: P S D K. ARGV: user socket("" = all) data_ttl batch dprefix sprefix.
 // -> 1 when the user went offline by this call, else 0.
@@ -354,7 +363,7 @@ redis.call('PEXPIRE', K, tonumber(top[2]) - now)
 redis.call('HSET', D, 'socket_id', top[1])
 return 0
 )lua",
-                                                   &set_offline_twin};
+                                                     &set_offline_twin};
 
 // KEYS: P D K. ARGV: user socket("" = all) ttl data_ttl. -> 1 when renewed, 0 when the user (or
 // that socket) is not online.
@@ -367,8 +376,10 @@ inline std::int64_t touch_twin(ScriptContext& c) {
     if (!alive(c.call(cmd::zscore{.key = k[2], .member = a[1]}), now)) return 0;
     c.call(cmd::zadd{.key = k[2], .members = ScoreMember{double(exp), a[1]}});
   } else {
-    auto const live = c.call(cmd::zrange_by_score{.key = k[2], .min = ScoreBound::excl(double(now))});
-    for (auto const& s : live) c.call(cmd::zadd{.key = k[2], .members = ScoreMember{double(exp), s}});
+    auto const live =
+        c.call(cmd::zrange_by_score{.key = k[2], .min = ScoreBound::excl(double(now))});
+    for (auto const& s : live)
+      c.call(cmd::zadd{.key = k[2], .members = ScoreMember{double(exp), s}});
   }
   c.call(cmd::zremrangebyscore{.key = k[2], .max = ScoreBound::incl(double(now))});
   c.call(cmd::pexpire{.key = k[2], .ttl = std::chrono::milliseconds(ttl)});
@@ -399,7 +410,7 @@ redis.call('HSET', D, 'last_activity', now)
 redis.call('PEXPIRE', D, tonumber(ARGV[4]))
 return 1
 )lua",
-                                             &touch_twin};
+                                               &touch_twin};
 
 // KEYS: P. -> how many users are online.
 inline std::int64_t count_twin(ScriptContext& c) {
@@ -408,7 +419,7 @@ inline std::int64_t count_twin(ScriptContext& c) {
 inline Script<std::int64_t> const count_script{std::string(kPrelude) + R"lua(
 return redis.call('ZCOUNT', KEYS[1], '(' .. now_ms(), '+inf')
 )lua",
-                                             &count_twin};
+                                               &count_twin};
 
 // KEYS: P S. ARGV: batch dprefix sprefix. -> how many expired users were removed.
 inline std::int64_t purge_twin(ScriptContext& c) {
@@ -418,7 +429,7 @@ inline std::int64_t purge_twin(ScriptContext& c) {
 inline Script<std::int64_t> const purge_script{std::string(kPrelude) + R"lua(
 return purge(KEYS[1], KEYS[2], now_ms(), tonumber(ARGV[1]), ARGV[2], ARGV[3])
 )lua",
-                                             &purge_twin};
+                                               &purge_twin};
 
 // KEYS: P S. ARGV: ttl away_after idle_after batch dprefix sprefix.
 // -> {total, online, away, idle, peak, peak_at, connections last hour, sessions, session_ms}.
@@ -449,8 +460,15 @@ inline std::vector<std::int64_t> stats_twin(ScriptContext& c) {
     if (m && *m > minute - 60) conns += to_int(v[5 + 2 * i]).value_or(0);
   }
   std::int64_t const peak = std::max(total, to_int(v[0]).value_or(0));
-  return {total, online, away, idle, peak, to_int(v[1]).value_or(0), conns,
-          to_int(v[2]).value_or(0), to_int(v[3]).value_or(0)};
+  return {total,
+          online,
+          away,
+          idle,
+          peak,
+          to_int(v[1]).value_or(0),
+          conns,
+          to_int(v[2]).value_or(0),
+          to_int(v[3]).value_or(0)};
 }
 inline Script<std::vector<std::int64_t>> const stats_script{std::string(kPrelude) + R"lua(
 local P, S = KEYS[1], KEYS[2]
@@ -476,7 +494,7 @@ local peak = math.max(total, tonumber(v[1]) or 0)
 return {total, online, away, idle, peak, tonumber(v[2]) or 0, conns, tonumber(v[3]) or 0,
         tonumber(v[4]) or 0}
 )lua",
-                                                             &stats_twin};
+                                                            &stats_twin};
 
 // KEYS: P. ARGV: has_cursor cursor_score cursor_member count dprefix.
 // -> {now, then per user: id, expiry, socket_id, matricule, connected_at, last_activity}.
@@ -496,26 +514,35 @@ inline std::vector<std::string> page_twin(ScriptContext& c) {
     } else {
       pos = c.call(cmd::zcount{.key = P, .max = ScoreBound::excl(cs)});
       for (std::int64_t off = 0;; off += 128) {
-        auto const run = c.call(cmd::zrange_by_score{
-            .key = P, .min = ScoreBound::incl(cs), .max = ScoreBound::incl(cs),
-            .limit = RangeLimit{off, 128}});
+        auto const run = c.call(cmd::zrange_by_score{.key = P,
+                                                     .min = ScoreBound::incl(cs),
+                                                     .max = ScoreBound::incl(cs),
+                                                     .limit = RangeLimit{off, 128}});
         bool past = false;
         for (auto const& m : run) {
-          if (std::string_view(m) <= cm) ++pos; else { past = true; break; }
+          if (std::string_view(m) <= cm)
+            ++pos;
+          else {
+            past = true;
+            break;
+          }
         }
         if (past || run.size() < 128) break;
       }
     }
     start = std::max(start, pos);
   }
-  auto const page = c.call(cmd::zrange_withscores{.key = P, .start = start, .stop = start + count - 1});
+  auto const page =
+      c.call(cmd::zrange_withscores{.key = P, .start = start, .stop = start + count - 1});
   std::vector<std::string> out{str(now)};
   for (auto const& [u, s] : page) {
-    auto const d = c.call(cmd::hmget{.key = std::string(a[4]) + u,
-                                     .fields = {"socket_id", "matricule", "connected_at", "last_activity"}});
+    auto const d =
+        c.call(cmd::hmget{.key = std::string(a[4]) + u,
+                          .fields = {"socket_id", "matricule", "connected_at", "last_activity"}});
     out.push_back(u);
     out.push_back(str(std::int64_t(s)));
-    for (auto const& f : d) out.push_back(f.value_or(""));
+    for (auto const& f : d)
+      out.push_back(f.value_or(""));
   }
   return out;
 }
@@ -565,8 +592,7 @@ for i = 1, #page, 2 do
 end
 return out
 )lua",
-                                                            &page_twin};
-
+                                                          &page_twin};
 
 /// Owned keys and arguments of one call: the command is built from them when the operation
 /// starts (with `deferred`, after the initiating function returned). Shared with the handler
@@ -629,7 +655,8 @@ class OnlineUserManager {
   auto async_set_user_online(std::string_view user_id, OnlineUserData const& data,
                              Token&& token = {}) {
     return script_op<bool>(
-        token, !user_id.empty() && !data.socket_id.empty(), detail::online::set_online_script,
+        std::forward<Token>(token), !user_id.empty() && !data.socket_id.empty(),
+        detail::online::set_online_script,
         Call{{online_key_, stats_key_, data_key(user_id), socket_key(user_id)},
              {std::string(user_id), data.socket_id, data.matricule, ms(opt_.default_ttl),
               data_ttl(), std::to_string(opt_.purge_batch), data_prefix_, socket_prefix_}},
@@ -640,7 +667,7 @@ class OnlineUserManager {
   /// void(error_code, bool): true when the user was online.
   template <detail::online::NotText Token = boost::asio::deferred_t>
   auto async_set_user_offline(std::string_view user_id, Token&& token = {}) {
-    return offline(user_id, {}, true, token);
+    return offline(user_id, {}, true, std::forward<Token>(token));
   }
 
   /// Removes one socket; the user stays online while another is alive. Script.
@@ -648,7 +675,7 @@ class OnlineUserManager {
   template <class Token = boost::asio::deferred_t>
   auto async_set_user_offline(std::string_view user_id, std::string_view socket_id,
                               Token&& token = {}) {
-    return offline(user_id, socket_id, !socket_id.empty(), token);
+    return offline(user_id, socket_id, !socket_id.empty(), std::forward<Token>(token));
   }
 
   /// Renews the presence of every socket of the user (seed: updateLastActivity). Script.
@@ -656,7 +683,7 @@ class OnlineUserManager {
   /// async_set_user_online).
   template <detail::online::NotText Token = boost::asio::deferred_t>
   auto async_update_last_activity(std::string_view user_id, Token&& token = {}) {
-    return touch(user_id, {}, true, token);
+    return touch(user_id, {}, true, std::forward<Token>(token));
   }
 
   /// Renews one socket (its heartbeat): a socket that stops renewing expires on its own.
@@ -664,14 +691,14 @@ class OnlineUserManager {
   template <class Token = boost::asio::deferred_t>
   auto async_update_last_activity(std::string_view user_id, std::string_view socket_id,
                                   Token&& token = {}) {
-    return touch(user_id, socket_id, !socket_id.empty(), token);
+    return touch(user_id, socket_id, !socket_id.empty(), std::forward<Token>(token));
   }
 
   /// void(error_code, bool): online now (seed: isUserOnline). Transaction TIME + ZSCORE.
   template <class Token = boost::asio::deferred_t>
   auto async_is_user_online(std::string_view user_id, Token&& token = {}) {
     return owned_op<bool>(
-        token, !user_id.empty(), Call{{online_key_}, {std::string(user_id)}},
+        std::forward<Token>(token), !user_id.empty(), Call{{online_key_}, {std::string(user_id)}},
         [](Call const& c) {
           return transaction(cmd::time{}, cmd::zscore{.key = c.keys[0], .member = c.args[0]});
         },
@@ -693,7 +720,7 @@ class OnlineUserManager {
     bool const none = call.args.empty();
     if (none) call.args.emplace_back();  // ZMSCORE needs a member; "" is never online
     return owned_op<std::vector<std::string>>(
-        token, true, std::move(call),
+        std::forward<Token>(token), true, std::move(call),
         [](Call const& c) {
           return transaction(cmd::time{}, cmd::zmscore{.key = c.keys[0], .members = c.args});
         },
@@ -719,15 +746,17 @@ class OnlineUserManager {
     std::int64_t score = 0;
     bool ok = count > 0;
     if (!cursor.empty()) {
-      auto const r = std::from_chars(cursor.data(), cursor.data() + std::min(colon, cursor.size()), score);
-      ok = ok && colon != std::string_view::npos && r.ec == std::errc{} && r.ptr == cursor.data() + colon;
+      auto const r =
+          std::from_chars(cursor.data(), cursor.data() + std::min(colon, cursor.size()), score);
+      ok = ok && colon != std::string_view::npos && r.ec == std::errc{} &&
+           r.ptr == cursor.data() + colon;
     }
     Call call{{online_key_},
               {cursor.empty() ? "0" : "1", std::to_string(score),
                ok && !cursor.empty() ? std::string(cursor.substr(colon + 1)) : std::string(),
                std::to_string(count), data_prefix_}};
     return script_op<OnlineUsersPage>(
-        token, ok, detail::online::page_script, std::move(call),
+        std::forward<Token>(token), ok, detail::online::page_script, std::move(call),
         [ttl = opt_.default_ttl.count(), away = opt_.away_after.count(),
          idle = opt_.idle_after.count()](error_code& ec, std::vector<std::string> r,
                                          Call const& c) {
@@ -737,9 +766,7 @@ class OnlineUserManager {
             ec = make_error_code(Error::incompatible_size);
             return page;
           }
-          auto num = [](std::string const& s) {
-            return detail::online::to_int(s).value_or(0);
-          };
+          auto num = [](std::string const& s) { return detail::online::to_int(s).value_or(0); };
           std::int64_t const now = num(r[0]);
           for (std::size_t i = 1; i + 5 < r.size(); i += 6) {
             OnlineUser u;
@@ -763,7 +790,7 @@ class OnlineUserManager {
   /// live expiries in a script: O(log n), exact when entries expire.
   template <class Token = boost::asio::deferred_t>
   auto async_get_online_count(Token&& token = {}) {
-    return script_op<std::int64_t>(token, true, detail::online::count_script,
+    return script_op<std::int64_t>(std::forward<Token>(token), true, detail::online::count_script,
                                    Call{{online_key_}, {}},
                                    [](error_code&, std::int64_t n, Call const&) { return n; });
   }
@@ -773,7 +800,7 @@ class OnlineUserManager {
   template <class Token = boost::asio::deferred_t>
   auto async_get_presence_stats(Token&& token = {}) {
     return script_op<PresenceStats>(
-        token, true, detail::online::stats_script,
+        std::forward<Token>(token), true, detail::online::stats_script,
         Call{{online_key_, stats_key_},
              {ms(opt_.default_ttl), ms(opt_.away_after), ms(opt_.idle_after),
               std::to_string(opt_.purge_batch), data_prefix_, socket_prefix_}},
@@ -801,42 +828,42 @@ class OnlineUserManager {
   template <class Token = boost::asio::deferred_t>
   auto async_purge_expired(std::int64_t batch, Token&& token = {}) {
     return script_op<std::int64_t>(
-        token, batch > 0, detail::online::purge_script,
+        std::forward<Token>(token), batch > 0, detail::online::purge_script,
         Call{{online_key_, stats_key_}, {std::to_string(batch), data_prefix_, socket_prefix_}},
         [](error_code&, std::int64_t n, Call const&) { return n; });
   }
 
  private:
   template <class Token>
-  auto offline(std::string_view user_id, std::string_view socket_id, bool ok, Token& token) {
-    return script_op<bool>(
-        token, ok && !user_id.empty(), detail::online::set_offline_script,
-        Call{{online_key_, stats_key_, data_key(user_id), socket_key(user_id)},
-             {std::string(user_id), std::string(socket_id), data_ttl(),
-              std::to_string(opt_.purge_batch), data_prefix_, socket_prefix_}},
-        [](error_code&, std::int64_t r, Call const&) { return r == 1; });
+  auto offline(std::string_view user_id, std::string_view socket_id, bool ok, Token&& token) {
+    return script_op<bool>(std::forward<Token>(token), ok && !user_id.empty(),
+                           detail::online::set_offline_script,
+                           Call{{online_key_, stats_key_, data_key(user_id), socket_key(user_id)},
+                                {std::string(user_id), std::string(socket_id), data_ttl(),
+                                 std::to_string(opt_.purge_batch), data_prefix_, socket_prefix_}},
+                           [](error_code&, std::int64_t r, Call const&) { return r == 1; });
   }
 
   template <class Token>
-  auto touch(std::string_view user_id, std::string_view socket_id, bool ok, Token& token) {
+  auto touch(std::string_view user_id, std::string_view socket_id, bool ok, Token&& token) {
     return script_op<bool>(
-        token, ok && !user_id.empty(), detail::online::touch_script,
+        std::forward<Token>(token), ok && !user_id.empty(), detail::online::touch_script,
         Call{{online_key_, data_key(user_id), socket_key(user_id)},
              {std::string(user_id), std::string(socket_id), ms(opt_.default_ttl), data_ttl()}},
         [](error_code&, std::int64_t r, Call const&) { return r == 1; });
   }
 
   template <class Result, class Token, class Reply, class Map>
-  auto script_op(Token& token, bool ok, Script<Reply> const& script, Call call, Map map) {
+  auto script_op(Token&& token, bool ok, Script<Reply> const& script, Call call, Map map) {
     return owned_op<Result>(
-        token, ok, std::move(call),
+        std::forward<Token>(token), ok, std::move(call),
         [s = &script](Call const& c) { return (*s)(c.keys, c.args); }, std::move(map));
   }
 
   // One round trip: `make(call)` built when the operation starts, its reply mapped by
   // `map(ec, reply, call)`. `ok == false`: Error::invalid_request, nothing sent.
   template <class Result, class Token, class Make, class Map>
-  auto owned_op(Token& token, bool ok, Call call, Make make, Map map) {
+  auto owned_op(Token&& token, bool ok, Call call, Make make, Map map) {
     return boost::asio::async_initiate<Token, void(error_code, Result)>(
         [b = backend_](auto handler, bool ok, std::shared_ptr<Call const> call, Make make,
                        Map map) {
