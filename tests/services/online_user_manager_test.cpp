@@ -542,6 +542,8 @@ boost::asio::awaitable<void> churn(OnlineUserManager<B>& m, int i, int& done, in
     co_await m.async_update_last_activity(u, "b");
     co_await m.async_set_user_offline(u, "a");
     if (!co_await m.async_is_user_online(u)) ++failed;
+    auto const mine = co_await m.async_filter_online({u, "nobody"});  // g++ 12: braced ArgList
+    if (mine != std::vector<std::string>{u}) ++failed;
     if (i % 3 == 0) co_await m.async_set_user_offline(u);
     if (i % 3 == 1) co_await m.async_set_user_offline(u, "b");
     co_await m.async_get_online_count();
