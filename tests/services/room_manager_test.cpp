@@ -250,10 +250,10 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(rooms_expire_unless_written_and_user_rooms_drop_th
   f.wait(rooms.async_create_room("r1", RoomData("one")));
   f.wait(rooms.async_join_room("r1", "u1"));
   f.wait(rooms.async_join_room("r2", "u1"));
-  f.advance(600ms);
+  f.advance(700ms);
   f.wait(rooms.async_join_room("r2", "u2"));  // renews r2 only
-  f.advance(600ms);
-  // r1 was last written 1.2 s ago (TTL 1 s): gone, all of its keys together.
+  f.advance(700ms);
+  // r1 was last written 1.4 s ago (TTL 1 s): gone, all of its keys together.
   BOOST_TEST(!std::get<1>(f.wait(rooms.async_get_room_info("r1"))).has_value());
   BOOST_TEST(f.ok(cmd::exists{.keys = {"rooms:r1", "room_users:r1", "room_activity:r1"}}) == 0);
   BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_info("r2"))).has_value());
@@ -261,7 +261,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(rooms_expire_unless_written_and_user_rooms_drop_th
   // user_rooms lists only live rooms, and the expired one is removed from the set.
   BOOST_TEST(std::get<1>(f.wait(rooms.async_get_user_rooms("u1"))) == Ids({"r2"}));
   BOOST_TEST(f.ok(cmd::smembers{"user_rooms:u1"}) == Ids({"r2"}));
-  f.advance(600ms);
+  f.advance(700ms);
   BOOST_TEST(!std::get<1>(f.wait(rooms.async_get_room_info("r2"))).has_value());
   BOOST_TEST(std::get<1>(f.wait(rooms.async_get_user_rooms("u1"))).empty());
   BOOST_TEST(std::get<1>(f.wait(rooms.async_get_user_rooms("u2"))).empty());

@@ -38,9 +38,12 @@
 //    completes with Error::invalid_request and sends nothing.
 // Not cluster-safe yet: the online/user-rooms scripts build member keys (presence:{u},
 // room_users:{r}) inside Lua. The manager must outlive its operations; the arguments may die
-// as soon as the async_ call returns (they are copied).
+// as soon as the async_ call returns (they are copied). Cancellation, executor and allocator:
+// the handler's associations reach the backend (detail::ThenHandler), as with async_then.
 #pragma once
 
+// The script twins run commands on the memory engine: every command family must be visible.
+#include <rediskit/backend/memory_backend.hpp>
 #include <rediskit/cmd/hashes.hpp>
 #include <rediskit/cmd/keys.hpp>
 #include <rediskit/cmd/server.hpp>
