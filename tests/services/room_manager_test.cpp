@@ -109,6 +109,15 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(create_room_stores_the_seed_hash_and_updates_an_ex
   auto [ec4, missing] = f.wait(rooms.async_get_room_info("nope"));
   BOOST_TEST(!ec4);
   BOOST_TEST(!missing.has_value());
+
+  // A room a Node service wrote, createdAt as an ISO date: read, the date not misread.
+  f.ok(cmd::hset{.key = "rooms:node",
+                 .fields = {FieldValue{"id", "node"}, FieldValue{"name", "From Node"},
+                            FieldValue{"createdAt", "2024-05-01T10:00:00.000Z"}}});
+  auto const node = std::get<1>(f.wait(rooms.async_get_room_info("node")));
+  BOOST_REQUIRE(node.has_value());
+  BOOST_TEST(node->name == "From Node");
+  BOOST_TEST(node->created_at.time_since_epoch().count() == 0);
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(join_and_leave_change_both_directions, B, AllBackends) {

@@ -23,8 +23,10 @@
 //    rooms:, room_users:, room_roles:, room_activity: so they expire together:
 //    default_room_ttl while it has members, idle_room_ttl once the last member left;
 //    room_stats: lives archived_room_ttl after its last write (history outlives the room).
-//    user_rooms:{user} has no TTL: leaves empty it, and ids of rooms that expired are pruned
-//    when the user's rooms are read (async_get_user_rooms lists only live memberships).
+//    user_rooms:{user} has no TTL (were it to expire first, a room would list a user whose
+//    rooms do not list it): leaves empty it, and ids of rooms that expired are pruned when the
+//    user's rooms are read (async_get_user_rooms lists only live memberships); until then a
+//    user who never comes back keeps those ids.
 //  - Counts are derived from what is alive: userCount / total = SCARD room_users, online =
 //    members whose presence key exists, both read in the same script. Cost is O(members of
 //    the room), whatever the total number of users.
@@ -68,6 +70,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <tuple>
 #include <unordered_map>
 #include <utility>
@@ -185,10 +188,11 @@ namespace detail::rooms {
 // Every room script gets the room's keys in this order; join and leave add user_rooms:{user}.
 enum RoomKey { info, users, roles, activity, stats, room_key_count };
 
+// A stored integer; 0 for anything else (e.g. an ISO date a Node service wrote as createdAt).
 inline std::int64_t to_i64(std::string_view s) noexcept {
   std::int64_t v = 0;
-  (void)std::from_chars(s.data(), s.data() + s.size(), v);
-  return v;
+  auto const [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && end == s.data() + s.size() ? v : 0;
 }
 inline std::int64_t opt_i64(std::optional<std::string> const& s) noexcept {
   return s ? to_i64(*s) : 0;
