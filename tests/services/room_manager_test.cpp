@@ -68,7 +68,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(create_room_stores_the_seed_hash_and_updates_an_ex
   BackendFixture<B> f{kServicesDb};
   RoomManager rooms(f.backend);
   auto const before = server_ms(f);
-  auto [ec, created] = f.wait(rooms.async_create_room("conv_1", {"Dev Team", "GROUP", R"({"topic":"dev"})"}));
+  auto [ec, created] =
+      f.wait(rooms.async_create_room("conv_1", {"Dev Team", "GROUP", R"({"topic":"dev"})"}));
   BOOST_TEST(!ec);
   BOOST_TEST(created);
   auto const after = server_ms(f);
@@ -155,11 +156,11 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(join_and_leave_change_both_directions, B, AllBacke
   BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_info("r2")))->user_count == 0);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(online_users_are_members_whose_presence_key_exists, B,
-                              AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(online_users_are_members_whose_presence_key_exists, B, AllBackends) {
   BackendFixture<B> f{kServicesDb};
   RoomManager rooms(f.backend);
-  for (auto u : {"u1", "u2", "u3"}) f.wait(rooms.async_join_room("r", u));
+  for (auto u : {"u1", "u2", "u3"})
+    f.wait(rooms.async_join_room("r", u));
   set_online(f, "u1");
   set_online(f, "u3");
   set_online(f, "outsider");  // online, not a member
@@ -172,8 +173,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(online_users_are_members_whose_presence_key_exists
 
   set_offline(f, "u3");
   BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_online_users("r"))) == Ids({"u1"}));
-  BOOST_TEST((std::get<1>(f.wait(rooms.async_get_room_online_users_count("r"))) ==
-              RoomOnlineCount{1, 3}));
+  BOOST_TEST(
+      (std::get<1>(f.wait(rooms.async_get_room_online_users_count("r"))) == RoomOnlineCount{1, 3}));
   // An unknown room: nothing online, nothing written.
   auto const keys = f.ok(cmd::dbsize{});
   BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_online_users("none"))).empty());
@@ -193,8 +194,7 @@ BOOST_AUTO_TEST_CASE(presence_expiring_by_ttl_takes_a_user_offline) {
   BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_online_users_count("r"))).online == 0);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(roles_are_set_for_members_only_and_dropped_on_leave, B,
-                              AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(roles_are_set_for_members_only_and_dropped_on_leave, B, AllBackends) {
   BackendFixture<B> f{kServicesDb};
   RoomManager rooms(f.backend);
   auto [ec, none] = f.wait(rooms.async_get_user_role_in_room("r", "u1"));
@@ -206,7 +206,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(roles_are_set_for_members_only_and_dropped_on_leav
   BOOST_TEST(f.ok(cmd::exists{.keys = "room_roles:r"}) == 0);
 
   f.wait(rooms.async_join_room("r", "u1"));
-  BOOST_TEST((std::get<1>(f.wait(rooms.async_get_user_role_in_room("r", "u1"))) == RoomRole::member));
+  BOOST_TEST(
+      (std::get<1>(f.wait(rooms.async_get_user_role_in_room("r", "u1"))) == RoomRole::member));
   for (RoomRole role : {RoomRole::moderator, RoomRole::admin, RoomRole::member}) {
     BOOST_TEST(std::get<1>(f.wait(rooms.async_set_user_role_in_room("r", "u1", role))));
     BOOST_TEST((std::get<1>(f.wait(rooms.async_get_user_role_in_room("r", "u1"))) == role));
@@ -216,7 +217,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(roles_are_set_for_members_only_and_dropped_on_leav
   f.wait(rooms.async_leave_room("r", "u1"));
   BOOST_TEST(!std::get<1>(f.wait(rooms.async_get_user_role_in_room("r", "u1"))).has_value());
   f.wait(rooms.async_join_room("r", "u1"));
-  BOOST_TEST((std::get<1>(f.wait(rooms.async_get_user_role_in_room("r", "u1"))) == RoomRole::member));
+  BOOST_TEST(
+      (std::get<1>(f.wait(rooms.async_get_user_role_in_room("r", "u1"))) == RoomRole::member));
 
   // A role this manager does not know (written by someone else) is reported, not guessed.
   f.ok(cmd::hset{.key = "room_roles:r", .fields = FieldValue{"u1", "owner"}});
@@ -235,14 +237,16 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(writes_set_the_room_ttls_default_idle_and_archived
   RoomManager rooms(f.backend, o);
   auto in = [&](std::string const& key, std::int64_t lo, std::int64_t hi) {
     auto const t = f.ok(cmd::pttl{key});
-    BOOST_TEST((t > lo && t <= hi), key << " has PTTL " << t << ", expected (" << lo << ", " << hi << "]");
+    BOOST_TEST((t > lo && t <= hi),
+               key << " has PTTL " << t << ", expected (" << lo << ", " << hi << "]");
   };
   f.wait(rooms.async_create_room("r", RoomData("n")));
   in("rooms:r", 90'000, 100'000);
   f.wait(rooms.async_join_room("r", "u1"));
   f.wait(rooms.async_join_room("r", "u2"));
   f.wait(rooms.async_set_user_role_in_room("r", "u1", RoomRole::admin));
-  for (auto k : {"rooms:r", "room_users:r", "room_roles:r", "room_activity:r"}) in(k, 90'000, 100'000);
+  for (auto k : {"rooms:r", "room_users:r", "room_roles:r", "room_activity:r"})
+    in(k, 90'000, 100'000);
   BOOST_TEST(f.ok(cmd::pttl{"user_rooms:u1"}) == -1);  // emptied by leaves, pruned on reads
   f.wait(rooms.async_leave_room("r", "u1"));
   in("rooms:r", 90'000, 100'000);
@@ -280,11 +284,11 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(rooms_expire_unless_written_and_user_rooms_drop_th
   BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_online_users_count("r2"))).total == 1);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(peak_metrics_follow_the_online_count_on_server_time, B,
-                              AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(peak_metrics_follow_the_online_count_on_server_time, B, AllBackends) {
   BackendFixture<B> f{kServicesDb};
   RoomManager rooms(f.backend);
-  for (auto u : {"u1", "u2", "u3"}) f.wait(rooms.async_join_room("r", u));
+  for (auto u : {"u1", "u2", "u3"})
+    f.wait(rooms.async_join_room("r", u));
   set_online(f, "u1");
   auto const t0 = server_ms(f);
   f.wait(rooms.async_get_room_online_users_count("r"));  // first observation: 1
@@ -385,7 +389,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(get_all_rooms_pages_through_live_rooms_only, B, Al
     want.insert(id);
     f.wait(rooms.async_create_room(id, RoomData("n")));
   }
-  f.ok(cmd::set{.key = "rooms:not-a-hash", .value = "x"});  // another type: not a room
+  f.ok(cmd::set{.key = "rooms:not-a-hash", .value = "x"});     // another type: not a room
   f.ok(cmd::sadd{.key = "room_users:room0", .members = "u"});  // other prefixes: not rooms
   std::set<std::string> got;
   std::uint64_t cursor = 0;
@@ -413,7 +417,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_fails_with_invalid_request_and_sends_not
   BOOST_TEST(std::get<0>(f.wait(rooms.async_get_room_online_users(""))) == bad);
   BOOST_TEST(std::get<0>(f.wait(rooms.async_get_room_online_users_count(""))) == bad);
   BOOST_TEST(std::get<0>(f.wait(rooms.async_get_user_role_in_room("r", ""))) == bad);
-  BOOST_TEST(std::get<0>(f.wait(rooms.async_set_user_role_in_room("", "u", RoomRole::admin))) == bad);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_set_user_role_in_room("", "u", RoomRole::admin))) ==
+             bad);
   BOOST_TEST(std::get<0>(f.wait(rooms.async_set_user_role_in_room("r", "u", RoomRole(7)))) == bad);
   BOOST_TEST(std::get<0>(f.wait(rooms.async_get_user_rooms(""))) == bad);
   BOOST_TEST(std::get<0>(f.wait(rooms.async_get_room_peak_metrics(""))) == bad);
@@ -427,7 +432,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_fails_with_invalid_request_and_sends_not
   BOOST_TEST(std::get<0>(f.wait(broken.async_leave_room("r", "u"))) == bad);
   BOOST_TEST(std::get<0>(f.wait(broken.async_create_room("r", RoomData("n")))) == bad);
   BOOST_TEST(f.ok(cmd::dbsize{}) == 0);
-  if constexpr (BackendFixture<B>::is_fake) BOOST_TEST(f.backend.command_log().size() == 1u);  // DBSIZE
+  if constexpr (BackendFixture<B>::is_fake)
+    BOOST_TEST(f.backend.command_log().size() == 1u);  // DBSIZE
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(every_key_prefix_and_the_presence_layout_are_options, B,
@@ -527,8 +533,9 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_thousand_concurrent_joins_and_leaves_end_exact_a
   // Every leave ended a session: 1 000 + the 334 second leaves.
   std::int64_t sessions = 0;
   for (int r = 0; r < 20; ++r)
-    sessions += std::stoll(f.ok(cmd::hget{.key = "room_stats:r" + std::to_string(r),
-                                          .field = "sessions"}).value_or("0"));
+    sessions +=
+        std::stoll(f.ok(cmd::hget{.key = "room_stats:r" + std::to_string(r), .field = "sessions"})
+                       .value_or("0"));
   BOOST_TEST(sessions == 1334);
 }
 

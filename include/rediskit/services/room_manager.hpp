@@ -13,7 +13,8 @@
 //   user_rooms:{user}     set   the user's rooms
 //   room_roles:{room}     hash  user -> "admin" | "moderator" | "member" (none: member)
 //   room_activity:{room}  hash  user -> when they joined (server ms)          [not in the seed]
-//   room_stats:{room}     hash  peakUsersCount, peakTime, obs*, sessions, sessionMs [not in the seed]
+//   room_stats:{room}     hash  peakUsersCount, peakTime, obs*, sessions, sessionMs  [not in
+//                               the seed]
 //   presence:{user}       read only: the user is online iff this key exists (OnlinePresence)
 //
 // Guarantees:
@@ -89,16 +90,16 @@ struct OnlinePresence {
 
 /// RoomManager options: seed 000's defaults. TTLs must be positive.
 struct RoomOptions {
-  std::string room_prefix = "rooms";              ///< room hash
-  std::string room_users_prefix = "room_users";   ///< room -> members set
-  std::string user_rooms_prefix = "user_rooms";   ///< user -> rooms set
-  std::string room_roles_prefix = "room_roles";   ///< room -> user -> role hash
+  std::string room_prefix = "rooms";                   ///< room hash
+  std::string room_users_prefix = "room_users";        ///< room -> members set
+  std::string user_rooms_prefix = "user_rooms";        ///< user -> rooms set
+  std::string room_roles_prefix = "room_roles";        ///< room -> user -> role hash
   std::string room_activity_prefix = "room_activity";  ///< room -> user -> joined at (ms)
-  std::string room_stats_prefix = "room_stats";   ///< peak / session statistics hash
-  std::chrono::milliseconds default_room_ttl = std::chrono::hours(1);  ///< room with members
-  std::chrono::milliseconds idle_room_ttl = std::chrono::hours(2);     ///< room left empty
+  std::string room_stats_prefix = "room_stats";        ///< peak / session statistics hash
+  std::chrono::milliseconds default_room_ttl = std::chrono::hours(1);    ///< room with members
+  std::chrono::milliseconds idle_room_ttl = std::chrono::hours(2);       ///< room left empty
   std::chrono::milliseconds archived_room_ttl = std::chrono::hours(24);  ///< its statistics
-  OnlinePresence presence{};                      ///< who is online
+  OnlinePresence presence{};                                             ///< who is online
 };
 
 /// A member's role in a room (stored as "member", "moderator", "admin").
@@ -107,9 +108,12 @@ enum class RoomRole { member, moderator, admin };
 /// The stored text of a role.
 constexpr std::string_view to_string(RoomRole r) noexcept {
   switch (r) {
-    case RoomRole::admin: return "admin";
-    case RoomRole::moderator: return "moderator";
-    case RoomRole::member: return "member";
+    case RoomRole::admin:
+      return "admin";
+    case RoomRole::moderator:
+      return "moderator";
+    case RoomRole::member:
+      return "member";
   }
   return {};
 }
@@ -212,7 +216,9 @@ local function touch(ttl, archived)
 end
 )lua";
 
-inline std::string lua(std::string_view body) { return std::string(lua_prelude) + std::string(body); }
+inline std::string lua(std::string_view body) {
+  return std::string(lua_prelude) + std::string(body);
+}
 
 inline void touch(ScriptContext& c, std::string_view ttl, std::string_view archived) {
   for (int i = 0; i < 4; ++i)
@@ -231,10 +237,10 @@ inline std::int64_t create_twin(ScriptContext& c) {
   auto const a = c.args();
   bool const created = c.call(cmd::exists{.keys = k[info]}) == 0;
   std::string const n = std::to_string(c.call(cmd::scard{k[users]}));
-  c.call(cmd::hset{.key = k[info],
-                   .fields = {FieldValue{"id", a[0]}, FieldValue{"name", a[1]},
-                              FieldValue{"type", a[2]}, FieldValue{"metadata", a[3]},
-                              FieldValue{"userCount", n}}});
+  c.call(cmd::hset{
+      .key = k[info],
+      .fields = {FieldValue{"id", a[0]}, FieldValue{"name", a[1]}, FieldValue{"type", a[2]},
+                 FieldValue{"metadata", a[3]}, FieldValue{"userCount", n}}});
   if (created) set_field(c, k[info], "createdAt", c.unix_ms());
   touch(c, a[4], a[5]);
   return created ? 1 : 0;
@@ -247,7 +253,8 @@ if created then redis.call('HSET', KEYS[1], 'createdAt', int(now_ms())) end
 touch(ARGV[5], ARGV[6])
 if created then return 1 end
 return 0
-)lua"), &create_twin};
+)lua"),
+                                                &create_twin};
 
 // join: KEYS room keys + user_rooms:{user}; ARGV room, user, ttl, archived -> 1 joined, 0 was
 // a member already.
@@ -275,7 +282,8 @@ if added == 1 then redis.call('HSET', KEYS[4], ARGV[2], int(now)) end
 redis.call('HSET', KEYS[1], 'userCount', int(redis.call('SCARD', KEYS[2])))
 touch(ARGV[3], ARGV[4])
 return added
-)lua"), &join_twin};
+)lua"),
+                                              &join_twin};
 
 // leave: KEYS room keys + user_rooms:{user}; ARGV room, user, ttl, idle ttl, archived -> 1 left,
 // 0 was not a member. The ended session is added to the statistics.
@@ -289,7 +297,8 @@ inline std::int64_t leave_twin(ScriptContext& c) {
   auto const joined = c.call(cmd::hget{.key = k[activity], .field = a[1]});
   c.call(cmd::hdel{.key = k[activity], .fields = a[1]});
   c.call(cmd::hincrby{.key = k[stats], .field = "sessions", .increment = 1});
-  c.call(cmd::hincrby{.key = k[stats], .field = "sessionMs",
+  c.call(cmd::hincrby{.key = k[stats],
+                      .field = "sessionMs",
                       .increment = joined ? std::max<std::int64_t>(0, now - to_i64(*joined)) : 0});
   std::int64_t const left = c.call(cmd::scard{k[users]});
   if (c.call(cmd::exists{.keys = k[info]}) == 1) set_field(c, k[info], "userCount", left);
@@ -311,7 +320,8 @@ local left = redis.call('SCARD', KEYS[2])
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'userCount', int(left)) end
 if left > 0 then touch(ARGV[3], ARGV[5]) else touch(ARGV[4], ARGV[5]) end
 return 1
-)lua"), &leave_twin};
+)lua"),
+                                               &leave_twin};
 
 // set role: KEYS room keys; ARGV user, role, ttl, archived -> 1 set, 0 not a member.
 inline std::int64_t set_role_twin(ScriptContext& c) {
@@ -327,7 +337,8 @@ if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 touch(ARGV[3], ARGV[4])
 return 1
-)lua"), &set_role_twin};
+)lua"),
+                                                  &set_role_twin};
 
 // user rooms: KEYS user_rooms:{user}; ARGV user, room_users key prefix -> the rooms whose
 // member set holds the user; ids of rooms that expired are removed from user_rooms.
@@ -351,7 +362,8 @@ for _, r in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   else redis.call('SREM', KEYS[1], r) end
 end
 return out
-)lua", &user_rooms_twin};
+)lua",
+                                                                &user_rooms_twin};
 
 // Who of a room is online, observed into its statistics. KEYS room keys; ARGV mode, presence
 // key prefix, archived ttl. Reply {ids, per member, numbers} by mode:
@@ -380,9 +392,9 @@ inline OnlineReply online_twin(ScriptContext& c) {
   std::int64_t const now = c.unix_ms();
   auto const n = static_cast<std::int64_t>(online.size());
   if (!members.empty() || c.call(cmd::exists{.keys = k[info]}) == 1) {
-    auto const s = c.call(cmd::hmget{.key = k[stats],
-                                     .fields = {"peakUsersCount", "obsStart", "obsSince",
-                                                "obsLast", "obsArea"}});
+    auto const s = c.call(
+        cmd::hmget{.key = k[stats],
+                   .fields = {"peakUsersCount", "obsStart", "obsSince", "obsLast", "obsArea"}});
     bool changed = false;
     if (!s[1]) {
       std::string const t = std::to_string(now), v = std::to_string(n);
@@ -393,8 +405,7 @@ inline OnlineReply online_twin(ScriptContext& c) {
     } else if (opt_i64(s[3]) != n) {
       std::int64_t const area =
           opt_i64(s[4]) + opt_i64(s[3]) * std::max<std::int64_t>(0, now - opt_i64(s[2]));
-      std::string const t = std::to_string(now), v = std::to_string(n),
-                        ar = std::to_string(area);
+      std::string const t = std::to_string(now), v = std::to_string(n), ar = std::to_string(area);
       c.call(cmd::hset{.key = k[stats],
                        .fields = {FieldValue{"obsSince", t}, FieldValue{"obsLast", v},
                                   FieldValue{"obsArea", ar}}});
@@ -413,7 +424,8 @@ inline OnlineReply online_twin(ScriptContext& c) {
   if (mode == "count") return {{}, {}, {n, static_cast<std::int64_t>(members.size())}};
   if (mode == "presence") {
     std::unordered_map<std::string, std::string> joined;
-    for (auto& [u, t] : c.call(cmd::hgetall{k[activity]})) joined.emplace(std::move(u), std::move(t));
+    for (auto& [u, t] : c.call(cmd::hgetall{k[activity]}))
+      joined.emplace(std::move(u), std::move(t));
     std::vector<std::int64_t> per;
     for (std::size_t i = 0; i < members.size(); ++i) {
       per.push_back(flags[i]);
@@ -423,12 +435,13 @@ inline OnlineReply online_twin(ScriptContext& c) {
     auto const st = c.call(cmd::hmget{.key = k[stats], .fields = {"sessions", "sessionMs"}});
     return {std::move(members), std::move(per), {opt_i64(st[0]), opt_i64(st[1]), now}};
   }
-  auto const st = c.call(cmd::hmget{.key = k[stats],
-                                    .fields = {"peakUsersCount", "peakTime", "obsStart",
-                                               "obsSince", "obsLast", "obsArea"}});
+  auto const st = c.call(cmd::hmget{
+      .key = k[stats],
+      .fields = {"peakUsersCount", "peakTime", "obsStart", "obsSince", "obsLast", "obsArea"}});
   if (!st[0]) return {};
   std::vector<std::int64_t> nums;
-  for (auto const& v : st) nums.push_back(opt_i64(v));
+  for (auto const& v : st)
+    nums.push_back(opt_i64(v));
   nums.push_back(now);
   return {{}, {}, std::move(nums)};
 }
@@ -442,7 +455,8 @@ end
 local now = now_ms()
 local n = #online
 if #members > 0 or redis.call('EXISTS', KEYS[1]) == 1 then
-  local s = redis.call('HMGET', KEYS[5], 'peakUsersCount', 'obsStart', 'obsSince', 'obsLast', 'obsArea')
+  local s = redis.call('HMGET', KEYS[5], 'peakUsersCount', 'obsStart', 'obsSince', 'obsLast',
+                      'obsArea')
   local changed = false
   if not s[2] then
     redis.call('HSET', KEYS[5], 'obsStart', int(now), 'obsSince', int(now), 'obsLast', int(n),
@@ -481,7 +495,8 @@ local nums = {}
 for i = 1, 6 do nums[i] = tonumber(st[i] or 0) end
 nums[7] = now
 return {{}, {}, nums}
-)lua"), &online_twin};
+)lua"),
+                                               &online_twin};
 
 template <class Sig>
 struct ResultOf;
@@ -523,8 +538,8 @@ class RoomManager {
   template <class Token = boost::asio::deferred_t>
   auto async_create_room(std::string_view room_id, RoomData const& data, Token&& token = {}) {
     return run_script<void(error_code, bool)>(
-        token, options_valid_ && !room_id.empty(), detail::rooms::create_script,
-        room_keys(room_id), {std::string(room_id), data.name, data.type, data.metadata, ttl_, archived_ttl_},
+        token, options_valid_ && !room_id.empty(), detail::rooms::create_script, room_keys(room_id),
+        {std::string(room_id), data.name, data.type, data.metadata, ttl_, archived_ttl_},
         [](error_code&, std::int64_t n) { return n == 1; });
   }
 
@@ -538,16 +553,21 @@ class RoomManager {
     return run<void(error_code, std::optional<RoomInfo>)>(
         token, !room_id.empty(), State{info_.key(room_id), users_.key(room_id)},
         [](State const& s) { return batch(cmd::hgetall{s.info}, cmd::scard{s.users}); },
-        [](error_code&, std::tuple<std::vector<std::pair<std::string, std::string>>,
-                                   std::int64_t> r) -> std::optional<RoomInfo> {
+        [](error_code&,
+           std::tuple<std::vector<std::pair<std::string, std::string>>, std::int64_t> r)
+            -> std::optional<RoomInfo> {
           auto& [fields, n] = r;
           if (fields.empty()) return std::nullopt;
           RoomInfo info;
           for (auto& [f, v] : fields) {
-            if (f == "id") info.id = std::move(v);
-            else if (f == "name") info.name = std::move(v);
-            else if (f == "type") info.type = std::move(v);
-            else if (f == "metadata") info.metadata = std::move(v);
+            if (f == "id")
+              info.id = std::move(v);
+            else if (f == "name")
+              info.name = std::move(v);
+            else if (f == "type")
+              info.type = std::move(v);
+            else if (f == "metadata")
+              info.metadata = std::move(v);
             else if (f == "createdAt")
               info.created_at = RoomTime(std::chrono::milliseconds(detail::rooms::to_i64(v)));
           }
@@ -562,7 +582,8 @@ class RoomManager {
   auto async_join_room(std::string_view room_id, std::string_view user_id, Token&& token = {}) {
     return run_script<void(error_code, bool)>(
         token, options_valid_ && !room_id.empty() && !user_id.empty(), detail::rooms::join_script,
-        room_keys(room_id, user_id), {std::string(room_id), std::string(user_id), ttl_, archived_ttl_},
+        room_keys(room_id, user_id),
+        {std::string(room_id), std::string(user_id), ttl_, archived_ttl_},
         [](error_code&, std::int64_t n) { return n == 1; });
   }
 
@@ -571,8 +592,8 @@ class RoomManager {
   template <class Token = boost::asio::deferred_t>
   auto async_leave_room(std::string_view room_id, std::string_view user_id, Token&& token = {}) {
     return run_script<void(error_code, bool)>(
-        token, options_valid_ && !room_id.empty() && !user_id.empty(),
-        detail::rooms::leave_script, room_keys(room_id, user_id),
+        token, options_valid_ && !room_id.empty() && !user_id.empty(), detail::rooms::leave_script,
+        room_keys(room_id, user_id),
         {std::string(room_id), std::string(user_id), ttl_, idle_ttl_, archived_ttl_},
         [](error_code&, std::int64_t n) { return n == 1; });
   }
@@ -675,7 +696,8 @@ class RoomManager {
           m.peak_users_count = n[0];
           m.peak_time = RoomTime(std::chrono::milliseconds(n[1]));
           std::int64_t const span = n[6] - n[2];
-          double const area = double(n[5]) + double(n[4]) * double(std::max<std::int64_t>(0, n[6] - n[3]));
+          double const area =
+              double(n[5]) + double(n[4]) * double(std::max<std::int64_t>(0, n[6] - n[3]));
           m.average_active_users = span > 0 ? area / double(span) : double(n[4]);
           return m;
         });
@@ -709,7 +731,8 @@ class RoomManager {
                                on ? PresenceStatus::online : PresenceStatus::offline,
                                RoomTime(std::chrono::milliseconds(per[2 * i + 1]))});
           }
-          if (sessions > 0) s.average_session_duration = std::chrono::milliseconds(total_ms / sessions);
+          if (sessions > 0)
+            s.average_session_duration = std::chrono::milliseconds(total_ms / sessions);
           return s;
         });
   }
@@ -718,8 +741,7 @@ class RoomManager {
   /// 0, stop when the returned cursor is 0. `count` (>= 1) is SCAN's hint of work per step.
   /// void(error_code, RoomPage).
   template <class Token = boost::asio::deferred_t>
-  auto async_get_all_rooms(std::uint64_t cursor = 0, std::int64_t count = 100,
-                           Token&& token = {}) {
+  auto async_get_all_rooms(std::uint64_t cursor = 0, std::int64_t count = 100, Token&& token = {}) {
     return run<void(error_code, RoomPage)>(
         token, count >= 1, info_.all(),
         [cursor, count](std::string const& pattern) {
@@ -728,7 +750,8 @@ class RoomManager {
         [this](error_code&, ScanPage p) {
           RoomPage page{p.cursor, {}};
           page.rooms.reserve(p.keys.size());
-          for (auto const& k : p.keys) page.rooms.emplace_back(info_.strip(k));
+          for (auto const& k : p.keys)
+            page.rooms.emplace_back(info_.strip(k));
           return page;
         });
   }
@@ -761,8 +784,8 @@ class RoomManager {
                                  typename detail::rooms::ResultOf<Sig>::type{});
             return;
           }
-          b->async_exec(make(state), detail::ThenHandler<decltype(handler), Map>{
-                                         std::move(handler), std::move(map)});
+          b->async_exec(make(state), detail::ThenHandler<decltype(handler), Map>{std::move(handler),
+                                                                                 std::move(map)});
         },
         token, std::move(state), std::move(make), std::move(map));
   }
@@ -781,16 +804,16 @@ class RoomManager {
 
   template <class Sig, class Token, class Map>
   auto observe(Token& token, std::string_view room_id, std::string_view mode, Map map) {
-    return run_script<Sig>(token, options_valid_ && !room_id.empty(),
-                           detail::rooms::online_script, room_keys(room_id),
-                           {std::string(mode), presence_prefix_, archived_ttl_}, std::move(map));
+    return run_script<Sig>(token, options_valid_ && !room_id.empty(), detail::rooms::online_script,
+                           room_keys(room_id), {std::string(mode), presence_prefix_, archived_ttl_},
+                           std::move(map));
   }
 
   B* backend_;
   RoomOptions opt_;
   KeySpace info_, users_, user_rooms_, roles_, activity_, stats_;
-  std::string presence_prefix_;    // "presence:"
-  std::string room_users_prefix_;  // "room_users:"
+  std::string presence_prefix_;                // "presence:"
+  std::string room_users_prefix_;              // "room_users:"
   std::string ttl_, idle_ttl_, archived_ttl_;  // milliseconds, as script arguments
   bool options_valid_;
 };
