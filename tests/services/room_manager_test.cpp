@@ -1,0 +1,542 @@
+// RoomManager on every backend: rooms, membership in both directions, roles, presence through
+// the presence keys, peak metrics and presence stats on server time, TTLs and their expiry,
+// paging over rooms, bad input, lost connections, 1 000 concurrent joins and leaves.
+#include "support/backends.hpp"
+
+#include <rediskit/services/room_manager.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+using namespace rediskit;
+using namespace std::chrono_literals;
+using rediskit::test::AllBackends;
+using rediskit::test::BackendFixture;
+using rediskit::test::kServicesDb;
+
+namespace {
+
+std::vector<std::string> sorted(std::vector<std::string> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+using Ids = std::vector<std::string>;
+using Pairs = std::vector<std::pair<std::string, std::string>>;
+Pairs sorted_pairs(Pairs v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+template <class B>
+std::int64_t server_ms(BackendFixture<B>& f) {
+  auto const [s, us] = f.ok(cmd::time{});
+  return s * 1000 + us / 1000;
+}
+
+template <class B>
+void set_online(BackendFixture<B>& f, std::string const& user) {
+  BOOST_TEST(f.ok(cmd::set{.key = "presence:" + user, .value = "1"}));
+}
+template <class B>
+void set_offline(BackendFixture<B>& f, std::string const& user) {
+  f.ok(cmd::del{.keys = "presence:" + user});
+}
+
+RoomOptions short_ttls() {
+  RoomOptions o;
+  o.default_room_ttl = 1000ms;
+  o.idle_room_ttl = 1000ms;
+  o.archived_room_ttl = 3000ms;
+  return o;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(room_manager)
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(create_room_stores_the_seed_hash_and_updates_an_existing_one, B,
+                              AllBackends) {
+  BackendFixture<B> f{kServicesDb};
+  RoomManager rooms(f.backend);
+  auto const before = server_ms(f);
+  auto [ec, created] =
+      f.wait(rooms.async_create_room("conv_1", {"Dev Team", "GROUP", R"({"topic":"dev"})"}));
+  BOOST_TEST(!ec);
+  BOOST_TEST(created);
+  auto const after = server_ms(f);
+
+  auto [ec2, info] = f.wait(rooms.async_get_room_info("conv_1"));
+  BOOST_TEST(!ec2);
+  BOOST_REQUIRE(info.has_value());
+  BOOST_TEST(info->id == "conv_1");
+  BOOST_TEST(info->name == "Dev Team");
+  BOOST_TEST(info->type == "GROUP");
+  BOOST_TEST(info->metadata == R"({"topic":"dev"})");
+  BOOST_TEST(info->user_count == 0);
+  auto const created_at = info->created_at.time_since_epoch().count();
+  BOOST_TEST(created_at >= before);
+  BOOST_TEST(created_at <= after);
+
+  // The seed's field names, for the Node services sharing the Redis.
+  auto fields = f.ok(cmd::hgetall{"rooms:conv_1"});
+  std::map<std::string, std::string> m(fields.begin(), fields.end());
+  BOOST_TEST(m.size() == 6u);
+  BOOST_TEST(m["userCount"] == "0");
+  BOOST_TEST(m["createdAt"] == std::to_string(created_at));
+
+  // Again: updated, createdAt and members kept.
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_join_room("conv_1", "u1"))));
+  f.advance(20ms);
+  auto [ec3, again] = f.wait(rooms.async_create_room("conv_1", RoomData("Renamed")));
+  BOOST_TEST(!ec3);
+  BOOST_TEST(!again);
+  auto const info2 = std::get<1>(f.wait(rooms.async_get_room_info("conv_1")));
+  BOOST_REQUIRE(info2.has_value());
+  BOOST_TEST(info2->name == "Renamed");
+  BOOST_TEST(info2->type == "GROUP");
+  BOOST_TEST(info2->metadata == "");
+  BOOST_TEST(info2->user_count == 1);
+  BOOST_TEST((info2->created_at == info->created_at));
+
+  auto [ec4, missing] = f.wait(rooms.async_get_room_info("nope"));
+  BOOST_TEST(!ec4);
+  BOOST_TEST(!missing.has_value());
+
+  // A room a Node service wrote, createdAt as an ISO date: read, the date not misread.
+  f.ok(cmd::hset{.key = "rooms:node",
+                 .fields = {FieldValue{"id", "node"}, FieldValue{"name", "From Node"},
+                            FieldValue{"createdAt", "2024-05-01T10:00:00.000Z"}}});
+  auto const node = std::get<1>(f.wait(rooms.async_get_room_info("node")));
+  BOOST_REQUIRE(node.has_value());
+  BOOST_TEST(node->name == "From Node");
+  BOOST_TEST(node->created_at.time_since_epoch().count() == 0);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(join_and_leave_change_both_directions, B, AllBackends) {
+  BackendFixture<B> f{kServicesDb};
+  RoomManager rooms(f.backend);
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_join_room("r1", "u1"))));
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_join_room("r1", "u2"))));
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_join_room("r2", "u1"))));
+  BOOST_TEST(!std::get<1>(f.wait(rooms.async_join_room("r1", "u1"))));  // already a member
+
+  BOOST_TEST(sorted(std::get<1>(f.wait(rooms.async_get_room_users("r1")))) == Ids({"u1", "u2"}));
+  BOOST_TEST(sorted(std::get<1>(f.wait(rooms.async_get_user_rooms("u1")))) == Ids({"r1", "r2"}));
+  BOOST_TEST(sorted(f.ok(cmd::smembers{"room_users:r1"})) == Ids({"u1", "u2"}));
+  BOOST_TEST(sorted(f.ok(cmd::smembers{"user_rooms:u1"})) == Ids({"r1", "r2"}));
+  BOOST_TEST(*f.ok(cmd::hget{.key = "rooms:r1", .field = "userCount"}) == "2");
+  // A room joined without create_room gets its hash.
+  auto const info = std::get<1>(f.wait(rooms.async_get_room_info("r2")));
+  BOOST_REQUIRE(info.has_value());
+  BOOST_TEST(info->id == "r2");
+  BOOST_TEST(info->user_count == 1);
+  BOOST_TEST(info->created_at.time_since_epoch().count() > 0);
+
+  auto [ec, left] = f.wait(rooms.async_leave_room("r1", "u1"));
+  BOOST_TEST(!ec);
+  BOOST_TEST(left);
+  BOOST_TEST(!std::get<1>(f.wait(rooms.async_leave_room("r1", "u1"))));
+  BOOST_TEST(!std::get<1>(f.wait(rooms.async_leave_room("r1", "stranger"))));
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_users("r1"))) == Ids({"u2"}));
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_user_rooms("u1"))) == Ids({"r2"}));
+  BOOST_TEST(*f.ok(cmd::hget{.key = "rooms:r1", .field = "userCount"}) == "1");
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_info("r1")))->user_count == 1);
+  // The last member leaving empties both sets (Redis deletes empty sets).
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_leave_room("r2", "u1"))));
+  BOOST_TEST(f.ok(cmd::exists{.keys = {"room_users:r2", "user_rooms:u1"}}) == 0);
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_info("r2")))->user_count == 0);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(online_users_are_members_whose_presence_key_exists, B, AllBackends) {
+  BackendFixture<B> f{kServicesDb};
+  RoomManager rooms(f.backend);
+  for (auto u : {"u1", "u2", "u3"})
+    f.wait(rooms.async_join_room("r", u));
+  set_online(f, "u1");
+  set_online(f, "u3");
+  set_online(f, "outsider");  // online, not a member
+  auto [ec, online] = f.wait(rooms.async_get_room_online_users("r"));
+  BOOST_TEST(!ec);
+  BOOST_TEST(sorted(online) == Ids({"u1", "u3"}));
+  auto [ec2, count] = f.wait(rooms.async_get_room_online_users_count("r"));
+  BOOST_TEST(!ec2);
+  BOOST_TEST((count == RoomOnlineCount{2, 3}));
+
+  set_offline(f, "u3");
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_online_users("r"))) == Ids({"u1"}));
+  BOOST_TEST(
+      (std::get<1>(f.wait(rooms.async_get_room_online_users_count("r"))) == RoomOnlineCount{1, 3}));
+  // An unknown room: nothing online, nothing written.
+  auto const keys = f.ok(cmd::dbsize{});
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_online_users("none"))).empty());
+  BOOST_TEST((std::get<1>(f.wait(rooms.async_get_room_online_users_count("none"))) ==
+              RoomOnlineCount{0, 0}));
+  BOOST_TEST(!std::get<1>(f.wait(rooms.async_get_room_peak_metrics("none"))).has_value());
+  BOOST_TEST(f.ok(cmd::dbsize{}) == keys);
+}
+
+BOOST_AUTO_TEST_CASE(presence_expiring_by_ttl_takes_a_user_offline) {
+  BackendFixture<FakeBackend> f{kServicesDb};
+  RoomManager rooms(f.backend);
+  f.wait(rooms.async_join_room("r", "u1"));
+  f.ok(cmd::set{.key = "presence:u1", .value = "1", .ttl = 300s});
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_online_users_count("r"))).online == 1);
+  f.advance(301s);
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_online_users_count("r"))).online == 0);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(roles_are_set_for_members_only_and_dropped_on_leave, B, AllBackends) {
+  BackendFixture<B> f{kServicesDb};
+  RoomManager rooms(f.backend);
+  auto [ec, none] = f.wait(rooms.async_get_user_role_in_room("r", "u1"));
+  BOOST_TEST(!ec);
+  BOOST_TEST(!none.has_value());
+  auto [ec2, set] = f.wait(rooms.async_set_user_role_in_room("r", "u1", RoomRole::admin));
+  BOOST_TEST(!ec2);
+  BOOST_TEST(!set);  // not a member
+  BOOST_TEST(f.ok(cmd::exists{.keys = "room_roles:r"}) == 0);
+
+  f.wait(rooms.async_join_room("r", "u1"));
+  BOOST_TEST(
+      (std::get<1>(f.wait(rooms.async_get_user_role_in_room("r", "u1"))) == RoomRole::member));
+  for (RoomRole role : {RoomRole::moderator, RoomRole::admin, RoomRole::member}) {
+    BOOST_TEST(std::get<1>(f.wait(rooms.async_set_user_role_in_room("r", "u1", role))));
+    BOOST_TEST((std::get<1>(f.wait(rooms.async_get_user_role_in_room("r", "u1"))) == role));
+    BOOST_TEST(*f.ok(cmd::hget{.key = "room_roles:r", .field = "u1"}) == to_string(role));
+  }
+  f.wait(rooms.async_set_user_role_in_room("r", "u1", RoomRole::moderator));
+  f.wait(rooms.async_leave_room("r", "u1"));
+  BOOST_TEST(!std::get<1>(f.wait(rooms.async_get_user_role_in_room("r", "u1"))).has_value());
+  f.wait(rooms.async_join_room("r", "u1"));
+  BOOST_TEST(
+      (std::get<1>(f.wait(rooms.async_get_user_role_in_room("r", "u1"))) == RoomRole::member));
+
+  // A role this manager does not know (written by someone else) is reported, not guessed.
+  f.ok(cmd::hset{.key = "room_roles:r", .fields = FieldValue{"u1", "owner"}});
+  auto [ec3, odd] = f.wait(rooms.async_get_user_role_in_room("r", "u1"));
+  BOOST_TEST(ec3 == make_error_code(Error::unexpected_reply_type));
+  BOOST_TEST((parse_room_role("moderator") == RoomRole::moderator));
+  BOOST_TEST(!parse_room_role("owner").has_value());
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(writes_set_the_room_ttls_default_idle_and_archived, B, AllBackends) {
+  BackendFixture<B> f{kServicesDb};
+  RoomOptions o;
+  o.default_room_ttl = 100s;
+  o.idle_room_ttl = 200s;
+  o.archived_room_ttl = 400s;
+  RoomManager rooms(f.backend, o);
+  auto in = [&](std::string const& key, std::int64_t lo, std::int64_t hi) {
+    auto const t = f.ok(cmd::pttl{key});
+    BOOST_TEST((t > lo && t <= hi),
+               key << " has PTTL " << t << ", expected (" << lo << ", " << hi << "]");
+  };
+  f.wait(rooms.async_create_room("r", RoomData("n")));
+  in("rooms:r", 90'000, 100'000);
+  f.wait(rooms.async_join_room("r", "u1"));
+  f.wait(rooms.async_join_room("r", "u2"));
+  f.wait(rooms.async_set_user_role_in_room("r", "u1", RoomRole::admin));
+  for (auto k : {"rooms:r", "room_users:r", "room_roles:r", "room_activity:r"})
+    in(k, 90'000, 100'000);
+  BOOST_TEST(f.ok(cmd::pttl{"user_rooms:u1"}) == -1);  // emptied by leaves, pruned on reads
+  f.wait(rooms.async_leave_room("r", "u1"));
+  in("rooms:r", 90'000, 100'000);
+  in("room_stats:r", 390'000, 400'000);  // the ended session
+  f.wait(rooms.async_leave_room("r", "u2"));
+  in("rooms:r", 190'000, 200'000);  // empty: idle
+  in("room_stats:r", 390'000, 400'000);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(rooms_expire_unless_written_and_user_rooms_drop_them, B,
+                              AllBackends) {
+  BackendFixture<B> f{kServicesDb};
+  RoomManager rooms(f.backend, short_ttls());
+  f.wait(rooms.async_create_room("r1", RoomData("one")));
+  f.wait(rooms.async_join_room("r1", "u1"));
+  f.wait(rooms.async_join_room("r2", "u1"));
+  f.advance(700ms);
+  f.wait(rooms.async_join_room("r2", "u2"));  // renews r2 only
+  f.advance(700ms);
+  // r1 was last written 1.4 s ago (TTL 1 s): gone, all of its keys together.
+  BOOST_TEST(!std::get<1>(f.wait(rooms.async_get_room_info("r1"))).has_value());
+  BOOST_TEST(f.ok(cmd::exists{.keys = {"rooms:r1", "room_users:r1", "room_activity:r1"}}) == 0);
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_info("r2"))).has_value());
+  BOOST_TEST(sorted(std::get<1>(f.wait(rooms.async_get_room_users("r2")))) == Ids({"u1", "u2"}));
+  // user_rooms lists only live rooms, and the expired one is removed from the set.
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_user_rooms("u1"))) == Ids({"r2"}));
+  BOOST_TEST(f.ok(cmd::smembers{"user_rooms:u1"}) == Ids({"r2"}));
+  f.advance(700ms);
+  BOOST_TEST(!std::get<1>(f.wait(rooms.async_get_room_info("r2"))).has_value());
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_user_rooms("u1"))).empty());
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_user_rooms("u2"))).empty());
+  BOOST_TEST(f.ok(cmd::exists{.keys = {"user_rooms:u1", "user_rooms:u2"}}) == 0);
+  // Joining again starts a fresh room.
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_join_room("r2", "u1"))));
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_online_users_count("r2"))).total == 1);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(peak_metrics_follow_the_online_count_on_server_time, B, AllBackends) {
+  BackendFixture<B> f{kServicesDb};
+  RoomManager rooms(f.backend);
+  for (auto u : {"u1", "u2", "u3"})
+    f.wait(rooms.async_join_room("r", u));
+  set_online(f, "u1");
+  auto const t0 = server_ms(f);
+  f.wait(rooms.async_get_room_online_users_count("r"));  // first observation: 1
+  f.advance(100ms);
+  set_online(f, "u2");
+  auto const t1 = server_ms(f);
+  f.wait(rooms.async_get_room_online_users("r"));  // 2: the peak
+  auto const t2 = server_ms(f);
+  auto const stats = f.ok(cmd::hgetall{"room_stats:r"});
+  f.advance(100ms);
+  f.wait(rooms.async_get_room_online_users("r"));  // unchanged: nothing written
+  BOOST_TEST(sorted_pairs(f.ok(cmd::hgetall{"room_stats:r"})) == sorted_pairs(stats));
+  set_offline(f, "u1");
+  set_offline(f, "u2");
+  f.wait(rooms.async_get_room_presence_stats("r"));  // 0
+  f.advance(200ms);
+
+  auto [ec, m] = f.wait(rooms.async_get_room_peak_metrics("r"));
+  BOOST_TEST(!ec);
+  BOOST_REQUIRE(m.has_value());
+  BOOST_TEST(m->peak_users_count == 2);
+  auto const peak_time = m->peak_time.time_since_epoch().count();
+  BOOST_TEST((peak_time >= t1 && peak_time <= t2));
+  BOOST_TEST((m->average_active_users > 0 && m->average_active_users < 2));
+  if constexpr (BackendFixture<B>::is_fake) {
+    // 1 online for 100 ms, 2 for 100 ms, 0 for 200 ms: (100 + 200) / 400.
+    BOOST_TEST(peak_time == t0 + 100);
+    BOOST_TEST(m->average_active_users == 0.75, boost::test_tools::tolerance(1e-9));
+  }
+  // A member leaving a room whose hash is gone (deleted by someone else) does not recreate it.
+  f.ok(cmd::del{.keys = "rooms:r"});
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_leave_room("r", "u3"))));
+  BOOST_TEST(f.ok(cmd::exists{.keys = "rooms:r"}) == 0);
+  // Statistics outlive the room (archived TTL): peak metrics of a room whose keys are gone.
+  f.ok(cmd::del{.keys = {"room_users:r", "room_activity:r"}});
+  auto const again = std::get<1>(f.wait(rooms.async_get_room_peak_metrics("r")));
+  BOOST_REQUIRE(again.has_value());
+  BOOST_TEST(again->peak_users_count == 2);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(presence_stats_list_members_with_status_and_sessions, B,
+                              AllBackends) {
+  BackendFixture<B> f{kServicesDb};
+  RoomManager rooms(f.backend);
+  auto const t0 = server_ms(f);
+  f.wait(rooms.async_join_room("r", "u1"));
+  f.wait(rooms.async_join_room("r", "u3"));
+  f.advance(100ms);
+  f.wait(rooms.async_join_room("r", "u2"));
+  f.advance(100ms);
+  f.wait(rooms.async_leave_room("r", "u3"));  // a 200 ms session
+  set_online(f, "u2");
+  f.advance(100ms);
+  auto [ec, s] = f.wait(rooms.async_get_room_presence_stats("r"));
+  auto const t1 = server_ms(f);
+  BOOST_TEST(!ec);
+  BOOST_TEST(s.room_id == "r");
+  BOOST_TEST(s.total_users == 2);
+  BOOST_TEST(s.online_users == 1);
+  BOOST_REQUIRE(s.users.size() == 2u);
+  std::sort(s.users.begin(), s.users.end(),
+            [](auto const& a, auto const& b) { return a.user_id < b.user_id; });
+  BOOST_TEST(s.users[0].user_id == "u1");
+  BOOST_TEST((s.users[0].status == PresenceStatus::offline));
+  BOOST_TEST(s.users[1].user_id == "u2");
+  BOOST_TEST((s.users[1].status == PresenceStatus::online));
+  auto const u1_at = s.users[0].last_activity.time_since_epoch().count();
+  auto const u2_at = s.users[1].last_activity.time_since_epoch().count();
+  BOOST_TEST((u1_at >= t0 && u1_at < u2_at && u2_at <= t1));
+  BOOST_TEST(s.average_session_duration.count() > 0);
+  if constexpr (BackendFixture<B>::is_fake) {
+    // u3: 200 ms ended; u1: 300 ms and u2: 200 ms ongoing.
+    BOOST_TEST(u2_at - u1_at == 100);
+    BOOST_TEST(s.average_session_duration.count() == (200 + 300 + 200) / 3);
+  }
+  // A member added by someone else (no join time): listed, not counted as a session.
+  f.ok(cmd::sadd{.key = "room_users:r", .members = "u9"});
+  auto const with_u9 = std::get<1>(f.wait(rooms.async_get_room_presence_stats("r")));
+  BOOST_TEST(with_u9.total_users == 3);
+  for (auto const& u : with_u9.users)
+    if (u.user_id == "u9") BOOST_TEST(u.last_activity.time_since_epoch().count() == 0);
+  if constexpr (BackendFixture<B>::is_fake)
+    BOOST_TEST(with_u9.average_session_duration.count() == (200 + 300 + 200) / 3);
+
+  auto [ec2, empty] = f.wait(rooms.async_get_room_presence_stats("none"));
+  BOOST_TEST(!ec2);
+  BOOST_TEST(empty.total_users == 0);
+  BOOST_TEST(empty.users.empty());
+  BOOST_TEST(empty.average_session_duration.count() == 0);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(get_all_rooms_pages_through_live_rooms_only, B, AllBackends) {
+  BackendFixture<B> f{kServicesDb};
+  RoomManager rooms(f.backend);
+  std::set<std::string> want;
+  for (int i = 0; i < 25; ++i) {
+    std::string const id = "room" + std::to_string(i);
+    want.insert(id);
+    f.wait(rooms.async_create_room(id, RoomData("n")));
+  }
+  f.ok(cmd::set{.key = "rooms:not-a-hash", .value = "x"});     // another type: not a room
+  f.ok(cmd::sadd{.key = "room_users:room0", .members = "u"});  // other prefixes: not rooms
+  std::set<std::string> got;
+  std::uint64_t cursor = 0;
+  int steps = 0;
+  do {
+    auto [ec, page] = f.wait(rooms.async_get_all_rooms(cursor, 5));
+    BOOST_REQUIRE(!ec);
+    got.insert(page.rooms.begin(), page.rooms.end());
+    cursor = page.cursor;
+  } while (cursor != 0 && ++steps < 1000);
+  BOOST_TEST(got == want);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_fails_with_invalid_request_and_sends_nothing, B,
+                              AllBackends) {
+  BackendFixture<B> f{kServicesDb};
+  RoomManager rooms(f.backend);
+  auto const bad = make_error_code(Error::invalid_request);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_create_room("", RoomData("n")))) == bad);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_get_room_info(""))) == bad);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_join_room("", "u"))) == bad);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_join_room("r", ""))) == bad);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_leave_room("r", ""))) == bad);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_get_room_users(""))) == bad);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_get_room_online_users(""))) == bad);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_get_room_online_users_count(""))) == bad);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_get_user_role_in_room("r", ""))) == bad);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_set_user_role_in_room("", "u", RoomRole::admin))) ==
+             bad);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_set_user_role_in_room("r", "u", RoomRole(7)))) == bad);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_get_user_rooms(""))) == bad);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_get_room_peak_metrics(""))) == bad);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_get_room_presence_stats(""))) == bad);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_get_all_rooms(0, 0))) == bad);
+
+  RoomOptions o;
+  o.idle_room_ttl = 0ms;  // would delete keys instead of expiring them
+  RoomManager broken(f.backend, o);
+  BOOST_TEST(std::get<0>(f.wait(broken.async_join_room("r", "u"))) == bad);
+  BOOST_TEST(std::get<0>(f.wait(broken.async_leave_room("r", "u"))) == bad);
+  BOOST_TEST(std::get<0>(f.wait(broken.async_create_room("r", RoomData("n")))) == bad);
+  BOOST_TEST(f.ok(cmd::dbsize{}) == 0);
+  if constexpr (BackendFixture<B>::is_fake)
+    BOOST_TEST(f.backend.command_log().size() == 1u);  // DBSIZE
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(every_key_prefix_and_the_presence_layout_are_options, B,
+                              AllBackends) {
+  BackendFixture<B> f{kServicesDb};
+  RoomOptions o;
+  o.room_prefix = "c:rooms";
+  o.room_users_prefix = "c:members";
+  o.user_rooms_prefix = "c:memberships";
+  o.room_roles_prefix = "c:roles";
+  o.room_activity_prefix = "c:activity";
+  o.room_stats_prefix = "c:stats";
+  o.presence.prefix = "online";
+  RoomManager rooms(f.backend, o);
+  f.wait(rooms.async_join_room("r", "u1"));
+  f.wait(rooms.async_join_room("r", "u2"));
+  f.wait(rooms.async_set_user_role_in_room("r", "u1", RoomRole::admin));
+  f.ok(cmd::set{.key = "online:u1", .value = "1"});
+  f.ok(cmd::set{.key = "presence:u2", .value = "1"});  // the default layout: not looked at
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_online_users("r"))) == Ids({"u1"}));
+  f.wait(rooms.async_leave_room("r", "u2"));
+  BOOST_TEST(f.ok(cmd::exists{.keys = {"c:rooms:r", "c:members:r", "c:memberships:u1", "c:roles:r",
+                                       "c:activity:r", "c:stats:r"}}) == 6);
+  BOOST_TEST(f.ok(cmd::dbsize{}) == 8);  // those six, online:u1, presence:u2
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_user_rooms("u1"))) == Ids({"r"}));
+  auto const page = std::get<1>(f.wait(rooms.async_get_all_rooms()));
+  BOOST_TEST(page.rooms == Ids({"r"}));
+}
+
+BOOST_AUTO_TEST_CASE(a_lost_connection_fails_operations_with_an_error) {
+  BackendFixture<FakeBackend> f{kServicesDb};
+  RoomManager rooms(f.backend);
+  f.wait(rooms.async_join_room("r", "u1"));
+  f.backend.drop_connection();
+  auto const down = make_error_code(Error::not_connected);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_join_room("r", "u2"))) == down);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_get_room_info("r"))) == down);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_get_room_online_users("r"))) == down);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_get_user_role_in_room("r", "u1"))) == down);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_get_all_rooms())) == down);
+  f.backend.restore_connection();
+  f.backend.fail_next(1, Error::connection_lost);
+  BOOST_TEST(std::get<0>(f.wait(rooms.async_leave_room("r", "u1"))) ==
+             make_error_code(Error::connection_lost));
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_users("r"))) == Ids({"u1"}));
+}
+
+namespace {
+
+template <class B>
+boost::asio::awaitable<void> churn(RoomManager<B>& rooms, std::string room, std::string user,
+                                   bool stay, int& done) {
+  co_await rooms.async_join_room(room, user);
+  co_await rooms.async_leave_room(room, user);
+  co_await rooms.async_join_room(room, user);
+  if (!stay) co_await rooms.async_leave_room(room, user);
+  ++done;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_thousand_concurrent_joins_and_leaves_end_exact_and_consistent, B,
+                              AllBackends) {
+  BackendFixture<B> f{kServicesDb};
+  RoomManager rooms(f.backend);
+  // 1 000 (room, user) pairs over 20 rooms and 50 users, one coroutine each: join, leave, join,
+  // and leave again for every third pair.
+  std::map<std::string, std::set<std::string>> want_room, want_user;
+  int done = 0;
+  for (int i = 0; i < 1000; ++i) {
+    std::string room = "r" + std::to_string(i % 20), user = "u" + std::to_string(i / 20);
+    bool const stay = i % 3 != 0;
+    if (stay) {
+      want_room[room].insert(user);
+      want_user[user].insert(room);
+    }
+    boost::asio::co_spawn(f.ioc, churn(rooms, room, user, stay, done), boost::asio::detached);
+  }
+  f.run_until([&] { return done == 1000; }, 60s);
+
+  for (int r = 0; r < 20; ++r) {
+    std::string const room = "r" + std::to_string(r);
+    auto const users = sorted(std::get<1>(f.wait(rooms.async_get_room_users(room))));
+    BOOST_TEST(users == Ids(want_room[room].begin(), want_room[room].end()));
+    BOOST_TEST(*f.ok(cmd::hget{.key = "rooms:" + room, .field = "userCount"}) ==
+               std::to_string(users.size()));
+    for (auto const& u : users)  // both directions
+      BOOST_TEST(f.ok(cmd::sismember{.key = "user_rooms:" + u, .member = room}));
+  }
+  for (int u = 0; u < 50; ++u) {
+    std::string const user = "u" + std::to_string(u);
+    auto const mine = sorted(f.ok(cmd::smembers{"user_rooms:" + user}));
+    BOOST_TEST(mine == Ids(want_user[user].begin(), want_user[user].end()));
+    for (auto const& r : mine)
+      BOOST_TEST(f.ok(cmd::sismember{.key = "room_users:" + r, .member = user}));
+  }
+  // Every leave ended a session: 1 000 + the 334 second leaves.
+  std::int64_t sessions = 0;
+  for (int r = 0; r < 20; ++r)
+    sessions +=
+        std::stoll(f.ok(cmd::hget{.key = "room_stats:r" + std::to_string(r), .field = "sessions"})
+                       .value_or("0"));
+  BOOST_TEST(sessions == 1334);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
