@@ -317,13 +317,18 @@ UnreadBreakdown to_breakdown(std::string const& conv, R&& r) {
 }
 
 template <class R>
-inline constexpr bool is_result_v =
-    std::is_integral_v<std::remove_cvref_t<R>> || std::is_convertible_v<R, UnreadBreakdown> ||
-    (std::ranges::input_range<R> &&
-     requires(std::ranges::range_reference_t<R> e) {
-       std::string(std::get<0>(e));
-       static_cast<std::int64_t>(std::get<1>(e));
-     });
+concept PairRange = std::ranges::input_range<R> && requires(std::ranges::range_reference_t<R> e) {
+  std::string(std::get<0>(e));
+  static_cast<std::int64_t>(std::get<1>(e));
+};
+
+/// What a recalculation function may return: a count, or {conversation, count} pairs.
+template <class R>
+concept Result = std::is_integral_v<std::remove_cvref_t<R>> ||
+                 std::is_convertible_v<R, UnreadBreakdown> || PairRange<R>;
+
+template <class R>
+inline constexpr bool is_result_v = Result<R>;
 
 /// Calls f with the conversation and the user (Args: both) or the user only (Args: one).
 template <class... Args, class F, class... Extra>
