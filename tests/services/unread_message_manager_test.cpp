@@ -455,6 +455,13 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(recalculation_coroutines_are_awaited, B, AllBacken
       });
   BOOST_TEST(u.err(u.m.async_recalculate_unread("abcde", "u1")) ==
              make_error_code(boost::system::errc::timed_out));
+  // A function that throws before it makes its coroutine.
+  u.m.set_recalculate_function(
+      [](std::string_view, std::string_view) -> asio::awaitable<long long> {
+        throw boost::system::system_error(make_error_code(boost::system::errc::timed_out));
+      });
+  BOOST_TEST(u.err(u.m.async_recalculate_unread("abcde", "u1")) ==
+             make_error_code(boost::system::errc::timed_out));
   BOOST_TEST(u.count("abcde", "u1") == 5);
 }
 
@@ -482,6 +489,19 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_write_racing_the_query_makes_recalculation_ask_a
   BOOST_TEST(calls == 3);                  // recalculate_attempts
   BOOST_TEST(u.count("c1", "u1") == 15);   // the increments, nothing overwritten
   u.check_total_is_sum("u1", {"c1"});
+  // recalculate_attempts = 1: the first race fails the operation.
+  UnreadMessageManager<B> once(u.f.backend, UnreadOptions{.recalculate_attempts = 1});
+  calls = 0;
+  once.set_recalculate_function(
+      [&](std::string_view, std::string_view) -> asio::awaitable<long long> {
+        ++calls;
+        co_await u.m.async_increment_unread("c1", "u1", 1);
+        co_return 1;
+      });
+  BOOST_TEST(u.err(once.async_recalculate_unread("c1", "u1")) ==
+             make_error_code(boost::system::errc::resource_unavailable_try_again));
+  BOOST_TEST(calls == 1);
+  BOOST_TEST(u.count("c1", "u1") == 16);
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(recalculate_total_replaces_every_counter_of_the_user, B,
@@ -511,6 +531,14 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(recalculate_total_replaces_every_counter_of_the_us
   refused(UnreadBreakdown{{"x", 1}, {"x", 2}});
   refused(UnreadBreakdown{{"", 1}});
   refused(UnreadBreakdown{{"x", -1}});
+  // The error_code form, failing.
+  u.m.set_recalculate_total_function([](std::string_view, error_code& ec) {
+    ec = make_error_code(boost::system::errc::host_unreachable);
+    return UnreadBreakdown{{"x", 1}};
+  });
+  BOOST_TEST(u.err(u.m.async_recalculate_total_unread("u1")) ==
+             make_error_code(boost::system::errc::host_unreachable));
+  BOOST_TEST(u.total("u1") == 8);
   // Nothing unread at all.
   u.m.set_recalculate_total_function([](std::string_view) { return UnreadBreakdown{}; });
   BOOST_TEST(u.ok(u.m.async_recalculate_total_unread("u1")) == 0);

@@ -7,7 +7,8 @@
 //         co_return co_await db.count_unread(conv, user);
 //       });
 //   co_await unread.async_increment_unread_for_recipients(conv, sender, members, 1);
-//   auto [ec, total] = co_await unread.async_get_user_total_unread("u1", asio::as_tuple(asio::deferred));
+//   auto [ec, total] =
+//       co_await unread.async_get_user_total_unread("u1", asio::as_tuple(asio::deferred));
 //   co_await unread.async_mark_conversation_read(conv, "u1");
 //
 // Key layout (seed 000's prefixes: keyPrefix "unread", userUnreadPrefix "user_unread"):
@@ -32,11 +33,18 @@
 //    `recalculate_attempts` times).
 //  - Operations never complete inside the initiating call; failures are error codes
 //    (rediskit::Error::invalid_request for bad input, the backend's code otherwise).
+//  - A missing counter reads as 0. Counters are a cache of the database: after 3 days without
+//    a write to a user they are gone, until written again or recalculated
+//    (async_recalculate_total_unread rebuilds all of a user's counters at once).
 //  - Thread safety: as the backend; set the recalculation functions before operations start.
+//    Cancellation: the handler's cancellation slot reaches the backend's operation.
 // On Redis Cluster, async_increment_unread_for_recipients touches one key per recipient: it
 // needs them in one slot (not the case with this layout) and is for single-node Redis.
 #pragma once
 
+// The scripts' C++ twins run hash and key commands on the in-memory engine.
+#include <rediskit/backend/detail/memory/run_hashes.hpp>
+#include <rediskit/backend/detail/memory/run_keys.hpp>
 #include <rediskit/commands.hpp>
 #include <rediskit/concepts/backend.hpp>
 #include <rediskit/detail/post.hpp>
