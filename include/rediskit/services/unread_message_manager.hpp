@@ -335,8 +335,11 @@ template <class R>
 concept Result = std::is_integral_v<std::remove_cvref_t<R>> ||
                  std::is_convertible_v<R, UnreadBreakdown> || PairRange<R>;
 
-template <class R>
-inline constexpr bool is_result_v = Result<R>;
+/// A count for one conversation (Total = false), {conversation, count} pairs for a user's total
+/// (a bare total cannot be stored: its parts are not known).
+template <class R, bool Total>
+inline constexpr bool is_result_v =
+    Result<R> && (Total != std::is_integral_v<std::remove_cvref_t<R>>);
 
 /// Calls f with the conversation and the user (Args: both) or the user only (Args: one).
 template <class... Args, class F, class... Extra>
@@ -352,9 +355,9 @@ template <class F, class... Args>
 Source make_source(F f) {
   using Ec = error_code&;
   if constexpr (std::is_invocable_v<F&, Args..., Ec>) {
-    static_assert(is_result_v<std::invoke_result_t<F&, Args..., Ec>>,
-                  "a recalculation function returns a count (total: a range of "
-                  "{conversation, count} pairs)");
+    static_assert(is_result_v<std::invoke_result_t<F&, Args..., Ec>, sizeof...(Args) == 1>,
+                  "a recalculation function returns a count; a total recalculation function "
+                  "returns {conversation, count} pairs (UnreadBreakdown, std::map...)");
     return [f = std::move(f)](std::string const& c, std::string const& u,
                               boost::asio::any_io_executor ex, SinkPtr sink) mutable {
       error_code ec;
@@ -370,9 +373,9 @@ Source make_source(F f) {
   } else if constexpr (std::is_invocable_v<F&, Args...>) {
     using R = std::invoke_result_t<F&, Args...>;
     if constexpr (is_awaitable_v<R>) {
-      static_assert(is_result_v<typename R::value_type>,
-                    "a recalculation coroutine returns a count (total: a range of "
-                    "{conversation, count} pairs)");
+      static_assert(is_result_v<typename R::value_type, sizeof...(Args) == 1>,
+                    "a recalculation coroutine returns a count; a total recalculation coroutine "
+                    "returns {conversation, count} pairs (UnreadBreakdown, std::map...)");
       return [f = std::move(f)](std::string const& c, std::string const& u,
                                 boost::asio::any_io_executor ex, SinkPtr sink) mutable {
         std::optional<R> a;
@@ -391,9 +394,10 @@ Source make_source(F f) {
                               });
       };
     } else {
-      static_assert(is_result_v<R>,
-                    "a recalculation function returns a count (total: a range of "
-                    "{conversation, count} pairs), or an asio::awaitable of one");
+      static_assert(is_result_v<R, sizeof...(Args) == 1>,
+                    "a recalculation function returns a count; a total recalculation function "
+                    "returns {conversation, count} pairs (UnreadBreakdown, std::map...); "
+                    "either may return an asio::awaitable of it");
       return [f = std::move(f)](std::string const& c, std::string const& u,
                                 boost::asio::any_io_executor ex, SinkPtr sink) mutable {
         error_code ec;
