@@ -141,7 +141,7 @@ for i = 1, #KEYS do
   redis.call('PEXPIRE', KEYS[i], ARGV[3])
 end
 return first)lua",
-                                                    &increment_twin};
+                                                   &increment_twin};
 
 // KEYS: user hash; ARGV: conversation, n (0: all), ttl ms. Subtracts n, clamping at zero (a
 // zero count has no field); returns the new count, or for n = 0 the count it cleared.
@@ -187,7 +187,7 @@ redis.call('HINCRBY', KEYS[1], '', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if n == 0 then return cur end
 return left)lua",
-                                                    &decrement_twin};
+                                                   &decrement_twin};
 
 // KEYS: user hash. The sum of its counters (the version field left out).
 inline std::int64_t total_twin(ScriptContext& ctx) {
@@ -319,7 +319,8 @@ UnreadBreakdown to_breakdown(std::string const& conv, R&& r) {
     return UnreadBreakdown(std::forward<R>(r));
   } else {
     UnreadBreakdown out;
-    for (auto&& [c, n] : r) out.emplace_back(std::string(c), static_cast<std::int64_t>(n));
+    for (auto&& [c, n] : r)
+      out.emplace_back(std::string(c), static_cast<std::int64_t>(n));
     return out;
   }
 }
@@ -333,13 +334,13 @@ concept PairRange = std::ranges::input_range<R> && requires(std::ranges::range_r
 /// What a recalculation function may return: a count, or {conversation, count} pairs.
 template <class R>
 concept Result = std::is_integral_v<std::remove_cvref_t<R>> ||
-                 std::is_convertible_v<R, UnreadBreakdown> || PairRange<R>;
+    std::is_convertible_v<R, UnreadBreakdown> || PairRange<R>;
 
 /// A count for one conversation (Total = false), {conversation, count} pairs for a user's total
 /// (a bare total cannot be stored: its parts are not known).
 template <class R, bool Total>
-inline constexpr bool is_result_v =
-    Result<R> && (Total != std::is_integral_v<std::remove_cvref_t<R>>);
+inline constexpr bool is_result_v = Result<R> &&
+                                    (Total != std::is_integral_v<std::remove_cvref_t<R>>);
 
 /// Calls f with the conversation and the user (Args: both) or the user only (Args: one).
 template <class... Args, class F, class... Extra>
@@ -386,12 +387,12 @@ Source make_source(F f) {
         }
         // The coroutine refers to f (in the operation's state, alive until it completes) and to
         // c and u (also there); co_spawn never runs it inside this call.
-        boost::asio::co_spawn(ex, std::move(*a),
-                              [sink = std::move(sink), c](std::exception_ptr e,
-                                                          typename R::value_type r) mutable {
-                                if (e) return deliver(std::move(sink), error_of(e), {});
-                                deliver(std::move(sink), {}, to_breakdown(c, std::move(r)));
-                              });
+        boost::asio::co_spawn(
+            ex, std::move(*a),
+            [sink = std::move(sink), c](std::exception_ptr e, typename R::value_type r) mutable {
+              if (e) return deliver(std::move(sink), error_of(e), {});
+              deliver(std::move(sink), {}, to_breakdown(c, std::move(r)));
+            });
       };
     } else {
       static_assert(is_result_v<R, sizeof...(Args) == 1>,
@@ -434,7 +435,8 @@ struct RecalcState {
 /// True when `counts` may be written: ids not empty and distinct, counts not negative, and for
 /// one conversation exactly that conversation.
 inline bool valid(RecalcState const& s, UnreadBreakdown const& counts) {
-  if (!s.conv.empty()) return counts.size() == 1 && counts[0].first == s.conv && counts[0].second >= 0;
+  if (!s.conv.empty())
+    return counts.size() == 1 && counts[0].first == s.conv && counts[0].second >= 0;
   std::vector<std::string_view> ids;
   ids.reserve(counts.size());
   for (auto const& [c, n] : counts) {
@@ -533,8 +535,8 @@ class UnreadMessageManager {
   /// function (or coroutine) has finished. F must be copyable.
   template <class F>
   void set_recalculate_function(F f) {
-    recalculate_ = detail::unread::make_source<F, std::string const&, std::string const&>(
-        std::move(f));
+    recalculate_ =
+        detail::unread::make_source<F, std::string const&, std::string const&>(std::move(f));
   }
 
   /// seed: setRecalculateTotalFunction. `f(user_id)` returns the user's unread counts by
@@ -543,8 +545,7 @@ class UnreadMessageManager {
   /// enough: it cannot be written without knowing its parts (total == sum of the parts).
   template <class F>
   void set_recalculate_total_function(F f) {
-    recalculate_total_ =
-        detail::unread::make_source<F, std::string const&>(std::move(f));
+    recalculate_total_ = detail::unread::make_source<F, std::string const&>(std::move(f));
   }
 
   /// seed: incrementUnread. Adds `n` (>= 1) to the count of (conversation, user) and renews
@@ -556,8 +557,7 @@ class UnreadMessageManager {
         [this](auto handler, std::string conv, std::string user, std::int64_t n) {
           if (conv.empty() || user.empty() || n < 1) return complete_now(std::move(handler));
           std::string const key = user_key(user), count = std::to_string(n);
-          run(std::move(handler),
-              detail::unread::increment_script(key, {conv, count, ttl_}),
+          run(std::move(handler), detail::unread::increment_script(key, {conv, count, ttl_}),
               detail::unread::Count{});
         },
         token, std::string(conversation_id), std::string(user_id), n);
@@ -570,8 +570,8 @@ class UnreadMessageManager {
   template <class Token = boost::asio::deferred_t>
   auto async_increment_unread_for_recipients(std::string_view conversation_id,
                                              std::string_view sender_id,
-                                             ArgList<std::string_view> participants,
-                                             std::int64_t n, Token&& token = {}) {
+                                             ArgList<std::string_view> participants, std::int64_t n,
+                                             Token&& token = {}) {
     std::vector<std::string> users;
     users.reserve(participants.size());
     bool empty_id = false;
@@ -586,7 +586,8 @@ class UnreadMessageManager {
           std::sort(users.begin(), users.end());
           users.erase(std::unique(users.begin(), users.end()), users.end());
           if (users.empty()) return complete_now(std::move(handler), error_code{});
-          for (auto& u : users) u.insert(0, prefix_);  // now the keys
+          for (auto& u : users)
+            u.insert(0, prefix_);  // now the keys
           std::string const count = std::to_string(n);
           auto const recipients = static_cast<std::int64_t>(users.size());
           run(std::move(handler), detail::unread::increment_script(users, {conv, count, ttl_}),
@@ -606,8 +607,7 @@ class UnreadMessageManager {
         [this](auto handler, std::string conv, std::string user, std::int64_t n) {
           if (conv.empty() || user.empty() || n < 1) return complete_now(std::move(handler));
           std::string const key = user_key(user), count = std::to_string(n);
-          run(std::move(handler),
-              detail::unread::decrement_script(key, {conv, count, ttl_}),
+          run(std::move(handler), detail::unread::decrement_script(key, {conv, count, ttl_}),
               detail::unread::Count{});
         },
         token, std::string(conversation_id), std::string(user_id), n);
@@ -672,7 +672,8 @@ class UnreadMessageManager {
                                 Token&& token = {}) {
     return boost::asio::async_initiate<Token, Sig>(
         [this](auto handler, std::string conv, std::string user) {
-          if (conv.empty() || user.empty() || !recalculate_) return complete_now(std::move(handler));
+          if (conv.empty() || user.empty() || !recalculate_)
+            return complete_now(std::move(handler));
           recalculate(std::move(handler), std::move(conv), std::move(user), recalculate_);
         },
         token, std::string(conversation_id), std::string(user_id));
