@@ -74,7 +74,7 @@ enum class Error : int {
 
   // --- Services ----------------------------------------------------------------------------
   decode_failed = 500,         ///< a stored value does not decode into the requested type
-  load_failed,                 ///< a cache loader failed (threw, or completed with an error)
+  load_failed,                 ///< a loader or recalculation function failed (threw, or errored)
 };
 
 namespace detail {
@@ -193,8 +193,8 @@ class ErrorCategory final : public boost::system::error_category {
         return "a stored value does not decode into the requested type (Diagnostics::detail "
                "names the key, the field and the reason)";
       case Error::load_failed:
-        return "the cache loader failed: the value was neither loaded nor cached "
-               "(Diagnostics::detail holds the loader's error)";
+        return "a loader or recalculation function failed (it threw or reported an error): "
+               "nothing was stored (for a cache, Diagnostics::detail holds its message)";
     }
     return "unknown rediskit error";
   }

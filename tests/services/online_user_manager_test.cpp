@@ -28,7 +28,7 @@ using RedisOnly = boost::mpl::list<RedisBackend>;
 
 namespace {
 
-auto const invalid = make_error_code(Error::invalid_request);
+auto const invalid = make_error_code(Error::invalid_argument);
 
 // Short TTLs on Redis (real time is slept on); on the manual clock they could be anything.
 OnlineUserOptions short_ttl() {
@@ -472,7 +472,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(options_set_the_prefixes_and_ttls, B, AllBackends)
   BOOST_TEST((d2 > 19'000 && d2 <= 20'000));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_completes_with_invalid_request, B, InProcessBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_completes_with_invalid_argument, B, InProcessBackends) {
   Env<B> e;
   if constexpr (BackendFixture<B>::is_fake) e.f.backend.clear_log();
   BOOST_TEST(std::get<0>(e.f.wait(e.users.async_set_user_online("", OnlineUserData("s")))) ==

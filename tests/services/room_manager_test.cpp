@@ -403,11 +403,11 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(get_all_rooms_pages_through_live_rooms_only, B, Al
   BOOST_TEST(got == want);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_fails_with_invalid_request_and_sends_nothing, B,
+BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_fails_with_invalid_argument_and_sends_nothing, B,
                               AllBackends) {
   BackendFixture<B> f{kServicesDb};
   RoomManager rooms(f.backend);
-  auto const bad = make_error_code(Error::invalid_request);
+  auto const bad = make_error_code(Error::invalid_argument);
   BOOST_TEST(std::get<0>(f.wait(rooms.async_create_room("", RoomData("n")))) == bad);
   BOOST_TEST(std::get<0>(f.wait(rooms.async_get_room_info(""))) == bad);
   BOOST_TEST(std::get<0>(f.wait(rooms.async_join_room("", "u"))) == bad);

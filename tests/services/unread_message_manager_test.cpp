@@ -64,7 +64,7 @@ struct Unread {
   UnreadMessageManager<B> m;
 };
 
-error_code const invalid = make_error_code(Error::invalid_request);
+error_code const invalid = make_error_code(Error::invalid_argument);
 
 std::vector<std::string> names(char const* prefix, int n) {
   std::vector<std::string> out;
@@ -198,7 +198,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(fan_out_to_ten_participants_over_many_conversation
   }
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_fails_with_invalid_request, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_fails_with_invalid_argument, B, AllBackends) {
   Unread<B> u;
   BOOST_TEST(u.err(u.m.async_increment_unread("", "u", 1)) == invalid);
   BOOST_TEST(u.err(u.m.async_increment_unread("c", "", 1)) == invalid);

@@ -634,7 +634,7 @@ inline PresenceStatus status_of(std::int64_t expiry, std::int64_t now, std::int6
 /// the backend (the manager holds no mutable state). Every operation is one round trip and
 /// completes through the handler's executor (else the backend's), never inside the initiating
 /// call; invalid input (an empty user or socket id, a count < 1, a cursor this manager did not
-/// make) completes with Error::invalid_request; backend failures with the backend's error.
+/// make) completes with Error::invalid_argument; backend failures with the backend's error.
 template <Backend B>
 class OnlineUserManager {
   using Call = detail::online::Call;
@@ -864,7 +864,7 @@ class OnlineUserManager {
   }
 
   // One round trip: `make(call)` built when the operation starts, its reply mapped by
-  // `map(ec, reply, call)`. `ok == false`: Error::invalid_request, nothing sent.
+  // `map(ec, reply, call)`. `ok == false`: Error::invalid_argument, nothing sent.
   template <class Result, class Token, class Make, class Map>
   auto owned_op(Token&& token, bool ok, Call call, Make make, Map map) {
     return boost::asio::async_initiate<Token, void(error_code, Result)>(
@@ -872,7 +872,7 @@ class OnlineUserManager {
                        Map map) {
           if (!ok)
             return detail::post_handler(b->get_executor(), std::move(handler),
-                                        make_error_code(Error::invalid_request), Result{});
+                                        make_error_code(Error::invalid_argument), Result{});
           auto const x = make(*call);
           b->async_exec(x, detail::ThenHandler<decltype(handler), detail::online::WithCall<Map>>{
                                std::move(handler), {std::move(map), std::move(call)}});

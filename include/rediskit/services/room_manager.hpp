@@ -38,7 +38,7 @@
 //    observations. Presence changes made elsewhere are seen at the next observation.
 //  - Every operation is one round trip (a script, a batch or one command) and completes
 //    through the executor; bad input (empty id, unknown role, count < 1, a TTL option <= 0)
-//    completes with Error::invalid_request and sends nothing.
+//    completes with Error::invalid_argument and sends nothing.
 // Not cluster-safe yet: the online/user-rooms scripts build member keys (presence:{u},
 // room_users:{r}) inside Lua. The manager must outlive its operations; the arguments may die
 // as soon as the async_ call returns (they are copied). Cancellation, executor and allocator:
@@ -655,7 +655,7 @@ class RoomManager {
   }
 
   /// Sets a member's role (admin, moderator, member). void(error_code, bool set): false when
-  /// the user is not a member. A value outside RoomRole is Error::invalid_request.
+  /// the user is not a member. A value outside RoomRole is Error::invalid_argument.
   template <class Token = boost::asio::deferred_t>
   auto async_set_user_role_in_room(std::string_view room_id, std::string_view user_id,
                                    RoomRole role, Token&& token = {}) {
@@ -773,14 +773,14 @@ class RoomManager {
   // One round trip: `make(state)` builds the command or batch from `state`, which the
   // operation owns (a deferred operation starts after the async_ call returned), and
   // `map(ec, reply)` turns its reply into the result. Invalid input completes with
-  // Error::invalid_request through the executor, without sending anything.
+  // Error::invalid_argument through the executor, without sending anything.
   template <class Sig, class Token, class State, class Make, class Map>
   auto run(Token& token, bool valid, State state, Make make, Map map) {
     return boost::asio::async_initiate<Token, Sig>(
         [b = backend_, valid](auto handler, State state, Make make, Map map) {
           if (!valid) {
             detail::post_handler(b->get_executor(), std::move(handler),
-                                 error_code(Error::invalid_request),
+                                 error_code(Error::invalid_argument),
                                  typename detail::rooms::ResultOf<Sig>::type{});
             return;
           }

@@ -32,7 +32,7 @@
 //    version (a write that raced the database query makes it start again, at most
 //    `recalculate_attempts` times).
 //  - Operations never complete inside the initiating call; failures are error codes
-//    (rediskit::Error::invalid_request for bad input, the backend's code otherwise).
+//    (rediskit::Error::invalid_argument for bad input, the backend's code otherwise).
 //  - A missing counter reads as 0. Counters are a cache of the database: after 3 days without
 //    a write to a user they are gone, until written again or recalculated
 //    (async_recalculate_total_unread rebuilds all of a user's counters at once).
@@ -299,7 +299,8 @@ inline constexpr bool is_awaitable_v = false;
 template <class T, class E>
 inline constexpr bool is_awaitable_v<boost::asio::awaitable<T, E>> = true;
 
-/// What a recalculation function's exception becomes: a system_error's code, else io_error.
+/// What a recalculation function's exception becomes: a system_error's code, else
+/// Error::load_failed.
 inline error_code error_of(std::exception_ptr e) noexcept {
   try {
     std::rethrow_exception(e);
@@ -307,7 +308,7 @@ inline error_code error_of(std::exception_ptr e) noexcept {
     if (x.code()) return x.code();
   } catch (...) {
   }
-  return make_error_code(boost::system::errc::io_error);
+  return make_error_code(Error::load_failed);
 }
 
 /// A count, or a range of (conversation, count) pairs, as a breakdown.
@@ -472,7 +473,7 @@ struct RecalcOp {
   void operator()(Self& self, error_code ec, UnreadBreakdown counts) {
     if (ec) return self.complete(ec, 0);
     RecalcState& s = *st;
-    if (!valid(s, counts)) return self.complete(make_error_code(Error::invalid_request), 0);
+    if (!valid(s, counts)) return self.complete(make_error_code(Error::invalid_argument), 0);
     s.args.clear();
     s.args.push_back(s.version);
     s.args.push_back(std::to_string(s.ttl.count()));
@@ -530,8 +531,8 @@ class UnreadMessageManager {
   /// A synchronous function runs on the operation's executor (it blocks it: use the coroutine
   /// form for a real database); a coroutine is co_spawned on the backend's executor. Failure:
   /// set `ec`, or throw boost::system::system_error (its code is the operation's; any other
-  /// exception completes it with errc::io_error). Any integer type will do for the count; a
-  /// negative count fails with Error::invalid_request. The arguments stay valid until the
+  /// exception completes it with Error::load_failed). Any integer type will do for the count; a
+  /// negative count fails with Error::invalid_argument. The arguments stay valid until the
   /// function (or coroutine) has finished. F must be copyable.
   template <class F>
   void set_recalculate_function(F f) {
@@ -666,7 +667,7 @@ class UnreadMessageManager {
   /// it (0 removes the counter), unless a write to the user's counters raced the query: then
   /// it asks again, up to `recalculate_attempts` times, and fails with
   /// errc::resource_unavailable_try_again. Completes with the count stored. Fails with
-  /// Error::invalid_request when no function is set.
+  /// Error::invalid_argument when no function is set.
   template <class Token = boost::asio::deferred_t>
   auto async_recalculate_unread(std::string_view conversation_id, std::string_view user_id,
                                 Token&& token = {}) {
@@ -701,7 +702,7 @@ class UnreadMessageManager {
   }
 
   template <class Handler>
-  void complete_now(Handler&& handler, error_code ec = make_error_code(Error::invalid_request)) {
+  void complete_now(Handler&& handler, error_code ec = make_error_code(Error::invalid_argument)) {
     detail::post_handler(backend_.get_executor(), std::forward<Handler>(handler), ec,
                          std::int64_t{0});
   }
