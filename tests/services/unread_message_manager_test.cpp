@@ -435,7 +435,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(recalculation_errors_surface_as_error_codes, B, Al
         return 99;
       });
   BOOST_TEST(u.err(u.m.async_recalculate_unread("c1", "u1")) == db_down);
-  // Throwing a system_error: its code; anything else: io_error.
+  // Throwing a system_error: its code; anything else: Error::load_failed.
   u.m.set_recalculate_function([&](std::string_view, std::string_view) -> int {
     throw boost::system::system_error(db_down);
   });
@@ -443,7 +443,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(recalculation_errors_surface_as_error_codes, B, Al
   u.m.set_recalculate_function(
       [](std::string_view, std::string_view) -> int { throw std::runtime_error("boom"); });
   BOOST_TEST(u.err(u.m.async_recalculate_unread("c1", "u1")) ==
-             make_error_code(boost::system::errc::io_error));
+             make_error_code(Error::load_failed));
   BOOST_TEST(u.count("c1", "u1") == 2);  // untouched by every failure
   // The error_code form that succeeds.
   u.m.set_recalculate_function(
