@@ -11,6 +11,7 @@
 #include <rediskit/backend/memory_backend.hpp>
 #include <rediskit/backend/redis_backend.hpp>
 #include <rediskit/backend/subscriber.hpp>
+#include <rediskit/caches.hpp>
 #include <rediskit/clock.hpp>
 #include <rediskit/codec/hash_codec.hpp>
 #include <rediskit/codec/json_codec.hpp>

@@ -3,6 +3,7 @@
 // the distributed load lock, and loads overtaken by an invalidation.
 #include "support/backends.hpp"
 
+#include <rediskit/caches.hpp>
 #include <rediskit/codec/string_codec.hpp>
 #include <rediskit/services/cache_service.hpp>
 
@@ -60,6 +61,8 @@ static_assert(!Codec<EncodeOnly>);
 static_assert(Codec<JsonCodec> && Codec<StringCodec> && check_codec<JsonCodec>());
 static_assert(TtlPolicy<FixedTtl> && TtlPolicy<NoTtl> && TtlPolicy<SlidingTtl> &&
               TtlPolicy<JitteredTtl>);
+static_assert(std::is_same_v<RedisCache, CacheService<RedisBackend, JsonCodec>>);
+static_assert(std::is_same_v<MemoryCache::backend_type, MemoryBackend>);
 // Same source, both backends.
 template asio::awaitable<std::optional<Profile>> store_and_read(
     CacheService<MemoryBackend, JsonCodec>&);

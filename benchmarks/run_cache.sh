@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# CacheService benchmarks: JSON profiles through CacheService on MemoryBackend and RedisBackend
+# (a throwaway redis-server), as cache_bench does.
+#
+#   bash benchmarks/run_cache.sh
+#
+# Environment (all optional): REPEAT=5 runs per workload (median, min-max), DURATION=1 second
+# per run, JOBS=1 (build parallelism), SKIP_BUILD=1. Server on core 0, client on core 1.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+REPEAT=${REPEAT:-5}
+DURATION=${DURATION:-1}
+JOBS=${JOBS:-1}
+BENCH_NAME=run_cache
+source "$here/lib.sh"
+
+bench_need redis-server redis-tools cmake ninja-build g++ ccache libboost1.81-dev \
+  libboost-json1.81-dev util-linux
+
+bin="$root/build/release/benchmarks"
+if [[ -z ${SKIP_BUILD:-} ]]; then
+  bench_log "building cache_bench (release preset, -j $JOBS)"
+  (cd "$root" && cmake --preset release >/dev/null &&
+     cmake --build --preset release --target cache_bench -j "$JOBS" >&2)
+fi
+[[ -x $bin/cache_bench ]] || { bench_log "cache_bench missing in $bin"; exit 1; }
+
+bench_pin
+bench_start_server
+"${client_pin[@]}" "$bin/cache_bench" --port "$port" --seconds "$DURATION" --repeat "$REPEAT"
+echo
+echo "Median of $REPEAT runs of $DURATION s (min-max); $(nproc) cores" \
+  "($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $pinning;" \
+  "load average before: $(cut -d' ' -f1-3 /proc/loadavg)."
