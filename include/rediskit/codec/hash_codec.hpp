@@ -73,7 +73,7 @@ bool decode_member(std::string_view s, T& v, std::string& why) {
     typename T::rep r{};
     if (parse_number(s, r)) return v = T(typename T::duration(r)), true;
   } else if constexpr (DescribedEnum<T>) {
-    if (boost::describe::enum_from_string(s, v)) return true;
+    if (enum_from_name(s, v)) return true;
   } else if constexpr (std::is_enum_v<T>) {
     std::underlying_type_t<T> n{};
     if (parse_number(s, n)) return v = static_cast<T>(n), true;

@@ -176,7 +176,7 @@ bool from_json(bj::value const& jv, T& out, Failure& f) {
   } else if constexpr (DescribedEnum<T>) {
     if (jv.is_string()) {
       std::string_view s(jv.get_string().data(), jv.get_string().size());
-      if (boost::describe::enum_from_string(s, out)) return true;
+      if (enum_from_name(s, out)) return true;
       f.reason = "'" + std::string(s) + "' is no enumerator of the type";
       return false;
     }

@@ -3,7 +3,6 @@
 
 #include <boost/describe/class.hpp>
 #include <boost/describe/enum.hpp>
-#include <boost/describe/enum_from_string.hpp>
 #include <boost/describe/enum_to_string.hpp>
 #include <boost/describe/members.hpp>
 #include <boost/describe/modifiers.hpp>
@@ -57,6 +56,19 @@ concept MapLike = std::ranges::range<T> && requires {
 template <class T>
 concept Sequence = std::ranges::range<T> && !Text<T> && !MapLike<T> &&
                    requires(T& t, std::ranges::range_value_t<T> v) { t.insert(t.end(), v); };
+
+/// The enumerator named `name` (Boost 1.81's enum_from_string takes only a C string).
+template <DescribedEnum E>
+bool enum_from_name(std::string_view name, E& out) noexcept {
+  bool found = false;
+  boost::mp11::mp_for_each<boost::describe::describe_enumerators<E>>([&](auto D) {
+    if (!found && name == D.name) {
+      out = D.value;
+      found = true;
+    }
+  });
+  return found;
+}
 
 /// The public members of a described struct (its bases' included).
 template <class T>

@@ -38,6 +38,10 @@
 // dependents: tag a key with another key's name to make it depend on it), theirs, and so on.
 // Both are atomic scripts.
 //
+// Lifetime and threads. Like an Asio I/O object, the service (and its backend) must outlive
+// the operations started on it. Operations may be started from several threads at once.
+// Ready-made types: RedisCache, MemoryCache, FakeCache (caches.hpp).
+//
 // Errors. Backend errors pass through. A value that does not decode completes with
 // Error::decode_failed, and the overloads taking a Diagnostics& say which key and field. A
 // loader that throws or fails completes with Error::load_failed (its message in
