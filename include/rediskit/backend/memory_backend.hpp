@@ -202,10 +202,10 @@ class BasicMemoryBackend {
   /// Seed 003's cache mode name.
   static constexpr std::string_view name = "memory";
 
-  explicit BasicMemoryBackend(executor_type ex, MemoryConfig cfg = {}, Clock clock = {})
+  explicit BasicMemoryBackend(executor_type ex, MemoryConfig cfg = {}, Clock clock = Clock())
       : shared_(std::make_shared<Shared>(std::move(ex), cfg, std::move(clock))) {}
   explicit BasicMemoryBackend(boost::asio::io_context& ioc, MemoryConfig cfg = {},
-                              Clock clock = {})
+                              Clock clock = Clock())
       : BasicMemoryBackend(ioc.get_executor(), cfg, std::move(clock)) {}
   BasicMemoryBackend(BasicMemoryBackend&&) noexcept = default;
   BasicMemoryBackend& operator=(BasicMemoryBackend&& o) noexcept {

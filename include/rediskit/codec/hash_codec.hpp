@@ -125,11 +125,11 @@ struct HashCodec {
   boost::system::error_code decode(Fields const& fields, T& value, std::string* why) const {
     std::string reason;
     bool ok = true;
-    for (auto const& [name, text] : fields) {
+    for (auto const& field : fields) {  // no structured binding: clang 14 cannot capture one
       boost::mp11::mp_for_each<detail::codec::members_of<T>>([&](auto D) {
-        if (!ok || name != D.name) return;
-        if (!decode_one(text, value.*D.pointer, reason)) {
-          reason = "field '" + name + "': " + reason;
+        if (!ok || field.first != D.name) return;
+        if (!decode_one(field.second, value.*D.pointer, reason)) {
+          reason = "field '" + field.first + "': " + reason;
           ok = false;
         }
       });
