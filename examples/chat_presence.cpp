@@ -8,14 +8,14 @@
 // so the trace is exact and instant. With REDIS_URL (or REDIS_HOST / REDIS_PORT) set, the same
 // code runs on that Redis server in real time (about 1.1 s of waiting). Keys live under
 // "example:" and are deleted at the start and at the end.
-#include <rediskit/rediskit.hpp>
-
-// On main (1f27ed0) room_manager.hpp and online_user_manager.hpp both define
-// rediskit::PresenceStatus; RoomManager's is renamed while it is included so that one program
-// can use both services. Drop the two #define lines once the headers agree.
+// room_manager.hpp and online_user_manager.hpp both define rediskit::PresenceStatus (main at
+// b8407e2): RoomManager's is renamed while it is included, first, so that one program can use
+// both services. Drop these three lines once the headers agree.
 #define PresenceStatus RoomMemberPresenceStatus
 #include <rediskit/services/room_manager.hpp>
 #undef PresenceStatus
+
+#include <rediskit/rediskit.hpp>
 #include <rediskit/services/online_user_manager.hpp>
 #include <rediskit/services/unread_message_manager.hpp>
 
