@@ -96,7 +96,8 @@ struct Data {
     members.resize(o.rooms);
     for (std::size_t r = 0; r < o.rooms; ++r) {
       rooms.push_back("r" + std::to_string(r));
-      for (std::size_t m = 0; m < per_room; ++m) members[r].push_back(users[r * per_room + m]);
+      for (std::size_t m = 0; m < per_room; ++m)
+        members[r].push_back(users[r * per_room + m]);
     }
   }
 };
@@ -106,7 +107,7 @@ struct Latency {
 };
 
 struct Results {
-  std::vector<std::pair<std::string, double>> rates;  // name -> ops/s, in run order
+  std::vector<std::pair<std::string, double>> rates;               // name -> ops/s, in run order
   std::map<std::pair<std::string, std::size_t>, Latency> latency;  // (call, online) -> figures
   double bytes_per_user = 0;
 };
@@ -121,7 +122,8 @@ void run_coro(asio::io_context& ioc, F fn) {
     done = true;
   });
   ioc.restart();
-  while (!done) ioc.run_one();
+  while (!done)
+    ioc.run_one();
   if (error) std::rethrow_exception(error);
 }
 
@@ -138,14 +140,16 @@ double run_parallel(asio::io_context& ioc, int concurrency, std::size_t begin, s
     asio::co_spawn(
         ioc,
         [&]() -> asio::awaitable<void> {
-          while (next < end) co_await op(next++);
+          while (next < end)
+            co_await op(next++);
         },
         [&](std::exception_ptr e) {
           if (e && !error) error = e;
           --running;
         });
   ioc.restart();
-  while (running > 0) ioc.run_one();
+  while (running > 0)
+    ioc.run_one();
   if (error) std::rethrow_exception(error);
   return std::chrono::duration<double>(SteadyTime::now() - start).count();
 }
@@ -172,7 +176,9 @@ Latency measure_latency(asio::io_context& ioc, std::size_t n, std::size_t span, 
 }
 
 // Bytes the store uses: Redis's INFO used_memory, or the engine's estimate.
-std::size_t used_memory(asio::io_context&, MemoryBackend& db) { return db.stats().used_memory; }
+std::size_t used_memory(asio::io_context&, MemoryBackend& db) {
+  return db.stats().used_memory;
+}
 std::size_t used_memory(asio::io_context& ioc, RedisBackend& db) {
   std::string text;
   run_coro(ioc, [&]() -> asio::awaitable<void> {
@@ -187,7 +193,8 @@ template <class B>
 Results run_all(Options const& o, asio::io_context& ioc, B& db, Data const& d) {
   auto use = asio::use_awaitable;
   std::int64_t keys = 0;
-  run_coro(ioc, [&]() -> asio::awaitable<void> { keys = co_await db.async_exec(cmd::dbsize{}, use); });
+  run_coro(ioc,
+           [&]() -> asio::awaitable<void> { keys = co_await db.async_exec(cmd::dbsize{}, use); });
   if (keys != 0) throw std::runtime_error("the database is not empty: use a throwaway server");
 
   OnlineUserOptions po;
@@ -248,8 +255,8 @@ Results run_all(Options const& o, asio::io_context& ioc, B& db, Data const& d) {
   }
   rate("set_user_online", d.users.size(), online_seconds);
   res.bytes_per_user = static_cast<double>(memory_growth) / static_cast<double>(d.users.size());
-  std::printf("backend=%s used_memory_growth=%zu users=%zu bytes_per_user=%.0f\n",
-              B::name.data(), memory_growth, d.users.size(), res.bytes_per_user);
+  std::printf("backend=%s used_memory_growth=%zu users=%zu bytes_per_user=%.0f\n", B::name.data(),
+              memory_growth, d.users.size(), res.bytes_per_user);
 
   rate("update_last_activity", d.users.size(),
        run_parallel(ioc, c, 0, d.users.size(), [&](std::size_t u) -> asio::awaitable<void> {
@@ -280,8 +287,8 @@ Results run_all(Options const& o, asio::io_context& ioc, B& db, Data const& d) {
     total = co_await unread.async_get_user_total_unread(d.members[0][2]);
   });
   if (n != static_cast<std::int64_t>(d.users.size()) || total != 1)
-    throw std::runtime_error("unexpected final state: online " + std::to_string(n) +
-                             ", unread " + std::to_string(total));
+    throw std::runtime_error("unexpected final state: online " + std::to_string(n) + ", unread " +
+                             std::to_string(total));
   run_coro(ioc, [&]() -> asio::awaitable<void> { co_await db.async_exec(cmd::flushdb{}, use); });
   return res;
 }
@@ -300,14 +307,22 @@ int main(int argc, char** argv) try {
   if (char const* p = std::getenv("REDIS_PORT")) o.port = static_cast<std::uint16_t>(std::atoi(p));
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string const a = argv[i], v = argv[i + 1];
-    if (a == "--port") o.port = static_cast<std::uint16_t>(std::atoi(v.c_str()));
-    else if (a == "--host") o.host = v;
-    else if (a == "--users") o.users = std::stoul(v);
-    else if (a == "--rooms") o.rooms = std::stoul(v);
-    else if (a == "--concurrency") o.concurrency = std::atoi(v.c_str());
-    else if (a == "--samples") o.samples = std::stoul(v);
-    else if (a == "--reads") o.reads = std::stoul(v);
-    else if (a == "--backends") o.backends = split(v);
+    if (a == "--port")
+      o.port = static_cast<std::uint16_t>(std::atoi(v.c_str()));
+    else if (a == "--host")
+      o.host = v;
+    else if (a == "--users")
+      o.users = std::stoul(v);
+    else if (a == "--rooms")
+      o.rooms = std::stoul(v);
+    else if (a == "--concurrency")
+      o.concurrency = std::atoi(v.c_str());
+    else if (a == "--samples")
+      o.samples = std::stoul(v);
+    else if (a == "--reads")
+      o.reads = std::stoul(v);
+    else if (a == "--backends")
+      o.backends = split(v);
     else {
       std::cerr << "unknown option " << a << "\n";
       return 2;
@@ -339,8 +354,9 @@ int main(int argc, char** argv) try {
   Results const& any = mem ? *mem : *red;
   std::printf("\n%zu users, %zu rooms of %zu members, %d operations in flight\n\n", o.users,
               o.rooms, o.users / o.rooms, o.concurrency);
-  std::printf("| operation | MemoryBackend ops/s | RedisBackend ops/s | memory / redis |\n"
-              "|---|---|---|---|\n");
+  std::printf(
+      "| operation | MemoryBackend ops/s | RedisBackend ops/s | memory / redis |\n"
+      "|---|---|---|---|\n");
   for (std::size_t i = 0; i < any.rates.size(); ++i) {
     auto get = [i](Results const& r) { return fmt("%.0f", r.rates[i].second); };
     std::string ratio = "-";
@@ -348,13 +364,15 @@ int main(int argc, char** argv) try {
     std::printf("| %s | %s | %s | %s |\n", any.rates[i].first.c_str(), cell(mem, get).c_str(),
                 cell(red, get).c_str(), ratio.c_str());
   }
-  std::printf("\n| memory per online user (set_user_online growth / users) | MemoryBackend "
-              "(engine estimate) | RedisBackend (INFO used_memory) |\n|---|---|---|\n");
+  std::printf(
+      "\n| memory per online user (set_user_online growth / users) | MemoryBackend "
+      "(engine estimate) | RedisBackend (INFO used_memory) |\n|---|---|---|\n");
   auto bpu = [](Results const& r) { return fmt("%.0f B", r.bytes_per_user); };
   std::printf("| bytes | %s | %s |\n", cell(mem, bpu).c_str(), cell(red, bpu).c_str());
-  std::printf("\n| call (%zu sequential calls) | users online | MemoryBackend p50 / p99 µs | "
-              "RedisBackend p50 / p99 µs | mean reply (count / users) |\n|---|---|---|---|---|\n",
-              o.samples);
+  std::printf(
+      "\n| call (%zu sequential calls) | users online | MemoryBackend p50 / p99 µs | "
+      "RedisBackend p50 / p99 µs | mean reply (count / users) |\n|---|---|---|---|---|\n",
+      o.samples);
   for (auto const& [key, l] : any.latency) {
     auto get = [&key = key](Results const& r) {
       auto const& x = r.latency.at(key);

@@ -88,7 +88,8 @@ void check(bool ok, char const* what) {
 
 std::string list(std::vector<std::string> const& v) {
   std::string s = "[";
-  for (auto const& x : v) s += (s.size() > 1 ? ", " : "") + x;
+  for (auto const& x : v)
+    s += (s.size() > 1 ? ", " : "") + x;
   return s + "]";
 }
 
@@ -100,7 +101,9 @@ asio::awaitable<void> chat(B& db) {
   auto use = asio::use_awaitable;
   // With a manual clock, time moves when we say so and every status below is exact; on a
   // real clock we wait, and the statuses are what a busy machine gives (printed, not checked).
-  constexpr bool manual = requires { db.clock().advance(1ms); };
+  constexpr bool manual = requires {
+    db.clock().advance(1ms);
+  };
   std::chrono::milliseconds elapsed{0};
   auto pass = [&](std::chrono::milliseconds d) -> asio::awaitable<void> {
     elapsed += d;
@@ -161,8 +164,10 @@ asio::awaitable<void> chat(B& db) {
 
   co_await rooms.async_create_room("dev", rediskit::RoomData("Dev team"));
   co_await rooms.async_create_room("ops", rediskit::RoomData("On call", "GROUP", R"({"pager":1})"));
-  for (auto const& u : {"alice", "bob", "carol"}) co_await rooms.async_join_room("dev", u);
-  for (auto const& u : {"alice", "dave"}) co_await rooms.async_join_room("ops", u);
+  for (auto const& u : {"alice", "bob", "carol"})
+    co_await rooms.async_join_room("dev", u);
+  for (auto const& u : {"alice", "dave"})
+    co_await rooms.async_join_room("ops", u);
   co_await rooms.async_set_user_role_in_room("dev", "alice", rediskit::RoomRole::admin);
   auto const dev_members = co_await rooms.async_get_room_users("dev");
   auto const ops_members = co_await rooms.async_get_room_users("ops");
@@ -191,11 +196,13 @@ asio::awaitable<void> chat(B& db) {
 
   co_await pass(300ms);
   std::cout << "  alice, bob and dave are active; carol says nothing\n";
-  for (auto const& u : {"alice", "bob", "dave"}) co_await presence.async_update_last_activity(u);
+  for (auto const& u : {"alice", "bob", "dave"})
+    co_await presence.async_update_last_activity(u);
 
   co_await pass(300ms);
   std::cout << "  alice and bob are active (dave has been quiet for 300 ms, carol for 600 ms)\n";
-  for (auto const& u : {"alice", "bob"}) co_await presence.async_update_last_activity(u);
+  for (auto const& u : {"alice", "bob"})
+    co_await presence.async_update_last_activity(u);
   co_await show_presence();
   if constexpr (manual) {
     auto const stats = co_await presence.async_get_presence_stats();
@@ -206,11 +213,12 @@ asio::awaitable<void> chat(B& db) {
   co_await pass(500ms);
   std::cout << "  carol's presence expired (no activity for 1.1 s, ttl 1 s): nobody said so;"
                " alice and bob are active\n";
-  for (auto const& u : {"alice", "bob"}) co_await presence.async_update_last_activity(u);
+  for (auto const& u : {"alice", "bob"})
+    co_await presence.async_update_last_activity(u);
   bool const carol = co_await presence.async_is_user_online("carol");
   auto const carol_unread = co_await unread.async_get_user_total_unread("carol");
-  std::cout << "  is carol online? " << carol << "; her unread count outlives her presence: "
-            << carol_unread << '\n';
+  std::cout << "  is carol online? " << carol
+            << "; her unread count outlives her presence: " << carol_unread << '\n';
   check(!carol, "carol expired");
   co_await show_presence();
   if constexpr (manual) check(co_await presence.async_get_online_count() == 3, "3 online");
