@@ -23,17 +23,12 @@
 // (host and port default to REDIS_HOST / REDIS_PORT, else 127.0.0.1:6379). The Redis database
 // must be empty (the program refuses otherwise) and is flushed at the end: use a throwaway
 // server, as benchmarks/run_chat.sh does.
-// room_manager.hpp and online_user_manager.hpp both define rediskit::PresenceStatus (main at
-// b8407e2): RoomManager's is renamed while it is included, first, so that one program can use
-// both services. Drop these three lines once the headers agree.
-#define PresenceStatus RoomMemberPresenceStatus
-#include <rediskit/services/room_manager.hpp>
-#undef PresenceStatus
 
 #include <rediskit/backend/memory_backend.hpp>
 #include <rediskit/backend/redis_backend.hpp>
 #include <rediskit/commands.hpp>
 #include <rediskit/services/online_user_manager.hpp>
+#include <rediskit/services/room_manager.hpp>
 #include <rediskit/services/unread_message_manager.hpp>
 
 #include <boost/asio/co_spawn.hpp>

@@ -8,16 +8,8 @@
 // so the trace is exact and instant. With REDIS_URL (or REDIS_HOST / REDIS_PORT) set, the same
 // code runs on that Redis server in real time (about 1.1 s of waiting). Keys live under
 // "example:" and are deleted at the start and at the end.
-// room_manager.hpp and online_user_manager.hpp both define rediskit::PresenceStatus (main at
-// b8407e2): RoomManager's is renamed while it is included, first, so that one program can use
-// both services. Drop these three lines once the headers agree.
-#define PresenceStatus RoomMemberPresenceStatus
-#include <rediskit/services/room_manager.hpp>
-#undef PresenceStatus
 
 #include <rediskit/rediskit.hpp>
-#include <rediskit/services/online_user_manager.hpp>
-#include <rediskit/services/unread_message_manager.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -252,6 +244,6 @@ int main() {
     rediskit::RedisBackend db(ioc, rediskit::RedisConfig::from_env());
     return run(ioc, db, " (real time)");
   }
-  rediskit::BasicMemoryBackend<rediskit::ManualClock> db(ioc, {}, rediskit::ManualClock());
+  rediskit::BasicMemoryBackend<rediskit::ManualClock> db(ioc);
   return run(ioc, db, " (manual clock: exact and instant)");
 }
