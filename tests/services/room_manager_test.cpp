@@ -1,6 +1,7 @@
 // RoomManager on every backend: rooms, membership in both directions, roles, presence as a real
-// OnlineUserManager on the same backend keeps it (expiry, statuses), peak metrics and presence stats on server time, TTLs and their expiry,
-// paging over rooms, bad input, lost connections, 1 000 concurrent joins and leaves.
+// OnlineUserManager on the same backend keeps it (expiry, statuses), peak metrics and presence
+// stats on server time, TTLs and their expiry, paging over rooms, bad input, lost connections,
+// 1 000 concurrent joins and leaves.
 #include "support/backends.hpp"
 
 #include <rediskit/services/online_user_manager.hpp>
@@ -171,7 +172,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(online_users_are_members_the_online_user_manager_h
     f.wait(rooms.async_join_room("r", u));
   set_online(f, users, "u1");
   set_online(f, users, "u3");
-  set_online(f, users, "outsider");                   // online, not a member
+  set_online(f, users, "outsider");                    // online, not a member
   f.ok(cmd::set{.key = "presence:u2", .value = "1"});  // the old key-per-user layout: ignored
   auto [ec, online] = f.wait(rooms.async_get_room_online_users("r"));
   BOOST_TEST(!ec);
@@ -193,8 +194,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(online_users_are_members_the_online_user_manager_h
   BOOST_TEST(f.ok(cmd::dbsize{}) == keys);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(an_expired_presence_drops_out_whether_purged_or_not, B,
-                              AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(an_expired_presence_drops_out_whether_purged_or_not, B, AllBackends) {
   BackendFixture<B> f{kServicesDb};
   OnlineUserOptions uo;
   uo.default_ttl = f.is_fake ? std::chrono::milliseconds(5min) : 2000ms;
@@ -293,8 +293,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(online_checks_scale_past_lua_unpack_chunks, B, All
   BOOST_TEST(f.ok(cmd::sadd{.key = "room_users:big", .members = members}) == 2100);
   for (auto const& u : want)
     f.wait(users.async_set_user_online(u, OnlineUserData("s")));
-  BOOST_TEST(sorted(std::get<1>(f.wait(rooms.async_get_room_online_users("big")))) ==
-             sorted(want));
+  BOOST_TEST(sorted(std::get<1>(f.wait(rooms.async_get_room_online_users("big")))) == sorted(want));
   BOOST_TEST((std::get<1>(f.wait(rooms.async_get_room_online_users_count("big"))) ==
               RoomOnlineCount{700, 2100}));
   auto const s = std::get<1>(f.wait(rooms.async_get_room_presence_stats("big")));

@@ -2,7 +2,7 @@
 // RoomManager).
 //
 //   rediskit::OnlineUserManager users(backend);                // who is online
-//   rediskit::RoomManager rooms(backend, users);               // seed 000's layout, users' presence
+//   rediskit::RoomManager rooms(backend, users);   // seed 000's layout, reads users' presence
 //   co_await rooms.async_create_room("conv_1", rediskit::RoomData("Dev Team", "GROUP"));
 //   co_await rooms.async_join_room("conv_1", "user123");
 //   auto online = co_await rooms.async_get_room_online_users("conv_1");   // [user ids]
@@ -34,9 +34,10 @@
 //  - Counts are derived from what is alive: userCount / total = SCARD room_users, online =
 //    members whose OnlineUserManager presence has not expired (ZMSCORE presence:online vs the
 //    script's TIME), both read in the same script: a presence that expires drops out at once,
-//    purged or not. Cost is O(members of the room * log(online users)), whatever the total
-//    number of users. Presence stats report online / away / idle as OnlineUserManager derives
-//    them from the same expiry (OnlinePresence's default_ttl, away_after, idle_after).
+//    purged or not. Cost is O(members of the room) (ZMSCORE is O(1) per member), whatever
+//    the total number of users. Presence stats report online / away / idle as
+//    OnlineUserManager derives them from the same expiry (OnlinePresence's default_ttl,
+//    away_after, idle_after).
 //  - Times are the server's (TIME in Lua, the engine clock in the twins), never the client's.
 //  - Peak metrics: the online count of a room is observed whenever an operation computes it
 //    (online users, online count, presence stats, peak metrics); the peak is the highest
@@ -46,8 +47,9 @@
 //    through the executor; bad input (empty id, unknown role, count < 1, a TTL option <= 0)
 //    completes with Error::invalid_argument and sends nothing.
 // Not cluster-safe yet: the user-rooms script builds room_users:{r} keys inside Lua, and the
-// online script reads presence:online next to the room's keys (other hash slots). The manager must outlive its operations; the arguments may die
-// as soon as the async_ call returns (they are copied). Cancellation, executor and allocator:
+// online script reads presence:online next to the room's keys (other hash slots). The manager
+// must outlive its operations; the arguments may die as soon as the async_ call returns (they
+// are copied). Cancellation, executor and allocator:
 // the handler's associations reach the backend (detail::ThenHandler), as with async_then.
 #pragma once
 
@@ -750,7 +752,7 @@ class RoomManager {
     return observe<void(error_code, RoomPresenceStats)>(
         token, room_id, "presence",
         [id = std::string(room_id), p = opt_.presence](error_code& ec,
-                                                        detail::rooms::OnlineReply r) {
+                                                       detail::rooms::OnlineReply r) {
           RoomPresenceStats s;
           auto& [members, per, n] = r;
           if (ec) return s;
@@ -804,15 +806,15 @@ class RoomManager {
   using Keys = std::vector<std::string>;
   using Args = std::vector<std::string>;
 
-  Keys room_keys(std::string_view room) const {
-    return {info_.key(room), users_.key(room), roles_.key(room), activity_.key(room),
-            stats_.key(room)};
-  }
   static RoomOptions with_presence(RoomOptions o, OnlineUserOptions const& online) {
     o.presence = online_presence(online);
     return o;
   }
 
+  Keys room_keys(std::string_view room) const {
+    return {info_.key(room), users_.key(room), roles_.key(room), activity_.key(room),
+            stats_.key(room)};
+  }
   Keys room_keys(std::string_view room, std::string_view user) const {
     Keys k = room_keys(room);
     k.push_back(user_rooms_.key(user));
