@@ -1,8 +1,10 @@
-// RoomManager on every backend: rooms, membership in both directions, roles, presence through
-// the presence keys, peak metrics and presence stats on server time, TTLs and their expiry,
-// paging over rooms, bad input, lost connections, 1 000 concurrent joins and leaves.
+// RoomManager on every backend: rooms, membership in both directions, roles, presence as a real
+// OnlineUserManager on the same backend keeps it (expiry, statuses), peak metrics and presence
+// stats on server time, TTLs and their expiry, paging over rooms, bad input, lost connections,
+// 1 000 concurrent joins and leaves.
 #include "support/backends.hpp"
 
+#include <rediskit/services/online_user_manager.hpp>
 #include <rediskit/services/room_manager.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -42,13 +44,18 @@ std::int64_t server_ms(BackendFixture<B>& f) {
   return s * 1000 + us / 1000;
 }
 
+// Presence goes through OnlineUserManager, as in production.
 template <class B>
-void set_online(BackendFixture<B>& f, std::string const& user) {
-  BOOST_TEST(f.ok(cmd::set{.key = "presence:" + user, .value = "1"}));
+void set_online(BackendFixture<B>& f, OnlineUserManager<B>& users, std::string const& user) {
+  auto const [ec, fresh] = f.wait(users.async_set_user_online(user, OnlineUserData("s-" + user)));
+  BOOST_TEST(!ec);
+  BOOST_TEST(fresh);
 }
 template <class B>
-void set_offline(BackendFixture<B>& f, std::string const& user) {
-  f.ok(cmd::del{.keys = "presence:" + user});
+void set_offline(BackendFixture<B>& f, OnlineUserManager<B>& users, std::string const& user) {
+  auto const [ec, was] = f.wait(users.async_set_user_offline(user));
+  BOOST_TEST(!ec);
+  BOOST_TEST(was);
 }
 
 RoomOptions short_ttls() {
@@ -156,14 +163,17 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(join_and_leave_change_both_directions, B, AllBacke
   BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_info("r2")))->user_count == 0);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(online_users_are_members_whose_presence_key_exists, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(online_users_are_members_the_online_user_manager_has_online, B,
+                              AllBackends) {
   BackendFixture<B> f{kServicesDb};
-  RoomManager rooms(f.backend);
+  OnlineUserManager users(f.backend);
+  RoomManager rooms(f.backend, users);
   for (auto u : {"u1", "u2", "u3"})
     f.wait(rooms.async_join_room("r", u));
-  set_online(f, "u1");
-  set_online(f, "u3");
-  set_online(f, "outsider");  // online, not a member
+  set_online(f, users, "u1");
+  set_online(f, users, "u3");
+  set_online(f, users, "outsider");                    // online, not a member
+  f.ok(cmd::set{.key = "presence:u2", .value = "1"});  // the old key-per-user layout: ignored
   auto [ec, online] = f.wait(rooms.async_get_room_online_users("r"));
   BOOST_TEST(!ec);
   BOOST_TEST(sorted(online) == Ids({"u1", "u3"}));
@@ -171,7 +181,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(online_users_are_members_whose_presence_key_exists
   BOOST_TEST(!ec2);
   BOOST_TEST((count == RoomOnlineCount{2, 3}));
 
-  set_offline(f, "u3");
+  set_offline(f, users, "u3");
   BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_online_users("r"))) == Ids({"u1"}));
   BOOST_TEST(
       (std::get<1>(f.wait(rooms.async_get_room_online_users_count("r"))) == RoomOnlineCount{1, 3}));
@@ -184,14 +194,111 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(online_users_are_members_whose_presence_key_exists
   BOOST_TEST(f.ok(cmd::dbsize{}) == keys);
 }
 
-BOOST_AUTO_TEST_CASE(presence_expiring_by_ttl_takes_a_user_offline) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(an_expired_presence_drops_out_whether_purged_or_not, B, AllBackends) {
+  BackendFixture<B> f{kServicesDb};
+  OnlineUserOptions uo;
+  uo.default_ttl = f.is_fake ? std::chrono::milliseconds(5min) : 2000ms;
+  uo.purge_batch = 0;  // expired users stay in presence:online until purged
+  OnlineUserManager users(f.backend, uo);
+  RoomManager rooms(f.backend, users);
+  for (auto u : {"u1", "u2", "u3"})
+    f.wait(rooms.async_join_room("r", u));
+  set_online(f, users, "u1");
+  set_online(f, users, "u2");
+  BOOST_TEST(sorted(std::get<1>(f.wait(rooms.async_get_room_online_users("r")))) ==
+             Ids({"u1", "u2"}));
+  BOOST_TEST(
+      (std::get<1>(f.wait(rooms.async_get_room_online_users_count("r"))) == RoomOnlineCount{2, 3}));
+
+  f.advance(uo.default_ttl / 2);
+  BOOST_TEST(std::get<1>(f.wait(users.async_update_last_activity("u2"))));  // u2 renews
+  f.advance(uo.default_ttl / 2 + 500ms);
+  // u1's presence expired: still in the zset (no purge yet), offline for both managers.
+  BOOST_TEST(f.ok(cmd::zscore{.key = "presence:online", .member = "u1"}).has_value());
+  BOOST_TEST(!std::get<1>(f.wait(users.async_is_user_online("u1"))));
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_online_users("r"))) == Ids({"u2"}));
+  BOOST_TEST(
+      (std::get<1>(f.wait(rooms.async_get_room_online_users_count("r"))) == RoomOnlineCount{1, 3}));
+  auto s = std::get<1>(f.wait(rooms.async_get_room_presence_stats("r")));
+  BOOST_TEST(s.online_users == 1);
+  for (auto const& u : s.users)
+    BOOST_TEST((u.status.has_value() == (u.user_id == "u2")), u.user_id);
+
+  // Purged: gone from the zset, still offline; back online: counted again.
+  BOOST_TEST(std::get<1>(f.wait(users.async_purge_expired(100))) == 1);
+  BOOST_TEST(!f.ok(cmd::zscore{.key = "presence:online", .member = "u1"}).has_value());
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_online_users("r"))) == Ids({"u2"}));
+  set_online(f, users, "u1");
+  BOOST_TEST(
+      (std::get<1>(f.wait(rooms.async_get_room_online_users_count("r"))) == RoomOnlineCount{2, 3}));
+  f.advance(uo.default_ttl + 500ms);  // everyone expires
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_online_users("r"))).empty());
+  BOOST_TEST(
+      (std::get<1>(f.wait(rooms.async_get_room_online_users_count("r"))) == RoomOnlineCount{0, 3}));
+  BOOST_TEST(std::get<1>(f.wait(users.async_get_online_count())) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(presence_stats_report_the_online_user_managers_statuses) {
   BackendFixture<FakeBackend> f{kServicesDb};
-  RoomManager rooms(f.backend);
-  f.wait(rooms.async_join_room("r", "u1"));
-  f.ok(cmd::set{.key = "presence:u1", .value = "1", .ttl = 300s});
-  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_online_users_count("r"))).online == 1);
-  f.advance(301s);
-  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_online_users_count("r"))).online == 0);
+  OnlineUserManager users(f.backend);  // away after 1 min, idle after 3, offline after 5
+  RoomManager rooms(f.backend, users);
+  for (auto u : {"u1", "u2", "u3", "u4"})
+    f.wait(rooms.async_join_room("r", u));
+  for (auto u : {"u1", "u2", "u3"})
+    set_online(f, users, u);
+  f.advance(140s);
+  f.wait(users.async_update_last_activity("u3"));
+  f.advance(60s);
+  f.wait(users.async_update_last_activity("u2"));
+  // u1: 200 s without activity (idle), u3: 60 s (away, the bound), u2: now (online), u4 never.
+  auto const s = std::get<1>(f.wait(rooms.async_get_room_presence_stats("r")));
+  std::map<std::string, std::optional<PresenceStatus>> got;
+  for (auto const& u : s.users)
+    got[u.user_id] = u.status;
+  BOOST_TEST((got["u1"] == PresenceStatus::idle));
+  BOOST_TEST((got["u2"] == PresenceStatus::online));
+  BOOST_TEST((got["u3"] == PresenceStatus::away));
+  BOOST_TEST(!got["u4"].has_value());
+  BOOST_TEST(s.online_users == 3);
+  // The same statuses as OnlineUserManager's own listing.
+  auto const page = std::get<1>(f.wait(users.async_get_online_users({}, 100)));
+  BOOST_TEST(page.users.size() == 3u);
+  for (auto const& u : page.users)
+    BOOST_TEST((got[u.user_id] == u.status), u.user_id);
+  f.advance(100s);  // u1 expired (300 s), u3 still away (160 s), u2 away (100 s)
+  auto const later = std::get<1>(f.wait(rooms.async_get_room_presence_stats("r")));
+  got.clear();
+  for (auto const& u : later.users)
+    got[u.user_id] = u.status;
+  BOOST_TEST(!got["u1"].has_value());
+  BOOST_TEST((got["u3"] == PresenceStatus::away));
+  BOOST_TEST((got["u2"] == PresenceStatus::away));
+  f.advance(21s);  // u3: 181 s without activity
+  auto const last = std::get<1>(f.wait(rooms.async_get_room_presence_stats("r")));
+  for (auto const& u : last.users)
+    if (u.user_id == "u3") BOOST_TEST((u.status == PresenceStatus::idle));
+  BOOST_TEST(later.online_users == 2);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(online_checks_scale_past_lua_unpack_chunks, B, AllBackends) {
+  BackendFixture<B> f{kServicesDb};
+  OnlineUserManager users(f.backend);
+  RoomManager rooms(f.backend, users);
+  // 2 100 members (three ZMSCORE chunks in the script), every third one online.
+  std::vector<std::string> members, want;
+  for (int i = 0; i < 2100; ++i) {
+    members.push_back("m" + std::to_string(i));
+    if (i % 3 == 0) want.push_back(members.back());
+  }
+  BOOST_TEST(f.ok(cmd::sadd{.key = "room_users:big", .members = members}) == 2100);
+  for (auto const& u : want)
+    f.wait(users.async_set_user_online(u, OnlineUserData("s")));
+  BOOST_TEST(sorted(std::get<1>(f.wait(rooms.async_get_room_online_users("big")))) == sorted(want));
+  BOOST_TEST((std::get<1>(f.wait(rooms.async_get_room_online_users_count("big"))) ==
+              RoomOnlineCount{700, 2100}));
+  auto const s = std::get<1>(f.wait(rooms.async_get_room_presence_stats("big")));
+  BOOST_TEST(s.users.size() == 2100u);
+  BOOST_TEST(s.online_users == 700);
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(roles_are_set_for_members_only_and_dropped_on_leave, B, AllBackends) {
@@ -286,14 +393,15 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(rooms_expire_unless_written_and_user_rooms_drop_th
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(peak_metrics_follow_the_online_count_on_server_time, B, AllBackends) {
   BackendFixture<B> f{kServicesDb};
-  RoomManager rooms(f.backend);
+  OnlineUserManager users(f.backend);
+  RoomManager rooms(f.backend, users);
   for (auto u : {"u1", "u2", "u3"})
     f.wait(rooms.async_join_room("r", u));
-  set_online(f, "u1");
+  set_online(f, users, "u1");
   auto const t0 = server_ms(f);
   f.wait(rooms.async_get_room_online_users_count("r"));  // first observation: 1
   f.advance(100ms);
-  set_online(f, "u2");
+  set_online(f, users, "u2");
   auto const t1 = server_ms(f);
   f.wait(rooms.async_get_room_online_users("r"));  // 2: the peak
   auto const t2 = server_ms(f);
@@ -301,8 +409,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(peak_metrics_follow_the_online_count_on_server_tim
   f.advance(100ms);
   f.wait(rooms.async_get_room_online_users("r"));  // unchanged: nothing written
   BOOST_TEST(sorted_pairs(f.ok(cmd::hgetall{"room_stats:r"})) == sorted_pairs(stats));
-  set_offline(f, "u1");
-  set_offline(f, "u2");
+  set_offline(f, users, "u1");
+  set_offline(f, users, "u2");
   f.wait(rooms.async_get_room_presence_stats("r"));  // 0
   f.advance(200ms);
 
@@ -332,7 +440,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(peak_metrics_follow_the_online_count_on_server_tim
 BOOST_AUTO_TEST_CASE_TEMPLATE(presence_stats_list_members_with_status_and_sessions, B,
                               AllBackends) {
   BackendFixture<B> f{kServicesDb};
-  RoomManager rooms(f.backend);
+  OnlineUserManager users(f.backend);
+  RoomManager rooms(f.backend, users);
   auto const t0 = server_ms(f);
   f.wait(rooms.async_join_room("r", "u1"));
   f.wait(rooms.async_join_room("r", "u3"));
@@ -340,7 +449,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(presence_stats_list_members_with_status_and_sessio
   f.wait(rooms.async_join_room("r", "u2"));
   f.advance(100ms);
   f.wait(rooms.async_leave_room("r", "u3"));  // a 200 ms session
-  set_online(f, "u2");
+  set_online(f, users, "u2");
   f.advance(100ms);
   auto [ec, s] = f.wait(rooms.async_get_room_presence_stats("r"));
   auto const t1 = server_ms(f);
@@ -352,7 +461,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(presence_stats_list_members_with_status_and_sessio
   std::sort(s.users.begin(), s.users.end(),
             [](auto const& a, auto const& b) { return a.user_id < b.user_id; });
   BOOST_TEST(s.users[0].user_id == "u1");
-  BOOST_TEST((s.users[0].status == PresenceStatus::offline));
+  BOOST_TEST(!s.users[0].status.has_value());  // offline
   BOOST_TEST(s.users[1].user_id == "u2");
   BOOST_TEST((s.users[1].status == PresenceStatus::online));
   auto const u1_at = s.users[0].last_activity.time_since_epoch().count();
@@ -446,21 +555,62 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(every_key_prefix_and_the_presence_layout_are_optio
   o.room_roles_prefix = "c:roles";
   o.room_activity_prefix = "c:activity";
   o.room_stats_prefix = "c:stats";
-  o.presence.prefix = "online";
+  o.presence.presence_prefix = "c:presence";
   RoomManager rooms(f.backend, o);
+  OnlineUserOptions uo;
+  uo.presence_prefix = "c:presence";
+  OnlineUserManager custom(f.backend, uo);
+  OnlineUserManager defaults(f.backend);
   f.wait(rooms.async_join_room("r", "u1"));
   f.wait(rooms.async_join_room("r", "u2"));
   f.wait(rooms.async_set_user_role_in_room("r", "u1", RoomRole::admin));
-  f.ok(cmd::set{.key = "online:u1", .value = "1"});
-  f.ok(cmd::set{.key = "presence:u2", .value = "1"});  // the default layout: not looked at
+  set_online(f, custom, "u1");
+  set_online(f, defaults, "u2");  // presence:online, the default layout: not looked at
+  BOOST_TEST(f.ok(cmd::exists{.keys = {"c:presence:online", "presence:online"}}) == 2);
   BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_online_users("r"))) == Ids({"u1"}));
   f.wait(rooms.async_leave_room("r", "u2"));
   BOOST_TEST(f.ok(cmd::exists{.keys = {"c:rooms:r", "c:members:r", "c:memberships:u1", "c:roles:r",
                                        "c:activity:r", "c:stats:r"}}) == 6);
-  BOOST_TEST(f.ok(cmd::dbsize{}) == 8);  // those six, online:u1, presence:u2
+  // Nothing under RoomManager's default prefixes.
+  BOOST_TEST(f.ok(cmd::exists{.keys = {"rooms:r", "room_users:r", "user_rooms:u1", "user_rooms:u2",
+                                       "room_roles:r", "room_activity:r", "room_stats:r"}}) == 0);
   BOOST_TEST(std::get<1>(f.wait(rooms.async_get_user_rooms("u1"))) == Ids({"r"}));
   auto const page = std::get<1>(f.wait(rooms.async_get_all_rooms()));
   BOOST_TEST(page.rooms == Ids({"r"}));
+}
+
+BOOST_AUTO_TEST_CASE(presence_options_are_the_online_user_managers) {
+  // The same names and defaults, so a default RoomManager reads a default OnlineUserManager.
+  OnlinePresence const p{};
+  OnlineUserOptions const u{};
+  BOOST_TEST(p.presence_prefix == u.presence_prefix);
+  BOOST_TEST((p.default_ttl == u.default_ttl));
+  BOOST_TEST((p.away_after == u.away_after));
+  BOOST_TEST((p.idle_after == u.idle_after));
+  // Built from an OnlineUserManager: its settings, the other options kept.
+  BackendFixture<FakeBackend> f{kServicesDb};
+  OnlineUserOptions uo;
+  uo.presence_prefix = "p2";
+  uo.default_ttl = 10s;
+  uo.away_after = 2s;
+  uo.idle_after = 5s;
+  OnlineUserManager users(f.backend, uo);
+  RoomOptions o;
+  o.room_prefix = "c:rooms";
+  RoomManager rooms(f.backend, users, o);
+  BOOST_TEST(rooms.options().room_prefix == "c:rooms");
+  BOOST_TEST(rooms.options().presence.presence_prefix == "p2");
+  BOOST_TEST((rooms.options().presence.default_ttl == 10s));
+  BOOST_TEST((rooms.options().presence.away_after == 2s));
+  BOOST_TEST((rooms.options().presence.idle_after == 5s));
+  f.wait(rooms.async_join_room("r", "u1"));
+  set_online(f, users, "u1");
+  f.advance(3s);  // away after 2 s with these options (1 min with the defaults)
+  auto const s = std::get<1>(f.wait(rooms.async_get_room_presence_stats("r")));
+  BOOST_REQUIRE(s.users.size() == 1u);
+  BOOST_TEST((s.users[0].status == PresenceStatus::away));
+  f.advance(8s);
+  BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_online_users("r"))).empty());
 }
 
 BOOST_AUTO_TEST_CASE(a_lost_connection_fails_operations_with_an_error) {

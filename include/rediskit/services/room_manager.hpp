@@ -1,7 +1,8 @@
 // rediskit::RoomManager<Backend>: chat rooms with members, roles and presence (seed 000's
 // RoomManager).
 //
-//   rediskit::RoomManager rooms(backend);                      // seed 000's key layout and TTLs
+//   rediskit::OnlineUserManager users(backend);                // who is online
+//   rediskit::RoomManager rooms(backend, users);   // seed 000's layout, reads users' presence
 //   co_await rooms.async_create_room("conv_1", rediskit::RoomData("Dev Team", "GROUP"));
 //   co_await rooms.async_join_room("conv_1", "user123");
 //   auto online = co_await rooms.async_get_room_online_users("conv_1");   // [user ids]
@@ -15,7 +16,9 @@
 //   room_activity:{room}  hash  user -> when they joined (server ms)          [not in the seed]
 //   room_stats:{room}     hash  peakUsersCount, peakTime, obs*, sessions, sessionMs  [not in
 //                               the seed]
-//   presence:{user}       read only: the user is online iff this key exists (OnlinePresence)
+//   presence:online       read only, OnlineUserManager's zset: user -> presence expiry (server
+//                         ms). A user is online iff their expiry is later than the server's TIME
+//                         (OnlinePresence; its presence_prefix must be the OnlineUserManager's).
 //
 // Guarantees:
 //  - Join and leave change both directions in one script (atomic): a room never lists a user
@@ -29,8 +32,12 @@
 //    user's rooms are read (async_get_user_rooms lists only live memberships); until then a
 //    user who never comes back keeps those ids.
 //  - Counts are derived from what is alive: userCount / total = SCARD room_users, online =
-//    members whose presence key exists, both read in the same script. Cost is O(members of
-//    the room), whatever the total number of users.
+//    members whose OnlineUserManager presence has not expired (ZMSCORE presence:online vs the
+//    script's TIME), both read in the same script: a presence that expires drops out at once,
+//    purged or not. Cost is O(members of the room) (ZMSCORE is O(1) per member), whatever
+//    the total number of users. Presence stats report online / away / idle as
+//    OnlineUserManager derives them from the same expiry (OnlinePresence's default_ttl,
+//    away_after, idle_after).
 //  - Times are the server's (TIME in Lua, the engine clock in the twins), never the client's.
 //  - Peak metrics: the online count of a room is observed whenever an operation computes it
 //    (online users, online count, presence stats, peak metrics); the peak is the highest
@@ -39,9 +46,10 @@
 //  - Every operation is one round trip (a script, a batch or one command) and completes
 //    through the executor; bad input (empty id, unknown role, count < 1, a TTL option <= 0)
 //    completes with Error::invalid_argument and sends nothing.
-// Not cluster-safe yet: the online/user-rooms scripts build member keys (presence:{u},
-// room_users:{r}) inside Lua. The manager must outlive its operations; the arguments may die
-// as soon as the async_ call returns (they are copied). Cancellation, executor and allocator:
+// Not cluster-safe yet: the user-rooms script builds room_users:{r} keys inside Lua, and the
+// online script reads presence:online next to the room's keys (other hash slots). The manager
+// must outlive its operations; the arguments may die as soon as the async_ call returns (they
+// are copied). Cancellation, executor and allocator:
 // the handler's associations reach the backend (detail::ThenHandler), as with async_then.
 #pragma once
 
@@ -58,6 +66,7 @@
 #include <rediskit/error.hpp>
 #include <rediskit/key_space.hpp>
 #include <rediskit/script.hpp>
+#include <rediskit/services/online_user_manager.hpp>  // presence layout, PresenceStatus
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/deferred.hpp>
@@ -82,11 +91,24 @@ namespace rediskit {
 /// Milliseconds since 1970 as the server's clock gave them.
 using RoomTime = std::chrono::sys_time<std::chrono::milliseconds>;
 
-/// Who is online, as RoomManager sees it: user `u` is online iff key `{prefix}:{u}` exists
-/// (seed 000's OnlineUserManager presencePrefix). Checked in the same script as membership.
+/// Who is online, as RoomManager sees it: OnlineUserManager's layout, read in the same script
+/// as membership. User `u` is online iff their score (presence expiry, server unix ms) in the
+/// zset `{presence_prefix}:online` is later than the server's TIME; status online / away / idle
+/// follows from that expiry as in OnlineUserManager. Names and defaults are OnlineUserOptions':
+/// a RoomManager and the OnlineUserManager sharing a Redis must use the same presence_prefix
+/// (and the same default_ttl, away_after, idle_after for the same statuses). The simplest way:
+/// RoomManager(backend, online_users) or online_presence(online_users.options()).
 struct OnlinePresence {
-  std::string prefix = "presence";
+  std::string presence_prefix = "presence";  ///< OnlineUserOptions::presence_prefix
+  std::chrono::milliseconds default_ttl = std::chrono::minutes(5);  ///< OnlineUserOptions'
+  std::chrono::milliseconds away_after = std::chrono::minutes(1);   ///< OnlineUserOptions'
+  std::chrono::milliseconds idle_after = std::chrono::minutes(3);   ///< OnlineUserOptions'
 };
+
+/// The presence settings of an OnlineUserManager's options, for RoomOptions::presence.
+inline OnlinePresence online_presence(OnlineUserOptions const& o) {
+  return {o.presence_prefix, o.default_ttl, o.away_after, o.idle_after};
+}
 
 /// RoomManager options: seed 000's defaults. TTLs must be positive.
 struct RoomOptions {
@@ -99,7 +121,7 @@ struct RoomOptions {
   std::chrono::milliseconds default_room_ttl = std::chrono::hours(1);    ///< room with members
   std::chrono::milliseconds idle_room_ttl = std::chrono::hours(2);       ///< room left empty
   std::chrono::milliseconds archived_room_ttl = std::chrono::hours(24);  ///< its statistics
-  OnlinePresence presence{};                                             ///< who is online
+  OnlinePresence presence{};  ///< who is online: the OnlineUserManager's settings
 };
 
 /// A member's role in a room (stored as "member", "moderator", "admin").
@@ -160,13 +182,11 @@ struct RoomPeakMetrics {
   double average_active_users = 0;
 };
 
-enum class PresenceStatus { offline, online };
-
 /// One member in async_get_room_presence_stats (seed: {userId, status, lastActivity}).
 struct RoomMemberPresence {
   std::string user_id;
-  PresenceStatus status = PresenceStatus::offline;
-  RoomTime last_activity{};  ///< when the user last joined the room
+  std::optional<PresenceStatus> status;  ///< online / away / idle; nullopt: offline
+  RoomTime last_activity{};              ///< when the user last joined the room
 };
 
 /// async_get_room_presence_stats (seed: {roomId, onlineUsers, totalUsers, users,
@@ -189,8 +209,9 @@ struct RoomPage {
 
 namespace detail::rooms {
 
-// Every room script gets the room's keys in this order; join and leave add user_rooms:{user}.
-enum RoomKey { info, users, roles, activity, stats, room_key_count };
+// Every room script gets the room's keys in this order; join and leave add user_rooms:{user},
+// the online script `{presence_prefix}:online`.
+enum RoomKey { info, users, roles, activity, stats, room_key_count, presence = room_key_count };
 
 // A stored integer; 0 for anything else (e.g. an ISO date a Node service wrote as createdAt).
 inline std::int64_t to_i64(std::string_view s) noexcept {
@@ -365,11 +386,14 @@ return out
 )lua",
                                                                 &user_rooms_twin};
 
-// Who of a room is online, observed into its statistics. KEYS room keys; ARGV mode, presence
-// key prefix, archived ttl. Reply {ids, per member, numbers} by mode:
+// Who of a room is online, observed into its statistics. KEYS room keys + presence:online;
+// ARGV mode, archived ttl. A member is online iff their score in presence:online (expiry, ms)
+// is > now (TIME); ZMSCORE in chunks of 1000 (Lua's unpack has a stack limit). Reply {ids, per
+// member, numbers} by mode:
 //   ids       online members, {}, {}
 //   count     {}, {}, {online, total}
-//   presence  members, {online 0/1, joined ms} per member, {sessions, sessionMs, now}
+//   presence  members, {online 0/1, expiry ms (0: none), joined ms} per member,
+//             {sessions, sessionMs, now}
 //   peak      {}, {}, {peak, peakTime, obsStart, obsSince, obsLast, obsArea, now} ({} if none)
 // Observation (only for a room that exists): the first one starts obs*; a changed online
 // count adds obsLast * (now - obsSince) to obsArea; a new high sets peakUsersCount/peakTime.
@@ -381,15 +405,16 @@ inline OnlineReply online_twin(ScriptContext& c) {
   auto const a = c.args();
   std::string_view const mode = a[0];
   auto members = c.call(cmd::smembers{k[users]});
+  std::int64_t const now = c.unix_ms();
+  std::vector<std::optional<double>> scores;
+  if (!members.empty()) scores = c.call(cmd::zmscore{.key = k[presence], .members = members});
+  if (scores.size() != members.size()) scores.resize(members.size());
   std::vector<std::int64_t> flags;
   std::vector<std::string> online;
-  std::string key;
-  for (auto const& u : members) {
-    key.assign(a[1]).append(u);
-    flags.push_back(c.call(cmd::exists{.keys = key}));
-    if (flags.back() == 1) online.push_back(u);
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    flags.push_back(scores[i] && *scores[i] > double(now) ? 1 : 0);
+    if (flags.back() == 1) online.push_back(members[i]);
   }
-  std::int64_t const now = c.unix_ms();
   auto const n = static_cast<std::int64_t>(online.size());
   if (!members.empty() || c.call(cmd::exists{.keys = k[info]}) == 1) {
     auto const s = c.call(
@@ -418,7 +443,7 @@ inline OnlineReply online_twin(ScriptContext& c) {
       changed = true;
     }
     if (changed)
-      c.call(cmd::pexpire{.key = k[stats], .ttl = std::chrono::milliseconds(to_i64(a[2]))});
+      c.call(cmd::pexpire{.key = k[stats], .ttl = std::chrono::milliseconds(to_i64(a[1]))});
   }
   if (mode == "ids") return {std::move(online), {}, {}};
   if (mode == "count") return {{}, {}, {n, static_cast<std::int64_t>(members.size())}};
@@ -429,6 +454,7 @@ inline OnlineReply online_twin(ScriptContext& c) {
     std::vector<std::int64_t> per;
     for (std::size_t i = 0; i < members.size(); ++i) {
       per.push_back(flags[i]);
+      per.push_back(scores[i] ? static_cast<std::int64_t>(*scores[i]) : 0);
       auto const it = joined.find(members[i]);
       per.push_back(it == joined.end() ? 0 : to_i64(it->second));
     }
@@ -447,12 +473,21 @@ inline OnlineReply online_twin(ScriptContext& c) {
 }
 inline Script<OnlineReply> const online_script{lua(R"lua(
 local members = redis.call('SMEMBERS', KEYS[2])
-local flags, online = {}, {}
-for i, u in ipairs(members) do
-  flags[i] = redis.call('EXISTS', ARGV[2] .. u)
-  if flags[i] == 1 then online[#online + 1] = u end
-end
 local now = now_ms()
+local flags, exps, online = {}, {}, {}
+for i = 1, #members, 1000 do
+  local sc = redis.call('ZMSCORE', KEYS[6], unpack(members, i, math.min(i + 999, #members)))
+  for j = 1, #sc do
+    local m = i + j - 1
+    exps[m] = (sc[j] and tonumber(sc[j])) or 0
+    if sc[j] and exps[m] > now then
+      flags[m] = 1
+      online[#online + 1] = members[m]
+    else
+      flags[m] = 0
+    end
+  end
+end
 local n = #online
 if #members > 0 or redis.call('EXISTS', KEYS[1]) == 1 then
   local s = redis.call('HMGET', KEYS[5], 'peakUsersCount', 'obsStart', 'obsSince', 'obsLast',
@@ -471,7 +506,7 @@ if #members > 0 or redis.call('EXISTS', KEYS[1]) == 1 then
     redis.call('HSET', KEYS[5], 'peakUsersCount', int(n), 'peakTime', int(now))
     changed = true
   end
-  if changed then redis.call('PEXPIRE', KEYS[5], ARGV[3]) end
+  if changed then redis.call('PEXPIRE', KEYS[5], ARGV[2]) end
 end
 local mode = ARGV[1]
 if mode == 'ids' then return {online, {}, {}} end
@@ -483,6 +518,7 @@ if mode == 'presence' then
   local per = {}
   for i, u in ipairs(members) do
     per[#per + 1] = flags[i]
+    per[#per + 1] = exps[i]
     per[#per + 1] = joined[u] or 0
   end
   local st = redis.call('HMGET', KEYS[5], 'sessions', 'sessionMs')
@@ -523,13 +559,18 @@ class RoomManager {
         roles_(opt_.room_roles_prefix),
         activity_(opt_.room_activity_prefix),
         stats_(opt_.room_stats_prefix),
-        presence_prefix_(KeySpace(opt_.presence.prefix).key("")),
+        presence_key_(KeySpace(opt_.presence.presence_prefix).key("online")),
         room_users_prefix_(users_.key("")),
         ttl_(std::to_string(opt_.default_room_ttl.count())),
         idle_ttl_(std::to_string(opt_.idle_room_ttl.count())),
         archived_ttl_(std::to_string(opt_.archived_room_ttl.count())),
         options_valid_(opt_.default_room_ttl.count() > 0 && opt_.idle_room_ttl.count() > 0 &&
                        opt_.archived_room_ttl.count() > 0) {}
+
+  /// Reads presence where `online_users` writes it: options.presence is replaced by
+  /// online_presence(online_users.options()). The manager is not kept.
+  RoomManager(B& backend, OnlineUserManager<B> const& online_users, RoomOptions options = {})
+      : RoomManager(backend, with_presence(std::move(options), online_users.options())) {}
 
   RoomOptions const& options() const noexcept { return opt_; }
 
@@ -607,8 +648,8 @@ class RoomManager {
         [](error_code&, std::vector<std::string> v) { return v; });
   }
 
-  /// The members that are online (OnlinePresence), in no particular order; one script, O(room
-  /// members). void(error_code, std::vector<std::string>).
+  /// The members that are online (their OnlineUserManager presence has not expired), in no
+  /// particular order; one script, O(room members). void(error_code, std::vector<std::string>).
   template <class Token = boost::asio::deferred_t>
   auto async_get_room_online_users(std::string_view room_id, Token&& token = {}) {
     return observe<void(error_code, std::vector<std::string>)>(
@@ -703,17 +744,19 @@ class RoomManager {
         });
   }
 
-  /// Every member with online status and last activity, counts, and the mean session length
-  /// (ended sessions and ongoing ones up to now). void(error_code, RoomPresenceStats).
+  /// Every member with status (online / away / idle as OnlineUserManager derives it, nullopt
+  /// when offline) and last activity, counts, and the mean session length (ended sessions and
+  /// ongoing ones up to now). void(error_code, RoomPresenceStats).
   template <class Token = boost::asio::deferred_t>
   auto async_get_room_presence_stats(std::string_view room_id, Token&& token = {}) {
     return observe<void(error_code, RoomPresenceStats)>(
         token, room_id, "presence",
-        [id = std::string(room_id)](error_code& ec, detail::rooms::OnlineReply r) {
+        [id = std::string(room_id), p = opt_.presence](error_code& ec,
+                                                       detail::rooms::OnlineReply r) {
           RoomPresenceStats s;
           auto& [members, per, n] = r;
           if (ec) return s;
-          if (per.size() != 2 * members.size() || n.size() != 3) {
+          if (per.size() != 3 * members.size() || n.size() != 3) {
             ec = Error::incompatible_size;
             return s;
           }
@@ -721,15 +764,18 @@ class RoomManager {
           s.total_users = static_cast<std::int64_t>(members.size());
           std::int64_t sessions = n[0], total_ms = n[1];
           for (std::size_t i = 0; i < members.size(); ++i) {
-            bool const on = per[2 * i] == 1;
-            s.online_users += on;
-            if (per[2 * i + 1] > 0) {
+            std::int64_t const on = per[3 * i], expiry = per[3 * i + 1], joined = per[3 * i + 2];
+            std::optional<PresenceStatus> status;
+            if (on == 1)
+              status = detail::online::status_of(expiry, n[2], p.default_ttl.count(),
+                                                 p.away_after.count(), p.idle_after.count());
+            s.online_users += on == 1;
+            if (joined > 0) {
               ++sessions;
-              total_ms += std::max<std::int64_t>(0, n[2] - per[2 * i + 1]);
+              total_ms += std::max<std::int64_t>(0, n[2] - joined);
             }
-            s.users.push_back({std::move(members[i]),
-                               on ? PresenceStatus::online : PresenceStatus::offline,
-                               RoomTime(std::chrono::milliseconds(per[2 * i + 1]))});
+            s.users.push_back(
+                {std::move(members[i]), status, RoomTime(std::chrono::milliseconds(joined))});
           }
           if (sessions > 0)
             s.average_session_duration = std::chrono::milliseconds(total_ms / sessions);
@@ -759,6 +805,11 @@ class RoomManager {
  private:
   using Keys = std::vector<std::string>;
   using Args = std::vector<std::string>;
+
+  static RoomOptions with_presence(RoomOptions o, OnlineUserOptions const& online) {
+    o.presence = online_presence(online);
+    return o;
+  }
 
   Keys room_keys(std::string_view room) const {
     return {info_.key(room), users_.key(room), roles_.key(room), activity_.key(room),
@@ -804,15 +855,16 @@ class RoomManager {
 
   template <class Sig, class Token, class Map>
   auto observe(Token& token, std::string_view room_id, std::string_view mode, Map map) {
+    Keys keys = room_keys(room_id);
+    keys.push_back(presence_key_);
     return run_script<Sig>(token, options_valid_ && !room_id.empty(), detail::rooms::online_script,
-                           room_keys(room_id), {std::string(mode), presence_prefix_, archived_ttl_},
-                           std::move(map));
+                           std::move(keys), {std::string(mode), archived_ttl_}, std::move(map));
   }
 
   B* backend_;
   RoomOptions opt_;
   KeySpace info_, users_, user_rooms_, roles_, activity_, stats_;
-  std::string presence_prefix_;                // "presence:"
+  std::string presence_key_;                   // "presence:online"
   std::string room_users_prefix_;              // "room_users:"
   std::string ttl_, idle_ttl_, archived_ttl_;  // milliseconds, as script arguments
   bool options_valid_;
