@@ -42,6 +42,9 @@
 //  - Scripts read per-user keys named from the prefixes (they are not all in KEYS): fine on a
 //    single node and Sentinel; on Cluster give the three prefixes one hash tag ("{p}presence").
 //  - Every manager sharing these keys must use the same default_ttl (status is expiry - ttl).
+//  - RoomManager reads presence:online for its online members and statuses: its
+//    RoomOptions::presence (OnlinePresence) must have the same presence_prefix (and default_ttl,
+//    away_after, idle_after); RoomManager(backend, online_users) copies them.
 #pragma once
 
 #include <rediskit/arg_list.hpp>
