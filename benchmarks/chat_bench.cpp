@@ -195,7 +195,7 @@ Results run_all(Options const& o, asio::io_context& ioc, B& db, Data const& d) {
   OnlineUserOptions po;
   po.default_ttl = std::chrono::hours(1);  // nobody expires during the run
   OnlineUserManager presence(db, po);
-  RoomManager rooms(db);
+  RoomManager rooms(db, presence);  // reads the same presence:online set
   UnreadMessageManager unread(db);
   Results res;
   int const c = o.concurrency;

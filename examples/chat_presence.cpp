@@ -49,7 +49,6 @@ rediskit::RoomOptions room_options() {
   o.room_roles_prefix = "example:room_roles";
   o.room_activity_prefix = "example:room_activity";
   o.room_stats_prefix = "example:room_stats";
-  o.presence.prefix = "example:presence";  // the OnlineUserManager's presence
   return o;
 }
 
@@ -109,7 +108,7 @@ asio::awaitable<void> chat(B& db) {
   };
 
   rediskit::OnlineUserManager presence(db, presence_options());
-  rediskit::RoomManager rooms(db, room_options());
+  rediskit::RoomManager rooms(db, presence, room_options());  // shares the presence settings
   rediskit::UnreadMessageManager unread(db, unread_options());
   auto const keys = example_keys();
   co_await db.async_exec(rediskit::cmd::del{.keys = keys}, use);
