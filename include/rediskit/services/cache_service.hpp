@@ -49,6 +49,7 @@
 #pragma once
 
 #include <rediskit/arg_list.hpp>
+#include <rediskit/backend/memory_backend.hpp>  // the scripts' C++ twins run on its engine
 #include <rediskit/codec/json_codec.hpp>
 #include <rediskit/commands.hpp>
 #include <rediskit/concepts/backend.hpp>
