@@ -2,6 +2,7 @@
 #
 #   source "$here/lib.sh"
 #   bench_need redis-server redis-tools cmake ...   # apt-get install what dpkg lacks
+#   bench_build cache_bench                         # release build (unless SKIP_BUILD); bin=
 #   bench_pin                                       # server_pin, client_pin, pinning
 #   bench_start_server                              # port, server_pid, tmp; stopped on exit
 
@@ -16,6 +17,20 @@ bench_need() {
   [[ $(id -u) -ne 0 ]] && sudo=sudo
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
+}
+
+# Builds benchmark TARGET with the release preset (-j ${JOBS:-1}) unless SKIP_BUILD is set, and
+# sets `bin` to the folder of the benchmark executables; exits if TARGET is not there.
+bench_build() {
+  local target=$1 root
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  bin="$root/build/release/benchmarks"
+  if [[ -z ${SKIP_BUILD:-} ]]; then
+    bench_log "building $target (release preset, -j ${JOBS:-1})"
+    (cd "$root" && cmake --preset release >/dev/null &&
+       cmake --build --preset release --target "$target" -j "${JOBS:-1}" >&2)
+  fi
+  [[ -x $bin/$target ]] || { bench_log "$target missing in $bin"; exit 1; }
 }
 
 # The server on core 0 and every client on core 1 (the same for every system compared: where

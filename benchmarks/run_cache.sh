@@ -9,7 +9,6 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
 REPEAT=${REPEAT:-5}
 DURATION=${DURATION:-1}
 JOBS=${JOBS:-1}
@@ -19,13 +18,7 @@ source "$here/lib.sh"
 bench_need redis-server redis-tools cmake ninja-build g++ ccache libboost1.81-dev \
   libboost-json1.81-dev util-linux
 
-bin="$root/build/release/benchmarks"
-if [[ -z ${SKIP_BUILD:-} ]]; then
-  bench_log "building cache_bench (release preset, -j $JOBS)"
-  (cd "$root" && cmake --preset release >/dev/null &&
-     cmake --build --preset release --target cache_bench -j "$JOBS" >&2)
-fi
-[[ -x $bin/cache_bench ]] || { bench_log "cache_bench missing in $bin"; exit 1; }
+bench_build cache_bench
 
 bench_pin
 bench_start_server

@@ -12,7 +12,6 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
 CONCURRENCY=${CONCURRENCY:-128}
 SAMPLES=${SAMPLES:-1000}
 USERS=${USERS:-300000}
@@ -26,13 +25,7 @@ source "$here/lib.sh"
 bench_need redis-server redis-tools cmake ninja-build g++ ccache libboost1.81-dev \
   libboost-json1.81-dev util-linux
 
-bin="$root/build/release/benchmarks"
-if [[ -z ${SKIP_BUILD:-} ]]; then
-  bench_log "building chat_bench (release preset, -j $JOBS)"
-  (cd "$root" && cmake --preset release >/dev/null &&
-     cmake --build --preset release --target chat_bench -j "$JOBS" >&2)
-fi
-[[ -x $bin/chat_bench ]] || { bench_log "chat_bench missing in $bin"; exit 1; }
+bench_build chat_bench
 
 bench_pin
 bench_start_server
