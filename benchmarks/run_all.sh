@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# rediskit side by side with its peers: one throwaway redis-server, the same workloads through
+# rediskit (Connection, RedisBackend, MemoryBackend), redis-benchmark, hiredis, ioredis (with and
+# without enableAutoPipelining) and node-redis 5 / 6, in one run. Prints one markdown table:
+# every system's figure per workload and rediskit's ratio to each, with the issue's goals.
+#
+#   bash benchmarks/run_all.sh
+#
+# Environment (all optional):
+#   REPEAT=5      timed runs per workload and system (median reported, min-max spread)
+#   DURATION=1    seconds per timed run
+#   WARMUP=1      seconds of warm-up per workload (the Node clients need it for the JIT)
+#   JOBS=1        build parallelism (the machine is shared: keep it low)
+#   SKIP_BUILD=1  use the binaries already built (build/release/benchmarks)
+#   SKIP_NPM=1    use benchmarks/peers/node_modules as it is
+#   RAW=file      also keep every raw result line in this file
+#
+# Needs: redis-server/redis-benchmark, libhiredis-dev, cmake, ninja, g++, Boost 1.81 (apt-get
+# installs what dpkg lacks) and Node.js >= 20 with npm (ioredis 6 and node-redis 6 require it;
+# Debian 12's nodejs package is 18: install Node 20 from nodejs.org or NodeSource first). The
+# Node clients come from the npm registry at the exact versions of benchmarks/peers/package-lock.json
+# (`npm ci`). The server runs on core 0 and every client on core 1 (taskset), the same for every
+# system. Not part of the test suite.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+REPEAT=${REPEAT:-5}
+DURATION=${DURATION:-1}
+WARMUP=${WARMUP:-1}
+JOBS=${JOBS:-1}
+
+BENCH_NAME=run_all
+source "$here/lib.sh"
+log() { bench_log "$@"; }
+
+# ---- dependencies ---------------------------------------------------------------------------
+bench_need redis-server redis-tools libhiredis-dev cmake ninja-build g++ gcc ccache \
+  libboost1.81-dev libboost-json1.81-dev util-linux
+command -v node >/dev/null && command -v npm >/dev/null || bench_need nodejs npm
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+((node_major >= 20)) || { log "node $(node --version) is too old: ioredis 6 and node-redis 6 need >= 20"; exit 1; }
+if [[ -z ${SKIP_NPM:-} ]]; then
+  log "npm ci in benchmarks/peers (exact versions from package-lock.json)"
+  (cd "$here/peers" && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi
+
+# ---- build ----------------------------------------------------------------------------------
+bin="$root/build/release/benchmarks"
+if [[ -z ${SKIP_BUILD:-} ]]; then
+  log "building connection_bench backend_bench (release preset, -j $JOBS)"
+  (cd "$root" && cmake --preset release >/dev/null &&
+     cmake --build --preset release --target connection_bench backend_bench -j "$JOBS" >&2)
+  log "building hiredis_bench (gcc -O2)"
+  mkdir -p "$bin"
+  gcc -O2 -std=c11 -Wall -Wextra -o "$bin/hiredis_bench" "$here/peers/hiredis_bench.c" -lhiredis
+fi
+for b in connection_bench backend_bench hiredis_bench; do
+  [[ -x $bin/$b ]] || { log "$bin/$b missing (run without SKIP_BUILD)"; exit 1; }
+done
+
+# ---- cores, server ----------------------------------------------------------------------------
+bench_pin
+bench_start_server
+redis-cli -p "$port" set 'key:__rand_int__' abc >/dev/null  # what redis-benchmark -t get reads
+
+others_busy=0
+check_quiet() {
+  local n
+  n=$(ps -eo pcpu=,comm= | awk '$1 >= 30 && $2 !~ /^(redis-server|redis-benchmark|connection_benc|backend_bench|hiredis_bench|node|ps|awk)$/' | wc -l)
+  ((n > others_busy)) && others_busy=$n
+  ((n == 0)) || log "warning: $n other busy process(es): the figures will be noisy"
+}
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+raw="$tmp/raw.txt"
+: >"$raw"
+check_quiet
+
+# Every result line is "workload=SYSTEM:NAME unit=ops|batches ops_per_s=MED min= max= ...".
+tag() { sed "s/^workload=/workload=$1:/"; }
+
+# ---- redis-benchmark -c 1 -P 1 / -P 16 ----------------------------------------------------------
+rb_rps() {  # pipeline requests -> GET/s of one run
+  local rps
+  rps=$("${client_pin[@]}" redis-benchmark -p "$port" -c 1 -P "$1" -t get -n "$2" --csv |
+          awk -F'"' '$2 == "GET" { print $4 }')
+  [[ -n $rps ]] || { log "redis-benchmark printed no GET line"; exit 1; }
+  echo "$rps"
+}
+redis_benchmark() {  # name pipeline
+  local name=$1 pipeline=$2 n rates=()
+  n=$(awk -v r="$(rb_rps "$pipeline" $((5000 * pipeline)))" -v d="$DURATION" \
+        'BEGIN { n = int(r * d); print (n < 10000 ? 10000 : n) }')
+  log "redis-benchmark -c 1 -P $pipeline: $REPEAT x $n GET"
+  for _ in $(seq 1 "$REPEAT"); do rates+=("$(rb_rps "$pipeline" "$n")"); done
+  printf '%s\n' "${rates[@]}" | sort -g | awk -v name="$name" -v runs="$(IFS=,; echo "${rates[*]}")" '
+    { v[NR] = $1 }
+    END {
+      med = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+      printf "workload=%s unit=ops ops_per_s=%.0f min=%.0f max=%.0f runs=%s\n", name, med, v[1], v[NR], runs
+    }'
+}
+redis_benchmark rb:c1_p1 1 | tee -a "$raw" >&2
+redis_benchmark rb:c1_p16 16 | tee -a "$raw" >&2
+check_quiet
+
+# ---- sequential round trips: rediskit rtt_1 and hiredis seq_get interleaved ---------------------
+# (one run of each per round, order alternating: sequential round trips drift most over a minute)
+log "rtt_1 / seq_get: $REPEAT interleaved rounds"
+one=(--port "$port" --seconds "$DURATION" --repeat 1 --warmup "$WARMUP")
+pairs="$tmp/pairs.txt"
+: >"$pairs"
+for round in $(seq 1 "$REPEAT"); do
+  h() { "${client_pin[@]}" "$bin/hiredis_bench" "${one[@]}" --only seq_get | tag hiredis; }
+  r() { "${client_pin[@]}" "$bin/connection_bench" "${one[@]}" --only rtt_1 | grep '^workload=' | tag rediskit; }
+  if ((round % 2)); then h; r; else r; h; fi
+done | tee -a "$pairs" >&2
+awk '
+  function median(a, n,    i, j, t) {
+    for (i = 2; i <= n; ++i) for (j = i; j > 1 && a[j - 1] > a[j]; --j) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+  }
+  {
+    split($1, w, "="); name = w[2]
+    if (!(name in n)) order[++names] = name
+    k = ++n[name]
+    for (i = 2; i <= NF; ++i) {
+      split($i, kv, "=")
+      if (kv[1] == "ops_per_s") rate[name, k] = kv[2]
+      if (kv[1] == "p50_us") p50[name, k] = kv[2]
+      if (kv[1] == "p99_us") p99[name, k] = kv[2]
+    }
+  }
+  END {
+    for (q = 1; q <= names; ++q) {
+      name = order[q]; m = n[name]; runs = ""
+      for (k = 1; k <= m; ++k) { r[k] = rate[name, k]; a[k] = p50[name, k]; b[k] = p99[name, k]; runs = runs (k > 1 ? "," : "") r[k] }
+      med = median(r, m)
+      printf "workload=%s unit=ops ops_per_s=%.0f min=%.0f max=%.0f p50_us=%.1f p99_us=%.1f runs=%s\n",
+        name, med, r[1], r[m], median(a, m), median(b, m), runs
+    }
+  }' "$pairs" | tee -a "$raw" >&2
+check_quiet
+
+# ---- hiredis pipelined, rediskit Connection -----------------------------------------------------
+args=(--port "$port" --seconds "$DURATION" --repeat "$REPEAT" --warmup "$WARMUP")
+log "hiredis_bench pipelined_100,batch_100_hgetall"
+"${client_pin[@]}" "$bin/hiredis_bench" "${args[@]}" --only pipelined_100,batch_100_hgetall |
+  tag hiredis | tee -a "$raw" >&2
+check_quiet
+log "connection_bench callers_*, batch_100_hgetall*"
+"${client_pin[@]}" "$bin/connection_bench" "${args[@]}" \
+  --only callers_1,callers_16,callers_64,callers_256,batch_100_hgetall,batch_100_hgetall_maps |
+  grep '^workload=' | tag rediskit | tee -a "$raw" >&2
+check_quiet
+
+# ---- the Node clients ---------------------------------------------------------------------------
+for client in ioredis ioredis-auto node-redis5 node-redis6; do
+  log "node_bench --client $client"
+  "${client_pin[@]}" node "$here/peers/node_bench.mjs" --client "$client" "${args[@]}" |
+    tag "$client" | tee -a "$raw" >&2
+  check_quiet
+done
+
+# ---- MemoryBackend and RedisBackend (typed commands) --------------------------------------------
+# backend_bench prints "workload=W backend=memory|redis unit=cmds cmds_per_s=... min= max=";
+# a batch of 100 counts 100 commands: divided by 100 here for the *_b100 workloads (batches/s).
+log "backend_bench get_c64,hgetall_b100,profiles_b100"
+"${client_pin[@]}" "$bin/backend_bench" "${args[@]}" --only get_c64,hgetall_b100,profiles_b100 |
+  awk '/^workload=/ {
+    for (i = 1; i <= NF; ++i) { split($i, kv, "="); f[kv[1]] = kv[2] }
+    d = f["workload"] ~ /_b100$/ ? 100 : 1
+    printf "workload=%s:%s unit=%s ops_per_s=%.2f min=%.2f max=%.2f\n", f["backend"], f["workload"],
+      d == 100 ? "batches" : "ops", f["cmds_per_s"] / d, f["min"] / d, f["max"] / d
+  }' | tee -a "$raw" >&2
+check_quiet
+[[ -n ${RAW:-} ]] && cp "$raw" "$RAW"
+
+# ---- the table ------------------------------------------------------------------------------------
+versions="redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'), hiredis $(dpkg-query -W -f='${Version}' libhiredis-dev), node $(node --version)"
+versions+=", ioredis $(node -p "require('$here/peers/node_modules/ioredis/package.json').version")"
+versions+=", node-redis $(node -p "require('$here/peers/node_modules/redis5/package.json').version") / $(node -p "require('$here/peers/node_modules/redis6/package.json').version")"
+awk -v repeat="$REPEAT" -v duration="$DURATION" -v warmup="$WARMUP" -v pinning="$pinning" \
+    -v load_before="$load_before" -v others_busy="$others_busy" -v versions="$versions" \
+    -v cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
+    -v cores="$(nproc)" '
+  {
+    split($1, w, "="); name = w[2]
+    for (i = 2; i <= NF; ++i) { split($i, kv, "="); f[name, kv[1]] = kv[2] }
+    seen[name] = 1
+  }
+  function has(n) { return (n in seen) }
+  function cell(n,    s) {
+    if (!has(n)) return "-"
+    if (f[n, "unit"] == "batches")
+      return sprintf("%.3f ms (%.3f–%.3f)", 1000 / f[n, "ops_per_s"], 1000 / f[n, "max"], 1000 / f[n, "min"])
+    s = sprintf("%.0f/s (%.0f–%.0f)", f[n, "ops_per_s"], f[n, "min"], f[n, "max"])
+    if ((n, "p50_us") in f) s = s sprintf(", p50 %.0f µs", f[n, "p50_us"])
+    return s
+  }
+  # one row: rediskit figure, peer figure, rediskit/peer (throughput ratio; for batches: how
+  # many times faster), and the goal if there is one
+  function row(label, rk, peer_label, peer, want,    r, g) {
+    r = (has(rk) && has(peer) && f[peer, "ops_per_s"] > 0) ? f[rk, "ops_per_s"] / f[peer, "ops_per_s"] : -1
+    g = ""
+    if (want > 0 && r >= 0) g = sprintf("≥ %gx %s", want, r >= want ? "✅ met" : "❌ not met")
+    printf "| %s | %s | %s | %s | %s | %s |\n", label, cell(rk), peer_label, cell(peer),
+      r < 0 ? "n/a" : sprintf("%.2fx", r), g
+  }
+  function node_rows(label, rk, wl, want_auto, want_nr5) {
+    row(label, rk, "ioredis", "ioredis:" wl, 0)
+    row(label, rk, "ioredis autopipelining", "ioredis-auto:" wl, want_auto)
+    row(label, rk, "node-redis 5", "node-redis5:" wl, want_nr5)
+    row(label, rk, "node-redis 6 (no cmd timeout)", "node-redis6:" wl, 0)
+  }
+  END {
+    print "| workload | rediskit | peer | peer | rediskit / peer | goal |"
+    print "|---|---|---|---|---|---|"
+    L = "sequential GET (rtt_1)"
+    row(L, "rediskit:rtt_1", "hiredis (sync)", "hiredis:seq_get", 0.9)
+    row(L, "rediskit:rtt_1", "redis-benchmark -c1 -P1", "rb:c1_p1", 0)
+    node_rows(L, "rediskit:rtt_1", "rtt_1", 0, 0)
+    for (k = 0; k < 4; ++k) {
+      n = k == 0 ? 1 : k == 1 ? 16 : k == 2 ? 64 : 256
+      L = sprintf("%d caller%s, one connection (GET)", n, n > 1 ? "s" : "")
+      rk = "rediskit:callers_" n
+      if (n == 16) row(L, rk, "redis-benchmark -c1 -P16", "rb:c1_p16", 0)
+      if (n == 64) row(L, rk, "redis-benchmark -c1 -P16", "rb:c1_p16", 1.0)
+      if (n == 256) row(L, rk, "hiredis pipelined by 100", "hiredis:pipelined_100", 0.7)
+      node_rows(L, rk, "callers_" n, n == 256 ? 6 : 0, n == 256 ? 2 : 0)
+    }
+    L = "100 HGETALL batch, RedisBackend typed (100 field/value vectors)"
+    rk = "redis:profiles_b100"
+    row(L, rk, "hiredis (reply objects)", "hiredis:batch_100_hgetall", 0)
+    row(L, rk, "ioredis pipeline()", "ioredis:batch_100_hgetall", 0)
+    row(L, rk, "ioredis autopipelining, pipeline()", "ioredis-auto:batch_100_hgetall", 0)
+    row(L, rk, "node-redis 5 (Promise.all)", "node-redis5:batch_100_hgetall", 3)
+    row(L, rk, "node-redis 6 (Promise.all)", "node-redis6:batch_100_hgetall", 0)
+    L = "100 HGETALL batch, Connection → resp3::Tree"
+    row(L, "rediskit:batch_100_hgetall", "hiredis (reply objects)", "hiredis:batch_100_hgetall", 0)
+    row(L, "rediskit:batch_100_hgetall", "node-redis 5 (Promise.all)", "node-redis5:batch_100_hgetall", 3)
+    L = "100 HGETALL batch, Connection → 100 unordered_map"
+    row(L, "rediskit:batch_100_hgetall_maps", "hiredis (reply objects)", "hiredis:batch_100_hgetall", 0)
+    row(L, "rediskit:batch_100_hgetall_maps", "node-redis 5 (Promise.all)", "node-redis5:batch_100_hgetall", 3)
+    row("MemoryBackend vs RedisBackend: GET from 64 callers", "memory:get_c64", "RedisBackend", "redis:get_c64", 10)
+    row("MemoryBackend vs RedisBackend: 100 HGETALL batch", "memory:hgetall_b100", "RedisBackend", "redis:hgetall_b100", 10)
+    row("MemoryBackend vs RedisBackend: 100 HGETALL batch (peer profiles)", "memory:profiles_b100", "RedisBackend", "redis:profiles_b100", 10)
+    printf "\nMedian of %d runs of %s s after %s s warm-up (min–max); batches: ms per batch of 100 (lower is better), ratio = how many times faster. ", repeat, duration, warmup
+    printf "rtt_1 and hiredis seq_get interleaved (one run each per round); p50: median of the runs\x27 p50 latency. "
+    printf "%d cores (%s), %s. %s. Load average before the run: %s; other busy processes seen during it: %d%s.\n",
+      cores, cpu, pinning, versions, load_before, others_busy, others_busy ? " (NOT a quiet run)" : ""
+  }' "$raw"
