@@ -190,63 +190,70 @@ awk -v repeat="$REPEAT" -v duration="$DURATION" -v warmup="$WARMUP" -v pinning="
     seen[name] = 1
   }
   function has(n) { return (n in seen) }
-  function cell(n,    s) {
+  function num(v) { return v >= 1e6 ? sprintf("%.2fM", v / 1e6) : v >= 1e4 ? sprintf("%.1fk", v / 1e3) : sprintf("%.0f", v) }
+  function fig(n,    s) {  # median (min–max): ops/s, or ms per batch
     if (!has(n)) return "-"
     if (f[n, "unit"] == "batches")
       return sprintf("%.3f ms (%.3f–%.3f)", 1000 / f[n, "ops_per_s"], 1000 / f[n, "max"], 1000 / f[n, "min"])
-    s = sprintf("%.0f/s (%.0f–%.0f)", f[n, "ops_per_s"], f[n, "min"], f[n, "max"])
+    s = sprintf("%s/s (%s–%s)", num(f[n, "ops_per_s"]), num(f[n, "min"]), num(f[n, "max"]))
     if ((n, "p50_us") in f) s = s sprintf(", p50 %.0f µs", f[n, "p50_us"])
     return s
   }
-  # one row: rediskit figure, peer figure, rediskit/peer (throughput ratio; for batches: how
-  # many times faster), and the goal if there is one
-  function row(label, rk, peer_label, peer, want,    r, g) {
-    r = (has(rk) && has(peer) && f[peer, "ops_per_s"] > 0) ? f[rk, "ops_per_s"] / f[peer, "ops_per_s"] : -1
-    g = ""
-    if (want > 0 && r >= 0) g = sprintf("≥ %gx %s", want, r >= want ? "✅ met" : "❌ not met")
-    printf "| %s | %s | %s | %s | %s | %s |\n", label, cell(rk), peer_label, cell(peer),
-      r < 0 ? "n/a" : sprintf("%.2fx", r), g
+  # rediskit / peer on the medians: a throughput ratio (for batches: how many times faster)
+  function ratio(rk, peer) { return (has(rk) && has(peer) && f[peer, "ops_per_s"] > 0) ? f[rk, "ops_per_s"] / f[peer, "ops_per_s"] : -1 }
+  function peer(rk, p,    r) {  # a peer cell: its figure, then the ratio rediskit / peer
+    if (!has(p)) return "-"
+    r = ratio(rk, p)
+    return fig(p) (r < 0 ? "" : sprintf("<br>**%.2fx**", r))
   }
-  function node_rows(label, rk, wl, want_auto, want_nr5) {
-    row(label, rk, "ioredis", "ioredis:" wl, 0)
-    row(label, rk, "ioredis autopipelining", "ioredis-auto:" wl, want_auto)
-    row(label, rk, "node-redis 5", "node-redis5:" wl, want_nr5)
-    row(label, rk, "node-redis 6 (no cmd timeout)", "node-redis6:" wl, 0)
+  function goal(rk, p, want, what,    r) {
+    r = ratio(rk, p)
+    if (r < 0) return what " ≥ " want "x: n/a"
+    return sprintf("%s ≥ %gx: %.2fx %s", what, want, r, r >= want ? "✅" : "❌")
+  }
+  # one row; the peers are named by workload prefix, "" for none
+  function row(label, rk, hi, rb, wl, rback, goals) {
+    printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", label, fig(rk),
+      hi == "" ? "-" : peer(rk, hi), rb == "" ? "-" : peer(rk, rb),
+      wl == "" ? "-" : peer(rk, "ioredis:" wl), wl == "" ? "-" : peer(rk, "ioredis-auto:" wl),
+      wl == "" ? "-" : peer(rk, "node-redis5:" wl), wl == "" ? "-" : peer(rk, "node-redis6:" wl),
+      rback == "" ? "-" : peer(rk, rback), goals
   }
   END {
-    print "| workload | rediskit | peer | peer | rediskit / peer | goal |"
-    print "|---|---|---|---|---|---|"
-    L = "sequential GET (rtt_1)"
-    row(L, "rediskit:rtt_1", "hiredis (sync)", "hiredis:seq_get", 0.9)
-    row(L, "rediskit:rtt_1", "redis-benchmark -c1 -P1", "rb:c1_p1", 0)
-    node_rows(L, "rediskit:rtt_1", "rtt_1", 0, 0)
-    for (k = 0; k < 4; ++k) {
-      n = k == 0 ? 1 : k == 1 ? 16 : k == 2 ? 64 : 256
-      L = sprintf("%d caller%s, one connection (GET)", n, n > 1 ? "s" : "")
-      rk = "rediskit:callers_" n
-      if (n == 16) row(L, rk, "redis-benchmark -c1 -P16", "rb:c1_p16", 0)
-      if (n == 64) row(L, rk, "redis-benchmark -c1 -P16", "rb:c1_p16", 1.0)
-      if (n == 256) row(L, rk, "hiredis pipelined by 100", "hiredis:pipelined_100", 0.7)
-      node_rows(L, rk, "callers_" n, n == 256 ? 6 : 0, n == 256 ? 2 : 0)
-    }
-    L = "100 HGETALL batch, RedisBackend typed (100 field/value vectors)"
+    print "| workload | rediskit | hiredis | redis-benchmark | ioredis | ioredis auto-pipelining | node-redis 5 | node-redis 6 | RedisBackend | goals (rediskit / peer) |"
+    print "|---|---|---|---|---|---|---|---|---|---|"
+    rk = "rediskit:rtt_1"
+    row("sequential GET, 1 in flight (Connection; hiredis sync; redis-benchmark -c1 -P1)", rk,
+        "hiredis:seq_get", "rb:c1_p1", "rtt_1", "", goal(rk, "hiredis:seq_get", 0.9, "hiredis"))
+    row("1 caller on one connection, GET loop", "rediskit:callers_1", "", "", "callers_1", "", "")
+    row("16 callers on one connection (redis-benchmark -c1 -P16)", "rediskit:callers_16", "",
+        "rb:c1_p16", "callers_16", "", "")
+    rk = "rediskit:callers_64"
+    row("64 callers on one connection (redis-benchmark -c1 -P16)", rk, "", "rb:c1_p16", "callers_64", "",
+        goal(rk, "rb:c1_p16", 1.0, "-c1 -P16"))
+    rk = "rediskit:callers_256"
+    row("256 callers on one connection (hiredis pipelined by 100)", rk, "hiredis:pipelined_100", "",
+        "callers_256", "", goal(rk, "node-redis5:callers_256", 2, "node-redis 5") "<br>" \
+        goal(rk, "ioredis-auto:callers_256", 6, "ioredis auto") "<br>" goal(rk, "hiredis:pipelined_100", 0.7, "hiredis ×100"))
     rk = "redis:profiles_b100"
-    row(L, rk, "hiredis (reply objects)", "hiredis:batch_100_hgetall", 0)
-    row(L, rk, "ioredis pipeline()", "ioredis:batch_100_hgetall", 0)
-    row(L, rk, "ioredis autopipelining, pipeline()", "ioredis-auto:batch_100_hgetall", 0)
-    row(L, rk, "node-redis 5 (Promise.all)", "node-redis5:batch_100_hgetall", 3)
-    row(L, rk, "node-redis 6 (Promise.all)", "node-redis6:batch_100_hgetall", 0)
-    L = "100 HGETALL batch, Connection → resp3::Tree"
-    row(L, "rediskit:batch_100_hgetall", "hiredis (reply objects)", "hiredis:batch_100_hgetall", 0)
-    row(L, "rediskit:batch_100_hgetall", "node-redis 5 (Promise.all)", "node-redis5:batch_100_hgetall", 3)
-    L = "100 HGETALL batch, Connection → 100 unordered_map"
-    row(L, "rediskit:batch_100_hgetall_maps", "hiredis (reply objects)", "hiredis:batch_100_hgetall", 0)
-    row(L, "rediskit:batch_100_hgetall_maps", "node-redis 5 (Promise.all)", "node-redis5:batch_100_hgetall", 3)
-    row("MemoryBackend vs RedisBackend: GET from 64 callers", "memory:get_c64", "RedisBackend", "redis:get_c64", 10)
-    row("MemoryBackend vs RedisBackend: 100 HGETALL batch", "memory:hgetall_b100", "RedisBackend", "redis:hgetall_b100", 10)
-    row("MemoryBackend vs RedisBackend: 100 HGETALL batch (peer profiles)", "memory:profiles_b100", "RedisBackend", "redis:profiles_b100", 10)
-    printf "\nMedian of %d runs of %s s after %s s warm-up (min–max); batches: ms per batch of 100 (lower is better), ratio = how many times faster. ", repeat, duration, warmup
-    printf "rtt_1 and hiredis seq_get interleaved (one run each per round); p50: median of the runs\x27 p50 latency. "
+    row("100 HGETALL batch, RedisBackend typed → 100 field/value vectors (hiredis: reply objects; ioredis: pipeline(); node-redis: Promise.all)",
+        rk, "hiredis:batch_100_hgetall", "", "batch_100_hgetall", "", goal(rk, "node-redis5:batch_100_hgetall", 3, "node-redis 5"))
+    rk = "rediskit:batch_100_hgetall"
+    row("100 HGETALL batch, Connection → resp3::Tree", rk, "hiredis:batch_100_hgetall", "",
+        "batch_100_hgetall", "", goal(rk, "node-redis5:batch_100_hgetall", 3, "node-redis 5"))
+    rk = "rediskit:batch_100_hgetall_maps"
+    row("100 HGETALL batch, Connection → 100 unordered_map", rk, "hiredis:batch_100_hgetall", "",
+        "batch_100_hgetall", "", goal(rk, "node-redis5:batch_100_hgetall", 3, "node-redis 5"))
+    rk = "memory:get_c64"
+    row("MemoryBackend: GET from 64 callers", rk, "", "", "", "redis:get_c64", goal(rk, "redis:get_c64", 10, "RedisBackend"))
+    rk = "memory:hgetall_b100"
+    row("MemoryBackend: 100 HGETALL batch (backend_bench profiles)", rk, "", "", "", "redis:hgetall_b100",
+        goal(rk, "redis:hgetall_b100", 10, "RedisBackend"))
+    rk = "memory:profiles_b100"
+    row("MemoryBackend: 100 HGETALL batch (the peers\x27 profiles)", rk, "", "", "", "redis:profiles_b100",
+        goal(rk, "redis:profiles_b100", 10, "RedisBackend"))
+    printf "\nMedian of %d runs of %s s after %s s warm-up (min–max); under each peer, in bold: rediskit / peer on the medians (throughput; for batches, ms per batch of 100, how many times faster). ", repeat, duration, warmup
+    printf "Sequential GET: rediskit and hiredis runs interleaved (one each per round); p50: median of the runs\x27 p50 latency. "
     printf "%d cores (%s), %s. %s. Load average before the run: %s; other busy processes seen during it: %d%s.\n",
       cores, cpu, pinning, versions, load_before, others_busy, others_busy ? " (NOT a quiet run)" : ""
   }' "$raw"
