@@ -14,6 +14,15 @@
 #   SKIP_BUILD=1  use the binaries already built (build/release/benchmarks)
 #   SKIP_NPM=1    use benchmarks/peers/node_modules as it is
 #   RAW=file      also keep every raw result line in this file
+#   QUIET_WAIT=180, RETRIES=3, BUDGET=1800
+#                 wait up to QUIET_WAIT s for other busy processes before a phase, run a phase
+#                 again (up to RETRIES attempts) when one got busy during it; no more waiting or
+#                 retrying once the measurements have taken BUDGET s (see "shared-machine guard")
+#   BENCH_LOCK=f  hold flock(1) on file f during each phase (not while waiting), so that
+#                 benchmarks of several people on one machine do not overlap
+#   NICE=-20      run the server and every client at this nice level (root: negative levels),
+#                 the same for every system, so that other jobs on a shared machine (compilers)
+#                 disturb the figures less; say so when you report figures
 #
 # Needs: redis-server/redis-benchmark, libhiredis-dev, cmake, ninja, g++, Boost 1.81 (apt-get
 # installs what dpkg lacks) and Node.js >= 20 with npm (ioredis 6 and node-redis 6 require it;
@@ -61,20 +70,60 @@ done
 
 # ---- cores, server ----------------------------------------------------------------------------
 bench_pin
+if [[ -n ${NICE:-} ]]; then
+  nice -n "$NICE" true 2>/dev/null || { log "nice -n $NICE not allowed here"; exit 1; }
+  server_pin=(nice -n "$NICE" "${server_pin[@]}")
+  client_pin=(nice -n "$NICE" "${client_pin[@]}")
+  pinning+=", all at nice $NICE"
+fi
 bench_start_server
 redis-cli -p "$port" set 'key:__rand_int__' abc >/dev/null  # what redis-benchmark -t get reads
 
+# ---- shared-machine guard ----------------------------------------------------------------------
+# Other engineers' jobs (compilers) skew the figures. A phase (one system's workloads) runs when
+# no other process uses >= 30% CPU (waiting up to QUIET_WAIT s); a sampler checks every second
+# while it runs, and a phase during which another process got busy is run again (up to RETRIES
+# attempts; the last one is kept). Under the table: how many phases stayed noisy.
+QUIET_WAIT=${QUIET_WAIT:-180}
+RETRIES=${RETRIES:-3}
+BUDGET=${BUDGET:-1800}
+started=$SECONDS
+over_budget() { ((SECONDS - started > BUDGET)); }
+if [[ -n ${BENCH_LOCK:-} ]]; then exec 9>"$BENCH_LOCK"; fi
 others_busy=0
-check_quiet() {
-  local n
-  n=$(ps -eo pcpu=,comm= | awk '$1 >= 30 && $2 !~ /^(redis-server|redis-benchmark|connection_benc|backend_bench|hiredis_bench|node|ps|awk)$/' | wc -l)
-  ((n > others_busy)) && others_busy=$n
-  ((n == 0)) || log "warning: $n other busy process(es): the figures will be noisy"
+noisy_phases=()
+busy_now() {
+  ps -eo pcpu=,comm= | awk '$1 >= 30 && $2 !~ /^(redis-server|redis-benchmark|connection_benc|backend_bench|hiredis_bench|node|ps|awk|sleep|run_all.sh|bash)$/' | wc -l
+}
+wait_quiet() {
+  local waited=0
+  while (($(busy_now) > 0 && waited < QUIET_WAIT)) && ! over_budget; do sleep 2; waited=$((waited + 2)); done
+  ((waited == 0)) || log "waited ${waited} s for other processes to finish"
+}
+phase() {  # phase NAME COMMAND...: result lines on stdout, appended to $raw
+  local name=$1 attempt busy mon
+  shift
+  for attempt in $(seq 1 "$RETRIES"); do
+    wait_quiet
+    [[ -n ${BENCH_LOCK:-} ]] && flock 9
+    echo 0 >"$tmp/busy"
+    ( m=0; while :; do n=$(busy_now); ((n > m)) && m=$n && echo "$m" >"$tmp/busy"; sleep 1; done ) &
+    mon=$!
+    log "$name (attempt $attempt)"
+    "$@" >"$tmp/phase.out"
+    kill "$mon" 2>/dev/null; wait "$mon" 2>/dev/null || true
+    [[ -n ${BENCH_LOCK:-} ]] && flock -u 9
+    busy=$(cat "$tmp/busy")
+    ((busy == 0)) && break
+    over_budget && break
+    log "warning: $busy other busy process(es) during $name"
+  done
+  if ((busy > 0)); then noisy_phases+=("$name"); ((busy > others_busy)) && others_busy=$busy; fi
+  tee -a "$raw" <"$tmp/phase.out" >&2
 }
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 raw="$tmp/raw.txt"
 : >"$raw"
-check_quiet
 
 # Every result line is "workload=SYSTEM:NAME unit=ops|batches ops_per_s=MED min= max= ...".
 tag() { sed "s/^workload=/workload=$1:/"; }
@@ -91,7 +140,6 @@ redis_benchmark() {  # name pipeline
   local name=$1 pipeline=$2 n rates=()
   n=$(awk -v r="$(rb_rps "$pipeline" $((5000 * pipeline)))" -v d="$DURATION" \
         'BEGIN { n = int(r * d); print (n < 10000 ? 10000 : n) }')
-  log "redis-benchmark -c 1 -P $pipeline: $REPEAT x $n GET"
   for _ in $(seq 1 "$REPEAT"); do rates+=("$(rb_rps "$pipeline" "$n")"); done
   printf '%s\n' "${rates[@]}" | sort -g | awk -v name="$name" -v runs="$(IFS=,; echo "${rates[*]}")" '
     { v[NR] = $1 }
@@ -100,22 +148,19 @@ redis_benchmark() {  # name pipeline
       printf "workload=%s unit=ops ops_per_s=%.0f min=%.0f max=%.0f runs=%s\n", name, med, v[1], v[NR], runs
     }'
 }
-redis_benchmark rb:c1_p1 1 | tee -a "$raw" >&2
-redis_benchmark rb:c1_p16 16 | tee -a "$raw" >&2
-check_quiet
+phase "redis-benchmark -c 1 -P 1" redis_benchmark rb:c1_p1 1
+phase "redis-benchmark -c 1 -P 16" redis_benchmark rb:c1_p16 16
 
 # ---- sequential round trips: rediskit rtt_1 and hiredis seq_get interleaved ---------------------
 # (one run of each per round, order alternating: sequential round trips drift most over a minute)
-log "rtt_1 / seq_get: $REPEAT interleaved rounds"
 one=(--port "$port" --seconds "$DURATION" --repeat 1 --warmup "$WARMUP")
-pairs="$tmp/pairs.txt"
-: >"$pairs"
-for round in $(seq 1 "$REPEAT"); do
-  h() { "${client_pin[@]}" "$bin/hiredis_bench" "${one[@]}" --only seq_get | tag hiredis; }
-  r() { "${client_pin[@]}" "$bin/connection_bench" "${one[@]}" --only rtt_1 | grep '^workload=' | tag rediskit; }
-  if ((round % 2)); then h; r; else r; h; fi
-done | tee -a "$pairs" >&2
-awk '
+rtt_pairs() {
+  local round
+  for round in $(seq 1 "$REPEAT"); do
+    h() { "${client_pin[@]}" "$bin/hiredis_bench" "${one[@]}" --only seq_get | tag hiredis; }
+    r() { "${client_pin[@]}" "$bin/connection_bench" "${one[@]}" --only rtt_1 | grep '^workload=' | tag rediskit; }
+    if ((round % 2)); then h; r; else r; h; fi
+  done | awk '
   function median(a, n,    i, j, t) {
     for (i = 2; i <= n; ++i) for (j = i; j > 1 && a[j - 1] > a[j]; --j) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
@@ -139,41 +184,42 @@ awk '
       printf "workload=%s unit=ops ops_per_s=%.0f min=%.0f max=%.0f p50_us=%.1f p99_us=%.1f runs=%s\n",
         name, med, r[1], r[m], median(a, m), median(b, m), runs
     }
-  }' "$pairs" | tee -a "$raw" >&2
-check_quiet
+  }'
+}
+phase "rtt_1 / seq_get ($REPEAT interleaved rounds)" rtt_pairs
 
 # ---- hiredis pipelined, rediskit Connection -----------------------------------------------------
 args=(--port "$port" --seconds "$DURATION" --repeat "$REPEAT" --warmup "$WARMUP")
-log "hiredis_bench pipelined_100,batch_100_hgetall"
-"${client_pin[@]}" "$bin/hiredis_bench" "${args[@]}" --only pipelined_100,batch_100_hgetall |
-  tag hiredis | tee -a "$raw" >&2
-check_quiet
-log "connection_bench callers_*, batch_100_hgetall*"
-"${client_pin[@]}" "$bin/connection_bench" "${args[@]}" \
-  --only callers_1,callers_16,callers_64,callers_256,batch_100_hgetall,batch_100_hgetall_maps |
-  grep '^workload=' | tag rediskit | tee -a "$raw" >&2
-check_quiet
+hiredis_pipelined() {
+  "${client_pin[@]}" "$bin/hiredis_bench" "${args[@]}" --only pipelined_100,batch_100_hgetall | tag hiredis
+}
+connection() {
+  "${client_pin[@]}" "$bin/connection_bench" "${args[@]}" \
+    --only callers_1,callers_16,callers_64,callers_256,batch_100_hgetall,batch_100_hgetall_maps |
+    grep '^workload=' | tag rediskit
+}
+phase "hiredis_bench pipelined_100,batch_100_hgetall" hiredis_pipelined
+phase "connection_bench callers_*,batch_100_hgetall*" connection
 
 # ---- the Node clients ---------------------------------------------------------------------------
+node_client() { "${client_pin[@]}" node "$here/peers/node_bench.mjs" --client "$1" "${args[@]}" | tag "$1"; }
 for client in ioredis ioredis-auto node-redis5 node-redis6; do
-  log "node_bench --client $client"
-  "${client_pin[@]}" node "$here/peers/node_bench.mjs" --client "$client" "${args[@]}" |
-    tag "$client" | tee -a "$raw" >&2
-  check_quiet
+  phase "node_bench --client $client" node_client "$client"
 done
 
 # ---- MemoryBackend and RedisBackend (typed commands) --------------------------------------------
 # backend_bench prints "workload=W backend=memory|redis unit=cmds cmds_per_s=... min= max=";
 # a batch of 100 counts 100 commands: divided by 100 here for the *_b100 workloads (batches/s).
-log "backend_bench get_c64,hgetall_b100,profiles_b100"
-"${client_pin[@]}" "$bin/backend_bench" "${args[@]}" --only get_c64,hgetall_b100,profiles_b100 |
-  awk '/^workload=/ {
-    for (i = 1; i <= NF; ++i) { split($i, kv, "="); f[kv[1]] = kv[2] }
-    d = f["workload"] ~ /_b100$/ ? 100 : 1
-    printf "workload=%s:%s unit=%s ops_per_s=%.2f min=%.2f max=%.2f\n", f["backend"], f["workload"],
-      d == 100 ? "batches" : "ops", f["cmds_per_s"] / d, f["min"] / d, f["max"] / d
-  }' | tee -a "$raw" >&2
-check_quiet
+backends() {
+  "${client_pin[@]}" "$bin/backend_bench" "${args[@]}" --only get_c64,hgetall_b100,profiles_b100 |
+    awk '/^workload=/ {
+      for (i = 1; i <= NF; ++i) { split($i, kv, "="); f[kv[1]] = kv[2] }
+      d = f["workload"] ~ /_b100$/ ? 100 : 1
+      printf "workload=%s:%s unit=%s ops_per_s=%.2f min=%.2f max=%.2f\n", f["backend"], f["workload"],
+        d == 100 ? "batches" : "ops", f["cmds_per_s"] / d, f["min"] / d, f["max"] / d
+    }'
+}
+phase "backend_bench get_c64,hgetall_b100,profiles_b100" backends
 [[ -n ${RAW:-} ]] && cp "$raw" "$RAW"
 
 # ---- the table ------------------------------------------------------------------------------------
@@ -182,6 +228,7 @@ versions+=", ioredis $(node -p "require('$here/peers/node_modules/ioredis/packag
 versions+=", node-redis $(node -p "require('$here/peers/node_modules/redis5/package.json').version") / $(node -p "require('$here/peers/node_modules/redis6/package.json').version")"
 awk -v repeat="$REPEAT" -v duration="$DURATION" -v warmup="$WARMUP" -v pinning="$pinning" \
     -v load_before="$load_before" -v others_busy="$others_busy" -v versions="$versions" \
+    -v noisy="$( ((${#noisy_phases[@]})) && printf '%s; ' "${noisy_phases[@]}" | sed 's/; $//')" -v retries="$RETRIES" \
     -v cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
     -v cores="$(nproc)" '
   {
@@ -254,6 +301,7 @@ awk -v repeat="$REPEAT" -v duration="$DURATION" -v warmup="$WARMUP" -v pinning="
         goal(rk, "redis:profiles_b100", 10, "RedisBackend"))
     printf "\nMedian of %d runs of %s s after %s s warm-up (min–max); under each peer, in bold: rediskit / peer on the medians (throughput; for batches, ms per batch of 100, how many times faster). ", repeat, duration, warmup
     printf "Sequential GET: rediskit and hiredis runs interleaved (one each per round); p50: median of the runs\x27 p50 latency. "
-    printf "%d cores (%s), %s. %s. Load average before the run: %s; other busy processes seen during it: %d%s.\n",
-      cores, cpu, pinning, versions, load_before, others_busy, others_busy ? " (NOT a quiet run)" : ""
+    printf "%d cores (%s), %s. %s. Load average before the run: %s. ", cores, cpu, pinning, versions, load_before
+    if (noisy == "") printf "No other process was busy during any phase kept (a phase is retried up to %d times).\n", retries
+    else printf "**Phases during which another process stayed busy (%d at most) after %d attempts: %s.**\n", others_busy, retries, noisy
   }' "$raw"
