@@ -9,6 +9,10 @@
 //              on its main connection (the pipelined throughput the goal compares against)
 //   get_b100 / set_b100 / hgetall_b100 / zincrby_b100
 //              one coroutine, each operation a range of 100 commands (one round trip on Redis)
+//   profiles_b100
+//              hgetall_b100 on the profile hashes connection_bench, hiredis_bench and
+//              peers/node_bench.mjs read (rediskit:bench:user:N, longer values): the typed
+//              batch read that benchmarks/run_all.sh compares with the Node clients
 // Figures are commands per second (a batch of 100 counts 100). Each workload: warm-up, then
 // `repeat` timed runs of `seconds`; the median run is reported with the min-max spread.
 // Output: one machine-readable line per workload and backend, then a markdown table with
@@ -76,10 +80,21 @@ struct Data {
   std::vector<std::pair<std::string, std::string>> profile{
       {"id", "user:000"},         {"name", "Alice Martin"}, {"status", "online"},
       {"matricule", "MAT-00042"}, {"avatar", "a.png"},      {"last_seen", "1732280000"}};
+  // The peers' profiles (connection_bench's setup, byte for byte).
+  std::vector<std::string> peer_hashes;
+  std::vector<std::vector<std::pair<std::string, std::string>>> peer_profiles;
   Data() {
     for (int i = 0; i < 100; ++i) {
-      keys.push_back("bench:k:" + std::to_string(i));
-      hashes.push_back("bench:user:profile:" + std::to_string(i));
+      auto const n = std::to_string(i);
+      keys.push_back("bench:k:" + n);
+      hashes.push_back("bench:user:profile:" + n);
+      peer_hashes.push_back("rediskit:bench:user:" + n);
+      peer_profiles.push_back({{"id", n},
+                               {"name", "User " + n},
+                               {"email", "user" + n + "@example.com"},
+                               {"status", "online"},
+                               {"avatar", "https://cdn.example.com/avatars/" + n + ".png"},
+                               {"last_seen", "1700000000"}});
     }
   }
 };
@@ -138,6 +153,9 @@ asio::awaitable<void> prepare(B& db, Data const& d) {
   for (auto const& k : d.keys) co_await db.async_exec(cmd::set{.key = k, .value = "bar"}, asio::use_awaitable);
   for (auto const& h : d.hashes)
     co_await db.async_exec(cmd::hset{.key = h, .fields = d.profile}, asio::use_awaitable);
+  for (std::size_t i = 0; i < d.peer_hashes.size(); ++i)
+    co_await db.async_exec(cmd::hset{.key = d.peer_hashes[i], .fields = d.peer_profiles[i]},
+                           asio::use_awaitable);
   co_await db.async_exec(cmd::del{.keys = "bench:board"}, asio::use_awaitable);
 }
 
@@ -161,6 +179,8 @@ std::map<std::string, std::pair<Figure, int>> run_all(Options const& o, asio::io
     sets.push_back({.key = k, .value = "bar"});
   }
   for (auto const& h : d.hashes) hgetalls.push_back({h});
+  std::vector<cmd::hgetall> profiles;
+  for (auto const& h : d.peer_hashes) profiles.push_back({h});
   for (std::size_t i = 0; i < d.keys.size(); ++i)
     zincrs.push_back({.key = "bench:board", .increment = 1, .member = d.hashes[i]});
 
@@ -180,6 +200,7 @@ std::map<std::string, std::pair<Figure, int>> run_all(Options const& o, asio::io
   run("set_b100", 1, 100, [&](B& b) { return b.async_exec(sets, use); });
   run("hgetall_b100", 1, 100, [&](B& b) { return b.async_exec(hgetalls, use); });
   run("zincrby_b100", 1, 100, [&](B& b) { return b.async_exec(zincrs, use); });
+  run("profiles_b100", 1, 100, [&](B& b) { return b.async_exec(profiles, use); });
   return out;
 }
 
