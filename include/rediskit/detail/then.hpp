@@ -16,6 +16,12 @@
 // decode). When the backend fails, map still runs with the failed ec and a default reply, so
 // the result type needs no special case, and it may keep the backend's error or replace it.
 //
+// Multi-step operations (asio::async_compose): never write
+//   backend.async_exec(cmd::get{member_string}, std::move(self));
+// `self`, and the op's members with it, moves into the backend's handler before the command is
+// read, so the command views a moved-from string (a short one silently becomes empty; ASan
+// does not see it). Keep what commands view in a heap block the op owns (std::unique_ptr).
+//
 // The user's handler keeps its associated executor, allocator and cancellation slot (the
 // backend completes through them), so a strand or a cancellation signal works as with any
 // Asio operation.
