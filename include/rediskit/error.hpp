@@ -75,6 +75,7 @@ enum class Error : int {
   // --- Services ----------------------------------------------------------------------------
   decode_failed = 500,         ///< a stored value does not decode into the requested type
   load_failed,                 ///< a loader or recalculation function failed (threw, or errored)
+  operation_threw,             ///< an exception escaped a service operation (std::bad_alloc, ...)
 };
 
 namespace detail {
@@ -195,6 +196,9 @@ class ErrorCategory final : public boost::system::error_category {
       case Error::load_failed:
         return "a loader or recalculation function failed (it threw or reported an error): "
                "nothing was stored (for a cache, Diagnostics::detail holds its message)";
+      case Error::operation_threw:
+        return "an exception escaped a service operation (out of memory, or a throwing codec "
+               "or callback): the operation stopped where it was";
     }
     return "unknown rediskit error";
   }

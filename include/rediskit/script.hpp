@@ -2,14 +2,18 @@
 // C++ twin for the in-memory engine. A parity test runs both on the same inputs.
 //
 //   // Increments a counter, never above a cap; returns the new value.
-//   long long capped_incr_twin(rediskit::ScriptContext& ctx) {
-//     auto v = ctx.call(rediskit::cmd::incr{ctx.keys()[0]});
-//     ...
-//   }
-//   inline rediskit::Script<long long> const capped_incr{
-//       "local v = redis.call('INCR', KEYS[1]) ...", &capped_incr_twin};
+//   inline auto const capped_incr = rediskit::make_script<long long>(
+//       "local v = redis.call('INCR', KEYS[1]) ...",
+//       [](rediskit::ScriptContext auto& ctx) -> long long {
+//         auto v = ctx.call(rediskit::cmd::incr{ctx.keys()[0]});
+//         ...
+//       });
 //
 //   long long v = co_await backend.async_exec(capped_incr({"counter"}, {"10"}));
+//
+// The twin is a generic callable (a lambda taking `ScriptContext auto&`, or a struct with a
+// templated operator()): its body is compiled only where MemoryBackend runs it. A program on
+// RedisBackend alone compiles none of it, and this header includes no backend.
 //
 // On Redis the command is EVALSHA; RedisBackend sends SCRIPT LOAD ahead of it in the same
 // request when the script is not known to be loaded (so a batch or a transaction never fails
@@ -22,81 +26,44 @@
 #pragma once
 
 #include <rediskit/arg_list.hpp>
-#include <rediskit/backend/detail/memory/engine.hpp>
 #include <rediskit/detail/sha1.hpp>
 
+#include <concepts>
+#include <cstdint>
 #include <span>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
-#include <vector>
 
 namespace rediskit {
 
-namespace detail::mem {
-/// Thrown by ScriptContext::call when a command fails: the script stops, as redis.call does.
-struct ScriptAbort {};
-}  // namespace detail::mem
-
-/// What a script twin sees: its keys and arguments, and the engine to run commands on.
-class ScriptContext {
- public:
-  ScriptContext(detail::mem::Ctx& ctx, std::span<std::string_view const> keys,
-                std::span<std::string_view const> args) noexcept
-      : ctx_(&ctx), keys_(keys), args_(args) {}
-
-  /// KEYS and ARGV.
-  std::span<std::string_view const> keys() const noexcept { return keys_; }
-  std::span<std::string_view const> args() const noexcept { return args_; }
-
-  /// redis.call: runs a command; an error stops the script with that error.
-  template <Command C>
-  reply_t<C> call(C const& c) {
-    detail::mem::Ctx sub = ctx_->fork();
-    reply_t<C> r = ctx_->db.exec(sub, c);
-    if (sub.ec) {
-      ctx_->ec = sub.ec;
-      ctx_->error = std::move(sub.error);
-      throw detail::mem::ScriptAbort{};
-    }
-    return r;
-  }
-
-  /// redis.pcall: runs a command; its error is returned instead of stopping the script.
-  template <Command C>
-  std::pair<boost::system::error_code, reply_t<C>> pcall(C const& c) {
-    detail::mem::Ctx sub = ctx_->fork();
-    reply_t<C> r = ctx_->db.exec(sub, c);
-    return {sub.ec, std::move(r)};
-  }
-
-  /// return redis.error_reply(text): stops the script with this error (text as a server
-  /// would send it, e.g. "ERR over the limit").
-  [[noreturn]] void fail(std::string_view text) {
-    ctx_->fail(text);
-    throw detail::mem::ScriptAbort{};
-  }
-
-  /// The engine clock (milliseconds) and wall clock, as TIME would give them.
-  std::int64_t now_ms() const noexcept { return ctx_->now_ms(); }
-  std::int64_t unix_ms() const noexcept { return ctx_->unix_ms(); }
-
- private:
-  detail::mem::Ctx* ctx_;
-  std::span<std::string_view const> keys_;
-  std::span<std::string_view const> args_;
+/// What a script twin sees (MemoryBackend gives it one): a type S is a ScriptContext if
+///  - s.keys() and s.args() are KEYS and ARGV (std::span<std::string_view const>);
+///  - s.call(command) runs a typed command and returns its reply; an error stops the script
+///    with that error (redis.call);
+///  - s.pcall(command) returns {error_code, reply} instead of stopping (redis.pcall);
+///  - s.fail(text) stops the script with that error (return redis.error_reply(text)), e.g.
+///    s.fail("ERR over the limit");
+///  - s.now_ms() and s.unix_ms() are the engine clock and the wall clock in milliseconds, as
+///    TIME would give them (one instant for the whole script).
+template <class S>
+concept ScriptContext = requires(S& s, std::string_view text) {
+  { s.keys() } -> std::convertible_to<std::span<std::string_view const>>;
+  { s.args() } -> std::convertible_to<std::span<std::string_view const>>;
+  { s.now_ms() } -> std::convertible_to<std::int64_t>;
+  { s.unix_ms() } -> std::convertible_to<std::int64_t>;
+  s.fail(text);
 };
 
-template <class Reply>
+template <class Reply, class Twin>
 class Script;
 
 namespace cmd {
 
 /// EVALSHA sha numkeys key... arg... of a rediskit::Script (make one with script(keys, args)).
-template <class Reply>
+template <class Reply, class Twin>
 struct evalsha {
-  Script<Reply> const* script = nullptr;
+  Script<Reply, Twin> const* script = nullptr;
   ArgList<std::string_view> keys{};
   ArgList<std::string_view> args{};
   using reply_type = Reply;
@@ -113,45 +80,35 @@ struct evalsha {
 
 /// A Lua script and its C++ twin (see the top of this file). Keep it alive (a namespace-scope
 /// `inline const` or a static member) while commands made from it run.
-template <class Reply>
+template <class Reply, class Twin>
 class Script {
  public:
   using reply_type = Reply;
-  using twin_type = Reply (*)(ScriptContext&);
+  using twin_type = Twin;
 
-  Script(std::string lua, twin_type twin)
-      : source_(std::move(lua)), sha1_(detail::sha1_hex(source_)), twin_(twin) {}
+  Script(std::string lua, Twin twin)
+      : source_(std::move(lua)), sha1_(detail::sha1_hex(source_)), twin_(std::move(twin)) {}
 
   std::string_view source() const noexcept { return source_; }
   std::string_view sha1() const noexcept { return sha1_; }
-  twin_type twin() const noexcept { return twin_; }
+  Twin const& twin() const noexcept { return twin_; }
 
   /// The command that runs this script on `keys` with `args`.
-  cmd::evalsha<Reply> operator()(ArgList<std::string_view> keys = {},
-                                 ArgList<std::string_view> args = {}) const {
+  cmd::evalsha<Reply, Twin> operator()(ArgList<std::string_view> keys = {},
+                                       ArgList<std::string_view> args = {}) const {
     return {this, keys, args};
   }
 
  private:
   std::string source_;
   std::string sha1_;
-  twin_type twin_;
+  Twin twin_;
 };
 
-namespace detail::mem {
-
-template <class Reply>
-Reply run(Ctx& ctx, cmd::evalsha<Reply> const& c) {
-  std::vector<std::string_view> const keys = c.keys.to_vector();
-  std::vector<std::string_view> const args = c.args.to_vector();
-  ScriptContext sc(ctx, keys, args);
-  try {
-    return c.script->twin()(sc);
-  } catch (ScriptAbort const&) {
-    return Reply{};
-  }
+/// make_script<Reply>(lua, twin): a Script whose twin returns Reply.
+template <class Reply, class Twin>
+Script<Reply, Twin> make_script(std::string lua, Twin twin) {
+  return Script<Reply, Twin>(std::move(lua), std::move(twin));
 }
-
-}  // namespace detail::mem
 
 }  // namespace rediskit

@@ -20,27 +20,30 @@ using rediskit::test::BackendFixture;
 namespace {
 
 // The parity example of script.hpp: increments a counter unless it reached a cap.
-long long capped_incr_twin(ScriptContext& ctx) {
-  auto v = ctx.call(cmd::get{ctx.keys()[0]});
-  long long const n = v ? std::stoll(*v) : 0;
-  if (n >= std::stoll(std::string(ctx.args()[0]))) return -1;
-  ctx.call(cmd::set{.key = ctx.keys()[0], .value = std::to_string(n + 1)});
-  return n + 1;
-}
-Script<long long> const capped_incr{
+auto const capped_incr = make_script<long long>(
     "local n = tonumber(redis.call('GET', KEYS[1]) or '0') "
     "if n >= tonumber(ARGV[1]) then return -1 end "
     "redis.call('SET', KEYS[1], tostring(n + 1)) return n + 1",
-    &capped_incr_twin};
+    [](ScriptContext auto& ctx) -> long long {
+      auto v = ctx.call(cmd::get{ctx.keys()[0]});
+      long long const n = v ? std::stoll(*v) : 0;
+      if (n >= std::stoll(std::string(ctx.args()[0]))) return -1;
+      ctx.call(cmd::set{.key = ctx.keys()[0], .value = std::to_string(n + 1)});
+      return n + 1;
+    });
 
 // A script whose redis.call fails: the error stops it and reaches the caller.
-std::string get_twin(ScriptContext& ctx) { return *ctx.call(cmd::get{ctx.keys()[0]}); }
-Script<std::string> const get_script{"return redis.call('GET', KEYS[1])", &get_twin};
+auto const get_script =
+    make_script<std::string>("return redis.call('GET', KEYS[1])",
+                             [](ScriptContext auto& ctx) { return *ctx.call(cmd::get{ctx.keys()[0]}); });
 
 // redis.error_reply: a script refusing with its own error.
-long long refuse_twin(ScriptContext& ctx) { ctx.fail("ERR refused by the script"); }
-Script<long long> const refuse{"return redis.error_reply('ERR refused by the script')",
-                               &refuse_twin};
+auto const refuse = make_script<long long>(
+    "return redis.error_reply('ERR refused by the script')",
+    [](ScriptContext auto& ctx) -> long long {
+      ctx.fail("ERR refused by the script");
+      return 0;
+    });
 
 }  // namespace
 
@@ -207,7 +210,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(scripts_run_atomically_with_the_same_results, B, A
   auto [a, b] = f.ok(transaction(capped_incr({"d"}, {"5"}), cmd::get{"d"}));
   BOOST_TEST(a == 1);
   BOOST_TEST(*b == "1");
-  std::vector<cmd::evalsha<long long>> many;
+  std::vector<decltype(capped_incr({"e"}, {"100"}))> many;
   for (int i = 0; i < 10; ++i) many.push_back(capped_incr({"e"}, {"100"}));
   auto results = f.ok(many);
   BOOST_TEST(results.back() == 10);

@@ -60,8 +60,9 @@ struct debug_sleep {
   }
 };
 
-long long incr_twin(ScriptContext&) { return 0; }  // not run here: RedisBackend only
-Script<long long> const incr_script{"return redis.call('INCR', KEYS[1])", &incr_twin};
+// RedisBackend only: the twin is never instantiated.
+auto const incr_script = make_script<long long>("return redis.call('INCR', KEYS[1])",
+                                                [](ScriptContext auto&) -> long long { return 0; });
 
 }  // namespace
 

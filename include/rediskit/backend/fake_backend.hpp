@@ -164,14 +164,15 @@ class FakeBackend : public BasicMemoryBackend<ManualClock> {
   // The timer's handler: one type for every operation (see rediskit/detail/post.hpp).
   struct AfterLatency {
     std::shared_ptr<boost::asio::steady_timer> timer;
-    std::unique_ptr<detail::ErasedCall> then;
-    void operator()(boost::system::error_code) { then->call(); }
+    detail::ErasedCallPtr then;
+    void operator()(boost::system::error_code) { then.release()->call(); }
   };
 
   template <class R, class X, class Token>
   auto intercept(X const& x, Diagnostics* diag, Token&& token) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, R)>(
-        [this](auto handler, X const& x, Diagnostics* diag) {
+        // The handler by reference: the command is logged and run before it moves.
+        [this](auto&& handler, X const& x, Diagnostics* diag) {
           boost::system::error_code fault;
           std::chrono::milliseconds latency{0};
           {

@@ -36,6 +36,7 @@
 #include <rediskit/backend/detail/memory/run_strings.hpp>
 #include <rediskit/backend/subscriber.hpp>
 #include <rediskit/clock.hpp>
+#include <rediskit/detail/any_handler.hpp>
 #include <rediskit/detail/post.hpp>
 #include <rediskit/command.hpp>
 #include <rediskit/commands.hpp>
@@ -309,15 +310,25 @@ class BasicMemoryBackend {
   template <class R, class X, class Token>
   auto exec_impl(X const& x, Diagnostics* diag, Token&& token) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, R)>(
-        [sh = shared_](auto handler, X const& x, Diagnostics* diag) {
-          run_op<R>(sh, x, diag, std::move(handler));
+        // The handler by reference: the command runs before the handler (and a caller's
+        // state that the command may view, such as a composed op) moves. From here on it is
+        // erased: what follows is compiled once per command type.
+        [sh = shared_](auto&& handler, X const& x, Diagnostics* diag) {
+          run_op<R>(sh, x, diag, handler);
         },
         token, x, diag);
   }
 
   template <class R, class X, class Handler>
   static void run_op(std::shared_ptr<Shared> const& sh, X const& x, Diagnostics* diag,
-                     Handler handler) {
+                     Handler& handler) {
+    run_erased<R>(sh, x, diag, detail::LazyHandler<void(boost::system::error_code, R)>(handler));
+  }
+
+  // `erase()` gives the caller's handler, erased, once the command has run.
+  template <class R, class X>
+  static void run_erased(std::shared_ptr<Shared> const& sh, X const& x, Diagnostics* diag,
+                         detail::LazyHandler<void(boost::system::error_code, R)> erase) {
     if (diag) diag->clear();
     detail::mem::Time time = detail::mem::Time::of(sh->clock);
     detail::mem::Ctx ctx{sh->engine, &time};
@@ -329,7 +340,7 @@ class BasicMemoryBackend {
         result = sh->engine.exec(ctx, x);
         if constexpr (requires { x.block_timeout(); }) {
           if (!ctx.ec && !result && is_blocking(x)) {
-            wait(sh, x, time, diag, std::move(handler));
+            wait(sh, x, time, diag, erase());
             sh->wake_waiters();
             return;
           }
@@ -345,7 +356,7 @@ class BasicMemoryBackend {
     if (diag && ctx.ec) diag->server_message = std::move(ctx.error);
     // Straight to the handler's executor (asio::post(ex, handler) would post, then dispatch
     // again through the handler's executor: measured 40% slower on single commands).
-    detail::post_handler(sh->executor, std::move(handler), ctx.ec, std::move(result));
+    detail::post_handler(sh->executor, erase(), ctx.ec, std::move(result));
   }
 
   // Runs c; its error becomes the operation's when it is the first.

@@ -26,6 +26,7 @@
 #include <rediskit/command.hpp>
 #include <rediskit/commands.hpp>
 #include <rediskit/connection.hpp>
+#include <rediskit/detail/any_handler.hpp>
 #include <rediskit/detail/post.hpp>
 #include <rediskit/error.hpp>
 #include <rediskit/redis_config.hpp>
@@ -256,10 +257,20 @@ struct Job<C> {
   std::tuple<wire_t<C>> inner{};  // one reply (a tuple-shaped wire type stays one reply)
   resp3::Request req;
   SkipFirst<std::tuple<wire_t<C>>> resp;
+  std::size_t command_at = 0;  // where the command starts in req, after the SCRIPT LOADs
   Job(C const& c, std::vector<std::string_view> const& loads)
       : req({.idempotent = is_idempotent_v<C>}), resp(loads.size(), inner) {
     for (auto src : loads) req.push("SCRIPT", "LOAD", src);
+    command_at = req.payload().size();
     push_command(req, c);
+  }
+  /// The same command again, with `script` loaded first: after NOSCRIPT, from the bytes sent
+  /// (what the command viewed may be gone by now).
+  Job(Job const& failed, std::string_view script)
+      : req(failed.req.config), resp(1, inner) {
+    req.push("SCRIPT", "LOAD", script);
+    command_at = req.payload().size();
+    req.append_tail(failed.req, failed.command_at, 1, 1);
   }
   error_code extra_error() const noexcept { return resp.error(); }
   std::string extra_text() const { return resp.error_text(); }
@@ -604,23 +615,35 @@ class RedisBackend {
  private:
   template <class X, class Token>
   auto exec_impl(X const& x, Diagnostics* diag, Token&& token) {
-    using Job = detail::redis::Job<X>;
-    using R = typename Job::reply_type;
+    using R = typename detail::redis::Job<X>::reply_type;
     return boost::asio::async_initiate<Token, void(boost::system::error_code, R)>(
-        [pool = pool_](auto handler, X const& x, Diagnostics* diag) {
-          start<Job>(pool, x, diag, std::move(handler));
+        // The handler by reference: the command is written out before the handler (and a
+        // caller's state that the command may view, such as a composed op) moves.
+        [pool = pool_](auto&& handler, X const& x, Diagnostics* diag) {
+          auto op = prepare(pool, x, diag);
+          op->handler = std::move(handler);
+          submit(pool, std::move(op), detail::redis::needs_blocking_connection(x));
         },
         token, x, diag);
   }
 
-  // One operation: the typed job behind the type-erased pieces Connection sees.
-  template <class Job, class X, class Handler>
+  // One operation: the typed job behind the type-erased pieces Connection sees. One type per
+  // command (batch, range) type, whatever the caller's handler: that is erased.
+  template <class X>
   struct Operation final : detail::redis::ErasedJob {
-    Operation(X const& x, std::vector<std::string_view> const& loads, Handler h,
-              std::weak_ptr<detail::redis::Pool> p, std::vector<std::string> s, Diagnostics* d,
-              bool r)
-        : job(x, loads), command(x), handler(std::move(h)), pool(std::move(p)),
-          shas(std::move(s)), diag(d), retried(r) {}
+    using Job = detail::redis::Job<X>;
+    using R = typename Job::reply_type;
+    Operation(X const& x, std::vector<std::string_view> const& loads,
+              std::weak_ptr<detail::redis::Pool> p, std::vector<std::string> s, Diagnostics* d)
+        : job(x, loads), pool(std::move(p)), shas(std::move(s)), diag(d) {
+      detail::redis::for_each_script(
+          x, [&](std::string_view sha, std::string_view src) { scripts.emplace_back(sha, src); });
+    }
+    // The retry of a single command that met NOSCRIPT (its script loaded first).
+    Operation(Operation& failed, std::shared_ptr<detail::redis::Pool> const& p)
+        : job(failed.job, failed.scripts.at(0).second), handler(std::move(failed.handler)),
+          pool(p), shas{std::string(failed.scripts.at(0).first)}, diag(failed.diag),
+          retried(true), scripts(std::move(failed.scripts)) {}
 
     void on_node(std::size_t index, resp3::NodeView const& n,
                  boost::system::error_code& ec) override {
@@ -637,14 +660,16 @@ class RedisBackend {
       if (p) {
         if (ec == Error::no_script) {
           // The server lost its scripts (restart, SCRIPT FLUSH): load them again next time.
-          detail::redis::for_each_script(command, [&](std::string_view sha, std::string_view) {
+          for (auto const& [sha, src] : scripts)
             if (auto it = p->loaded_scripts.find(sha); it != p->loaded_scripts.end())
               p->loaded_scripts.erase(it);
-          });
           // A single command that met NOSCRIPT did not run: safe to send again, once. A
           // batch is never re-sent: its other commands ran.
           if constexpr (Command<X>) {
-            if (!retried) return start<Job>(p, command, diag, std::move(handler), true);
+            if (!retried && !scripts.empty()) {
+              if (diag) diag->clear();
+              return submit(p, std::make_unique<Operation>(*this, p), false);
+            }
           }
         } else {
           for (auto& sha : shas) p->loaded_scripts.insert(std::move(sha));
@@ -661,19 +686,20 @@ class RedisBackend {
     }
 
     Job job;
-    X command;
-    Handler handler;
+    detail::AnyHandler<void(boost::system::error_code, R)> handler;
     std::weak_ptr<detail::redis::Pool> pool;
-    std::vector<std::string> shas;
+    std::vector<std::string> shas;  // scripts this request loads
     Diagnostics* diag;
-    bool retried;
+    bool retried = false;
+    // Every script of the request (views of the Script objects, which outlive it).
+    std::vector<std::pair<std::string_view, std::string_view>> scripts;
     std::unique_ptr<Connection> blocking;
     detail::redis::ErasedResponse response{this};
   };
 
-  template <class Job, class X, class Handler>
-  static void start(std::shared_ptr<detail::redis::Pool> const& pool, X const& x,
-                    Diagnostics* diag, Handler handler, bool retried = false) {
+  template <class X>
+  static std::unique_ptr<Operation<X>> prepare(std::shared_ptr<detail::redis::Pool> const& pool,
+                                               X const& x, Diagnostics* diag) {
     // Scripts the server may not have yet: SCRIPT LOAD goes ahead of them in the same request.
     std::vector<std::string_view> loads;
     std::vector<std::string> shas;
@@ -684,21 +710,26 @@ class RedisBackend {
       shas.emplace_back(sha);
       loads.push_back(src);
     });
-    auto ex = boost::asio::get_associated_executor(handler, pool->executor);
-    auto slot = boost::asio::get_associated_cancellation_slot(handler);
-    auto op = std::make_unique<Operation<Job, X, Handler>>(x, loads, std::move(handler), pool,
-                                                           std::move(shas), diag, retried);
+    return std::make_unique<Operation<X>>(x, loads, pool, std::move(shas), diag);
+  }
+
+  template <class X>
+  static void submit(std::shared_ptr<detail::redis::Pool> const& pool,
+                     std::unique_ptr<Operation<X>> op, bool blocking) {
+    auto ex = op->handler.executor(pool->executor);
+    auto slot = op->handler.cancellation_slot();
     if (op->job.req.commands() == 0) {  // an empty range of commands: nothing to send
       return detail::post_handler(ex, std::move(op->handler), boost::system::error_code{},
-                                  typename Job::reply_type{});
+                                  typename Operation<X>::R{});
     }
     Connection* conn = &pool->main;
-    if (detail::redis::needs_blocking_connection(x)) {
+    if (blocking) {
       op->blocking = pool->take_blocking();
       conn = op->blocking.get();
     }
     auto& req = op->job.req;
     auto& resp = op->response;
+    Diagnostics* diag = op->diag;
     detail::redis::ErasedCompletion done{std::move(op), ex, slot};
     if (diag)
       conn->async_exec(req, resp, *diag, std::move(done));

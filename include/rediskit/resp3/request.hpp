@@ -110,6 +110,15 @@ class Request {
     expected_replies_ = 0;
   }
 
+  /// Appends the tail of `other` from byte `from` (a command boundary), which holds `commands`
+  /// commands of which `replies` get a regular reply: to send part of a request again.
+  void append_tail(Request const& other, std::size_t from, std::size_t commands,
+                   std::size_t replies) {
+    payload_.append(other.payload_, from);
+    commands_ += commands;
+    expected_replies_ += replies;
+  }
+
   /// Reserves payload capacity, in bytes.
   void reserve(std::size_t bytes) { payload_.reserve(bytes); }
 

@@ -49,7 +49,6 @@
 #pragma once
 
 #include <rediskit/arg_list.hpp>
-#include <rediskit/backend/memory_backend.hpp>  // the scripts' C++ twins run on its engine
 #include <rediskit/codec/json_codec.hpp>
 #include <rediskit/commands.hpp>
 #include <rediskit/concepts/backend.hpp>
@@ -150,7 +149,7 @@ inline std::int64_t to_int(std::string_view s) {
 // --- scripts ---------------------------------------------------------------------------------
 
 // KEYS[1] value key, KEYS[2..] tag keys; ARGV: value, ttl ms (0: none), member (the user key).
-inline std::int64_t set_tagged_twin(ScriptContext& ctx) {
+inline std::int64_t set_tagged_twin(ScriptContext auto& ctx) {
   auto keys = ctx.keys();
   auto args = ctx.args();
   std::int64_t const ttl = to_int(args[1]);
@@ -174,7 +173,7 @@ inline std::int64_t set_tagged_twin(ScriptContext& ctx) {
   return static_cast<std::int64_t>(keys.size()) - 1;
 }
 
-inline Script<std::int64_t> const set_tagged{R"lua(
+inline auto const set_tagged = make_script<std::int64_t>(R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[2])
@@ -199,10 +198,10 @@ for i = 2, #KEYS do
 end
 return #KEYS - 1
 )lua",
-                                             &set_tagged_twin};
+                                             [](ScriptContext auto& c) { return set_tagged_twin(c); });
 
 // KEYS[1] epoch key; ARGV: value prefix, tag prefix, start, "1" (cascade) or "0" (one tag).
-inline std::int64_t invalidate_twin(ScriptContext& ctx) {
+inline std::int64_t invalidate_twin(ScriptContext auto& ctx) {
   auto args = ctx.args();
   std::string const dp(args[0]), tp(args[1]);
   bool const cascade = args[3] == "1";
@@ -227,7 +226,7 @@ inline std::int64_t invalidate_twin(ScriptContext& ctx) {
   return n;
 }
 
-inline Script<std::int64_t> const invalidate{R"lua(
+inline auto const invalidate = make_script<std::int64_t>(R"lua(
 local dp, tp, cascade = ARGV[1], ARGV[2], ARGV[4] == '1'
 local queue, seen, head, n = {ARGV[3]}, {[ARGV[3]] = true}, 1, 0
 while head <= #queue do
@@ -248,11 +247,11 @@ end
 redis.call('INCR', KEYS[1])
 return n
 )lua",
-                                             &invalidate_twin};
+                                             [](ScriptContext auto& c) { return invalidate_twin(c); });
 
 // KEYS: value key, lock key, epoch key; ARGV: token, epoch at the load's start, value,
 // ttl ms (0: none). Writes only if the lock is still ours and no bulk invalidation happened.
-inline std::int64_t write_back_twin(ScriptContext& ctx) {
+inline std::int64_t write_back_twin(ScriptContext auto& ctx) {
   auto keys = ctx.keys();
   auto args = ctx.args();
   auto lock = ctx.call(cmd::get{keys[1]});
@@ -268,7 +267,7 @@ inline std::int64_t write_back_twin(ScriptContext& ctx) {
   return 1;
 }
 
-inline Script<std::int64_t> const write_back{R"lua(
+inline auto const write_back = make_script<std::int64_t>(R"lua(
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 local epoch = redis.call('GET', KEYS[3]) or '0'
 redis.call('DEL', KEYS[2])
@@ -280,20 +279,20 @@ else
 end
 return 1
 )lua",
-                                             &write_back_twin};
+                                             [](ScriptContext auto& c) { return write_back_twin(c); });
 
 // KEYS[1] lock key; ARGV[1] token: deletes the lock if it is still this token's.
-inline std::int64_t release_twin(ScriptContext& ctx) {
+inline std::int64_t release_twin(ScriptContext auto& ctx) {
   auto lock = ctx.call(cmd::get{ctx.keys()[0]});
   if (!lock || *lock != ctx.args()[0]) return 0;
   return ctx.call(cmd::del{.keys = ctx.keys()[0]});
 }
 
-inline Script<std::int64_t> const release{R"lua(
+inline auto const release = make_script<std::int64_t>(R"lua(
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1])
 )lua",
-                                          &release_twin};
+                                          [](ScriptContext auto& c) { return release_twin(c); });
 
 // --- loaders ---------------------------------------------------------------------------------
 

@@ -48,7 +48,6 @@
 #pragma once
 
 #include <rediskit/arg_list.hpp>
-#include <rediskit/backend/memory_backend.hpp>  // the scripts' C++ twins run on its engine
 #include <rediskit/commands.hpp>
 #include <rediskit/concepts/backend.hpp>
 #include <rediskit/detail/post.hpp>
@@ -149,7 +148,7 @@ inline std::optional<std::int64_t> to_int(std::optional<std::string> const& s) {
   if (r.ec != std::errc{} || r.ptr != s->data() + s->size()) return std::nullopt;
   return v;
 }
-inline std::int64_t arg_int(ScriptContext& c, std::size_t i) {
+inline std::int64_t arg_int(ScriptContext auto& c, std::size_t i) {
   return to_int(std::string(c.args()[i])).value_or(0);
 }
 inline std::string str(std::int64_t v) {
@@ -182,7 +181,7 @@ local function purge(P, S, now, batch, dprefix, sprefix)
 end
 )lua";
 
-inline void close_session(ScriptContext& c, std::string_view S, std::string_view D,
+inline void close_session(ScriptContext auto& c, std::string_view S, std::string_view D,
                           std::optional<std::int64_t> ended) {
   auto const v = c.call(cmd::hmget{.key = D, .fields = {"connected_at", "last_activity"}});
   auto const conn = to_int(v[0]);
@@ -193,7 +192,7 @@ inline void close_session(ScriptContext& c, std::string_view S, std::string_view
   c.call(cmd::hincrby{.key = S, .field = "session_ms", .increment = d});
 }
 
-inline std::int64_t purge(ScriptContext& c, std::string_view P, std::string_view S,
+inline std::int64_t purge(ScriptContext auto& c, std::string_view P, std::string_view S,
                           std::int64_t now, std::int64_t batch, std::string_view dprefix,
                           std::string_view sprefix) {
   if (batch <= 0) return 0;
@@ -215,7 +214,7 @@ inline bool alive(std::optional<double> score, std::int64_t now) {
 
 // KEYS: P S D K. ARGV: user socket matricule ttl data_ttl batch dprefix sprefix.
 // -> 1 when this call started a session (the user was offline), else 0.
-inline std::int64_t set_online_twin(ScriptContext& c) {
+inline std::int64_t set_online_twin(ScriptContext auto& c) {
   auto const k = c.keys();
   auto const a = c.args();
   std::int64_t const now = c.unix_ms(), ttl = arg_int(c, 3), exp = now + ttl;
@@ -256,7 +255,7 @@ inline std::int64_t set_online_twin(ScriptContext& c) {
   }
   return fresh ? 1 : 0;
 }
-inline Script<std::int64_t> const set_online_script{std::string(kPrelude) + R"lua(
+inline auto const set_online_script = make_script<std::int64_t>(std::string(kPrelude) + R"lua(
 local P, S, D, K = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now = now_ms()
 local ttl = tonumber(ARGV[4])
@@ -295,11 +294,11 @@ if fresh then
 end
 return 0
 )lua",
-                                                    &set_online_twin};
+                                                    [](ScriptContext auto& c) { return set_online_twin(c); });
 
 // KEYS: P S D K. ARGV: user socket("" = all) data_ttl batch dprefix sprefix.
 // -> 1 when the user went offline by this call, else 0.
-inline std::int64_t set_offline_twin(ScriptContext& c) {
+inline std::int64_t set_offline_twin(ScriptContext auto& c) {
   auto const k = c.keys();
   auto const a = c.args();
   std::int64_t const now = c.unix_ms();
@@ -335,7 +334,7 @@ inline std::int64_t set_offline_twin(ScriptContext& c) {
   c.call(cmd::hset{.key = k[2], .fields = FieldValue{"socket_id", top[0].first}});
   return 0;
 }
-inline Script<std::int64_t> const set_offline_script{std::string(kPrelude) + R"lua(
+inline auto const set_offline_script = make_script<std::int64_t>(std::string(kPrelude) + R"lua(
 local P, S, D, K = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now = now_ms()
 purge(P, S, now, tonumber(ARGV[4]), ARGV[5], ARGV[6])
@@ -369,11 +368,11 @@ redis.call('PEXPIRE', K, tonumber(top[2]) - now)
 redis.call('HSET', D, 'socket_id', top[1])
 return 0
 )lua",
-                                                     &set_offline_twin};
+                                                     [](ScriptContext auto& c) { return set_offline_twin(c); });
 
 // KEYS: P D K. ARGV: user socket("" = all) ttl data_ttl. -> 1 when renewed, 0 when the user (or
 // that socket) is not online.
-inline std::int64_t touch_twin(ScriptContext& c) {
+inline std::int64_t touch_twin(ScriptContext auto& c) {
   auto const k = c.keys();
   auto const a = c.args();
   std::int64_t const now = c.unix_ms(), ttl = arg_int(c, 2), exp = now + ttl;
@@ -394,7 +393,7 @@ inline std::int64_t touch_twin(ScriptContext& c) {
   c.call(cmd::pexpire{.key = k[1], .ttl = std::chrono::milliseconds(arg_int(c, 3))});
   return 1;
 }
-inline Script<std::int64_t> const touch_script{std::string(kPrelude) + R"lua(
+inline auto const touch_script = make_script<std::int64_t>(std::string(kPrelude) + R"lua(
 local P, D, K = KEYS[1], KEYS[2], KEYS[3]
 local now = now_ms()
 local ttl = tonumber(ARGV[3])
@@ -416,30 +415,30 @@ redis.call('HSET', D, 'last_activity', now)
 redis.call('PEXPIRE', D, tonumber(ARGV[4]))
 return 1
 )lua",
-                                               &touch_twin};
+                                               [](ScriptContext auto& c) { return touch_twin(c); });
 
 // KEYS: P. -> how many users are online.
-inline std::int64_t count_twin(ScriptContext& c) {
+inline std::int64_t count_twin(ScriptContext auto& c) {
   return c.call(cmd::zcount{.key = c.keys()[0], .min = ScoreBound::excl(double(c.unix_ms()))});
 }
-inline Script<std::int64_t> const count_script{std::string(kPrelude) + R"lua(
+inline auto const count_script = make_script<std::int64_t>(std::string(kPrelude) + R"lua(
 return redis.call('ZCOUNT', KEYS[1], '(' .. now_ms(), '+inf')
 )lua",
-                                               &count_twin};
+                                               [](ScriptContext auto& c) { return count_twin(c); });
 
 // KEYS: P S. ARGV: batch dprefix sprefix. -> how many expired users were removed.
-inline std::int64_t purge_twin(ScriptContext& c) {
+inline std::int64_t purge_twin(ScriptContext auto& c) {
   auto const a = c.args();
   return purge(c, c.keys()[0], c.keys()[1], c.unix_ms(), arg_int(c, 0), a[1], a[2]);
 }
-inline Script<std::int64_t> const purge_script{std::string(kPrelude) + R"lua(
+inline auto const purge_script = make_script<std::int64_t>(std::string(kPrelude) + R"lua(
 return purge(KEYS[1], KEYS[2], now_ms(), tonumber(ARGV[1]), ARGV[2], ARGV[3])
 )lua",
-                                               &purge_twin};
+                                               [](ScriptContext auto& c) { return purge_twin(c); });
 
 // KEYS: P S. ARGV: ttl away_after idle_after batch dprefix sprefix.
 // -> {total, online, away, idle, peak, peak_at, connections last hour, sessions, session_ms}.
-inline std::vector<std::int64_t> stats_twin(ScriptContext& c) {
+inline std::vector<std::int64_t> stats_twin(ScriptContext auto& c) {
   auto const k = c.keys();
   auto const a = c.args();
   std::int64_t const now = c.unix_ms(), ttl = arg_int(c, 0);
@@ -476,7 +475,7 @@ inline std::vector<std::int64_t> stats_twin(ScriptContext& c) {
           to_int(v[2]).value_or(0),
           to_int(v[3]).value_or(0)};
 }
-inline Script<std::vector<std::int64_t>> const stats_script{std::string(kPrelude) + R"lua(
+inline auto const stats_script = make_script<std::vector<std::int64_t>>(std::string(kPrelude) + R"lua(
 local P, S = KEYS[1], KEYS[2]
 local now = now_ms()
 local ttl = tonumber(ARGV[1])
@@ -500,13 +499,13 @@ local peak = math.max(total, tonumber(v[1]) or 0)
 return {total, online, away, idle, peak, tonumber(v[2]) or 0, conns, tonumber(v[3]) or 0,
         tonumber(v[4]) or 0}
 )lua",
-                                                            &stats_twin};
+                                                            [](ScriptContext auto& c) { return stats_twin(c); });
 
 // KEYS: P. ARGV: has_cursor cursor_score cursor_member count dprefix.
 // -> {now, then per user: id, expiry, socket_id, matricule, connected_at, last_activity}.
 // Order: (expiry, id), the zset's own order; the page starts after the cursor (found by ZRANK
 // when the cursor's user still has that expiry, else by counting).
-inline std::vector<std::string> page_twin(ScriptContext& c) {
+inline std::vector<std::string> page_twin(ScriptContext auto& c) {
   auto const P = c.keys()[0];
   auto const a = c.args();
   std::int64_t const now = c.unix_ms(), count = arg_int(c, 3);
@@ -552,7 +551,7 @@ inline std::vector<std::string> page_twin(ScriptContext& c) {
   }
   return out;
 }
-inline Script<std::vector<std::string>> const page_script{std::string(kPrelude) + R"lua(
+inline auto const page_script = make_script<std::vector<std::string>>(std::string(kPrelude) + R"lua(
 local P = KEYS[1]
 local now = now_ms()
 local count = tonumber(ARGV[4])
@@ -598,7 +597,7 @@ for i = 1, #page, 2 do
 end
 return out
 )lua",
-                                                          &page_twin};
+                                                          [](ScriptContext auto& c) { return page_twin(c); });
 
 /// Owned keys and arguments of one call: the command is built from them when the operation
 /// starts (with `deferred`, after the initiating function returned). Shared with the handler
@@ -859,8 +858,8 @@ class OnlineUserManager {
         [](error_code&, std::int64_t r, Call const&) { return r == 1; });
   }
 
-  template <class Result, class Token, class Reply, class Map>
-  auto script_op(Token&& token, bool ok, Script<Reply> const& script, Call call, Map map) {
+  template <class Result, class Token, class Reply, class Twin, class Map>
+  auto script_op(Token&& token, bool ok, Script<Reply, Twin> const& script, Call call, Map map) {
     return owned_op<Result>(
         std::forward<Token>(token), ok, std::move(call),
         [s = &script](Call const& c) { return (*s)(c.keys, c.args); }, std::move(map));

@@ -54,7 +54,6 @@
 #pragma once
 
 // The script twins run commands on the memory engine: every command family must be visible.
-#include <rediskit/backend/memory_backend.hpp>
 #include <rediskit/cmd/hashes.hpp>
 #include <rediskit/cmd/keys.hpp>
 #include <rediskit/cmd/server.hpp>
@@ -241,19 +240,19 @@ inline std::string lua(std::string_view body) {
   return std::string(lua_prelude) + std::string(body);
 }
 
-inline void touch(ScriptContext& c, std::string_view ttl, std::string_view archived) {
+inline void touch(ScriptContext auto& c, std::string_view ttl, std::string_view archived) {
   for (int i = 0; i < 4; ++i)
     c.call(cmd::pexpire{.key = c.keys()[i], .ttl = std::chrono::milliseconds(to_i64(ttl))});
   c.call(cmd::pexpire{.key = c.keys()[stats], .ttl = std::chrono::milliseconds(to_i64(archived))});
 }
 
-inline void set_field(ScriptContext& c, std::string_view key, std::string_view f, std::int64_t v) {
+inline void set_field(ScriptContext auto& c, std::string_view key, std::string_view f, std::int64_t v) {
   std::string const s = std::to_string(v);
   c.call(cmd::hset{.key = key, .fields = FieldValue{f, s}});
 }
 
 // create: KEYS room keys; ARGV id, name, type, metadata, ttl, archived -> 1 created, 0 updated.
-inline std::int64_t create_twin(ScriptContext& c) {
+inline std::int64_t create_twin(ScriptContext auto& c) {
   auto const k = c.keys();
   auto const a = c.args();
   bool const created = c.call(cmd::exists{.keys = k[info]}) == 0;
@@ -266,7 +265,7 @@ inline std::int64_t create_twin(ScriptContext& c) {
   touch(c, a[4], a[5]);
   return created ? 1 : 0;
 }
-inline Script<std::int64_t> const create_script{lua(R"lua(
+inline auto const create_script = make_script<std::int64_t>(lua(R"lua(
 local created = redis.call('EXISTS', KEYS[1]) == 0
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'name', ARGV[2], 'type', ARGV[3], 'metadata', ARGV[4],
            'userCount', int(redis.call('SCARD', KEYS[2])))
@@ -275,11 +274,11 @@ touch(ARGV[5], ARGV[6])
 if created then return 1 end
 return 0
 )lua"),
-                                                &create_twin};
+                                                [](ScriptContext auto& c) { return create_twin(c); });
 
 // join: KEYS room keys + user_rooms:{user}; ARGV room, user, ttl, archived -> 1 joined, 0 was
 // a member already.
-inline std::int64_t join_twin(ScriptContext& c) {
+inline std::int64_t join_twin(ScriptContext auto& c) {
   auto const k = c.keys();
   auto const a = c.args();
   std::int64_t const added = c.call(cmd::sadd{.key = k[users], .members = a[1]});
@@ -292,7 +291,7 @@ inline std::int64_t join_twin(ScriptContext& c) {
   touch(c, a[2], a[3]);
   return added;
 }
-inline Script<std::int64_t> const join_script{lua(R"lua(
+inline auto const join_script = make_script<std::int64_t>(lua(R"lua(
 local added = redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('SADD', KEYS[6], ARGV[1])
 local now = now_ms()
@@ -304,11 +303,11 @@ redis.call('HSET', KEYS[1], 'userCount', int(redis.call('SCARD', KEYS[2])))
 touch(ARGV[3], ARGV[4])
 return added
 )lua"),
-                                              &join_twin};
+                                              [](ScriptContext auto& c) { return join_twin(c); });
 
 // leave: KEYS room keys + user_rooms:{user}; ARGV room, user, ttl, idle ttl, archived -> 1 left,
 // 0 was not a member. The ended session is added to the statistics.
-inline std::int64_t leave_twin(ScriptContext& c) {
+inline std::int64_t leave_twin(ScriptContext auto& c) {
   auto const k = c.keys();
   auto const a = c.args();
   c.call(cmd::srem{.key = k[room_key_count], .members = a[0]});
@@ -326,7 +325,7 @@ inline std::int64_t leave_twin(ScriptContext& c) {
   touch(c, left > 0 ? a[2] : a[3], a[4]);
   return 1;
 }
-inline Script<std::int64_t> const leave_script{lua(R"lua(
+inline auto const leave_script = make_script<std::int64_t>(lua(R"lua(
 redis.call('SREM', KEYS[6], ARGV[1])
 if redis.call('SREM', KEYS[2], ARGV[2]) == 0 then return 0 end
 local now = now_ms()
@@ -342,10 +341,10 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'userCoun
 if left > 0 then touch(ARGV[3], ARGV[5]) else touch(ARGV[4], ARGV[5]) end
 return 1
 )lua"),
-                                               &leave_twin};
+                                               [](ScriptContext auto& c) { return leave_twin(c); });
 
 // set role: KEYS room keys; ARGV user, role, ttl, archived -> 1 set, 0 not a member.
-inline std::int64_t set_role_twin(ScriptContext& c) {
+inline std::int64_t set_role_twin(ScriptContext auto& c) {
   auto const k = c.keys();
   auto const a = c.args();
   if (!c.call(cmd::sismember{.key = k[users], .member = a[0]})) return 0;
@@ -353,17 +352,17 @@ inline std::int64_t set_role_twin(ScriptContext& c) {
   touch(c, a[2], a[3]);
   return 1;
 }
-inline Script<std::int64_t> const set_role_script{lua(R"lua(
+inline auto const set_role_script = make_script<std::int64_t>(lua(R"lua(
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 touch(ARGV[3], ARGV[4])
 return 1
 )lua"),
-                                                  &set_role_twin};
+                                                  [](ScriptContext auto& c) { return set_role_twin(c); });
 
 // user rooms: KEYS user_rooms:{user}; ARGV user, room_users key prefix -> the rooms whose
 // member set holds the user; ids of rooms that expired are removed from user_rooms.
-inline std::vector<std::string> user_rooms_twin(ScriptContext& c) {
+inline std::vector<std::string> user_rooms_twin(ScriptContext auto& c) {
   auto const a = c.args();
   std::vector<std::string> out;
   std::string key;
@@ -376,7 +375,7 @@ inline std::vector<std::string> user_rooms_twin(ScriptContext& c) {
   }
   return out;
 }
-inline Script<std::vector<std::string>> const user_rooms_script{R"lua(
+inline auto const user_rooms_script = make_script<std::vector<std::string>>(R"lua(
 local out = {}
 for _, r in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if redis.call('SISMEMBER', ARGV[2] .. r, ARGV[1]) == 1 then out[#out + 1] = r
@@ -384,7 +383,7 @@ for _, r in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return out
 )lua",
-                                                                &user_rooms_twin};
+                                                                [](ScriptContext auto& c) { return user_rooms_twin(c); });
 
 // Who of a room is online, observed into its statistics. KEYS room keys + presence:online;
 // ARGV mode, archived ttl. A member is online iff their score in presence:online (expiry, ms)
@@ -400,7 +399,7 @@ return out
 using OnlineReply =
     std::tuple<std::vector<std::string>, std::vector<std::int64_t>, std::vector<std::int64_t>>;
 
-inline OnlineReply online_twin(ScriptContext& c) {
+inline OnlineReply online_twin(ScriptContext auto& c) {
   auto const k = c.keys();
   auto const a = c.args();
   std::string_view const mode = a[0];
@@ -471,7 +470,7 @@ inline OnlineReply online_twin(ScriptContext& c) {
   nums.push_back(now);
   return {{}, {}, std::move(nums)};
 }
-inline Script<OnlineReply> const online_script{lua(R"lua(
+inline auto const online_script = make_script<OnlineReply>(lua(R"lua(
 local members = redis.call('SMEMBERS', KEYS[2])
 local now = now_ms()
 local flags, exps, online = {}, {}, {}
@@ -532,7 +531,7 @@ for i = 1, 6 do nums[i] = tonumber(st[i] or 0) end
 nums[7] = now
 return {{}, {}, nums}
 )lua"),
-                                               &online_twin};
+                                               [](ScriptContext auto& c) { return online_twin(c); });
 
 template <class Sig>
 struct ResultOf;
@@ -841,8 +840,8 @@ class RoomManager {
         token, std::move(state), std::move(make), std::move(map));
   }
 
-  template <class Sig, class Token, class Reply, class Map>
-  auto run_script(Token& token, bool valid, Script<Reply> const& script, Keys keys, Args args,
+  template <class Sig, class Token, class Reply, class Twin, class Map>
+  auto run_script(Token& token, bool valid, Script<Reply, Twin> const& script, Keys keys, Args args,
                   Map map) {
     struct State {
       Keys keys;

@@ -42,9 +42,6 @@
 // needs them in one slot (not the case with this layout) and is for single-node Redis.
 #pragma once
 
-// The scripts' C++ twins run hash and key commands on the in-memory engine.
-#include <rediskit/backend/detail/memory/run_hashes.hpp>
-#include <rediskit/backend/detail/memory/run_keys.hpp>
 #include <rediskit/commands.hpp>
 #include <rediskit/concepts/backend.hpp>
 #include <rediskit/detail/post.hpp>
@@ -112,13 +109,13 @@ inline std::optional<std::int64_t> parse_count(std::string_view s) noexcept {
   return v;
 }
 
-inline std::int64_t arg(ScriptContext& ctx, std::size_t i) {
+inline std::int64_t arg(ScriptContext auto& ctx, std::size_t i) {
   return parse_count(ctx.args()[i]).value_or(0);
 }
 
 // KEYS: user hashes; ARGV: conversation, n, ttl ms. Adds n to the conversation of every key;
 // returns the new count of the first.
-inline std::int64_t increment_twin(ScriptContext& ctx) {
+inline std::int64_t increment_twin(ScriptContext auto& ctx) {
   auto const conv = ctx.args()[0];
   std::int64_t const n = arg(ctx, 1);
   std::chrono::milliseconds const ttl{arg(ctx, 2)};
@@ -132,7 +129,7 @@ inline std::int64_t increment_twin(ScriptContext& ctx) {
   }
   return first;
 }
-inline Script<std::int64_t> const increment_script{R"lua(
+inline auto const increment_script = make_script<std::int64_t>(R"lua(
 local first = 0
 for i = 1, #KEYS do
   local v = redis.call('HINCRBY', KEYS[i], ARGV[1], ARGV[2])
@@ -141,11 +138,11 @@ for i = 1, #KEYS do
   redis.call('PEXPIRE', KEYS[i], ARGV[3])
 end
 return first)lua",
-                                                   &increment_twin};
+                                                   [](ScriptContext auto& c) { return increment_twin(c); });
 
 // KEYS: user hash; ARGV: conversation, n (0: all), ttl ms. Subtracts n, clamping at zero (a
 // zero count has no field); returns the new count, or for n = 0 the count it cleared.
-inline std::int64_t decrement_twin(ScriptContext& ctx) {
+inline std::int64_t decrement_twin(ScriptContext auto& ctx) {
   auto const key = ctx.keys()[0];
   auto const conv = ctx.args()[0];
   std::int64_t const n = arg(ctx, 1);
@@ -168,7 +165,7 @@ inline std::int64_t decrement_twin(ScriptContext& ctx) {
   ctx.call(cmd::pexpire{key, ttl});
   return n == 0 ? cur : left;
 }
-inline Script<std::int64_t> const decrement_script{R"lua(
+inline auto const decrement_script = make_script<std::int64_t>(R"lua(
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 local cur = 0
 if raw then
@@ -187,10 +184,10 @@ redis.call('HINCRBY', KEYS[1], '', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if n == 0 then return cur end
 return left)lua",
-                                                   &decrement_twin};
+                                                   [](ScriptContext auto& c) { return decrement_twin(c); });
 
 // KEYS: user hash. The sum of its counters (the version field left out).
-inline std::int64_t total_twin(ScriptContext& ctx) {
+inline std::int64_t total_twin(ScriptContext auto& ctx) {
   std::int64_t sum = 0;
   for (auto const& [field, value] : ctx.call(cmd::hgetall{ctx.keys()[0]})) {
     if (field.empty()) continue;
@@ -200,7 +197,7 @@ inline std::int64_t total_twin(ScriptContext& ctx) {
   }
   return sum;
 }
-inline Script<std::int64_t> const total_script{R"lua(
+inline auto const total_script = make_script<std::int64_t>(R"lua(
 local t = redis.call('HGETALL', KEYS[1])
 local sum = 0
 for i = 1, #t, 2 do
@@ -211,12 +208,12 @@ for i = 1, #t, 2 do
   end
 end
 return sum)lua",
-                                               &total_twin};
+                                               [](ScriptContext auto& c) { return total_twin(c); });
 
 // KEYS: user hash; ARGV: expected version ("" for none), ttl ms, "one" | "all", then
 // conversation, count pairs. Unless the version moved (then -1), writes the counts ("all":
 // they replace every counter of the user) and returns their sum.
-inline std::int64_t commit_twin(ScriptContext& ctx) {
+inline std::int64_t commit_twin(ScriptContext auto& ctx) {
   auto const key = ctx.keys()[0];
   auto const args = ctx.args();
   auto const version = ctx.call(cmd::hget{key, kVersion});
@@ -238,7 +235,7 @@ inline std::int64_t commit_twin(ScriptContext& ctx) {
   ctx.call(cmd::pexpire{key, std::chrono::milliseconds(arg(ctx, 1))});
   return sum;
 }
-inline Script<std::int64_t> const commit_script{R"lua(
+inline auto const commit_script = make_script<std::int64_t>(R"lua(
 local v = redis.call('HGET', KEYS[1], '')
 if (v or '') ~= ARGV[1] then return -1 end
 if ARGV[3] == 'all' then
@@ -257,7 +254,7 @@ end
 redis.call('HINCRBY', KEYS[1], '', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return sum)lua",
-                                                &commit_twin};
+                                                [](ScriptContext auto& c) { return commit_twin(c); });
 
 /// Where a recalculation function delivers its result (the operation waiting for it).
 struct Sink {

@@ -1,5 +1,78 @@
-// MemoryBackend: scripts run through their C++ twins (rediskit/script.hpp defines the run()
-// overload for cmd::evalsha).
+// MemoryBackend: scripts run through their C++ twins (rediskit/script.hpp). The twin is
+// instantiated here, with the engine's ScriptCtx, and nowhere else.
 #pragma once
 
+#include <rediskit/backend/detail/memory/engine.hpp>
+#include <rediskit/command.hpp>
 #include <rediskit/script.hpp>
+
+#include <boost/system/error_code.hpp>
+
+#include <span>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace rediskit::detail::mem {
+
+/// Thrown by ScriptCtx::call when a command fails: the script stops, as redis.call does.
+struct ScriptAbort {};
+
+/// The engine's ScriptContext (see rediskit/script.hpp).
+class ScriptCtx {
+ public:
+  ScriptCtx(Ctx& ctx, std::span<std::string_view const> keys,
+            std::span<std::string_view const> args) noexcept
+      : ctx_(&ctx), keys_(keys), args_(args) {}
+
+  std::span<std::string_view const> keys() const noexcept { return keys_; }
+  std::span<std::string_view const> args() const noexcept { return args_; }
+
+  template <Command C>
+  reply_t<C> call(C const& c) {
+    Ctx sub = ctx_->fork();
+    reply_t<C> r = ctx_->db.exec(sub, c);
+    if (sub.ec) {
+      ctx_->ec = sub.ec;
+      ctx_->error = std::move(sub.error);
+      throw ScriptAbort{};
+    }
+    return r;
+  }
+
+  template <Command C>
+  std::pair<boost::system::error_code, reply_t<C>> pcall(C const& c) {
+    Ctx sub = ctx_->fork();
+    reply_t<C> r = ctx_->db.exec(sub, c);
+    return {sub.ec, std::move(r)};
+  }
+
+  [[noreturn]] void fail(std::string_view text) {
+    ctx_->fail(text);
+    throw ScriptAbort{};
+  }
+
+  std::int64_t now_ms() const noexcept { return ctx_->now_ms(); }
+  std::int64_t unix_ms() const noexcept { return ctx_->unix_ms(); }
+
+ private:
+  Ctx* ctx_;
+  std::span<std::string_view const> keys_;
+  std::span<std::string_view const> args_;
+};
+
+static_assert(rediskit::ScriptContext<ScriptCtx>);
+
+template <class Reply, class Twin>
+Reply run(Ctx& ctx, cmd::evalsha<Reply, Twin> const& c) {
+  std::vector<std::string_view> const keys = c.keys.to_vector();
+  std::vector<std::string_view> const args = c.args.to_vector();
+  ScriptCtx sc(ctx, keys, args);
+  try {
+    return c.script->twin()(sc);
+  } catch (ScriptAbort const&) {
+    return Reply{};
+  }
+}
+
+}  // namespace rediskit::detail::mem
