@@ -22,7 +22,6 @@ using namespace std::chrono_literals;
 using rediskit::test::AllBackends;
 using rediskit::test::BackendFixture;
 using rediskit::test::InProcessBackends;
-using rediskit::test::kServicesDb;
 using FakeOnly = boost::mpl::list<FakeBackend>;  // the manual clock: minutes pass at once
 using RedisOnly = boost::mpl::list<RedisBackend>;
 
@@ -43,7 +42,7 @@ OnlineUserOptions short_ttl() {
 template <class B>
 struct Env {
   explicit Env(OnlineUserOptions o = {}) : users(f.backend, std::move(o)) {}
-  BackendFixture<B> f{kServicesDb};
+  BackendFixture<B> f;
   OnlineUserManager<B> users;
 
   bool online(std::string_view u) {

@@ -23,7 +23,6 @@ using namespace rediskit;
 using namespace std::chrono_literals;
 using rediskit::test::AllBackends;
 using rediskit::test::BackendFixture;
-using rediskit::test::kServicesDb;
 
 namespace {
 
@@ -72,7 +71,7 @@ BOOST_AUTO_TEST_SUITE(room_manager)
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(create_room_stores_the_seed_hash_and_updates_an_existing_one, B,
                               AllBackends) {
-  BackendFixture<B> f{kServicesDb};
+  BackendFixture<B> f;
   RoomManager rooms(f.backend);
   auto const before = server_ms(f);
   auto [ec, created] =
@@ -129,7 +128,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(create_room_stores_the_seed_hash_and_updates_an_ex
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(join_and_leave_change_both_directions, B, AllBackends) {
-  BackendFixture<B> f{kServicesDb};
+  BackendFixture<B> f;
   RoomManager rooms(f.backend);
   BOOST_TEST(std::get<1>(f.wait(rooms.async_join_room("r1", "u1"))));
   BOOST_TEST(std::get<1>(f.wait(rooms.async_join_room("r1", "u2"))));
@@ -165,7 +164,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(join_and_leave_change_both_directions, B, AllBacke
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(online_users_are_members_the_online_user_manager_has_online, B,
                               AllBackends) {
-  BackendFixture<B> f{kServicesDb};
+  BackendFixture<B> f;
   OnlineUserManager users(f.backend);
   RoomManager rooms(f.backend, users);
   for (auto u : {"u1", "u2", "u3"})
@@ -195,7 +194,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(online_users_are_members_the_online_user_manager_h
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(an_expired_presence_drops_out_whether_purged_or_not, B, AllBackends) {
-  BackendFixture<B> f{kServicesDb};
+  BackendFixture<B> f;
   OnlineUserOptions uo;
   uo.default_ttl = f.is_fake ? std::chrono::milliseconds(5min) : 2000ms;
   uo.purge_batch = 0;  // expired users stay in presence:online until purged
@@ -239,7 +238,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(an_expired_presence_drops_out_whether_purged_or_no
 }
 
 BOOST_AUTO_TEST_CASE(presence_stats_report_the_online_user_managers_statuses) {
-  BackendFixture<FakeBackend> f{kServicesDb};
+  BackendFixture<FakeBackend> f;
   OnlineUserManager users(f.backend);  // away after 1 min, idle after 3, offline after 5
   RoomManager rooms(f.backend, users);
   for (auto u : {"u1", "u2", "u3", "u4"})
@@ -281,7 +280,7 @@ BOOST_AUTO_TEST_CASE(presence_stats_report_the_online_user_managers_statuses) {
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(online_checks_scale_past_lua_unpack_chunks, B, AllBackends) {
-  BackendFixture<B> f{kServicesDb};
+  BackendFixture<B> f;
   OnlineUserManager users(f.backend);
   RoomManager rooms(f.backend, users);
   // 2 100 members (three ZMSCORE chunks in the script), every third one online.
@@ -302,7 +301,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(online_checks_scale_past_lua_unpack_chunks, B, All
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(roles_are_set_for_members_only_and_dropped_on_leave, B, AllBackends) {
-  BackendFixture<B> f{kServicesDb};
+  BackendFixture<B> f;
   RoomManager rooms(f.backend);
   auto [ec, none] = f.wait(rooms.async_get_user_role_in_room("r", "u1"));
   BOOST_TEST(!ec);
@@ -336,7 +335,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(roles_are_set_for_members_only_and_dropped_on_leav
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(writes_set_the_room_ttls_default_idle_and_archived, B, AllBackends) {
-  BackendFixture<B> f{kServicesDb};
+  BackendFixture<B> f;
   RoomOptions o;
   o.default_room_ttl = 100s;
   o.idle_room_ttl = 200s;
@@ -365,7 +364,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(writes_set_the_room_ttls_default_idle_and_archived
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(rooms_expire_unless_written_and_user_rooms_drop_them, B,
                               AllBackends) {
-  BackendFixture<B> f{kServicesDb};
+  BackendFixture<B> f;
   RoomManager rooms(f.backend, short_ttls());
   f.wait(rooms.async_create_room("r1", RoomData("one")));
   f.wait(rooms.async_join_room("r1", "u1"));
@@ -392,7 +391,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(rooms_expire_unless_written_and_user_rooms_drop_th
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(peak_metrics_follow_the_online_count_on_server_time, B, AllBackends) {
-  BackendFixture<B> f{kServicesDb};
+  BackendFixture<B> f;
   OnlineUserManager users(f.backend);
   RoomManager rooms(f.backend, users);
   for (auto u : {"u1", "u2", "u3"})
@@ -439,7 +438,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(peak_metrics_follow_the_online_count_on_server_tim
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(presence_stats_list_members_with_status_and_sessions, B,
                               AllBackends) {
-  BackendFixture<B> f{kServicesDb};
+  BackendFixture<B> f;
   OnlineUserManager users(f.backend);
   RoomManager rooms(f.backend, users);
   auto const t0 = server_ms(f);
@@ -490,7 +489,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(presence_stats_list_members_with_status_and_sessio
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(get_all_rooms_pages_through_live_rooms_only, B, AllBackends) {
-  BackendFixture<B> f{kServicesDb};
+  BackendFixture<B> f;
   RoomManager rooms(f.backend);
   std::set<std::string> want;
   for (int i = 0; i < 25; ++i) {
@@ -514,7 +513,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(get_all_rooms_pages_through_live_rooms_only, B, Al
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_fails_with_invalid_argument_and_sends_nothing, B,
                               AllBackends) {
-  BackendFixture<B> f{kServicesDb};
+  BackendFixture<B> f;
   RoomManager rooms(f.backend);
   auto const bad = make_error_code(Error::invalid_argument);
   BOOST_TEST(std::get<0>(f.wait(rooms.async_create_room("", RoomData("n")))) == bad);
@@ -547,7 +546,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_fails_with_invalid_argument_and_sends_no
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(every_key_prefix_and_the_presence_layout_are_options, B,
                               AllBackends) {
-  BackendFixture<B> f{kServicesDb};
+  BackendFixture<B> f;
   RoomOptions o;
   o.room_prefix = "c:rooms";
   o.room_users_prefix = "c:members";
@@ -588,7 +587,7 @@ BOOST_AUTO_TEST_CASE(presence_options_are_the_online_user_managers) {
   BOOST_TEST((p.away_after == u.away_after));
   BOOST_TEST((p.idle_after == u.idle_after));
   // Built from an OnlineUserManager: its settings, the other options kept.
-  BackendFixture<FakeBackend> f{kServicesDb};
+  BackendFixture<FakeBackend> f;
   OnlineUserOptions uo;
   uo.presence_prefix = "p2";
   uo.default_ttl = 10s;
@@ -614,7 +613,7 @@ BOOST_AUTO_TEST_CASE(presence_options_are_the_online_user_managers) {
 }
 
 BOOST_AUTO_TEST_CASE(a_lost_connection_fails_operations_with_an_error) {
-  BackendFixture<FakeBackend> f{kServicesDb};
+  BackendFixture<FakeBackend> f;
   RoomManager rooms(f.backend);
   f.wait(rooms.async_join_room("r", "u1"));
   f.backend.drop_connection();
@@ -647,7 +646,7 @@ boost::asio::awaitable<void> churn(RoomManager<B>& rooms, std::string room, std:
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_thousand_concurrent_joins_and_leaves_end_exact_and_consistent, B,
                               AllBackends) {
-  BackendFixture<B> f{kServicesDb};
+  BackendFixture<B> f;
   RoomManager rooms(f.backend);
   // 1 000 (room, user) pairs over 20 rooms and 50 users, one coroutine each: join, leave, join,
   // and leave again for every third pair.

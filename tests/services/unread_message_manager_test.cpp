@@ -24,7 +24,6 @@ using boost::system::error_code;
 using rediskit::test::AllBackends;
 using rediskit::test::BackendFixture;
 using rediskit::test::InProcessBackends;
-using rediskit::test::kServicesDb;
 namespace asio = boost::asio;
 
 namespace {
@@ -60,7 +59,7 @@ struct Unread {
     BOOST_TEST(total(user) == sum);
   }
 
-  BackendFixture<B> f{kServicesDb};
+  BackendFixture<B> f;
   UnreadMessageManager<B> m;
 };
 

@@ -9,9 +9,10 @@
 //     f.advance(60ms);                             // sleeps on real clocks, advances a manual one
 //   }
 //
-// RedisBackend fixtures use database `kConformanceDb` of the server that CTest's redis_server
-// fixture started (FLUSHDB at the start of each test), so conformance tests never touch the
-// keys of integration tests running beside them in database 0.
+// RedisBackend fixtures use database test_db() of the server that CTest's redis_server fixture
+// started (FLUSHDB at the start of each test): each test executable has its own
+// ($REDISKIT_TEST_DB, set by tests/CMakeLists.txt), so executables that CTest runs side by side
+// never flush each other's keys.
 #pragma once
 
 #include <rediskit/backend/memory_backend.hpp>
@@ -33,7 +34,10 @@
 #include <boost/mpl/list.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <charconv>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -52,9 +56,19 @@ using AllBackends = boost::mpl::list<MemoryBackend>;
 using InProcessBackends = boost::mpl::list<MemoryBackend>;
 #endif
 
-inline constexpr int kConformanceDb = 1;
-inline constexpr int kDifferentialDb = 2;
-inline constexpr int kServicesDb = 3;  ///< tests/services: BackendFixture<B> f{kServicesDb}
+/// This executable's database: $REDISKIT_TEST_DB (tests/CMakeLists.txt gives each executable
+/// its own), 1 when unset.
+inline int test_db() {
+  char const* env = std::getenv("REDISKIT_TEST_DB");
+  if (env == nullptr || *env == '\0') return 1;
+  int db = 0;
+  auto const [end, ec] = std::from_chars(env, env + std::strlen(env), db);
+  if (ec != std::errc{} || *end != '\0' || db < 0 || db > 63)
+    throw std::runtime_error(std::string("REDISKIT_TEST_DB is not a database number: ") + env);
+  return db;
+}
+/// The differential test's database (no executable gets it from CMake).
+inline constexpr int kDifferentialDb = 63;
 
 template <class B>
 inline constexpr bool is_redis_backend_v = false;
@@ -89,7 +103,7 @@ B make_backend(boost::asio::io_context& ioc, int db) {
 template <class B>
 class BackendFixture {
  public:
-  explicit BackendFixture(int db = kConformanceDb) : backend(make_backend<B>(ioc, db)) {
+  explicit BackendFixture(int db = test_db()) : backend(make_backend<B>(ioc, db)) {
     if constexpr (is_redis) {
       auto [ec, r] = exec(cmd::flushdb{});
       if (ec) throw std::runtime_error("FLUSHDB failed: " + ec.message());

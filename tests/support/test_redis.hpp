@@ -401,7 +401,10 @@ class TestRedisServer {
                                   "--dir",
                                   dir_.string(),
                                   "--enable-debug-command",
-                                  "local"};
+                                  "local",
+                                  // one database per test executable (REDISKIT_TEST_DB)
+                                  "--databases",
+                                  "64"};
     args.insert(args.end(), opts_.extra_args.begin(), opts_.extra_args.end());
     return args;
   }
