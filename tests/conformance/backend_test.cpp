@@ -6,9 +6,12 @@
 #include <rediskit/concepts/backend.hpp>
 #include <rediskit/script.hpp>
 
+#include <boost/asio/compose.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
+#include <optional>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -44,6 +47,56 @@ auto const refuse = make_script<long long>(
       ctx.fail("ERR refused by the script");
       return 0;
     });
+
+// A multi-step operation written the natural way: each step's command views short members of
+// the operation (their characters live inside the std::string objects, which move with the
+// operation), and the operation moves itself into the backend's handler in the same call.
+// Every backend reads the command before the handler moves, and keeps its own copy when the
+// command waits (BLMOVE), so this is safe: no step sees a moved-from (empty) string.
+template <class B>
+struct MembersOp {
+  B& backend;
+  std::string key = "k", value = "v", source = "s", destination = "d";
+  std::optional<std::string> got{};
+  int step = 0;
+
+  template <class Self>
+  void operator()(Self& self) {
+    backend.async_exec(cmd::set{.key = key, .value = value}, std::move(self));
+  }
+  template <class Self>
+  void operator()(Self& self, boost::system::error_code ec, bool) {
+    if (ec) return self.complete(ec, std::nullopt, std::nullopt);
+    backend.async_exec(cmd::get{key}, std::move(self));
+  }
+  template <class Self>
+  void operator()(Self& self, boost::system::error_code ec, std::optional<std::string> r) {
+    if (ec || step++ == 1) return self.complete(ec, std::move(got), std::move(r));
+    got = std::move(r);
+    backend.async_exec(cmd::blmove{.source = source, .destination = destination, .timeout = 10s},
+                       std::move(self));
+  }
+};
+
+// Commands waiting in a blocking command, as the server (or the engine) counts them.
+template <class B>
+std::size_t blocked_clients(BackendFixture<B>& f) {
+  if constexpr (BackendFixture<B>::is_redis) {
+    auto const info = f.ok(cmd::info{"clients"});
+    auto const at = info.find("blocked_clients:");
+    BOOST_REQUIRE(at != std::string::npos);
+    return std::stoul(info.substr(at + 16));
+  } else {
+    return f.backend.stats().blocked_clients;
+  }
+}
+
+template <class B, class Token>
+auto async_members_op(B& backend, Token&& token) {
+  return boost::asio::async_compose<
+      Token, void(boost::system::error_code, std::optional<std::string>, std::optional<std::string>)>(
+      MembersOp<B>{backend}, token, backend);
+}
 
 }  // namespace
 
@@ -274,6 +327,39 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_waiting_receive_can_be_cancelled, B, AllBackends
   sig.emit(boost::asio::cancellation_type::terminal);
   f.run_until([&] { return ec.has_value(); });
   BOOST_TEST(*ec == boost::asio::error::operation_aborted);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_composed_op_may_move_itself_with_what_its_commands_view, B,
+                              AllBackends) {
+  BackendFixture<B> f;
+  auto run = [&](char const* what) {
+    BOOST_TEST_CONTEXT(what) {
+      BOOST_TEST(f.ok(cmd::flushdb{}));
+      std::optional<std::tuple<boost::system::error_code, std::optional<std::string>,
+                               std::optional<std::string>>>
+          done;
+      async_members_op(f.backend, [&](auto ec, auto got, auto moved) {
+        done.emplace(ec, std::move(got), std::move(moved));
+      });
+      // BLMOVE waits on "s" (its copy of the key, once the op has moved on) until this push.
+      f.run_until([&] { return blocked_clients(f) == 1; });
+      BOOST_TEST(!done.has_value());
+      BOOST_TEST(f.ok(cmd::rpush{.key = "s", .values = "x"}) == 1);
+      f.run_until([&] { return done.has_value(); });
+      auto const& [ec, got, moved] = *done;
+      BOOST_TEST(!ec, ec.message());
+      BOOST_TEST(got.value_or("<none>") == "v");
+      BOOST_TEST(moved.value_or("<none>") == "x");
+      BOOST_TEST(f.ok(cmd::lrange{.key = "d"}) == std::vector<std::string>{"x"});
+      BOOST_TEST(f.ok(cmd::dbsize{}) == 2);  // "k" and "d": nothing under an empty key
+    }
+  };
+  run("no latency");
+  if constexpr (BackendFixture<B>::is_fake) {
+    f.backend.set_latency(5ms);
+    run("FakeBackend with latency");
+    f.backend.set_latency(0ms);
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -14,14 +14,18 @@
 
 #include <rediskit/backend/memory_backend.hpp>
 #include <rediskit/clock.hpp>
+#include <rediskit/detail/any_handler.hpp>
 #include <rediskit/detail/post.hpp>
 
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
 #include <cstddef>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -95,8 +99,8 @@ class FakeBackend : public BasicMemoryBackend<ManualClock> {
     faults_->fail_with = make_error_code(e);
   }
 
-  /// Every operation completes after `d` of real time (0: at once); it runs after the delay.
-  /// While a latency is set, arguments must stay valid until the operation completes.
+  /// Every operation completes `d` of real time after it started (0: as without latency).
+  /// The command itself runs when it starts, as with MemoryBackend: only the reply is late.
   void set_latency(std::chrono::milliseconds d) {
     std::lock_guard lock(faults_->mutex);
     faults_->latency = d;
@@ -161,6 +165,44 @@ class FakeBackend : public BasicMemoryBackend<ManualClock> {
     if (is_transaction_v<X>) faults_->log.push_back({"EXEC"});
   }
 
+  // An operation under latency: its timer, and the caller's handler, erased. The handler is
+  // set just after the command ran; the lock orders that before its use on another thread.
+  template <class R>
+  struct Delay {
+    using Handler = detail::AnyHandler<void(boost::system::error_code, R)>;
+    Delay(executor_type ex, std::chrono::milliseconds d)
+        : executor(ex), timer(std::make_shared<boost::asio::steady_timer>(ex, d)) {}
+    void set(Handler h) {
+      std::lock_guard lock(mutex);
+      handler.emplace(std::move(h));
+    }
+    Handler take() {
+      std::lock_guard lock(mutex);
+      return std::move(*handler);
+    }
+    executor_type executor;
+    std::shared_ptr<boost::asio::steady_timer> timer;
+    std::mutex mutex;
+    std::optional<Handler> handler;
+  };
+
+  // The engine's completion of an operation under latency: it waits for the rest of the delay.
+  // The caller's cancellation slot comes along (a blocked command can still be cancelled).
+  template <class R>
+  struct Delayed {
+    std::shared_ptr<Delay<R>> delay;
+    boost::asio::cancellation_slot slot;
+    using cancellation_slot_type = boost::asio::cancellation_slot;
+    cancellation_slot_type get_cancellation_slot() const noexcept { return slot; }
+    void operator()(boost::system::error_code ec, R r) {
+      auto timer = delay->timer;
+      timer->async_wait(AfterLatency{
+          timer, detail::erase_call([d = std::move(delay), ec, r = std::move(r)]() mutable {
+            detail::post_handler(d->executor, d->take(), ec, std::move(r));
+          })});
+    }
+  };
+
   // The timer's handler: one type for every operation (see rediskit/detail/post.hpp).
   struct AfterLatency {
     std::shared_ptr<boost::asio::steady_timer> timer;
@@ -188,11 +230,12 @@ class FakeBackend : public BasicMemoryBackend<ManualClock> {
           }
           if (fault) return detail::post_handler(get_executor(), std::move(handler), fault, R{});
           if (latency.count() == 0) return run(x, diag, std::move(handler));
-          auto timer = std::make_shared<boost::asio::steady_timer>(get_executor(), latency);
-          timer->async_wait(AfterLatency{
-              timer, detail::erase_call([this, x, diag, h = std::move(handler)]() mutable {
-                run(x, diag, std::move(h));
-              })});
+          // The command runs now (it is read before the handler moves); its completion waits
+          // for the timer, started now, and then goes to the caller's handler.
+          auto delay = std::make_shared<Delay<R>>(get_executor(), latency);
+          run(x, diag,
+              Delayed<R>{delay, boost::asio::get_associated_cancellation_slot(handler)});
+          delay->set(typename Delay<R>::Handler(std::move(handler)));
         },
         token, x, diag);
   }

@@ -93,6 +93,53 @@ struct MemoryStats {
 
 namespace detail::mem {
 
+/// A blocking command that waits keeps its own copy of what it views: the caller's strings
+/// (a composed operation's members, which move with its handler; a vector of keys the caller
+/// destroys) may be gone long before a write wakes it. rediskit's blocking commands (BLMOVE,
+/// XREADGROUP BLOCK) have a specialisation below that copies their strings; it never moves
+/// (the waiter holds it by pointer), so the views stay put. A blocking command of the user's
+/// own is copied as it is: give it members that own their data (std::string), or keep what it
+/// views alive until it completes.
+template <class C>
+struct OwnedCommand {
+  C c;
+  explicit OwnedCommand(C const& x) : c(x) {}
+};
+
+template <>
+struct OwnedCommand<cmd::blmove> {
+  std::string source, destination;
+  cmd::blmove c;
+  explicit OwnedCommand(cmd::blmove const& x)
+      : source(x.source), destination(x.destination), c(x) {
+    c.source = source;
+    c.destination = destination;
+  }
+  OwnedCommand(OwnedCommand const&) = delete;
+  OwnedCommand& operator=(OwnedCommand const&) = delete;
+};
+
+template <>
+struct OwnedCommand<cmd::xreadgroup> {
+  std::string group, consumer;
+  std::vector<std::string> keys, ids;
+  std::vector<std::string_view> key_views, id_views;
+  cmd::xreadgroup c;
+  explicit OwnedCommand(cmd::xreadgroup const& x)
+      : group(x.group), consumer(x.consumer), c(x) {
+    x.keys.for_each([&](std::string_view k) { keys.emplace_back(k); });
+    x.ids.for_each([&](std::string_view id) { ids.emplace_back(id); });
+    key_views.assign(keys.begin(), keys.end());
+    id_views.assign(ids.begin(), ids.end());
+    c.group = group;
+    c.consumer = consumer;
+    c.keys = key_views;
+    c.ids = id_views;
+  }
+  OwnedCommand(OwnedCommand const&) = delete;
+  OwnedCommand& operator=(OwnedCommand const&) = delete;
+};
+
 /// What a MemoryBackend shares with its subscribers and blocked commands: the engine, under a
 /// lock.
 template <class Clock>
@@ -222,7 +269,8 @@ class BasicMemoryBackend {
 
   /// Runs one command. Handler: void(error_code, reply_t<C>). Errors are those a server
   /// would reply (Error::wrong_type, Error::server_error, ...; the text goes to `diag`).
-  /// A blocking command's arguments must stay valid until it completes.
+  /// The command is read before this returns: what it views may go away at once (a blocking
+  /// command that waits keeps a copy).
   template <Command C, class Token = boost::asio::deferred_t>
   auto async_exec(C const& c, Token&& token = {}) {
     return exec_impl<reply_t<C>>(c, nullptr, std::forward<Token>(token));
@@ -340,7 +388,9 @@ class BasicMemoryBackend {
         result = sh->engine.exec(ctx, x);
         if constexpr (requires { x.block_timeout(); }) {
           if (!ctx.ec && !result && is_blocking(x)) {
-            wait(sh, x, time, diag, erase());
+            // The copy first: erase() moves the handler, and whatever x views with it.
+            auto owned = std::make_shared<detail::mem::OwnedCommand<X> const>(x);
+            wait(sh, std::move(owned), time, diag, erase());
             sh->wake_waiters();
             return;
           }
@@ -402,8 +452,10 @@ class BasicMemoryBackend {
   // A blocking command that found nothing: it waits for a write to one of its keys, its
   // timeout, or a cancellation. Called under the lock.
   template <class C, class Handler>
-  static void wait(std::shared_ptr<Shared> const& sh, C const& c, detail::mem::Time& time,
-                   Diagnostics* diag, Handler handler) {
+  static void wait(std::shared_ptr<Shared> const& sh,
+                   std::shared_ptr<detail::mem::OwnedCommand<C> const> owned,
+                   detail::mem::Time& time, Diagnostics* diag, Handler handler) {
+    C const& c = owned->c;
     using R = reply_t<C>;
     using W = typename Shared::Waiter;
     auto w = std::make_shared<W>();
@@ -420,9 +472,9 @@ class BasicMemoryBackend {
       w->keys.emplace_back(k);
       sh->engine.watch(k);
     });
-    w->try_again = [raw, c, complete](detail::mem::Ctx& ctx) {
+    w->try_again = [raw, owned, complete](detail::mem::Ctx& ctx) {
       ctx.db.begin(*ctx.time);
-      R r = raw->engine.exec(ctx, c);
+      R r = raw->engine.exec(ctx, owned->c);
       if (!ctx.ec && !r) return false;
       complete(ctx.ec, std::move(ctx.error), std::move(r));
       return true;

@@ -547,8 +547,8 @@ class RedisBackend {
 
   /// Runs one command. Handler: void(error_code, reply_t<C>). Errors: server errors
   /// (Error::wrong_type, ...; the text goes to `diag`), connection errors (connection.hpp).
-  /// A blocking command's arguments must stay valid until it completes; the others' until it
-  /// is initiated.
+  /// The command is written out before this returns (a lazy token: when it is started): what
+  /// it views may go away at once, even for a blocking command.
   template <Command C, class Token = boost::asio::deferred_t>
   auto async_exec(C const& c, Token&& token = {}) {
     return exec_impl(c, nullptr, std::forward<Token>(token));

@@ -16,19 +16,22 @@
 // decode). When the backend fails, map still runs with the failed ec and a default reply, so
 // the result type needs no special case, and it may keep the backend's error or replace it.
 //
-// Multi-step operations (asio::async_compose): never write
+// Multi-step operations (asio::async_compose) may write
 //   backend.async_exec(cmd::get{member_string}, std::move(self));
-// `self`, and the op's members with it, moves into the backend's handler before the command is
-// read, so the command views a moved-from string (a short one silently becomes empty; ASan
-// does not see it). Keep what commands view in a heap block the op owns (std::unique_ptr).
+// every backend reads the command before the handler (and `self`, with the members the command
+// views) moves, and a blocking command that waits keeps its own copy
+// (tests/conformance/backend_test.cpp: a_composed_op_may_move_itself_with_what_its_commands_view).
 //
 // The user's handler keeps its associated executor, allocator and cancellation slot (the
 // backend completes through them), so a strand or a cancellation signal works as with any
 // Asio operation.
 #pragma once
 
+#include <rediskit/detail/any_handler.hpp>
+
 #include <boost/asio/associator.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/compose.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <type_traits>
@@ -72,6 +75,20 @@ auto initiate(Token&& token, Start start) {
   return boost::asio::async_initiate<Token, Sig>(
       [](auto handler, Start start) { std::move(start)(std::move(handler)); }, token,
       std::move(start));
+}
+
+/// asio::async_compose(op, token, executor) with the caller's handler erased first: the
+/// operation's steps (its operator() overloads, instantiated per `Self` type) are compiled once
+/// per operation type, not once per completion token or handler type. The handler keeps its
+/// executor and cancellation slot (AnyHandler forwards them).
+template <class Sig, class Token, class Op, class Executor>
+auto erased_compose(Token&& token, Op op, Executor const& ex) {
+  return boost::asio::async_initiate<Token, Sig>(
+      [](auto handler, Op op, Executor const& ex) {
+        AnyHandler<Sig> erased(std::move(handler));
+        boost::asio::async_compose<AnyHandler<Sig>, Sig>(std::move(op), erased, ex);
+      },
+      token, std::move(op), ex);
 }
 
 }  // namespace rediskit::detail
