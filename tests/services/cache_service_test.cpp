@@ -26,7 +26,6 @@ using namespace std::chrono_literals;
 using rediskit::test::AllBackends;
 using rediskit::test::BackendFixture;
 using rediskit::test::InProcessBackends;
-using rediskit::test::kServicesDb;
 namespace asio = boost::asio;
 
 namespace cache_test {
@@ -71,7 +70,7 @@ template asio::awaitable<std::optional<Profile>> store_and_read(
 
 template <class B>
 struct Fixture : BackendFixture<B> {
-  Fixture() : BackendFixture<B>(kServicesDb) {}
+  Fixture() : BackendFixture<B>() {}
   using BackendFixture<B>::wait;
   using BackendFixture<B>::ok;
   using BackendFixture<B>::backend;
@@ -399,6 +398,24 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(loader_forms_and_failures, B, AllBackends) {
   BOOST_TEST(!ec2);
   BOOST_TEST(!none.has_value());
   BOOST_TEST(f.ok(cmd::exists{.keys = "cache:absent"}) == 0);
+  // A loader that takes no key (cache-manager's wrap(key, fn)), plain and as a coroutine.
+  int calls = 0;
+  auto [ec4, w] = f.wait(cache.template async_get_or_load<int>("w", [&calls] {
+    ++calls;
+    return 7;
+  }));
+  BOOST_TEST(!ec4);
+  BOOST_TEST(w == 7);
+  BOOST_TEST(*f.ok(cmd::get{"cache:w"}) == "7");
+  auto [ec5, w2] = f.wait(cache.template async_get_or_load<int>("w", [&calls] {
+    ++calls;
+    return 8;
+  }));
+  BOOST_TEST((!ec5 && w2 == 7 && calls == 1));  // cached: the loader did not run again
+  auto [ec6, a] = f.wait(cache.template async_get_or_load<int>(
+      "aw", []() -> asio::awaitable<std::optional<int>> { co_return 9; }));
+  BOOST_TEST(!ec6);
+  BOOST_TEST(a.value_or(0) == 9);
   // A loader that throws: load_failed with its message, nothing cached, waiters fail too.
   int failed = 0;
   Diagnostics diag;

@@ -310,10 +310,64 @@ struct loaded<boost::asio::awaitable<T, E>> {
   using type = T;
 };
 
+/// A loader takes the key (`loader(std::string const& key)`) or nothing (`loader()`, as
+/// cache-manager's wrap(key, fn)); it is called as it takes it.
+template <class Loader>
+decltype(auto) call_loader(Loader& loader, std::string const& key) {
+  if constexpr (std::is_invocable_v<Loader&, std::string const&>)
+    return loader(key);
+  else
+    return loader();
+}
+
+struct NotALoader {};
+template <class Loader>
+struct loader_call {
+  using type = NotALoader;  // load_impl's static_assert says what a loader is
+};
+template <class Loader>
+  requires std::is_invocable_v<Loader&, std::string const&> || std::is_invocable_v<Loader&>
+struct loader_call<Loader> {
+  using type = decltype(call_loader(std::declval<Loader&>(), std::declval<std::string const&>()));
+};
+template <class Loader>
+using loader_call_t = typename loader_call<Loader>::type;
+
 /// What the loader gives: T, or std::optional<T> (nullopt: nothing to cache).
 template <class Loader>
-using loader_result_t =
-    typename loaded<std::invoke_result_t<Loader&, std::string const&>>::type;
+using loader_result_t = typename loaded<loader_call_t<Loader>>::type;
+
+/// A loader, erased: one LoadOp type per (T, R), whatever the loader's type. start() loads
+/// `key` and calls `done(exception, result)`: inline for a plain function, through `ex` for a
+/// coroutine (co_spawn). It lives in the operation's stable block until the load completes (a
+/// coroutine loader may keep references to its closure and to `key`).
+template <class R>
+struct ErasedLoader {
+  virtual ~ErasedLoader() = default;
+  virtual void start(std::string const& key, boost::asio::any_io_executor const& ex,
+                     rediskit::detail::AnyHandler<void(std::exception_ptr, R)> done) = 0;
+};
+
+template <class R, class Loader>
+struct LoaderImpl final : ErasedLoader<R> {
+  explicit LoaderImpl(Loader l) : loader(std::move(l)) {}
+  void start(std::string const& key, boost::asio::any_io_executor const& ex,
+             rediskit::detail::AnyHandler<void(std::exception_ptr, R)> done) override {
+    if constexpr (is_awaitable<loader_call_t<Loader>>::value) {
+      boost::asio::co_spawn(ex, call_loader(loader, key), std::move(done));
+    } else {
+      std::exception_ptr e;
+      R r{};
+      try {
+        r = call_loader(loader, key);
+      } catch (...) {
+        e = std::current_exception();
+      }
+      std::move(done)(e, std::move(r));
+    }
+  }
+  Loader loader;
+};
 
 /// A caller waiting for another caller's load: gets its bytes (null: nothing loaded), or its
 /// error and the error's detail, through its own executor.
@@ -478,24 +532,24 @@ class CacheService {
   /// loads in flight do not write back. Handler: void(error_code, std::size_t deleted).
   template <class Token = boost::asio::deferred_t>
   auto async_delete_pattern(GlobPattern const& pattern, Token&& token = {}) {
-    return boost::asio::async_compose<Token, void(error_code, std::size_t)>(
-        ScanOp<ScanMode::remove>(this, keys_.pattern(pattern)), token, backend_->get_executor());
+    return detail::erased_compose<void(error_code, std::size_t)>(
+        token, ScanOp<ScanMode::remove>(this, keys_.pattern(pattern)), backend_->get_executor());
   }
 
   /// keys(pattern): this cache's keys matching `pattern` (without the prefix), through SCAN.
   /// Handler: void(error_code, std::vector<std::string>).
   template <class Token = boost::asio::deferred_t>
   auto async_keys(GlobPattern const& pattern, Token&& token = {}) {
-    return boost::asio::async_compose<Token, void(error_code, std::vector<std::string>)>(
-        ScanOp<ScanMode::list>(this, keys_.pattern(pattern)), token, backend_->get_executor());
+    return detail::erased_compose<void(error_code, std::vector<std::string>)>(
+        token, ScanOp<ScanMode::list>(this, keys_.pattern(pattern)), backend_->get_executor());
   }
 
   /// flush(): deletes every key of this cache (its prefix) and its bookkeeping; other keys of
   /// the database stay. Handler: void(error_code, std::size_t deleted values).
   template <class Token = boost::asio::deferred_t>
   auto async_flush(Token&& token = {}) {
-    return boost::asio::async_compose<Token, void(error_code, std::size_t)>(
-        ScanOp<ScanMode::flush>(this, keys_.all()), token, backend_->get_executor());
+    return detail::erased_compose<void(error_code, std::size_t)>(
+        token, ScanOp<ScanMode::flush>(this, keys_.all()), backend_->get_executor());
   }
 
   // --- seed 002: tags and cascades -----------------------------------------------------------
@@ -531,7 +585,7 @@ class CacheService {
   // --- seed 001: cache-aside -----------------------------------------------------------------
 
   /// The cached value of `key`, or the loader's (then cached). `loader(std::string const& key)`
-  /// returns T, std::optional<T> (nullopt: nothing to cache, the caller gets nullopt), or a
+  /// (or `loader()`, which then knows its key) returns T, std::optional<T> (nullopt: nothing to cache, the caller gets nullopt), or a
   /// boost::asio::awaitable of either (a coroutine querying a database). Handler:
   /// void(error_code, R) where R is what the loader returns (awaitable unwrapped).
   template <class T, class Loader, class Token = boost::asio::deferred_t>
@@ -894,19 +948,27 @@ class CacheService {
   auto load_impl(std::string_view key, Loader loader, std::optional<ms> ttl, Diagnostics* diag,
                  Token&& token) {
     using R = detail::cache::loader_result_t<Loader>;
-    using Sig = void(error_code, R);
-    static_assert(std::is_same_v<R, T> || std::is_same_v<R, std::optional<T>>,
-                  "async_get_or_load<T>: the loader must return T, std::optional<T>, or an "
-                  "awaitable of one of them");
-    return boost::asio::async_compose<Token, Sig>(
-        LoadOp<T, Loader>(this, std::string(key), keys_.key(key), std::move(loader), ttl, diag,
-                          key.empty() || !valid_ttl(ttl)),
-        token, backend_->get_executor());
+    if constexpr (std::is_same_v<R, detail::cache::NotALoader>) {
+      static_assert(std::is_same_v<R, Loader>,  // always false, with one message
+                    "async_get_or_load<T>: the loader must be callable as "
+                    "loader(std::string const& key) or loader()");
+    } else {
+      static_assert(std::is_same_v<R, T> || std::is_same_v<R, std::optional<T>>,
+                    "async_get_or_load<T>: the loader must return T, std::optional<T>, or an "
+                    "awaitable of one of them");
+      return detail::erased_compose<void(error_code, R)>(
+          token,
+          LoadOp<T, R>(this, std::string(key), keys_.key(key),
+                       std::make_unique<detail::cache::LoaderImpl<R, Loader>>(std::move(loader)),
+                       ttl, diag, key.empty() || !valid_ttl(ttl)),
+          backend_->get_executor());
+    }
   }
 
-  template <class T, class Loader>
+  // One type per (T, R): the loader and the caller's handler are erased (erased_compose).
+  template <class T, class R>
   struct LoadOp {
-    using R = detail::cache::loader_result_t<Loader>;
+    using Loader = std::unique_ptr<detail::cache::ErasedLoader<R>>;
     static constexpr bool may_be_absent = !std::is_same_v<R, T>;
     LoadOp(CacheService* s, std::string k, std::string f, Loader l, std::optional<ms> t,
            Diagnostics* d, bool b)
@@ -1048,19 +1110,10 @@ class CacheService {
     void load(Self& self) {
       state = loading;
       svc->shared_->loads++;
-      using Call = std::invoke_result_t<Loader&, std::string const&>;
-      if constexpr (detail::cache::is_awaitable<Call>::value) {
-        boost::asio::co_spawn(svc->backend_->get_executor(), st->loader(st->key), std::move(self));
-      } else {
-        std::exception_ptr e;
-        R r{};
-        try {
-          r = st->loader(st->key);
-        } catch (...) {
-          e = std::current_exception();
-        }
-        (*this)(self, e, std::move(r));
-      }
+      // A plain function completes inside start(), which touches nothing of this op after.
+      Stable& stable = *st;
+      stable.loader->start(stable.key, svc->backend_->get_executor(),
+                           detail::AnyHandler<void(std::exception_ptr, R)>(std::move(self)));
     }
 
     template <class Self>

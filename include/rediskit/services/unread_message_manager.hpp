@@ -714,8 +714,10 @@ class UnreadMessageManager {
     st->source = source;
     st->ttl = options_.default_ttl;
     st->attempts_left = std::max(1, options_.recalculate_attempts);
-    boost::asio::async_compose<std::decay_t<Handler>, Sig>(
-        detail::unread::RecalcOp<B>{&backend_, std::move(st)}, handler,  // moved from by Asio
+    // Erased first: RecalcOp's steps are compiled once, whatever the caller's handler.
+    detail::AnyHandler<Sig> erased(std::forward<Handler>(handler));
+    boost::asio::async_compose<detail::AnyHandler<Sig>, Sig>(
+        detail::unread::RecalcOp<B>{&backend_, std::move(st)}, erased,  // moved from by Asio
         backend_.get_executor());
   }
 
