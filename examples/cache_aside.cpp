@@ -2,7 +2,12 @@
 // stands behind the cache: the first read loads and caches, later reads hit, concurrent misses
 // share one load, and an update invalidates so that the next read sees the new value.
 // In-memory backend by default; with REDIS_URL (or REDIS_HOST / REDIS_PORT) set, Redis.
-#include <rediskit/rediskit.hpp>
+// The headers it uses, not <rediskit/rediskit.hpp>: an edit to another service does not
+// rebuild it.
+#include <rediskit/backend/memory_backend.hpp>
+#include <rediskit/backend/redis_backend.hpp>
+#include <rediskit/codec/json_codec.hpp>
+#include <rediskit/services/cache_service.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>

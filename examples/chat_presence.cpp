@@ -9,7 +9,14 @@
 // code runs on that Redis server in real time (about 1.1 s of waiting). Keys live under
 // "example:" and are deleted at the start and at the end.
 
-#include <rediskit/rediskit.hpp>
+// The headers it uses, not <rediskit/rediskit.hpp>: an edit to CacheService does not rebuild it.
+#include <rediskit/backend/memory_backend.hpp>
+#include <rediskit/backend/redis_backend.hpp>
+#include <rediskit/clock.hpp>
+#include <rediskit/commands.hpp>
+#include <rediskit/services/online_user_manager.hpp>
+#include <rediskit/services/room_manager.hpp>
+#include <rediskit/services/unread_message_manager.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
