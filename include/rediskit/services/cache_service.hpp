@@ -1080,15 +1080,26 @@ class CacheService {
       st->lock_key = svc->lock_key(st->key);
       svc->backend_->async_exec(
           batch(cmd::set{.key = st->lock_key, .value = st->token, .ttl = opt.ttl, .nx = opt.enabled},
-                cmd::get{svc->epoch_key_}),
+                cmd::get{svc->epoch_key_}, cmd::get{st->full}),
           std::move(self));
     }
 
     template <class Self>
-    void operator()(Self& self, error_code ec, std::tuple<bool, std::optional<std::string>> r) {
+    void operator()(Self& self, error_code ec,
+                    std::tuple<bool, std::optional<std::string>, std::optional<std::string>> r) {
       if (ec) return leader_fail(self, ec, {});
       locked = std::get<0>(r);
       st->epoch = std::get<1>(r).value_or("0");
+      // Read in the same round trip as the lock: another process may have written the value
+      // (and released its lock) between our miss and our SET NX. Then it is not loaded again.
+      if (auto& found = std::get<2>(r)) {
+        T v{};
+        std::string why;
+        if (!svc->codec_.decode(*found, v, &why)) {
+          release_lock();
+          return publish_and_complete(self, std::move(v), std::move(*found));
+        }
+      }
       if (!locked && std::chrono::steady_clock::now() < wait_until) {
         // Another process loads this key: poll for its value.
         if (!waited) svc->shared_->lock_waits++;
