@@ -18,6 +18,10 @@
 // Output: one machine-readable line per workload and backend, then a markdown table with
 // memory/redis ratios.
 //
+// Allocations: the program counts every heap allocation (malloc and its family, which
+// operator new and Asio's recycling allocator use) and prints allocs_per_cmd, over the timed
+// runs, for each workload (not under a sanitizer, which owns malloc: there it prints -1).
+//
 // Usage: backend_bench [--port P] [--host H] [--seconds S] [--repeat R] [--warmup S]
 //                      [--only name,...] [--backends memory,redis]
 // (host and port default to REDIS_HOST / REDIS_PORT, else 127.0.0.1:6379).
@@ -32,7 +36,10 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -43,6 +50,56 @@
 namespace asio = boost::asio;
 using namespace rediskit;
 using SteadyTime = std::chrono::steady_clock;
+
+// ---- the counting allocator --------------------------------------------------------------------
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
+#define REDISKIT_BENCH_NO_COUNT 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define REDISKIT_BENCH_NO_COUNT 1
+#endif
+
+#if !defined(REDISKIT_BENCH_NO_COUNT) && defined(__GLIBC__)
+// glibc lets a program interpose malloc and forward to its __libc_ entry points; one io_context
+// thread, but relaxed atomics keep any other thread's allocations counted too.
+static std::atomic<std::uint64_t> g_allocations{0};
+extern "C" {
+void* __libc_malloc(std::size_t);
+void* __libc_calloc(std::size_t, std::size_t);
+void* __libc_realloc(void*, std::size_t);
+void* __libc_memalign(std::size_t, std::size_t);
+void* malloc(std::size_t n) noexcept {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_malloc(n);
+}
+void* calloc(std::size_t n, std::size_t size) noexcept {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_calloc(n, size);
+}
+void* realloc(void* p, std::size_t n) noexcept {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_realloc(p, n);
+}
+void* memalign(std::size_t align, std::size_t n) noexcept {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_memalign(align, n);
+}
+void* aligned_alloc(std::size_t align, std::size_t n) noexcept { return memalign(align, n); }
+int posix_memalign(void** out, std::size_t align, std::size_t n) noexcept {
+  void* p = memalign(align, n);
+  if (!p) return ENOMEM;
+  *out = p;
+  return 0;
+}
+}
+static std::int64_t allocations() {
+  return static_cast<std::int64_t>(g_allocations.load(std::memory_order_relaxed));
+}
+#else
+static std::int64_t allocations() { return -1; }
+#endif
 
 namespace {
 
@@ -101,9 +158,16 @@ struct Data {
 
 // One timed run: `callers` coroutines each co_await body(db) (one operation of `per_op`
 // commands: the backend's own awaitable, no wrapper coroutine) until `seconds` passed.
+struct Run {
+  double rate = 0;          // commands per second
+  std::uint64_t cmds = 0;   // commands run
+  std::int64_t allocs = 0;  // heap allocations meanwhile (-1: not counted)
+};
+
 template <class B, class Body>
-double timed_run(asio::io_context& ioc, B& db, Body const& body, int callers, std::size_t per_op,
-                 double seconds) {
+Run timed_run(asio::io_context& ioc, B& db, Body const& body, int callers, std::size_t per_op,
+              double seconds) {
+  auto const allocs_before = allocations();
   std::uint64_t ops = 0;
   bool stop = false;
   int running = callers;
@@ -130,11 +194,14 @@ double timed_run(asio::io_context& ioc, B& db, Body const& body, int callers, st
   ioc.restart();
   while (running > 0) ioc.run_one();
   double const elapsed = std::chrono::duration<double>(SteadyTime::now() - start).count();
-  return static_cast<double>(ops * per_op) / elapsed;
+  auto const allocs_after = allocations();
+  return {static_cast<double>(ops * per_op) / elapsed, ops * per_op,
+          allocs_before < 0 ? -1 : allocs_after - allocs_before};
 }
 
 struct Figure {
   double median = 0, min = 0, max = 0;
+  double allocs_per_cmd = -1;  // over every timed run (the spawns of the callers included)
 };
 
 template <class B, class Body>
@@ -142,10 +209,18 @@ Figure measure(Options const& o, asio::io_context& ioc, B& db, Body const& body,
                std::size_t per_op) {
   timed_run(ioc, db, body, callers, per_op, o.warmup);
   std::vector<double> rates;
-  for (int r = 0; r < o.repeat; ++r)
-    rates.push_back(timed_run(ioc, db, body, callers, per_op, o.seconds));
+  std::uint64_t cmds = 0;
+  std::int64_t allocs = 0;
+  for (int r = 0; r < o.repeat; ++r) {
+    auto const run = timed_run(ioc, db, body, callers, per_op, o.seconds);
+    rates.push_back(run.rate);
+    cmds += run.cmds;
+    allocs = (allocs < 0 || run.allocs < 0) ? -1 : allocs + run.allocs;
+  }
   std::sort(rates.begin(), rates.end());
-  return {rates[rates.size() / 2], rates.front(), rates.back()};
+  double const per_cmd =
+      allocs < 0 || cmds == 0 ? -1 : static_cast<double>(allocs) / static_cast<double>(cmds);
+  return {rates[rates.size() / 2], rates.front(), rates.back(), per_cmd};
 }
 
 template <class B>
@@ -206,8 +281,10 @@ std::map<std::string, std::pair<Figure, int>> run_all(Options const& o, asio::io
 
 void print_line(std::string const& backend, std::string const& name, Figure const& f,
                 int repeat) {
-  std::printf("workload=%s backend=%s unit=cmds cmds_per_s=%.0f min=%.0f max=%.0f runs=%d\n",
-              name.c_str(), backend.c_str(), f.median, f.min, f.max, repeat);
+  std::printf(
+      "workload=%s backend=%s unit=cmds cmds_per_s=%.0f min=%.0f max=%.0f runs=%d "
+      "allocs_per_cmd=%.3f\n",
+      name.c_str(), backend.c_str(), f.median, f.min, f.max, repeat, f.allocs_per_cmd);
 }
 
 }  // namespace
@@ -250,7 +327,8 @@ int main(int argc, char** argv) {
   for (auto const& [n, f] : (mem.empty() ? red : mem)) names.push_back({f.second, n});
   std::sort(names.begin(), names.end());
   std::printf("\n| workload | MemoryBackend cmds/s (min-max) | RedisBackend cmds/s (min-max) | "
-              "memory / redis |\n|---|---|---|---|\n");
+              "memory / redis | allocations per command (memory / redis) |\n"
+              "|---|---|---|---|---|\n");
   for (auto const& [_, n] : names) {
     auto cell = [](auto const& m, std::string const& k) {
       auto it = m.find(k);
@@ -266,8 +344,15 @@ int main(int argc, char** argv) {
       std::snprintf(buf, sizeof buf, "%.1fx", mem[n].first.median / red[n].first.median);
       ratio = buf;
     }
-    std::printf("| %s | %s | %s | %s |\n", n.c_str(), cell(mem, n).c_str(), cell(red, n).c_str(),
-                ratio.c_str());
+    auto allocs = [](auto const& m, std::string const& k) {
+      auto it = m.find(k);
+      if (it == m.end() || it->second.first.allocs_per_cmd < 0) return std::string("-");
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.3f", it->second.first.allocs_per_cmd);
+      return std::string(buf);
+    };
+    std::printf("| %s | %s | %s | %s | %s / %s |\n", n.c_str(), cell(mem, n).c_str(),
+                cell(red, n).c_str(), ratio.c_str(), allocs(mem, n).c_str(), allocs(red, n).c_str());
   }
   return 0;
 }
