@@ -1,7 +1,7 @@
 # cmake -D OUT=<pch>.sum -D SOURCE_DIR=<dir> -D "COMMAND=<compiler;flags;header>" -P PchChecksum.cmake
 #
 # Writes OUT, the checksum ccache hashes in place of a precompiled header's bytes
-# (sloppiness pch_external_checksum): a SHA-256 over the compiler's identity, the flags, and
+# (option pch_external_checksum, CCACHE_PCH_EXTSUM=1): a SHA-256 over the compiler's identity, the flags, and
 # the contents of every file the header includes (COMMAND run with -M lists them). Paths under
 # SOURCE_DIR count relative to it, so two clones at different paths give the same checksum
 # for the same contents, while a clang PCH (which records absolute paths) never has the same
