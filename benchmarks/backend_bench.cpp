@@ -185,14 +185,14 @@ Run timed_run(asio::io_context& ioc, B& db, Body const& body, int callers, std::
             }
             if (SteadyTime::now() >= end) stop = true;
           }
-          --running;
+          if (--running == 0) ioc.stop();
         },
         [](std::exception_ptr e) {
           if (e) std::rethrow_exception(e);
         });
   }
   ioc.restart();
-  while (running > 0) ioc.run_one();
+  ioc.run();  // until the last caller stops it (RedisBackend's reader keeps work alive)
   double const elapsed = std::chrono::duration<double>(SteadyTime::now() - start).count();
   auto const allocs_after = allocations();
   return {static_cast<double>(ops * per_op) / elapsed, ops * per_op,
@@ -202,12 +202,13 @@ Run timed_run(asio::io_context& ioc, B& db, Body const& body, int callers, std::
 struct Figure {
   double median = 0, min = 0, max = 0;
   double allocs_per_cmd = -1;  // over every timed run (the spawns of the callers included)
+  std::uint64_t all_cmds = 0;  // commands run, warm-up included (Ir per command under callgrind)
 };
 
 template <class B, class Body>
 Figure measure(Options const& o, asio::io_context& ioc, B& db, Body const& body, int callers,
                std::size_t per_op) {
-  timed_run(ioc, db, body, callers, per_op, o.warmup);
+  std::uint64_t const warm = timed_run(ioc, db, body, callers, per_op, o.warmup).cmds;
   std::vector<double> rates;
   std::uint64_t cmds = 0;
   std::int64_t allocs = 0;
@@ -220,7 +221,7 @@ Figure measure(Options const& o, asio::io_context& ioc, B& db, Body const& body,
   std::sort(rates.begin(), rates.end());
   double const per_cmd =
       allocs < 0 || cmds == 0 ? -1 : static_cast<double>(allocs) / static_cast<double>(cmds);
-  return {rates[rates.size() / 2], rates.front(), rates.back(), per_cmd};
+  return {rates[rates.size() / 2], rates.front(), rates.back(), per_cmd, warm + cmds};
 }
 
 template <class B>
@@ -283,8 +284,9 @@ void print_line(std::string const& backend, std::string const& name, Figure cons
                 int repeat) {
   std::printf(
       "workload=%s backend=%s unit=cmds cmds_per_s=%.0f min=%.0f max=%.0f runs=%d "
-      "allocs_per_cmd=%.3f\n",
-      name.c_str(), backend.c_str(), f.median, f.min, f.max, repeat, f.allocs_per_cmd);
+      "allocs_per_cmd=%.3f all_cmds=%llu\n",
+      name.c_str(), backend.c_str(), f.median, f.min, f.max, repeat, f.allocs_per_cmd,
+      static_cast<unsigned long long>(f.all_cmds));
 }
 
 }  // namespace

@@ -34,6 +34,9 @@ class AnyHandler;
 
 template <class... Args>
 class AnyHandler<void(Args...)> {
+  static_assert((!std::is_reference_v<Args> && ...),
+                "AnyHandler's signature takes its arguments by value (as a completion signature)");
+
  public:
   static constexpr std::size_t inline_size = 4 * sizeof(void*);
 
@@ -80,10 +83,15 @@ class AnyHandler<void(Args...)> {
   explicit operator bool() const noexcept { return vt_ != nullptr; }
 
   /// Calls the handler once: its storage is freed first (Asio's rule: memory goes back before
-  /// the upcall, so the handler may start the next operation with it).
-  void operator()(Args... args) && {
+  /// the upcall, so the handler may start the next operation with it). An rvalue argument of
+  /// the signature's own type reaches the handler as it is; anything else is converted first.
+  /// (By value, a reply would be moved once more on its way: a reply string is moved about
+  /// five times from the engine to the coroutine, so each one counts.)
+  template <class... A>
+    requires(sizeof...(A) == sizeof...(Args) && (std::is_convertible_v<A &&, Args> && ...))
+  void operator()(A&&... args) && {
     auto const* vt = std::exchange(vt_, nullptr);
-    vt->invoke(buf_, std::forward<Args>(args)...);
+    vt->invoke(buf_, as_arg<Args>(std::forward<A>(args))...);
   }
 
   /// The handler's associated executor, or `fallback` when it has none.
@@ -102,6 +110,16 @@ class AnyHandler<void(Args...)> {
                                              boost::asio::any_io_executor const&);
     boost::asio::cancellation_slot (*slot)(unsigned char const*) noexcept;
   };
+
+  // T&& to an rvalue T itself; otherwise a T converted from `a` (a temporary that lives until
+  // the call returns).
+  template <class T, class A>
+  static decltype(auto) as_arg(A&& a) {
+    if constexpr (std::is_same_v<std::remove_cvref_t<A>, T> && !std::is_lvalue_reference_v<A>)
+      return static_cast<T&&>(a);
+    else
+      return T(std::forward<A>(a));
+  }
 
   template <class D>
   static constexpr bool fits_inline = sizeof(D) <= inline_size &&

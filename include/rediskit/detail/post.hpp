@@ -11,6 +11,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/recycling_allocator.hpp>
 
@@ -45,11 +46,15 @@ struct ErasedCallImpl final : ErasedCall {
   explicit ErasedCallImpl(H&& h, A&&... a)
       : handler(std::forward<H>(h)), args(std::forward<A>(a)...) {}
   void call() override {
-    // The handler may reuse the memory this object lives in: move everything out first.
-    auto h = std::move(handler);
-    auto a = std::move(args);
-    free_erased(this);
-    std::apply(std::move(h), std::move(a));
+    // Freed after the upcall, not before as Asio's own operations do: the arguments go to the
+    // handler from here rather than being moved out once more (a reply is moved about five
+    // times on its way already). The handler's next operation takes another block from the
+    // thread's recycling cache meanwhile, so memory stays bounded and malloc-free.
+    struct Free {
+      ErasedCallImpl* self;
+      ~Free() { free_erased(self); }
+    } const free{this};
+    std::apply(std::move(handler), std::move(args));
   }
   void destroy() noexcept override { free_erased(this); }
   Handler handler;
@@ -87,13 +92,24 @@ ErasedCallPtr erase_call(F&& f) {
   return make_erased_call(std::forward<F>(f));
 }
 
+/// Posts `call` to `ex`, never running it inside the caller. When `ex` is an io_context's
+/// executor (a coroutine's, a strand-less handler's: nearly always), it is posted there
+/// directly: one operation block, where going through any_io_executor wraps the function in
+/// a second one and copies the executor to add its properties (about 100 instructions of a
+/// MemoryBackend GET's 900).
+inline void post_erased(boost::asio::any_io_executor const& ex, ErasedCallPtr call) {
+  if (auto const* io = ex.target<boost::asio::io_context::executor_type>())
+    boost::asio::post(*io, InvokeErased{std::move(call)});
+  else
+    boost::asio::post(ex, InvokeErased{std::move(call)});
+}
+
 /// Posts handler(args...) to the handler's associated executor (or `fallback`).
 template <class Handler, class... Args>
 void post_handler(boost::asio::any_io_executor const& fallback, Handler&& handler,
                   Args&&... args) {
   boost::asio::any_io_executor ex = boost::asio::get_associated_executor(handler, fallback);
-  boost::asio::post(ex, InvokeErased{make_erased_call(std::forward<Handler>(handler),
-                                                      std::forward<Args>(args)...)});
+  post_erased(ex, make_erased_call(std::forward<Handler>(handler), std::forward<Args>(args)...));
 }
 
 }  // namespace rediskit::detail
