@@ -19,6 +19,7 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
@@ -30,6 +31,7 @@
 #include <charconv>
 #include <cstring>
 #include <deque>
+#include <optional>
 #include <random>
 #include <set>
 #include <vector>
@@ -43,16 +45,52 @@ using boost::system::error_code;
 // ------------------------------------------------------------------------------------------
 // Type-erased operations
 
-template <class Handler>
-using WorkExecutor = std::decay_t<decltype(asio::prefer(
-    std::declval<asio::associated_executor_t<Handler, asio::any_io_executor>>(),
-    asio::execution::outstanding_work.tracked))>;
+// The work that keeps a pending operation's handler's execution context running, and where
+// the handler completes. The common case, a handler (a coroutine's, a plain lambda's) whose
+// executor is an io_context's, is kept as that concrete executor: tracking its work is a
+// counter, and a completion on the io_context's own thread is a direct call. Any other
+// executor (a strand, a thread pool) is tracked and dispatched to through any_io_executor.
+class HandlerWork {
+  using IoEx = asio::io_context::executor_type;
+  using TrackedIo =
+      std::decay_t<decltype(asio::prefer(std::declval<IoEx>(),
+                                         asio::execution::outstanding_work.tracked))>;
 
-template <class Handler>
-WorkExecutor<Handler> make_work(Handler const& h, asio::any_io_executor const& ex) {
-  return asio::prefer(asio::get_associated_executor(h, ex),
-                      asio::execution::outstanding_work.tracked);
-}
+ public:
+  template <class Handler>
+  HandlerWork(Handler const& h, asio::any_io_executor const& fallback) {
+    auto ex = asio::get_associated_executor(h, fallback);
+    if constexpr (std::is_convertible_v<decltype(ex), asio::any_io_executor const&>) {
+      asio::any_io_executor const& any = ex;
+      if (auto const* io = any.target<IoEx>()) {
+        io_.emplace(asio::prefer(*io, asio::execution::outstanding_work.tracked));
+        return;
+      }
+    }
+    other_ = asio::prefer(ex, asio::execution::outstanding_work.tracked);
+  }
+
+  /// handler(args...), as asio::dispatch to the handler's executor would run it: right here
+  /// when that is an io_context running on this thread. The work is released afterwards, so
+  /// that the io_context does not run out of work before the handler starts its next operation.
+  template <class Handler, class... Args>
+  void complete(Handler&& handler, Args&&... args) && {
+    if (io_) {
+      TrackedIo const io = std::move(*io_);
+      if (io.running_in_this_thread())
+        std::move(handler)(std::forward<Args>(args)...);
+      else
+        asio::post(io, asio::append(std::forward<Handler>(handler), std::forward<Args>(args)...));
+      return;
+    }
+    asio::any_io_executor const ex = std::move(other_);
+    asio::dispatch(ex, asio::append(std::forward<Handler>(handler), std::forward<Args>(args)...));
+  }
+
+ private:
+  std::optional<TrackedIo> io_;
+  asio::any_io_executor other_;
+};
 
 template <class Op, class Handler>
 auto op_allocator(Handler const& h) {
@@ -83,11 +121,11 @@ void finish_op(Op* op, Args&&... args) {
   if (slot.is_connected()) slot.clear();
   auto alloc = op_allocator<Op>(op->handler);
   auto handler = std::move(op->handler);
-  auto work = std::move(op->work);
+  HandlerWork work = std::move(op->work);
   using Traits = std::allocator_traits<decltype(alloc)>;
   Traits::destroy(alloc, op);
   Traits::deallocate(alloc, op, 1);
-  asio::dispatch(work, asio::append(std::move(handler), std::forward<Args>(args)...));
+  std::move(work).complete(std::move(handler), std::forward<Args>(args)...);
 }
 
 /// What a SUBSCRIBE-family request changes in the session, applied once it is written.
@@ -117,11 +155,11 @@ struct ExecOpBase {
 template <class Handler, class Response>
 struct ExecOp final : ExecOpBase {
   Handler handler;
-  WorkExecutor<Handler> work;
+  HandlerWork work;
   resp3::ResponseAdapter<Response> adapter;
 
   ExecOp(Handler&& h, asio::any_io_executor const& ex, Response& r)
-      : handler(std::move(h)), work(make_work(handler, ex)), adapter(r) {
+      : handler(std::move(h)), work(handler, ex), adapter(r) {
     on_node_fn = [](ExecOpBase* b, std::size_t i, resp3::NodeView const& n, error_code& ec) {
       static_cast<ExecOp*>(b)->adapter.on_node(i, n, ec);
     };
@@ -133,14 +171,14 @@ struct ExecOp final : ExecOpBase {
 template <class Handler>
 struct SubscriptionOp final : ExecOpBase {
   Handler handler;
-  WorkExecutor<Handler> work;
+  HandlerWork work;
   resp3::Request request;
   Subscription change;
 
   SubscriptionOp(Handler&& h, asio::any_io_executor const& ex, resp3::Request&& r,
                  Subscription&& c)
       : handler(std::move(h)),
-        work(make_work(handler, ex)),
+        work(handler, ex),
         request(std::move(r)),
         change(std::move(c)) {
     subscription = &change;
@@ -162,9 +200,9 @@ struct ReceiveOpBase {
 template <class Handler>
 struct ReceiveOp final : ReceiveOpBase {
   Handler handler;
-  WorkExecutor<Handler> work;
+  HandlerWork work;
   ReceiveOp(Handler&& h, asio::any_io_executor const& ex)
-      : handler(std::move(h)), work(make_work(handler, ex)) {
+      : handler(std::move(h)), work(handler, ex) {
     complete_fn = [](ReceiveOpBase* b, error_code ec, resp3::Tree t) {
       finish_op(static_cast<ReceiveOp*>(b), ec, std::move(t));
     };
@@ -180,9 +218,9 @@ struct WaitOpBase {
 template <class Handler>
 struct WaitOp final : WaitOpBase {
   Handler handler;
-  WorkExecutor<Handler> work;
+  HandlerWork work;
   WaitOp(Handler&& h, asio::any_io_executor const& ex)
-      : handler(std::move(h)), work(make_work(handler, ex)) {
+      : handler(std::move(h)), work(handler, ex) {
     complete_fn = [](WaitOpBase* b, error_code ec) { finish_op(static_cast<WaitOp*>(b), ec); };
   }
 };
@@ -602,23 +640,19 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
       }
       if (b.size() - link->rend < min_free) b.resize(std::max(initial, b.size() * 2));
     }
-    // Wait for readability, then read what is there: asio's async_read_some would first try a
-    // read that fails with EAGAIN on every round trip.
-    link->socket.async_wait(asio::socket_base::wait_read,
-                            [self = shared_from_this(), link](error_code ec) {
-                              self->on_readable(link, ec);
-                            });
+    // async_read_some, not async_wait(wait_read) + read_some: a wait re-arms the descriptor
+    // with epoll_ctl on every round trip, where the reactor skips the speculative read after
+    // one that left the buffer part empty (the socket is drained) and just queues the next.
+    link->socket.async_read_some(
+        asio::buffer(b.data() + link->rend, b.size() - link->rend),
+        [self = shared_from_this(), link](error_code ec, std::size_t n) {
+          self->on_read(link, ec, n);
+        });
   }
 
-  void on_readable(LinkPtr const& link, error_code ec) {
+  void on_read(LinkPtr const& link, error_code ec, std::size_t n) {
     if (link != link_) return;
-    std::size_t n = 0;
-    if (!ec) {
-      auto& b = link->rbuf;
-      n = link->socket.read_some(asio::buffer(b.data() + link->rend, b.size() - link->rend), ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again) return start_read(link);
-      if (!ec && n == 0) ec = asio::error::eof;
-    }
+    if (!ec && n == 0) ec = asio::error::eof;
     if (ec) return on_link_error(link, ec);
     link->rend += n;
     metrics_.bytes_read += n;
@@ -759,7 +793,6 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   void start_handshake(LinkPtr const& link) {
     state_ = State::handshaking;
     error_code ignored;
-    link->socket.non_blocking(true, ignored);  // read_some after wait_read never blocks
     link->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
     if (cfg_.tcp_keepalive) link->socket.set_option(asio::socket_base::keep_alive(true), ignored);
 
