@@ -563,4 +563,46 @@ BOOST_AUTO_TEST_CASE(adapt_reply_reuses_target_per_reply) {
   BOOST_TEST((v == std::vector<int>{1, 2}));  // cleared when the reply starts
 }
 
+// A map read into again holds exactly the new reply: a key that comes back takes its old entry
+// (no allocation, which is why this is worth a test), one that is gone is gone, a new one is
+// added, a repeated key keeps its last value, and a long value shrinks to the new one.
+template <class M>
+void reread_into(M m) {
+  std::string const long_value(100, 'x');
+  BOOST_TEST(!rediskit::resp3::parse_all(
+      "%4\r\n$4\r\nname\r\n$100\r\n" + long_value + "\r\n$3\r\nage\r\n$2\r\n30\r\n"
+      "$4\r\ncity\r\n$5\r\nParis\r\n$4\r\nlang\r\n$2\r\nfr\r\n", m));
+  BOOST_TEST(m.size() == 4u);
+  std::string const* name_buffer = &m.at("name");
+  std::string const wire =
+      "%4\r\n$3\r\nage\r\n$2\r\n31\r\n$4\r\nname\r\n$3\r\nbob\r\n"
+      "$4\r\nzone\r\n$1\r\nZ\r\n$3\r\nage\r\n$2\r\n32\r\n";
+  BOOST_TEST(!rediskit::resp3::parse_all(wire, m));
+  BOOST_TEST((m == M{{"age", "32"}, {"name", "bob"}, {"zone", "Z"}}));
+  BOOST_TEST(&m.at("name") == name_buffer);  // the same node, taken back
+  // The same, every way the bytes can arrive, into a map that holds the first reply each time.
+  for (std::size_t i = 1; i < wire.size(); ++i) {
+    BOOST_TEST_CONTEXT("split at " << i) {
+      M again{{"name", long_value}, {"age", "30"}, {"city", "Paris"}};
+      BOOST_TEST(!feed({std::string_view(wire).substr(0, i), std::string_view(wire).substr(i)},
+                       again));
+      BOOST_TEST((again == M{{"age", "32"}, {"name", "bob"}, {"zone", "Z"}}));
+    }
+  }
+  // An error reply leaves the map as it was; an empty map reply empties it.
+  BOOST_TEST(rediskit::resp3::parse_all("-ERR no\r\n", m));
+  BOOST_TEST(m.size() == 3u);
+  BOOST_TEST(!rediskit::resp3::parse_all("%0\r\n", m));
+  BOOST_TEST(m.empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_map_read_into_again_holds_exactly_the_new_reply) {
+  reread_into(std::unordered_map<std::string, std::string>{});
+  reread_into(std::map<std::string, std::string>{});
+  // Values that are not strings are reset as new ones would be.
+  std::map<std::string, std::vector<std::string>> lists{{"a", {"old", "older"}}};
+  BOOST_TEST(!rediskit::resp3::parse_all("%1\r\n$1\r\na\r\n*1\r\n$3\r\nnew\r\n", lists));
+  BOOST_TEST((lists == std::map<std::string, std::vector<std::string>>{{"a", {"new"}}}));
+}
+
 BOOST_AUTO_TEST_SUITE_END()

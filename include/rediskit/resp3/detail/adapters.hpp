@@ -327,7 +327,14 @@ class MapAdapter {
       } else {
         return set_error(ec, Error::unexpected_reply_type);
       }
-      target_->clear();
+      if constexpr (is_vector) {
+        target_->clear();
+      } else {
+        // The entries read last time stand aside: a key that comes back takes its old node
+        // (and its value's buffer) instead of a new allocation; the rest go with the adapter.
+        spare_ = std::move(*target_);
+        target_->clear();
+      }
       if constexpr (requires(C & c) { c.reserve(std::size_t{}); })
         target_->reserve(std::min(n.size, max_reserve));
       turn_ = 0;
@@ -381,16 +388,33 @@ class MapAdapter {
     if constexpr (is_vector) {
       value_.bind(target_->back().second);
     } else {
+      if (!spare_.empty()) {
+        if (auto node = spare_.extract(key_value_)) {
+          reset(node.mapped());
+          auto r = target_->insert(std::move(node));
+          if (!r.inserted) reset(r.position->second);  // a repeated key: the last value wins
+          value_.bind(r.position->second);
+          return;
+        }
+      }
       auto const [it, inserted] = target_->try_emplace(std::move(key_value_));
-      if (!inserted) it->second = V{};  // a repeated key: the last value wins
+      if (!inserted) reset(it->second);  // a repeated key: the last value wins
       value_.bind(it->second);
     }
+  }
+  // An empty value, as a new one would be; a string keeps its buffer.
+  static void reset(V& v) {
+    if constexpr (std::is_same_v<V, std::string>)
+      v.clear();
+    else
+      v = V{};
   }
 
   enum class Mode : std::uint8_t { undecided, undecided_odd, flat, pairs };
 
   C* target_ = nullptr;
   [[no_unique_address]] std::conditional_t<is_vector, std::monostate, K> key_value_{};
+  [[no_unique_address]] std::conditional_t<is_vector, std::monostate, C> spare_{};
   Adapter<K> key_{};
   Adapter<V> value_{};
   std::size_t turn_ = 0;  // keys and values started in the current map or pair
