@@ -641,8 +641,9 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
       if (b.size() - link->rend < min_free) b.resize(std::max(initial, b.size() * 2));
     }
     // async_read_some, not async_wait(wait_read) + read_some: a wait re-arms the descriptor
-    // with epoll_ctl on every round trip, where the reactor skips the speculative read after
-    // one that left the buffer part empty (the socket is drained) and just queues the next.
+    // with epoll_ctl on every round trip. Asio 1.81 still tries one speculative read first
+    // (EAGAIN when the reply is not there yet), so the system calls are as many; what goes is
+    // the wait operation and the second completion (and a TLS stream can take the same call).
     link->socket.async_read_some(
         asio::buffer(b.data() + link->rend, b.size() - link->rend),
         [self = shared_from_this(), link](error_code ec, std::size_t n) {
