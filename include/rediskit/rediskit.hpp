@@ -23,6 +23,7 @@
 #include <rediskit/concepts/ttl_policy.hpp>
 #include <rediskit/connection.hpp>
 #include <rediskit/error.hpp>
+#include <rediskit/cluster/slot.hpp>
 #include <rediskit/key_space.hpp>
 #include <rediskit/reconnect_policy.hpp>
 #include <rediskit/redis_config.hpp>
