@@ -33,7 +33,7 @@ TEST_JOBS=${REDISKIT_TEST_JOBS:-$((JOBS * 2))}
 FUZZ_SECONDS=${REDISKIT_FUZZ_SECONDS:-30}
 
 BUILD_PACKAGES=(g++ cmake ninja-build ccache libboost1.81-dev libboost-json1.81-dev)
-TEST_PACKAGES=("${BUILD_PACKAGES[@]}" libboost-test1.81-dev redis-server
+TEST_PACKAGES=("${BUILD_PACKAGES[@]}" libboost-test1.81-dev redis-server redis-tools
                clang clang-14 libclang-rt-14-dev)
 
 log() { printf '\n==> %s\n' "$*"; }

@@ -110,12 +110,11 @@ inline unsigned short pick_free_port() {
   return ntohs(addr.sin_port);
 }
 
-/// True when something on 127.0.0.1:port answers a RESP `PING` like a Redis server: "+PONG",
-/// or "-NOAUTH" / "-ERR AUTH" style refusals of a server that has a password (it is up).
-inline bool answers_ping(unsigned short port,
-                         std::chrono::milliseconds timeout = std::chrono::milliseconds(500)) {
+/// A blocking TCP socket connected to 127.0.0.1:port, with `timeout` on every send and
+/// receive; -1 when nothing accepts there.
+inline int connect_loopback(unsigned short port, std::chrono::milliseconds timeout) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
+  if (fd < 0) return -1;
   timeval tv{};
   tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
   tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
@@ -125,20 +124,31 @@ inline bool answers_ping(unsigned short port,
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = htons(port);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/// True when something on 127.0.0.1:port answers a RESP `PING` like a Redis server: "+PONG",
+/// or "-NOAUTH" / "-ERR AUTH" style refusals of a server that has a password (it is up).
+inline bool answers_ping(unsigned short port,
+                         std::chrono::milliseconds timeout = std::chrono::milliseconds(500)) {
+  const int fd = connect_loopback(port, timeout);
+  if (fd < 0) return false;
   bool ok = false;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    constexpr std::string_view ping = "PING\r\n";
-    if (::send(fd, ping.data(), ping.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(ping.size())) {
-      std::string reply;
-      char buf[128];
-      while (reply.find("\r\n") == std::string::npos) {
-        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-        if (n <= 0) break;
-        reply.append(buf, static_cast<std::size_t>(n));
-      }
-      ok = reply.starts_with("+PONG") || reply.starts_with("-NOAUTH") ||
-           reply.starts_with("-WRONGPASS");
+  constexpr std::string_view ping = "PING\r\n";
+  if (::send(fd, ping.data(), ping.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(ping.size())) {
+    std::string reply;
+    char buf[128];
+    while (reply.find("\r\n") == std::string::npos) {
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      reply.append(buf, static_cast<std::size_t>(n));
     }
+    ok = reply.starts_with("+PONG") || reply.starts_with("-NOAUTH") ||
+         reply.starts_with("-WRONGPASS");
   }
   ::close(fd);
   return ok;
