@@ -45,7 +45,10 @@ BOOST_AUTO_TEST_SUITE(cluster_slot_on_redis)
 
 BOOST_AUTO_TEST_CASE(key_slot_agrees_with_cluster_keyslot) {
   rediskit::test::TestRedisServer server(rediskit::test::TestRedisServer::Options{
-      .extra_args = {"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"}});
+      .extra_args = {"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                     // its own bus port: the default, port + 10000, overflows for most
+                     // ephemeral ports (Redis then refuses to start)
+                     "--cluster-port", std::to_string(rediskit::test::detail::pick_free_port())}});
   auto const keys = keys_to_check();
   rediskit::resp3::Request req;
   for (auto const& k : keys) req.push("CLUSTER", "KEYSLOT", k);
