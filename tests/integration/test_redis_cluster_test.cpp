@@ -7,44 +7,8 @@
 
 #include "support/test_redis_cluster.hpp"
 
-#include <sstream>
 #include <string>
 #include <vector>
-
-namespace {
-
-struct NodeLine {
-  unsigned short port = 0;
-  bool master = false;
-  std::vector<std::pair<int, int>> slots;  // inclusive ranges
-};
-
-// CLUSTER NODES: <id> <ip:port@cport> <flags> <master> <ping> <pong> <epoch> <link> <slots...>
-std::vector<NodeLine> parse_nodes(std::string const& text) {
-  std::vector<NodeLine> out;
-  std::istringstream lines(text);
-  std::string line;
-  while (std::getline(lines, line)) {
-    std::istringstream words(line);
-    std::vector<std::string> w;
-    for (std::string s; words >> s;) w.push_back(s);
-    if (w.size() < 8) continue;
-    NodeLine n;
-    auto const colon = w[1].find(':');
-    n.port = static_cast<unsigned short>(std::stoi(w[1].substr(colon + 1)));
-    n.master = w[2].find("master") != std::string::npos;
-    for (std::size_t i = 8; i < w.size(); ++i) {
-      if (w[i].front() == '[') continue;  // a slot being migrated
-      auto const dash = w[i].find('-');
-      int const lo = std::stoi(w[i].substr(0, dash));
-      n.slots.emplace_back(lo, dash == std::string::npos ? lo : std::stoi(w[i].substr(dash + 1)));
-    }
-    out.push_back(n);
-  }
-  return out;
-}
-
-}  // namespace
 
 BOOST_AUTO_TEST_SUITE(test_redis_cluster)
 
@@ -57,7 +21,8 @@ BOOST_AUTO_TEST_CASE(three_masters_three_replicas_every_slot_and_moved_to_the_ow
     BOOST_TEST(cluster.command(0, "CLUSTER INFO").find("cluster_slots_assigned:16384") !=
                std::string::npos);
 
-    auto const nodes = parse_nodes(cluster.command(0, "CLUSTER NODES"));
+    auto const nodes =
+        rediskit::test::detail::parse_cluster_nodes(cluster.command(0, "CLUSTER NODES"));
     BOOST_REQUIRE_EQUAL(nodes.size(), 6u);
     int masters = 0, covered = 0;
     for (auto const& n : nodes) {

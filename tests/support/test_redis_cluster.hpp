@@ -19,10 +19,12 @@
 
 #include <chrono>
 #include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace rediskit::test {
@@ -76,6 +78,40 @@ inline std::string inline_command(unsigned short port, std::string_view command,
   }
   ::close(fd);
   return reply;
+}
+
+/// One line of CLUSTER NODES: <id> <ip:port@cport> <flags> <master> <ping> <pong> <epoch>
+/// <link> <slot ranges...>.
+struct ClusterNodeLine {
+  unsigned short port = 0;
+  bool master = false;                      // flags hold "master"
+  bool replica = false;                     // flags hold "slave"
+  std::vector<std::pair<int, int>> slots{};  // inclusive ranges; migrating "[...]" left out
+};
+
+inline std::vector<ClusterNodeLine> parse_cluster_nodes(std::string const& text) {
+  std::vector<ClusterNodeLine> out;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream words(line);
+    std::vector<std::string> w;
+    for (std::string word; words >> word;) w.push_back(word);
+    if (w.size() < 8) continue;
+    ClusterNodeLine n;
+    auto const colon = w[1].find(':');
+    n.port = static_cast<unsigned short>(std::stoi(w[1].substr(colon + 1)));
+    n.master = w[2].find("master") != std::string::npos;
+    n.replica = w[2].find("slave") != std::string::npos;
+    for (std::size_t i = 8; i < w.size(); ++i) {
+      if (w[i].front() == '[') continue;
+      auto const dash = w[i].find('-');
+      int const lo = std::stoi(w[i].substr(0, dash));
+      n.slots.emplace_back(lo, dash == std::string::npos ? lo : std::stoi(w[i].substr(dash + 1)));
+    }
+    out.push_back(std::move(n));
+  }
+  return out;
 }
 
 }  // namespace detail
@@ -157,12 +193,7 @@ class TestRedisCluster {
         if (all) {
           std::string const nodes = command(i, "CLUSTER NODES");
           std::size_t replicas = 0;
-          for (auto at = nodes.find(" slave "); at != std::string::npos;
-               at = nodes.find(" slave ", at + 1))
-            ++replicas;
-          for (auto at = nodes.find(",slave "); at != std::string::npos;
-               at = nodes.find(",slave ", at + 1))
-            ++replicas;
+          for (auto const& n : detail::parse_cluster_nodes(nodes)) replicas += n.replica;
           all = replicas == static_cast<std::size_t>(opts_.masters * opts_.replicas_per_master);
           if (!all) last = nodes;
         }
