@@ -52,6 +52,11 @@ enum class Error : int {
   exec_aborted,                ///< EXECABORT: a queued command was rejected; nothing ran
   moved,                       ///< MOVED: cluster slot served by another node
   ask,                         ///< ASK: cluster slot is migrating
+  try_again,                   ///< TRYAGAIN: a multi-key command met a slot half migrated
+  cluster_down,                ///< CLUSTERDOWN: the cluster cannot serve this slot now
+  cross_slot,                  ///< CROSSSLOT: the keys of one command, script or transaction
+                               ///< are in different hash slots
+  too_many_redirects,          ///< a cluster command was redirected more than the limit allows
 
   // --- Connection --------------------------------------------------------------------------
   not_connected = 300,         ///< not connected and the request may not wait for it
@@ -150,6 +155,19 @@ class ErrorCategory final : public boost::system::error_category {
         return "MOVED: the key's hash slot is served by another cluster node";
       case Error::ask:
         return "ASK: the key's hash slot is being migrated to another cluster node";
+      case Error::try_again:
+        return "TRYAGAIN: the keys' hash slot is half migrated; the command may run once the "
+               "migration ends";
+      case Error::cluster_down:
+        return "CLUSTERDOWN: the cluster cannot serve this hash slot now (no master for it, "
+               "or the cluster lost its majority)";
+      case Error::cross_slot:
+        return "CROSSSLOT: keys that one command, script or transaction touches are in "
+               "different cluster hash slots (give them one hash tag, {...}; Diagnostics::"
+               "detail names two of them)";
+      case Error::too_many_redirects:
+        return "the cluster redirected the command (MOVED / ASK / TRYAGAIN) more often than "
+               "ClusterConfig::max_redirects allows: is a resharding stuck?";
       case Error::not_connected:
         return "not connected to Redis, and the request is not allowed to wait for a "
                "reconnection";
@@ -255,6 +273,8 @@ inline Error server_error_code(std::string_view message) noexcept {
       {"LOADING", Error::loading},        {"OOM", Error::out_of_memory},
       {"NOPERM", Error::no_permission},   {"EXECABORT", Error::exec_aborted},
       {"MOVED", Error::moved},            {"ASK", Error::ask},
+      {"TRYAGAIN", Error::try_again},     {"CLUSTERDOWN", Error::cluster_down},
+      {"CROSSSLOT", Error::cross_slot},
       {"WRONGPASS", Error::auth_failed},  {"NOAUTH", Error::auth_failed},
   };
   for (auto const& e : table)

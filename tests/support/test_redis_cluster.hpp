@@ -83,6 +83,7 @@ inline std::string inline_command(unsigned short port, std::string_view command,
 /// One line of CLUSTER NODES: <id> <ip:port@cport> <flags> <master> <ping> <pong> <epoch>
 /// <link> <slot ranges...>.
 struct ClusterNodeLine {
+  std::string id{};
   unsigned short port = 0;
   bool master = false;                      // flags hold "master"
   bool replica = false;                     // flags hold "slave"
@@ -99,6 +100,7 @@ inline std::vector<ClusterNodeLine> parse_cluster_nodes(std::string const& text)
     for (std::string word; words >> word;) w.push_back(word);
     if (w.size() < 8) continue;
     ClusterNodeLine n;
+    n.id = w[0];
     auto const colon = w[1].find(':');
     n.port = static_cast<unsigned short>(std::stoi(w[1].substr(colon + 1)));
     n.master = w[2].find("master") != std::string::npos;
@@ -162,7 +164,57 @@ class TestRedisCluster {
     return detail::inline_command(nodes_.at(i)->port(), cmd);
   }
 
+  /// The index of the master that serves `slot`, as node 0 sees it.
+  std::size_t owner_of(int slot) const {
+    for (auto const& n : detail::parse_cluster_nodes(command(0, "CLUSTER NODES")))
+      for (auto [lo, hi] : n.slots)
+        if (slot >= lo && slot <= hi) return index_of_port(n.port);
+    throw std::runtime_error("TestRedisCluster: no node serves slot " + std::to_string(slot));
+  }
+
+  /// Node i's cluster id (CLUSTER MYID).
+  std::string id(std::size_t i) const { return command(i, "CLUSTER MYID"); }
+
+  /// The first half of a manual resharding of `slot` from master `from` to master `to`
+  /// (CLUSTER SETSLOT IMPORTING / MIGRATING): from then on, `from` answers ASK for keys of
+  /// the slot that it no longer holds. Then move keys with migrate_key, and end with
+  /// finish_migration.
+  void begin_migration(int slot, std::size_t from, std::size_t to) {
+    auto const s = std::to_string(slot);
+    expect_ok(command(to, "CLUSTER SETSLOT " + s + " IMPORTING " + id(from)), "IMPORTING");
+    expect_ok(command(from, "CLUSTER SETSLOT " + s + " MIGRATING " + id(to)), "MIGRATING");
+  }
+  /// MIGRATE one key (no spaces in it) from master `from` to master `to`.
+  void migrate_key(std::string_view key, std::size_t from, std::size_t to) {
+    auto const r = command(from, "MIGRATE 127.0.0.1 " + std::to_string(node_port(to)) + " " +
+                                     std::string(key) + " 0 5000");
+    if (r != "+OK" && r != "+NOKEY")
+      throw std::runtime_error("TestRedisCluster: MIGRATE " + std::string(key) + ": " + r);
+  }
+  /// Gives `slot` to master `to` on every master (CLUSTER SETSLOT NODE), ending a migration.
+  void finish_migration(int slot, std::size_t to) {
+    auto const cmd = "CLUSTER SETSLOT " + std::to_string(slot) + " NODE " + id(to);
+    for (std::size_t i = 0; i < nodes_.size(); ++i)
+      if (is_master(i)) expect_ok(command(i, cmd), "SETSLOT NODE");
+  }
+  /// True when node i is a master now.
+  bool is_master(std::size_t i) const {
+    return command(i, "INFO replication").find("role:master") != std::string::npos;
+  }
+
  private:
+  unsigned short node_port(std::size_t i) const { return nodes_.at(i)->port(); }
+  std::size_t index_of_port(unsigned short port) const {
+    for (std::size_t i = 0; i < nodes_.size(); ++i)
+      if (nodes_[i]->port() == port) return i;
+    throw std::runtime_error("TestRedisCluster: no node on port " + std::to_string(port));
+  }
+  static void expect_ok(std::string const& reply, std::string_view what) {
+    if (reply != "+OK")
+      throw std::runtime_error("TestRedisCluster: CLUSTER SETSLOT " + std::string(what) +
+                               " failed: " + reply);
+  }
+
   void create() {
     std::vector<std::string> args{detail::find_redis_cli(), "--cluster", "create"};
     for (auto const& n : nodes_) args.push_back("127.0.0.1:" + std::to_string(n->port()));

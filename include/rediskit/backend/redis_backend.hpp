@@ -270,7 +270,7 @@ struct Job<C> {
       : req(failed.req.config), resp(1, inner) {
     req.push("SCRIPT", "LOAD", script);
     command_at = req.payload().size();
-    req.append_tail(failed.req, failed.command_at, 1, 1);
+    req.append_raw(failed.req.payload().substr(failed.command_at), 1, 1);
   }
   error_code extra_error() const noexcept { return resp.error(); }
   std::string extra_text() const { return resp.error_text(); }

@@ -110,11 +110,11 @@ class Request {
     expected_replies_ = 0;
   }
 
-  /// Appends the tail of `other` from byte `from` (a command boundary), which holds `commands`
-  /// commands of which `replies` get a regular reply: to send part of a request again.
-  void append_tail(Request const& other, std::size_t from, std::size_t commands,
-                   std::size_t replies) {
-    payload_.append(other.payload_, from);
+  /// Appends `bytes`, whole commands in RESP form (a request's payload, or part of one), which
+  /// hold `commands` commands of which `replies` get a regular reply: to send part of a
+  /// request again, or elsewhere.
+  void append_raw(std::string_view bytes, std::size_t commands, std::size_t replies) {
+    payload_.append(bytes);
     commands_ += commands;
     expected_replies_ += replies;
   }
