@@ -10,9 +10,24 @@
 // matches only itself: an id of "*" or "a?[b]\" can never widen the pattern to other users'
 // keys. A pattern from run-time text is spelled GlobPattern::trusted(text), so the unsafe
 // form is visible at the call site and never an accident.
+//
+// Layouts. On one node (and Sentinel) a service keeps the seeds' key names, so that it can
+// share a Redis with the Node services (KeyLayout::plain). On Redis Cluster, every key that
+// one script or transaction touches must be in one hash slot, so a service lays its keys out
+// with hash tags (KeyLayout::clustered): the default on ClusterBackend, the choice of each
+// service's options elsewhere. Two tools build such keys:
+//   KeySpace("presence", KeyLayout::clustered).key("online")  -> "{presence}:online"
+//                                             a group: every key of the key space, one slot
+//   beside("chat:user:1", "chat~lock:", "user:1")  -> "chat~lock:{a3Z}user:1"
+//                                             a key's shadow, in the slot of "chat:user:1"
+// Each service's header documents its own cluster layout.
 #pragma once
 
+#include <rediskit/cluster/slot.hpp>
+
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -70,15 +85,83 @@ GlobPattern glob(char const (&format)[N], Args const&... args) {
   return GlobPattern::trusted(std::move(out));
 }
 
-/// Where a service's keys live: `{prefix}:{name}`, or `{name}` with an empty prefix.
+/// How a service lays out its keys (see the top of this file).
+enum class KeyLayout : std::uint8_t {
+  plain,      ///< the seeds' key names (one node, Sentinel)
+  clustered,  ///< keys that one script or transaction touches share a hash tag (Cluster)
+};
+
+/// The layout services use on backend B unless their options say otherwise: B::key_layout
+/// when B declares one (ClusterBackend: clustered), else plain.
+template <class B>
+inline constexpr KeyLayout default_key_layout_v = [] {
+  if constexpr (requires { B::key_layout; })
+    return KeyLayout(B::key_layout);
+  else
+    return KeyLayout::plain;
+}();
+
+namespace detail::keys {
+
+/// A tag for every slot: three characters from an alphabet without '{' and '}', whose CRC16
+/// falls in that slot (every slot has one: the table is checked by a unit test).
+inline std::array<std::array<char, 3>, cluster::slot_count> const& slot_tags() {
+  static auto const table = [] {
+    static constexpr std::string_view alphabet =
+        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_";
+    std::array<std::array<char, 3>, cluster::slot_count> t{};
+    std::array<bool, cluster::slot_count> have{};
+    std::size_t missing = cluster::slot_count;
+    for (char a : alphabet)
+      for (char b : alphabet)
+        for (char c : alphabet) {
+          char const s[3] = {a, b, c};
+          auto const slot = cluster::key_slot(std::string_view(s, 3));
+          if (have[slot]) continue;
+          have[slot] = true;
+          t[slot] = {a, b, c};
+          if (--missing == 0) return t;
+        }
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace detail::keys
+
+/// The key `{prefix}{TTT}{name}` in the hash slot of key `base` (TTT: three characters that
+/// name the slot): the shadow of a key (its lock, its version), which one script may touch
+/// together with it on Redis Cluster. beside("chat:user:1", "chat~lock:", "user:1") is
+/// "chat~lock:{a3Z}user:1" for some a3Z. The form never depends on `base`, so shadows can be
+/// found by pattern (beside_pattern). `prefix` must not hold a '{' (it would be the key's tag).
+inline std::string beside(std::string_view base, std::string_view prefix, std::string_view name) {
+  auto const& tag = detail::keys::slot_tags()[cluster::key_slot(base)];
+  std::string out;
+  out.reserve(prefix.size() + 5 + name.size());
+  out.append(prefix).append(1, '{').append(tag.data(), tag.size()).append(1, '}').append(name);
+  return out;
+}
+
+/// The SCAN MATCH pattern of every key that beside(_, prefix, name) makes with a `name` that
+/// `p` matches.
+inline std::string beside_pattern(std::string_view prefix, GlobPattern const& p) {
+  return escape_glob(prefix) + "{???}" + p.text();
+}
+
+/// Where a service's keys live: `{prefix}:{name}`, or `{name}` with an empty prefix. With
+/// KeyLayout::clustered the prefix is a hash tag, `{{prefix}}:{name}`: every key of the key
+/// space is in one slot.
 class KeySpace {
  public:
   KeySpace() = default;
-  explicit KeySpace(std::string prefix) : prefix_(std::move(prefix)) {
-    if (!prefix_.empty()) prefix_.push_back(':');
+  explicit KeySpace(std::string prefix, KeyLayout layout = KeyLayout::plain)
+      : prefix_(std::move(prefix)) {
+    if (prefix_.empty()) return;
+    if (layout == KeyLayout::clustered) prefix_ = "{" + prefix_ + "}";
+    prefix_.push_back(':');
   }
 
-  /// The prefix as given (without the ':').
+  /// The prefix as keys start with it, without the ':' ("{presence}" when clustered).
   std::string_view prefix() const noexcept {
     return prefix_.empty() ? std::string_view() : std::string_view(prefix_).substr(0, prefix_.size() - 1);
   }

@@ -25,9 +25,16 @@
 #include <rediskit/backend/redis_backend.hpp>
 #define REDISKIT_TEST_HAS_REDIS 1
 #endif
+#if __has_include(<rediskit/backend/cluster_backend.hpp>)
+#include <rediskit/backend/cluster_backend.hpp>
+#define REDISKIT_TEST_HAS_CLUSTER 1
+#endif
 #include <rediskit/commands.hpp>
 
 #include "support/test_redis.hpp"
+#ifdef REDISKIT_TEST_HAS_CLUSTER
+#include "support/test_redis_cluster.hpp"
+#endif
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/io_context.hpp>
@@ -51,6 +58,11 @@ namespace rediskit::test {
 #if defined(REDISKIT_TEST_HAS_FAKE) && defined(REDISKIT_TEST_HAS_REDIS)
 using AllBackends = boost::mpl::list<MemoryBackend, FakeBackend, RedisBackend>;
 using InProcessBackends = boost::mpl::list<MemoryBackend, FakeBackend>;
+#ifdef REDISKIT_TEST_HAS_CLUSTER
+/// Every backend, a throwaway Redis Cluster included (started once per test executable).
+using AllBackendsAndCluster =
+    boost::mpl::list<MemoryBackend, FakeBackend, RedisBackend, ClusterBackend>;
+#endif
 #else
 using AllBackends = boost::mpl::list<MemoryBackend>;
 using InProcessBackends = boost::mpl::list<MemoryBackend>;
@@ -84,7 +96,29 @@ inline constexpr bool is_fake_backend_v<FakeBackend> = true;
 #endif
 
 template <class B>
+inline constexpr bool is_cluster_backend_v = false;
+#ifdef REDISKIT_TEST_HAS_CLUSTER
+template <>
+inline constexpr bool is_cluster_backend_v<ClusterBackend> = true;
+
+/// This executable's throwaway cluster: 3 masters, no replicas, started at first use and
+/// stopped at exit. Cluster nodes have database 0 only, so executables that run side by side
+/// each need their own.
+inline TestRedisCluster& shared_cluster() {
+  static TestRedisCluster cluster(TestRedisCluster::Options{.replicas_per_master = 0});
+  return cluster;
+}
+#endif
+
+template <class B>
 B make_backend(boost::asio::io_context& ioc, int db) {
+#ifdef REDISKIT_TEST_HAS_CLUSTER
+  if constexpr (is_cluster_backend_v<B>) {
+    ClusterConfig cfg;
+    cfg.nodes = {"127.0.0.1:" + std::to_string(shared_cluster().node(0).port())};
+    return B(ioc, std::move(cfg));
+  } else
+#endif
 #ifdef REDISKIT_TEST_HAS_REDIS
   if constexpr (is_redis_backend_v<B>) {
     RedisConfig cfg;
@@ -104,13 +138,20 @@ template <class B>
 class BackendFixture {
  public:
   explicit BackendFixture(int db = test_db()) : backend(make_backend<B>(ioc, db)) {
-    if constexpr (is_redis) {
+    if constexpr (is_redis || is_cluster) {
       auto [ec, r] = exec(cmd::flushdb{});
       if (ec) throw std::runtime_error("FLUSHDB failed: " + ec.message());
     }
   }
 
+  /// A backend built from `args` (after the io_context): B(ioc, args...), left as it is.
+  template <class... Args>
+  explicit BackendFixture(std::in_place_t, Args&&... args)
+      : backend(ioc, std::forward<Args>(args)...) {}
+
   static constexpr bool is_redis = is_redis_backend_v<B>;
+  static constexpr bool is_cluster = is_cluster_backend_v<B>;
+  static constexpr bool on_server = is_redis || is_cluster;
   static constexpr bool is_fake = is_fake_backend_v<B>;
 
   /// Runs `x` (a command, batch or range of commands) to completion: {error_code, reply}.

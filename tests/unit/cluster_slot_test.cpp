@@ -2,6 +2,7 @@
 // (CLUSTER KEYSLOT's examples, CRC16/XMODEM's check value). The same function is compared with
 // a real cluster-enabled redis-server in tests/integration/cluster_slot_test.cpp.
 #include <rediskit/cluster/slot.hpp>
+#include <rediskit/key_space.hpp>
 
 #include <boost/test/unit_test.hpp>
 
@@ -55,6 +56,42 @@ BOOST_AUTO_TEST_CASE(every_slot_is_below_16384_and_binary_keys_hash) {
   BOOST_TEST(key_slot("\0a"sv) == key_slot("a"sv));
   BOOST_TEST(!same_slot({"a", "b"}));
   BOOST_TEST(same_slot({}));
+}
+
+BOOST_AUTO_TEST_CASE(every_slot_has_a_short_tag_without_braces) {
+  auto const& tags = rediskit::detail::keys::slot_tags();
+  for (std::size_t slot = 0; slot < rediskit::cluster::slot_count; ++slot) {
+    std::string_view const t(tags[slot].data(), tags[slot].size());
+    BOOST_TEST_REQUIRE(key_slot(t) == slot, "slot " << slot << ": tag '" << t << "'");
+    BOOST_TEST_REQUIRE(t.find_first_of("{}") == std::string_view::npos);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_key_beside_another_is_in_its_slot) {
+  using rediskit::beside;
+  for (std::string_view base : {"c:user:1", "c:{room}:1", "a}b", "a{b", "{}x}", "x{}", "}", "{",
+                                "", "a{b}c}", "\0{"}) {
+    auto const k = beside(base, "c~lock:", base.substr(base.size() / 2));
+    BOOST_TEST(key_slot(k) == key_slot(base), "'" << k << "' beside '" << base << "'");
+    BOOST_TEST(k.starts_with("c~lock:{"));
+    BOOST_TEST(k.ends_with(base.substr(base.size() / 2)));
+  }
+  auto const k = beside("c:user:1", "c~lock:", "user:1");
+  BOOST_TEST(k.size() == std::string_view("c~lock:{abc}user:1").size());
+  // beside_pattern finds shadows by their name: literal braces, any slot's tag.
+  BOOST_TEST(rediskit::beside_pattern("c~lock:", rediskit::glob("user:{}*", "1")) ==
+             "c~lock:{???}user:1*");
+}
+
+BOOST_AUTO_TEST_CASE(a_clustered_key_space_is_one_slot) {
+  rediskit::KeySpace const plain("presence"), tagged("presence", rediskit::KeyLayout::clustered);
+  BOOST_TEST(plain.key("online") == "presence:online");
+  BOOST_TEST(tagged.key("online") == "{presence}:online");
+  BOOST_TEST(tagged.prefix() == "{presence}");
+  BOOST_TEST(key_slot(tagged.key("online")) == key_slot(tagged.key("stats")));
+  BOOST_TEST(tagged.strip("{presence}:online") == "online");
+  BOOST_TEST(tagged.pattern("user:*") == "{presence}:user:*");
+  BOOST_TEST(rediskit::KeySpace("", rediskit::KeyLayout::clustered).key("x") == "x");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

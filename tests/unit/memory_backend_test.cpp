@@ -263,4 +263,45 @@ BOOST_AUTO_TEST_CASE(scan_map_cursors_return_every_element_present_throughout) {
   for (int i = 0; i < 5000; ++i) BOOST_TEST(seen.contains("stable" + std::to_string(i)));
 }
 
+// MemoryConfig::cluster_checks: Redis Cluster's key rules on one process, so that a service's
+// suite shows on every backend what would break on a cluster.
+BOOST_AUTO_TEST_CASE_TEMPLATE(cluster_checks_refuse_what_a_cluster_refuses, B, InProcessBackends) {
+  BackendFixture<B> f(std::in_place, MemoryConfig{.cluster_checks = true});
+  // One command, a transaction: keys in two slots are refused, and nothing runs.
+  Diagnostics diag;
+  f.fails(cmd::mget{{"a", "b"}}, Error::cross_slot);
+  f.fails(transaction(cmd::set{.key = "a", .value = "1"}, cmd::set{.key = "b", .value = "2"}),
+          Error::cross_slot);
+  BOOST_TEST(!f.ok(cmd::get{"a"}).has_value());
+  // A plain batch may span slots: each command is on its own.
+  auto [x, y] = f.ok(batch(cmd::set{.key = "a", .value = "1"}, cmd::set{.key = "b", .value = "2"}));
+  BOOST_TEST((x && y));
+  // One hash tag: one slot.
+  BOOST_TEST(f.ok(cmd::mget{{"{t}a", "{t}b"}}).size() == 2u);
+  auto [s1, n] = f.ok(transaction(cmd::set{.key = "{t}a", .value = "1"}, cmd::incr{"{t}n"}));
+  BOOST_TEST((s1 && n == 1));
+
+  // A script may touch only what it declares: a twin that reaches for another key fails.
+  auto const copy = make_script<std::int64_t>(
+      "redis.call('SET', KEYS[2], redis.call('GET', KEYS[1])) return 1",
+      [](ScriptContext auto& c) -> std::int64_t {
+        auto v = c.call(cmd::get{c.keys()[0]});
+        c.call(cmd::set{.key = c.args().empty() ? c.keys()[1] : c.args()[0],
+                        .value = v.value_or("")});
+        return 1;
+      });
+  BOOST_TEST(f.ok(copy({"{t}a", "{t}b"}, {})) == 1);
+  BOOST_TEST(f.ok(cmd::get{"{t}b"}).value_or("") == "1");
+  f.fails(copy({"{t}a", "{t}b"}, {"{t}c"}), Error::server_error);  // {t}c: same slot, undeclared
+  BOOST_TEST(!f.ok(cmd::get{"{t}c"}).has_value());
+  auto text = test::error_text(f, copy({"{t}a", "{t}b"}, {"{t}c"}));
+  BOOST_TEST(text.find("'{t}c'") != std::string::npos, text);
+  f.fails(copy({"a", "b"}, {}), Error::cross_slot);  // KEYS in two slots
+
+  // Without the checks (the default) all of it runs, as on one Redis.
+  BackendFixture<B> plain(std::in_place);
+  BOOST_TEST(plain.ok(cmd::mget{{"a", "b"}}).size() == 2u);
+  BOOST_TEST(plain.ok(copy({"{t}a", "{t}b"}, {"c"})) == 1);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -77,6 +77,11 @@ struct MemoryConfig {
   /// Messages a subscriber keeps while nobody receives them; beyond, the oldest are dropped and
   /// the next async_receive reports Error::pushes_dropped once.
   std::size_t max_queued_messages = 4096;
+  /// Redis Cluster's key rules, to test on one process what must run on a cluster: the keys
+  /// of one command, transaction or script must share a hash slot (else CROSSSLOT, as a
+  /// cluster answers), and a script may touch only the keys in its KEYS (stricter than a
+  /// cluster, which checks the slot only: an undeclared key is a bug that a resharding shows).
+  bool cluster_checks = false;
 };
 
 /// Counters of a MemoryBackend (seed 003's getCacheStats: mode "memory", entries = keys).
@@ -145,7 +150,7 @@ struct OwnedCommand<cmd::xreadgroup> {
 template <class Clock>
 struct Shared {
   Shared(boost::asio::any_io_executor ex, MemoryConfig cfg, Clock clk)
-      : executor(std::move(ex)), config(cfg), engine(EngineConfig{cfg.max_memory}),
+      : executor(std::move(ex)), config(cfg), engine(EngineConfig{cfg.max_memory, cfg.cluster_checks}),
         clock(std::move(clk)) {
     engine.pubsub = &pubsub;
   }
@@ -439,6 +444,8 @@ class BasicMemoryBackend {
       for_each_command(b, [&](auto const& c) {
         if (err.empty()) err = detail::mem::Engine::check_arity(c);
       });
+      if (err.empty() && sh.engine.config().cluster_checks && cluster::route(b).cross_slot)
+        err = detail::mem::cross_slot_error;
       if (!err.empty()) {
         op.fail(err);
         return;

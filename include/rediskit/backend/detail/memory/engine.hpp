@@ -24,6 +24,7 @@
 #include <rediskit/backend/detail/memory/scan_map.hpp>
 #include <rediskit/backend/detail/memory/stream.hpp>
 #include <rediskit/backend/detail/memory/zset.hpp>
+#include <rediskit/cluster/route.hpp>
 #include <rediskit/command.hpp>
 #include <rediskit/error.hpp>
 
@@ -131,7 +132,12 @@ struct EngineConfig {
   /// Bound on the accounted bytes of all keys and values (0: none). Beyond it, the least
   /// recently used keys are evicted after each command (Redis's allkeys-lru).
   std::size_t max_memory = 0;
+  /// Redis Cluster's key rules (MemoryConfig::cluster_checks).
+  bool cluster_checks = false;
 };
+
+/// The server's reply to keys of one command, transaction or script in different slots.
+inline constexpr std::string_view cross_slot_error = "CROSSSLOT Keys in request don't hash to the same slot";
 
 struct EngineStats {
   std::uint64_t commands = 0;
@@ -164,6 +170,10 @@ class Engine {
     ++stats_.commands;
     if (std::string err = check_arity(c); !err.empty()) {
       ctx.fail(err);
+      return reply_t<C>{};
+    }
+    if (cfg_.cluster_checks && cluster::route(c).cross_slot) {
+      ctx.fail(cross_slot_error);
       return reply_t<C>{};
     }
     reply_t<C> r = run(ctx, c);

@@ -8,7 +8,9 @@
 
 #include <boost/system/error_code.hpp>
 
+#include <algorithm>
 #include <span>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -30,6 +32,7 @@ class ScriptCtx {
 
   template <Command C>
   reply_t<C> call(C const& c) {
+    check_declared(c);
     Ctx sub = ctx_->fork();
     reply_t<C> r = ctx_->db.exec(sub, c);
     if (sub.ec) {
@@ -42,6 +45,7 @@ class ScriptCtx {
 
   template <Command C>
   std::pair<boost::system::error_code, reply_t<C>> pcall(C const& c) {
+    check_declared(c);
     Ctx sub = ctx_->fork();
     reply_t<C> r = ctx_->db.exec(sub, c);
     return {sub.ec, std::move(r)};
@@ -56,6 +60,23 @@ class ScriptCtx {
   std::int64_t unix_ms() const noexcept { return ctx_->unix_ms(); }
 
  private:
+  // With cluster checks on, a script may touch only the keys it declared in KEYS (Redis
+  // Cluster asks it, and refuses keys of another slot at run time): a twin that reaches for
+  // another key fails, so that a script that would break on a cluster fails every test.
+  template <Command C>
+  void check_declared(C const& c) {
+    if (!ctx_->db.config().cluster_checks) return;
+    std::string undeclared;
+    cluster::for_each_key(c, [&](std::string_view k) {
+      if (!undeclared.empty()) return;
+      if (std::find(keys_.begin(), keys_.end(), k) == keys_.end()) undeclared.assign(k);
+    });
+    if (!undeclared.empty())
+      fail("ERR Script attempted to access key '" + undeclared +
+           "', which is not in its KEYS (MemoryConfig::cluster_checks: every key a script "
+           "touches must be declared, and in one hash slot)");
+  }
+
   Ctx* ctx_;
   std::span<std::string_view const> keys_;
   std::span<std::string_view const> args_;
