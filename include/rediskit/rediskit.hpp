@@ -7,12 +7,16 @@
 #pragma once
 
 #include <rediskit/arg_list.hpp>
+#include <rediskit/backend/cluster_backend.hpp>
 #include <rediskit/backend/fake_backend.hpp>
 #include <rediskit/backend/memory_backend.hpp>
 #include <rediskit/backend/redis_backend.hpp>
 #include <rediskit/backend/subscriber.hpp>
 #include <rediskit/caches.hpp>
 #include <rediskit/clock.hpp>
+#include <rediskit/cluster/route.hpp>
+#include <rediskit/cluster/slot.hpp>
+#include <rediskit/cluster/slot_map.hpp>
 #include <rediskit/codec/hash_codec.hpp>
 #include <rediskit/codec/json_codec.hpp>
 #include <rediskit/codec/string_codec.hpp>
@@ -23,7 +27,6 @@
 #include <rediskit/concepts/ttl_policy.hpp>
 #include <rediskit/connection.hpp>
 #include <rediskit/error.hpp>
-#include <rediskit/cluster/slot.hpp>
 #include <rediskit/key_space.hpp>
 #include <rediskit/reconnect_policy.hpp>
 #include <rediskit/redis_config.hpp>
