@@ -20,6 +20,7 @@
 //                                             a group: every key of the key space, one slot
 //   beside("chat:user:1", "chat~lock:", "user:1")  -> "chat~lock:{a3Z}user:1"
 //                                             a key's shadow, in the slot of "chat:user:1"
+//   "room_users:" + hash_tag_for("42")        -> "room_users:{42}"  an entity's keys
 // Each service's header documents its own cluster layout.
 #pragma once
 
@@ -139,6 +140,21 @@ inline std::string beside(std::string_view base, std::string_view prefix, std::s
   std::string out;
   out.reserve(prefix.size() + 5 + name.size());
   out.append(prefix).append(1, '{').append(tag.data(), tag.size()).append(1, '}').append(name);
+  return out;
+}
+
+/// A hash tag that groups the keys of one entity (a room, a user) in one slot: "{id}", or,
+/// when `id` holds a '}' or is empty, "{TTT}" naming the slot of `id`. Keys made as
+/// `prefix + hash_tag_for(id) + suffix` share a slot for one id; different ids spread.
+inline std::string hash_tag_for(std::string_view id) {
+  std::string out(1, '{');
+  if (!id.empty() && id.find('}') == std::string_view::npos) {
+    out.append(id);
+  } else {
+    auto const& tag = detail::keys::slot_tags()[cluster::key_slot(id)];
+    out.append(tag.data(), tag.size());
+  }
+  out.push_back('}');
   return out;
 }
 

@@ -83,6 +83,18 @@ BOOST_AUTO_TEST_CASE(a_key_beside_another_is_in_its_slot) {
              "c~lock:{???}user:1*");
 }
 
+BOOST_AUTO_TEST_CASE(an_entitys_keys_share_its_tag) {
+  using rediskit::hash_tag_for;
+  BOOST_TEST(hash_tag_for("42") == "{42}");
+  BOOST_TEST(key_slot("room_users:" + hash_tag_for("42")) == key_slot("rooms:" + hash_tag_for("42")));
+  for (std::string_view id : {"a}b", "}", "", "{x}", "a{b"}) {
+    auto const t = hash_tag_for(id);
+    BOOST_TEST(key_slot("a:" + t + ":x") == key_slot("b:" + t), "id '" << id << "'");
+    BOOST_TEST(hash_tag(t + ":x").size() + 2 == t.size(), "id '" << id << "': not a tag");
+  }
+  BOOST_TEST(hash_tag_for("a}b") != hash_tag_for("a}c"));
+}
+
 BOOST_AUTO_TEST_CASE(a_clustered_key_space_is_one_slot) {
   rediskit::KeySpace const plain("presence"), tagged("presence", rediskit::KeyLayout::clustered);
   BOOST_TEST(plain.key("online") == "presence:online");
