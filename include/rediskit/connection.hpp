@@ -69,10 +69,14 @@ enum class LogLevel : std::uint8_t { debug, info, warning, error };
 /// Lines never contain a password.
 using LogSink = std::function<void(LogLevel, std::string_view)>;
 
+/// Completion of ConnectionConfig::locate: the host and port to connect to, or an error.
+using LocateHandler =
+    std::function<void(boost::system::error_code, std::string host, std::uint16_t port)>;
+
 /// Configuration of a Connection. An aggregate: use designated initialisers,
 /// `ConnectionConfig{.host = "redis", .port = 6380, .password = secret}`.
 struct ConnectionConfig {
-  std::string host = "127.0.0.1";
+  std::string host = "127.0.0.1";  ///< with `locate`: the last target it named
   std::uint16_t port = 6379;
   std::string username{};    ///< ACL user; empty means "default" when a password is set
   std::string password{};    ///< empty: no AUTH
@@ -82,6 +86,16 @@ struct ConnectionConfig {
   std::chrono::milliseconds health_check_interval{2000};  ///< 0 disables; see below
   bool tcp_keepalive = true;
   ReconnectPolicy reconnect{};
+  /// Where to connect, when the address can move (RedisBackend sets it in Sentinel mode):
+  /// asked before every connection attempt, under connect_timeout. It must call its argument
+  /// once, never inside the call, with a host and port, or with an error:
+  /// Error::auth_failed, Error::master_not_found and Error::invalid_config end the cycle (as a
+  /// wrong password does), any other error is retried like a refused connect.
+  std::function<void(LocateHandler)> locate{};
+  /// The server must be a master: ROLE is checked in every handshake (a replica fails the
+  /// attempt with Error::not_master, retried with `reconnect`), and a READONLY reply (a master
+  /// demoted under us) relocates the connection (see Connection::relocate).
+  bool require_master = false;
   /// Sent after the handshake on every (re)connection, before any queued request: e.g.
   /// CLIENT TRACKING ON, so that session state survives a reconnection.
   resp3::Request setup{};
@@ -192,6 +206,13 @@ class Connection {
   auto async_unsubscribe(Channels const& channels, Token&& token = {});
   template <class Channels, class Token = boost::asio::deferred_t>
   auto async_punsubscribe(Channels const& patterns, Token&& token = {});
+
+  /// The server may have moved (a Sentinel announced a new master): stop writing, let the
+  /// requests already written get their replies, then reconnect at once, asking config().locate
+  /// again. Nothing fails because of it; requests not written yet wait for the new link. While
+  /// waiting to retry, retries at once (with a fresh retry budget). Otherwise a no-op: an
+  /// attempt under way, or the next one, locates anyway.
+  void relocate();
 
   /// Completes every pending request and the waiting receive with operation_aborted. The link
   /// stays up; replies of requests already written are discarded when they arrive.

@@ -81,6 +81,11 @@ enum class Error : int {
   decode_failed = 500,         ///< a stored value does not decode into the requested type
   load_failed,                 ///< a loader or recalculation function failed (threw, or errored)
   operation_threw,             ///< an exception escaped a service operation (std::bad_alloc, ...)
+
+  // --- Sentinel (RedisConfig::sentinels) ---------------------------------------------------
+  master_not_found = 600,      ///< no Sentinel that answered knows a master of that name
+  sentinels_unreachable,       ///< no Sentinel answered (down, wrong address, timeout)
+  not_master,                  ///< the node the Sentinels named is not a master (failover under way)
 };
 
 namespace detail {
@@ -217,6 +222,15 @@ class ErrorCategory final : public boost::system::error_category {
       case Error::operation_threw:
         return "an exception escaped a service operation (out of memory, or a throwing codec "
                "or callback): the operation stopped where it was";
+      case Error::master_not_found:
+        return "no Sentinel knows a master of this name (check master_name / "
+               "REDIS_SENTINEL_MASTER against the Sentinels' `sentinel monitor` lines)";
+      case Error::sentinels_unreachable:
+        return "no Sentinel answered SENTINEL get-master-addr-by-name in time (check sentinels / "
+               "REDIS_SENTINELS, and that the Sentinels run)";
+      case Error::not_master:
+        return "the node the Sentinels named is not a master (ROLE): a failover is under way or "
+               "the Sentinels lag; retried with the reconnect policy";
     }
     return "unknown rediskit error";
   }

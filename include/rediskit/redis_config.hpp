@@ -6,6 +6,13 @@
 //   auto cfg = rediskit::RedisConfig::from_url("redis://:secret@cache:6380/2");
 //   rediskit::RedisConfig cfg{.host = "cache", .port = 6380, .database = 2};
 //
+// Sentinel mode: name Sentinels and the master's name, and the address of the master is asked
+// of the Sentinels on every (re)connection (host and port are then unused):
+//
+//   REDIS_SENTINELS=s1:26379,s2:26379,s3:26379  REDIS_SENTINEL_MASTER=mymaster
+//   REDIS_URL=redis-sentinel://:secret@s1:26379,s2:26379,s3:26379/2#mymaster
+//   rediskit::RedisConfig cfg{.sentinels = {"s1:26379", "s2:26379"}, .master_name = "mymaster"};
+//
 // Malformed values are errors that name the variable and the value (never a password), not
 // silent defaults: Error::invalid_config, with the text in the exception or in `what`.
 #pragma once
@@ -22,6 +29,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace rediskit {
 
@@ -38,6 +46,16 @@ struct RedisConfig {
   int max_retry_attempts = 3;                             ///< REDIS_MAX_RETRY_ATTEMPTS
   bool keep_alive = true;                                 ///< REDIS_KEEP_ALIVE (true/false/1/0)
   std::chrono::milliseconds health_check_interval{2000};  ///< PING on idle links; 0 disables
+
+  /// Sentinel mode when not empty: "host:port" of Sentinels ("host" alone: port 26379), asked in
+  /// turn for master_name's address (REDIS_SENTINELS, comma-separated). username, password and
+  /// database are the data nodes'; the Sentinels have their own credentials below.
+  std::vector<std::string> sentinels{};
+  std::string master_name{};        ///< REDIS_SENTINEL_MASTER: `sentinel monitor <name> ...`
+  std::string sentinel_username{};  ///< REDIS_SENTINEL_USERNAME
+  std::string sentinel_password{};  ///< REDIS_SENTINEL_PASSWORD; never logged
+  /// Per Sentinel and per question: connect + handshake + the reply, then the next is asked.
+  std::chrono::milliseconds sentinel_timeout{1000};
 
   /// The configuration of one connection (RedisBackend makes one per role).
   ConnectionConfig connection_config() const {
@@ -57,13 +75,18 @@ struct RedisConfig {
 
   /// Parses redis://[user[:password]@]host[:port][/db] (host may be [IPv6]; user and password
   /// are percent-decoded). rediss:// (TLS) is refused: not supported yet.
+  /// Sentinel mode (Lettuce's form): redis-sentinel://[user[:password]@]host[:port][,host[:port]
+  /// ...][/db]#master_name, Sentinel ports 26379 by default; the credentials and the database
+  /// are the data nodes'.
   static RedisConfig from_url(std::string_view url, boost::system::error_code& ec,
                               std::string* what = nullptr);
   static RedisConfig from_url(std::string_view url);
 
   /// Reads REDIS_URL (when set, first), then REDIS_HOST, REDIS_PORT, REDIS_USERNAME,
-  /// REDIS_PASSWORD, REDIS_DB, REDIS_CONNECTION_TIMEOUT, REDIS_MAX_RETRY_ATTEMPTS and
-  /// REDIS_KEEP_ALIVE over the defaults above (a variable overrides what the URL said).
+  /// REDIS_PASSWORD, REDIS_DB, REDIS_CONNECTION_TIMEOUT, REDIS_MAX_RETRY_ATTEMPTS,
+  /// REDIS_KEEP_ALIVE, REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_USERNAME and
+  /// REDIS_SENTINEL_PASSWORD over the defaults above (a variable overrides what the URL said).
+  /// Sentinels without a master name, or the reverse, is Error::invalid_config.
   /// `getenv` is replaceable for tests.
   static RedisConfig from_env(boost::system::error_code& ec, std::string* what = nullptr,
                               std::function<char const*(char const*)> getenv = {});
@@ -72,7 +95,8 @@ struct RedisConfig {
 
 BOOST_DESCRIBE_STRUCT(RedisConfig, (),
                       (host, port, username, password, database, client_name, connect_timeout,
-                       max_retry_attempts, keep_alive, health_check_interval))
+                       max_retry_attempts, keep_alive, health_check_interval, sentinels,
+                       master_name, sentinel_username, sentinel_password, sentinel_timeout))
 
 namespace detail::config {
 
@@ -125,6 +149,68 @@ inline bool percent_decode(std::string_view in, std::string& out) {
   return true;
 }
 
+/// "host:port", "[v6]:port", or a host alone (`default_port`). False when malformed.
+inline bool parse_host_port(std::string_view text, std::uint16_t default_port, std::string& host,
+                            std::uint16_t& port) {
+  std::string_view rest;
+  if (text.starts_with('[')) {
+    auto const close = text.find(']');
+    if (close == std::string_view::npos) return false;
+    host = std::string(text.substr(1, close - 1));
+    rest = text.substr(close + 1);
+  } else {
+    auto const colon = text.find(':');
+    host = std::string(text.substr(0, colon));
+    rest = colon == std::string_view::npos ? std::string_view{} : text.substr(colon);
+  }
+  if (host.empty()) return false;
+  port = default_port;
+  if (rest.empty()) return true;
+  if (rest.front() != ':') return false;
+  rest.remove_prefix(1);
+  unsigned v = 0;
+  auto const r = std::from_chars(rest.data(), rest.data() + rest.size(), v);
+  if (r.ec != std::errc{} || r.ptr != rest.data() + rest.size() || v == 0 || v > 65535)
+    return false;
+  port = static_cast<std::uint16_t>(v);
+  return true;
+}
+
+/// Splits a comma-separated list of Sentinels, checking each entry.
+inline bool parse_sentinels(std::string_view name, std::string_view list,
+                            std::vector<std::string>& out, boost::system::error_code& ec,
+                            std::string* what) {
+  out.clear();
+  for (;;) {
+    auto const comma = list.find(',');
+    std::string_view entry = list.substr(0, comma);
+    while (!entry.empty() && entry.front() == ' ') entry.remove_prefix(1);
+    while (!entry.empty() && entry.back() == ' ') entry.remove_suffix(1);
+    std::string host;
+    std::uint16_t port = 0;
+    if (!parse_host_port(entry, 26379, host, port))
+      return fail(ec, what,
+                  std::string(name) + ": '" + std::string(entry) +
+                      "' is not a Sentinel address (host:port, [IPv6]:port or host)");
+    out.emplace_back(entry);
+    if (comma == std::string_view::npos) return true;
+    list.remove_prefix(comma + 1);
+  }
+}
+
+inline bool check_sentinel_mode(std::string_view where, RedisConfig const& cfg,
+                                boost::system::error_code& ec, std::string* what) {
+  if (!cfg.sentinels.empty() && cfg.master_name.empty())
+    return fail(ec, what,
+                std::string(where) + ": Sentinels are named but no master name (" +
+                    (where == "REDIS_URL" ? "#name at the end of the URL"
+                                          : "REDIS_SENTINEL_MASTER") + ")");
+  if (cfg.sentinels.empty() && !cfg.master_name.empty())
+    return fail(ec, what, std::string(where) + ": a master name is given but no Sentinels "
+                                               "(REDIS_SENTINELS or a redis-sentinel:// URL)");
+  return true;
+}
+
 }  // namespace detail::config
 
 inline RedisConfig RedisConfig::from_url(std::string_view url, boost::system::error_code& ec,
@@ -137,11 +223,24 @@ inline RedisConfig RedisConfig::from_url(std::string_view url, boost::system::er
     fail(ec, what, "REDIS_URL: rediss:// (TLS) is not supported yet; use redis://");
     return {};
   }
-  if (!rest.starts_with("redis://")) {
-    fail(ec, what, "REDIS_URL: must start with redis:// (got a URL of another scheme)");
+  bool const sentinel = rest.starts_with("redis-sentinel://");
+  if (!sentinel && !rest.starts_with("redis://")) {
+    fail(ec, what,
+         "REDIS_URL: must start with redis:// or redis-sentinel:// (got a URL of another "
+         "scheme)");
     return {};
   }
-  rest.remove_prefix(8);
+  rest.remove_prefix(sentinel ? 17 : 8);
+  if (sentinel) {  // the master's name is the fragment
+    auto const hash = rest.find('#');
+    if (hash != std::string_view::npos) {
+      if (!percent_decode(rest.substr(hash + 1), cfg.master_name)) {
+        fail(ec, what, "REDIS_URL: malformed percent escape in the master name");
+        return {};
+      }
+      rest = rest.substr(0, hash);
+    }
+  }
   if (auto const at = rest.rfind('@'); at != std::string_view::npos) {
     std::string_view const userinfo = rest.substr(0, at);
     rest.remove_prefix(at + 1);
@@ -161,7 +260,14 @@ inline RedisConfig RedisConfig::from_url(std::string_view url, boost::system::er
   std::string_view hostport = rest.substr(0, rest.find('/'));
   std::string_view const path =
       rest.size() > hostport.size() ? rest.substr(hostport.size() + 1) : std::string_view{};
-  if (hostport.starts_with('[')) {
+  if (sentinel) {
+    if (hostport.empty()) {
+      fail(ec, what, "REDIS_URL: no Sentinel host");
+      return {};
+    }
+    if (!parse_sentinels("REDIS_URL", hostport, cfg.sentinels, ec, what)) return {};
+    hostport = {};  // host and port: unused in Sentinel mode
+  } else if (hostport.starts_with('[')) {
     auto const close = hostport.find(']');
     if (close == std::string_view::npos) {
       fail(ec, what, "REDIS_URL: unterminated [IPv6] host");
@@ -189,6 +295,7 @@ inline RedisConfig RedisConfig::from_url(std::string_view url, boost::system::er
   std::string_view db = path.substr(0, path.find('?'));
   if (!db.empty() && !parse_int("REDIS_URL database", db, 0, 1 << 20, cfg.database, ec, what))
     return {};
+  if (!check_sentinel_mode("REDIS_URL", cfg, ec, what)) return {};
   return cfg;
 }
 
@@ -231,6 +338,12 @@ inline RedisConfig RedisConfig::from_env(boost::system::error_code& ec, std::str
     ok = parse_int("REDIS_MAX_RETRY_ATTEMPTS", v, 0, 1000, cfg.max_retry_attempts, ec, what);
   if (auto v = var("REDIS_KEEP_ALIVE"); ok && !v.empty())
     ok = parse_bool("REDIS_KEEP_ALIVE", v, cfg.keep_alive, ec, what);
+  if (auto v = var("REDIS_SENTINELS"); ok && !v.empty())
+    ok = parse_sentinels("REDIS_SENTINELS", v, cfg.sentinels, ec, what);
+  if (auto v = var("REDIS_SENTINEL_MASTER"); !v.empty()) cfg.master_name = std::string(v);
+  if (auto v = var("REDIS_SENTINEL_USERNAME"); !v.empty()) cfg.sentinel_username = std::string(v);
+  if (auto v = var("REDIS_SENTINEL_PASSWORD"); !v.empty()) cfg.sentinel_password = std::string(v);
+  if (ok) ok = check_sentinel_mode("REDIS_SENTINELS", cfg, ec, what);
   if (!ok) return {};
   return cfg;
 }

@@ -293,6 +293,9 @@ class TestRedisServer {
     bool detached = false;
     /// How long start() waits for PING to be answered.
     std::chrono::milliseconds start_timeout = std::chrono::seconds(5);
+    /// A configuration file, given first on the command line (redis-server <file> --port ...):
+    /// a Sentinel needs one it can rewrite (TestRedisSentinelSet writes it into `dir`).
+    std::filesystem::path config_file{};
   };
 
   TestRedisServer() : TestRedisServer(Options{}) {}
@@ -415,6 +418,7 @@ class TestRedisServer {
                                   // one database per test executable (REDISKIT_TEST_DB)
                                   "--databases",
                                   "64"};
+    if (!opts_.config_file.empty()) args.insert(args.begin() + 1, opts_.config_file.string());
     args.insert(args.end(), opts_.extra_args.begin(), opts_.extra_args.end());
     return args;
   }

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 using rediskit::Error;
 using rediskit::RedisConfig;
@@ -110,6 +111,51 @@ BOOST_AUTO_TEST_CASE(malformed_variables_name_the_variable) {
   BOOST_TEST(what.find("REDIS_URL") != std::string::npos);
   BOOST_CHECK_THROW(RedisConfig::from_env(env({{"REDIS_CONNECTION_TIMEOUT", "0"}})),
                     rediskit::Exception);
+}
+
+BOOST_AUTO_TEST_CASE(sentinel_mode_from_the_environment) {
+  auto c = RedisConfig::from_env(env({{"REDIS_SENTINELS", "s1:26379, s2:26380,[::1]:5,s4"},
+                                      {"REDIS_SENTINEL_MASTER", "mymaster"},
+                                      {"REDIS_SENTINEL_USERNAME", "watcher"},
+                                      {"REDIS_SENTINEL_PASSWORD", "spw"},
+                                      {"REDIS_PASSWORD", "dpw"}}));
+  BOOST_TEST(c.sentinels == (std::vector<std::string>{"s1:26379", "s2:26380", "[::1]:5", "s4"}));
+  BOOST_TEST(c.master_name == "mymaster");
+  BOOST_TEST(c.sentinel_username == "watcher");
+  BOOST_TEST(c.sentinel_password == "spw");
+  BOOST_TEST(c.password == "dpw");  // the data nodes' own
+}
+
+BOOST_AUTO_TEST_CASE(sentinel_urls_in_lettuce_form) {
+  auto c = RedisConfig::from_url("redis-sentinel://:p%23w@s1,s2:26380/3#my%20master");
+  BOOST_TEST(c.sentinels == (std::vector<std::string>{"s1", "s2:26380"}));
+  BOOST_TEST(c.master_name == "my master");
+  BOOST_TEST(c.password == "p#w");
+  BOOST_TEST(c.database == 3);
+  auto d = RedisConfig::from_env(
+      env({{"REDIS_URL", "redis-sentinel://h:1#m"}, {"REDIS_SENTINEL_MASTER", "other"}}));
+  BOOST_TEST(d.sentinels == (std::vector<std::string>{"h:1"}));
+  BOOST_TEST(d.master_name == "other");  // a variable overrides the URL
+}
+
+BOOST_AUTO_TEST_CASE(half_a_sentinel_configuration_is_an_error_that_says_what_is_missing) {
+  BOOST_TEST(url_error("redis-sentinel://h:1").find("master name") != std::string::npos);
+  BOOST_TEST(url_error("redis-sentinel://#m").find("Sentinel host") != std::string::npos);
+  BOOST_TEST(url_error("redis-sentinel://h:0#m").find("'h:0'") != std::string::npos);
+  boost::system::error_code ec;
+  std::string what;
+  RedisConfig::from_env(ec, &what, env({{"REDIS_SENTINELS", "h:1"}}));
+  BOOST_TEST(ec == make_error_code(Error::invalid_config));
+  BOOST_TEST(what.find("REDIS_SENTINEL_MASTER") != std::string::npos);
+  RedisConfig::from_env(ec, &what, env({{"REDIS_SENTINEL_MASTER", "m"}}));
+  BOOST_TEST(ec == make_error_code(Error::invalid_config));
+  BOOST_TEST(what.find("no Sentinels") != std::string::npos);
+  RedisConfig::from_env(ec, &what,
+                        env({{"REDIS_SENTINELS", "h:1,,h:2"}, {"REDIS_SENTINEL_MASTER", "m"}}));
+  BOOST_TEST(what.find("REDIS_SENTINELS") != std::string::npos);
+  RedisConfig::from_env(ec, &what,
+                        env({{"REDIS_SENTINELS", "h:99999"}, {"REDIS_SENTINEL_MASTER", "m"}}));
+  BOOST_TEST(what.find("h:99999") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -13,6 +13,13 @@
 //  - sub: each subscriber (make_subscriber()) has its own connection, as a subscribed RESP3
 //    connection still serves its own commands but its pushes are its own.
 //
+// Sentinel (RedisConfig::sentinels and master_name): every (re)connection of every role asks
+// the Sentinels where the master is, checks its ROLE, and follows failovers: one subscription
+// to +switch-master per backend relocates every connection to the new master (what was written
+// gets its reply first; nothing queued is lost). A write that meets READONLY (a master demoted
+// under us) fails with Error::read_only, having not run, and the connection finds the master
+// again. Size max_retry_attempts so that the retries outlast a failover (see the README).
+//
 // A batch is one request (one write, one round trip); a transaction is MULTI ... EXEC in that
 // same request. Replies are adapted straight off the wire into the typed results. A request of
 // only idempotent commands (reads) may be re-sent after a lost link; any other fails with
@@ -22,6 +29,7 @@
 // io_context).
 #pragma once
 
+#include <rediskit/backend/detail/sentinel.hpp>
 #include <rediskit/backend/subscriber.hpp>
 #include <rediskit/command.hpp>
 #include <rediskit/commands.hpp>
@@ -372,11 +380,20 @@ bool needs_blocking_connection(X const& x) {
 /// to give blocking connections back).
 struct Pool {
   Pool(boost::asio::any_io_executor ex, RedisConfig cfg)
-      : executor(std::move(ex)), config(std::move(cfg)), main(executor, main_config()) {}
+      : executor(std::move(ex)),
+        config(std::move(cfg)),
+        sentinel(config.sentinels.empty()
+                     ? nullptr
+                     : std::make_shared<sentinel::Sentinel>(executor, config)),
+        main(executor, main_config()) {}
 
   ConnectionConfig main_config() const {
     auto c = config.connection_config();
     if (c.client_name.empty()) c.client_name = "rediskit";
+    if (sentinel) {
+      c.locate = [s = sentinel](LocateHandler h) { s->async_locate(std::move(h)); };
+      c.require_master = true;
+    }
     return c;
   }
   ConnectionConfig blocking_config() const {
@@ -385,23 +402,26 @@ struct Pool {
     return c;
   }
 
-  std::unique_ptr<Connection> take_blocking() {
+  std::shared_ptr<Connection> take_blocking() {
     if (!idle_blocking.empty()) {
       auto c = std::move(idle_blocking.back());
       idle_blocking.pop_back();
       return c;
     }
     ++blocking_created;
-    return std::make_unique<Connection>(executor, blocking_config());
+    auto c = std::make_shared<Connection>(executor, blocking_config());
+    if (sentinel) sentinel->watch(c);
+    return c;
   }
-  void give_back(std::unique_ptr<Connection> c) {
+  void give_back(std::shared_ptr<Connection> c) {
     if (idle_blocking.size() < max_idle_blocking) idle_blocking.push_back(std::move(c));
   }
 
   boost::asio::any_io_executor executor;
   RedisConfig config;
+  std::shared_ptr<sentinel::Sentinel> sentinel;  // Sentinel mode only
   Connection main;
-  std::vector<std::unique_ptr<Connection>> idle_blocking;
+  std::vector<std::shared_ptr<Connection>> idle_blocking;
   std::size_t max_idle_blocking = 4;
   std::size_t blocking_created = 0;
   std::set<std::string, std::less<>> loaded_scripts;  // SHA1s the server is known to have
@@ -415,7 +435,11 @@ struct Pool {
 class RedisSubscriber {
  public:
   RedisSubscriber(boost::asio::any_io_executor ex, ConnectionConfig cfg)
-      : conn_(std::make_unique<Connection>(std::move(ex), std::move(cfg))) {}
+      : conn_(std::make_shared<Connection>(std::move(ex), std::move(cfg))) {}
+  RedisSubscriber(RedisSubscriber&&) noexcept = default;
+  RedisSubscriber& operator=(RedisSubscriber&&) noexcept = default;
+  RedisSubscriber(RedisSubscriber const&) = delete;  // one connection, one owner
+  RedisSubscriber& operator=(RedisSubscriber const&) = delete;
 
   boost::asio::any_io_executor get_executor() const { return conn_->get_executor(); }
 
@@ -521,7 +545,20 @@ class RedisSubscriber {
         token, verb, names);
   }
 
-  std::unique_ptr<Connection> conn_;
+  friend class RedisBackend;  // registers conn_ with its Sentinel watch
+  std::shared_ptr<Connection> conn_;
+};
+
+/// What a RedisBackend in Sentinel mode knows of its Sentinels (RedisBackend::sentinel_status).
+struct SentinelStatus {
+  /// "host:port" in the order they are asked: the last one that named the master first.
+  std::vector<std::string> sentinels{};
+  std::string master_host{};  ///< the master last named (by a Sentinel or by +switch-master)
+  std::uint16_t master_port = 0;
+  std::uint64_t discoveries = 0;           ///< rounds of questions that named a master
+  std::uint64_t failed_discoveries = 0;    ///< rounds where no Sentinel did
+  std::uint64_t switch_master_events = 0;  ///< +switch-master messages for our master name
+  bool watching = false;  ///< subscribed to +switch-master on a Sentinel right now
 };
 
 /// The Backend on a real Redis server (see the top of this file).
@@ -534,7 +571,10 @@ class RedisBackend {
   static constexpr std::string_view name = "redis";
 
   explicit RedisBackend(executor_type ex, RedisConfig cfg = {})
-      : pool_(std::make_shared<detail::redis::Pool>(std::move(ex), std::move(cfg))) {}
+      : pool_(std::make_shared<detail::redis::Pool>(std::move(ex), std::move(cfg))) {
+    // The main connection, owned by the pool, watched as long as the pool lives.
+    if (pool_->sentinel) pool_->sentinel->watch(std::shared_ptr<Connection>(pool_, &pool_->main));
+  }
   explicit RedisBackend(boost::asio::io_context& ioc, RedisConfig cfg = {})
       : RedisBackend(ioc.get_executor(), std::move(cfg)) {}
   RedisBackend(RedisBackend&&) noexcept = default;
@@ -586,7 +626,9 @@ class RedisBackend {
   RedisSubscriber make_subscriber() {
     auto cfg = pool_->main_config();
     cfg.health_check_interval = pool_->config.health_check_interval;
-    return RedisSubscriber(pool_->executor, std::move(cfg));
+    RedisSubscriber s(pool_->executor, std::move(cfg));
+    if (pool_->sentinel) pool_->sentinel->watch(s.conn_);
+    return s;
   }
 
   /// Connects the main connection now (it also connects on first use). Handler:
@@ -601,6 +643,7 @@ class RedisBackend {
     pool_->main.close();
     for (auto& c : pool_->idle_blocking) c->close();
     pool_->idle_blocking.clear();
+    if (pool_->sentinel) pool_->sentinel->close();
   }
 
   /// The main connection's health: "OK", "DEGRADED", "DISCONNECTED" (seed 000).
@@ -611,6 +654,21 @@ class RedisBackend {
   Connection& main_connection() noexcept { return pool_->main; }
   /// Blocking connections opened so far (at most one per blocking command in flight).
   std::size_t blocking_connections_created() const noexcept { return pool_->blocking_created; }
+
+  /// What the backend knows of its Sentinels; all empty / 0 when not in Sentinel mode.
+  SentinelStatus sentinel_status() const {
+    SentinelStatus st;
+    if (auto const& s = pool_->sentinel) {
+      st.sentinels = s->sentinels();
+      st.master_host = s->master_host();
+      st.master_port = s->master_port();
+      st.discoveries = s->discoveries();
+      st.failed_discoveries = s->failed_discoveries();
+      st.switch_master_events = s->switch_master_events();
+      st.watching = s->watching();
+    }
+    return st;
+  }
 
  private:
   template <class X, class Token>
@@ -693,7 +751,7 @@ class RedisBackend {
     bool retried = false;
     // Every script of the request (views of the Script objects, which outlive it).
     std::vector<std::pair<std::string_view, std::string_view>> scripts;
-    std::unique_ptr<Connection> blocking;
+    std::shared_ptr<Connection> blocking;
     detail::redis::ErasedResponse response{this};
   };
 

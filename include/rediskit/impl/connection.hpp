@@ -249,7 +249,7 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
         rng_(std::random_device{}()) {
     handshake_op_.internal = true;
     handshake_op_.diag = &handshake_diag_;
-    handshake_op_.on_node_fn = &internal_on_node;
+    handshake_op_.on_node_fn = &handshake_on_node;
     handshake_op_.complete_fn = [](ExecOpBase* b, error_code ec) {
       static_cast<InternalOp*>(b)->impl->on_handshake_done(ec);
     };
@@ -355,6 +355,18 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
 
   /// Fails everything pending with operation_aborted; the link stays.
   void cancel() { detach_pending().fail(asio::error::operation_aborted); }
+
+  /// See Connection::relocate.
+  void relocate() {
+    if (state_ == State::connected) {
+      relocating_ = true;
+      LinkPtr const link = link_;  // a copy: finishing resets link_
+      finish_relocation(link);
+    } else if (state_ == State::waiting_retry) {
+      retry_timer_.cancel();
+      start_cycle();
+    }
+  }
 
   void close() {
     if (state_ == State::closed) return;
@@ -507,6 +519,36 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     if (resp3::is_error(n.type)) ec = server_error_code(n.value);
   }
 
+  // With require_master, reply 1 of the handshake is ROLE's: its first element names the role.
+  static void handshake_on_node(ExecOpBase* b, std::size_t i, resp3::NodeView const& n,
+                                error_code& ec) {
+    internal_on_node(b, i, n, ec);
+    ConnectionImpl* impl = static_cast<InternalOp*>(b)->impl;
+    if (ec || !impl->cfg_.require_master || i != 1 || n.depth != 1 ||
+        std::exchange(impl->role_seen_, true))
+      return;
+    if (n.value != "master") ec = Error::not_master;
+  }
+
+  // Errors of `locate` that end a reconnection cycle; requests then fail with them too.
+  static bool is_final(error_code ec) {
+    return ec == Error::auth_failed || ec == Error::master_not_found ||
+           ec == Error::invalid_config;
+  }
+
+  // Relocating (a demoted master, a new one announced): once nothing written awaits a reply,
+  // drop the link (nothing fails) and connect again at once. True when it did.
+  bool finish_relocation(LinkPtr const& link) {
+    if (!relocating_ || !link || !inflight_.empty() || link->writing) return false;
+    relocating_ = false;
+    on_link_error(link, Error::not_master);
+    if (state_ == State::waiting_retry) {
+      retry_timer_.cancel();
+      start_attempt();
+    }
+    return true;
+  }
+
   // ---- requests ----------------------------------------------------------------------------
 
   void submit(ExecOpBase* op) {
@@ -572,7 +614,8 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
 
   void do_write() {
     LinkPtr const& link = link_;
-    if (!link || link->writing || state_ != State::connected || waiting_.empty()) return;
+    if (!link || link->writing || state_ != State::connected || waiting_.empty() || relocating_)
+      return;
     link->wbuf.clear();
     while (!waiting_.empty()) {
       ExecOpBase* op = waiting_.front();
@@ -608,6 +651,7 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
       for (auto* op : done) op->complete({});
       if (link != link_) return;
     }
+    if (finish_relocation(link)) return;
     do_write();
   }
 
@@ -700,6 +744,10 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
       return link == link_;
     }
     Slot& s = inflight_.front();
+    // A master demoted under us: this request did not run (it fails with Error::read_only);
+    // what is in flight gets its replies, then the connection relocates.
+    if (cfg_.require_master && resp3::is_error(n.type) && n.value.starts_with("READONLY"))
+      relocating_ = true;
     if (s.op && !s.skip) {
       error_code ec;
       s.op->on_node_fn(s.op, s.received, n, ec);
@@ -718,7 +766,7 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     Slot const finished = s;
     inflight_.pop_front();
     if (finished.op) finished.op->complete(finished.ec);  // may resume the caller right here
-    return link == link_;
+    return link == link_ && !finish_relocation(link);
   }
 
   void deliver_push(resp3::Tree t) {
@@ -773,6 +821,7 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
         self->fail_attempt(link, Error::connect_timeout, false);
       }
     });
+    if (cfg_.locate && !std::exchange(located_, false)) return locate(link);
     resolver_.async_resolve(
         cfg_.host, std::to_string(cfg_.port),
         [self = shared_from_this(), link](error_code ec,
@@ -789,6 +838,22 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
                                 self->start_handshake(link);
                               });
         });
+  }
+
+  // Asks cfg_.locate where to connect, then starts the attempt again towards it.
+  void locate(LinkPtr const& link) {
+    cfg_.locate([self = shared_from_this(), link](error_code ec, std::string host,
+                                                  std::uint16_t port) {
+      if (link != self->link_ || self->state_ != State::connecting) return;
+      if (ec) {
+        self->log(LogLevel::warning, "cannot locate the server: ", ec);
+        return self->fail_attempt(link, ec, is_final(ec));
+      }
+      self->cfg_.host = std::move(host);
+      self->cfg_.port = port;
+      self->located_ = true;
+      self->start_attempt();
+    });
   }
 
   void start_handshake(LinkPtr const& link) {
@@ -810,6 +875,8 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     } else {
       hs.push("HELLO", 3);
     }
+    role_seen_ = false;
+    if (cfg_.require_master) hs.push("ROLE");  // reply 1: see handshake_on_node
     if (cfg_.database != 0) hs.push("SELECT", cfg_.database);
     if (!channels_.empty()) hs.push_range("SUBSCRIBE", channels_);
     if (!patterns_.empty()) hs.push_range("PSUBSCRIBE", patterns_);
@@ -827,6 +894,10 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   void on_handshake_done(error_code ec) {
     LinkPtr const link = link_;
     if (!link || state_ != State::handshaking) return;
+    if (ec == Error::not_master) {
+      log(LogLevel::warning, cfg_.host, ":", cfg_.port, " is not a master (yet)");
+      return fail_attempt(link, ec, false);
+    }
     if (ec) {
       // The server's text says which step failed; it never holds the password.
       log(LogLevel::error, "handshake with ", cfg_.host, ":", cfg_.port,
@@ -836,6 +907,7 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     }
     connect_timer_.cancel();
     state_ = State::connected;
+    relocating_ = false;
     ++metrics_.connections_created;
     if (ever_connected_) ++metrics_.reconnections;
     ever_connected_ = true;
@@ -908,8 +980,7 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
         " retries: ", ec);
     auto ops = std::exchange(waiting_, {});
     auto waiters = std::exchange(connect_waiters_, {});
-    error_code const for_requests =
-        ec == Error::auth_failed ? error_code(Error::auth_failed) : Error::reconnect_gave_up;
+    error_code const for_requests = is_final(ec) ? ec : error_code(Error::reconnect_gave_up);
     for (auto* op : ops)
       if (!op->internal) op->complete(for_requests);
     for (auto* w : waiters) w->complete(ec);
@@ -978,6 +1049,9 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   Diagnostics handshake_diag_;
   bool ping_outstanding_ = false;
   bool read_activity_ = false;
+  bool located_ = false;     // cfg_.locate named the target of the attempt being started
+  bool role_seen_ = false;   // the handshake's ROLE reply named its role
+  bool relocating_ = false;  // see relocate(): no more writes on this link
 
   std::set<std::string, std::less<>> channels_;
   std::set<std::string, std::less<>> patterns_;
@@ -1013,6 +1087,7 @@ inline HealthStatus Connection::health() const noexcept { return impl_->health()
 inline ConnectionMetrics const& Connection::metrics() const noexcept { return impl_->metrics(); }
 inline ConnectionConfig const& Connection::config() const noexcept { return impl_->config(); }
 inline void Connection::cancel() { impl_->cancel(); }
+inline void Connection::relocate() { impl_->relocate(); }
 inline void Connection::close() { impl_->close(); }
 
 template <class Token>
