@@ -71,7 +71,7 @@ struct ClusterConfig {
   /// answers.
   std::vector<std::string> nodes{"127.0.0.1:7000"};
   /// Credentials, timeouts, client name and retries of every node's connections (host, port
-  /// and database are ignored: a cluster has database 0 only).
+  /// database and sentinels are ignored: a cluster has database 0 only, and finds its masters).
   RedisConfig node{};
   /// Redirection rounds (MOVED, ASK, TRYAGAIN, ...) one operation may go through.
   int max_redirects = 16;
@@ -199,7 +199,7 @@ struct Send {
   bool buffered = false;           // replies kept as trees, replayed in order at the end
   bool swallow = false;            // a redirected transaction: ignore the rest of its replies
   error_code prefix_error{};
-  std::unique_ptr<Connection> blocking;
+  std::shared_ptr<Connection> blocking;
   std::vector<std::pair<std::size_t, resp3::Tree>> fan_trees;  // (unit, this master's reply)
 
   struct Response {
@@ -245,6 +245,7 @@ struct State {
       : executor(std::move(ex)), config(std::move(cfg)) {
     if (config.node.client_name.empty()) config.node.client_name = "rediskit";
     config.node.database = 0;
+    config.node.sentinels.clear();  // a cluster finds its masters itself
   }
 
   std::shared_ptr<Pool> const& pool_for(NodeAddress const& a) {
