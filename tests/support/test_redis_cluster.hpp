@@ -8,7 +8,8 @@
 // 10000, is past 65535 for most ports the kernel hands out). `redis-cli --cluster create ...
 // --cluster-replicas R --cluster-yes` assigns the slots and the replicas; the constructor returns
 // once every node reports cluster_state:ok, knows every other node and sees every replica as
-// one. The destructor stops every node. Nothing else is touched: no fixed port, no node outside
+// one, and every replica is in sync with its master (--repl-diskless-sync-delay 0: at once).
+// The destructor stops every node. Nothing else is touched: no fixed port, no node outside
 // this object. Start-up takes 6-7 s on 2 cores (redis-cli waits for the cluster to join).
 //
 // redis-cli is looked up next to the redis-server binary, then in /usr/bin (Debian's
@@ -143,7 +144,9 @@ class TestRedisCluster {
                          "--cluster-node-timeout", std::to_string(opts_.node_timeout.count()),
                          // The bus port, explicitly: the default (port + 10000) is past 65535
                          // for most of the ports the kernel hands out.
-                         "--cluster-port", std::to_string(detail::pick_free_port())}}));
+                         "--cluster-port", std::to_string(detail::pick_free_port()),
+                         // A replica's first sync at once (the default waits 5 s for others).
+                         "--repl-diskless-sync-delay", "0"}}));
     }
     create();
     wait_until_ready();
@@ -248,6 +251,14 @@ class TestRedisCluster {
           for (auto const& n : detail::parse_cluster_nodes(nodes)) replicas += n.replica;
           all = replicas == static_cast<std::size_t>(opts_.masters * opts_.replicas_per_master);
           if (!all) last = nodes;
+        }
+        // ... and every replica has its master's data: a replica that never synced may not
+        // take over (its data is "too old"), so a failover test would wait for nothing.
+        if (all) {
+          std::string const repl = command(i, "INFO replication");
+          if (repl.find("role:slave") != std::string::npos)
+            all = repl.find("master_link_status:up") != std::string::npos;
+          if (!all) last = repl;
         }
       }
       if (all) return;

@@ -810,7 +810,12 @@ inline void refresh(std::shared_ptr<State> const& st) {
   st->refreshing = true;
   auto r = std::make_shared<Refresh>();
   r->state = st;
+  // Masters whose link is up first: one that went away (a failover) would make the reading
+  // wait for its reconnection attempts before the next is asked.
   r->candidates = st->map.masters();
+  std::stable_partition(r->candidates.begin(), r->candidates.end(), [&](NodeAddress const& a) {
+    return st->pool_for(a)->main.health() == HealthStatus::ok;
+  });
   for (auto const& seed : st->config.nodes)
     if (auto a = rediskit::cluster::parse_address(seed)) r->candidates.push_back(std::move(*a));
   r->req.push("CLUSTER", "SLOTS");
