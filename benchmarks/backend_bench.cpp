@@ -7,6 +7,8 @@
 //   get_c64 / zincrby_c64
 //              64 coroutines on one backend, each looping one command: Redis pipelines them
 //              on its main connection (the pipelined throughput the goal compares against)
+//   get_c256   256 coroutines, each GET of the next of the 100 keys (on a cluster: every
+//              master's pipeline)
 //   get_b100 / set_b100 / hgetall_b100 / zincrby_b100
 //              one coroutine, each operation a range of 100 commands (one round trip on Redis)
 //   profiles_b100
@@ -23,9 +25,14 @@
 // runs, for each workload (not under a sanitizer, which owns malloc: there it prints -1).
 //
 // Usage: backend_bench [--port P] [--host H] [--seconds S] [--repeat R] [--warmup S]
-//                      [--only name,...] [--backends memory,redis]
-// (host and port default to REDIS_HOST / REDIS_PORT, else 127.0.0.1:6379).
-// benchmarks/run_backend.sh starts a throwaway server, pins server and client, and runs it.
+//                      [--only name,...] [--backends memory,redis,cluster]
+//                      [--cluster-port P]...
+// (host and port default to REDIS_HOST / REDIS_PORT, else 127.0.0.1:6379). `cluster` is
+// ClusterBackend on the cluster whose seed node listens on --cluster-port (on --host); each
+// --cluster-port adds a cluster, reported as cluster_<masters>m.
+// benchmarks/run_backend.sh starts a throwaway server, pins server and client, and runs it;
+// benchmarks/run_cluster.sh does the same with a one-master and a three-master cluster.
+#include <rediskit/backend/cluster_backend.hpp>
 #include <rediskit/backend/memory_backend.hpp>
 #include <rediskit/backend/redis_backend.hpp>
 #include <rediskit/commands.hpp>
@@ -111,6 +118,7 @@ struct Options {
   int repeat = 5;
   std::vector<std::string> only;
   std::vector<std::string> backends{"memory", "redis"};
+  std::vector<std::uint16_t> cluster_ports;
   bool wants(std::string const& n) const {
     return only.empty() || std::find(only.begin(), only.end(), n) != only.end();
   }
@@ -271,6 +279,8 @@ std::map<std::string, std::pair<Figure, int>> run_all(Options const& o, asio::io
   run("hgetall_1", 1, 1, [&](B& b) { return b.async_exec(hgetalls[0], use); });
   run("zincrby_1", 1, 1, [&](B& b) { return b.async_exec(zincrs[0], use); });
   run("get_c64", 64, 1, [&](B& b) { return b.async_exec(gets[0], use); });
+  std::size_t next = 0;
+  run("get_c256", 256, 1, [&](B& b) { return b.async_exec(gets[next++ % gets.size()], use); });
   run("zincrby_c64", 64, 1, [&](B& b) { return b.async_exec(zincrs[0], use); });
   run("get_b100", 1, 100, [&](B& b) { return b.async_exec(gets, use); });
   run("set_b100", 1, 100, [&](B& b) { return b.async_exec(sets, use); });
@@ -304,6 +314,8 @@ int main(int argc, char** argv) {
     else if (a == "--repeat") o.repeat = std::atoi(v.c_str());
     else if (a == "--only") o.only = split(v);
     else if (a == "--backends") o.backends = split(v);
+    else if (a == "--cluster-port")
+      o.cluster_ports.push_back(static_cast<std::uint16_t>(std::atoi(v.c_str())));
     else {
       std::cerr << "unknown option " << a << "\n";
       return 2;
@@ -311,50 +323,86 @@ int main(int argc, char** argv) {
   }
   Data const d;
   asio::io_context ioc(1);
-  std::map<std::string, std::pair<Figure, int>> mem, red;
+  using Results = std::map<std::string, std::pair<Figure, int>>;
+  std::vector<std::pair<std::string, Results>> all;  // backend name -> figures, in order
+  auto report = [&](std::string name, Results r) {
+    for (auto const& [n, f] : r) print_line(name, n, f.first, o.repeat);
+    all.emplace_back(std::move(name), std::move(r));
+  };
   if (o.uses("memory")) {
     MemoryBackend db(ioc);
-    mem = run_all(o, ioc, db, d);
-    for (auto const& [n, f] : mem) print_line("memory", n, f.first, o.repeat);
+    report("memory", run_all(o, ioc, db, d));
   }
   if (o.uses("redis")) {
     RedisConfig cfg;
     cfg.host = o.host;
     cfg.port = o.port;
     RedisBackend db(ioc, cfg);
-    red = run_all(o, ioc, db, d);
-    for (auto const& [n, f] : red) print_line("redis", n, f.first, o.repeat);
+    report("redis", run_all(o, ioc, db, d));
   }
-  std::vector<std::pair<int, std::string>> names;
-  for (auto const& [n, f] : (mem.empty() ? red : mem)) names.push_back({f.second, n});
-  std::sort(names.begin(), names.end());
-  std::printf("\n| workload | MemoryBackend cmds/s (min-max) | RedisBackend cmds/s (min-max) | "
-              "memory / redis | allocations per command (memory / redis) |\n"
-              "|---|---|---|---|---|\n");
-  for (auto const& [_, n] : names) {
-    auto cell = [](auto const& m, std::string const& k) {
-      auto it = m.find(k);
-      if (it == m.end()) return std::string("-");
-      char buf[96];
-      std::snprintf(buf, sizeof buf, "%.0f (%.0f-%.0f)", it->second.first.median,
-                    it->second.first.min, it->second.first.max);
-      return std::string(buf);
-    };
-    std::string ratio = "-";
-    if (mem.count(n) && red.count(n)) {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%.1fx", mem[n].first.median / red[n].first.median);
-      ratio = buf;
+  if (o.uses("cluster")) {
+    for (std::size_t i = 0; i < o.cluster_ports.size(); ++i) {
+      ClusterConfig cfg;
+      cfg.nodes = {o.host + ":" + std::to_string(o.cluster_ports[i])};
+      ClusterBackend db(ioc, cfg);
+      auto r = run_all(o, ioc, db, d);
+      char masters[64];
+      std::snprintf(masters, sizeof masters, "cluster_%zum", db.slot_map().owners().size());
+      report(masters, std::move(r));
     }
-    auto allocs = [](auto const& m, std::string const& k) {
-      auto it = m.find(k);
-      if (it == m.end() || it->second.first.allocs_per_cmd < 0) return std::string("-");
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%.3f", it->second.first.allocs_per_cmd);
-      return std::string(buf);
-    };
-    std::printf("| %s | %s | %s | %s | %s / %s |\n", n.c_str(), cell(mem, n).c_str(),
-                cell(red, n).c_str(), ratio.c_str(), allocs(mem, n).c_str(), allocs(red, n).c_str());
+  }
+  if (all.empty()) return 0;
+  auto find = [&](std::string const& b) -> Results const* {
+    for (auto const& [n, r] : all)
+      if (n == b) return &r;
+    return nullptr;
+  };
+  std::vector<std::pair<int, std::string>> names;
+  for (auto const& [n, f] : all.front().second) names.push_back({f.second, n});
+  std::sort(names.begin(), names.end());
+  // One column per backend; ratios to RedisBackend (memory / redis, cluster / redis).
+  std::printf("\n| workload |");
+  for (auto const& [b, _] : all) std::printf(" %s cmds/s (min-max) |", b.c_str());
+  Results const* redis = find("redis");
+  for (auto const& [b, _] : all)
+    if (redis && b != "redis") std::printf(" %s / redis |", b.c_str());
+  std::printf(" allocations per command (");
+  for (std::size_t i = 0; i < all.size(); ++i) std::printf("%s%s", i ? " / " : "", all[i].first.c_str());
+  std::printf(") |\n|---|");
+  for (std::size_t i = 0; i < all.size(); ++i) std::printf("---|");
+  for (auto const& [b, _] : all)
+    if (redis && b != "redis") std::printf("---|");
+  std::printf("---|\n");
+  for (auto const& [_, n] : names) {
+    std::printf("| %s |", n.c_str());
+    for (auto const& [b, r] : all) {
+      auto it = r.find(n);
+      if (it == r.end()) {
+        std::printf(" - |");
+        continue;
+      }
+      std::printf(" %.0f (%.0f-%.0f) |", it->second.first.median, it->second.first.min,
+                  it->second.first.max);
+    }
+    for (auto const& [b, r] : all) {
+      if (!redis || b == "redis") continue;
+      auto it = r.find(n);
+      auto jt = redis->find(n);
+      if (it == r.end() || jt == redis->end())
+        std::printf(" - |");
+      else
+        std::printf(" %.2fx |", it->second.first.median / jt->second.first.median);
+    }
+    std::printf(" ");
+    for (std::size_t i = 0; i < all.size(); ++i) {
+      auto it = all[i].second.find(n);
+      if (i) std::printf(" / ");
+      if (it == all[i].second.end() || it->second.first.allocs_per_cmd < 0)
+        std::printf("-");
+      else
+        std::printf("%.3f", it->second.first.allocs_per_cmd);
+    }
+    std::printf(" |\n");
   }
   return 0;
 }

@@ -444,7 +444,7 @@ class BasicMemoryBackend {
       for_each_command(b, [&](auto const& c) {
         if (err.empty()) err = detail::mem::Engine::check_arity(c);
       });
-      if (err.empty() && sh.engine.config().cluster_checks && cluster::route(b).cross_slot)
+      if (err.empty() && sh.engine.config().cluster_checks && rediskit::cluster::route(b).cross_slot)
         err = detail::mem::cross_slot_error;
       if (!err.empty()) {
         op.fail(err);
