@@ -71,7 +71,8 @@
 //    online zset and deletes the sockets: a user who came back in between is left alone, and
 //    writes in flight together that name the same users close each session once. A session
 //    whose user_data expired first (idle_ttl without any purge) is not counted. At most
-//    kMaxPurgeBatch (1000) users per purge.
+//    kMaxPurgeBatch (1000) users per purge. A write's purge is housekeeping: when it fails,
+//    the write still completes with its own result (the next write or purge retries).
 //  - Every manager sharing these keys must use the same default_ttl (status is expiry - ttl)
 //    and the same layout.
 //  - RoomManager reads the online zset for its online members and statuses: its
