@@ -102,11 +102,14 @@ struct OnlinePresence {
   std::chrono::milliseconds default_ttl = std::chrono::minutes(5);  ///< OnlineUserOptions'
   std::chrono::milliseconds away_after = std::chrono::minutes(1);   ///< OnlineUserOptions'
   std::chrono::milliseconds idle_after = std::chrono::minutes(3);   ///< OnlineUserOptions'
+  /// OnlineUserOptions::key_layout (nullopt: default_key_layout_v<B>): the online zset is
+  /// KeySpace(presence_prefix, layout).key("online").
+  std::optional<KeyLayout> key_layout{};
 };
 
 /// The presence settings of an OnlineUserManager's options, for RoomOptions::presence.
 inline OnlinePresence online_presence(OnlineUserOptions const& o) {
-  return {o.presence_prefix, o.default_ttl, o.away_after, o.idle_after};
+  return {o.presence_prefix, o.default_ttl, o.away_after, o.idle_after, o.key_layout};
 }
 
 /// RoomManager options: seed 000's defaults. TTLs must be positive.
