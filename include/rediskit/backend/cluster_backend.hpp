@@ -47,13 +47,14 @@
 #include <rediskit/key_space.hpp>
 
 #include <boost/asio/post.hpp>
+#include <boost/container/small_vector.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
-#include <deque>
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -320,8 +321,8 @@ class Core {
       if (diag) diag->detail = refusal;
       return finish_posted(make_error_code(Error::cross_slot));
     }
-    auto st = state.lock();
-    if (!st || st->closed) return finish_posted(make_error_code(Error::connection_closed));
+    auto const& st = state;
+    if (st->closed) return finish_posted(make_error_code(Error::connection_closed));
     if (!st->have_map) {
       st->waiting.push_back(std::move(self));
       return refresh(st);
@@ -330,9 +331,15 @@ class Core {
   }
 
   void start() {
-    auto st = state.lock();
-    if (!st || st->closed) return finish_posted(make_error_code(Error::connection_closed));
-    std::vector<std::size_t> all(units.size());
+    auto const& st = state;
+    if (st->closed) return finish_posted(make_error_code(Error::connection_closed));
+    if (units.size() == 1 && units[0].fan == Fan::none) {  // one command: straight to its node
+      auto const* p = st->pool_of_slot(units[0].slot);
+      if (!p) return finish_posted(make_error_code(Error::cluster_down));
+      std::size_t const only = 0;
+      return send(*p, false, {&only, 1}, false, true);
+    }
+    UnitList all(units.size());
     for (std::size_t u = 0; u < all.size(); ++u) all[u] = u;
     dispatch(*st, all, {});
   }
@@ -378,8 +385,8 @@ class Core {
 
   void on_done(Send& s, error_code ec) {
     --outstanding;
-    auto st = state.lock();
-    bool const live = st && !st->closed;
+    auto const& st = state;
+    bool const live = !st->closed;
     if (ec && live && never_sent(ec) && unreached_units(s)) {
       ec = {};  // nothing of it ran: its units go where the next map says, after a pause
       s.fan_trees.clear();
@@ -393,15 +400,15 @@ class Core {
       first_error = s.prefix_error;
       if (diag && diag->server_message.empty()) diag->server_message = prefix_text;
     }
-    if (st && !s.prefix_error)
+    if (!s.prefix_error)
       for (auto& sha : s.loads) s.pool->loaded_scripts.insert(std::move(sha));
-    if (s.blocking && st && ec != boost::asio::error::operation_aborted &&
+    if (s.blocking && ec != boost::asio::error::operation_aborted &&
         s.blocking->health() == HealthStatus::ok)
       s.pool->give_back(std::move(s.blocking));
     for (auto& f : s.fan_trees) fan_parts.push_back(std::move(f));
     s.fan_trees.clear();
     if (outstanding > 0) return;
-    if (!st || st->closed)
+    if (st->closed)
       return finish_now(st.get(),
                         first_error ? first_error : make_error_code(Error::connection_closed));
     if (redo.empty() || (first_error && !is_server_error(first_error)))
@@ -421,6 +428,7 @@ class Core {
     std::shared_ptr<Pool> pool;
   };
   using Asks = std::vector<std::pair<std::size_t, std::shared_ptr<Pool>>>;
+  using UnitList = boost::container::small_vector<std::size_t, 4>;
 
   // The units of a send that never reached its node go to redo (true), unless one of them
   // runs on every master (those are not re-sent piecewise: false).
@@ -442,13 +450,13 @@ class Core {
 
   // Sends `units` where their slots live (asks: the units to send after ASKING to the node an
   // ASK named, with that node's pool).
-  void dispatch(State& st, std::vector<std::size_t> const& to_send, Asks asks) {
+  void dispatch(State& st, std::span<std::size_t const> to_send, Asks asks) {
     struct Group {
       std::shared_ptr<Pool> pool;
       bool asking;
-      std::vector<std::size_t> units;
+      UnitList units;
     };
-    std::vector<Group> groups;
+    boost::container::small_vector<Group, 2> groups;
     auto add = [&](std::shared_ptr<Pool> const& p, bool asking, std::size_t u) {
       for (auto& g : groups)
         if (g.pool == p && g.asking == asking) return g.units.push_back(u);
@@ -475,9 +483,9 @@ class Core {
     for (auto& g : groups) send(g.pool, g.asking, g.units, buffer, groups.size() == 1);
   }
 
-  void send(std::shared_ptr<Pool> const& pool, bool asking, std::vector<std::size_t> const& us,
+  void send(std::shared_ptr<Pool> const& pool, bool asking, std::span<std::size_t const> us,
             bool buffer, bool cancellable) {
-    auto& s = sends.emplace_back();
+    auto& s = first_send ? more_sends.emplace_back() : first_send.emplace();
     s.op = this;
     s.pool = pool;
     s.buffered = buffer;
@@ -546,8 +554,9 @@ class Core {
   // After a round whose every send is done: sends again what was redirected or refused for
   // now.
   void redirect(State& st) {
-    sends.clear();
-    std::vector<std::size_t> again;
+    first_send.reset();
+    more_sends.clear();
+    UnitList again;
     Asks asks;
     bool pause = false, refresh_map = false;
     for (auto& r : redo) {
@@ -592,7 +601,7 @@ class Core {
     redo.clear();
     std::sort(again.begin(), again.end());
     again.erase(std::unique(again.begin(), again.end()), again.end());
-    if (refresh_map) refresh(state.lock());
+    if (refresh_map) refresh(state);
     if (!pause) return dispatch(st, again, std::move(asks));
     auto const delay = std::min<std::chrono::milliseconds>(
         st.config.retry_delay * (1 << std::min(rounds - 1, 7)), std::chrono::seconds(1));
@@ -600,8 +609,8 @@ class Core {
     timer->async_wait(
         [ref = OpRef(this), again = std::move(again), asks = std::move(asks)](error_code) mutable {
           auto* op = ref.get();
-          auto st = op->state.lock();
-          if (!st || st->closed)
+          auto const& st = op->state;
+          if (st->closed)
             return op->finish_now(st.get(), make_error_code(Error::connection_closed));
           op->dispatch(*st, again, std::move(asks));
         });
@@ -709,18 +718,22 @@ class Core {
   friend struct Refresh;
 
  public:
-  std::weak_ptr<State> state;
+  // Held strongly: an operation keeps the backend's state alive until it completes (the
+  // backend's close() and destructor complete every operation).
+  std::shared_ptr<State> state;
   boost::asio::any_io_executor fallback;
   Diagnostics* diag;
   bool atomic;
   bool blocking;
   resp3::Request const* req = nullptr;  // the typed part's request
-  std::vector<Unit> units;
+  // One for a command (no allocation), one per command of a batch.
+  boost::container::small_vector<Unit, 1> units;
   std::string refusal;  // why it is refused before anything is sent (Error::cross_slot)
 
  protected:
   std::vector<std::size_t> offsets;
-  std::deque<Send> sends;
+  std::optional<Send> first_send;  // most operations send one request: no allocation
+  std::list<Send> more_sends;      // (a std::deque allocates as it is constructed)
   std::size_t outstanding = 0;
   bool buffering = false;
   std::map<std::size_t, resp3::Tree> trees;

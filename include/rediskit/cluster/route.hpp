@@ -212,7 +212,21 @@ void for_each_key(C const& c, F&& f) {
   rediskit::detail::ArgExpander expander{[&](std::string_view a) {
     std::size_t const at = i++;
     if (at == 0) {
+      // A command type nearly always writes the same name: the last one found is kept (per
+      // type and thread), which saves the bisection of the table on every command.
+      thread_local char last_name[24];
+      thread_local std::size_t last_size = std::size_t(-1);
+      thread_local detail::KeySpec last_spec{};
+      if (a.size() == last_size && std::char_traits<char>::compare(a.data(), last_name, a.size()) == 0) {
+        spec = last_spec;
+        return;
+      }
       spec = detail::find_key_spec(a);
+      if (a.size() <= sizeof last_name) {
+        std::char_traits<char>::copy(last_name, a.data(), a.size());
+        last_size = a.size();
+        last_spec = {{}, spec.at, spec.first};  // the name views `a`: not kept
+      }
       return;
     }
     if (spec.at == KeysAt::none || at < spec.first) return;
