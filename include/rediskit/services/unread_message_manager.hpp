@@ -12,10 +12,21 @@
 //   co_await unread.async_mark_conversation_read(conv, "u1");
 //
 // Key layout (seed 000's prefixes: keyPrefix "unread", userUnreadPrefix "user_unread"):
-//   unread:user_unread:{user}   hash   {conversation id} -> unread count (> 0; a conversation
-//                                      with nothing unread has no field)
-//                                      ""  -> version: bumped by every write (recalculation
-//                                      detects concurrent writes with it)
+//
+//   key (<user>: the user id as given)  type  plain layout (one node)  clustered layout (Cluster)
+//   unread:user_unread:<user>           hash  as seed 000              the same name
+//     fields: <conversation id> -> unread count (> 0; a conversation with nothing unread has
+//             no field); "" -> version: bumped by every write (recalculation detects
+//             concurrent writes with it)
+//
+// The two layouts name the keys alike: every operation but the fan-out touches one key, so it
+// needs no hash tag, and equal names let a C++ service share a Redis, or a Redis Cluster, with
+// the Node services of the seed. UnreadOptions::key_layout (default: default_key_layout_v<B>,
+// so clustered on ClusterBackend, plain elsewhere) decides only how the fan-out is sent: plain,
+// one script for all recipients; clustered, one script per hash slot of the recipients' keys
+// (see async_increment_unread_for_recipients). A user id that holds a hash tag ("{team}ann")
+// puts that user's hash in the tag's slot, on both layouts.
+//
 // One hash per user holds all of the user's counters and has one TTL (default 3 days), renewed
 // by every write to it: the parts and the total expire together, so a total can never count a
 // part that is gone. (The Node code behind the seed keeps one string key per pair plus a mirror
@@ -30,7 +41,13 @@
 //  - Every operation is one round trip (a script or one command), except recalculation:
 //    read the version, call your function, write its result in a script that checks the
 //    version (a write that raced the database query makes it start again, at most
-//    `recalculate_attempts` times).
+//    `recalculate_attempts` times). The clustered fan-out is one plain batch of scripts: one
+//    round trip on one node; on a cluster, one request per master, all in flight at once.
+//  - Every script declares every key it touches in KEYS (one user hash; the fan-out, the hashes
+//    of its recipients, all in one slot in the clustered layout), on both layouts.
+//  - An increment writes all of its keys or none: its script checks every counter and version
+//    it will add to (a hash, holding counts HINCRBY can add to) before its first write, so a
+//    value written by someone else fails it with nothing changed.
 //  - Operations never complete inside the initiating call; failures are error codes
 //    (rediskit::Error::invalid_argument for bad input, the backend's code otherwise).
 //  - A missing counter reads as 0. Counters are a cache of the database: after 3 days without
@@ -38,8 +55,6 @@
 //    (async_recalculate_total_unread rebuilds all of a user's counters at once).
 //  - Thread safety: as the backend; set the recalculation functions before operations start.
 //    Cancellation: the handler's cancellation slot reaches the backend's operation.
-// On Redis Cluster, async_increment_unread_for_recipients touches one key per recipient: it
-// needs them in one slot (not the case with this layout) and is for single-node Redis.
 #pragma once
 
 #include <rediskit/commands.hpp>
@@ -69,6 +84,7 @@
 #include <memory>
 #include <optional>
 #include <ranges>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -88,6 +104,10 @@ struct UnreadOptions {
   std::chrono::milliseconds default_ttl = std::chrono::hours(72);
   /// How many times a recalculation runs the query when writes race it (at least 1).
   int recalculate_attempts = 3;
+  /// plain: the fan-out is one script; clustered: one script per hash slot (the key names are
+  /// the same, see the top of the file). Unset: default_key_layout_v<B> (ClusterBackend:
+  /// clustered; every other backend: plain).
+  std::optional<KeyLayout> key_layout{};
 };
 
 /// One user's unread counts by conversation, as a total recalculation function returns them:
@@ -100,6 +120,7 @@ using boost::system::error_code;
 
 inline constexpr std::string_view kVersion = "";  // the hash field of the version
 inline constexpr std::string_view kNotInteger = "ERR unread counter is not an integer";
+inline constexpr std::string_view kNotCount = "ERR unread counter is not a count";
 
 /// A decimal integer, all of `s`.
 inline std::optional<std::int64_t> parse_count(std::string_view s) noexcept {
@@ -113,14 +134,30 @@ inline std::int64_t arg(ScriptContext auto& ctx, std::size_t i) {
   return parse_count(ctx.args()[i]).value_or(0);
 }
 
-// KEYS: user hashes; ARGV: conversation, n, ttl ms. Adds n to the conversation of every key;
-// returns the new count of the first.
+/// True when HINCRBY may add `n` to `v` and the script may count on it: "0" or digits with no
+/// leading zero (what HINCRBY reads as an integer, and not negative), below 9.2e18 once `n` is
+/// added, compared in doubles as the Lua script does (2^63 is 9.22e18).
+inline bool addable(std::string_view v, std::int64_t n) noexcept {
+  if (v.empty() || (v[0] == '0' && v.size() > 1)) return false;
+  for (char c : v)
+    if (c < '0' || c > '9') return false;
+  double d = 0;
+  std::from_chars(v.data(), v.data() + v.size(), d);  // digits only: cannot fail
+  return d + static_cast<double>(n) < 9.2e18;
+}
+
+// KEYS: user hashes; ARGV: conversation, n, ttl ms. Adds n to the conversation of every key
+// and bumps every version, or, when a key is no hash or a counter or version is no count that n
+// can be added to, fails before its first write; returns the new count of the first key (>= n).
 inline std::int64_t increment_twin(ScriptContext auto& ctx) {
   auto const conv = ctx.args()[0];
   std::int64_t const n = arg(ctx, 1);
   std::chrono::milliseconds const ttl{arg(ctx, 2)};
-  std::int64_t first = 0;
   auto const keys = ctx.keys();
+  for (auto const key : keys)
+    for (auto const& v : ctx.call(cmd::hmget{key, {conv, kVersion}}))
+      if (v && !addable(*v, n)) ctx.fail(kNotCount);
+  std::int64_t first = 0;
   for (std::size_t i = 0; i < keys.size(); ++i) {
     std::int64_t const v = ctx.call(cmd::hincrby{keys[i], conv, n});
     if (i == 0) first = v;
@@ -130,6 +167,16 @@ inline std::int64_t increment_twin(ScriptContext auto& ctx) {
   return first;
 }
 inline auto const increment_script = make_script<std::int64_t>(R"lua(
+local n = tonumber(ARGV[2])
+for i = 1, #KEYS do
+  local f = redis.call('HMGET', KEYS[i], ARGV[1], '')
+  for j = 1, 2 do
+    local v = f[j]
+    if v and not ((v == '0' or string.match(v, '^[1-9]%d*$')) and tonumber(v) + n < 9.2e18) then
+      return redis.error_reply('ERR unread counter is not a count')
+    end
+  end
+end
 local first = 0
 for i = 1, #KEYS do
   local v = redis.call('HINCRBY', KEYS[i], ARGV[1], ARGV[2])
@@ -139,6 +186,8 @@ for i = 1, #KEYS do
 end
 return first)lua",
                                                    [](ScriptContext auto& c) { return increment_twin(c); });
+/// One EVALSHA of increment_script.
+using IncrementCall = decltype(increment_script());
 
 // KEYS: user hash; ARGV: conversation, n (0: all), ttl ms. Subtracts n, clamping at zero (a
 // zero count has no field); returns the new count, or for n = 0 the count it cleared.
@@ -511,11 +560,14 @@ class UnreadMessageManager {
   explicit UnreadMessageManager(B& backend, UnreadOptions options = {})
       : backend_(backend),
         options_(std::move(options)),
+        layout_(options_.key_layout.value_or(default_key_layout_v<B>)),
         prefix_(KeySpace(options_.key_prefix).key(options_.user_unread_prefix + ":")),
         ttl_(std::to_string(options_.default_ttl.count())) {}
 
   executor_type get_executor() const noexcept { return backend_.get_executor(); }
   UnreadOptions const& options() const noexcept { return options_; }
+  /// The layout in use: options().key_layout, else default_key_layout_v<B>.
+  KeyLayout key_layout() const noexcept { return layout_; }
 
   /// The hash that holds `user_id`'s counters.
   std::string user_key(std::string_view user_id) const { return prefix_ + std::string(user_id); }
@@ -563,8 +615,21 @@ class UnreadMessageManager {
 
   /// The fan-out of a new message: adds `n` (>= 1) to `conversation_id`'s count of every
   /// participant except `sender_id` (empty: a message with no sender, every participant
-  /// counts; a participant listed twice counts once). Completes with the number of users
-  /// incremented. One script for all of them.
+  /// counts; a participant listed twice counts once), and renews their TTLs. Completes with the
+  /// number of recipients counted.
+  ///
+  /// Plain layout: one script for all recipients, one round trip, atomic (all counted or none).
+  /// Clustered layout: the recipients grouped by the hash slot of their key, one script per
+  /// group, all in one plain batch (one round trip on one node; on a cluster, one request per
+  /// master, in flight at once). Each group is atomic; the groups are not atomic together: a
+  /// reader may see some recipients counted before the others, and when a group fails (a key
+  /// of another type, a counter written by someone else, a master that fails) the others
+  /// still run. The operation then completes with the first error and the number of
+  /// recipients whose groups succeeded (recipients of one slot: those whose user id shares a
+  /// hash tag, or, rarely, whose keys hash alike; most recipients are a group of their own).
+  /// Sending the fan-out again would count those twice: recalculate instead. After
+  /// Error::connection_lost the groups sent on that link may or may not have run (the count
+  /// does not include them).
   template <class Token = boost::asio::deferred_t>
   auto async_increment_unread_for_recipients(std::string_view conversation_id,
                                              std::string_view sender_id,
@@ -586,11 +651,42 @@ class UnreadMessageManager {
           if (users.empty()) return complete_now(std::move(handler), error_code{});
           for (auto& u : users)
             u.insert(0, prefix_);  // now the keys
+          // The keys in group order (a contiguous range of views: each script views a slice).
+          std::vector<std::string_view> keys(users.begin(), users.end());
+          std::vector<std::size_t> sizes;  // recipients per group
+          if (layout_ == KeyLayout::plain) {
+            sizes.push_back(keys.size());
+          } else {
+            std::vector<std::pair<std::uint16_t, std::string_view>> by_slot;
+            by_slot.reserve(keys.size());
+            for (auto k : keys)
+              by_slot.emplace_back(cluster::key_slot(k), k);
+            std::sort(by_slot.begin(), by_slot.end());
+            for (std::size_t i = 0; i < by_slot.size(); ++i) {
+              keys[i] = by_slot[i].second;
+              if (i == 0 || by_slot[i].first != by_slot[i - 1].first)
+                sizes.push_back(1);
+              else
+                ++sizes.back();
+            }
+          }
           std::string const count = std::to_string(n);
-          auto const recipients = static_cast<std::int64_t>(users.size());
-          run(std::move(handler), detail::unread::increment_script(users, {conv, count, ttl_}),
-              [recipients](error_code& ec, std::int64_t) -> std::int64_t {
-                return ec ? 0 : recipients;
+          std::vector<detail::unread::IncrementCall> calls;
+          calls.reserve(sizes.size());
+          std::span<std::string_view const> rest(keys);
+          for (auto size : sizes) {
+            calls.push_back(
+                detail::unread::increment_script(rest.first(size), {conv, count, ttl_}));
+            rest = rest.subspan(size);
+          }
+          // A group's script returns the new count of its first key (>= n >= 1); a failed one
+          // leaves its reply at 0.
+          run(std::move(handler), calls,
+              [sizes = std::move(sizes)](error_code&, std::vector<std::int64_t> const& r) {
+                std::int64_t counted = 0;
+                for (std::size_t i = 0; i < r.size() && i < sizes.size(); ++i)
+                  if (r[i] > 0) counted += static_cast<std::int64_t>(sizes[i]);
+                return counted;
               });
         },
         token, std::string(conversation_id), std::move(users), empty_id, n);
@@ -723,6 +819,7 @@ class UnreadMessageManager {
 
   B& backend_;
   UnreadOptions options_;
+  KeyLayout layout_;
   std::string prefix_;  // "{key_prefix}:{user_unread_prefix}:"
   std::string ttl_;     // default_ttl in milliseconds, as a script argument
   detail::unread::Source recalculate_;
