@@ -45,9 +45,9 @@
 //    round trip on one node; on a cluster, one request per master, all in flight at once.
 //  - Every script declares every key it touches in KEYS (one user hash; the fan-out, the hashes
 //    of its recipients, all in one slot in the clustered layout), on both layouts.
-//  - An increment writes all of its keys or none: its script checks every counter and version
-//    it will add to (a hash, holding counts HINCRBY can add to) before its first write, so a
-//    value written by someone else fails it with nothing changed.
+//  - An increment writes all of its keys or none: when a key refuses (a key of another type, a
+//    value written by someone else that HINCRBY cannot add to), the script puts back what it
+//    had added to the keys before it and fails with that key's error, with nothing changed.
 //  - Operations never complete inside the initiating call; failures are error codes
 //    (rediskit::Error::invalid_argument for bad input, the backend's code otherwise).
 //  - A missing counter reads as 0. Counters are a cache of the database: after 3 days without
@@ -120,7 +120,6 @@ using boost::system::error_code;
 
 inline constexpr std::string_view kVersion = "";  // the hash field of the version
 inline constexpr std::string_view kNotInteger = "ERR unread counter is not an integer";
-inline constexpr std::string_view kNotCount = "ERR unread counter is not a count";
 
 /// A decimal integer, all of `s`.
 inline std::optional<std::int64_t> parse_count(std::string_view s) noexcept {
@@ -134,54 +133,74 @@ inline std::int64_t arg(ScriptContext auto& ctx, std::size_t i) {
   return parse_count(ctx.args()[i]).value_or(0);
 }
 
-/// True when HINCRBY may add `n` to `v` and the script may count on it: "0" or digits with no
-/// leading zero (what HINCRBY reads as an integer, and not negative), below 9.2e18 once `n` is
-/// added, compared in doubles as the Lua script does (2^63 is 9.22e18).
-inline bool addable(std::string_view v, std::int64_t n) noexcept {
-  if (v.empty() || (v[0] == '0' && v.size() > 1)) return false;
-  for (char c : v)
-    if (c < '0' || c > '9') return false;
-  double d = 0;
-  std::from_chars(v.data(), v.data() + v.size(), d);  // digits only: cannot fail
-  return d + static_cast<double>(n) < 9.2e18;
+/// Takes `by` back from `field` of `key` (a field back at 0 was not there: it goes).
+inline void unadd(ScriptContext auto& ctx, std::string_view key, std::string_view field,
+                  std::int64_t by) {
+  if (ctx.call(cmd::hincrby{key, field, -by}) == 0) ctx.call(cmd::hdel{key, field});
 }
 
-// KEYS: user hashes; ARGV: conversation, n, ttl ms. Adds n to the conversation of every key
-// and bumps every version, or, when a key is no hash or a counter or version is no count that n
-// can be added to, fails before its first write; returns the new count of the first key (>= n).
+// KEYS: user hashes; ARGV: conversation, n, ttl ms. Adds n to the conversation of every key and
+// bumps every version, then renews every TTL; returns the new count of the first key. All or
+// nothing: when a key refuses (another type, a value HINCRBY cannot add to, an overflow), the
+// keys before it are put back as they were (a script runs alone: nobody saw them) and the
+// script fails with that key's error.
 inline std::int64_t increment_twin(ScriptContext auto& ctx) {
   auto const conv = ctx.args()[0];
   std::int64_t const n = arg(ctx, 1);
   std::chrono::milliseconds const ttl{arg(ctx, 2)};
   auto const keys = ctx.keys();
-  for (auto const key : keys)
-    for (auto const& v : ctx.call(cmd::hmget{key, {conv, kVersion}}))
-      if (v && !addable(*v, n)) ctx.fail(kNotCount);
+  auto const undo = [&](std::size_t done) {
+    for (std::size_t i = 0; i < done; ++i) {
+      unadd(ctx, keys[i], conv, n);
+      unadd(ctx, keys[i], kVersion, 1);
+    }
+  };
   std::int64_t first = 0;
   for (std::size_t i = 0; i < keys.size(); ++i) {
-    std::int64_t const v = ctx.call(cmd::hincrby{keys[i], conv, n});
+    cmd::hincrby const add{keys[i], conv, n};
+    auto const [ec, v] = ctx.pcall(add);
+    if (ec) {
+      undo(i);
+      ctx.call(add);  // fails again, with the server's error
+    }
+    cmd::hincrby const bump{keys[i], kVersion, 1};
+    if (ctx.pcall(bump).first) {
+      unadd(ctx, keys[i], conv, n);
+      undo(i);
+      ctx.call(bump);
+    }
     if (i == 0) first = v;
-    ctx.call(cmd::hincrby{keys[i], kVersion, 1});
-    ctx.call(cmd::pexpire{keys[i], ttl});
   }
+  for (auto const key : keys)
+    ctx.call(cmd::pexpire{key, ttl});
   return first;
 }
 inline auto const increment_script = make_script<std::int64_t>(R"lua(
-local n = tonumber(ARGV[2])
-for i = 1, #KEYS do
-  local f = redis.call('HMGET', KEYS[i], ARGV[1], '')
-  for j = 1, 2 do
-    local v = f[j]
-    if v and not ((v == '0' or string.match(v, '^[1-9]%d*$')) and tonumber(v) + n < 9.2e18) then
-      return redis.error_reply('ERR unread counter is not a count')
-    end
+local function unadd(k, f, by)
+  if redis.call('HINCRBY', k, f, by) == 0 then redis.call('HDEL', k, f) end
+end
+local function undo(done)
+  for i = 1, done do
+    unadd(KEYS[i], ARGV[1], '-' .. ARGV[2])
+    unadd(KEYS[i], '', -1)
   end
 end
 local first = 0
 for i = 1, #KEYS do
-  local v = redis.call('HINCRBY', KEYS[i], ARGV[1], ARGV[2])
+  local v = redis.pcall('HINCRBY', KEYS[i], ARGV[1], ARGV[2])
+  if type(v) == 'table' then
+    undo(i - 1)
+    return v
+  end
+  local w = redis.pcall('HINCRBY', KEYS[i], '', 1)
+  if type(w) == 'table' then
+    unadd(KEYS[i], ARGV[1], '-' .. ARGV[2])
+    undo(i - 1)
+    return w
+  end
   if i == 1 then first = v end
-  redis.call('HINCRBY', KEYS[i], '', 1)
+end
+for i = 1, #KEYS do
   redis.call('PEXPIRE', KEYS[i], ARGV[3])
 end
 return first)lua",
