@@ -25,7 +25,9 @@
 // so clustered on ClusterBackend, plain elsewhere) decides only how the fan-out is sent: plain,
 // one script for all recipients; clustered, one script per hash slot of the recipients' keys
 // (see async_increment_unread_for_recipients). A user id that holds a hash tag ("{team}ann")
-// puts that user's hash in the tag's slot, on both layouts.
+// puts that user's hash in the tag's slot, on both layouts. key_layout = plain on a
+// ClusterBackend works but for a fan-out to recipients in different slots, which then fails
+// with Error::cross_slot before anything is sent.
 //
 // One hash per user holds all of the user's counters and has one TTL (default 3 days), renewed
 // by every write to it: the parts and the total expire together, so a total can never count a
@@ -54,7 +56,8 @@
 //    a write to a user they are gone, until written again or recalculated
 //    (async_recalculate_total_unread rebuilds all of a user's counters at once).
 //  - Thread safety: as the backend; set the recalculation functions before operations start.
-//    Cancellation: the handler's cancellation slot reaches the backend's operation.
+//    Cancellation: the handler's cancellation slot reaches the backend's operation (on
+//    ClusterBackend, a fan-out split over several masters is not cancellable).
 #pragma once
 
 #include <rediskit/commands.hpp>
