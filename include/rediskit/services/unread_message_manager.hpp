@@ -12,10 +12,23 @@
 //   co_await unread.async_mark_conversation_read(conv, "u1");
 //
 // Key layout (seed 000's prefixes: keyPrefix "unread", userUnreadPrefix "user_unread"):
-//   unread:user_unread:{user}   hash   {conversation id} -> unread count (> 0; a conversation
-//                                      with nothing unread has no field)
-//                                      ""  -> version: bumped by every write (recalculation
-//                                      detects concurrent writes with it)
+//
+//   key (<user>: the user id as given)  type  plain layout (one node)  clustered layout (Cluster)
+//   unread:user_unread:<user>           hash  as seed 000              the same name
+//     fields: <conversation id> -> unread count (> 0; a conversation with nothing unread has
+//             no field); "" -> version: bumped by every write (recalculation detects
+//             concurrent writes with it)
+//
+// The two layouts name the keys alike: every operation but the fan-out touches one key, so it
+// needs no hash tag, and equal names let a C++ service share a Redis, or a Redis Cluster, with
+// the Node services of the seed. UnreadOptions::key_layout (default: default_key_layout_v<B>,
+// so clustered on ClusterBackend, plain elsewhere) decides only how the fan-out is sent: plain,
+// one script for all recipients; clustered, one script per hash slot of the recipients' keys
+// (see async_increment_unread_for_recipients). A user id that holds a hash tag ("{team}ann")
+// puts that user's hash in the tag's slot, on both layouts. key_layout = plain on a
+// ClusterBackend works but for a fan-out to recipients in different slots, which then fails
+// with Error::cross_slot before anything is sent.
+//
 // One hash per user holds all of the user's counters and has one TTL (default 3 days), renewed
 // by every write to it: the parts and the total expire together, so a total can never count a
 // part that is gone. (The Node code behind the seed keeps one string key per pair plus a mirror
@@ -30,16 +43,21 @@
 //  - Every operation is one round trip (a script or one command), except recalculation:
 //    read the version, call your function, write its result in a script that checks the
 //    version (a write that raced the database query makes it start again, at most
-//    `recalculate_attempts` times).
+//    `recalculate_attempts` times). The clustered fan-out is one plain batch of scripts: one
+//    round trip on one node; on a cluster, one request per master, all in flight at once.
+//  - Every script declares every key it touches in KEYS (one user hash; the fan-out, the hashes
+//    of its recipients, all in one slot in the clustered layout), on both layouts.
+//  - An increment writes all of its keys or none: when a key refuses (a key of another type, a
+//    value written by someone else that HINCRBY cannot add to), the script puts back what it
+//    had added to the keys before it and fails with that key's error, with nothing changed.
 //  - Operations never complete inside the initiating call; failures are error codes
 //    (rediskit::Error::invalid_argument for bad input, the backend's code otherwise).
 //  - A missing counter reads as 0. Counters are a cache of the database: after 3 days without
 //    a write to a user they are gone, until written again or recalculated
 //    (async_recalculate_total_unread rebuilds all of a user's counters at once).
 //  - Thread safety: as the backend; set the recalculation functions before operations start.
-//    Cancellation: the handler's cancellation slot reaches the backend's operation.
-// On Redis Cluster, async_increment_unread_for_recipients touches one key per recipient: it
-// needs them in one slot (not the case with this layout) and is for single-node Redis.
+//    Cancellation: the handler's cancellation slot reaches the backend's operation (on
+//    ClusterBackend, a fan-out split over several masters is not cancellable).
 #pragma once
 
 #include <rediskit/commands.hpp>
@@ -69,6 +87,7 @@
 #include <memory>
 #include <optional>
 #include <ranges>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -88,6 +107,10 @@ struct UnreadOptions {
   std::chrono::milliseconds default_ttl = std::chrono::hours(72);
   /// How many times a recalculation runs the query when writes race it (at least 1).
   int recalculate_attempts = 3;
+  /// plain: the fan-out is one script; clustered: one script per hash slot (the key names are
+  /// the same, see the top of the file). Unset: default_key_layout_v<B> (ClusterBackend:
+  /// clustered; every other backend: plain).
+  std::optional<KeyLayout> key_layout{};
 };
 
 /// One user's unread counts by conversation, as a total recalculation function returns them:
@@ -113,32 +136,80 @@ inline std::int64_t arg(ScriptContext auto& ctx, std::size_t i) {
   return parse_count(ctx.args()[i]).value_or(0);
 }
 
-// KEYS: user hashes; ARGV: conversation, n, ttl ms. Adds n to the conversation of every key;
-// returns the new count of the first.
+/// Takes `by` back from `field` of `key` (a field back at 0 was not there: it goes).
+inline void unadd(ScriptContext auto& ctx, std::string_view key, std::string_view field,
+                  std::int64_t by) {
+  if (ctx.call(cmd::hincrby{key, field, -by}) == 0) ctx.call(cmd::hdel{key, field});
+}
+
+// KEYS: user hashes; ARGV: conversation, n, ttl ms. Adds n to the conversation of every key and
+// bumps every version, then renews every TTL; returns the new count of the first key. All or
+// nothing: when a key refuses (another type, a value HINCRBY cannot add to, an overflow), the
+// keys before it are put back as they were (a script runs alone: nobody saw them) and the
+// script fails with that key's error.
 inline std::int64_t increment_twin(ScriptContext auto& ctx) {
   auto const conv = ctx.args()[0];
   std::int64_t const n = arg(ctx, 1);
   std::chrono::milliseconds const ttl{arg(ctx, 2)};
-  std::int64_t first = 0;
   auto const keys = ctx.keys();
+  auto const undo = [&](std::size_t done) {
+    for (std::size_t i = 0; i < done; ++i) {
+      unadd(ctx, keys[i], conv, n);
+      unadd(ctx, keys[i], kVersion, 1);
+    }
+  };
+  std::int64_t first = 0;
   for (std::size_t i = 0; i < keys.size(); ++i) {
-    std::int64_t const v = ctx.call(cmd::hincrby{keys[i], conv, n});
+    cmd::hincrby const add{keys[i], conv, n};
+    auto const [ec, v] = ctx.pcall(add);
+    if (ec) {
+      undo(i);
+      ctx.call(add);  // fails again, with the server's error
+    }
+    cmd::hincrby const bump{keys[i], kVersion, 1};
+    if (ctx.pcall(bump).first) {
+      unadd(ctx, keys[i], conv, n);
+      undo(i);
+      ctx.call(bump);
+    }
     if (i == 0) first = v;
-    ctx.call(cmd::hincrby{keys[i], kVersion, 1});
-    ctx.call(cmd::pexpire{keys[i], ttl});
   }
+  for (auto const key : keys)
+    ctx.call(cmd::pexpire{key, ttl});
   return first;
 }
 inline auto const increment_script = make_script<std::int64_t>(R"lua(
+local function unadd(k, f, by)
+  if redis.call('HINCRBY', k, f, by) == 0 then redis.call('HDEL', k, f) end
+end
+local function undo(done)
+  for i = 1, done do
+    unadd(KEYS[i], ARGV[1], '-' .. ARGV[2])
+    unadd(KEYS[i], '', -1)
+  end
+end
 local first = 0
 for i = 1, #KEYS do
-  local v = redis.call('HINCRBY', KEYS[i], ARGV[1], ARGV[2])
+  local v = redis.pcall('HINCRBY', KEYS[i], ARGV[1], ARGV[2])
+  if type(v) == 'table' then
+    undo(i - 1)
+    return v
+  end
+  local w = redis.pcall('HINCRBY', KEYS[i], '', 1)
+  if type(w) == 'table' then
+    unadd(KEYS[i], ARGV[1], '-' .. ARGV[2])
+    undo(i - 1)
+    return w
+  end
   if i == 1 then first = v end
-  redis.call('HINCRBY', KEYS[i], '', 1)
+end
+for i = 1, #KEYS do
   redis.call('PEXPIRE', KEYS[i], ARGV[3])
 end
 return first)lua",
                                                    [](ScriptContext auto& c) { return increment_twin(c); });
+/// One EVALSHA of increment_script.
+using IncrementCall = decltype(increment_script());
 
 // KEYS: user hash; ARGV: conversation, n (0: all), ttl ms. Subtracts n, clamping at zero (a
 // zero count has no field); returns the new count, or for n = 0 the count it cleared.
@@ -511,11 +582,14 @@ class UnreadMessageManager {
   explicit UnreadMessageManager(B& backend, UnreadOptions options = {})
       : backend_(backend),
         options_(std::move(options)),
+        layout_(options_.key_layout.value_or(default_key_layout_v<B>)),
         prefix_(KeySpace(options_.key_prefix).key(options_.user_unread_prefix + ":")),
         ttl_(std::to_string(options_.default_ttl.count())) {}
 
   executor_type get_executor() const noexcept { return backend_.get_executor(); }
   UnreadOptions const& options() const noexcept { return options_; }
+  /// The layout in use: options().key_layout, else default_key_layout_v<B>.
+  KeyLayout key_layout() const noexcept { return layout_; }
 
   /// The hash that holds `user_id`'s counters.
   std::string user_key(std::string_view user_id) const { return prefix_ + std::string(user_id); }
@@ -563,8 +637,21 @@ class UnreadMessageManager {
 
   /// The fan-out of a new message: adds `n` (>= 1) to `conversation_id`'s count of every
   /// participant except `sender_id` (empty: a message with no sender, every participant
-  /// counts; a participant listed twice counts once). Completes with the number of users
-  /// incremented. One script for all of them.
+  /// counts; a participant listed twice counts once), and renews their TTLs. Completes with the
+  /// number of recipients counted.
+  ///
+  /// Plain layout: one script for all recipients, one round trip, atomic (all counted or none).
+  /// Clustered layout: the recipients grouped by the hash slot of their key, one script per
+  /// group, all in one plain batch (one round trip on one node; on a cluster, one request per
+  /// master, in flight at once). Each group is atomic; the groups are not atomic together: a
+  /// reader may see some recipients counted before the others, and when a group fails (a key
+  /// of another type, a counter written by someone else, a master that fails) the others
+  /// still run. The operation then completes with the first error and the number of
+  /// recipients whose groups succeeded (recipients of one slot: those whose user id shares a
+  /// hash tag, or, rarely, whose keys hash alike; most recipients are a group of their own).
+  /// Sending the fan-out again would count those twice: recalculate instead. After
+  /// Error::connection_lost the groups sent on that link may or may not have run (the count
+  /// does not include them).
   template <class Token = boost::asio::deferred_t>
   auto async_increment_unread_for_recipients(std::string_view conversation_id,
                                              std::string_view sender_id,
@@ -586,11 +673,42 @@ class UnreadMessageManager {
           if (users.empty()) return complete_now(std::move(handler), error_code{});
           for (auto& u : users)
             u.insert(0, prefix_);  // now the keys
+          // The keys in group order (a contiguous range of views: each script views a slice).
+          std::vector<std::string_view> keys(users.begin(), users.end());
+          std::vector<std::size_t> sizes;  // recipients per group
+          if (layout_ == KeyLayout::plain) {
+            sizes.push_back(keys.size());
+          } else {
+            std::vector<std::pair<std::uint16_t, std::string_view>> by_slot;
+            by_slot.reserve(keys.size());
+            for (auto k : keys)
+              by_slot.emplace_back(cluster::key_slot(k), k);
+            std::sort(by_slot.begin(), by_slot.end());
+            for (std::size_t i = 0; i < by_slot.size(); ++i) {
+              keys[i] = by_slot[i].second;
+              if (i == 0 || by_slot[i].first != by_slot[i - 1].first)
+                sizes.push_back(1);
+              else
+                ++sizes.back();
+            }
+          }
           std::string const count = std::to_string(n);
-          auto const recipients = static_cast<std::int64_t>(users.size());
-          run(std::move(handler), detail::unread::increment_script(users, {conv, count, ttl_}),
-              [recipients](error_code& ec, std::int64_t) -> std::int64_t {
-                return ec ? 0 : recipients;
+          std::vector<detail::unread::IncrementCall> calls;
+          calls.reserve(sizes.size());
+          std::span<std::string_view const> rest(keys);
+          for (auto size : sizes) {
+            calls.push_back(
+                detail::unread::increment_script(rest.first(size), {conv, count, ttl_}));
+            rest = rest.subspan(size);
+          }
+          // A group's script returns the new count of its first key (>= n >= 1); a failed one
+          // leaves its reply at 0.
+          run(std::move(handler), calls,
+              [sizes = std::move(sizes)](error_code&, std::vector<std::int64_t> const& r) {
+                std::int64_t counted = 0;
+                for (std::size_t i = 0; i < r.size() && i < sizes.size(); ++i)
+                  if (r[i] > 0) counted += static_cast<std::int64_t>(sizes[i]);
+                return counted;
               });
         },
         token, std::string(conversation_id), std::move(users), empty_id, n);
@@ -723,6 +841,7 @@ class UnreadMessageManager {
 
   B& backend_;
   UnreadOptions options_;
+  KeyLayout layout_;
   std::string prefix_;  // "{key_prefix}:{user_unread_prefix}:"
   std::string ttl_;     // default_ttl in milliseconds, as a script argument
   detail::unread::Source recalculate_;
