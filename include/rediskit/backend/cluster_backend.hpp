@@ -18,7 +18,10 @@
 //  - past ClusterConfig::max_redirects rounds: Error::too_many_redirects, with the last
 //    redirection's text in Diagnostics::server_message.
 // A lost link is handled as on RedisBackend: a request of idempotent commands is re-sent by its
-// Connection; any other fails with Error::connection_lost.
+// Connection; any other fails with Error::connection_lost (it may have run). A request whose
+// master could not be reached at all (refused, timed out, reconnection given up: it was never
+// written) goes where the next slot map says, after a pause: when a master dies, its replica
+// takes over and the callers carry on once the cluster has promoted it.
 //
 // Batches. A batch (or a range of commands) whose keys all live on one master is one request
 // on that master's pipeline, with no copy. One that spans masters is split: one request per
@@ -29,8 +32,14 @@
 // whose keys span slots; in a plain batch, each command may be in its own slot.
 //
 // Commands that act on the whole keyspace run on every master: FLUSHDB, DBSIZE (summed), KEYS
-// (concatenated), and SCAN, whose cursor encodes the master it is on (the top 10 bits), so a
-// scan walks every master in turn and ends with cursor 0.
+// (concatenated), and SCAN, whose cursor encodes the master it walks (its lowest slot, in the
+// top 14 bits), so a scan walks every master in turn and ends with cursor 0 (a resharding
+// during the walk may skip or repeat keys, as SCAN on one node may not). In a transaction they
+// fail with Error::cross_slot. INFO, PING, TIME and other keyless commands go to any master.
+//
+// Keys. Services lay their keys out for a cluster on this backend (key_layout =
+// KeyLayout::clustered, key_space.hpp): the keys one script or transaction touches share a
+// hash tag.
 //
 // Pub/sub: make_subscriber() subscribes through one node (classic pub/sub reaches every node's
 // subscribers).
@@ -47,8 +56,8 @@
 #include <rediskit/key_space.hpp>
 
 #include <boost/asio/post.hpp>
-#include <boost/container/small_vector.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/container/small_vector.hpp>
 
 #include <algorithm>
 #include <charconv>
