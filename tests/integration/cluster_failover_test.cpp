@@ -2,6 +2,8 @@
 // reshard` moves slots between masters (ASK, then MOVED), and while a master is killed and its
 // replica takes over. Each test has a cluster of its own (TestRedisCluster), stopped at the end.
 //
+// And reads served by replicas (ClusterConfig::read_from_replicas) while writes go to the masters.
+//
 // What a caller may see: during a resharding, nothing (a redirected command did not run, so it
 // is sent again, and every INCR counts exactly once); during a failover, Error::connection_lost
 // for the commands that were written to the master when it died (they may have run: never sent
@@ -17,6 +19,7 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <iostream>
@@ -88,6 +91,14 @@ struct IncrLoad {
   int running = 0;
   bool stopping = false;
 };
+
+template <class X>
+auto reply_of(X const&) {
+  if constexpr (CommandRange<X>)
+    return std::vector<reply_t<std::ranges::range_value_t<X>>>{};
+  else
+    return reply_t<X>{};
+}
 
 ClusterConfig config_for(test::TestRedisCluster& c) {
   ClusterConfig cfg;
@@ -288,6 +299,79 @@ BOOST_AUTO_TEST_CASE(callers_carry_on_when_a_master_dies_and_its_replica_takes_o
   BOOST_TEST(too_many == 0);
   std::cout << "acknowledged INCRs lost by the failover (not yet replicated): "
             << acknowledged_lost << "\n";
+}
+
+BOOST_AUTO_TEST_CASE(reads_go_to_the_replicas_when_asked_and_writes_to_the_masters) {
+  test::TestRedisCluster cluster(test::TestRedisCluster::Options{.replicas_per_master = 1});
+  boost::asio::io_context ioc;
+  auto cfg = config_for(cluster);
+  cfg.read_from_replicas = true;
+  cfg.refresh_interval = 100ms;
+  ClusterBackend db(ioc, cfg);
+  auto exec = [&](auto const& x) {
+    std::optional<error_code> done;
+    std::optional<std::decay_t<decltype(reply_of(x))>> out;
+    db.async_exec(x, [&](error_code ec, auto r) {
+      done = ec;
+      out.emplace(std::move(r));
+    });
+    run_for(ioc, 10s, [&] { return done.has_value(); });
+    BOOST_REQUIRE(done);
+    BOOST_REQUIRE_MESSAGE(!*done, done->message());
+    return std::move(*out);
+  };
+  std::vector<cmd::set> sets;
+  std::vector<cmd::get> gets;
+  std::vector<std::string> keys, values;
+  for (int i = 0; i < 60; ++i) {
+    keys.push_back("replica:" + std::to_string(i));
+    values.push_back("v" + keys.back());
+  }
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    sets.push_back({.key = keys[i], .value = values[i]});
+    gets.push_back({keys[i]});
+  }
+  exec(sets);
+  // A replica appears in CLUSTER SLOTS once it has replicated something: the periodic reading
+  // of the map finds them.
+  run_for(ioc, 10s, [&] {
+    auto const& m = db.slot_map();
+    for (std::size_t i = 0; i < m.masters().size(); ++i)
+      if (m.replicas_of(std::int16_t(i)).empty()) return false;
+    return !m.masters().empty();
+  });
+  for (std::size_t m = 0; m < db.slot_map().masters().size(); ++m)
+    BOOST_TEST(db.slot_map().replicas_of(std::int16_t(m)).size() == 1u,
+               "master " << db.slot_map().masters()[m].to_string() << " has "
+                         << db.slot_map().replicas_of(std::int16_t(m)).size() << " replicas");
+  // Replication is asynchronous: read until every replica has every key.
+  auto const deadline = Clock::now() + 10s;
+  std::vector<std::optional<std::string>> got;
+  do {
+    got = exec(gets);
+  } while (std::any_of(got.begin(), got.end(), [](auto const& v) { return !v; }) &&
+           Clock::now() < deadline);
+  for (std::size_t i = 0; i < keys.size(); ++i)
+    BOOST_TEST(got[i].value_or("") == values[i]);
+  BOOST_TEST(db.stats().replica_reads > 0u);
+  // The replicas served the GETs, the masters none of them; the masters took the SETs.
+  auto calls = [&](std::size_t node, std::string_view cmd) {
+    auto const stats = cluster.command(node, "INFO commandstats");
+    auto const at = stats.find("cmdstat_" + std::string(cmd) + ":calls=");
+    return at == std::string::npos ? 0L : std::stol(stats.substr(at + cmd.size() + 15));
+  };
+  long replica_gets = 0, master_gets = 0, master_sets = 0;
+  for (std::size_t n = 0; n < cluster.size(); ++n) {
+    if (cluster.is_master(n)) {
+      master_gets += calls(n, "get");
+      master_sets += calls(n, "set");
+    } else {
+      replica_gets += calls(n, "get");
+    }
+  }
+  BOOST_TEST(replica_gets >= 60);
+  BOOST_TEST(master_gets == 0);
+  BOOST_TEST(master_sets == 60);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

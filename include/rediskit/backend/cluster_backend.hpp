@@ -5,8 +5,10 @@
 //   auto v = co_await cluster.async_exec(rediskit::cmd::get{"chat:user:42"});
 //
 // Routing. The slot map comes from CLUSTER SLOTS, asked of the seed nodes at first use (the
-// operations that arrive meanwhile wait for it). A command runs on the master of its keys'
-// slot (cluster/route.hpp finds the keys); a command without keys runs on any master.
+// operations that arrive meanwhile wait for it), and again every refresh_interval (5 s) and
+// after a MOVED or a lost node. A command runs on the master of its keys' slot
+// (cluster/route.hpp finds the keys); a command without keys runs on any master; with
+// read_from_replicas, a read runs on one of the master's replicas.
 //
 // Redirections (a redirected command did not run, so resending it is always safe):
 //  - MOVED: the slot's new owner is recorded at once, the command is sent there, and the whole
@@ -88,6 +90,15 @@ struct ClusterConfig {
   /// First pause before a TRYAGAIN / CLUSTERDOWN / LOADING retry; it doubles each time, up to
   /// one second.
   std::chrono::milliseconds retry_delay{10};
+  /// Reads (idempotent commands: GET, HGETALL, ZRANGE, ...) go to a replica of their slot's
+  /// master, in turn (the master when it has none), over connections in READONLY mode. A
+  /// replica lags its master: a read may not see a write that was just acknowledged. Writes,
+  /// transactions, scripts and SCAN always go to the master.
+  bool read_from_replicas = false;
+  /// The slot map is read again this often (0: only after MOVED and lost nodes), so that new
+  /// replicas, masters and slot moves are seen without waiting for a redirection. A replica
+  /// appears in CLUSTER SLOTS once it has replicated something.
+  std::chrono::milliseconds refresh_interval{5000};
 };
 
 /// What the cluster client saw (seed 000's metrics, for a cluster).
@@ -99,6 +110,7 @@ struct ClusterStats {
   std::uint64_t refreshes = 0;     ///< slot maps read
   std::uint64_t split_batches = 0; ///< batches sent to more than one master
   std::uint64_t unreached = 0;     ///< requests sent again because their node was unreachable
+  std::uint64_t replica_reads = 0; ///< requests sent to a replica (read_from_replicas)
 };
 
 namespace detail::cluster {
@@ -190,6 +202,7 @@ inline bool never_sent(error_code ec) noexcept {
 struct Unit {
   std::uint16_t slot = Route::any;
   Fan fan = Fan::none;
+  bool read_only = false;  // an idempotent command: a replica may serve it
   std::string bytes{};  // what to send instead of the command's own bytes (SCAN's node cursor)
   std::vector<std::pair<std::string_view, std::string_view>> scripts{};  // (sha1, source)
 };
@@ -277,10 +290,41 @@ struct State {
     return &by_index[std::size_t(i)];
   }
 
+  /// A replica's pool (READONLY connections): apart from the masters' pools, since a replica
+  /// may become a master.
+  std::shared_ptr<Pool> const& replica_pool_for(NodeAddress const& a) {
+    for (auto& [addr, p] : replica_pools)
+      if (addr == a) return p;
+    RedisConfig c = config.node;
+    c.host = a.host;
+    c.port = a.port;
+    replica_pools.emplace_back(a, std::make_shared<Pool>(executor, std::move(c), true));
+    return replica_pools.back().second;
+  }
+
+  /// Where a read of `slot` goes with read_from_replicas: one of its master's replicas in turn,
+  /// else the master (nullptr when the map has neither).
+  std::shared_ptr<Pool> const* read_pool_of_slot(std::uint16_t slot) {
+    auto const i = map.master_of(slot);
+    if (i >= 0 && std::size_t(i) < replicas_by_index.size() &&
+        !replicas_by_index[std::size_t(i)].empty()) {
+      auto const& rs = replicas_by_index[std::size_t(i)];
+      ++stats.replica_reads;
+      return &rs[next_replica++ % rs.size()];
+    }
+    return pool_of_slot(slot);
+  }
+
   void adopt(SlotMap m) {
     map = std::move(m);
     by_index.clear();
-    for (auto const& a : map.masters()) by_index.push_back(pool_for(a));
+    replicas_by_index.clear();
+    for (std::size_t i = 0; i < map.masters().size(); ++i) {
+      by_index.push_back(pool_for(map.masters()[i]));
+      auto& rs = replicas_by_index.emplace_back();
+      if (config.read_from_replicas)
+        for (auto const& r : map.replicas_of(std::int16_t(i))) rs.push_back(replica_pool_for(r));
+    }
     have_map = true;
   }
 
@@ -295,6 +339,9 @@ struct State {
   std::vector<std::pair<NodeAddress, std::shared_ptr<Pool>>> pools;  // every node met
   SlotMap map;
   std::vector<std::shared_ptr<Pool>> by_index;  // map.masters()[i]'s pool
+  std::vector<std::pair<NodeAddress, std::shared_ptr<Pool>>> replica_pools;
+  std::vector<std::vector<std::shared_ptr<Pool>>> replicas_by_index;  // with read_from_replicas
+  std::size_t next_replica = 0;
   bool have_map = false;
   bool refreshing = false;
   bool refresh_again = false;
@@ -304,9 +351,12 @@ struct State {
   ClusterStats stats;
   std::size_t next_any = 0;
   bool closed = false;
+  std::optional<boost::asio::steady_timer> refresh_timer;  // the periodic reading
+  bool refresh_timer_armed = false;
 };
 
 void refresh(std::shared_ptr<State> const& st);
+void arm_periodic_refresh(std::shared_ptr<State> const& st);
 
 /// Everything an operation does but for its typed reply: routing, splitting, redirections,
 /// retries and putting replies back in order. Not a template, so it is compiled once, whatever
@@ -343,7 +393,7 @@ class Core {
     auto const& st = state;
     if (st->closed) return finish_posted(make_error_code(Error::connection_closed));
     if (units.size() == 1 && units[0].fan == Fan::none) {  // one command: straight to its node
-      auto const* p = st->pool_of_slot(units[0].slot);
+      auto const* p = pool_of(*st, units[0]);
       if (!p) return finish_posted(make_error_code(Error::cluster_down));
       std::size_t const only = 0;
       return send(*p, false, {&only, 1}, false, true);
@@ -457,6 +507,13 @@ class Core {
     return true;
   }
 
+  // Where a unit goes: its slot's master, or a replica for a read with read_from_replicas.
+  std::shared_ptr<Pool> const* pool_of(State& st, Unit const& u) {
+    if (u.read_only && st.config.read_from_replicas && rounds == 0)
+      return st.read_pool_of_slot(u.slot);
+    return st.pool_of_slot(u.slot);
+  }
+
   // Sends `units` where their slots live (asks: the units to send after ASKING to the node an
   // ASK named, with that node's pool).
   void dispatch(State& st, std::span<std::size_t const> to_send, Asks asks) {
@@ -481,7 +538,7 @@ class Core {
         continue;
       }
       spread = spread || units[u].fan == Fan::scan;
-      auto const* p = st.pool_of_slot(units[u].slot);
+      auto const* p = pool_of(st, units[u]);
       if (!p) return finish_posted(make_error_code(Error::cluster_down));
       add(*p, false, u);
     }
@@ -808,6 +865,7 @@ struct Refresh : std::enable_shared_from_this<Refresh> {
 
   static void done(std::shared_ptr<State> const& st) {
     st->refreshing = false;
+    arm_periodic_refresh(st);
     auto waiting = std::exchange(st->waiting, {});
     for (auto& op : waiting) {
       if (st->have_map && !st->closed)
@@ -820,6 +878,22 @@ struct Refresh : std::enable_shared_from_this<Refresh> {
     if (std::exchange(st->refresh_again, false)) refresh(st);
   }
 };
+
+/// Reads the map again after ClusterConfig::refresh_interval (once a map was read).
+inline void arm_periodic_refresh(std::shared_ptr<State> const& st) {
+  if (st->closed || !st->have_map || st->refresh_timer_armed ||
+      st->config.refresh_interval <= std::chrono::milliseconds(0))
+    return;
+  if (!st->refresh_timer) st->refresh_timer.emplace(st->executor);
+  st->refresh_timer_armed = true;
+  st->refresh_timer->expires_after(st->config.refresh_interval);
+  st->refresh_timer->async_wait([w = std::weak_ptr<State>(st)](error_code ec) {
+    auto st = w.lock();
+    if (!st) return;
+    st->refresh_timer_armed = false;
+    if (!ec) refresh(st);
+  });
+}
 
 /// Reads the slot map again (at most one reading at a time; one asked meanwhile follows it),
 /// then starts the operations that waited for it.
@@ -928,11 +1002,13 @@ class ClusterBackend {
   /// Closes every connection; pending operations complete with Error::connection_closed.
   void close() {
     state_->closed = true;
-    for (auto& [addr, p] : state_->pools) {
-      p->main.close();
-      for (auto& c : p->idle_blocking) c->close();
-      p->idle_blocking.clear();
-    }
+    if (state_->refresh_timer) state_->refresh_timer->cancel();
+    for (auto* pools : {&state_->pools, &state_->replica_pools})
+      for (auto& [addr, p] : *pools) {
+        p->main.close();
+        for (auto& c : p->idle_blocking) c->close();
+        p->idle_blocking.clear();
+      }
     auto waiting = std::exchange(state_->waiting, {});
     for (auto& op : waiting) op->fail(make_error_code(Error::connection_closed));
   }
@@ -1039,6 +1115,7 @@ class ClusterBackend {
             auto r = rediskit::cluster::route(c);
             if (r.cross_slot) refuse(r);
             u.slot = r.slot;
+            u.read_only = is_idempotent_v<C> && r.slot != rediskit::cluster::Route::any;
           }
           if constexpr (requires { c.script_source(); })
             u.scripts.emplace_back(c.script_sha1(), c.script_source());

@@ -379,9 +379,11 @@ bool needs_blocking_connection(X const& x) {
 /// The connections of a RedisBackend, shared with operations in flight (which hold it weakly
 /// to give blocking connections back).
 struct Pool {
-  Pool(boost::asio::any_io_executor ex, RedisConfig cfg)
+  /// `replica`: a cluster replica that serves reads (READONLY on every connection).
+  Pool(boost::asio::any_io_executor ex, RedisConfig cfg, bool replica = false)
       : executor(std::move(ex)),
         config(std::move(cfg)),
+        read_only_replica(replica),
         sentinel(config.sentinels.empty()
                      ? nullptr
                      : std::make_shared<sentinel::Sentinel>(executor, config)),
@@ -390,6 +392,7 @@ struct Pool {
   ConnectionConfig main_config() const {
     auto c = config.connection_config();
     if (c.client_name.empty()) c.client_name = "rediskit";
+    if (read_only_replica) c.setup.push("READONLY");
     if (sentinel) {
       c.locate = [s = sentinel](LocateHandler h) { s->async_locate(std::move(h)); };
       c.require_master = true;
@@ -419,6 +422,7 @@ struct Pool {
 
   boost::asio::any_io_executor executor;
   RedisConfig config;
+  bool read_only_replica = false;
   std::shared_ptr<sentinel::Sentinel> sentinel;  // Sentinel mode only
   Connection main;
   std::vector<std::shared_ptr<Connection>> idle_blocking;

@@ -1,5 +1,6 @@
-// rediskit::cluster::SlotMap: which master serves each of the 16384 hash slots, read from a
-// node's CLUSTER SLOTS reply and corrected by MOVED redirections.
+// rediskit::cluster::SlotMap: which master serves each of the 16384 hash slots (and which
+// replicas follow each master), read from a node's CLUSTER SLOTS reply and corrected by MOVED
+// redirections.
 //
 //   auto map = cluster::SlotMap::parse(tree, "10.0.0.5", ec, &why);   // CLUSTER SLOTS reply
 //   auto i = map.master_of(cluster::key_slot("user:1"));              // index into masters()
@@ -109,6 +110,7 @@ class SlotMap {
         return fail("range " + std::to_string(range) + " is not [first, last, master, ...]");
       std::size_t const entries = t[i].size;
       std::int64_t first = 0, last = 0;
+      std::int16_t master = unassigned;
       if (!number(i + 1, first) || !number(i + 2, last) || first < 0 || last < first ||
           last >= slot_count)
         return fail("range " + std::to_string(range) + " has no valid slot numbers");
@@ -124,8 +126,12 @@ class SlotMap {
         std::string host = t[node_at + 1].value;
         if (host.empty() || host == "?") host.assign(asked_host);
         if (e == 2) {
-          auto const idx = m.index_of(NodeAddress{std::move(host), std::uint16_t(port)});
-          for (auto s = first; s <= last; ++s) m.owner_[std::size_t(s)] = idx;
+          master = m.index_of(NodeAddress{std::move(host), std::uint16_t(port)});
+          for (auto s = first; s <= last; ++s) m.owner_[std::size_t(s)] = master;
+        } else {
+          auto& rs = m.replicas_[std::size_t(master)];
+          NodeAddress r{std::move(host), std::uint16_t(port)};
+          if (std::find(rs.begin(), rs.end(), r) == rs.end()) rs.push_back(std::move(r));
         }
         // Skip the node's subtree.
         ++i;
@@ -137,6 +143,11 @@ class SlotMap {
 
   /// Every master that owns at least one slot (and any named by assign()).
   std::vector<NodeAddress> const& masters() const noexcept { return masters_; }
+
+  /// The replicas of masters()[index] that CLUSTER SLOTS named.
+  std::vector<NodeAddress> const& replicas_of(std::int16_t index) const {
+    return replicas_.at(std::size_t(index));
+  }
 
   /// Index into masters() of the slot's owner, or `unassigned`.
   std::int16_t master_of(std::uint16_t slot) const noexcept {
@@ -201,11 +212,13 @@ class SlotMap {
     for (std::size_t k = 0; k < masters_.size(); ++k)
       if (masters_[k] == a) return static_cast<std::int16_t>(k);
     masters_.push_back(a);
+    replicas_.emplace_back();
     return static_cast<std::int16_t>(masters_.size() - 1);
   }
 
  private:
   std::vector<NodeAddress> masters_;
+  std::vector<std::vector<NodeAddress>> replicas_;  // per master, in masters_' order
   std::array<std::int16_t, slot_count> owner_{};
 };
 
