@@ -172,7 +172,7 @@ class Engine {
       ctx.fail(err);
       return reply_t<C>{};
     }
-    if (cfg_.cluster_checks && cluster::route(c).cross_slot) {
+    if (cfg_.cluster_checks && rediskit::cluster::route(c).cross_slot) {
       ctx.fail(cross_slot_error);
       return reply_t<C>{};
     }

@@ -67,7 +67,7 @@ class ScriptCtx {
   void check_declared(C const& c) {
     if (!ctx_->db.config().cluster_checks) return;
     std::string undeclared;
-    cluster::for_each_key(c, [&](std::string_view k) {
+    rediskit::cluster::for_each_key(c, [&](std::string_view k) {
       if (!undeclared.empty()) return;
       if (std::find(keys_.begin(), keys_.end(), k) == keys_.end()) undeclared.assign(k);
     });
