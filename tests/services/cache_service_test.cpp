@@ -242,7 +242,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(set_multiple_and_get_multiple_keep_order, B, AllBa
   BOOST_TEST(std::get<1>(f.wait(cache.template async_get_multiple<int>(none))).empty());
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(values_that_do_not_decode_name_key_and_field, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(values_that_do_not_decode_name_key_and_field, B,
+                              AllBackendsAndCluster) {
   Fixture<B> f;
   CacheService<B> cache(f.backend, f.opts());
   f.ok(cmd::set{.key = "cache:user:1", .value = R"({"name":"Al","age":"thirty"})"});
@@ -293,7 +294,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hostile_ids_never_reach_other_users_keys, B, AllBa
   BOOST_TEST(f.ok(cmd::exists{.keys = "other:session:x:1"}) == 1);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(keys_and_delete_pattern_walk_the_whole_keyspace, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(keys_and_delete_pattern_walk_the_whole_keyspace, B,
+                              AllBackendsAndCluster) {
   Fixture<B> f;
   CacheService<B> cache(f.backend, f.opts({.key_prefix = "c", .max_scan_count = 7}));
   for (int i = 0; i < 250; ++i) f.wait(cache.async_set("item:" + std::to_string(i), i));
@@ -363,7 +365,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(tag_sets_do_not_outgrow_live_keys, B, AllBackendsA
   BOOST_TEST(f.ok(cmd::zcard{"cache~tag:u"}) == 2);
   BOOST_TEST(f.ok(cmd::pttl{"cache~tag:u"}) > 50'000);
   f.wait(cache.async_set_with_tags("forever", 1, {"u"}));
-  f.wait(CacheService<B, JsonCodec, NoTtl>(f.backend, f.opts()).async_set_with_tags("forever", 1, {"u"}));
+  CacheService<B, JsonCodec, NoTtl> no_ttl(f.backend, f.opts());
+  f.wait(no_ttl.async_set_with_tags("forever", 1, {"u"}));
   BOOST_TEST(f.ok(cmd::pttl{"cache~tag:u"}) == -1);  // a key without TTL keeps its tag
 }
 
@@ -382,7 +385,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(cascade_follows_dependents_once, B, AllBackendsAnd
   BOOST_TEST(f.sorted_keys(cache, "*") == std::vector<std::string>{"other"});
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(fifty_concurrent_misses_call_the_loader_once, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(fifty_concurrent_misses_call_the_loader_once, B,
+                              AllBackendsAndCluster) {
   Fixture<B> f;
   CacheService<B> cache(f.backend, f.opts());
   int calls = 0;
@@ -531,20 +535,33 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(key_layouts, B, AllBackendsAndCluster) {
     if (cache.key_layout() == KeyLayout::clustered) {
       std::string internal = prefix;
       for (auto [from, to] : {std::pair<std::string, std::string>{"%", "%25"}, {"{", "%7B"}})
-        for (auto at = internal.find(from); at != std::string::npos; at = internal.find(from, at + to.size()))
+        for (auto at = internal.find(from); at != std::string::npos;
+             at = internal.find(from, at + to.size()))
           internal.replace(at, from.size(), to);
       lock = beside(value, internal + "~lock:", "user:1");
       BOOST_TEST(cluster::key_slot(lock) == cluster::key_slot(value), prefix);
     }
     // The lock is there, under that name, while the loader runs.
-    std::int64_t during = -1;
-    auto [ec, v] = f.wait(cache.template async_get_or_load<int>(
-        "user:1", [&](std::string const&) -> asio::awaitable<int> {
-          during = co_await f.backend.async_exec(cmd::exists{.keys = lock}, asio::use_awaitable);
-          co_return 1;
-        }));
+    bool started = false, go = false, done = false;
+    boost::system::error_code ec;
+    auto loader = [&](std::string const&) -> asio::awaitable<int> {
+      started = true;
+      asio::steady_timer t(co_await asio::this_coro::executor);
+      while (!go) {
+        t.expires_after(2ms);
+        co_await t.async_wait(asio::use_awaitable);
+      }
+      co_return 1;
+    };
+    cache.template async_get_or_load<int>("user:1", loader, [&](boost::system::error_code e, int) {
+      ec = e;
+      done = true;
+    });
+    f.run_until([&] { return started; });
+    BOOST_TEST(f.ok(cmd::exists{.keys = lock}) == 1, prefix);
+    go = true;
+    f.run_until([&] { return done; });
     BOOST_TEST(!ec, prefix << ": " << ec.message());
-    BOOST_TEST(during == 1, prefix);
     BOOST_TEST(f.ok(cmd::get{value}).value_or("") == "1", prefix);
     BOOST_TEST(f.ok(cmd::exists{.keys = lock}) == 0, prefix);
     f.wait(cache.async_set_with_tags("user:2", 2, {"t"}));
@@ -577,7 +594,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_failed_set_with_tags_leaves_no_untagged_value, B
 
 // Two processes (two CacheService objects, each with its own single-flight state): while one
 // loads, the other waits for its value instead of loading too.
-BOOST_AUTO_TEST_CASE_TEMPLATE(the_load_lock_keeps_other_processes_from_loading, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(the_load_lock_keeps_other_processes_from_loading, B,
+                              AllBackendsAndCluster) {
   Fixture<B> f;
   CacheService<B> p1(f.backend, f.opts()), p2(f.backend, f.opts());
   int calls = 0;

@@ -210,7 +210,8 @@ std::vector<Cmd> per_slot(std::vector<std::string_view>& keys, bool by_slot,
   }
   std::vector<std::pair<std::uint16_t, std::size_t>> at;  // (slot, index): sorted, stable
   at.reserve(keys.size());
-  for (std::size_t i = 0; i < keys.size(); ++i) at.emplace_back(rediskit::cluster::key_slot(keys[i]), i);
+  for (std::size_t i = 0; i < keys.size(); ++i)
+    at.emplace_back(rediskit::cluster::key_slot(keys[i]), i);
   std::sort(at.begin(), at.end());
   std::vector<std::string_view> sorted;
   sorted.reserve(keys.size());
@@ -299,12 +300,13 @@ inline std::vector<std::string> tag_take_twin(ScriptContext auto& ctx) {
   return members;
 }
 
-inline auto const tag_take = make_script<std::vector<std::string>>(R"lua(
+inline auto const tag_take = make_script<std::vector<std::string>>(
+    R"lua(
 local m = redis.call('ZRANGE', KEYS[1], 0, -1)
 redis.call('DEL', KEYS[1])
 return m
 )lua",
-                                                                   [](ScriptContext auto& c) { return tag_take_twin(c); });
+    [](ScriptContext auto& c) { return tag_take_twin(c); });
 
 // KEYS: value key, its lock (one slot in the clustered layout); ARGV: token, value, ttl ms
 // (0: none). Writes only if the lock still holds this load's token: an invalidation deletes
@@ -334,6 +336,25 @@ end
 return 1
 )lua",
                                              [](ScriptContext auto& c) { return write_back_twin(c); });
+
+using TagTake = decltype(tag_take());
+using Dels = std::span<cmd::del const>;
+
+/// Every deletion of the service is this one batch type, so that each backend compiles it
+/// once: tag sets read and emptied, then locks, then values (an invalidation round, a walk
+/// step, async_del, the undo of a set_with_tags). Its reply: Deleted.
+inline auto deletion(std::span<TagTake const> takes, Dels locks, Dels values) {
+  return batch(takes, locks, values);
+}
+using Deleted = std::tuple<std::vector<std::vector<std::string>>, std::vector<std::int64_t>,
+                           std::vector<std::int64_t>>;
+
+/// The values that a deletion deleted.
+inline std::int64_t values_deleted(Deleted const& r) {
+  std::int64_t n = 0;
+  for (auto d : std::get<2>(r)) n += d;
+  return n;
+}
 
 // KEYS[1] lock key; ARGV[1] token: deletes the lock if it is still this token's.
 inline std::int64_t release_twin(ScriptContext auto& ctx) {
@@ -525,12 +546,15 @@ class CacheService {
     return detail::initiate<void(error_code, bool)>(
         token, [this, k = keys_.key(key), l = lock_key(key), bad = key.empty()](auto h) {
           if (bad) return reject(std::move(h), false);
+          cmd::del const lock{.keys = l}, value{.keys = k};
           backend_->async_exec(
-              batch(cmd::del{.keys = l}, cmd::del{.keys = k}),
-              detail::then(std::move(h), [sh = shared_](error_code&, std::tuple<std::int64_t, std::int64_t> r) {
-                sh->deletes += std::get<1>(r);
-                return std::get<1>(r) > 0;
-              }));
+              detail::cache::deletion({}, {&lock, 1}, {&value, 1}),
+              detail::then(std::move(h),
+                           [sh = shared_](error_code&, detail::cache::Deleted const& r) {
+                             auto const n = detail::cache::values_deleted(r);
+                             sh->deletes += n;
+                             return n > 0;
+                           }));
         });
   }
 
@@ -868,8 +892,8 @@ class CacheService {
           std::vector<std::size_t> order;
           auto const reads = detail::cache::per_slot<cmd::mget>(views, by_slot(), &order);
           // The replies of the MGETs (one, or one per slot), in the order of `keys` again.
-          auto read = [this, diag, names, order = std::move(order)](
-                          error_code& ec, std::vector<std::vector<std::optional<std::string>>>& parts) {
+          using Parts = std::vector<std::vector<std::optional<std::string>>>;
+          auto read = [this, diag, names, order = std::move(order)](error_code& ec, Parts& parts) {
             std::vector<std::optional<std::string>> bytes(names->size());
             std::size_t at = 0;
             for (auto& part : parts)
@@ -881,23 +905,20 @@ class CacheService {
               out.push_back(decode<T>(ec, bytes[i], (*names)[i], diag));
             return out;
           };
-          using Parts = std::vector<std::vector<std::optional<std::string>>>;
+          // SlidingTtl renews each key in the same round trip; the batch is of one type either
+          // way (an empty run of PEXPIRE sends nothing), so each backend compiles it once.
+          std::vector<cmd::pexpire> touch;
           if (auto renew = ttl_.read_ttl()) {
-            std::vector<cmd::pexpire> touch;
             touch.reserve(names->size());
             for (auto const& k : *names) touch.push_back({.key = k, .ttl = *renew});
-            backend_->async_exec(
-                batch(reads, touch),
-                detail::then(std::move(h), [read = std::move(read)](
-                                               error_code& ec, std::tuple<Parts, std::vector<bool>> r) {
-                  return read(ec, std::get<0>(r));
-                }));
-          } else {
-            backend_->async_exec(reads, detail::then(std::move(h), [read = std::move(read)](
-                                                                       error_code& ec, Parts r) {
-                                   return read(ec, r);
-                                 }));
           }
+          backend_->async_exec(
+              batch(reads, touch),
+              detail::then(std::move(h),
+                           [read = std::move(read)](error_code& ec,
+                                                    std::tuple<Parts, std::vector<bool>> r) {
+                             return read(ec, std::get<0>(r));
+                           }));
         });
   }
 
@@ -946,19 +967,22 @@ class CacheService {
       svc->shared_->writes++;
       std::vector<decltype(detail::cache::tag_add())> adds;
       adds.reserve(st->tags.size());
-      for (auto const& t : st->tags) adds.push_back(detail::cache::tag_add(t, {st->ttl_ms, st->member}));
-      svc->backend_->async_exec(batch(cmd::set{.key = st->key, .value = st->value, .ttl = st->ttl}, adds),
-                                std::move(self));
+      for (auto const& t : st->tags)
+        adds.push_back(detail::cache::tag_add(t, {st->ttl_ms, st->member}));
+      svc->backend_->async_exec(
+          batch(cmd::set{.key = st->key, .value = st->value, .ttl = st->ttl}, adds),
+          std::move(self));
     }
     template <class Self>
     void operator()(Self& self, error_code ec, std::tuple<bool, std::vector<std::int64_t>>) {
       if (!ec) return self.complete({});
       state = undoing;
       failed = ec;
-      svc->backend_->async_exec(cmd::del{.keys = st->key}, std::move(self));
+      cmd::del const value{.keys = st->key};
+      svc->backend_->async_exec(detail::cache::deletion({}, {}, {&value, 1}), std::move(self));
     }
     template <class Self>
-    void operator()(Self& self, error_code, std::int64_t) {
+    void operator()(Self& self, error_code, detail::cache::Deleted const&) {
       self.complete(failed);
     }
   };
@@ -993,8 +1017,6 @@ class CacheService {
     bool bad = false;
     bool rejected = false;
     std::size_t deleted = 0;
-    using Takes = std::vector<std::vector<std::string>>;
-    using Dels = std::vector<std::int64_t>;
 
     template <class Self>
     void operator()(Self& self) {
@@ -1023,13 +1045,13 @@ class CacheService {
       auto const value_dels = detail::cache::per_slot<cmd::del>(value_views, svc->by_slot());
       // A key's lock goes before its value: in this order on one node, and on a cluster too
       // (a lock and its value share a slot, so a master, whose part of the batch keeps order).
-      svc->backend_->async_exec(batch(takes, lock_dels, value_dels), std::move(self));
+      svc->backend_->async_exec(detail::cache::deletion(takes, lock_dels, value_dels),
+                                std::move(self));
     }
 
     template <class Self>
-    void operator()(Self& self, error_code ec, std::tuple<Takes, Dels, Dels> r) {
-      std::int64_t n = 0;
-      for (auto d : std::get<2>(r)) n += d;
+    void operator()(Self& self, error_code ec, detail::cache::Deleted r) {
+      auto const n = detail::cache::values_deleted(r);
       deleted += static_cast<std::size_t>(n);
       svc->shared_->deletes += n;
       if (ec) return self.complete(ec, deleted);
@@ -1091,18 +1113,19 @@ class CacheService {
         st->found = std::move(keys);
         std::vector<std::string_view> views(st->found.begin(), st->found.end());
         auto const dels = detail::cache::per_slot<cmd::del>(views, svc->by_slot());
-        svc->backend_->async_exec(dels, std::move(self));
+        // As values, or as bookkeeping (not counted).
+        if (st->walks[walk].values)
+          svc->backend_->async_exec(detail::cache::deletion({}, {}, dels), std::move(self));
+        else
+          svc->backend_->async_exec(detail::cache::deletion({}, dels, {}), std::move(self));
       }
     }
     template <class Self>
-    void operator()(Self& self, error_code ec, std::vector<std::int64_t> n) {
+    void operator()(Self& self, error_code ec, detail::cache::Deleted const& r) {
       if (ec) return finish(self, ec);
-      if (st->walks[walk].values) {
-        std::int64_t sum = 0;
-        for (auto x : n) sum += x;
-        deleted += static_cast<std::size_t>(sum);
-        svc->shared_->deletes += sum;
-      }
+      auto const n = detail::cache::values_deleted(r);
+      deleted += static_cast<std::size_t>(n);
+      svc->shared_->deletes += n;
       next(self);
     }
 
