@@ -9,34 +9,73 @@
 //   co_await cache.async_delete_pattern(rediskit::glob("session:{}:*", user_id));
 //
 // Keys. Values live at `{key_prefix}:{key}` (seed 000: keyPrefix "chat" gives chat:user:123),
-// so Node services sharing the Redis read the same entries (JsonCodec writes what
-// JSON.stringify writes). The cache's own bookkeeping lives beside them at `{key_prefix}~...`
-// (`rediskit~...` with an empty prefix), where no pattern on values can reach it:
-//   {p}~tag:{tag}     sorted set: the keys tagged `tag`, scored by their expiry (unix ms)
-//   {p}~lock:{key}    a load of `key` in progress (its owner's token; PX = load lock TTL)
-//   {p}~epoch         bumped by every bulk invalidation (pattern, tag, cascade, flush)
-// Patterns are GlobPattern values (key_space.hpp): a literal, or glob("x:{}:*", id) which
-// escapes `id`; an id of "*" can never reach other keys.
+// in both layouts, so Node services sharing the Redis read the same entries (JsonCodec writes
+// what JSON.stringify writes) and, on a cluster, a cache spreads over every master. The cache's
+// own bookkeeping lives beside them at `{p}~...` ({p}: key_prefix, or `rediskit` when it is
+// empty), where no pattern on values can reach it. Two layouts (options.key_layout; by default
+// KeyLayout::clustered on ClusterBackend, plain elsewhere):
 //
-// Operations and round trips. Every operation is one round trip except async_keys,
-// async_delete_pattern and async_flush (one SCAN step of `max_scan_count` keys each, plus a
-// DEL per step) and async_get_or_load on a miss (see below). SlidingTtl renews in the same
-// round trip as the read. Nothing issues KEYS, and async_flush deletes only this cache's
-// keys, never the database.
+//   key                  KeyLayout::plain (seed 000)   KeyLayout::clustered           slot
+//   a value              {p}:{key}                     {p}:{key}                      its own
+//   its load lock        {p}~lock:{key}                {p}~lock:{TTT}{key}            the value's
+//   a tag set            {p}~tag:{tag}                 {p}~tag:{tag}                  its own
+//
+// A lock holds its load's token (PX = load lock TTL); a tag set is a sorted set of the keys
+// tagged `tag`, scored by their expiry (unix ms). {TTT} is the hash tag that beside()
+// (key_space.hpp) gives the value's slot, so one script may touch a value and its lock. In the
+// clustered layout a '{' or '%' of key_prefix is written %7B or %25 in the bookkeeping keys
+// (a '{' there would be their hash tag). KeyLayout::plain is for one node (and Sentinel): on a
+// cluster its loads and batch reads fail with Error::cross_slot. Patterns are GlobPattern
+// values (key_space.hpp): a literal, or glob("x:{}:*", id) which escapes `id`; an id of "*" can
+// never reach other keys.
+//
+// Operations and round trips, the same on one node and on a cluster (a batch split over the
+// masters is one round trip in practice: ClusterBackend pipelines the parts to each at once).
+// Every operation is one round trip except:
+//  - async_keys: a SCAN walk (one step per `max_scan_count` keys; on a cluster, every master);
+//  - async_delete_pattern: two walks, the locks matching the pattern then the values, with a
+//    DEL per step that found keys; async_flush: two walks, the bookkeeping then the values;
+//  - async_invalidate_by_tag: two (read and empty the tag set, then delete its keys);
+//    async_invalidate_cascade: one per level of dependents, plus one;
+//  - async_get_or_load on a miss (see below).
+// SlidingTtl renews in the same round trip as the read. Nothing issues KEYS, and async_flush
+// deletes only this cache's keys, never the database. Multi-key commands (the MGET of
+// async_get_multiple, the DEL of a walk step) take every key in one command in the plain
+// layout, and one command per hash slot in the clustered one (still one round trip).
 //
 // Cache-aside (async_get_or_load). On a miss, concurrent callers in this process for one key
 // wait for one load (single flight); across processes, a short lock key lets one process load
-// while the others poll the value (options.load_lock). A load that an invalidation overtook
-// (async_del of the key, or any bulk invalidation, while the loader ran) returns its value to
-// its callers but does not write it: a deleted value is never resurrected by a stale load.
+// while the others poll the value (options.load_lock). The loader's value is written back by a
+// script whose KEYS are the value and its lock, and only while the lock still holds the load's
+// token. A load that an invalidation overtook (async_del of the key, a pattern, a tag or a
+// cascade that covers it, or a flush, while the loader ran) returns its value to its callers
+// but does not write it: a deleted value is never resurrected by a stale load. Why: every
+// invalidation deletes the locks of the keys it may invalidate before their values (in the
+// same request on the slot's master, or in an earlier walk for patterns and flush). A load
+// that wrote back before its lock was deleted wrote a value that exists when the values are
+// deleted, so it is deleted too; one whose lock was deleted cannot write (the token is gone);
+// one that took its lock after did its read after the invalidation began, so it read what the
+// invalidation was for. An invalidation that does not cover a key leaves its loads alone.
 // A stored value that does not decode counts as a miss, and the load overwrites it.
 //
-// Tags. async_set_with_tags records the key in each tag's sorted set scored by its expiry;
-// each write prunes entries whose expiry passed and gives the tag set the TTL of its longest
-// entry, so tag sets never outgrow the live keys. async_invalidate_by_tag deletes the keys of
-// a tag; async_invalidate_cascade(key) deletes `key`, the keys tagged with `key` (its
-// dependents: tag a key with another key's name to make it depend on it), theirs, and so on.
-// Both are atomic scripts.
+// Tags. async_set_with_tags writes the value, then records the key in each tag's sorted set
+// scored by its expiry, in one batch (one small script per tag set: each write prunes entries
+// whose expiry passed and gives the tag set the TTL of its longest entry, so tag sets never
+// outgrow the live keys). If any part fails, the value is deleted again (best effort) before
+// the error is reported, so a value is not left without its tags. async_invalidate_by_tag
+// reads and deletes the tag set in one script, then deletes the keys it listed (their locks
+// first); async_invalidate_cascade(key) deletes `key`, the keys tagged with `key` (its
+// dependents: tag a key with another key's name to make it depend on it), theirs, and so on,
+// one level per round trip from this process. Atomicity: each tag set is read and emptied
+// atomically, and each value is deleted with its lock; the whole is not atomic (the keys are
+// in many slots). So a write concurrent with an invalidation may survive it, as if it came
+// after. On one node a set_with_tags that survives an invalidation of one of its tags stays in
+// that tag (its value is written before its tag entries, in order); on a cluster the two run
+// on different masters in no set order, and such a write may survive without that tag entry
+// (until its TTL, or a later invalidation of the key or of another of its tags).
+//
+// Status. async_status: DBSIZE (on a cluster, summed over the masters by ClusterBackend) and
+// INFO stats (on a cluster, one master's: evicted_keys and expired_keys are that master's).
 //
 // Lifetime and threads. Like an Asio I/O object, the service (and its backend) must outlive
 // the operations started on it. Operations may be started from several threads at once.
@@ -69,6 +108,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -79,9 +119,11 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -99,6 +141,9 @@ struct CacheOptions {
   std::string key_prefix = "cache";  ///< keys are `{key_prefix}:{key}` (seed 000: keyPrefix)
   std::int64_t max_scan_count = 100;  ///< SCAN COUNT of each step (seed 000: maxScanCount)
   LoadLock load_lock{};
+  /// The key layout (top of cache_service.hpp); nullopt: default_key_layout_v<B> (clustered on
+  /// ClusterBackend, plain elsewhere).
+  std::optional<KeyLayout> key_layout{};
 };
 
 /// Counters of one CacheService (this process), as seed 003's getCacheStats and more.
@@ -146,140 +191,170 @@ inline std::int64_t to_int(std::string_view s) {
   return v;
 }
 
-// --- scripts ---------------------------------------------------------------------------------
-
-// KEYS[1] value key, KEYS[2..] tag keys; ARGV: value, ttl ms (0: none), member (the user key).
-inline std::int64_t set_tagged_twin(ScriptContext auto& ctx) {
-  auto keys = ctx.keys();
-  auto args = ctx.args();
-  std::int64_t const ttl = to_int(args[1]);
-  std::int64_t const now = ctx.unix_ms();
-  if (ttl > 0)
-    ctx.call(cmd::set{.key = keys[0], .value = args[0], .ttl = std::chrono::milliseconds(ttl)});
-  else
-    ctx.call(cmd::set{.key = keys[0], .value = args[0]});
-  for (std::size_t i = 1; i < keys.size(); ++i) {
-    ctx.call(cmd::zremrangebyscore{.key = keys[i], .max = ScoreBound::excl(double(now))});
-    double const score = ttl > 0 ? double(now + ttl) : ScoreBound::pos_inf().value;
-    ctx.call(cmd::zadd{.key = keys[i], .members = ScoreMember{score, args[2]}});
-    auto top = ctx.call(cmd::zrange_withscores{.key = keys[i], .start = -1, .stop = -1});
-    if (std::isinf(top.at(0).second))
-      ctx.call(cmd::persist{keys[i]});
-    else
-      ctx.call(cmd::pexpire{.key = keys[i],
-                            .ttl = std::chrono::milliseconds(
-                                static_cast<std::int64_t>(top.at(0).second) - now + 1)});
+/// Multi-key commands (MGET, DEL) over `keys`, whose strings stay where they are: one command
+/// for all of them when `by_slot` is false (one node), else one per hash slot (a cluster
+/// refuses a multi-key command whose keys span slots). `keys` is reordered by slot (stably);
+/// `order`, when given, receives for each position the index its key had before.
+template <class Cmd>
+std::vector<Cmd> per_slot(std::vector<std::string_view>& keys, bool by_slot,
+                          std::vector<std::size_t>* order = nullptr) {
+  std::vector<Cmd> out;
+  if (order) {
+    order->resize(keys.size());
+    for (std::size_t i = 0; i < keys.size(); ++i) (*order)[i] = i;
   }
-  return static_cast<std::int64_t>(keys.size()) - 1;
+  if (keys.empty()) return out;
+  if (!by_slot) {
+    out.push_back(Cmd{.keys = keys});
+    return out;
+  }
+  std::vector<std::pair<std::uint16_t, std::size_t>> at;  // (slot, index): sorted, stable
+  at.reserve(keys.size());
+  for (std::size_t i = 0; i < keys.size(); ++i)
+    at.emplace_back(rediskit::cluster::key_slot(keys[i]), i);
+  std::sort(at.begin(), at.end());
+  std::vector<std::string_view> sorted;
+  sorted.reserve(keys.size());
+  for (std::size_t i = 0; i < at.size(); ++i) {
+    sorted.push_back(keys[at[i].second]);
+    if (order) (*order)[i] = at[i].second;
+  }
+  keys = std::move(sorted);
+  for (std::size_t i = 0; i < at.size();) {
+    std::size_t j = i;
+    while (j < at.size() && at[j].first == at[i].first) ++j;
+    out.push_back(Cmd{.keys = std::span<std::string_view const>(keys.data() + i, j - i)});
+    i = j;
+  }
+  return out;
 }
 
-inline auto const set_tagged = make_script<std::int64_t>(R"lua(
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[2])
-if ttl > 0 then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-else
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-for i = 2, #KEYS do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. now)
-  if ttl > 0 then
-    redis.call('ZADD', KEYS[i], now + ttl, ARGV[3])
-  else
-    redis.call('ZADD', KEYS[i], '+inf', ARGV[3])
-  end
-  local top = redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')
-  if top[2] == 'inf' then
-    redis.call('PERSIST', KEYS[i])
-  else
-    redis.call('PEXPIRE', KEYS[i], tonumber(top[2]) - now + 1)
-  end
-end
-return #KEYS - 1
-)lua",
-                                             [](ScriptContext auto& c) { return set_tagged_twin(c); });
-
-// KEYS[1] epoch key; ARGV: value prefix, tag prefix, start, "1" (cascade) or "0" (one tag).
-inline std::int64_t invalidate_twin(ScriptContext auto& ctx) {
-  auto args = ctx.args();
-  std::string const dp(args[0]), tp(args[1]);
-  bool const cascade = args[3] == "1";
-  std::vector<std::string> queue{std::string(args[2])};
-  std::unordered_map<std::string, bool> seen{{queue[0], true}};
-  std::int64_t n = 0;
-  for (std::size_t head = 0; head < queue.size(); ++head) {
-    std::string const k = queue[head];
-    if (cascade) n += ctx.call(cmd::del{.keys = dp + k});
-    std::string const tag = tp + k;
-    auto deps = ctx.call(cmd::zrange{.key = tag});
-    ctx.call(cmd::del{.keys = tag});
-    for (auto& d : deps) {
-      if (!seen.emplace(d, true).second) continue;
-      if (cascade)
-        queue.push_back(std::move(d));
+/// The bookkeeping prefix `{p}~` (see the top of cache_service.hpp).
+inline std::string internal_prefix(std::string_view key_prefix, KeyLayout layout) {
+  std::string_view const p = key_prefix.empty() ? std::string_view("rediskit") : key_prefix;
+  std::string out;
+  if (layout == KeyLayout::plain) {
+    out.assign(p);
+  } else {
+    for (char c : p) {
+      if (c == '{')
+        out += "%7B";
+      else if (c == '%')
+        out += "%25";
       else
-        n += ctx.call(cmd::del{.keys = dp + d});
+        out.push_back(c);
     }
   }
-  ctx.call(cmd::incr{ctx.keys()[0]});
-  return n;
+  out.push_back('~');
+  return out;
 }
 
-inline auto const invalidate = make_script<std::int64_t>(R"lua(
-local dp, tp, cascade = ARGV[1], ARGV[2], ARGV[4] == '1'
-local queue, seen, head, n = {ARGV[3]}, {[ARGV[3]] = true}, 1, 0
-while head <= #queue do
-  local k = queue[head]
-  if cascade then n = n + redis.call('DEL', dp .. k) end
-  local tag = tp .. k
-  local deps = redis.call('ZRANGE', tag, 0, -1)
-  redis.call('DEL', tag)
-  for i = 1, #deps do
-    local d = deps[i]
-    if not seen[d] then
-      seen[d] = true
-      if cascade then queue[#queue + 1] = d else n = n + redis.call('DEL', dp .. d) end
-    end
-  end
-  head = head + 1
-end
-redis.call('INCR', KEYS[1])
-return n
-)lua",
-                                             [](ScriptContext auto& c) { return invalidate_twin(c); });
+// --- scripts ---------------------------------------------------------------------------------
 
-// KEYS: value key, lock key, epoch key; ARGV: token, epoch at the load's start, value,
-// ttl ms (0: none). Writes only if the lock is still ours and no bulk invalidation happened.
+// KEYS[1] a tag set; ARGV: ttl ms of the tagged value (0: none), member (the user key).
+// Prunes the entries whose expiry passed, adds the member scored by its expiry, and gives the
+// tag set the TTL of its longest entry.
+inline std::int64_t tag_add_twin(ScriptContext auto& ctx) {
+  auto const tag = ctx.keys()[0];
+  auto args = ctx.args();
+  std::int64_t const ttl = to_int(args[0]);
+  std::int64_t const now = ctx.unix_ms();
+  ctx.call(cmd::zremrangebyscore{.key = tag, .max = ScoreBound::excl(double(now))});
+  double const score = ttl > 0 ? double(now + ttl) : ScoreBound::pos_inf().value;
+  ctx.call(cmd::zadd{.key = tag, .members = ScoreMember{score, args[1]}});
+  auto top = ctx.call(cmd::zrange_withscores{.key = tag, .start = -1, .stop = -1});
+  if (std::isinf(top.at(0).second))
+    ctx.call(cmd::persist{tag});
+  else
+    ctx.call(cmd::pexpire{.key = tag,
+                          .ttl = std::chrono::milliseconds(
+                              static_cast<std::int64_t>(top.at(0).second) - now + 1)});
+  return 1;
+}
+
+inline auto const tag_add = make_script<std::int64_t>(R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
+if ttl > 0 then
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
+else
+  redis.call('ZADD', KEYS[1], '+inf', ARGV[2])
+end
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if top[2] == 'inf' then
+  redis.call('PERSIST', KEYS[1])
+else
+  redis.call('PEXPIRE', KEYS[1], tonumber(top[2]) - now + 1)
+end
+return 1
+)lua",
+                                          [](ScriptContext auto& c) { return tag_add_twin(c); });
+
+// KEYS[1] a tag set: its members, and the set deleted, atomically (a member added after is
+// kept for the next invalidation).
+inline std::vector<std::string> tag_take_twin(ScriptContext auto& ctx) {
+  auto members = ctx.call(cmd::zrange{.key = ctx.keys()[0]});
+  ctx.call(cmd::del{.keys = ctx.keys()[0]});
+  return members;
+}
+
+inline auto const tag_take = make_script<std::vector<std::string>>(
+    R"lua(
+local m = redis.call('ZRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1])
+return m
+)lua",
+    [](ScriptContext auto& c) { return tag_take_twin(c); });
+
+// KEYS: value key, its lock (one slot in the clustered layout); ARGV: token, value, ttl ms
+// (0: none). Writes only if the lock still holds this load's token: an invalidation deletes
+// the lock before the value (see the top of this file).
 inline std::int64_t write_back_twin(ScriptContext auto& ctx) {
   auto keys = ctx.keys();
   auto args = ctx.args();
   auto lock = ctx.call(cmd::get{keys[1]});
   if (!lock || *lock != args[0]) return 0;
-  auto epoch = ctx.call(cmd::get{keys[2]});
   ctx.call(cmd::del{.keys = keys[1]});
-  if (epoch.value_or("0") != args[1]) return 0;
-  std::int64_t const ttl = to_int(args[3]);
+  std::int64_t const ttl = to_int(args[2]);
   if (ttl > 0)
-    ctx.call(cmd::set{.key = keys[0], .value = args[2], .ttl = std::chrono::milliseconds(ttl)});
+    ctx.call(cmd::set{.key = keys[0], .value = args[1], .ttl = std::chrono::milliseconds(ttl)});
   else
-    ctx.call(cmd::set{.key = keys[0], .value = args[2]});
+    ctx.call(cmd::set{.key = keys[0], .value = args[1]});
   return 1;
 }
 
 inline auto const write_back = make_script<std::int64_t>(R"lua(
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-local epoch = redis.call('GET', KEYS[3]) or '0'
 redis.call('DEL', KEYS[2])
-if epoch ~= ARGV[2] then return 0 end
-if tonumber(ARGV[4]) > 0 then
-  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 else
-  redis.call('SET', KEYS[1], ARGV[3])
+  redis.call('SET', KEYS[1], ARGV[2])
 end
 return 1
 )lua",
                                              [](ScriptContext auto& c) { return write_back_twin(c); });
+
+using TagTake = decltype(tag_take());
+using Dels = std::span<cmd::del const>;
+
+/// Every deletion of the service is this one batch type, so that each backend compiles it
+/// once: tag sets read and emptied, then locks, then values (an invalidation round, a walk
+/// step, async_del, the undo of a set_with_tags). Its reply: Deleted.
+inline auto deletion(std::span<TagTake const> takes, Dels locks, Dels values) {
+  return batch(takes, locks, values);
+}
+using Deleted = std::tuple<std::vector<std::vector<std::string>>, std::vector<std::int64_t>,
+                           std::vector<std::int64_t>>;
+
+/// The values that a deletion deleted.
+inline std::int64_t values_deleted(Deleted const& r) {
+  std::int64_t n = 0;
+  for (auto d : std::get<2>(r)) n += d;
+  return n;
+}
 
 // KEYS[1] lock key; ARGV[1] token: deletes the lock if it is still this token's.
 inline std::int64_t release_twin(ScriptContext auto& ctx) {
@@ -421,10 +496,9 @@ class CacheService {
         options_(std::move(options)),
         codec_(std::move(codec)),
         ttl_(std::move(ttl)),
+        layout_(options_.key_layout.value_or(default_key_layout_v<B>)),
         keys_(options_.key_prefix),
-        internal_((options_.key_prefix.empty() ? std::string("rediskit") : options_.key_prefix) +
-                  "~"),
-        epoch_key_(internal_ + "epoch"),
+        internal_(detail::cache::internal_prefix(options_.key_prefix, layout_)),
         shared_(std::make_shared<detail::cache::Shared>()) {
     std::random_device rd;
     shared_->token_base = std::to_string(rd()) + "." + std::to_string(rd()) + ".";
@@ -434,6 +508,8 @@ class CacheService {
   B& backend() const noexcept { return *backend_; }
   KeySpace const& key_space() const noexcept { return keys_; }
   CacheOptions const& options() const noexcept { return options_; }
+  /// The layout of this cache's keys (options.key_layout, or the backend's default).
+  KeyLayout key_layout() const noexcept { return layout_; }
 
   // --- seed 000 ------------------------------------------------------------------------------
 
@@ -463,18 +539,22 @@ class CacheService {
   }
 
   /// del(key): true when a value was deleted. A load of `key` in flight will not write its
-  /// value back. Handler: void(error_code, bool).
+  /// value back (its lock is deleted first, in the same request). Handler:
+  /// void(error_code, bool).
   template <class Token = boost::asio::deferred_t>
   auto async_del(std::string_view key, Token&& token = {}) {
     return detail::initiate<void(error_code, bool)>(
         token, [this, k = keys_.key(key), l = lock_key(key), bad = key.empty()](auto h) {
           if (bad) return reject(std::move(h), false);
+          cmd::del const lock{.keys = l}, value{.keys = k};
           backend_->async_exec(
-              batch(cmd::del{.keys = k}, cmd::del{.keys = l}),
-              detail::then(std::move(h), [sh = shared_](error_code&, std::tuple<std::int64_t, std::int64_t> r) {
-                sh->deletes += std::get<0>(r);
-                return std::get<0>(r) > 0;
-              }));
+              detail::cache::deletion({}, {&lock, 1}, {&value, 1}),
+              detail::then(std::move(h),
+                           [sh = shared_](error_code&, detail::cache::Deleted const& r) {
+                             auto const n = detail::cache::values_deleted(r);
+                             sh->deletes += n;
+                             return n > 0;
+                           }));
         });
   }
 
@@ -529,11 +609,15 @@ class CacheService {
   }
 
   /// deletePattern(pattern): deletes this cache's keys matching `pattern` (SCAN, never KEYS);
-  /// loads in flight do not write back. Handler: void(error_code, std::size_t deleted).
+  /// loads in flight of keys it matches do not write back (their locks go first, in a walk of
+  /// their own). Handler: void(error_code, std::size_t deleted).
   template <class Token = boost::asio::deferred_t>
   auto async_delete_pattern(GlobPattern const& pattern, Token&& token = {}) {
+    std::vector<Walk> walks;
+    walks.emplace_back(lock_pattern(pattern), false);
+    walks.emplace_back(keys_.pattern(pattern), true);
     return detail::erased_compose<void(error_code, std::size_t)>(
-        token, ScanOp<ScanMode::remove>(this, keys_.pattern(pattern)), backend_->get_executor());
+        token, ScanOp<false>(this, std::move(walks)), backend_->get_executor());
   }
 
   /// keys(pattern): this cache's keys matching `pattern` (without the prefix), through SCAN.
@@ -541,21 +625,26 @@ class CacheService {
   template <class Token = boost::asio::deferred_t>
   auto async_keys(GlobPattern const& pattern, Token&& token = {}) {
     return detail::erased_compose<void(error_code, std::vector<std::string>)>(
-        token, ScanOp<ScanMode::list>(this, keys_.pattern(pattern)), backend_->get_executor());
+        token, ScanOp<true>(this, {Walk(keys_.pattern(pattern), true)}), backend_->get_executor());
   }
 
-  /// flush(): deletes every key of this cache (its prefix) and its bookkeeping; other keys of
-  /// the database stay. Handler: void(error_code, std::size_t deleted values).
+  /// flush(): deletes every key of this cache (its prefix) and its bookkeeping (locks first:
+  /// no load in flight writes back); other keys of the database stay. Handler:
+  /// void(error_code, std::size_t deleted values).
   template <class Token = boost::asio::deferred_t>
   auto async_flush(Token&& token = {}) {
+    std::vector<Walk> walks;
+    walks.emplace_back(escape_glob(internal_) + "*", false);
+    walks.emplace_back(keys_.all(), true);
     return detail::erased_compose<void(error_code, std::size_t)>(
-        token, ScanOp<ScanMode::flush>(this, keys_.all()), backend_->get_executor());
+        token, ScanOp<false>(this, std::move(walks)), backend_->get_executor());
   }
 
   // --- seed 002: tags and cascades -----------------------------------------------------------
 
   /// setWithTags(key, value, tags[, ttl]): stores the value and records it under each tag, in
-  /// one atomic script. Handler: void(error_code).
+  /// one batch (not atomic: see Tags at the top of this file); on a failure the value is
+  /// deleted again. Handler: void(error_code).
   template <class T, class Token = boost::asio::deferred_t>
     requires token_for<Token, void(error_code)>
   auto async_set_with_tags(std::string_view key, T const& value, ArgList<std::string_view> tags,
@@ -568,7 +657,8 @@ class CacheService {
     return set_tagged_impl(key, value, tags, ttl, std::forward<Token>(token));
   }
 
-  /// invalidateByTag(tag): deletes every key recorded under `tag`, and the tag. Handler:
+  /// invalidateByTag(tag): deletes every key recorded under `tag`, and the tag; loads in
+  /// flight of those keys do not write back. Two round trips. Handler:
   /// void(error_code, std::size_t deleted).
   template <class Token = boost::asio::deferred_t>
   auto async_invalidate_by_tag(std::string_view tag, Token&& token = {}) {
@@ -576,7 +666,8 @@ class CacheService {
   }
 
   /// invalidateCascade(key): deletes `key`, the keys tagged with `key`, the keys tagged with
-  /// those, and so on (each once). Handler: void(error_code, std::size_t deleted).
+  /// those, and so on (each once); loads in flight of those keys do not write back. One round
+  /// trip per level, plus one. Handler: void(error_code, std::size_t deleted).
   template <class Token = boost::asio::deferred_t>
   auto async_invalidate_cascade(std::string_view key, Token&& token = {}) {
     return invalidate_impl(key, true, std::forward<Token>(token));
@@ -633,12 +724,19 @@ class CacheService {
  private:
   using Shared = detail::cache::Shared;
   using Bytes = std::shared_ptr<std::string const>;
-  enum class ScanMode { list, remove, flush };
 
+  // The keys of the table at the top of this file.
   std::string lock_key(std::string_view key) const {
+    if (layout_ == KeyLayout::clustered) return beside(keys_.key(key), internal_ + "lock:", key);
     return internal_ + "lock:" + std::string(key);
   }
   std::string tag_key(std::string_view tag) const { return internal_ + "tag:" + std::string(tag); }
+  // The SCAN MATCH pattern of the locks of the keys that `p` matches.
+  std::string lock_pattern(GlobPattern const& p) const {
+    if (layout_ == KeyLayout::clustered) return beside_pattern(internal_ + "lock:", p);
+    return escape_glob(internal_ + "lock:") + p.text();
+  }
+  bool by_slot() const noexcept { return layout_ == KeyLayout::clustered; }
 
   static std::int64_t info_field(std::string_view info, std::string_view name) {
     std::string needle = "\n" + std::string(name) + ":";
@@ -784,41 +882,43 @@ class CacheService {
         token, [this, full = std::move(full), diag, bad](auto h) mutable {
           if (bad) return reject(std::move(h), Result());
           if (diag) diag->clear();
-          auto decode_all = [this, diag](error_code& ec, std::vector<std::string> const& names,
-                                         std::vector<std::optional<std::string>> const& bytes) {
-            Result out;
-            out.reserve(bytes.size());
-            for (std::size_t i = 0; i < bytes.size(); ++i)
-              out.push_back(decode<T>(ec, bytes[i], names[i], diag));
-            if (ec && out.size() != names.size()) out.assign(names.size(), std::nullopt);
-            return out;
-          };
           if (full.empty()) {
             // MGET needs a key: nothing to read is an empty reply, still through the executor.
             return detail::post_handler(backend_->get_executor(), std::move(h), error_code{}, Result());
           }
           // The handler keeps the names; the commands view them while the operation starts.
           auto names = std::make_shared<std::vector<std::string> const>(std::move(full));
+          std::vector<std::string_view> views(names->begin(), names->end());
+          std::vector<std::size_t> order;
+          auto const reads = detail::cache::per_slot<cmd::mget>(views, by_slot(), &order);
+          // The replies of the MGETs (one, or one per slot), in the order of `keys` again.
+          using Parts = std::vector<std::vector<std::optional<std::string>>>;
+          auto read = [this, diag, names, order = std::move(order)](error_code& ec, Parts& parts) {
+            std::vector<std::optional<std::string>> bytes(names->size());
+            std::size_t at = 0;
+            for (auto& part : parts)
+              for (auto& v : part)
+                if (at < order.size()) bytes[order[at++]] = std::move(v);
+            Result out;
+            out.reserve(bytes.size());
+            for (std::size_t i = 0; i < bytes.size(); ++i)
+              out.push_back(decode<T>(ec, bytes[i], (*names)[i], diag));
+            return out;
+          };
+          // SlidingTtl renews each key in the same round trip; the batch is of one type either
+          // way (an empty run of PEXPIRE sends nothing), so each backend compiles it once.
+          std::vector<cmd::pexpire> touch;
           if (auto renew = ttl_.read_ttl()) {
-            std::vector<cmd::pexpire> touch;
             touch.reserve(names->size());
             for (auto const& k : *names) touch.push_back({.key = k, .ttl = *renew});
-            backend_->async_exec(
-                batch(cmd::mget{.keys = *names}, touch),
-                detail::then(std::move(h),
-                             [decode_all, names](
-                                 error_code& ec,
-                                 std::tuple<std::vector<std::optional<std::string>>, std::vector<bool>> r) {
-                               return decode_all(ec, *names, std::get<0>(r));
-                             }));
-          } else {
-            backend_->async_exec(
-                cmd::mget{.keys = *names},
-                detail::then(std::move(h), [decode_all, names](
-                                               error_code& ec, std::vector<std::optional<std::string>> r) {
-                  return decode_all(ec, *names, r);
-                }));
           }
+          backend_->async_exec(
+              batch(reads, touch),
+              detail::then(std::move(h),
+                           [read = std::move(read)](error_code& ec,
+                                                    std::tuple<Parts, std::vector<bool>> r) {
+                             return read(ec, std::get<0>(r));
+                           }));
         });
   }
 
@@ -826,56 +926,172 @@ class CacheService {
   auto set_tagged_impl(std::string_view key, T const& value, ArgList<std::string_view> tags,
                        std::optional<ms> ttl, Token&& token) {
     bool bad = key.empty() || !valid_ttl(ttl);
-    std::vector<std::string> k{keys_.key(key)};
+    auto st = std::make_unique<typename SetTaggedOp::Stable>();
     tags.for_each([&](std::string_view t) {
       bad |= t.empty();
-      k.push_back(tag_key(t));
+      st->tags.push_back(tag_key(t));
     });
-    std::vector<std::string> a{encode(value),
-                               std::to_string(detail::cache::ms_or_zero(ttl_.write_ttl(ttl))),
-                               std::string(key)};
-    return detail::initiate<void(error_code)>(
-        token, [this, k = std::move(k), a = std::move(a), bad](auto h) {
-          if (bad) return reject(std::move(h));
-          shared_->writes++;
-          backend_->async_exec(detail::cache::set_tagged(k, a), ErrorOnly<decltype(h)>{std::move(h)});
-        });
+    st->key = keys_.key(key);
+    st->member = key;
+    st->value = encode(value);
+    st->ttl = ttl_.write_ttl(ttl);
+    st->ttl_ms = std::to_string(detail::cache::ms_or_zero(st->ttl));
+    return detail::erased_compose<void(error_code)>(token, SetTaggedOp(this, std::move(st), bad),
+                                                    backend_->get_executor());
   }
+
+  // The value, then an entry in each tag set, in one batch; on a failure, the value is deleted
+  // again before the error is reported (a value must not stay without its tags).
+  struct SetTaggedOp {
+    struct Stable {
+      std::string key, member, value, ttl_ms;
+      std::optional<ms> ttl;
+      std::vector<std::string> tags;
+    };
+    SetTaggedOp(CacheService* s, std::unique_ptr<Stable> p, bool b)
+        : svc(s), st(std::move(p)), bad(b) {}
+    CacheService* svc;
+    std::unique_ptr<Stable> st;  // what the commands view stays on the heap
+    bool bad = false;
+    error_code failed{};
+    enum { start, rejected, writing, undoing } state = start;
+
+    template <class Self>
+    void operator()(Self& self) {
+      if (state == rejected) return self.complete(make_error_code(Error::invalid_argument));
+      if (bad) {  // completes through the executor, never inside the initiating call
+        state = rejected;
+        return boost::asio::post(svc->backend_->get_executor(), std::move(self));
+      }
+      state = writing;
+      svc->shared_->writes++;
+      std::vector<decltype(detail::cache::tag_add())> adds;
+      adds.reserve(st->tags.size());
+      for (auto const& t : st->tags)
+        adds.push_back(detail::cache::tag_add(t, {st->ttl_ms, st->member}));
+      svc->backend_->async_exec(
+          batch(cmd::set{.key = st->key, .value = st->value, .ttl = st->ttl}, adds),
+          std::move(self));
+    }
+    template <class Self>
+    void operator()(Self& self, error_code ec, std::tuple<bool, std::vector<std::int64_t>>) {
+      if (!ec) return self.complete({});
+      state = undoing;
+      failed = ec;
+      cmd::del const value{.keys = st->key};
+      svc->backend_->async_exec(detail::cache::deletion({}, {}, {&value, 1}), std::move(self));
+    }
+    template <class Self>
+    void operator()(Self& self, error_code, detail::cache::Deleted const&) {
+      self.complete(failed);
+    }
+  };
 
   template <class Token>
   auto invalidate_impl(std::string_view start, bool cascade, Token&& token) {
-    std::vector<std::string> a{keys_.key(""), internal_ + "tag:", std::string(start),
-                               cascade ? "1" : "0"};
-    return detail::initiate<void(error_code, std::size_t)>(
-        token, [this, a = std::move(a), bad = start.empty()](auto h) {
-          if (bad) return reject(std::move(h), std::size_t{0});
-          backend_->async_exec(detail::cache::invalidate({epoch_key_}, a),
-                               detail::then(std::move(h), [sh = shared_](error_code&, std::int64_t n) {
-                                 sh->deletes += n;
-                                 return static_cast<std::size_t>(n);
-                               }));
-        });
+    auto st = std::make_unique<typename InvalidateOp::Stable>();
+    if (cascade) {
+      st->seen.emplace(start);
+      st->drop.emplace_back(start);
+    }
+    st->expand.push_back(tag_key(start));
+    return detail::erased_compose<void(error_code, std::size_t)>(
+        token, InvalidateOp(this, std::move(st), cascade, start.empty()), backend_->get_executor());
   }
 
-  // SCAN in steps of max_scan_count: list the keys, or delete them (a DEL per step), then
-  // bump the epoch. flush walks the values, then the bookkeeping (all but the epoch).
-  template <ScanMode Mode>
+  // Tag and cascade invalidation, breadth first from this process: each round reads and empties
+  // the tag sets of one level (one script each) and deletes the locks, then the values, of the
+  // keys of that level, in one batch.
+  struct InvalidateOp {
+    struct Stable {
+      std::vector<std::string> expand;  // tag sets to read and empty in this round
+      std::vector<std::string> drop;    // keys (as the user names them) to delete in this round
+      std::vector<std::string> locks, values;  // their full names
+      std::unordered_set<std::string> seen;
+    };
+    InvalidateOp(CacheService* s, std::unique_ptr<Stable> p, bool c, bool b)
+        : svc(s), st(std::move(p)), cascade(c), bad(b) {}
+    CacheService* svc;
+    std::unique_ptr<Stable> st;  // what the commands view stays on the heap
+    bool cascade = false;
+    bool bad = false;
+    bool rejected = false;
+    std::size_t deleted = 0;
+
+    template <class Self>
+    void operator()(Self& self) {
+      if (rejected) return self.complete(make_error_code(Error::invalid_argument), std::size_t{0});
+      if (bad) {
+        rejected = true;
+        return boost::asio::post(svc->backend_->get_executor(), std::move(self));
+      }
+      round(self);
+    }
+
+    template <class Self>
+    void round(Self& self) {
+      st->locks.clear();
+      st->values.clear();
+      for (auto const& k : st->drop) {
+        st->locks.push_back(svc->lock_key(k));
+        st->values.push_back(svc->keys_.key(k));
+      }
+      std::vector<decltype(detail::cache::tag_take())> takes;
+      takes.reserve(st->expand.size());
+      for (auto const& t : st->expand) takes.push_back(detail::cache::tag_take(t));
+      std::vector<std::string_view> lock_views(st->locks.begin(), st->locks.end());
+      std::vector<std::string_view> value_views(st->values.begin(), st->values.end());
+      auto const lock_dels = detail::cache::per_slot<cmd::del>(lock_views, svc->by_slot());
+      auto const value_dels = detail::cache::per_slot<cmd::del>(value_views, svc->by_slot());
+      // A key's lock goes before its value: in this order on one node, and on a cluster too
+      // (a lock and its value share a slot, so a master, whose part of the batch keeps order).
+      svc->backend_->async_exec(detail::cache::deletion(takes, lock_dels, value_dels),
+                                std::move(self));
+    }
+
+    template <class Self>
+    void operator()(Self& self, error_code ec, detail::cache::Deleted r) {
+      auto const n = detail::cache::values_deleted(r);
+      deleted += static_cast<std::size_t>(n);
+      svc->shared_->deletes += n;
+      if (ec) return self.complete(ec, deleted);
+      std::vector<std::string> next;
+      for (auto& members : std::get<0>(r))
+        for (auto& m : members)
+          if (st->seen.insert(m).second) next.push_back(std::move(m));
+      st->expand.clear();
+      if (cascade)
+        for (auto const& k : next) st->expand.push_back(svc->tag_key(k));
+      st->drop = std::move(next);
+      if (st->expand.empty() && st->drop.empty()) return self.complete({}, deleted);
+      round(self);
+    }
+  };
+
+  // SCAN walks in steps of max_scan_count (see the top of this file): one walk that lists the
+  // values matching a pattern, or walks that delete (a DEL per step that found keys): the
+  // locks, then the values, for a pattern; the bookkeeping, then the values, for flush.
+  struct Walk {
+    std::string pattern;
+    bool values = false;  // counts as deleted values (else: bookkeeping)
+    Walk(std::string p, bool v) : pattern(std::move(p)), values(v) {}
+  };
+  template <bool List>
   struct ScanOp {
-    ScanOp(CacheService* s, std::string p) : svc(s), st(std::make_unique<Stable>()) {
-      st->pattern = std::move(p);
+    ScanOp(CacheService* s, std::vector<Walk> w) : svc(s), st(std::make_unique<Stable>()) {
+      st->walks = std::move(w);
     }
     // What the commands view stays on the heap: the op itself moves into the backend's
     // handler while a command starts.
     struct Stable {
-      std::string pattern;
+      std::vector<Walk> walks;
       std::vector<std::string> found;
     };
     CacheService* svc;
     std::unique_ptr<Stable> st;
+    std::size_t walk = 0;
     std::uint64_t cursor = 0;
-    bool internal_pass = false;  // flush: the second walk, over `{p}~*`
     std::size_t deleted = 0;
-    enum { start, scanning, deleting, bumping } state = start;
 
     template <class Self>
     void operator()(Self& self) {
@@ -886,56 +1102,51 @@ class CacheService {
       if (ec) return finish(self, ec);
       cursor = page.cursor;
       auto& keys = page.keys;
-      // With an empty prefix the bookkeeping is in the same key space: never list it.
-      std::erase_if(keys, [&](std::string const& k) {
-        return !internal_pass && k.starts_with(svc->internal_);
-      });
-      if (internal_pass) std::erase(keys, svc->epoch_key_);
-      if constexpr (Mode == ScanMode::list) {
+      // With an empty prefix the bookkeeping is in the values' key space: never list it.
+      if (st->walks[walk].values)
+        std::erase_if(keys, [&](std::string const& k) { return k.starts_with(svc->internal_); });
+      if constexpr (List) {
         for (auto& k : keys) st->found.emplace_back(svc->keys_.strip(k));
-        if (cursor == 0) return finish(self, {});
-        return step(self);
+        return next(self);
       } else {
-        if (keys.empty()) return after_delete(self);
-        state = deleting;
+        if (keys.empty()) return next(self);
         st->found = std::move(keys);
-        svc->backend_->async_exec(cmd::del{.keys = st->found}, std::move(self));
+        std::vector<std::string_view> views(st->found.begin(), st->found.end());
+        auto const dels = detail::cache::per_slot<cmd::del>(views, svc->by_slot());
+        // As values, or as bookkeeping (not counted).
+        if (st->walks[walk].values)
+          svc->backend_->async_exec(detail::cache::deletion({}, {}, dels), std::move(self));
+        else
+          svc->backend_->async_exec(detail::cache::deletion({}, dels, {}), std::move(self));
       }
     }
     template <class Self>
-    void operator()(Self& self, error_code ec, std::int64_t n) {
+    void operator()(Self& self, error_code ec, detail::cache::Deleted const& r) {
       if (ec) return finish(self, ec);
-      if (state == bumping) return finish(self, {});
-      if (!internal_pass) {
-        deleted += static_cast<std::size_t>(n);
-        svc->shared_->deletes += n;
-      }
-      after_delete(self);
+      auto const n = detail::cache::values_deleted(r);
+      deleted += static_cast<std::size_t>(n);
+      svc->shared_->deletes += n;
+      next(self);
     }
 
     template <class Self>
-    void after_delete(Self& self) {
+    void next(Self& self) {
       if (cursor != 0) return step(self);
-      if (Mode == ScanMode::flush && !internal_pass) {
-        internal_pass = true;
-        st->pattern = escape_glob(svc->internal_) + "*";
-        return step(self);
-      }
-      state = bumping;  // loads in flight must not write back what this deleted
-      svc->backend_->async_exec(cmd::incr{svc->epoch_key_}, std::move(self));
+      if (++walk == st->walks.size()) return finish(self, {});
+      step(self);
     }
 
     template <class Self>
     void step(Self& self) {
-      state = scanning;
-      svc->backend_->async_exec(
-          cmd::scan{.cursor = cursor, .match = st->pattern, .count = svc->options_.max_scan_count},
-          std::move(self));
+      svc->backend_->async_exec(cmd::scan{.cursor = cursor,
+                                          .match = st->walks[walk].pattern,
+                                          .count = svc->options_.max_scan_count},
+                                std::move(self));
     }
 
     template <class Self>
     void finish(Self& self, error_code ec) {
-      if constexpr (Mode == ScanMode::list)
+      if constexpr (List)
         self.complete(ec, ec ? std::vector<std::string>() : std::move(st->found));
       else
         self.complete(ec, deleted);
@@ -986,7 +1197,7 @@ class CacheService {
       std::string key;   // as the caller named it
       std::string full;  // with the prefix
       Loader loader;
-      std::string lock_key, token, epoch, bytes;
+      std::string lock_key, token, bytes;
     };
     CacheService* svc;
     std::unique_ptr<Stable> st;
@@ -1080,19 +1291,18 @@ class CacheService {
       st->lock_key = svc->lock_key(st->key);
       svc->backend_->async_exec(
           batch(cmd::set{.key = st->lock_key, .value = st->token, .ttl = opt.ttl, .nx = opt.enabled},
-                cmd::get{svc->epoch_key_}, cmd::get{st->full}),
+                cmd::get{st->full}),
           std::move(self));
     }
 
     template <class Self>
     void operator()(Self& self, error_code ec,
-                    std::tuple<bool, std::optional<std::string>, std::optional<std::string>> r) {
+                    std::tuple<bool, std::optional<std::string>> r) {
       if (ec) return leader_fail(self, ec, {});
       locked = std::get<0>(r);
-      st->epoch = std::get<1>(r).value_or("0");
       // Read in the same round trip as the lock: another process may have written the value
       // (and released its lock) between our miss and our SET NX. Then it is not loaded again.
-      if (auto& found = std::get<2>(r)) {
+      if (auto& found = std::get<1>(r)) {
         T v{};
         std::string why;
         if (!svc->codec_.decode(*found, v, &why)) {
@@ -1158,8 +1368,8 @@ class CacheService {
       }
       state = writing;
       std::string const ttl_ms = std::to_string(detail::cache::ms_or_zero(svc->ttl_.write_ttl(ttl)));
-      svc->backend_->async_exec(detail::cache::write_back({st->full, st->lock_key, svc->epoch_key_},
-                                                         {st->token, st->epoch, st->bytes, ttl_ms}),
+      svc->backend_->async_exec(detail::cache::write_back({st->full, st->lock_key},
+                                                         {st->token, st->bytes, ttl_ms}),
                                 std::move(self));
     }
 
@@ -1220,9 +1430,9 @@ class CacheService {
   CacheOptions options_;
   C codec_;
   P ttl_;
+  KeyLayout layout_;
   KeySpace keys_;
   std::string internal_;
-  std::string epoch_key_;
   std::shared_ptr<Shared> shared_;
 };
 
