@@ -10,8 +10,10 @@
 // Where the keys are comes from the command's name, as Redis's own key specs say (COMMAND
 // INFO): a key at argument 1 (GET, HSET, XADD, ...), every argument from 1 (DEL, MGET,
 // SINTER), every other one (MSET), 1 and 2 (LMOVE, SMOVE, RENAME), all but the last (BLPOP),
-// a count then the keys (EVALSHA, SINTERCARD, ZUNIONSTORE), the first half after STREAMS
-// (XREADGROUP), or a key after a subcommand (XGROUP CREATE, XINFO STREAM, OBJECT ENCODING).
+// a count then the keys (EVALSHA, SINTERCARD, ZUNIONSTORE), the first half after the STREAMS
+// option (XREADGROUP: found past GROUP, COUNT and BLOCK and their values, as the server finds
+// it, so a group called "streams" is no keyword), or a key after a subcommand (XGROUP CREATE,
+// XINFO STREAM, OBJECT ENCODING).
 // A test checks this table against `COMMAND GETKEYS` of a real server for every command type
 // rediskit has. A command the table does not know is routed by its first argument: a wrong
 // guess costs a MOVED redirection, which ClusterBackend follows; a command that has no key at
@@ -55,7 +57,7 @@ enum class KeysAt : std::uint8_t {
   rest_but_last,  ///< from `first` to the one before the last (BLPOP k1 k2 timeout)
   numkeys,        ///< a count at `first`, then that many keys
   key_numkeys,    ///< a key at `first`, a count after it, then that many keys (ZUNIONSTORE)
-  streams,        ///< the first half of what follows STREAMS (XREAD, XREADGROUP)
+  streams,        ///< the first half of what follows the STREAMS option (XREAD, XREADGROUP)
 };
 
 struct KeySpec {
@@ -208,7 +210,8 @@ void for_each_key(C const& c, F&& f) {
   std::size_t const total = counter.count;
   std::size_t i = 0;
   detail::KeySpec spec{};
-  std::size_t numkeys = 0, streams_at = 0;
+  std::size_t numkeys = 0, streams_at = 0, skip = 0;
+  constexpr std::size_t no_streams = std::size_t(-1);
   rediskit::detail::ArgExpander expander{[&](std::string_view a) {
     std::size_t const at = i++;
     if (at == 0) {
@@ -247,11 +250,22 @@ void for_each_key(C const& c, F&& f) {
           f(a);
         return;
       case KeysAt::streams:
+        // The options before STREAMS are read as the server reads them (xreadGetKeys): their
+        // values are skipped, so that a group or consumer named "streams" is not the keyword.
         if (streams_at == 0) {
-          if (detail::iequals(a, "STREAMS")) streams_at = at;
+          if (skip > 0)
+            --skip;
+          else if (detail::iequals(a, "STREAMS"))
+            streams_at = at;
+          else if (detail::iequals(a, "GROUP"))
+            skip = 2;
+          else if (detail::iequals(a, "COUNT") || detail::iequals(a, "BLOCK"))
+            skip = 1;
+          else if (!detail::iequals(a, "NOACK"))
+            streams_at = no_streams;  // a syntax error: no key
           return;
         }
-        if (at - streams_at <= (total - streams_at - 1) / 2) f(a);
+        if (streams_at != no_streams && at - streams_at <= (total - streams_at - 1) / 2) f(a);
         return;
     }
   }};
