@@ -27,9 +27,11 @@
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace rediskit::cluster {
 
@@ -197,6 +199,74 @@ inline std::size_t parse_count(std::string_view a) noexcept {
   return r.ec == std::errc{} ? n : 0;
 }
 
+/// Which arguments of one command line are keys, told one argument at a time, the name first
+/// (see the top of this file). Not a template: every command type shares this code.
+class KeyFinder {
+ public:
+  explicit KeyFinder(std::size_t total_args) noexcept : total_(total_args) {}
+
+  /// True when `a`, the next argument, is a key.
+  bool is_key(std::string_view a) noexcept {
+    std::size_t const at = at_++;
+    if (at == 0) {
+      spec_ = find_key_spec(a);
+      return false;
+    }
+    if (spec_.at == KeysAt::none || at < spec_.first) return false;
+    std::size_t const k = at - spec_.first;
+    switch (spec_.at) {
+      case KeysAt::none: return false;
+      case KeysAt::one: return k == 0;
+      case KeysAt::two: return k < 2;
+      case KeysAt::rest: return true;
+      case KeysAt::pairs: return k % 2 == 0;
+      case KeysAt::rest_but_last: return at + 1 < total_;
+      case KeysAt::numkeys:
+        if (k == 0) numkeys_ = parse_count(a);
+        return k > 0 && k <= numkeys_;
+      case KeysAt::key_numkeys:
+        if (k == 1) numkeys_ = parse_count(a);
+        return k == 0 || (k > 1 && k - 1 <= numkeys_);
+      case KeysAt::streams:
+        // The options before STREAMS are read as the server reads them (xreadGetKeys): their
+        // values are skipped, so that a group or consumer named "streams" is not the keyword.
+        if (streams_at_ == 0) {
+          if (skip_ > 0)
+            --skip_;
+          else if (iequals(a, "STREAMS"))
+            streams_at_ = at;
+          else if (iequals(a, "GROUP"))
+            skip_ = 2;
+          else if (iequals(a, "COUNT") || iequals(a, "BLOCK"))
+            skip_ = 1;
+          else if (!iequals(a, "NOACK"))
+            streams_at_ = no_streams;  // a syntax error: no key
+          return false;
+        }
+        return streams_at_ != no_streams && at - streams_at_ <= (total_ - streams_at_ - 1) / 2;
+    }
+    return false;
+  }
+
+ private:
+  static constexpr std::size_t no_streams = std::size_t(-1);
+  std::size_t total_;
+  std::size_t at_ = 0, numkeys_ = 0, streams_at_ = 0, skip_ = 0;
+  KeySpec spec_{};
+};
+
+/// What for_each_key writes a command into: the keys reach the caller's function through a
+/// plain function pointer, so that each command type's write() is compiled once for every
+/// caller of for_each_key (route's two passes, MemoryBackend's cluster checks).
+struct KeySink {
+  KeyFinder finder;
+  void* f;
+  void (*call)(void* f, std::string_view key);
+  void operator()(std::string_view a) {
+    if (finder.is_key(a)) call(f, a);
+  }
+};
+
 }  // namespace detail
 
 /// Calls f(std::string_view) for every key of command `c`, in order (see the top of this
@@ -204,71 +274,13 @@ inline std::size_t parse_count(std::string_view a) noexcept {
 /// number): copy what you keep.
 template <Command C, class F>
 void for_each_key(C const& c, F&& f) {
-  using detail::KeysAt;
+  using Fn = std::remove_reference_t<F>;
   rediskit::detail::ArgCounter counter;
   c.write(counter);
-  std::size_t const total = counter.count;
-  std::size_t i = 0;
-  detail::KeySpec spec{};
-  std::size_t numkeys = 0, streams_at = 0, skip = 0;
-  constexpr std::size_t no_streams = std::size_t(-1);
-  rediskit::detail::ArgExpander expander{[&](std::string_view a) {
-    std::size_t const at = i++;
-    if (at == 0) {
-      spec = detail::find_key_spec(a);
-      return;
-    }
-    if (spec.at == KeysAt::none || at < spec.first) return;
-    std::size_t const k = at - spec.first;
-    switch (spec.at) {
-      case KeysAt::none: return;
-      case KeysAt::one:
-        if (k == 0) f(a);
-        return;
-      case KeysAt::two:
-        if (k < 2) f(a);
-        return;
-      case KeysAt::rest: f(a); return;
-      case KeysAt::pairs:
-        if (k % 2 == 0) f(a);
-        return;
-      case KeysAt::rest_but_last:
-        if (at + 1 < total) f(a);
-        return;
-      case KeysAt::numkeys:
-        if (k == 0)
-          numkeys = detail::parse_count(a);
-        else if (k <= numkeys)
-          f(a);
-        return;
-      case KeysAt::key_numkeys:
-        if (k == 0)
-          f(a);
-        else if (k == 1)
-          numkeys = detail::parse_count(a);
-        else if (k - 1 <= numkeys)
-          f(a);
-        return;
-      case KeysAt::streams:
-        // The options before STREAMS are read as the server reads them (xreadGetKeys): their
-        // values are skipped, so that a group or consumer named "streams" is not the keyword.
-        if (streams_at == 0) {
-          if (skip > 0)
-            --skip;
-          else if (detail::iequals(a, "STREAMS"))
-            streams_at = at;
-          else if (detail::iequals(a, "GROUP"))
-            skip = 2;
-          else if (detail::iequals(a, "COUNT") || detail::iequals(a, "BLOCK"))
-            skip = 1;
-          else if (!detail::iequals(a, "NOACK"))
-            streams_at = no_streams;  // a syntax error: no key
-          return;
-        }
-        if (streams_at != no_streams && at - streams_at <= (total - streams_at - 1) / 2) f(a);
-        return;
-    }
-  }};
+  rediskit::detail::ArgExpander<detail::KeySink> expander{
+      {detail::KeyFinder(counter.count),
+       const_cast<void*>(static_cast<void const*>(std::addressof(f))),
+       [](void* p, std::string_view key) { (*static_cast<Fn*>(p))(key); }}};
   c.write(expander);
 }
 
