@@ -1,10 +1,13 @@
 // Conformance: hash and set commands behave the same on every backend (MemoryBackend,
-// FakeBackend, and a real redis-server through RedisBackend), errors included.
+// FakeBackend, a real redis-server through RedisBackend, and a Redis Cluster through
+// ClusterBackend), errors included. The keys of one multi-key command (SINTER, SUNION, ...) share
+// a hash tag ("{t}a"), as a cluster requires.
 //
 // Unordered replies (HGETALL, HKEYS, SMEMBERS, SINTER, ...) are sorted before comparing; scans
 // never assume a page size (a server returns a small hash or set in one step whatever COUNT
 // says), only the SCAN guarantee: every element present for the whole iteration comes back.
 #include "support/backends.hpp"
+#include "support/cross_slot.hpp"
 #include "support/differential.hpp"
 
 #include <rediskit/commands.hpp>
@@ -26,8 +29,9 @@ namespace {
 
 using namespace std::string_literals;
 using rediskit::Error;
-using rediskit::test::AllBackends;
+using rediskit::test::AllBackendsAndCluster;
 using rediskit::test::BackendFixture;
+using rediskit::test::expect_cross_slot;
 using rediskit::test::to_text;
 namespace cmd = rediskit::cmd;
 
@@ -50,7 +54,7 @@ std::string const kWrongType = "WRONGTYPE Operation against a key holding the wr
 
 BOOST_AUTO_TEST_SUITE(hashes)
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hset_counts_new_fields_only, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hset_counts_new_fields_only, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::hset{.key = "h", .fields = {{"a", "1"}, {"b", "2"}}}) == 2);
   BOOST_TEST(f.ok(cmd::hset{.key = "h", .fields = {{"a", "10"}, {"c", "3"}}}) == 1);
@@ -68,7 +72,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hset_counts_new_fields_only, B, AllBackends) {
       (Entries{{"a", "11"}, {"b", "2"}, {"c", "3"}, {"d", "y"}, {"m1", "v1"}, {"m2", "v2"}}));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hash_fields_and_values_are_binary, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hash_fields_and_values_are_binary, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   std::string const field("f\0\xff\r\n", 5);
   std::string const value("\0v\0\x80", 4);
@@ -85,7 +89,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hash_fields_and_values_are_binary, B, AllBackends)
   BOOST_TEST(!f.ok(cmd::hexists{key, field}));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hsetnx_sets_only_a_missing_field, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hsetnx_sets_only_a_missing_field, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::hsetnx{"h", "f", "first"}));
   BOOST_TEST(!f.ok(cmd::hsetnx{"h", "f", "second"}));
@@ -94,7 +98,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hsetnx_sets_only_a_missing_field, B, AllBackends) 
   BOOST_TEST(f.ok(cmd::hlen{"h"}) == 2);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hget_hmget_on_missing_keys_and_fields, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hget_hmget_on_missing_keys_and_fields, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   CHECK_SAME(f.ok(cmd::hget{"nokey", "f"}), std::optional<std::string>());
   CHECK_SAME(f.ok(cmd::hmget{.key = "nokey", .fields = {"a", "b"}}),
@@ -106,7 +110,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hget_hmget_on_missing_keys_and_fields, B, AllBacke
   CHECK_SAME(f.ok(cmd::hmget{.key = "h", .fields = many}), (OptStrings{"1", std::nullopt, "3"}));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(reads_of_a_missing_hash_are_empty, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(reads_of_a_missing_hash_are_empty, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::hgetall{"nokey"}).empty());
   BOOST_TEST(f.ok(cmd::hkeys{"nokey"}).empty());
@@ -119,7 +123,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(reads_of_a_missing_hash_are_empty, B, AllBackends)
   BOOST_TEST(page.entries.empty());
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hkeys_and_hvals_list_every_field, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hkeys_and_hvals_list_every_field, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   f.ok(cmd::hset{.key = "h", .fields = {{"x", "1"}, {"y", "2"}, {"z", "2"}}});
   CHECK_SAME(sorted(f.ok(cmd::hkeys{"h"})), (Strings{"x", "y", "z"}));
@@ -135,7 +139,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hkeys_and_hvals_list_every_field, B, AllBackends) 
   }
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hdel_counts_removed_fields_and_drops_an_empty_hash, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hdel_counts_removed_fields_and_drops_an_empty_hash, B,
+                              AllBackendsAndCluster) {
   BackendFixture<B> f;
   f.ok(cmd::hset{.key = "h", .fields = {{"a", "1"}, {"b", "2"}, {"c", "3"}}});
   BOOST_TEST(f.ok(cmd::hdel{.key = "h", .fields = {"a", "zz", "a"}}) == 1);
@@ -146,7 +151,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hdel_counts_removed_fields_and_drops_an_empty_hash
   BOOST_TEST(f.ok(cmd::sadd{.key = "h", .members = "m"}) == 1);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hincrby_adds_to_canonical_integers, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hincrby_adds_to_canonical_integers, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::hincrby{"h", "n", 5}) == 5);
   BOOST_TEST(f.ok(cmd::hincrby{"h", "n", -12}) == -7);
@@ -161,7 +166,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hincrby_adds_to_canonical_integers, B, AllBackends
   BOOST_TEST(f.ok(cmd::hincrby{"h", "hi", 1}) == max);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hincrby_refuses_non_integers_and_overflow, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hincrby_refuses_non_integers_and_overflow, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   std::vector<std::string> const bad = {
       "abc", "1.5", " 1", "1 ", "007", "+1", "-0", "", "9223372036854775808", std::string("1\0", 2),
@@ -185,7 +190,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hincrby_refuses_non_integers_and_overflow, B, AllB
   f.fails(cmd::hincrby{"h", "big", max}, Error::server_error);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hincrbyfloat_adds_in_long_double_and_stores_text, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hincrbyfloat_adds_in_long_double_and_stores_text, B,
+                              AllBackendsAndCluster) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::hincrbyfloat{"h", "x", 0.1}) == 0.1);
   BOOST_TEST(f.ok(cmd::hincrbyfloat{"h", "x", 0.2}) == 0.3);  // long double: exactly "0.3"
@@ -217,7 +223,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hincrbyfloat_adds_in_long_double_and_stores_text, 
   CHECK_SAME(f.ok(cmd::hget{"h", "frac"}), std::optional("0.0000125"s));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hincrbyfloat_refuses_non_numbers_nan_and_infinity, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hincrbyfloat_refuses_non_numbers_nan_and_infinity, B,
+                              AllBackendsAndCluster) {
   BackendFixture<B> f;
   std::vector<std::string> const bad = {
       "abc", " 1", "1 ", "", "nan", "1e5000", "1e-5000", std::string("1\0", 2), "1.5.2"};
@@ -248,7 +255,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hincrbyfloat_refuses_non_numbers_nan_and_infinity,
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(hincrbyfloat_beyond_double_is_stored_but_its_reply_fails, B,
-                              AllBackends) {
+                              AllBackendsAndCluster) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::hincrbyfloat{"h", "f", 1.5e308}) == 1.5e308);
   // 3e308 fits a long double (the server's arithmetic) but not a double (the reply).
@@ -261,7 +268,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hincrbyfloat_beyond_double_is_stored_but_its_reply
   BOOST_TEST(f.ok(cmd::hincrbyfloat{"h", "f", -1.5e308}) > 1e308);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hash_commands_refuse_other_types, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hash_commands_refuse_other_types, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   f.ok(cmd::set{.key = "s", .value = "x"});
   f.ok(cmd::sadd{.key = "set", .members = "m"});
@@ -287,7 +294,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hash_commands_refuse_other_types, B, AllBackends) 
   CHECK_SAME(f.ok(cmd::get{"s"}), std::optional("x"s));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hash_commands_refuse_empty_lists, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hash_commands_refuse_empty_lists, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   BOOST_TEST(error_text(f, cmd::hset{.key = "h", .fields = {}}) ==
              "ERR wrong number of arguments for 'hset' command");
@@ -298,7 +305,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hash_commands_refuse_empty_lists, B, AllBackends) 
   BOOST_TEST(f.ok(cmd::hlen{"h"}) == 0);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hscan_small_hash_to_completion_with_match, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hscan_small_hash_to_completion_with_match, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   f.ok(cmd::hset{
       .key = "h",
@@ -331,7 +338,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hscan_small_hash_to_completion_with_match, B, AllB
   BOOST_TEST(none.entries.empty());
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hscan_of_1000_fields_returns_each_despite_changes, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hscan_of_1000_fields_returns_each_despite_changes, B,
+                              AllBackendsAndCluster) {
   BackendFixture<B> f;
   std::vector<std::pair<std::string, std::string>> stable, doomed;
   for (int i = 0; i < 1000; ++i)
@@ -404,7 +412,7 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(sets)
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(sadd_srem_count_changes, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(sadd_srem_count_changes, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::sadd{.key = "s", .members = {"a", "b", "a"}}) == 2);
   BOOST_TEST(f.ok(cmd::sadd{.key = "s", .members = {"b", "c"}}) == 1);
@@ -425,7 +433,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(sadd_srem_count_changes, B, AllBackends) {
   BOOST_TEST(f.ok(cmd::scard{"n"}) == 50);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(set_members_are_binary, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(set_members_are_binary, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   std::string const m1("a\0b", 3), m2("\0", 1), m3("\xff\xfe", 2);
   BOOST_TEST(f.ok(cmd::sadd{.key = "s", .members = {m1, m2, m3, "", "a"}}) == 5);
@@ -439,14 +447,14 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(set_members_are_binary, B, AllBackends) {
   BOOST_TEST(!f.ok(cmd::sismember{"s", m2}));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(set_reads_of_a_missing_key, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(set_reads_of_a_missing_key, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::smembers{"nokey"}).empty());
   BOOST_TEST(!f.ok(cmd::sismember{"nokey", "a"}));
   CHECK_SAME(f.ok(cmd::smismember{.key = "nokey", .members = {"a", "b"}}),
              (std::vector<bool>{false, false}));
   BOOST_TEST(f.ok(cmd::scard{"nokey"}) == 0);
-  BOOST_TEST(f.ok(cmd::sinter{.keys = {"nokey", "nokey2"}}).empty());
+  BOOST_TEST(f.ok(cmd::sinter{.keys = {"{t}nokey", "{t}nokey2"}}).empty());
   BOOST_TEST(f.ok(cmd::sunion{.keys = "nokey"}).empty());
   BOOST_TEST(f.ok(cmd::sdiff{.keys = "nokey"}).empty());
   BOOST_TEST(f.ok(cmd::sintercard{.keys = "nokey"}) == 0);
@@ -455,89 +463,97 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(set_reads_of_a_missing_key, B, AllBackends) {
   BOOST_TEST(page.members.empty());
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(sinter_keeps_members_of_every_set, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(sinter_keeps_members_of_every_set, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   std::vector<std::string> big;
   for (int i = 0; i < 300; ++i)
     big.push_back("m" + std::to_string(i));
-  f.ok(cmd::sadd{.key = "big", .members = big});
-  f.ok(cmd::sadd{.key = "mid", .members = {"m1", "m2", "m3", "m250", "x"}});
-  f.ok(cmd::sadd{.key = "small", .members = {"m2", "m250", "x", "y"}});
-  CHECK_SAME(sorted(f.ok(cmd::sinter{.keys = {"big", "mid", "small"}})), (Strings{"m2", "m250"}));
-  CHECK_SAME(sorted(f.ok(cmd::sinter{.keys = {"small", "mid"}})), (Strings{"m2", "m250", "x"}));
-  CHECK_SAME(sorted(f.ok(cmd::sinter{.keys = "small"})), (Strings{"m2", "m250", "x", "y"}));
-  CHECK_SAME(sorted(f.ok(cmd::sinter{.keys = {"small", "small"}})),
+  f.ok(cmd::sadd{.key = "{t}big", .members = big});
+  f.ok(cmd::sadd{.key = "{t}mid", .members = {"m1", "m2", "m3", "m250", "x"}});
+  f.ok(cmd::sadd{.key = "{t}small", .members = {"m2", "m250", "x", "y"}});
+  CHECK_SAME(sorted(f.ok(cmd::sinter{.keys = {"{t}big", "{t}mid", "{t}small"}})),
+             (Strings{"m2", "m250"}));
+  CHECK_SAME(sorted(f.ok(cmd::sinter{.keys = {"{t}small", "{t}mid"}})),
+             (Strings{"m2", "m250", "x"}));
+  CHECK_SAME(sorted(f.ok(cmd::sinter{.keys = "{t}small"})), (Strings{"m2", "m250", "x", "y"}));
+  CHECK_SAME(sorted(f.ok(cmd::sinter{.keys = {"{t}small", "{t}small"}})),
              (Strings{"m2", "m250", "x", "y"}));
   // A missing key is an empty set.
-  BOOST_TEST(f.ok(cmd::sinter{.keys = {"big", "nokey", "small"}}).empty());
-  f.ok(cmd::sadd{.key = "other", .members = "zzz"});
-  BOOST_TEST(f.ok(cmd::sinter{.keys = {"big", "other"}}).empty());
+  BOOST_TEST(f.ok(cmd::sinter{.keys = {"{t}big", "{t}nokey", "{t}small"}}).empty());
+  f.ok(cmd::sadd{.key = "{t}other", .members = "zzz"});
+  BOOST_TEST(f.ok(cmd::sinter{.keys = {"{t}big", "{t}other"}}).empty());
+  // Keys in two slots: refused on a cluster (and by MemoryBackend's cluster checks).
+  expect_cross_slot(f, cmd::sinter{.keys = {"big", "small"}});
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(sintercard_counts_up_to_the_limit, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(sintercard_counts_up_to_the_limit, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   std::vector<std::string> a, b;
   for (int i = 0; i < 100; ++i)
     a.push_back(std::to_string(i));
   for (int i = 50; i < 200; ++i)
     b.push_back(std::to_string(i));
-  f.ok(cmd::sadd{.key = "a", .members = a});
-  f.ok(cmd::sadd{.key = "b", .members = b});
-  BOOST_TEST(f.ok(cmd::sintercard{.keys = {"a", "b"}}) == 50);
-  BOOST_TEST(f.ok(cmd::sintercard{.keys = {"a", "b"}, .limit = 0}) == 50);
-  BOOST_TEST(f.ok(cmd::sintercard{.keys = {"a", "b"}, .limit = 7}) == 7);
-  BOOST_TEST(f.ok(cmd::sintercard{.keys = {"a", "b"}, .limit = 50}) == 50);
-  BOOST_TEST(f.ok(cmd::sintercard{.keys = {"a", "b"}, .limit = 1000}) == 50);
-  BOOST_TEST(f.ok(cmd::sintercard{.keys = "a"}) == 100);
-  BOOST_TEST(f.ok(cmd::sintercard{.keys = {"a", "b", "nokey"}}) == 0);
-  BOOST_TEST(error_text(f, cmd::sintercard{.keys = {"a", "b"}, .limit = -1}) ==
+  f.ok(cmd::sadd{.key = "{t}a", .members = a});
+  f.ok(cmd::sadd{.key = "{t}b", .members = b});
+  BOOST_TEST(f.ok(cmd::sintercard{.keys = {"{t}a", "{t}b"}}) == 50);
+  BOOST_TEST(f.ok(cmd::sintercard{.keys = {"{t}a", "{t}b"}, .limit = 0}) == 50);
+  BOOST_TEST(f.ok(cmd::sintercard{.keys = {"{t}a", "{t}b"}, .limit = 7}) == 7);
+  BOOST_TEST(f.ok(cmd::sintercard{.keys = {"{t}a", "{t}b"}, .limit = 50}) == 50);
+  BOOST_TEST(f.ok(cmd::sintercard{.keys = {"{t}a", "{t}b"}, .limit = 1000}) == 50);
+  BOOST_TEST(f.ok(cmd::sintercard{.keys = "{t}a"}) == 100);
+  BOOST_TEST(f.ok(cmd::sintercard{.keys = {"{t}a", "{t}b", "{t}nokey"}}) == 0);
+  BOOST_TEST(error_text(f, cmd::sintercard{.keys = {"{t}a", "{t}b"}, .limit = -1}) ==
              "ERR LIMIT can't be negative");
   BOOST_TEST(error_text(f, cmd::sintercard{.keys = {}, .limit = 3}) ==
              "ERR numkeys should be greater than 0");
   BOOST_TEST(error_text(f, cmd::sintercard{}) ==
              "ERR wrong number of arguments for 'sintercard' command");
+  expect_cross_slot(f, cmd::sintercard{.keys = {"a", "b"}, .limit = 1});
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(sunion_and_sdiff, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(sunion_and_sdiff, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
-  f.ok(cmd::sadd{.key = "a", .members = {"1", "2", "3", "x"}});
-  f.ok(cmd::sadd{.key = "b", .members = {"3", "4"}});
-  f.ok(cmd::sadd{.key = "c", .members = {"x", "5", "1"}});
-  CHECK_SAME(sorted(f.ok(cmd::sunion{.keys = {"a", "b", "c", "nokey"}})),
+  f.ok(cmd::sadd{.key = "{t}a", .members = {"1", "2", "3", "x"}});
+  f.ok(cmd::sadd{.key = "{t}b", .members = {"3", "4"}});
+  f.ok(cmd::sadd{.key = "{t}c", .members = {"x", "5", "1"}});
+  CHECK_SAME(sorted(f.ok(cmd::sunion{.keys = {"{t}a", "{t}b", "{t}c", "{t}nokey"}})),
              (Strings{"1", "2", "3", "4", "5", "x"}));
-  CHECK_SAME(sorted(f.ok(cmd::sunion{.keys = {"b", "b"}})), (Strings{"3", "4"}));
-  CHECK_SAME(sorted(f.ok(cmd::sdiff{.keys = {"a", "b", "c"}})), (Strings{"2"}));
-  CHECK_SAME(sorted(f.ok(cmd::sdiff{.keys = {"a", "nokey"}})), (Strings{"1", "2", "3", "x"}));
-  CHECK_SAME(sorted(f.ok(cmd::sdiff{.keys = "b"})), (Strings{"3", "4"}));
-  BOOST_TEST(f.ok(cmd::sdiff{.keys = {"a", "a"}}).empty());
-  BOOST_TEST(f.ok(cmd::sdiff{.keys = {"nokey", "a"}}).empty());
+  CHECK_SAME(sorted(f.ok(cmd::sunion{.keys = {"{t}b", "{t}b"}})), (Strings{"3", "4"}));
+  CHECK_SAME(sorted(f.ok(cmd::sdiff{.keys = {"{t}a", "{t}b", "{t}c"}})), (Strings{"2"}));
+  CHECK_SAME(sorted(f.ok(cmd::sdiff{.keys = {"{t}a", "{t}nokey"}})), (Strings{"1", "2", "3", "x"}));
+  CHECK_SAME(sorted(f.ok(cmd::sdiff{.keys = "{t}b"})), (Strings{"3", "4"}));
+  BOOST_TEST(f.ok(cmd::sdiff{.keys = {"{t}a", "{t}a"}}).empty());
+  BOOST_TEST(f.ok(cmd::sdiff{.keys = {"{t}nokey", "{t}a"}}).empty());
+  // Keys in two slots: refused on a cluster (and by MemoryBackend's cluster checks).
+  expect_cross_slot(f, cmd::sunion{.keys = {"a", "b"}});
+  expect_cross_slot(f, cmd::sdiff{.keys = {"a", "b"}});
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(multi_key_set_commands_check_every_type, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(multi_key_set_commands_check_every_type, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
-  f.ok(cmd::sadd{.key = "a", .members = {"1", "2"}});
-  f.ok(cmd::set{.key = "str", .value = "x"});
-  f.ok(cmd::hset{.key = "h", .fields = {{"1", "2"}}});
+  f.ok(cmd::sadd{.key = "{t}a", .members = {"1", "2"}});
+  f.ok(cmd::set{.key = "{t}str", .value = "x"});
+  f.ok(cmd::hset{.key = "{t}h", .fields = {{"1", "2"}}});
   // WRONGTYPE wherever the key is, even after a missing key (which alone empties SINTER).
-  for (std::string_view bad : {std::string_view("str"), std::string_view("h")}) {
+  for (std::string_view bad : {std::string_view("{t}str"), std::string_view("{t}h")}) {
     BOOST_TEST_CONTEXT("key " << bad) {
-      BOOST_TEST(error_text(f, cmd::sinter{.keys = {"a", "nokey", bad}}) == kWrongType);
-      f.fails(cmd::sinter{.keys = {bad, "a"}}, Error::wrong_type);
-      f.fails(cmd::sintercard{.keys = {"nokey", bad}}, Error::wrong_type);
-      f.fails(cmd::sintercard{.keys = {"a", bad}, .limit = 1}, Error::wrong_type);
-      f.fails(cmd::sunion{.keys = {"a", bad}}, Error::wrong_type);
-      f.fails(cmd::sunion{.keys = {"nokey", bad}}, Error::wrong_type);
-      f.fails(cmd::sdiff{.keys = {"nokey", bad}}, Error::wrong_type);
-      f.fails(cmd::sdiff{.keys = {bad, "a"}}, Error::wrong_type);
-      f.fails(cmd::sdiff{.keys = {"a", bad}}, Error::wrong_type);
+      BOOST_TEST(error_text(f, cmd::sinter{.keys = {"{t}a", "{t}nokey", bad}}) == kWrongType);
+      f.fails(cmd::sinter{.keys = {bad, "{t}a"}}, Error::wrong_type);
+      f.fails(cmd::sintercard{.keys = {"{t}nokey", bad}}, Error::wrong_type);
+      f.fails(cmd::sintercard{.keys = {"{t}a", bad}, .limit = 1}, Error::wrong_type);
+      f.fails(cmd::sunion{.keys = {"{t}a", bad}}, Error::wrong_type);
+      f.fails(cmd::sunion{.keys = {"{t}nokey", bad}}, Error::wrong_type);
+      f.fails(cmd::sdiff{.keys = {"{t}nokey", bad}}, Error::wrong_type);
+      f.fails(cmd::sdiff{.keys = {bad, "{t}a"}}, Error::wrong_type);
+      f.fails(cmd::sdiff{.keys = {"{t}a", bad}}, Error::wrong_type);
     }
   }
   // LIMIT is checked before the keys.
-  BOOST_TEST(error_text(f, cmd::sintercard{.keys = {"a", "str"}, .limit = -1}) ==
+  BOOST_TEST(error_text(f, cmd::sintercard{.keys = {"{t}a", "{t}str"}, .limit = -1}) ==
              "ERR LIMIT can't be negative");
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(set_commands_refuse_other_types, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(set_commands_refuse_other_types, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   f.ok(cmd::set{.key = "str", .value = "x"});
   f.ok(cmd::hset{.key = "h", .fields = {{"f", "v"}}});
@@ -556,7 +572,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(set_commands_refuse_other_types, B, AllBackends) {
   CHECK_SAME(f.ok(cmd::hget{"h", "f"}), std::optional("v"s));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(set_commands_refuse_empty_lists, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(set_commands_refuse_empty_lists, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   BOOST_TEST(error_text(f, cmd::sadd{.key = "s", .members = {}}) ==
              "ERR wrong number of arguments for 'sadd' command");
@@ -570,7 +586,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(set_commands_refuse_empty_lists, B, AllBackends) {
   BOOST_TEST(f.ok(cmd::scard{"s"}) == 0);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(sscan_small_set_with_match_and_integers, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(sscan_small_set_with_match_and_integers, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   auto scan_all = [&](std::string_view key, std::optional<std::string_view> match,
                       std::int64_t count) {
@@ -597,7 +613,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(sscan_small_set_with_match_and_integers, B, AllBac
   f.fails(cmd::sscan{.key = "ints", .cursor = 0, .count = -1}, Error::server_error);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(sscan_of_1000_members_returns_each_despite_changes, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(sscan_of_1000_members_returns_each_despite_changes, B,
+                              AllBackendsAndCluster) {
   BackendFixture<B> f;
   std::vector<std::string> stable, doomed;
   for (int i = 0; i < 1000; ++i)
@@ -651,7 +668,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(sscan_of_1000_members_returns_each_despite_changes
   BOOST_TEST(f.ok(cmd::scard{"s"}) == static_cast<std::int64_t>(1300 + added - removed));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(set_commands_in_a_transaction, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(set_commands_in_a_transaction, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   auto [added, card, members, inter] = f.ok(rediskit::transaction(
       cmd::sadd{.key = "s", .members = {"a", "b"}}, cmd::scard{"s"},

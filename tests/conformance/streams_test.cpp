@@ -1,10 +1,13 @@
 // Conformance: stream and consumer-group commands behave the same on every backend
-// (MemoryBackend, FakeBackend, and a real redis-server through RedisBackend), errors included.
+// (MemoryBackend, FakeBackend, a real redis-server through RedisBackend, and a Redis Cluster
+// through ClusterBackend), errors included. The streams of one XREADGROUP share a hash tag
+// ("{t}a", "{t}b"), as a cluster requires.
 //
 // Ids are explicit wherever a reply is compared, since generated ids ("*") follow each
 // backend's clock. Idle times are compared as bounds (a real clock moves while a test runs),
 // and approximate trimming ("~") only loosely (a server removes whole internal nodes only).
 #include "support/backends.hpp"
+#include "support/cross_slot.hpp"
 #include "support/differential.hpp"
 
 #include <rediskit/commands.hpp>
@@ -27,8 +30,9 @@ using rediskit::Error;
 using rediskit::StreamEntry;
 using rediskit::StreamId;
 using rediskit::StreamTrim;
-using rediskit::test::AllBackends;
+using rediskit::test::AllBackendsAndCluster;
 using rediskit::test::BackendFixture;
+using rediskit::test::expect_cross_slot;
 using rediskit::test::to_text;
 namespace cmd = rediskit::cmd;
 
@@ -78,7 +82,7 @@ BOOST_AUTO_TEST_SUITE(streams)
 
 // ---- XADD --------------------------------------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_explicit_ids_must_grow, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_explicit_ids_must_grow, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   CHECK_SAME(f.ok(cmd::xadd{.key = "s", .id = "5-1", .fields = {{"a", "1"}, {"b", "2"}}}),
              std::optional("5-1"s));
@@ -126,7 +130,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_explicit_ids_must_grow, B, AllBackends) {
              "ERR The stream has exhausted the last possible ID, unable to add more items");
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_generated_ids_grow, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_generated_ids_grow, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   std::optional<StreamId> last;
   for (int i = 0; i < 20; ++i) {
@@ -148,7 +152,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_generated_ids_grow, B, AllBackends) {
   BOOST_TEST(f.ok(cmd::xlen{"s"}) == 23);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_stores_binary_fields_in_order, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_stores_binary_fields_in_order, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   std::string const k = "bin\0key"s, fld = "f\0\xff"s, val = "\0\r\n\0"s;
   Fields const fields = {{fld, val}, {"", ""}, {"a", "1"}, {fld, "again"}};
@@ -161,7 +165,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_stores_binary_fields_in_order, B, AllBackends
   BOOST_TEST(got[0].find("missing") == nullptr);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_nomkstream_and_wrong_type, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_nomkstream_and_wrong_type, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   BOOST_TEST(!f.ok(cmd::xadd{.key = "s", .id = "1-0", .fields = {{"a", "1"}}, .nomkstream = true})
                   .has_value());
@@ -185,7 +189,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_nomkstream_and_wrong_type, B, AllBackends) {
   BOOST_TEST(f.ok(cmd::type{"s"}) == "stream");
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_trims_after_adding, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_trims_after_adding, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   fill(f, "s", 5);
   CHECK_SAME(f.ok(cmd::xadd{
@@ -246,7 +250,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_trims_after_adding, B, AllBackends) {
 // ---- XRANGE, XREVRANGE, XLEN, XDEL, XTRIM
 // --------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xrange_bounds_and_count, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xrange_bounds_and_count, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   for (std::string id : {"1-0", "1-1", "2-0", "3-5", "3-6", "4-0"})
     f.ok(cmd::xadd{.key = "s", .id = id, .fields = {{"id", id}}});
@@ -297,7 +301,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xrange_bounds_and_count, B, AllBackends) {
   BOOST_TEST(f.ok(cmd::xlen{"s"}) == 6);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xdel_removes_entries_and_keeps_the_last_id, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xdel_removes_entries_and_keeps_the_last_id, B,
+                              AllBackendsAndCluster) {
   BackendFixture<B> f;
   fill(f, "s", 5);
   BOOST_TEST(f.ok(cmd::xdel{.key = "s", .ids = {"2-0", "5-0", "5-0", "9-0", "3"}}) == 3);
@@ -317,7 +322,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xdel_removes_entries_and_keeps_the_last_id, B, All
   f.fails(cmd::xdel{.key = "s", .ids = std::vector<std::string>{}}, Error::server_error);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xtrim_maxlen_and_minid, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xtrim_maxlen_and_minid, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   fill(f, "s", 10);
   BOOST_TEST(f.ok(cmd::xtrim{.key = "s", .trim = StreamTrim::max_len(8)}) == 2);
@@ -352,7 +357,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xtrim_maxlen_and_minid, B, AllBackends) {
 // ---- XGROUP
 // --------------------------------------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xgroup_create_and_its_errors, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xgroup_create_and_its_errors, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   std::string const need_key =
       "ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want "
@@ -378,7 +383,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xgroup_create_and_its_errors, B, AllBackends) {
              need_key);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xgroup_start_id_decides_what_is_delivered, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xgroup_start_id_decides_what_is_delivered, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   fill(f, "s", 3);
   BOOST_TEST(f.ok(cmd::xgroup_create{.key = "s", .group = "new"}));  // "$"
@@ -419,7 +424,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xgroup_start_id_decides_what_is_delivered, B, AllB
   f.fails(cmd::xgroup_setid{.key = "missing", .group = "g", .id = "0"}, Error::server_error);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xgroup_consumers_and_destroy, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xgroup_consumers_and_destroy, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   fill(f, "s", 4);
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .id = "0"});
@@ -466,7 +471,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xgroup_consumers_and_destroy, B, AllBackends) {
 // ---- XREADGROUP
 // ----------------------------------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_delivers_once_then_history, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_delivers_once_then_history, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   fill(f, "s", 3);
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .id = "0"});
@@ -511,32 +516,35 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_delivers_once_then_history, B, AllBacke
   BOOST_TEST((*acked)[0].second.empty());
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_over_several_streams, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_over_several_streams, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
-  fill(f, "a", 2);
-  fill(f, "b", 1);
-  fill(f, "c", 1);
-  for (auto k : {"a", "b", "c"})
+  fill(f, "{t}a", 2);
+  fill(f, "{t}b", 1);
+  fill(f, "{t}c", 1);
+  for (auto k : {"{t}a", "{t}b", "{t}c"})
     f.ok(cmd::xgroup_create{.key = k, .group = "g", .id = "0"});
-  f.ok(cmd::xreadgroup{.group = "g", .consumer = "x", .keys = "b"});
+  f.ok(cmd::xreadgroup{.group = "g", .consumer = "x", .keys = "{t}b"});
   // Only the streams with something come back, in the order asked.
-  auto got =
-      f.ok(cmd::xreadgroup{.group = "g", .consumer = "x", .keys = {"c", "b", "a"}, .count = 1});
+  auto got = f.ok(
+      cmd::xreadgroup{.group = "g", .consumer = "x", .keys = {"{t}c", "{t}b", "{t}a"}, .count = 1});
   BOOST_REQUIRE(got.has_value());
   BOOST_REQUIRE(got->size() == 2u);
-  BOOST_TEST((*got)[0].first == "c");
-  BOOST_TEST((*got)[1].first == "a");
+  BOOST_TEST((*got)[0].first == "{t}c");
+  BOOST_TEST((*got)[1].first == "{t}a");
   CHECK_SAME(ids_of((*got)[1].second), Strings{"1-0"});
   // A history id for one stream and ">" for another.
-  auto mixed =
-      f.ok(cmd::xreadgroup{.group = "g", .consumer = "x", .keys = {"b", "a"}, .ids = {"0", ">"}});
+  auto mixed = f.ok(
+      cmd::xreadgroup{.group = "g", .consumer = "x", .keys = {"{t}b", "{t}a"}, .ids = {"0", ">"}});
   BOOST_REQUIRE(mixed.has_value());
   BOOST_REQUIRE(mixed->size() == 2u);
   CHECK_SAME(ids_of((*mixed)[0].second), Strings{"1-0"});
   CHECK_SAME(ids_of((*mixed)[1].second), Strings{"2-0"});
+  // Streams in two slots: refused on a cluster (and by MemoryBackend's cluster checks).
+  expect_cross_slot(f, cmd::xreadgroup{.group = "g", .consumer = "x", .keys = {"a", "b"}});
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_noack_and_redelivery_to_another, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_noack_and_redelivery_to_another, B,
+                              AllBackendsAndCluster) {
   BackendFixture<B> f;
   fill(f, "s", 2);
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .id = "0"});
@@ -558,43 +566,45 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_noack_and_redelivery_to_another, B, All
   BOOST_TEST(pending[1].deliveries == 2);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_errors, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_errors, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
-  fill(f, "s", 1);
-  f.ok(cmd::xgroup_create{.key = "s", .group = "g", .id = "0"});
-  BOOST_TEST(error_text(f, cmd::xreadgroup{.group = "nope", .consumer = "c", .keys = "s"}) ==
-             "NOGROUP No such key 's' or consumer group 'nope' in XREADGROUP with GROUP option");
-  BOOST_TEST(error_text(f, cmd::xreadgroup{.group = "g", .consumer = "c", .keys = "missing"}) ==
-             "NOGROUP No such key 'missing' or consumer group 'g' in XREADGROUP with GROUP "
+  fill(f, "{t}s", 1);
+  f.ok(cmd::xgroup_create{.key = "{t}s", .group = "g", .id = "0"});
+  BOOST_TEST(error_text(f, cmd::xreadgroup{.group = "nope", .consumer = "c", .keys = "{t}s"}) ==
+             "NOGROUP No such key '{t}s' or consumer group 'nope' in XREADGROUP with GROUP "
              "option");
-  f.fails(cmd::xreadgroup{.group = "g", .consumer = "c", .keys = {"s", "missing"}},
+  BOOST_TEST(error_text(f, cmd::xreadgroup{.group = "g", .consumer = "c", .keys = "{t}missing"}) ==
+             "NOGROUP No such key '{t}missing' or consumer group 'g' in XREADGROUP with GROUP "
+             "option");
+  f.fails(cmd::xreadgroup{.group = "g", .consumer = "c", .keys = {"{t}s", "{t}missing"}},
           Error::no_group);
   BOOST_TEST(
-      error_text(f, cmd::xreadgroup{.group = "g", .consumer = "c", .keys = "s", .ids = "$"}) ==
+      error_text(f, cmd::xreadgroup{.group = "g", .consumer = "c", .keys = "{t}s", .ids = "$"}) ==
       "ERR The $ ID is meaningless in the context of XREADGROUP: you want to read the "
       "history of this consumer by specifying a proper ID, or use the > ID to get new "
       "messages. The $ ID would just return an empty result set.");
   for (std::string_view bad : {"-", "+", "x", "(1"})
     BOOST_TEST(
-        error_text(f, cmd::xreadgroup{.group = "g", .consumer = "c", .keys = "s", .ids = bad}) ==
+        error_text(f, cmd::xreadgroup{.group = "g", .consumer = "c", .keys = "{t}s", .ids = bad}) ==
         kInvalidId);
+  BOOST_TEST(error_text(f, cmd::xreadgroup{.group = "g",
+                                           .consumer = "c",
+                                           .keys = {"{t}s", "{t}s"},
+                                           .ids = {"0", "0", "0"}}) ==
+             "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be "
+             "specified.");
   BOOST_TEST(
       error_text(f,
-                 cmd::xreadgroup{
-                     .group = "g", .consumer = "c", .keys = {"s", "s"}, .ids = {"0", "0", "0"}}) ==
-      "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be "
-      "specified.");
-  BOOST_TEST(
-      error_text(f, cmd::xreadgroup{.group = "g", .consumer = "c", .keys = "s", .block = -1ms}) ==
+                 cmd::xreadgroup{.group = "g", .consumer = "c", .keys = "{t}s", .block = -1ms}) ==
       "ERR timeout is negative");
   f.ok(cmd::set{.key = "str", .value = "x"});
   BOOST_TEST(error_text(f, cmd::xreadgroup{.group = "g", .consumer = "c", .keys = "str"}) ==
              kWrongType);
   // Nothing was delivered by the failed calls.
-  BOOST_TEST(f.ok(cmd::xpending{.key = "s", .group = "g"}).count == 0);
+  BOOST_TEST(f.ok(cmd::xpending{.key = "{t}s", .group = "g"}).count == 0);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_block_wakes_on_xadd, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_block_wakes_on_xadd, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .mkstream = true});
   cmd::xreadgroup const read{.group = "g", .consumer = "c", .keys = "s", .block = 0ms};
@@ -612,7 +622,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_block_wakes_on_xadd, B, AllBackends) {
   BOOST_TEST(f.ok(cmd::xpending{.key = "s", .group = "g"}).count == 1);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_block_times_out_with_nothing, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_block_times_out_with_nothing, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   fill(f, "s", 1);
   f.ok(cmd::xgroup_create{.key = "s", .group = "g"});  // "$": nothing to read
@@ -635,7 +645,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_block_times_out_with_nothing, B, AllBac
   BOOST_TEST(f.ok(cmd::xgroup_createconsumer{.key = "s", .group = "g", .consumer = "c"}) == 1);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_block_fails_when_the_group_goes, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_block_fails_when_the_group_goes, B,
+                              AllBackendsAndCluster) {
   BackendFixture<B> f;
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .mkstream = true});
   cmd::xreadgroup const read{.group = "g", .consumer = "c", .keys = "s", .block = 0ms};
@@ -651,7 +662,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_block_fails_when_the_group_goes, B, All
 // ---- XACK, XPENDING
 // --------------------------------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xack_counts_pending_ids_only, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xack_counts_pending_ids_only, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   fill(f, "s", 3);
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .id = "0"});
@@ -668,7 +679,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xack_counts_pending_ids_only, B, AllBackends) {
   f.fails(cmd::xack{.key = "str", .group = "g", .ids = "1-0"}, Error::wrong_type);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xpending_summary_and_range, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xpending_summary_and_range, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   fill(f, "s", 5);
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .id = "0"});
@@ -722,7 +733,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xpending_summary_and_range, B, AllBackends) {
 // ---- claiming
 // ------------------------------------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(at_least_once_with_xautoclaim, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(at_least_once_with_xautoclaim, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   fill(f, "events", 5);
   f.ok(cmd::xgroup_create{.key = "events", .group = "g", .id = "0"});
@@ -793,7 +804,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(at_least_once_with_xautoclaim, B, AllBackends) {
   BOOST_TEST(counts[0].consumer == "c4");
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(deleted_pending_entries, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(deleted_pending_entries, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   fill(f, "s", 4);
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .id = "0"});
@@ -821,7 +832,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(deleted_pending_entries, B, AllBackends) {
              (rediskit::PendingSummary{1, "2-0", "2-0", {{"c3", 1}}}));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xclaim_options, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xclaim_options, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   fill(f, "s", 4);
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .id = "0"});
@@ -907,7 +918,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xclaim_options, B, AllBackends) {
           Error::wrong_type);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xautoclaim_errors, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xautoclaim_errors, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   fill(f, "s", 1);
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .id = "0"});
@@ -942,7 +953,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xautoclaim_errors, B, AllBackends) {
   BOOST_TEST(f.ok(cmd::xgroup_createconsumer{.key = "s", .group = "g", .consumer = "c"}) == 1);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(binary_group_and_consumer_names, B, AllBackends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(binary_group_and_consumer_names, B, AllBackendsAndCluster) {
   BackendFixture<B> f;
   std::string const key = "k\0\xff"s, group = "g\0 1"s, consumer = "\0c"s;
   fill(f, key, 2);

@@ -10,8 +10,10 @@
 // Where the keys are comes from the command's name, as Redis's own key specs say (COMMAND
 // INFO): a key at argument 1 (GET, HSET, XADD, ...), every argument from 1 (DEL, MGET,
 // SINTER), every other one (MSET), 1 and 2 (LMOVE, SMOVE, RENAME), all but the last (BLPOP),
-// a count then the keys (EVALSHA, SINTERCARD, ZUNIONSTORE), the first half after STREAMS
-// (XREADGROUP), or a key after a subcommand (XGROUP CREATE, XINFO STREAM, OBJECT ENCODING).
+// a count then the keys (EVALSHA, SINTERCARD, ZUNIONSTORE), the first half after the STREAMS
+// option (XREADGROUP: found past GROUP, COUNT and BLOCK and their values, as the server finds
+// it, so a group called "streams" is no keyword), or a key after a subcommand (XGROUP CREATE,
+// XINFO STREAM, OBJECT ENCODING).
 // A test checks this table against `COMMAND GETKEYS` of a real server for every command type
 // rediskit has. A command the table does not know is routed by its first argument: a wrong
 // guess costs a MOVED redirection, which ClusterBackend follows; a command that has no key at
@@ -25,9 +27,11 @@
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace rediskit::cluster {
 
@@ -55,7 +59,7 @@ enum class KeysAt : std::uint8_t {
   rest_but_last,  ///< from `first` to the one before the last (BLPOP k1 k2 timeout)
   numkeys,        ///< a count at `first`, then that many keys
   key_numkeys,    ///< a key at `first`, a count after it, then that many keys (ZUNIONSTORE)
-  streams,        ///< the first half of what follows STREAMS (XREAD, XREADGROUP)
+  streams,        ///< the first half of what follows the STREAMS option (XREAD, XREADGROUP)
 };
 
 struct KeySpec {
@@ -195,6 +199,100 @@ inline std::size_t parse_count(std::string_view a) noexcept {
   return r.ec == std::errc{} ? n : 0;
 }
 
+/// Which arguments of one command line are keys, told one argument at a time, the name first
+/// (see the top of this file). Not a template: every command type shares this code.
+/// find_key_spec through a small per-thread cache of the names met last (a direct-mapped table
+/// of 64 entries): most programs send a handful of command types, and a hit is one comparison
+/// instead of the bisection of the table.
+inline KeySpec cached_key_spec(std::string_view name) noexcept {
+  struct Entry {
+    char name[24];
+    std::uint8_t size = 0xFF;
+    KeysAt at{};
+    std::uint8_t first = 0;
+  };
+  thread_local Entry cache[64];
+  if (name.empty() || name.size() > sizeof Entry::name) return find_key_spec(name);
+  auto& e = cache[(name.size() * 31 + static_cast<unsigned char>(name.front() | 0x20) * 7 +
+                   static_cast<unsigned char>(name.back() | 0x20)) %
+                  64];
+  if (e.size == name.size() &&
+      std::char_traits<char>::compare(e.name, name.data(), name.size()) == 0)
+    return {name, e.at, e.first};
+  KeySpec const spec = find_key_spec(name);
+  std::char_traits<char>::copy(e.name, name.data(), name.size());
+  e.size = static_cast<std::uint8_t>(name.size());
+  e.at = spec.at;
+  e.first = spec.first;
+  return spec;
+}
+
+class KeyFinder {
+ public:
+  explicit KeyFinder(std::size_t total_args) noexcept : total_(total_args) {}
+
+  /// True when `a`, the next argument, is a key.
+  bool is_key(std::string_view a) noexcept {
+    std::size_t const at = at_++;
+    if (at == 0) {
+      spec_ = cached_key_spec(a);
+      return false;
+    }
+    if (spec_.at == KeysAt::none || at < spec_.first) return false;
+    std::size_t const k = at - spec_.first;
+    switch (spec_.at) {
+      case KeysAt::none: return false;
+      case KeysAt::one: return k == 0;
+      case KeysAt::two: return k < 2;
+      case KeysAt::rest: return true;
+      case KeysAt::pairs: return k % 2 == 0;
+      case KeysAt::rest_but_last: return at + 1 < total_;
+      case KeysAt::numkeys:
+        if (k == 0) numkeys_ = parse_count(a);
+        return k > 0 && k <= numkeys_;
+      case KeysAt::key_numkeys:
+        if (k == 1) numkeys_ = parse_count(a);
+        return k == 0 || (k > 1 && k - 1 <= numkeys_);
+      case KeysAt::streams:
+        // The options before STREAMS are read as the server reads them (xreadGetKeys): their
+        // values are skipped, so that a group or consumer named "streams" is not the keyword.
+        if (streams_at_ == 0) {
+          if (skip_ > 0)
+            --skip_;
+          else if (iequals(a, "STREAMS"))
+            streams_at_ = at;
+          else if (iequals(a, "GROUP"))
+            skip_ = 2;
+          else if (iequals(a, "COUNT") || iequals(a, "BLOCK"))
+            skip_ = 1;
+          else if (!iequals(a, "NOACK"))
+            streams_at_ = no_streams;  // a syntax error: no key
+          return false;
+        }
+        return streams_at_ != no_streams && at - streams_at_ <= (total_ - streams_at_ - 1) / 2;
+    }
+    return false;
+  }
+
+ private:
+  static constexpr std::size_t no_streams = std::size_t(-1);
+  std::size_t total_;
+  std::size_t at_ = 0, numkeys_ = 0, streams_at_ = 0, skip_ = 0;
+  KeySpec spec_{};
+};
+
+/// What for_each_key writes a command into: the keys reach the caller's function through a
+/// plain function pointer, so that each command type's write() is compiled once for every
+/// caller of for_each_key (route's two passes, MemoryBackend's cluster checks).
+struct KeySink {
+  KeyFinder finder;
+  void* f;
+  void (*call)(void* f, std::string_view key);
+  void operator()(std::string_view a) {
+    if (finder.is_key(a)) call(f, a);
+  }
+};
+
 }  // namespace detail
 
 /// Calls f(std::string_view) for every key of command `c`, in order (see the top of this
@@ -202,73 +300,13 @@ inline std::size_t parse_count(std::string_view a) noexcept {
 /// number): copy what you keep.
 template <Command C, class F>
 void for_each_key(C const& c, F&& f) {
-  using detail::KeysAt;
+  using Fn = std::remove_reference_t<F>;
   rediskit::detail::ArgCounter counter;
   c.write(counter);
-  std::size_t const total = counter.count;
-  std::size_t i = 0;
-  detail::KeySpec spec{};
-  std::size_t numkeys = 0, streams_at = 0;
-  rediskit::detail::ArgExpander expander{[&](std::string_view a) {
-    std::size_t const at = i++;
-    if (at == 0) {
-      // A command type nearly always writes the same name: the last one found is kept (per
-      // type and thread), which saves the bisection of the table on every command.
-      thread_local char last_name[24];
-      thread_local std::size_t last_size = std::size_t(-1);
-      thread_local detail::KeySpec last_spec{};
-      if (a.size() == last_size && std::char_traits<char>::compare(a.data(), last_name, a.size()) == 0) {
-        spec = last_spec;
-        return;
-      }
-      spec = detail::find_key_spec(a);
-      if (a.size() <= sizeof last_name) {
-        std::char_traits<char>::copy(last_name, a.data(), a.size());
-        last_size = a.size();
-        last_spec = {{}, spec.at, spec.first};  // the name views `a`: not kept
-      }
-      return;
-    }
-    if (spec.at == KeysAt::none || at < spec.first) return;
-    std::size_t const k = at - spec.first;
-    switch (spec.at) {
-      case KeysAt::none: return;
-      case KeysAt::one:
-        if (k == 0) f(a);
-        return;
-      case KeysAt::two:
-        if (k < 2) f(a);
-        return;
-      case KeysAt::rest: f(a); return;
-      case KeysAt::pairs:
-        if (k % 2 == 0) f(a);
-        return;
-      case KeysAt::rest_but_last:
-        if (at + 1 < total) f(a);
-        return;
-      case KeysAt::numkeys:
-        if (k == 0)
-          numkeys = detail::parse_count(a);
-        else if (k <= numkeys)
-          f(a);
-        return;
-      case KeysAt::key_numkeys:
-        if (k == 0)
-          f(a);
-        else if (k == 1)
-          numkeys = detail::parse_count(a);
-        else if (k - 1 <= numkeys)
-          f(a);
-        return;
-      case KeysAt::streams:
-        if (streams_at == 0) {
-          if (detail::iequals(a, "STREAMS")) streams_at = at;
-          return;
-        }
-        if (at - streams_at <= (total - streams_at - 1) / 2) f(a);
-        return;
-    }
-  }};
+  rediskit::detail::ArgExpander<detail::KeySink> expander{
+      {detail::KeyFinder(counter.count),
+       const_cast<void*>(static_cast<void const*>(std::addressof(f))),
+       [](void* p, std::string_view key) { (*static_cast<Fn*>(p))(key); }}};
   c.write(expander);
 }
 
