@@ -43,8 +43,9 @@
 // KeyLayout::clustered, key_space.hpp): the keys one script or transaction touches share a
 // hash tag.
 //
-// Pub/sub: make_subscriber() subscribes through one node (classic pub/sub reaches every node's
-// subscribers).
+// Pub/sub: make_subscriber() subscribes through one node. PUBLISH goes to any master, and the
+// cluster bus carries the message to every node's subscribers; its reply counts only the
+// subscribers of the node that took it (so it may be 0 while others listen).
 //
 // Cancellation: an operation sent to one master is cancelled as on RedisBackend; a batch split
 // over several masters is not cancellable.
