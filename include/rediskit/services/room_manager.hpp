@@ -271,9 +271,13 @@ struct RoomPage {
 
 namespace detail::rooms {
 
-// Every room script gets the room's keys in this order; in the plain layout join and leave
-// add user_rooms:{user}.
-enum RoomKey { info, users, roles, activity, stats, room_key_count, user_index = room_key_count };
+// Every room script gets the room's keys in this order; in the plain layout, join and leave add
+// user_rooms:{user}, and online_script the presence zset.
+enum RoomKey {
+  info, users, roles, activity, stats, room_key_count,
+  user_index = room_key_count,  // join, leave (plain layout): user_rooms:{user}
+  presence = room_key_count,    // online_script (plain layout): the presence zset
+};
 
 // A stored integer; 0 for anything else (e.g. an ISO date a Node service wrote as createdAt).
 inline std::int64_t to_i64(std::string_view s) noexcept {
@@ -423,18 +427,26 @@ return 1
 )lua"),
                                                   [](ScriptContext auto& c) { return set_role_twin(c); });
 
-// Step 1 of the online operations, on the room's node. KEYS room keys; ARGV "joined" (presence
-// stats: the join times too) or "". Reply {members, joined ms per member (or {}), numbers}:
-// numbers = {now, exists (members or a room hash: 1/0), peakUsersCount, peakTime, obsStart,
-// obsSince, obsLast, obsArea, sessions, sessionMs}, -1 for each absent statistic.
+// The online operations. Plain layout: online_script, one round trip. Clustered: the same
+// three parts as scripts of their own, on the nodes of their keys: room_read_script (the
+// room's members and statistics), presence_read_script (their expiries), then, only when the
+// online count is news, observe_script (records it).
+//
+// room_read: KEYS room keys; reads {members, joined ms per member (only when `joined_too`, else
+// {}), numbers}: numbers = {now, exists (members or a room hash: 1/0), peakUsersCount,
+// peakTime, obsStart, obsSince, obsLast, obsArea, sessions, sessionMs}, -1 for each absent
+// statistic.
 using RoomRead =
     std::tuple<std::vector<std::string>, std::vector<std::int64_t>, std::vector<std::int64_t>>;
 inline constexpr std::size_t room_read_numbers = 10;
+inline constexpr std::size_t peak_numbers = 7;
 inline constexpr std::array<std::string_view, 8> stats_fields{
     "peakUsersCount", "peakTime", "obsStart", "obsSince", "obsLast", "obsArea", "sessions",
     "sessionMs"};
+enum RoomNumber { now_at, exists_at, peak_at, peak_time_at, obs_start_at, obs_since_at,
+                  obs_last_at, obs_area_at, sessions_at, session_ms_at };
 
-inline RoomRead room_read_twin(ScriptContext auto& c) {
+inline RoomRead room_read(ScriptContext auto& c, bool joined_too) {
   auto const k = c.keys();
   auto members = c.call(cmd::smembers{k[users]});
   std::vector<std::int64_t> nums{c.unix_ms()};
@@ -442,7 +454,7 @@ inline RoomRead room_read_twin(ScriptContext auto& c) {
   for (auto const& v : c.call(cmd::hmget{.key = k[stats], .fields = stats_fields}))
     nums.push_back(v ? to_i64(*v) : -1);
   std::vector<std::int64_t> joined;
-  if (c.args()[0] == "joined" && !members.empty()) {
+  if (joined_too && !members.empty()) {
     std::unordered_map<std::string, std::string> at;
     for (auto& [u, t] : c.call(cmd::hgetall{k[activity]}))
       at.emplace(std::move(u), std::move(t));
@@ -453,67 +465,35 @@ inline RoomRead room_read_twin(ScriptContext auto& c) {
   }
   return {std::move(members), std::move(joined), std::move(nums)};
 }
-inline auto const room_read_script = make_script<RoomRead>(lua(R"lua(
-local members = redis.call('SMEMBERS', KEYS[2])
-local nums = {now_ms(), 0}
-if #members > 0 or redis.call('EXISTS', KEYS[1]) == 1 then nums[2] = 1 end
-local s = redis.call('HMGET', KEYS[5], 'peakUsersCount', 'peakTime', 'obsStart', 'obsSince',
-                    'obsLast', 'obsArea', 'sessions', 'sessionMs')
-for i = 1, 8 do nums[i + 2] = tonumber(s[i]) or -1 end
-local joined = {}
-if ARGV[1] == 'joined' and #members > 0 then
-  local at = {}
-  local all = redis.call('HGETALL', KEYS[4])
-  for i = 1, #all, 2 do at[all[i]] = tonumber(all[i + 1]) end
-  for i, u in ipairs(members) do joined[i] = at[u] or 0 end
-end
-return {members, joined, nums}
-)lua"),
-                                                          [](ScriptContext auto& c) { return room_read_twin(c); });
 
-// Step 2, on the presence zset's node. KEYS {presence zset}; ARGV the members -> {now, expiry
-// of each member (ms; 0: none)}. ZMSCORE 1000 members at a time (Lua's unpack has a stack
-// limit).
+// expiries: appends the presence expiry of each of `list` (ms; 0: none) in zset P. ZMSCORE 1000
+// members at a time (Lua's unpack has a stack limit).
 inline constexpr std::size_t presence_chunk = 1000;
-inline std::vector<std::int64_t> presence_read_twin(ScriptContext auto& c) {
-  auto const a = c.args();
-  std::vector<std::int64_t> out{c.unix_ms()};
-  out.reserve(a.size() + 1);
-  for (std::size_t i = 0; i < a.size(); i += presence_chunk) {
-    auto const chunk = a.subspan(i, std::min(presence_chunk, a.size() - i));
-    for (auto const& s : c.call(cmd::zmscore{.key = c.keys()[0], .members = chunk}))
+template <class T>
+void expiries(ScriptContext auto& c, std::string_view P, std::span<T const> list,
+              std::vector<std::int64_t>& out) {
+  for (std::size_t i = 0; i < list.size(); i += presence_chunk) {
+    auto const chunk = list.subspan(i, std::min(presence_chunk, list.size() - i));
+    for (auto const& s : c.call(cmd::zmscore{.key = P, .members = chunk}))
       out.push_back(s ? static_cast<std::int64_t>(*s) : 0);
   }
-  return out;
 }
-inline auto const presence_read_script = make_script<std::vector<std::int64_t>>(lua(R"lua(
-local out = {now_ms()}
-for i = 1, #ARGV, 1000 do
-  local sc = redis.call('ZMSCORE', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
-  for j = 1, #sc do out[#out + 1] = (sc[j] and tonumber(sc[j])) or 0 end
-end
-return out
-)lua"),
-                                                                                [](ScriptContext auto& c) {
-                                                                                  return presence_read_twin(c);
-                                                                                });
 
-// Step 3 (only when the observation changes something), on the room's node: records an online
-// count. KEYS room keys (touches room_stats only); ARGV online count, archived ttl -> {peak,
-// peakTime, obsStart, obsSince, obsLast, obsArea, now}. The first observation starts obs*; a
-// changed count adds obsLast * (now - obsSince) to obsArea; a new high sets peakUsersCount /
-// peakTime. Read-modify-write in the script, so concurrent observers add up.
-inline std::vector<std::int64_t> observe_twin(ScriptContext auto& c) {
-  auto const k = c.keys();
-  auto const a = c.args();
-  std::int64_t const n = to_i64(a[0]), now = c.unix_ms();
-  auto const s = c.call(
-      cmd::hmget{.key = k[stats],
-                 .fields = {"peakUsersCount", "obsStart", "obsSince", "obsLast", "obsArea"}});
+// observe: records online count `n` in room_stats (KEYS[5]) -> {peak, peakTime, obsStart,
+// obsSince, obsLast, obsArea, now}. The first observation starts obs*; a changed count adds
+// obsLast * (now - obsSince) to obsArea; a new high sets peakUsersCount / peakTime; nothing is
+// written when nothing changed. Read-modify-write in the script, so concurrent observers add
+// up.
+inline std::vector<std::int64_t> observe(ScriptContext auto& c, std::int64_t n,
+                                         std::string_view archived) {
+  auto const S = c.keys()[stats];
+  std::int64_t const now = c.unix_ms();
+  auto const s = c.call(cmd::hmget{
+      .key = S, .fields = {"peakUsersCount", "obsStart", "obsSince", "obsLast", "obsArea"}});
   bool changed = false;
   std::string const t = std::to_string(now), v = std::to_string(n);
   if (!s[1]) {
-    c.call(cmd::hset{.key = k[stats],
+    c.call(cmd::hset{.key = S,
                      .fields = {FieldValue{"obsStart", t}, FieldValue{"obsSince", t},
                                 FieldValue{"obsLast", v}, FieldValue{"obsArea", "0"}}});
     changed = true;
@@ -521,53 +501,170 @@ inline std::vector<std::int64_t> observe_twin(ScriptContext auto& c) {
     std::int64_t const area =
         opt_i64(s[4]) + opt_i64(s[3]) * std::max<std::int64_t>(0, now - opt_i64(s[2]));
     std::string const ar = std::to_string(area);
-    c.call(cmd::hset{.key = k[stats],
+    c.call(cmd::hset{.key = S,
                      .fields = {FieldValue{"obsSince", t}, FieldValue{"obsLast", v},
                                 FieldValue{"obsArea", ar}}});
     changed = true;
   }
   if (!s[0] || n > opt_i64(s[0])) {
-    c.call(cmd::hset{.key = k[stats],
+    c.call(cmd::hset{.key = S,
                      .fields = {FieldValue{"peakUsersCount", v}, FieldValue{"peakTime", t}}});
     changed = true;
   }
-  if (changed)
-    c.call(cmd::pexpire{.key = k[stats], .ttl = std::chrono::milliseconds(to_i64(a[1]))});
+  if (changed) c.call(cmd::pexpire{.key = S, .ttl = std::chrono::milliseconds(to_i64(archived))});
   std::vector<std::int64_t> out;
-  for (auto const& x : c.call(cmd::hmget{.key = k[stats], .fields = {"peakUsersCount", "peakTime", "obsStart",
-                                                                      "obsSince", "obsLast", "obsArea"}}))
+  for (auto const& x : c.call(cmd::hmget{.key = S, .fields = {"peakUsersCount", "peakTime",
+                                                               "obsStart", "obsSince", "obsLast",
+                                                               "obsArea"}}))
     out.push_back(opt_i64(x));
   out.push_back(now);
   return out;
 }
-inline auto const observe_script = make_script<std::vector<std::int64_t>>(lua(R"lua(
-local n = tonumber(ARGV[1])
-local now = now_ms()
-local s = redis.call('HMGET', KEYS[5], 'peakUsersCount', 'obsStart', 'obsSince', 'obsLast',
-                    'obsArea')
-local changed = false
-if not s[2] then
-  redis.call('HSET', KEYS[5], 'obsStart', int(now), 'obsSince', int(now), 'obsLast', int(n),
-             'obsArea', '0')
-  changed = true
-elseif tonumber(s[4]) ~= n then
-  local area = tonumber(s[5]) + tonumber(s[4]) * math.max(0, now - tonumber(s[3]))
-  redis.call('HSET', KEYS[5], 'obsSince', int(now), 'obsLast', int(n), 'obsArea', int(area))
-  changed = true
+
+// Whether online count `n` is news to the statistics room_read read (the first observation, a
+// change, a new peak): only then is it recorded.
+inline bool news(std::span<std::int64_t const> nums, std::int64_t n) {
+  return nums[obs_start_at] < 0 || nums[obs_last_at] != n || nums[peak_at] < 0 ||
+         n > nums[peak_at];
+}
+
+// The peak numbers as the statistics read by room_read hold them ({} when no peak).
+inline std::vector<std::int64_t> stored_peak(std::span<std::int64_t const> nums) {
+  if (nums[peak_at] < 0) return {};
+  std::vector<std::int64_t> out;
+  for (std::size_t i = peak_at; i <= obs_area_at; ++i)
+    out.push_back(std::max<std::int64_t>(0, nums[i]));
+  out.push_back(nums[now_at]);
+  return out;
+}
+
+inline constexpr std::string_view lua_online = R"lua(
+local function room_read(joined_too)
+  local members = redis.call('SMEMBERS', KEYS[2])
+  local nums = {now_ms(), 0}
+  if #members > 0 or redis.call('EXISTS', KEYS[1]) == 1 then nums[2] = 1 end
+  local s = redis.call('HMGET', KEYS[5], 'peakUsersCount', 'peakTime', 'obsStart', 'obsSince',
+                      'obsLast', 'obsArea', 'sessions', 'sessionMs')
+  for i = 1, 8 do nums[i + 2] = tonumber(s[i]) or -1 end
+  local joined = {}
+  if joined_too and #members > 0 then
+    local at = {}
+    local all = redis.call('HGETALL', KEYS[4])
+    for i = 1, #all, 2 do at[all[i]] = tonumber(all[i + 1]) end
+    for i, u in ipairs(members) do joined[i] = at[u] or 0 end
+  end
+  return members, joined, nums
 end
-if not s[1] or n > tonumber(s[1]) then
-  redis.call('HSET', KEYS[5], 'peakUsersCount', int(n), 'peakTime', int(now))
-  changed = true
+local function expiries(P, list, out)
+  for i = 1, #list, 1000 do
+    local sc = redis.call('ZMSCORE', P, unpack(list, i, math.min(i + 999, #list)))
+    for j = 1, #sc do out[#out + 1] = (sc[j] and tonumber(sc[j])) or 0 end
+  end
+  return out
 end
-if changed then redis.call('PEXPIRE', KEYS[5], ARGV[2]) end
-local st = redis.call('HMGET', KEYS[5], 'peakUsersCount', 'peakTime', 'obsStart', 'obsSince',
-                      'obsLast', 'obsArea')
-local out = {}
-for i = 1, 6 do out[i] = tonumber(st[i] or 0) end
-out[7] = now
-return out
+local function observe(n, archived)
+  local now = now_ms()
+  local s = redis.call('HMGET', KEYS[5], 'peakUsersCount', 'obsStart', 'obsSince', 'obsLast',
+                      'obsArea')
+  local changed = false
+  if not s[2] then
+    redis.call('HSET', KEYS[5], 'obsStart', int(now), 'obsSince', int(now), 'obsLast', int(n),
+               'obsArea', '0')
+    changed = true
+  elseif tonumber(s[4]) ~= n then
+    local area = tonumber(s[5]) + tonumber(s[4]) * math.max(0, now - tonumber(s[3]))
+    redis.call('HSET', KEYS[5], 'obsSince', int(now), 'obsLast', int(n), 'obsArea', int(area))
+    changed = true
+  end
+  if not s[1] or n > tonumber(s[1]) then
+    redis.call('HSET', KEYS[5], 'peakUsersCount', int(n), 'peakTime', int(now))
+    changed = true
+  end
+  if changed then redis.call('PEXPIRE', KEYS[5], archived) end
+  local st = redis.call('HMGET', KEYS[5], 'peakUsersCount', 'peakTime', 'obsStart', 'obsSince',
+                        'obsLast', 'obsArea')
+  local out = {}
+  for i = 1, 6 do out[i] = tonumber(st[i] or 0) end
+  out[7] = now
+  return out
+end
+local function news(nums, n)
+  return nums[5] < 0 or nums[7] ~= n or nums[3] < 0 or n > nums[3]
+end
+)lua";
+inline std::string lua_with_online(std::string_view body) {
+  return lua(std::string(lua_online) + std::string(body));
+}
+
+// Clustered, step 1, on the room's node. KEYS room keys; ARGV "joined" (presence stats) or "".
+inline auto const room_read_script = make_script<RoomRead>(lua_with_online(R"lua(
+local members, joined, nums = room_read(ARGV[1] == 'joined')
+return {members, joined, nums}
 )lua"),
-                                                                          [](ScriptContext auto& c) { return observe_twin(c); });
+                                                          [](ScriptContext auto& c) {
+                                                            return room_read(c, c.args()[0] == "joined");
+                                                          });
+
+// Clustered, step 2, on the presence zset's node. KEYS {presence zset}; ARGV the members ->
+// {now, expiry of each member}.
+inline auto const presence_read_script = make_script<std::vector<std::int64_t>>(
+    lua_with_online(R"lua(
+return expiries(KEYS[1], ARGV, {now_ms()})
+)lua"),
+    [](ScriptContext auto& c) {
+      std::vector<std::int64_t> out{c.unix_ms()};
+      expiries(c, c.keys()[0], c.args(), out);
+      return out;
+    });
+
+// Clustered, step 3, on the room's node. KEYS room keys (touches room_stats only); ARGV online
+// count, archived ttl -> observe's numbers.
+inline auto const observe_script = make_script<std::vector<std::int64_t>>(
+    lua_with_online(R"lua(
+return observe(tonumber(ARGV[1]), ARGV[2])
+)lua"),
+    [](ScriptContext auto& c) { return observe(c, to_i64(c.args()[0]), c.args()[1]); });
+
+// Plain layout, all three in one script. KEYS room keys + the presence zset; ARGV "joined"
+// (presence stats), "peak" (peak metrics) or "", archived ttl -> {members, expiry per member
+// then (joined) joined per member, room_read's numbers then (peak, or when the count was news)
+// the peak numbers ({} when no peak)}. Online: expiry > now (one TIME for the room and the
+// presence: one node).
+inline RoomRead online_twin(ScriptContext auto& c) {
+  std::string_view const mode = c.args()[0];
+  auto [members, joined, nums] = room_read(c, mode == "joined");
+  std::vector<std::int64_t> per;
+  per.reserve(2 * members.size());
+  expiries(c, c.keys()[presence], std::span<std::string const>(members), per);
+  std::int64_t online = 0;
+  for (auto const e : per)
+    online += e > nums[now_at] ? 1 : 0;
+  std::vector<std::int64_t> peak;
+  if (nums[exists_at] == 1 && news(nums, online))
+    peak = observe(c, online, c.args()[1]);
+  else if (mode == "peak")
+    peak = stored_peak(nums);
+  per.insert(per.end(), joined.begin(), joined.end());
+  nums.insert(nums.end(), peak.begin(), peak.end());
+  return {std::move(members), std::move(per), std::move(nums)};
+}
+inline auto const online_script = make_script<RoomRead>(lua_with_online(R"lua(
+local members, joined, nums = room_read(ARGV[1] == 'joined')
+local per = expiries(KEYS[6], members, {})
+local n = 0
+for i = 1, #per do if per[i] > nums[1] then n = n + 1 end end
+local peak = {}
+if nums[2] == 1 and news(nums, n) then
+  peak = observe(n, ARGV[2])
+elseif ARGV[1] == 'peak' and nums[3] >= 0 then
+  for i = 3, 8 do peak[#peak + 1] = math.max(0, nums[i]) end
+  peak[#peak + 1] = nums[1]
+end
+for i = 1, #joined do per[#per + 1] = joined[i] end
+for i = 1, #peak do nums[#nums + 1] = peak[i] end
+return {members, per, nums}
+)lua"),
+                                                      [](ScriptContext auto& c) { return online_twin(c); });
 
 // What the online operations read (see RoomManager::observe).
 struct Observation {
@@ -580,9 +677,33 @@ struct Observation {
   std::vector<std::int64_t> peak;  // {peak, peakTime, obsStart, obsSince, obsLast, obsArea, now}
                                    // or {} when the room has no peak recorded
   bool is_online(std::size_t i) const { return expiry[i] > presence_now; }
+  void count_online() {
+    expiry.resize(members.size());
+    joined.resize(members.size());
+    online = 0;
+    for (std::size_t i = 0; i < members.size(); ++i)
+      online += is_online(i) ? 1 : 0;
+  }
 };
-enum RoomNumber { now_at, exists_at, peak_at, peak_time_at, obs_start_at, obs_since_at, obs_last_at,
-                  obs_area_at, sessions_at, session_ms_at };
+
+// online_script's reply as an Observation (Error::incompatible_size when it is not one).
+inline Observation observation_of(boost::system::error_code& ec, RoomRead r) {
+  Observation o;
+  auto& [members, per, nums] = r;
+  std::size_t const m = members.size();
+  if (!ec && ((per.size() != m && per.size() != 2 * m) ||
+              (nums.size() != room_read_numbers && nums.size() != room_read_numbers + peak_numbers)))
+    ec = Error::incompatible_size;
+  if (ec) return o;
+  o.members = std::move(members);
+  o.expiry.assign(per.begin(), per.begin() + static_cast<std::ptrdiff_t>(m));
+  o.joined.assign(per.begin() + static_cast<std::ptrdiff_t>(m), per.end());
+  std::copy_n(nums.begin(), room_read_numbers, o.room.begin());
+  o.peak.assign(nums.begin() + room_read_numbers, nums.end());
+  o.presence_now = o.room[now_at];
+  o.count_online();
+  return o;
+}
 
 // The tag of an entity's keys in the clustered layout: "{id}", or for an id holding '}' (or
 // empty) its slot's tag followed by the id, "{TTT}id", so that no two ids share a key.
@@ -721,7 +842,7 @@ class RoomManager {
   template <class Token = boost::asio::deferred_t>
   auto async_get_room_online_users(std::string_view room_id, Token&& token = {}) {
     return observe<void(error_code, std::vector<std::string>)>(
-        token, room_id, false, [](error_code&, detail::rooms::Observation o) {
+        token, room_id, Reading::members, [](error_code&, detail::rooms::Observation o) {
           std::vector<std::string> online;
           online.reserve(static_cast<std::size_t>(o.online));
           for (std::size_t i = 0; i < o.members.size(); ++i)
@@ -734,7 +855,7 @@ class RoomManager {
   template <class Token = boost::asio::deferred_t>
   auto async_get_room_online_users_count(std::string_view room_id, Token&& token = {}) {
     return observe<void(error_code, RoomOnlineCount)>(
-        token, room_id, false, [](error_code&, detail::rooms::Observation const& o) {
+        token, room_id, Reading::members, [](error_code&, detail::rooms::Observation const& o) {
           return RoomOnlineCount{o.online, static_cast<std::int64_t>(o.members.size())};
         });
   }
@@ -797,7 +918,7 @@ class RoomManager {
   template <class Token = boost::asio::deferred_t>
   auto async_get_room_peak_metrics(std::string_view room_id, Token&& token = {}) {
     return observe<void(error_code, std::optional<RoomPeakMetrics>)>(
-        token, room_id, false,
+        token, room_id, Reading::peak,
         [](error_code& ec, detail::rooms::Observation const& o) -> std::optional<RoomPeakMetrics> {
           auto const& n = o.peak;
           if (ec || n.empty()) return std::nullopt;
@@ -819,7 +940,7 @@ class RoomManager {
   template <class Token = boost::asio::deferred_t>
   auto async_get_room_presence_stats(std::string_view room_id, Token&& token = {}) {
     return observe<void(error_code, RoomPresenceStats)>(
-        token, room_id, true,
+        token, room_id, Reading::joined,
         [id = std::string(room_id), p = opt_.presence](error_code& ec,
                                                        detail::rooms::Observation o) {
           using namespace detail::rooms;
@@ -931,80 +1052,84 @@ class RoomManager {
   // that it keeps its address while the operation moves from handler to handler. A rejected
   // input completes through the executor (post), never inside the initiating call.
 
-  // Join (Join = true) or leave.
+  // Clustered join (Join = true) or leave: the two sides in two ordered steps (see the top of
+  // this file). Join: the room's script, then SADD user_rooms. Leave: SREM user_rooms, then the
+  // room's script. Completes with the room script's answer.
   template <bool Join>
   struct MembershipOp {
     struct Stable {
-      Keys keys;  // the room's keys (+ user_rooms:{user} in the plain layout)
+      Keys keys;  // the room's keys
       Args args;
       std::string index, room;  // user_rooms:{user}, the room id
     };
     B* backend;
     std::unique_ptr<Stable> st;
-    bool split;  // clustered: the two sides in two steps
-    bool bad;
-    enum { start, rejected, room_side, user_side, room_then_user } step = start;
+    enum { start, room_side, user_side } step = start;
     std::int64_t result = 0;
 
     template <class Self>
     void operator()(Self& self) {
-      if (step == rejected) return self.complete(error_code(Error::invalid_argument), false);
-      if (bad) {
-        step = rejected;
-        return boost::asio::post(backend->get_executor(), std::move(self));
-      }
-      if (!split || Join) return run_room_side(self);
-      step = user_side;  // leave: the user's rooms first
+      if (Join) return run_room_side(self);
+      step = user_side;
       backend->async_exec(cmd::srem{.key = st->index, .members = st->room}, std::move(self));
     }
 
     template <class Self>
     void operator()(Self& self, error_code ec, std::int64_t r) {
       if (ec) return self.complete(ec, false);
-      switch (step) {
-        case room_then_user:  // join: the room side done, now the user's rooms
-          result = r;
-          step = user_side;
-          return backend->async_exec(cmd::sadd{.key = st->index, .members = st->room},
-                                     std::move(self));
-        case user_side:
-          if (!Join) return run_room_side(self);
-          return self.complete(ec, result == 1);
-        default:
-          return self.complete(ec, r == 1);
+      if (step == room_side) result = r;
+      if (Join && step == room_side) {
+        step = user_side;
+        return backend->async_exec(cmd::sadd{.key = st->index, .members = st->room},
+                                   std::move(self));
       }
+      if (!Join && step == user_side) return run_room_side(self);
+      self.complete(ec, result == 1);
     }
 
     template <class Self>
     void run_room_side(Self& self) {
-      auto const* script = [] {
-        if constexpr (Join)
-          return &detail::rooms::join_script;
-        else
-          return &detail::rooms::leave_script;
-      }();
-      step = split && Join ? room_then_user : room_side;
-      backend->async_exec((*script)(st->keys, st->args), std::move(self));
+      step = room_side;
+      if constexpr (Join)
+        backend->async_exec(detail::rooms::join_script(st->keys, st->args), std::move(self));
+      else
+        backend->async_exec(detail::rooms::leave_script(st->keys, st->args), std::move(self));
     }
   };
 
+  // Plain layout: the script on the room's keys and user_rooms:{user}, one round trip.
+  // Clustered: MembershipOp.
   template <bool Join, class Token>
   auto membership(Token& token, std::string_view room_id, std::string_view user_id) {
-    auto st = std::make_unique<typename MembershipOp<Join>::Stable>();
+    using Op = MembershipOp<Join>;
+    auto st = std::make_unique<typename Op::Stable>();
     bool const bad = !options_valid_ || room_id.empty() || user_id.empty();
     if (!bad) {
       st->keys = room_keys(room_id);
       st->index = user_key(user_id);
       st->room = room_id;
-      if (!clustered_) st->keys.push_back(st->index);
       if constexpr (Join)
         st->args = {std::string(room_id), std::string(user_id), ttl_, archived_ttl_};
       else
         st->args = {std::string(room_id), std::string(user_id), ttl_, idle_ttl_, archived_ttl_};
     }
-    return detail::erased_compose<void(error_code, bool)>(
-        token, MembershipOp<Join>{backend_, std::move(st), clustered_, bad},
-        backend_->get_executor());
+    return detail::initiate<void(error_code, bool)>(
+        token, [b = backend_, bad, split = clustered_, st = std::move(st)](auto handler) mutable {
+          if (bad)
+            return detail::post_handler(b->get_executor(), std::move(handler),
+                                        error_code(Error::invalid_argument), false);
+          auto const map = [](error_code&, std::int64_t n) { return n == 1; };
+          if (split)
+            return detail::erased_compose<void(error_code, bool)>(
+                std::move(handler), Op{b, std::move(st)}, b->get_executor());
+          st->keys.push_back(st->index);
+          if constexpr (Join)
+            b->async_exec(detail::rooms::join_script(st->keys, st->args),
+                          detail::then(std::move(handler), map));
+          else
+            b->async_exec(detail::rooms::leave_script(st->keys, st->args),
+                          detail::then(std::move(handler), map));
+        });
   }
 
   // get_user_rooms: SMEMBERS user_rooms, SISMEMBER in each room; then, when some rooms do not
@@ -1098,31 +1223,23 @@ class RoomManager {
     }
   };
 
-  // The online operations: room_read_script on the room's keys (members, statistics), then
-  // presence_read_script on the presence zset (the members' expiries, that node's TIME),
-  // then, when the online count is a new observation, observe_script on the room's keys.
+  // Clustered online operations: room_read_script on the room's keys (members, statistics),
+  // presence_read_script on the presence zset (the members' expiries, that node's TIME), then,
+  // when the online count is news, observe_script on the room's keys.
   struct ObserveOp {
     struct Stable {
-      Keys keys;           // the room's keys
-      Keys presence;       // {the presence zset}
-      Args read_args;      // {"joined" or ""}
-      Args observe_args;   // {online count, archived ttl}
+      Keys keys;          // the room's keys
+      Keys presence;      // {the presence zset}
+      Args read_args;     // {"joined" or ""}
+      Args observe_args;  // {online count, archived ttl}
       detail::rooms::Observation obs;
     };
     B* backend;
     std::unique_ptr<Stable> st;
-    bool bad;
-    enum { start, rejected, reading_room, reading_presence, observing } step = start;
+    enum { reading_room, reading_presence, observing } step = reading_room;
 
     template <class Self>
     void operator()(Self& self) {
-      if (step == rejected)
-        return self.complete(error_code(Error::invalid_argument), detail::rooms::Observation{});
-      if (bad) {
-        step = rejected;
-        return boost::asio::post(backend->get_executor(), std::move(self));
-      }
-      step = reading_room;
       backend->async_exec(detail::rooms::room_read_script(st->keys, st->read_args),
                           std::move(self));
     }
@@ -1139,7 +1256,6 @@ class RoomManager {
       std::copy(nums.begin(), nums.end(), o.room.begin());
       o.members = std::move(members);
       o.joined = std::move(joined);
-      o.joined.resize(o.members.size());
       o.presence_now = o.room[now_at];
       if (o.members.empty()) return observe(self);
       step = reading_presence;
@@ -1148,10 +1264,9 @@ class RoomManager {
 
     template <class Self>
     void operator()(Self& self, error_code ec, std::vector<std::int64_t> r) {
-      using namespace detail::rooms;
       auto& o = st->obs;
       if (step == observing) {
-        if (!ec && r.size() != 7) ec = Error::incompatible_size;
+        if (!ec && r.size() != detail::rooms::peak_numbers) ec = Error::incompatible_size;
         if (!ec) o.peak = std::move(r);
         return finish(self, ec);
       }
@@ -1162,29 +1277,20 @@ class RoomManager {
       observe(self);
     }
 
-    // Records the online count when it is news (the first observation, a change, a new peak);
-    // else the statistics read in the first step are the answer.
+    // Records the online count when it is news (the first observation, a change, a new peak)
+    // in a room that exists; else the statistics read in the first step are the answer.
     template <class Self>
     void observe(Self& self) {
       using namespace detail::rooms;
       auto& o = st->obs;
-      o.expiry.resize(o.members.size());
-      for (std::size_t i = 0; i < o.members.size(); ++i)
-        o.online += o.is_online(i) ? 1 : 0;
+      o.count_online();
       auto const& n = o.room;
-      bool const news = n[obs_start_at] < 0 || n[obs_last_at] != o.online || n[peak_at] < 0 ||
-                        o.online > n[peak_at];
-      if (n[exists_at] == 1 && news) {
+      if (n[exists_at] == 1 && news(n, o.online)) {
         step = observing;
         st->observe_args[0] = std::to_string(o.online);
         return backend->async_exec(observe_script(st->keys, st->observe_args), std::move(self));
       }
-      if (n[peak_at] >= 0) {
-        o.peak.clear();
-        for (int i = peak_at; i <= obs_area_at; ++i)
-          o.peak.push_back(std::max<std::int64_t>(0, n[i]));
-        o.peak.push_back(n[now_at]);
-      }
+      o.peak = stored_peak(n);
       finish(self, {});
     }
 
@@ -1195,21 +1301,42 @@ class RoomManager {
     }
   };
 
+  // The online operations: one script (plain layout) or ObserveOp (clustered), whose
+  // Observation `map(ec, observation)` turns into the result.
+  enum class Reading { members, joined, peak };  // what the result needs beyond the members
+
   template <class Sig, class Token, class Map>
-  auto observe(Token& token, std::string_view room_id, bool joined, Map map) {
+  auto observe(Token& token, std::string_view room_id, Reading reading, Map map) {
     auto st = std::make_unique<typename ObserveOp::Stable>();
     bool const bad = !options_valid_ || room_id.empty();
     if (!bad) {
       st->keys = room_keys(room_id);
       st->presence = {presence_key_};
-      st->read_args = {joined ? "joined" : ""};
+      st->read_args = {reading == Reading::joined ? "joined"
+                       : reading == Reading::peak ? "peak"
+                                                  : ""};
       st->observe_args = {"", archived_ttl_};
     }
     return detail::initiate<Sig>(
-        token, [op = ObserveOp{backend_, std::move(st), bad}, map = std::move(map),
-                 ex = backend_->get_executor()](auto handler) mutable {
-          detail::erased_compose<void(error_code, detail::rooms::Observation)>(
-              detail::then(std::move(handler), std::move(map)), std::move(op), ex);
+        token, [b = backend_, bad, split = clustered_, st = std::move(st),
+                map = std::move(map)](auto handler) mutable {
+          using detail::rooms::Observation;
+          if (bad)
+            return detail::post_handler(b->get_executor(), std::move(handler),
+                                        error_code(Error::invalid_argument),
+                                        typename detail::rooms::ResultOf<Sig>::type{});
+          if (split)
+            return detail::erased_compose<void(error_code, Observation)>(
+                detail::then(std::move(handler), std::move(map)), ObserveOp{b, std::move(st)},
+                b->get_executor());
+          st->keys.push_back(st->presence[0]);
+          st->observe_args[0] = st->read_args[0];  // ARGV: mode, archived ttl
+          b->async_exec(detail::rooms::online_script(st->keys, st->observe_args),
+                        detail::then(std::move(handler),
+                                     [map = std::move(map)](error_code& ec,
+                                                            detail::rooms::RoomRead r) mutable {
+                                       return map(ec, detail::rooms::observation_of(ec, std::move(r)));
+                                     }));
         });
   }
 
