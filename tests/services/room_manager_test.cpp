@@ -273,7 +273,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(each_layout_names_the_keys_as_its_header_says, B,
   });
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(join_and_leave_change_both_directions, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(join_and_leave_change_both_directions_and_user_rooms_prunes, B,
+                              AllBackendsAndCluster) {
   for_each_layout<B>([](BackendFixture<B>& f, Layout const& k) {
     RoomManager rooms(f.backend, k.rooms());
     BOOST_TEST(std::get<1>(f.wait(rooms.async_join_room("r1", "u1"))));
@@ -309,13 +310,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(join_and_leave_change_both_directions, B, AllBacke
     BOOST_TEST(existing(f, {k.members("r2"), k.user_rooms("u1")}) == 0);
     BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_info("r2")))->user_count == 0);
     BOOST_TEST(std::get<1>(f.wait(rooms.async_get_user_rooms("u1"))).empty());
-  });
-}
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(get_user_rooms_lists_only_rooms_that_list_the_user_and_prunes, B,
-                              AllBackendsAndCluster) {
-  for_each_layout<B>([](BackendFixture<B>& f, Layout const& k) {
-    RoomManager rooms(f.backend, k.rooms());
+    // get_user_rooms lists only the rooms that list the user, and prunes the others.
     f.wait(rooms.async_join_room("r1", "u1"));
     f.wait(rooms.async_join_room("r2", "u1"));
     // The index lists rooms that do not list the user: one that never existed, one whose
@@ -323,8 +319,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(get_user_rooms_lists_only_rooms_that_list_the_user
     f.ok(cmd::sadd{.key = k.user_rooms("u1"), .members = {"ghost", "r3"}});
     f.ok(cmd::srem{.key = k.members("r2"), .members = "u1"});
     f.wait(rooms.async_join_room("r3", "u2"));
-    auto [ec, mine] = f.wait(rooms.async_get_user_rooms("u1"));
-    BOOST_TEST(!ec);
+    auto [ec5, mine] = f.wait(rooms.async_get_user_rooms("u1"));
+    BOOST_TEST(!ec5);
     BOOST_TEST(mine == Ids({"r1"}));
     BOOST_TEST(f.ok(cmd::smembers{k.user_rooms("u1")}) == Ids({"r1"}));  // pruned
     // An index that lists nothing live is deleted with its last id; a user without one: [].
@@ -332,7 +328,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(get_user_rooms_lists_only_rooms_that_list_the_user
     BOOST_TEST(std::get<1>(f.wait(rooms.async_get_user_rooms("u1"))).empty());
     BOOST_TEST(f.ok(cmd::exists{.keys = k.user_rooms("u1")}) == 0);
     BOOST_TEST(std::get<1>(f.wait(rooms.async_get_user_rooms("nobody"))).empty());
-    BOOST_TEST(std::get<1>(f.wait(rooms.async_get_user_rooms("u2"))) == Ids({"r3"}));
+    BOOST_TEST(sorted(std::get<1>(f.wait(rooms.async_get_user_rooms("u2")))) ==
+               Ids({"r1", "r3"}));
   });
 }
 

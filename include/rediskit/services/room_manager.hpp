@@ -355,72 +355,74 @@ return 0
 )lua"),
                                                 [](ScriptContext auto& c) { return create_twin(c); });
 
-// join: KEYS room keys [+ user_rooms:{user}, plain layout]; ARGV room, user, ttl, archived ->
-// 1 joined, 0 was a member already.
+// membership: the room side of a join or a leave (and, in the plain layout, the user side:
+// KEYS[6] = user_rooms:{user}). KEYS room keys [+ user_rooms:{user}]; ARGV "join" | "leave",
+// room, user, ttl, idle ttl, archived -> join: 1 joined, 0 was a member already; leave: 1 left
+// (the ended session is added to the statistics), 0 was not a member.
 inline std::int64_t join_twin(ScriptContext auto& c) {
   auto const k = c.keys();
   auto const a = c.args();
-  std::int64_t const added = c.call(cmd::sadd{.key = k[users], .members = a[1]});
-  if (k.size() > room_key_count) c.call(cmd::sadd{.key = k[user_index], .members = a[0]});
+  std::int64_t const added = c.call(cmd::sadd{.key = k[users], .members = a[2]});
+  if (k.size() > room_key_count) c.call(cmd::sadd{.key = k[user_index], .members = a[1]});
   std::int64_t const now = c.unix_ms();
-  if (c.call(cmd::hsetnx{.key = k[info], .field = "id", .value = a[0]}))
+  if (c.call(cmd::hsetnx{.key = k[info], .field = "id", .value = a[1]}))
     set_field(c, k[info], "createdAt", now);
-  if (added == 1) set_field(c, k[activity], a[1], now);
+  if (added == 1) set_field(c, k[activity], a[2], now);
   set_field(c, k[info], "userCount", c.call(cmd::scard{k[users]}));
-  touch(c, a[2], a[3]);
+  touch(c, a[3], a[5]);
   return added;
 }
-inline auto const join_script = make_script<std::int64_t>(lua(R"lua(
-local added = redis.call('SADD', KEYS[2], ARGV[2])
-if KEYS[6] then redis.call('SADD', KEYS[6], ARGV[1]) end
-local now = now_ms()
-if redis.call('HSETNX', KEYS[1], 'id', ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'createdAt', int(now))
-end
-if added == 1 then redis.call('HSET', KEYS[4], ARGV[2], int(now)) end
-redis.call('HSET', KEYS[1], 'userCount', int(redis.call('SCARD', KEYS[2])))
-touch(ARGV[3], ARGV[4])
-return added
-)lua"),
-                                              [](ScriptContext auto& c) { return join_twin(c); });
-
-// leave: KEYS room keys [+ user_rooms:{user}, plain layout]; ARGV room, user, ttl, idle ttl,
-// archived -> 1 left, 0 was not a member. The ended session is added to the statistics.
 inline std::int64_t leave_twin(ScriptContext auto& c) {
   auto const k = c.keys();
   auto const a = c.args();
-  if (k.size() > room_key_count) c.call(cmd::srem{.key = k[user_index], .members = a[0]});
-  if (c.call(cmd::srem{.key = k[users], .members = a[1]}) == 0) return 0;
+  if (k.size() > room_key_count) c.call(cmd::srem{.key = k[user_index], .members = a[1]});
+  if (c.call(cmd::srem{.key = k[users], .members = a[2]}) == 0) return 0;
   std::int64_t const now = c.unix_ms();
-  c.call(cmd::hdel{.key = k[roles], .fields = a[1]});
-  auto const joined = c.call(cmd::hget{.key = k[activity], .field = a[1]});
-  c.call(cmd::hdel{.key = k[activity], .fields = a[1]});
+  c.call(cmd::hdel{.key = k[roles], .fields = a[2]});
+  auto const joined = c.call(cmd::hget{.key = k[activity], .field = a[2]});
+  c.call(cmd::hdel{.key = k[activity], .fields = a[2]});
   c.call(cmd::hincrby{.key = k[stats], .field = "sessions", .increment = 1});
   c.call(cmd::hincrby{.key = k[stats],
                       .field = "sessionMs",
                       .increment = joined ? std::max<std::int64_t>(0, now - to_i64(*joined)) : 0});
   std::int64_t const left = c.call(cmd::scard{k[users]});
   if (c.call(cmd::exists{.keys = k[info]}) == 1) set_field(c, k[info], "userCount", left);
-  touch(c, left > 0 ? a[2] : a[3], a[4]);
+  touch(c, left > 0 ? a[3] : a[4], a[5]);
   return 1;
 }
-inline auto const leave_script = make_script<std::int64_t>(lua(R"lua(
-if KEYS[6] then redis.call('SREM', KEYS[6], ARGV[1]) end
-if redis.call('SREM', KEYS[2], ARGV[2]) == 0 then return 0 end
+inline auto const membership_script = make_script<std::int64_t>(lua(R"lua(
+local room, user = ARGV[2], ARGV[3]
+if ARGV[1] == 'join' then
+  local added = redis.call('SADD', KEYS[2], user)
+  if KEYS[6] then redis.call('SADD', KEYS[6], room) end
+  local now = now_ms()
+  if redis.call('HSETNX', KEYS[1], 'id', room) == 1 then
+    redis.call('HSET', KEYS[1], 'createdAt', int(now))
+  end
+  if added == 1 then redis.call('HSET', KEYS[4], user, int(now)) end
+  redis.call('HSET', KEYS[1], 'userCount', int(redis.call('SCARD', KEYS[2])))
+  touch(ARGV[4], ARGV[6])
+  return added
+end
+if KEYS[6] then redis.call('SREM', KEYS[6], room) end
+if redis.call('SREM', KEYS[2], user) == 0 then return 0 end
 local now = now_ms()
-redis.call('HDEL', KEYS[3], ARGV[2])
-local joined = redis.call('HGET', KEYS[4], ARGV[2])
-redis.call('HDEL', KEYS[4], ARGV[2])
+redis.call('HDEL', KEYS[3], user)
+local joined = redis.call('HGET', KEYS[4], user)
+redis.call('HDEL', KEYS[4], user)
 redis.call('HINCRBY', KEYS[5], 'sessions', 1)
 local ms = 0
 if joined then ms = math.max(0, now - tonumber(joined)) end
 redis.call('HINCRBY', KEYS[5], 'sessionMs', int(ms))
 local left = redis.call('SCARD', KEYS[2])
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'userCount', int(left)) end
-if left > 0 then touch(ARGV[3], ARGV[5]) else touch(ARGV[4], ARGV[5]) end
+if left > 0 then touch(ARGV[4], ARGV[6]) else touch(ARGV[5], ARGV[6]) end
 return 1
 )lua"),
-                                               [](ScriptContext auto& c) { return leave_twin(c); });
+                                                    [](ScriptContext auto& c) {
+                                                      return c.args()[0] == "join" ? join_twin(c)
+                                                                                   : leave_twin(c);
+                                                    });
 
 // set role: KEYS room keys; ARGV user, role, ttl, archived -> 1 set, 0 not a member.
 inline std::int64_t set_role_twin(ScriptContext auto& c) {
@@ -439,10 +441,10 @@ return 1
 )lua"),
                                                   [](ScriptContext auto& c) { return set_role_twin(c); });
 
-// The online operations. Plain layout: online_script, one round trip. Clustered: the same
-// three parts as scripts of their own, on the nodes of their keys: room_read_script (the
-// room's members and statistics), presence_read_script (their expiries), then, only when the
-// online count is news, observe_script (records it).
+// The online operations. Plain layout: online_script on the room's keys and the presence zset,
+// one round trip. Clustered: the same three parts as scripts on the nodes of their keys:
+// online_script on the room's keys alone (the members and statistics), presence_read_script
+// (their expiries), then, only when the online count is news, observe_script (records it).
 //
 // room_read: KEYS room keys; reads {members, joined ms per member (only when `joined_too`, else
 // {}), numbers}: numbers = {now, exists (members or a room hash: 1/0), peakUsersCount,
@@ -608,15 +610,6 @@ inline std::string lua_with_online(std::string_view body) {
   return lua(std::string(lua_online) + std::string(body));
 }
 
-// Clustered, step 1, on the room's node. KEYS room keys; ARGV "joined" (presence stats) or "".
-inline auto const room_read_script = make_script<RoomRead>(lua_with_online(R"lua(
-local members, joined, nums = room_read(ARGV[1] == 'joined')
-return {members, joined, nums}
-)lua"),
-                                                          [](ScriptContext auto& c) {
-                                                            return room_read(c, c.args()[0] == "joined");
-                                                          });
-
 // Clustered, step 2, on the presence zset's node. KEYS {presence zset}; ARGV the members ->
 // {now, expiry of each member}.
 inline auto const presence_read_script = make_script<std::vector<std::int64_t>>(
@@ -637,14 +630,18 @@ return observe(tonumber(ARGV[1]), ARGV[2])
 )lua"),
     [](ScriptContext auto& c) { return observe(c, to_i64(c.args()[0]), c.args()[1]); });
 
-// Plain layout, all three in one script. KEYS room keys + the presence zset; ARGV "joined"
-// (presence stats), "peak" (peak metrics) or "", archived ttl -> {members, expiry per member
-// then (joined) joined per member, room_read's numbers then (peak, or when the count was news)
-// the peak numbers ({} when no peak)}. Online: expiry > now (one TIME for the room and the
-// presence: one node).
+// online: the room side of an online read. KEYS room keys [+ the presence zset, plain layout];
+// ARGV "joined" (presence stats), "peak" (peak metrics) or "", archived ttl.
+//  - Clustered (room keys only), step 1 on the room's node: room_read's {members, joined,
+//    numbers}.
+//  - Plain (+ the presence zset): all three parts in one script -> {members, expiry per member
+//    then ("joined") joined per member, room_read's numbers then (peak, or when the count was
+//    news) the peak numbers ({} when no peak)}. Online: expiry > now (one TIME for the room and
+//    the presence: one node).
 inline RoomRead online_twin(ScriptContext auto& c) {
   std::string_view const mode = c.args()[0];
   auto [members, joined, nums] = room_read(c, mode == "joined");
+  if (c.keys().size() == room_key_count) return {std::move(members), std::move(joined), std::move(nums)};
   std::vector<std::int64_t> per;
   per.reserve(2 * members.size());
   expiries(c, c.keys()[presence], std::span<std::string const>(members), per);
@@ -662,6 +659,7 @@ inline RoomRead online_twin(ScriptContext auto& c) {
 }
 inline auto const online_script = make_script<RoomRead>(lua_with_online(R"lua(
 local members, joined, nums = room_read(ARGV[1] == 'joined')
+if not KEYS[6] then return {members, joined, nums} end
 local per = expiries(KEYS[6], members, {})
 local n = 0
 for i = 1, #per do if per[i] > nums[1] then n = n + 1 end end
@@ -828,7 +826,7 @@ class RoomManager {
   /// file): after an error, join again.
   template <class Token = boost::asio::deferred_t>
   auto async_join_room(std::string_view room_id, std::string_view user_id, Token&& token = {}) {
-    return membership<true>(token, room_id, user_id);
+    return membership(token, true, room_id, user_id);
   }
 
   /// Removes the user from the room (and its role) and the room from the user's rooms.
@@ -836,7 +834,7 @@ class RoomManager {
   /// Clustered: the user's rooms, then the room's script: after an error, leave again.
   template <class Token = boost::asio::deferred_t>
   auto async_leave_room(std::string_view room_id, std::string_view user_id, Token&& token = {}) {
-    return membership<false>(token, room_id, user_id);
+    return membership(token, false, room_id, user_id);
   }
 
   /// The room's members, in no particular order. void(error_code, std::vector<std::string>).
@@ -1064,24 +1062,24 @@ class RoomManager {
   // that it keeps its address while the operation moves from handler to handler. A rejected
   // input completes through the executor (post), never inside the initiating call.
 
-  // Clustered join (Join = true) or leave: the two sides in two ordered steps (see the top of
-  // this file). Join: the room's script, then SADD user_rooms. Leave: SREM user_rooms, then the
-  // room's script. Completes with the room script's answer.
-  template <bool Join>
+  // Clustered join or leave: the two sides in two ordered steps (see the top of this file).
+  // Join: the room's script, then SADD user_rooms. Leave: SREM user_rooms, then the room's
+  // script. Completes with the room script's answer.
   struct MembershipOp {
     struct Stable {
       Keys keys;  // the room's keys
-      Args args;
+      Args args;  // membership_script's: "join" | "leave", room, user, ttl, idle, archived
       std::string index, room;  // user_rooms:{user}, the room id
     };
     B* backend;
     std::unique_ptr<Stable> st;
+    bool join;
     enum { start, room_side, user_side } step = start;
     std::int64_t result = 0;
 
     template <class Self>
     void operator()(Self& self) {
-      if (Join) return run_room_side(self);
+      if (join) return run_room_side(self);
       step = user_side;
       backend->async_exec(cmd::srem{.key = st->index, .members = st->room}, std::move(self));
     }
@@ -1090,57 +1088,48 @@ class RoomManager {
     void operator()(Self& self, error_code ec, std::int64_t r) {
       if (ec) return self.complete(ec, false);
       if (step == room_side) result = r;
-      if (Join && step == room_side) {
+      if (join && step == room_side) {
         step = user_side;
         return backend->async_exec(cmd::sadd{.key = st->index, .members = st->room},
                                    std::move(self));
       }
-      if (!Join && step == user_side) return run_room_side(self);
+      if (!join && step == user_side) return run_room_side(self);
       self.complete(ec, result == 1);
     }
 
     template <class Self>
     void run_room_side(Self& self) {
       step = room_side;
-      if constexpr (Join)
-        backend->async_exec(detail::rooms::join_script(st->keys, st->args), std::move(self));
-      else
-        backend->async_exec(detail::rooms::leave_script(st->keys, st->args), std::move(self));
+      backend->async_exec(detail::rooms::membership_script(st->keys, st->args), std::move(self));
     }
   };
 
-  // Plain layout: the script on the room's keys and user_rooms:{user}, one round trip.
+  // Plain layout: membership_script on the room's keys and user_rooms:{user}, one round trip.
   // Clustered: MembershipOp.
-  template <bool Join, class Token>
-  auto membership(Token& token, std::string_view room_id, std::string_view user_id) {
-    using Op = MembershipOp<Join>;
-    auto st = std::make_unique<typename Op::Stable>();
+  template <class Token>
+  auto membership(Token& token, bool join, std::string_view room_id, std::string_view user_id) {
+    auto st = std::make_unique<typename MembershipOp::Stable>();
     bool const bad = !options_valid_ || room_id.empty() || user_id.empty();
     if (!bad) {
       st->keys = room_keys(room_id);
       st->index = user_key(user_id);
       st->room = room_id;
-      if constexpr (Join)
-        st->args = {std::string(room_id), std::string(user_id), ttl_, archived_ttl_};
-      else
-        st->args = {std::string(room_id), std::string(user_id), ttl_, idle_ttl_, archived_ttl_};
+      st->args = {join ? "join" : "leave", std::string(room_id), std::string(user_id), ttl_,
+                  idle_ttl_, archived_ttl_};
     }
     return detail::initiate<void(error_code, bool)>(
-        token, [b = backend_, bad, split = clustered_, st = std::move(st)](auto handler) mutable {
+        token,
+        [b = backend_, bad, join, split = clustered_, st = std::move(st)](auto handler) mutable {
           if (bad)
             return detail::post_handler(b->get_executor(), std::move(handler),
                                         error_code(Error::invalid_argument), false);
-          auto const map = [](error_code&, std::int64_t n) { return n == 1; };
           if (split)
             return detail::erased_compose<void(error_code, bool)>(
-                std::move(handler), Op{b, std::move(st)}, b->get_executor());
+                std::move(handler), MembershipOp{b, std::move(st), join}, b->get_executor());
           st->keys.push_back(st->index);
-          if constexpr (Join)
-            b->async_exec(detail::rooms::join_script(st->keys, st->args),
-                          detail::then(std::move(handler), map));
-          else
-            b->async_exec(detail::rooms::leave_script(st->keys, st->args),
-                          detail::then(std::move(handler), map));
+          b->async_exec(detail::rooms::membership_script(st->keys, st->args),
+                        detail::then(std::move(handler),
+                                     [](error_code&, std::int64_t n) { return n == 1; }));
         });
   }
 
@@ -1235,14 +1224,14 @@ class RoomManager {
     }
   };
 
-  // Clustered online operations: room_read_script on the room's keys (members, statistics),
+  // Clustered online operations: online_script on the room's keys (members, statistics),
   // presence_read_script on the presence zset (the members' expiries, that node's TIME), then,
   // when the online count is news, observe_script on the room's keys.
   struct ObserveOp {
     struct Stable {
       Keys keys;          // the room's keys
       Keys presence;      // {the presence zset}
-      Args read_args;     // {"joined" or ""}
+      Args read_args;     // {"joined", "peak" or ""}
       Args observe_args;  // {online count, archived ttl}
       detail::rooms::Observation obs;
     };
@@ -1252,7 +1241,7 @@ class RoomManager {
 
     template <class Self>
     void operator()(Self& self) {
-      backend->async_exec(detail::rooms::room_read_script(st->keys, st->read_args),
+      backend->async_exec(detail::rooms::online_script(st->keys, st->read_args),
                           std::move(self));
     }
 
