@@ -194,7 +194,8 @@ struct RoomOptions {
   std::chrono::milliseconds archived_room_ttl = std::chrono::hours(24);  ///< its statistics
   OnlinePresence presence{};  ///< who is online: the OnlineUserManager's settings
   /// plain (seed 000's names) or clustered (hash tags: see the top of this file); nullopt:
-  /// default_key_layout_v<B> (clustered on ClusterBackend, plain elsewhere).
+  /// default_key_layout_v<B> (clustered on ClusterBackend, plain elsewhere). Plain on a
+  /// cluster: every script fails with Error::cross_slot (its keys span slots).
   std::optional<KeyLayout> key_layout{};
 };
 
