@@ -47,9 +47,6 @@ Pairs sorted_pairs(Pairs v) {
   return v;
 }
 
-template <class O>
-constexpr bool has_key_layout = requires(O o) { o.key_layout; };
-
 // The layout of one run of a case, and the key names it gives (the header's table).
 struct Layout {
   KeyLayout layout = KeyLayout::plain;
@@ -73,32 +70,13 @@ struct Layout {
     o.key_layout = layout;
     return o;
   }
-  // An OnlineUserManager in this layout. Until OnlineUserOptions has its key_layout option
-  // (svc-presence), the clustered layout gives its three prefixes one hash tag, which names
-  // the zset as the clustered layout does ("{presence}:online").
-  template <class O = OnlineUserOptions>
-  O users(O o = {}) const {
-    if constexpr (has_key_layout<O>) {
-      o.key_layout = layout;
-    } else if (clustered()) {
-      o.presence_prefix = "{" + o.presence_prefix + "}";
-      o.user_data_prefix = o.presence_prefix + o.user_data_prefix;
-      o.user_socket_prefix = o.presence_prefix + o.user_socket_prefix;
-    }
+  // An OnlineUserManager in this layout.
+  OnlineUserOptions users(OnlineUserOptions o = {}) const {
+    o.key_layout = layout;
     return o;
   }
-  // The manager's own purge, or (until it has its key_layout option) the same removal from its
-  // zset in the clustered layout: its purge script reaches per-user keys it does not declare,
-  // which cluster checks refuse.
   template <class B>
   std::int64_t purge_expired(BackendFixture<B>& f, OnlineUserManager<B>& users) const {
-    if constexpr (!has_key_layout<OnlineUserOptions>) {
-      if (clustered()) {
-        auto const [s, us] = f.ok(cmd::time{});
-        return f.ok(cmd::zremrangebyscore{.key = presence(),
-                                          .max = ScoreBound::incl(double(s * 1000 + us / 1000))});
-      }
-    }
     return std::get<1>(f.wait(users.async_purge_expired(100)));
   }
 };
@@ -466,16 +444,12 @@ BOOST_AUTO_TEST_CASE(presence_stats_report_the_online_user_managers_statuses) {
     BOOST_TEST((got["u3"] == PresenceStatus::away));
     BOOST_TEST(!got["u4"].has_value());
     BOOST_TEST(s.online_users == 3);
-    // The same statuses as OnlineUserManager's own listing (whose page script, until the
-    // manager has its key_layout option, reads per-user keys it does not declare: refused by
-    // cluster checks).
-    if (has_key_layout<OnlineUserOptions> || !k.clustered()) {
-      auto const [ec, page] = f.wait(users.async_get_online_users({}, 100));
-      BOOST_TEST(!ec);
-      BOOST_TEST(page.users.size() == 3u);
-      for (auto const& u : page.users)
-        BOOST_TEST((got[u.user_id] == u.status), u.user_id);
-    }
+    // The same statuses as OnlineUserManager's own listing.
+    auto const [ec, page] = f.wait(users.async_get_online_users({}, 100));
+    BOOST_TEST(!ec);
+    BOOST_TEST(page.users.size() == 3u);
+    for (auto const& u : page.users)
+      BOOST_TEST((got[u.user_id] == u.status), u.user_id);
     f.advance(100s);  // u1 expired (300 s), u3 still away (160 s), u2 away (100 s)
     auto const later = std::get<1>(f.wait(rooms.async_get_room_presence_stats("r")));
     got.clear();
@@ -828,7 +802,7 @@ BOOST_AUTO_TEST_CASE(presence_options_are_the_online_user_managers) {
     RoomManager rooms(f.backend, users, k.rooms(o));
     BOOST_TEST(rooms.options().room_prefix == "c:rooms");
     BOOST_TEST(rooms.options().presence.presence_prefix == uo.presence_prefix);
-    BOOST_TEST((rooms.options().presence.key_layout == detail::rooms::presence_layout_of(uo)));
+    BOOST_TEST((rooms.options().presence.key_layout == uo.key_layout));
     BOOST_TEST((rooms.options().presence.default_ttl == 10s));
     BOOST_TEST((rooms.options().presence.away_after == 2s));
     BOOST_TEST((rooms.options().presence.idle_after == 5s));
