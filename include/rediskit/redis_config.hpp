@@ -4,7 +4,12 @@
 //
 //   auto cfg = rediskit::RedisConfig::from_env();               // REDIS_URL, REDIS_HOST, ...
 //   auto cfg = rediskit::RedisConfig::from_url("redis://:secret@cache:6380/2");
+//   auto cfg = rediskit::RedisConfig::from_url("rediss://app:secret@cache:6380");  // TLS
 //   rediskit::RedisConfig cfg{.host = "cache", .port = 6380, .database = 2};
+//
+// TLS is chosen at run time: a rediss:// URL (or REDIS_TLS=true) turns it on, with the CA,
+// client certificate and key from REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE
+// and the name to verify from REDIS_TLS_SERVER_NAME (see TlsConfig in connection.hpp).
 //
 // Malformed values are errors that name the variable and the value (never a password), not
 // silent defaults: Error::invalid_config, with the text in the exception or in `what`.
@@ -38,6 +43,7 @@ struct RedisConfig {
   int max_retry_attempts = 3;                             ///< REDIS_MAX_RETRY_ATTEMPTS
   bool keep_alive = true;                                 ///< REDIS_KEEP_ALIVE (true/false/1/0)
   std::chrono::milliseconds health_check_interval{2000};  ///< PING on idle links; 0 disables
+  TlsConfig tls{};  ///< rediss:// and REDIS_TLS*; off by default
 
   /// The configuration of one connection (RedisBackend makes one per role).
   ConnectionConfig connection_config() const {
@@ -52,27 +58,35 @@ struct RedisConfig {
     c.health_check_interval = health_check_interval;
     c.tcp_keepalive = keep_alive;
     c.reconnect.max_attempts = max_retry_attempts;
+    c.tls = tls;
     return c;
   }
 
-  /// Parses redis://[user[:password]@]host[:port][/db] (host may be [IPv6]; user and password
-  /// are percent-decoded). rediss:// (TLS) is refused: not supported yet.
+  /// Parses redis[s]://[user[:password]@]host[:port][/db] (host may be [IPv6]; user and
+  /// password are percent-decoded). rediss:// turns TLS on (tls.enabled), verifying the server
+  /// against the system's CAs unless tls.ca_file is set afterwards.
   static RedisConfig from_url(std::string_view url, boost::system::error_code& ec,
                               std::string* what = nullptr);
   static RedisConfig from_url(std::string_view url);
 
   /// Reads REDIS_URL (when set, first), then REDIS_HOST, REDIS_PORT, REDIS_USERNAME,
-  /// REDIS_PASSWORD, REDIS_DB, REDIS_CONNECTION_TIMEOUT, REDIS_MAX_RETRY_ATTEMPTS and
-  /// REDIS_KEEP_ALIVE over the defaults above (a variable overrides what the URL said).
+  /// REDIS_PASSWORD, REDIS_DB, REDIS_CONNECTION_TIMEOUT, REDIS_MAX_RETRY_ATTEMPTS,
+  /// REDIS_KEEP_ALIVE, REDIS_TLS (true/false/1/0), REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE,
+  /// REDIS_TLS_KEY_FILE and REDIS_TLS_SERVER_NAME over the defaults above (a variable
+  /// overrides what the URL said). A certificate without its key (or the reverse) is
+  /// Error::invalid_config. Certificate verification cannot be turned off from here.
   /// `getenv` is replaceable for tests.
   static RedisConfig from_env(boost::system::error_code& ec, std::string* what = nullptr,
                               std::function<char const*(char const*)> getenv = {});
   static RedisConfig from_env(std::function<char const*(char const*)> getenv = {});
 };
 
+BOOST_DESCRIBE_STRUCT(TlsConfig, (),
+                      (enabled, ca_file, cert_file, key_file, server_name,
+                       dangerously_skip_verification))
 BOOST_DESCRIBE_STRUCT(RedisConfig, (),
                       (host, port, username, password, database, client_name, connect_timeout,
-                       max_retry_attempts, keep_alive, health_check_interval))
+                       max_retry_attempts, keep_alive, health_check_interval, tls))
 
 namespace detail::config {
 
@@ -134,14 +148,15 @@ inline RedisConfig RedisConfig::from_url(std::string_view url, boost::system::er
   RedisConfig cfg;
   std::string_view rest = url;
   if (rest.starts_with("rediss://")) {
-    fail(ec, what, "REDIS_URL: rediss:// (TLS) is not supported yet; use redis://");
+    cfg.tls.enabled = true;
+    rest.remove_prefix(9);
+  } else if (rest.starts_with("redis://")) {
+    rest.remove_prefix(8);
+  } else {
+    fail(ec, what,
+         "REDIS_URL: must start with redis:// or rediss:// (got a URL of another scheme)");
     return {};
   }
-  if (!rest.starts_with("redis://")) {
-    fail(ec, what, "REDIS_URL: must start with redis:// (got a URL of another scheme)");
-    return {};
-  }
-  rest.remove_prefix(8);
   if (auto const at = rest.rfind('@'); at != std::string_view::npos) {
     std::string_view const userinfo = rest.substr(0, at);
     rest.remove_prefix(at + 1);
@@ -231,6 +246,16 @@ inline RedisConfig RedisConfig::from_env(boost::system::error_code& ec, std::str
     ok = parse_int("REDIS_MAX_RETRY_ATTEMPTS", v, 0, 1000, cfg.max_retry_attempts, ec, what);
   if (auto v = var("REDIS_KEEP_ALIVE"); ok && !v.empty())
     ok = parse_bool("REDIS_KEEP_ALIVE", v, cfg.keep_alive, ec, what);
+  if (auto v = var("REDIS_TLS"); ok && !v.empty())
+    ok = parse_bool("REDIS_TLS", v, cfg.tls.enabled, ec, what);
+  if (auto v = var("REDIS_TLS_CA_FILE"); !v.empty()) cfg.tls.ca_file = std::string(v);
+  if (auto v = var("REDIS_TLS_CERT_FILE"); !v.empty()) cfg.tls.cert_file = std::string(v);
+  if (auto v = var("REDIS_TLS_KEY_FILE"); !v.empty()) cfg.tls.key_file = std::string(v);
+  if (auto v = var("REDIS_TLS_SERVER_NAME"); !v.empty()) cfg.tls.server_name = std::string(v);
+  if (ok && cfg.tls.cert_file.empty() != cfg.tls.key_file.empty())
+    ok = fail(ec, what,
+              "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE: a client certificate needs its key "
+              "(set both or neither)");
   if (!ok) return {};
   return cfg;
 }
