@@ -771,6 +771,14 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     state_ = State::connecting;
     auto link = std::make_shared<Link>(ex_, cfg_.parser);
     link_ = link;
+    if (cfg_.tls.enabled && !tls_session_factory()) {
+      log(LogLevel::error, "TLS to ", cfg_.host, ":", cfg_.port,
+          " is configured but <rediskit/tls.hpp> is not included in the program");
+      // Posted: the request that started this cycle is still being queued.
+      return asio::post(ex_, [self = shared_from_this(), link] {
+        self->fail_attempt(link, Error::tls_unavailable, true);
+      });
+    }
     connect_timer_.expires_after(cfg_.connect_timeout);
     connect_timer_.async_wait([self = shared_from_this(), link](error_code ec) {
       if (ec || link != self->link_) return;
@@ -806,12 +814,7 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   // TCP is up: the TLS handshake, then the Redis one. Everything that fails here but a link
   // closing under the handshake would fail the same way again: not retried.
   void start_tls(LinkPtr const& link) {
-    TlsSessionFactory const factory = tls_session_factory();
-    if (!factory) {
-      log(LogLevel::error, "TLS to ", cfg_.host, ":", cfg_.port,
-          " is configured but <rediskit/tls.hpp> is not included in the program");
-      return fail_attempt(link, Error::tls_unavailable, true);
-    }
+    TlsSessionFactory const factory = tls_session_factory();  // not null: start_attempt
     error_code ec;
     std::string what;
     link->tls = factory(link->socket, cfg_.tls, cfg_.host, ec, what);
