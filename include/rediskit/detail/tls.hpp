@@ -143,14 +143,14 @@ class Session final : public TlsSession {
 
   Stream& stream() noexcept { return stream_; }
 
-  void async_handshake(HandshakeHandler h) override {
-    stream_.async_handshake(asio::ssl::stream_base::client, std::move(h));
+  void async_handshake(TlsDone done) override {
+    stream_.async_handshake(asio::ssl::stream_base::client, std::move(done));
   }
-  void async_write(asio::const_buffer b, IoHandler h) override {
-    asio::async_write(stream_, b, std::move(h));
+  void async_write(asio::const_buffer b, TlsDone done) override {
+    asio::async_write(stream_, b, std::move(done));
   }
-  void async_read_some(asio::mutable_buffer b, IoHandler h) override {
-    stream_.async_read_some(b, std::move(h));
+  void async_read_some(asio::mutable_buffer b, TlsDone done) override {
+    stream_.async_read_some(b, std::move(done));
   }
   TlsFailure handshake_failure(error_code const& ec) override {
     return classify_handshake_error(stream_, ec);

@@ -8,7 +8,6 @@
 // Connection. The plain TCP path pays one null pointer test per read and per write.
 #pragma once
 
-#include <rediskit/detail/any_handler.hpp>
 #include <rediskit/error.hpp>
 
 #include <boost/asio/buffer.hpp>
@@ -32,17 +31,25 @@ struct TlsFailure {
   std::string detail;
 };
 
+/// What a TLS handshake, read or write calls when it completes: a function of the connection,
+/// with the connection and the link kept alive. One concrete type, so that the asio::ssl
+/// operations are compiled for it once, in <rediskit/tls.hpp>, and the connection's own code
+/// instantiates nothing for TLS (which also kept g++'s inlining of the plain path as it was).
+struct TlsDone {
+  std::shared_ptr<void> connection;
+  std::shared_ptr<void> link;
+  void (*fn)(TlsDone const& self, boost::system::error_code ec, std::size_t n) = nullptr;
+  void operator()(boost::system::error_code ec, std::size_t n = 0) const { fn(*this, ec, n); }
+};
+
 /// A client TLS session on one link's TCP socket (which stays the link's: connect, socket
 /// options and close go to it directly). One read and one write may be in flight at once.
 class TlsSession {
  public:
-  using IoHandler = AnyHandler<void(boost::system::error_code, std::size_t)>;
-  using HandshakeHandler = AnyHandler<void(boost::system::error_code)>;
-
   virtual ~TlsSession() = default;
-  virtual void async_handshake(HandshakeHandler h) = 0;
-  virtual void async_write(boost::asio::const_buffer b, IoHandler h) = 0;  ///< all of b
-  virtual void async_read_some(boost::asio::mutable_buffer b, IoHandler h) = 0;
+  virtual void async_handshake(TlsDone done) = 0;  ///< n is 0
+  virtual void async_write(boost::asio::const_buffer b, TlsDone done) = 0;  ///< all of b
+  virtual void async_read_some(boost::asio::mutable_buffer b, TlsDone done) = 0;
   /// After async_handshake failed with `ec`.
   virtual TlsFailure handshake_failure(boost::system::error_code const& ec) = 0;
   /// The link failed with `ec` after the TLS handshake, before the answer to HELLO: whether

@@ -28,6 +28,7 @@
 #include <boost/asio/recycling_allocator.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/config.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -594,11 +595,25 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   void start_write(LinkPtr const& link) {
     link->writing = true;
     ++metrics_.writes;
-    auto done = [self = shared_from_this(), link](error_code ec, std::size_t n) {
-      self->on_write(link, ec, n);
-    };
-    if (link->tls) return link->tls->async_write(asio::buffer(link->wbuf), std::move(done));
-    asio::async_write(link->socket, asio::buffer(link->wbuf), std::move(done));
+    if (link->tls) [[unlikely]]
+      return start_tls_write(link);
+    asio::async_write(link->socket, asio::buffer(link->wbuf),
+                      [self = shared_from_this(), link](error_code ec, std::size_t n) {
+                        self->on_write(link, ec, n);
+                      });
+  }
+
+  // A TLS operation's completion: `Fn` of this connection, on the link (see TlsDone).
+  template <void (ConnectionImpl::*Fn)(LinkPtr const&, error_code, std::size_t)>
+  TlsDone tls_done(LinkPtr const& link) {
+    return {shared_from_this(), link, [](TlsDone const& d, error_code ec, std::size_t n) {
+              (static_cast<ConnectionImpl*>(d.connection.get())->*Fn)(
+                  std::static_pointer_cast<Link>(d.link), ec, n);
+            }};
+  }
+
+  BOOST_NOINLINE void start_tls_write(LinkPtr const& link) {
+    link->tls->async_write(asio::buffer(link->wbuf), tls_done<&ConnectionImpl::on_write>(link));
   }
 
   void on_write(LinkPtr const& link, error_code ec, std::size_t n) {
@@ -650,11 +665,16 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     // (EAGAIN when the reply is not there yet), so the system calls are as many; what goes is
     // the wait operation and the second completion (and a TLS stream can take the same call).
     auto const into = asio::buffer(b.data() + link->rend, b.size() - link->rend);
-    auto done = [self = shared_from_this(), link](error_code ec, std::size_t n) {
-      self->on_read(link, ec, n);
-    };
-    if (link->tls) return link->tls->async_read_some(into, std::move(done));
-    link->socket.async_read_some(into, std::move(done));
+    if (link->tls) [[unlikely]]
+      return start_tls_read(link, into);
+    link->socket.async_read_some(into,
+                                 [self = shared_from_this(), link](error_code ec, std::size_t n) {
+                                   self->on_read(link, ec, n);
+                                 });
+  }
+
+  BOOST_NOINLINE void start_tls_read(LinkPtr const& link, asio::mutable_buffer into) {
+    link->tls->async_read_some(into, tls_done<&ConnectionImpl::on_read>(link));
   }
 
   void on_read(LinkPtr const& link, error_code ec, std::size_t n) {
@@ -822,17 +842,19 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
       log(LogLevel::error, "TLS set-up for ", cfg_.host, ":", cfg_.port, " failed: ", what);
       return fail_attempt(link, ec ? ec : error_code(Error::tls_setup_failed), true);
     }
-    link->tls->async_handshake([self = shared_from_this(), link](error_code e) {
-      if (link != self->link_) return;
-      if (e) {
-        TlsFailure f = link->tls->handshake_failure(e);
-        self->log(LogLevel::error, "TLS handshake with ", self->cfg_.host, ":", self->cfg_.port,
-                  " failed: ", f.detail);
-        return self->fail_attempt(link, f.code, f.fatal);
-      }
-      link->tls_established = true;
-      self->start_handshake(link);
-    });
+    link->tls->async_handshake(tls_done<&ConnectionImpl::on_tls_handshake>(link));
+  }
+
+  void on_tls_handshake(LinkPtr const& link, error_code ec, std::size_t) {
+    if (link != link_) return;
+    if (ec) {
+      TlsFailure f = link->tls->handshake_failure(ec);
+      log(LogLevel::error, "TLS handshake with ", cfg_.host, ":", cfg_.port, " failed: ",
+          f.detail);
+      return fail_attempt(link, f.code, f.fatal);
+    }
+    link->tls_established = true;
+    start_handshake(link);
   }
 
   // Before TLS too: with Nagle, HELLO would wait for the ACK of the TLS handshake's last write.
