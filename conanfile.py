@@ -29,6 +29,8 @@ class RediskitConan(ConanFile):
     def requirements(self):
         # Asio, Describe, Hana (headers) and Boost.JSON (compiled): Boost 1.81 or newer.
         self.requires("boost/[>=1.81.0]", transitive_headers=True)
+        # TLS (rediskit/tls.hpp): OpenSSL through asio::ssl.
+        self.requires("openssl/[>=3.0 <4]", transitive_headers=True)
 
     def validate(self):
         from conan.tools.build import check_min_cppstd
@@ -46,6 +48,6 @@ class RediskitConan(ConanFile):
         self.cpp_info.libdirs = []
         self.cpp_info.set_property("cmake_file_name", "rediskit")
         self.cpp_info.set_property("cmake_target_name", "rediskit::rediskit")
-        self.cpp_info.requires = ["boost::headers", "boost::json"]
+        self.cpp_info.requires = ["boost::headers", "boost::json", "openssl::ssl"]
         if self.settings.os in ("Linux", "FreeBSD"):
             self.cpp_info.system_libs = ["pthread"]

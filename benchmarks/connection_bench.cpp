@@ -17,10 +17,15 @@
 // so the figures are the connection's, not the request builder's.
 //
 // Usage: connection_bench [--port P] [--host H] [--seconds S] [--repeat R] [--warmup S]
-//                         [--only name,name...]
+//                         [--only name,name...] [--tls-ca FILE [--tls-server-name N]]
 // (host and port default to REDIS_HOST / REDIS_PORT, else 127.0.0.1:6379)
-// benchmarks/run_connection.sh runs it next to hiredis and redis-benchmark.
+// --tls-ca: connect with TLS (P is then the server's tls-port), trusting the CA in FILE, and
+// verifying the host name (or N). `total=` in each line is the number of units of the timed
+// runs (for instruction counts per GET under callgrind).
+// benchmarks/run_connection.sh runs it next to hiredis and redis-benchmark;
+// benchmarks/run_tls.sh runs it over TLS and plain TCP on one server.
 #include <rediskit/connection.hpp>
+#include <rediskit/tls.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -59,6 +64,8 @@ struct Options {
   double warmup = 1.0;
   int repeat = 5;
   std::vector<std::string> only;  // empty: every workload
+  std::string tls_ca;             // not empty: TLS
+  std::string tls_server_name;
 
   bool wants(std::string_view name) const {
     return only.empty() || std::find(only.begin(), only.end(), name) != only.end();
@@ -78,6 +85,7 @@ struct Result {
   double median = 0, min = 0, max = 0;
   double p50_us = -1, p99_us = -1;  // < 0: not measured
   double pipelining = -1;           // requests_sent / writes over the timed runs
+  std::uint64_t total = 0;          // units over the timed runs
 };
 
 Clock::time_point after(double s) {
@@ -225,6 +233,7 @@ asio::awaitable<Result> measure(Connection& conn, Options const& opt, std::strin
     Sample s = co_await w(conn, after(opt.seconds), arg);
     double const el = std::chrono::duration<double>(Clock::now() - t0).count();
     r.rates.push_back(static_cast<double>(s.units) / el);
+    r.total += s.units;
     lat.insert(lat.end(), s.lat_us.begin(), s.lat_us.end());
   }
   auto const reqs = conn.metrics().requests_sent - req0;
@@ -248,7 +257,7 @@ asio::awaitable<Result> measure(Connection& conn, Options const& opt, std::strin
   if (r.unit == "batches") std::printf(" ms_per_batch=%.3f", 1000.0 / r.median);
   if (r.p50_us >= 0) std::printf(" p50_us=%.1f p99_us=%.1f", r.p50_us, r.p99_us);
   if (r.pipelining >= 0) std::printf(" pipelining=%.2f", r.pipelining);
-  std::printf(" runs=");
+  std::printf(" total=%llu runs=", static_cast<unsigned long long>(r.total));
   for (std::size_t i = 0; i < r.rates.size(); ++i) std::printf(i ? ",%.0f" : "%.0f", r.rates[i]);
   std::printf("\n");
   std::fflush(stdout);
@@ -260,6 +269,9 @@ asio::awaitable<void> run_all(Options const& opt, std::vector<Result>& results) 
   rediskit::ConnectionConfig cfg;
   cfg.host = opt.host;
   cfg.port = opt.port;
+  cfg.tls.enabled = !opt.tls_ca.empty();
+  cfg.tls.ca_file = opt.tls_ca;
+  cfg.tls.server_name = opt.tls_server_name;
   Connection conn(ex, std::move(cfg));
   co_await conn.async_connect(asio::use_awaitable);
   co_await setup(conn);
@@ -286,8 +298,8 @@ asio::awaitable<void> run_all(Options const& opt, std::vector<Result>& results) 
 }
 
 void print_table(std::vector<Result> const& results, Options const& opt) {
-  std::printf("\nrediskit::Connection, %d runs of %.1f s after %.1f s warm-up (median, min-max)\n\n",
-              opt.repeat, opt.seconds, opt.warmup);
+  std::printf("\nrediskit::Connection%s, %d runs of %.1f s after %.1f s warm-up (median, min-max)\n\n",
+              opt.tls_ca.empty() ? "" : " over TLS", opt.repeat, opt.seconds, opt.warmup);
   std::printf("%-24s %14s %25s %8s %11s %11s %11s\n", "workload", "median", "min - max",
               "spread", "p50 us", "p99 us", "pipelining");
   for (auto const& r : results) {
@@ -307,7 +319,7 @@ void print_table(std::vector<Result> const& results, Options const& opt) {
 [[noreturn]] void usage() {
   std::fprintf(stderr,
                "usage: connection_bench [--port P] [--host H] [--seconds S] [--repeat R] "
-               "[--warmup S] [--only name,name...]\n");
+               "[--warmup S] [--only name,name...] [--tls-ca FILE [--tls-server-name N]]\n");
   std::exit(2);
 }
 
@@ -326,6 +338,8 @@ int main(int argc, char** argv) {
     else if (a == "--seconds") opt.seconds = std::atof(v.c_str());
     else if (a == "--repeat") opt.repeat = std::atoi(v.c_str());
     else if (a == "--warmup") opt.warmup = std::atof(v.c_str());
+    else if (a == "--tls-ca") opt.tls_ca = v;
+    else if (a == "--tls-server-name") opt.tls_server_name = v;
     else if (a == "--only") {
       std::size_t b = 0;
       while (b <= v.size()) {

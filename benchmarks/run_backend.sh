@@ -19,7 +19,7 @@ BENCH_NAME=run_backend
 source "$here/lib.sh"
 
 bench_need redis-server redis-tools cmake ninja-build g++ ccache libboost1.81-dev \
-  libboost-json1.81-dev util-linux
+  libboost-json1.81-dev libssl-dev util-linux
 
 bin="$root/build/release/benchmarks"
 if [[ -z ${SKIP_BUILD:-} ]]; then

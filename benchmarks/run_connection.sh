@@ -33,7 +33,8 @@ source "$here/lib.sh"
 log() { bench_log "$@"; }
 
 # ---- dependencies (apt-get only for what is missing) ----------------------------------------
-bench_need redis-server redis-tools libhiredis-dev cmake ninja-build g++ gcc util-linux
+bench_need redis-server redis-tools libhiredis-dev cmake ninja-build g++ gcc libssl-dev openssl \
+  util-linux
 
 # ---- build ----------------------------------------------------------------------------------
 bin="$root/build/release/benchmarks"

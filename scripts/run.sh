@@ -32,8 +32,9 @@ JOBS=${REDISKIT_JOBS:-2}
 TEST_JOBS=${REDISKIT_TEST_JOBS:-$((JOBS * 2))}
 FUZZ_SECONDS=${REDISKIT_FUZZ_SECONDS:-30}
 
-BUILD_PACKAGES=(g++ cmake ninja-build ccache libboost1.81-dev libboost-json1.81-dev)
-TEST_PACKAGES=("${BUILD_PACKAGES[@]}" libboost-test1.81-dev redis-server redis-tools
+BUILD_PACKAGES=(g++ cmake ninja-build ccache libboost1.81-dev libboost-json1.81-dev libssl-dev)
+# openssl: the TLS test fixture makes its CA and certificates with the command-line tool.
+TEST_PACKAGES=("${BUILD_PACKAGES[@]}" libboost-test1.81-dev redis-server redis-tools openssl
                clang clang-14 libclang-rt-14-dev)
 
 log() { printf '\n==> %s\n' "$*"; }

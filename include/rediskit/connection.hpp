@@ -7,8 +7,9 @@
 // pushes (pub/sub messages, client-side-cache invalidations) are read with async_receive.
 //
 // The link is looked after for you:
-//  * connect = resolve + TCP connect + HELLO 3 (AUTH, SETNAME) + SELECT + the setup request +
-//    re-subscription, all under connect_timeout;
+//  * connect = resolve + TCP connect + the TLS handshake (TlsConfig::enabled, with
+//    <rediskit/tls.hpp> in the program) + HELLO 3 (AUTH, SETNAME) + SELECT + the setup
+//    request + re-subscription, all under connect_timeout;
 //  * a PING health check on an idle link detects half-open TCP connections;
 //  * when the link drops, every request already written fails at once with
 //    Error::connection_lost ("it may have executed": it is never re-sent unless the request is
@@ -16,7 +17,9 @@
 //    with Error::not_connected if they ask to), and the connection retries with exponential
 //    backoff and jitter up to ReconnectPolicy::max_attempts; then it gives up
 //    (Error::reconnect_gave_up) until a new request or async_connect starts a new cycle;
-//  * a wrong password is not retried (Error::auth_failed), and never appears in a log line.
+//  * a wrong password is not retried (Error::auth_failed), and never appears in a log line;
+//    neither is a certificate the server's name or CA does not match, nor any other TLS failure
+//    that a retry would meet again (Error::tls_*: see rediskit/tls.hpp).
 //
 // Thread safety: a Connection is not thread-safe. Call it from its executor only; when the
 // io_context runs on several threads, give the Connection a strand.
@@ -73,6 +76,27 @@ using LogSink = std::function<void(LogLevel, std::string_view)>;
 using LocateHandler =
     std::function<void(boost::system::error_code, std::string host, std::uint16_t port)>;
 
+/// TLS on a connection (Redis's `tls-port`). Off by default; `rediss://` URLs and REDIS_TLS turn
+/// it on (see RedisConfig). The server's certificate is verified against `ca_file` (or the
+/// system's CA store) and must be issued for the host name connected to (`server_name`, by
+/// default `host`; an IP address is checked against the certificate's IP entries): a
+/// certificate that fails is Error::tls_certificate_untrusted or Error::tls_host_name_mismatch,
+/// never retried. Paths are logged when a file cannot be used; the key itself never is.
+struct TlsConfig {
+  bool enabled = false;
+  std::string ca_file{};      ///< PEM file of the CAs to trust; empty: the system's default store
+  std::string cert_file{};    ///< client certificate (PEM), for servers with tls-auth-clients
+  std::string key_file{};     ///< its private key (PEM, not encrypted)
+  /// The name the server's certificate must be issued for, also sent as SNI. Empty: `host`.
+  /// Set it when connecting by IP address (or through a tunnel) to a server whose certificate
+  /// names a host.
+  std::string server_name{};
+  /// DANGEROUS: accepts any certificate from anyone (no chain, no host-name check), so a
+  /// man in the middle reads the password and every command. For a throwaway test server
+  /// only; never settable from a URL or the environment. Prefer ca_file with the server's CA.
+  bool dangerously_skip_verification = false;
+};
+
 /// Configuration of a Connection. An aggregate: use designated initialisers,
 /// `ConnectionConfig{.host = "redis", .port = 6380, .password = secret}`.
 struct ConnectionConfig {
@@ -82,9 +106,10 @@ struct ConnectionConfig {
   std::string password{};    ///< empty: no AUTH
   int database = 0;          ///< SELECT after connecting when not 0
   std::string client_name{};  ///< CLIENT SETNAME (through HELLO), shown by CLIENT LIST
-  std::chrono::milliseconds connect_timeout{5000};        ///< resolve + connect + handshake
+  std::chrono::milliseconds connect_timeout{5000};  ///< resolve + connect + TLS + handshake
   std::chrono::milliseconds health_check_interval{2000};  ///< 0 disables; see below
   bool tcp_keepalive = true;
+  TlsConfig tls{};  ///< off by default
   ReconnectPolicy reconnect{};
   /// Where to connect, when the address can move (RedisBackend sets it in Sentinel mode):
   /// asked before every connection attempt, under connect_timeout. It must call its argument

@@ -72,6 +72,13 @@ enum class Error : int {
   already_receiving,           ///< another async_receive is already waiting on this connection
   pushes_dropped,              ///< server pushes were dropped because the push queue was full
   unsolicited_reply,           ///< a reply arrived that no request was waiting for: link dropped
+  closed_during_handshake,     ///< the server closed the link before answering HELLO (a TLS port?)
+  tls_host_name_mismatch,      ///< TLS: the certificate is not for this host name; not retried
+  tls_certificate_untrusted,   ///< TLS: the certificate chain does not verify; not retried
+  tls_handshake_failed,        ///< TLS: the handshake failed (no TLS on this port?); not retried
+  tls_handshake_timeout,       ///< TLS: no handshake answer on a first connection; not retried
+  tls_setup_failed,            ///< TLS: a CA, certificate or key file cannot be used; not retried
+  tls_unavailable,             ///< TLS configured, but <rediskit/tls.hpp> is not in the program
 
   // --- Configuration -----------------------------------------------------------------------
   invalid_config = 400,        ///< a configuration value (URL, environment variable) is malformed
@@ -207,6 +214,35 @@ class ErrorCategory final : public boost::system::error_category {
       case Error::unsolicited_reply:
         return "the server sent a reply that no request was waiting for; the link was dropped "
                "so that no reply can reach the wrong caller";
+      case Error::closed_during_handshake:
+        return "the server closed the connection before answering the handshake (HELLO): if it "
+               "serves TLS on this port, connect with rediss:// (TlsConfig::enabled); otherwise "
+               "see the server's log (maxclients, a proxy with no server behind it)";
+      case Error::tls_host_name_mismatch:
+        return "TLS: the server's certificate is not issued for the host name connected to "
+               "(connect by a name the certificate lists, or set TlsConfig::server_name to it); "
+               "not retried";
+      case Error::tls_certificate_untrusted:
+        return "TLS: the server's certificate could not be verified (not signed by a CA in "
+               "TlsConfig::ca_file or the system store, expired, or malformed: give the CA that "
+               "signed it in TlsConfig::ca_file / REDIS_TLS_CA_FILE); not retried";
+      case Error::tls_handshake_failed:
+        return "TLS handshake failed: the server does not speak TLS on this port (use Redis's "
+               "tls-port, or redis:// for a plain port), or it refused this client (a client "
+               "certificate required: set TlsConfig::cert_file and key_file); not retried";
+      case Error::tls_handshake_timeout:
+        return "TLS: no answer to the TLS handshake within connect_timeout on a first connection: "
+               "the port is probably a plain (non-TLS) Redis port, which waits for a command "
+               "forever (use redis://, or Redis's tls-port); not retried";
+      case Error::tls_setup_failed:
+        return "TLS set-up failed: the CA, certificate or key file in TlsConfig cannot be read or "
+               "used, or the key does not match the certificate (the log line names the file); "
+               "not retried";
+      case Error::tls_unavailable:
+        return "TLS is configured (rediss://, REDIS_TLS or TlsConfig::enabled) but this program "
+               "was built without rediskit's TLS support: #include <rediskit/tls.hpp> (or "
+               "<rediskit/rediskit.hpp>) in one of its source files and link OpenSSL::SSL; not "
+               "retried";
       case Error::invalid_config:
         return "invalid configuration: a URL or environment variable is malformed (the "
                "exception's text, or the `what` argument, names it)";

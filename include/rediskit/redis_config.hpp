@@ -4,6 +4,7 @@
 //
 //   auto cfg = rediskit::RedisConfig::from_env();               // REDIS_URL, REDIS_HOST, ...
 //   auto cfg = rediskit::RedisConfig::from_url("redis://:secret@cache:6380/2");
+//   auto cfg = rediskit::RedisConfig::from_url("rediss://app:secret@cache:6380");  // TLS
 //   rediskit::RedisConfig cfg{.host = "cache", .port = 6380, .database = 2};
 //
 // Sentinel mode: name Sentinels and the master's name, and the address of the master is asked
@@ -12,6 +13,11 @@
 //   REDIS_SENTINELS=s1:26379,s2:26379,s3:26379  REDIS_SENTINEL_MASTER=mymaster
 //   REDIS_URL=redis-sentinel://:secret@s1:26379,s2:26379,s3:26379/2#mymaster
 //   rediskit::RedisConfig cfg{.sentinels = {"s1:26379", "s2:26379"}, .master_name = "mymaster"};
+//
+// TLS is chosen at run time: a rediss:// URL (or REDIS_TLS=true) turns it on, with the CA,
+// client certificate and key from REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE
+// and the name to verify from REDIS_TLS_SERVER_NAME (see TlsConfig in connection.hpp).
+// In Sentinel mode the same TLS settings apply to the Sentinels and to the data nodes.
 //
 // Malformed values are errors that name the variable and the value (never a password), not
 // silent defaults: Error::invalid_config, with the text in the exception or in `what`.
@@ -46,6 +52,7 @@ struct RedisConfig {
   int max_retry_attempts = 3;                             ///< REDIS_MAX_RETRY_ATTEMPTS
   bool keep_alive = true;                                 ///< REDIS_KEEP_ALIVE (true/false/1/0)
   std::chrono::milliseconds health_check_interval{2000};  ///< PING on idle links; 0 disables
+  TlsConfig tls{};  ///< rediss:// and REDIS_TLS*; off by default
 
   /// Sentinel mode when not empty: "host:port" of Sentinels ("host" alone: port 26379), asked in
   /// turn for master_name's address (REDIS_SENTINELS, comma-separated). username, password and
@@ -70,32 +77,40 @@ struct RedisConfig {
     c.health_check_interval = health_check_interval;
     c.tcp_keepalive = keep_alive;
     c.reconnect.max_attempts = max_retry_attempts;
+    c.tls = tls;
     return c;
   }
 
-  /// Parses redis://[user[:password]@]host[:port][/db] (host may be [IPv6]; user and password
-  /// are percent-decoded). rediss:// (TLS) is refused: not supported yet.
-  /// Sentinel mode (Lettuce's form): redis-sentinel://[user[:password]@]host[:port][,host[:port]
-  /// ...][/db]#master_name, Sentinel ports 26379 by default; the credentials and the database
-  /// are the data nodes'.
+  /// Parses redis[s]://[user[:password]@]host[:port][/db] (host may be [IPv6]; user and
+  /// password are percent-decoded). rediss:// turns TLS on (tls.enabled), verifying the server
+  /// against the system's CAs unless tls.ca_file is set afterwards.
+  /// Sentinel mode (Lettuce's form): redis[s]-sentinel://[user[:password]@]host[:port][,host
+  /// [:port]...][/db]#master_name, Sentinel ports 26379 by default; the credentials and the
+  /// database are the data nodes'.
   static RedisConfig from_url(std::string_view url, boost::system::error_code& ec,
                               std::string* what = nullptr);
   static RedisConfig from_url(std::string_view url);
 
   /// Reads REDIS_URL (when set, first), then REDIS_HOST, REDIS_PORT, REDIS_USERNAME,
   /// REDIS_PASSWORD, REDIS_DB, REDIS_CONNECTION_TIMEOUT, REDIS_MAX_RETRY_ATTEMPTS,
-  /// REDIS_KEEP_ALIVE, REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_USERNAME and
-  /// REDIS_SENTINEL_PASSWORD over the defaults above (a variable overrides what the URL said).
-  /// Sentinels without a master name, or the reverse, is Error::invalid_config.
+  /// REDIS_KEEP_ALIVE, REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_USERNAME,
+  /// REDIS_SENTINEL_PASSWORD, REDIS_TLS (true/false/1/0), REDIS_TLS_CA_FILE,
+  /// REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE and REDIS_TLS_SERVER_NAME over the defaults above
+  /// (a variable overrides what the URL said). Sentinels without a master name (or the
+  /// reverse), and a certificate without its key (or the reverse), are Error::invalid_config.
+  /// Certificate verification cannot be turned off from here.
   /// `getenv` is replaceable for tests.
   static RedisConfig from_env(boost::system::error_code& ec, std::string* what = nullptr,
                               std::function<char const*(char const*)> getenv = {});
   static RedisConfig from_env(std::function<char const*(char const*)> getenv = {});
 };
 
+BOOST_DESCRIBE_STRUCT(TlsConfig, (),
+                      (enabled, ca_file, cert_file, key_file, server_name,
+                       dangerously_skip_verification))
 BOOST_DESCRIBE_STRUCT(RedisConfig, (),
                       (host, port, username, password, database, client_name, connect_timeout,
-                       max_retry_attempts, keep_alive, health_check_interval, sentinels,
+                       max_retry_attempts, keep_alive, health_check_interval, tls, sentinels,
                        master_name, sentinel_username, sentinel_password, sentinel_timeout))
 
 namespace detail::config {
@@ -219,18 +234,18 @@ inline RedisConfig RedisConfig::from_url(std::string_view url, boost::system::er
   ec.clear();
   RedisConfig cfg;
   std::string_view rest = url;
-  if (rest.starts_with("rediss://")) {
-    fail(ec, what, "REDIS_URL: rediss:// (TLS) is not supported yet; use redis://");
-    return {};
-  }
-  bool const sentinel = rest.starts_with("redis-sentinel://");
-  if (!sentinel && !rest.starts_with("redis://")) {
+  auto const scheme_end = rest.find("://");
+  std::string_view const scheme =
+      scheme_end == std::string_view::npos ? std::string_view{} : rest.substr(0, scheme_end);
+  bool const sentinel = scheme == "redis-sentinel" || scheme == "rediss-sentinel";
+  if (!sentinel && scheme != "redis" && scheme != "rediss") {
     fail(ec, what,
-         "REDIS_URL: must start with redis:// or redis-sentinel:// (got a URL of another "
-         "scheme)");
+         "REDIS_URL: must start with redis://, rediss://, redis-sentinel:// or "
+         "rediss-sentinel:// (got a URL of another scheme)");
     return {};
   }
-  rest.remove_prefix(sentinel ? 17 : 8);
+  cfg.tls.enabled = scheme.starts_with("rediss");
+  rest.remove_prefix(scheme_end + 3);
   if (sentinel) {  // the master's name is the fragment
     auto const hash = rest.find('#');
     if (hash != std::string_view::npos) {
@@ -344,6 +359,16 @@ inline RedisConfig RedisConfig::from_env(boost::system::error_code& ec, std::str
   if (auto v = var("REDIS_SENTINEL_USERNAME"); !v.empty()) cfg.sentinel_username = std::string(v);
   if (auto v = var("REDIS_SENTINEL_PASSWORD"); !v.empty()) cfg.sentinel_password = std::string(v);
   if (ok) ok = check_sentinel_mode("REDIS_SENTINELS", cfg, ec, what);
+  if (auto v = var("REDIS_TLS"); ok && !v.empty())
+    ok = parse_bool("REDIS_TLS", v, cfg.tls.enabled, ec, what);
+  if (auto v = var("REDIS_TLS_CA_FILE"); !v.empty()) cfg.tls.ca_file = std::string(v);
+  if (auto v = var("REDIS_TLS_CERT_FILE"); !v.empty()) cfg.tls.cert_file = std::string(v);
+  if (auto v = var("REDIS_TLS_KEY_FILE"); !v.empty()) cfg.tls.key_file = std::string(v);
+  if (auto v = var("REDIS_TLS_SERVER_NAME"); !v.empty()) cfg.tls.server_name = std::string(v);
+  if (ok && cfg.tls.cert_file.empty() != cfg.tls.key_file.empty())
+    ok = fail(ec, what,
+              "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE: a client certificate needs its key "
+              "(set both or neither)");
   if (!ok) return {};
   return cfg;
 }

@@ -36,4 +36,5 @@
 #include <rediskit/services/online_user_manager.hpp>
 #include <rediskit/services/room_manager.hpp>
 #include <rediskit/services/unread_message_manager.hpp>
+#include <rediskit/tls.hpp>
 #include <rediskit/version.hpp>

@@ -51,9 +51,51 @@ BOOST_AUTO_TEST_CASE(urls_give_host_port_credentials_and_database) {
   BOOST_TEST(f.username.empty());
 }
 
+BOOST_AUTO_TEST_CASE(rediss_urls_turn_tls_on_with_verification) {
+  auto c = RedisConfig::from_url("rediss://app:s%3Acret@cache.example:6380/1");
+  BOOST_TEST(c.tls.enabled);
+  BOOST_TEST(!c.tls.dangerously_skip_verification);
+  BOOST_TEST(c.host == "cache.example");
+  BOOST_TEST(c.port == 6380);
+  BOOST_TEST(c.username == "app");
+  BOOST_TEST(c.password == "s:cret");
+  BOOST_TEST(c.database == 1);
+  BOOST_TEST(c.connection_config().tls.enabled);  // every connection of the backend
+  BOOST_TEST(!RedisConfig::from_url("redis://cache.example").tls.enabled);
+  BOOST_TEST(RedisConfig::from_url("rediss://[::1]").tls.enabled);
+}
+
+BOOST_AUTO_TEST_CASE(tls_variables) {
+  auto c = RedisConfig::from_env(env({{"REDIS_URL", "rediss://cache:6380"},
+                                      {"REDIS_TLS_CA_FILE", "/etc/redis/ca.crt"},
+                                      {"REDIS_TLS_CERT_FILE", "/etc/app/client.crt"},
+                                      {"REDIS_TLS_KEY_FILE", "/etc/app/client.key"},
+                                      {"REDIS_TLS_SERVER_NAME", "redis.internal"}}));
+  BOOST_TEST(c.tls.enabled);
+  BOOST_TEST(c.tls.ca_file == "/etc/redis/ca.crt");
+  BOOST_TEST(c.tls.cert_file == "/etc/app/client.crt");
+  BOOST_TEST(c.tls.key_file == "/etc/app/client.key");
+  BOOST_TEST(c.tls.server_name == "redis.internal");
+  auto const conn = c.connection_config();
+  BOOST_TEST(conn.tls.ca_file == "/etc/redis/ca.crt");
+  BOOST_TEST(conn.tls.server_name == "redis.internal");
+  // REDIS_TLS with the seed's REDIS_HOST form, and a variable overrides the URL's scheme.
+  BOOST_TEST(RedisConfig::from_env(env({{"REDIS_HOST", "h"}, {"REDIS_TLS", "true"}})).tls.enabled);
+  BOOST_TEST(
+      !RedisConfig::from_env(env({{"REDIS_URL", "rediss://h"}, {"REDIS_TLS", "0"}})).tls.enabled);
+  // A certificate needs its key; a malformed REDIS_TLS is named.
+  boost::system::error_code ec;
+  std::string what;
+  RedisConfig::from_env(ec, &what, env({{"REDIS_TLS_CERT_FILE", "/c.crt"}}));
+  BOOST_TEST(ec == make_error_code(Error::invalid_config));
+  BOOST_TEST(what.find("REDIS_TLS_KEY_FILE") != std::string::npos);
+  RedisConfig::from_env(ec, &what, env({{"REDIS_TLS", "on please"}}));
+  BOOST_TEST(what.find("REDIS_TLS") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(malformed_urls_are_errors_that_say_what_is_wrong) {
   BOOST_TEST(url_error("http://h").find("redis://") != std::string::npos);
-  BOOST_TEST(url_error("rediss://h").find("TLS") != std::string::npos);
+  BOOST_TEST(url_error("rediss:/h").find("rediss://") != std::string::npos);
   BOOST_TEST(url_error("redis://h:0").find("port") != std::string::npos);
   BOOST_TEST(url_error("redis://h:99999").find("99999") != std::string::npos);
   BOOST_TEST(url_error("redis://h:12x").find("12x") != std::string::npos);
@@ -136,6 +178,11 @@ BOOST_AUTO_TEST_CASE(sentinel_urls_in_lettuce_form) {
       env({{"REDIS_URL", "redis-sentinel://h:1#m"}, {"REDIS_SENTINEL_MASTER", "other"}}));
   BOOST_TEST(d.sentinels == (std::vector<std::string>{"h:1"}));
   BOOST_TEST(d.master_name == "other");  // a variable overrides the URL
+  BOOST_TEST(!c.tls.enabled);
+  auto t = RedisConfig::from_url("rediss-sentinel://s1#m");
+  BOOST_TEST(t.tls.enabled);  // TLS to the Sentinels and the data nodes
+  BOOST_TEST(t.sentinels == (std::vector<std::string>{"s1"}));
+  BOOST_TEST(t.master_name == "m");
 }
 
 BOOST_AUTO_TEST_CASE(half_a_sentinel_configuration_is_an_error_that_says_what_is_missing) {

@@ -25,6 +25,9 @@
 // only idempotent commands (reads) may be re-sent after a lost link; any other fails with
 // Error::connection_lost when the link drops after it was written: it may have run.
 //
+// TLS and ACL users: RedisConfig::tls (rediss://) and username / password apply to every
+// connection of every role; TLS needs <rediskit/tls.hpp> in the program (see that header).
+//
 // Thread safety: as Connection, use it from its executor (a strand with a multi-threaded
 // io_context).
 #pragma once

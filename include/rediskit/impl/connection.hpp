@@ -12,6 +12,8 @@
 // handler's associated executor, with outstanding work tracked, as asio's own operations do.
 #pragma once
 
+#include <rediskit/detail/tls_session.hpp>
+
 #include <boost/asio/append.hpp>
 #include <boost/asio/associated_allocator.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
@@ -26,6 +28,7 @@
 #include <boost/asio/recycling_allocator.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/config.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -437,6 +440,8 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     Link(asio::any_io_executor const& ex, resp3::ParserConfig const& pc)
         : socket(ex), parser(pc) {}
     asio::ip::tcp::socket socket;
+    std::unique_ptr<TlsSession> tls;  // TlsConfig::enabled; declared after the socket it uses
+    bool tls_established = false;
     std::string wbuf;
     std::vector<char> rbuf;
     std::size_t rbeg = 0;
@@ -633,10 +638,25 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   void start_write(LinkPtr const& link) {
     link->writing = true;
     ++metrics_.writes;
+    if (link->tls) [[unlikely]]
+      return start_tls_write(link);
     asio::async_write(link->socket, asio::buffer(link->wbuf),
                       [self = shared_from_this(), link](error_code ec, std::size_t n) {
                         self->on_write(link, ec, n);
                       });
+  }
+
+  // A TLS operation's completion: `Fn` of this connection, on the link (see TlsDone).
+  template <void (ConnectionImpl::*Fn)(LinkPtr const&, error_code, std::size_t)>
+  TlsDone tls_done(LinkPtr const& link) {
+    return {shared_from_this(), link, [](TlsDone const& d, error_code ec, std::size_t n) {
+              (static_cast<ConnectionImpl*>(d.connection.get())->*Fn)(
+                  std::static_pointer_cast<Link>(d.link), ec, n);
+            }};
+  }
+
+  BOOST_NOINLINE void start_tls_write(LinkPtr const& link) {
+    link->tls->async_write(asio::buffer(link->wbuf), tls_done<&ConnectionImpl::on_write>(link));
   }
 
   void on_write(LinkPtr const& link, error_code ec, std::size_t n) {
@@ -688,11 +708,17 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     // with epoll_ctl on every round trip. Asio 1.81 still tries one speculative read first
     // (EAGAIN when the reply is not there yet), so the system calls are as many; what goes is
     // the wait operation and the second completion (and a TLS stream can take the same call).
-    link->socket.async_read_some(
-        asio::buffer(b.data() + link->rend, b.size() - link->rend),
-        [self = shared_from_this(), link](error_code ec, std::size_t n) {
-          self->on_read(link, ec, n);
-        });
+    auto const into = asio::buffer(b.data() + link->rend, b.size() - link->rend);
+    if (link->tls) [[unlikely]]
+      return start_tls_read(link, into);
+    link->socket.async_read_some(into,
+                                 [self = shared_from_this(), link](error_code ec, std::size_t n) {
+                                   self->on_read(link, ec, n);
+                                 });
+  }
+
+  BOOST_NOINLINE void start_tls_read(LinkPtr const& link, asio::mutable_buffer into) {
+    link->tls->async_read_some(into, tls_done<&ConnectionImpl::on_read>(link));
   }
 
   void on_read(LinkPtr const& link, error_code ec, std::size_t n) {
@@ -813,11 +839,23 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     state_ = State::connecting;
     auto link = std::make_shared<Link>(ex_, cfg_.parser);
     link_ = link;
+    if (cfg_.tls.enabled && !tls_session_factory()) {
+      log(LogLevel::error, "TLS to ", cfg_.host, ":", cfg_.port,
+          " is configured but <rediskit/tls.hpp> is not included in the program");
+      // Posted: the request that started this cycle is still being queued.
+      return asio::post(ex_, [self = shared_from_this(), link] {
+        self->fail_attempt(link, Error::tls_unavailable, true);
+      });
+    }
     connect_timer_.expires_after(cfg_.connect_timeout);
     connect_timer_.async_wait([self = shared_from_this(), link](error_code ec) {
       if (ec || link != self->link_) return;
       if (self->state_ == State::connecting || self->state_ == State::handshaking) {
         self->resolver_.cancel();
+        // A plain Redis port reads a TLS ClientHello as the start of a command and waits for
+        // the rest forever: on a connection that never worked, that is no transient failure.
+        if (link->tls && !link->tls_established && !self->ever_connected_)
+          return self->fail_attempt(link, Error::tls_handshake_timeout, true);
         self->fail_attempt(link, Error::connect_timeout, false);
       }
     });
@@ -835,6 +873,8 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
                               [self, link](error_code e, asio::ip::tcp::endpoint const&) {
                                 if (link != self->link_) return;
                                 if (e) return self->fail_attempt(link, e, false);
+                                self->set_socket_options(link);
+                                if (self->cfg_.tls.enabled) return self->start_tls(link);
                                 self->start_handshake(link);
                               });
         });
@@ -856,11 +896,41 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     });
   }
 
-  void start_handshake(LinkPtr const& link) {
-    state_ = State::handshaking;
+  // TCP is up: the TLS handshake, then the Redis one. Everything that fails here but a link
+  // closing under the handshake would fail the same way again: not retried.
+  void start_tls(LinkPtr const& link) {
+    TlsSessionFactory const factory = tls_session_factory();  // not null: start_attempt
+    error_code ec;
+    std::string what;
+    link->tls = factory(link->socket, cfg_.tls, cfg_.host, ec, what);
+    if (!link->tls) {
+      log(LogLevel::error, "TLS set-up for ", cfg_.host, ":", cfg_.port, " failed: ", what);
+      return fail_attempt(link, ec ? ec : error_code(Error::tls_setup_failed), true);
+    }
+    link->tls->async_handshake(tls_done<&ConnectionImpl::on_tls_handshake>(link));
+  }
+
+  void on_tls_handshake(LinkPtr const& link, error_code ec, std::size_t) {
+    if (link != link_) return;
+    if (ec) {
+      TlsFailure f = link->tls->handshake_failure(ec);
+      log(LogLevel::error, "TLS handshake with ", cfg_.host, ":", cfg_.port, " failed: ",
+          f.detail);
+      return fail_attempt(link, f.code, f.fatal);
+    }
+    link->tls_established = true;
+    start_handshake(link);
+  }
+
+  // Before TLS too: with Nagle, HELLO would wait for the ACK of the TLS handshake's last write.
+  void set_socket_options(LinkPtr const& link) {
     error_code ignored;
     link->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
     if (cfg_.tcp_keepalive) link->socket.set_option(asio::socket_base::keep_alive(true), ignored);
+  }
+
+  void start_handshake(LinkPtr const& link) {
+    state_ = State::handshaking;
 
     resp3::Request hs;
     if (!cfg_.password.empty()) {
@@ -936,7 +1006,7 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   // The established link broke: fail what was written, keep what was not, reconnect.
   void on_link_error(LinkPtr const& link, error_code ec) {
     if (link != link_) return;
-    if (state_ != State::connected) return fail_attempt(link, ec, false);
+    if (state_ != State::connected) return fail_handshake(link, ec);
     error_code ignored;
     link->socket.close(ignored);
     link_.reset();
@@ -974,13 +1044,50 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     for (auto* op : not_connected) op->complete(Error::not_connected);
   }
 
+  // The link failed before the handshake's answer. A server that closes it there is said so
+  // (a plain client on a TLS port sees exactly that; so does one behind a proxy with no server,
+  // which is transient: retried). A TLS server refusing this client there (TLS 1.3 servers
+  // check a client certificate after the client's side of the handshake is done) is not.
+  void fail_handshake(LinkPtr const& link, error_code ec) {
+    if (state_ == State::handshaking) {
+      std::string detail;
+      if (link->tls && link->tls->refused_client(ec, detail)) {
+        log(LogLevel::error, "TLS link to ", cfg_.host, ":", cfg_.port,
+            " refused by the server: ", detail);
+        return fail_attempt(link, Error::tls_handshake_failed, true);
+      }
+      if (ec == asio::error::eof || ec == asio::error::connection_reset)
+        ec = Error::closed_during_handshake;
+    }
+    fail_attempt(link, ec, false);
+  }
+
+  // Failures that the caller's own set-up causes: requests get them as they are, not
+  // reconnect_gave_up.
+  static bool is_setup_error(error_code const& ec) {
+    if (ec.category() != error_category()) return false;
+    switch (static_cast<Error>(ec.value())) {
+      case Error::auth_failed:
+      case Error::master_not_found:
+      case Error::invalid_config:
+      case Error::tls_host_name_mismatch:
+      case Error::tls_certificate_untrusted:
+      case Error::tls_handshake_failed:
+      case Error::tls_handshake_timeout:
+      case Error::tls_setup_failed:
+      case Error::tls_unavailable: return true;
+      default: return false;
+    }
+  }
+
   void give_up(error_code ec) {
     state_ = State::down;
     log(LogLevel::error, "giving up on ", cfg_.host, ":", cfg_.port, " after ", retry_number_,
         " retries: ", ec);
     auto ops = std::exchange(waiting_, {});
     auto waiters = std::exchange(connect_waiters_, {});
-    error_code const for_requests = is_final(ec) ? ec : error_code(Error::reconnect_gave_up);
+    error_code const for_requests =
+        is_setup_error(ec) ? ec : error_code(Error::reconnect_gave_up);
     for (auto* op : ops)
       if (!op->internal) op->complete(for_requests);
     for (auto* w : waiters) w->complete(ec);

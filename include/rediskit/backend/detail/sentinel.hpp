@@ -79,7 +79,8 @@ class Sentinel : public std::enable_shared_from_this<Sentinel> {
         username_(cfg.sentinel_username),
         password_(cfg.sentinel_password),
         timeout_(cfg.sentinel_timeout),
-        keep_alive_(cfg.keep_alive) {}
+        keep_alive_(cfg.keep_alive),
+        tls_(cfg.tls) {}
 
   /// ConnectionConfig::locate. Completes later, never inside the call.
   void async_locate(LocateHandler h) {
@@ -130,6 +131,7 @@ class Sentinel : public std::enable_shared_from_this<Sentinel> {
     c.password = password_;
     c.connect_timeout = timeout_;
     c.tcp_keepalive = keep_alive_;
+    c.tls = tls_;  // Sentinels behind TLS too when the data nodes are
     c.health_check_interval = std::chrono::milliseconds(0);
     c.reconnect.max_attempts = 0;
     return c;
@@ -270,6 +272,7 @@ class Sentinel : public std::enable_shared_from_this<Sentinel> {
   std::string password_;
   std::chrono::milliseconds timeout_;
   bool keep_alive_;
+  TlsConfig tls_;
 
   std::vector<LocateHandler> waiters_;
   Round round_;

@@ -1,0 +1,135 @@
+// ACL users (issue 13): a restricted user's NOPERM is a clear error that leaves the connection
+// usable, and a wrong password fails at once with auth_failed, never reaching a log line. Each
+// test starts its own server (ACL SETUSER changes it).
+#include "support/test_redis.hpp"
+
+#include <rediskit/backend/redis_backend.hpp>
+#include <rediskit/connection.hpp>
+#include <rediskit/redis_config.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace asio = boost::asio;
+namespace cmd = rediskit::cmd;
+using namespace std::chrono_literals;
+using rediskit::Error;
+using rediskit::RedisBackend;
+using rediskit::RedisConfig;
+
+namespace {
+
+constexpr auto use = asio::use_awaitable;
+constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+template <class MakeCoro>
+void run(MakeCoro make, std::chrono::steady_clock::duration limit = 30s) {
+  asio::io_context ioc;
+  bool done = false;
+  std::exception_ptr failure;
+  asio::co_spawn(ioc, make(ioc), [&](std::exception_ptr e) {
+    done = true;
+    failure = e;
+  });
+  ioc.run_for(limit);
+  BOOST_REQUIRE_MESSAGE(done, "the test coroutine did not finish in time (a hang)");
+  if (failure) std::rethrow_exception(failure);
+}
+
+// `limited` may GET and SET keys under allowed:, nothing else (not even PING).
+asio::awaitable<void> add_limited_user(asio::io_context& ioc, unsigned short port) {
+  rediskit::Connection admin(ioc, {.port = port});
+  rediskit::resp3::Request req;
+  req.push("ACL", "SETUSER", "limited", "on", ">pw-limited-42", "~allowed:*", "+get", "+set");
+  std::string ok;
+  co_await admin.async_exec(req, ok, use);
+  BOOST_TEST(ok == "OK");
+  admin.close();
+}
+
+RedisConfig limited(unsigned short port, std::string password) {
+  RedisConfig cfg;
+  cfg.port = port;
+  cfg.username = "limited";
+  cfg.password = std::move(password);
+  return cfg;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(acl_users)
+
+BOOST_AUTO_TEST_CASE(no_permission_is_a_clear_error_and_the_connection_stays) {
+  rediskit::test::TestRedisServer srv;
+  run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+    co_await add_limited_user(ioc, srv.port());
+    auto cfg = limited(srv.port(), "pw-limited-42");
+    cfg.health_check_interval = 100ms;  // its PING is refused (NOPERM): still a sign of life
+    RedisBackend db(ioc, cfg);
+    auto const stored = co_await db.async_exec(cmd::set{.key = "allowed:1", .value = "v"}, use);
+    BOOST_TEST(stored);
+
+    // A key outside the user's pattern, and a command the user may not run.
+    rediskit::Diagnostics diag;
+    auto [ec, v] = co_await db.async_exec(cmd::get{"secret:1"}, diag, as_tuple_awaitable);
+    BOOST_TEST(ec == Error::no_permission, ec.message());
+    BOOST_TEST(ec.message().find("ACL") != std::string::npos);
+    BOOST_TEST(diag.server_message.starts_with("NOPERM"), diag.server_message);
+    auto [ec2, n] = co_await db.async_exec(cmd::del{.keys = {"allowed:1"}}, as_tuple_awaitable);
+    BOOST_TEST(ec2 == Error::no_permission, ec2.message());
+
+    // In a batch, the refused command reports its error and the others still run.
+    auto [ec3, replies] = co_await db.async_exec(
+        rediskit::batch(cmd::get{"allowed:1"}, cmd::incr{"allowed:n"}, cmd::get{"allowed:1"}),
+        as_tuple_awaitable);
+    BOOST_TEST(ec3 == Error::no_permission, ec3.message());
+    BOOST_TEST((std::get<0>(replies) == "v"));
+    BOOST_TEST((std::get<2>(replies) == "v"));
+
+    // The same connection goes on serving, across several refused health-check PINGs.
+    asio::steady_timer t(ioc, 350ms);
+    co_await t.async_wait(use);
+    auto const still_there = co_await db.async_exec(cmd::get{"allowed:1"}, use);
+    BOOST_TEST((still_there == "v"));
+    BOOST_TEST(db.metrics().connections_created == 1u);
+    BOOST_TEST(db.metrics().reconnections == 0u);
+    BOOST_TEST(db.health() == rediskit::HealthStatus::ok);
+    db.close();
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_wrong_password_fails_at_once_with_auth_failed) {
+  rediskit::test::TestRedisServer srv;
+  run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+    co_await add_limited_user(ioc, srv.port());
+    auto const start = std::chrono::steady_clock::now();
+    RedisBackend db(ioc, limited(srv.port(), "not-the-password-77"));
+    auto [ec, v] = co_await db.async_exec(cmd::get{"allowed:1"}, as_tuple_awaitable);
+    BOOST_TEST(ec == Error::auth_failed, ec.message());
+    BOOST_TEST((std::chrono::steady_clock::now() - start < 1s));
+    BOOST_TEST(db.metrics().errors == 1u);  // one attempt, no retry loop
+    BOOST_TEST(ec.message().find("not-the-password-77") == std::string::npos);
+
+    // The log of a Connection with the same configuration never holds the password.
+    std::vector<std::string> lines;
+    auto cfg = limited(srv.port(), "not-the-password-77").connection_config();
+    cfg.log = [&](rediskit::LogLevel, std::string_view l) { lines.emplace_back(l); };
+    rediskit::Connection conn(ioc, cfg);
+    auto [ec2] = co_await conn.async_connect(as_tuple_awaitable);
+    BOOST_TEST(ec2 == Error::auth_failed, ec2.message());
+    BOOST_TEST(!lines.empty());
+    for (auto const& l : lines)
+      BOOST_TEST(l.find("not-the-password-77") == std::string::npos, l);
+    db.close();
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
