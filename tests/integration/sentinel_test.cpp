@@ -389,8 +389,13 @@ BOOST_AUTO_TEST_CASE(a_write_to_a_demoted_master_fails_read_only_and_the_backend
     BOOST_TEST(set.command(new_port, "GET sentinel:w") == "2");
 
     // +switch-master moved the connected subscriber and the idle blocking connection.
-    loop.run_until([&] { return sub.connection().config().port == new_port; }, 5s,
-                   "the subscriber's relocation");
+    // (The port changes when the Sentinels answer; the link is up once the handshake is done.)
+    loop.run_until(
+        [&] {
+          return sub.connection().config().port == new_port &&
+                 sub.connection().health() == HealthStatus::ok;
+        },
+        5s, "the subscriber's relocation");
     BOOST_TEST(sub.connection().metrics().reconnections == 1u);
     std::optional<Message> got;
     sub.async_receive([&](boost::system::error_code e, Message m) {
