@@ -22,7 +22,7 @@
 
 using namespace rediskit;
 using namespace std::chrono_literals;
-using rediskit::test::AllBackendsAndCluster;
+using rediskit::test::AllBackends;
 using rediskit::test::BackendFixture;
 
 namespace {
@@ -120,7 +120,7 @@ static_assert(check_backend<ClusterBackend>());
 
 BOOST_AUTO_TEST_SUITE(backend)
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(single_commands_reply_typed_values, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(single_commands_reply_typed_values, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::set{.key = "k", .value = std::string("a\0b", 3)}));
   BOOST_TEST(*f.ok(cmd::get{"k"}) == std::string("a\0b", 3));
@@ -145,7 +145,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(single_commands_reply_typed_values, B, AllBackends
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_batch_fills_every_reply_and_reports_the_first_error, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   BackendFixture<B> f;
   std::vector<cmd::set> sets{{.key = "a", .value = "1"}, {.key = "b", .value = "2"}};
   std::vector<cmd::get> gets{{"a"}, {"b"}, {"c"}};
@@ -174,7 +174,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_batch_fills_every_reply_and_reports_the_first_er
   BOOST_TEST(*std::get<2>(r) == "2");
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(a_range_of_commands_is_one_operation, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_range_of_commands_is_one_operation, B, AllBackends) {
   BackendFixture<B> f;
   std::vector<std::string> keys;
   std::vector<cmd::set> sets;
@@ -191,7 +191,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_range_of_commands_is_one_operation, B, AllBacken
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_transaction_runs_all_or_aborts_on_a_wrong_argument_count, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   BackendFixture<B> f;
   auto [set, del, get] = f.ok(transaction(cmd::set{.key = "{t}k", .value = "v"},
                                           cmd::del{.keys = {"{t}k", "{t}x"}}, cmd::get{"{t}k"}));
@@ -217,7 +217,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_transaction_runs_all_or_aborts_on_a_wrong_argume
   BOOST_TEST(*f.ok(cmd::get{"k"}) == "after");
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(arity_errors_name_the_command, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(arity_errors_name_the_command, B, AllBackends) {
   BackendFixture<B> f;
   Diagnostics diag;
   std::optional<boost::system::error_code> ec;
@@ -228,7 +228,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(arity_errors_name_the_command, B, AllBackendsAndCl
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(completions_never_run_inside_the_initiating_call, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   BackendFixture<B> f;
   bool done = false;
   f.backend.async_exec(cmd::ping{}, [&](boost::system::error_code, std::string) { done = true; });
@@ -242,7 +242,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(completions_never_run_inside_the_initiating_call, 
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(many_concurrent_operations_all_complete_in_order, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   BackendFixture<B> f;
   constexpr int n = 1000;
   std::vector<std::string> keys;
@@ -259,7 +259,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(many_concurrent_operations_all_complete_in_order, 
   BOOST_TEST(f.ok(cmd::dbsize{}) == n);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(keys_expire_after_their_ttl, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(keys_expire_after_their_ttl, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::set{.key = "short", .value = "v", .ttl = 50ms}));
   BOOST_TEST(f.ok(cmd::set{.key = "long", .value = "v", .ttl = 60s}));
@@ -279,7 +279,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(keys_expire_after_their_ttl, B, AllBackendsAndClus
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(scripts_run_atomically_with_the_same_results, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(capped_incr({"c"}, {"2"})) == 1);
   BOOST_TEST(f.ok(capped_incr({"c"}, {"2"})) == 2);
@@ -301,7 +301,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(scripts_run_atomically_with_the_same_results, B,
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(subscribers_receive_channel_and_pattern_messages, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   BackendFixture<B> f;
   auto sub = f.backend.make_subscriber();
   auto wait = [&](auto&& start) {
@@ -346,7 +346,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(subscribers_receive_channel_and_pattern_messages, 
   BOOST_TEST(receive().payload == "still");
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(a_waiting_receive_can_be_cancelled, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_waiting_receive_can_be_cancelled, B, AllBackends) {
   BackendFixture<B> f;
   auto sub = f.backend.make_subscriber();
   std::optional<boost::system::error_code> sub_ec;
@@ -364,7 +364,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_waiting_receive_can_be_cancelled, B, AllBackends
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_composed_op_may_move_itself_with_what_its_commands_view, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   BackendFixture<B> f;
   auto run = [&](char const* what) {
     BOOST_TEST_CONTEXT(what) {

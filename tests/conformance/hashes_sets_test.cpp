@@ -29,7 +29,7 @@ namespace {
 
 using namespace std::string_literals;
 using rediskit::Error;
-using rediskit::test::AllBackendsAndCluster;
+using rediskit::test::AllBackends;
 using rediskit::test::BackendFixture;
 using rediskit::test::expect_cross_slot;
 using rediskit::test::to_text;
@@ -54,7 +54,7 @@ std::string const kWrongType = "WRONGTYPE Operation against a key holding the wr
 
 BOOST_AUTO_TEST_SUITE(hashes)
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hset_counts_new_fields_only, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hset_counts_new_fields_only, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::hset{.key = "h", .fields = {{"a", "1"}, {"b", "2"}}}) == 2);
   BOOST_TEST(f.ok(cmd::hset{.key = "h", .fields = {{"a", "10"}, {"c", "3"}}}) == 1);
@@ -72,7 +72,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hset_counts_new_fields_only, B, AllBackendsAndClus
       (Entries{{"a", "11"}, {"b", "2"}, {"c", "3"}, {"d", "y"}, {"m1", "v1"}, {"m2", "v2"}}));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hash_fields_and_values_are_binary, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hash_fields_and_values_are_binary, B, AllBackends) {
   BackendFixture<B> f;
   std::string const field("f\0\xff\r\n", 5);
   std::string const value("\0v\0\x80", 4);
@@ -89,7 +89,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hash_fields_and_values_are_binary, B, AllBackendsA
   BOOST_TEST(!f.ok(cmd::hexists{key, field}));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hsetnx_sets_only_a_missing_field, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hsetnx_sets_only_a_missing_field, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::hsetnx{"h", "f", "first"}));
   BOOST_TEST(!f.ok(cmd::hsetnx{"h", "f", "second"}));
@@ -98,7 +98,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hsetnx_sets_only_a_missing_field, B, AllBackendsAn
   BOOST_TEST(f.ok(cmd::hlen{"h"}) == 2);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hget_hmget_on_missing_keys_and_fields, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hget_hmget_on_missing_keys_and_fields, B, AllBackends) {
   BackendFixture<B> f;
   CHECK_SAME(f.ok(cmd::hget{"nokey", "f"}), std::optional<std::string>());
   CHECK_SAME(f.ok(cmd::hmget{.key = "nokey", .fields = {"a", "b"}}),
@@ -110,7 +110,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hget_hmget_on_missing_keys_and_fields, B, AllBacke
   CHECK_SAME(f.ok(cmd::hmget{.key = "h", .fields = many}), (OptStrings{"1", std::nullopt, "3"}));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(reads_of_a_missing_hash_are_empty, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(reads_of_a_missing_hash_are_empty, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::hgetall{"nokey"}).empty());
   BOOST_TEST(f.ok(cmd::hkeys{"nokey"}).empty());
@@ -123,7 +123,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(reads_of_a_missing_hash_are_empty, B, AllBackendsA
   BOOST_TEST(page.entries.empty());
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hkeys_and_hvals_list_every_field, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hkeys_and_hvals_list_every_field, B, AllBackends) {
   BackendFixture<B> f;
   f.ok(cmd::hset{.key = "h", .fields = {{"x", "1"}, {"y", "2"}, {"z", "2"}}});
   CHECK_SAME(sorted(f.ok(cmd::hkeys{"h"})), (Strings{"x", "y", "z"}));
@@ -140,7 +140,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hkeys_and_hvals_list_every_field, B, AllBackendsAn
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(hdel_counts_removed_fields_and_drops_an_empty_hash, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   BackendFixture<B> f;
   f.ok(cmd::hset{.key = "h", .fields = {{"a", "1"}, {"b", "2"}, {"c", "3"}}});
   BOOST_TEST(f.ok(cmd::hdel{.key = "h", .fields = {"a", "zz", "a"}}) == 1);
@@ -151,7 +151,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hdel_counts_removed_fields_and_drops_an_empty_hash
   BOOST_TEST(f.ok(cmd::sadd{.key = "h", .members = "m"}) == 1);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hincrby_adds_to_canonical_integers, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hincrby_adds_to_canonical_integers, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::hincrby{"h", "n", 5}) == 5);
   BOOST_TEST(f.ok(cmd::hincrby{"h", "n", -12}) == -7);
@@ -166,7 +166,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hincrby_adds_to_canonical_integers, B, AllBackends
   BOOST_TEST(f.ok(cmd::hincrby{"h", "hi", 1}) == max);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hincrby_refuses_non_integers_and_overflow, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hincrby_refuses_non_integers_and_overflow, B, AllBackends) {
   BackendFixture<B> f;
   std::vector<std::string> const bad = {
       "abc", "1.5", " 1", "1 ", "007", "+1", "-0", "", "9223372036854775808", std::string("1\0", 2),
@@ -191,7 +191,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hincrby_refuses_non_integers_and_overflow, B, AllB
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(hincrbyfloat_adds_in_long_double_and_stores_text, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::hincrbyfloat{"h", "x", 0.1}) == 0.1);
   BOOST_TEST(f.ok(cmd::hincrbyfloat{"h", "x", 0.2}) == 0.3);  // long double: exactly "0.3"
@@ -224,7 +224,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hincrbyfloat_adds_in_long_double_and_stores_text, 
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(hincrbyfloat_refuses_non_numbers_nan_and_infinity, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   BackendFixture<B> f;
   std::vector<std::string> const bad = {
       "abc", " 1", "1 ", "", "nan", "1e5000", "1e-5000", std::string("1\0", 2), "1.5.2"};
@@ -255,7 +255,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hincrbyfloat_refuses_non_numbers_nan_and_infinity,
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(hincrbyfloat_beyond_double_is_stored_but_its_reply_fails, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::hincrbyfloat{"h", "f", 1.5e308}) == 1.5e308);
   // 3e308 fits a long double (the server's arithmetic) but not a double (the reply).
@@ -268,7 +268,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hincrbyfloat_beyond_double_is_stored_but_its_reply
   BOOST_TEST(f.ok(cmd::hincrbyfloat{"h", "f", -1.5e308}) > 1e308);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hash_commands_refuse_other_types, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hash_commands_refuse_other_types, B, AllBackends) {
   BackendFixture<B> f;
   f.ok(cmd::set{.key = "s", .value = "x"});
   f.ok(cmd::sadd{.key = "set", .members = "m"});
@@ -294,7 +294,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hash_commands_refuse_other_types, B, AllBackendsAn
   CHECK_SAME(f.ok(cmd::get{"s"}), std::optional("x"s));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hash_commands_refuse_empty_lists, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hash_commands_refuse_empty_lists, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(error_text(f, cmd::hset{.key = "h", .fields = {}}) ==
              "ERR wrong number of arguments for 'hset' command");
@@ -305,7 +305,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hash_commands_refuse_empty_lists, B, AllBackendsAn
   BOOST_TEST(f.ok(cmd::hlen{"h"}) == 0);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(hscan_small_hash_to_completion_with_match, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hscan_small_hash_to_completion_with_match, B, AllBackends) {
   BackendFixture<B> f;
   f.ok(cmd::hset{
       .key = "h",
@@ -339,7 +339,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hscan_small_hash_to_completion_with_match, B, AllB
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(hscan_of_1000_fields_returns_each_despite_changes, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   BackendFixture<B> f;
   std::vector<std::pair<std::string, std::string>> stable, doomed;
   for (int i = 0; i < 1000; ++i)
@@ -412,7 +412,7 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(sets)
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(sadd_srem_count_changes, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(sadd_srem_count_changes, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::sadd{.key = "s", .members = {"a", "b", "a"}}) == 2);
   BOOST_TEST(f.ok(cmd::sadd{.key = "s", .members = {"b", "c"}}) == 1);
@@ -433,7 +433,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(sadd_srem_count_changes, B, AllBackendsAndCluster)
   BOOST_TEST(f.ok(cmd::scard{"n"}) == 50);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(set_members_are_binary, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(set_members_are_binary, B, AllBackends) {
   BackendFixture<B> f;
   std::string const m1("a\0b", 3), m2("\0", 1), m3("\xff\xfe", 2);
   BOOST_TEST(f.ok(cmd::sadd{.key = "s", .members = {m1, m2, m3, "", "a"}}) == 5);
@@ -447,7 +447,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(set_members_are_binary, B, AllBackendsAndCluster) 
   BOOST_TEST(!f.ok(cmd::sismember{"s", m2}));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(set_reads_of_a_missing_key, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(set_reads_of_a_missing_key, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::smembers{"nokey"}).empty());
   BOOST_TEST(!f.ok(cmd::sismember{"nokey", "a"}));
@@ -463,7 +463,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(set_reads_of_a_missing_key, B, AllBackendsAndClust
   BOOST_TEST(page.members.empty());
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(sinter_keeps_members_of_every_set, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(sinter_keeps_members_of_every_set, B, AllBackends) {
   BackendFixture<B> f;
   std::vector<std::string> big;
   for (int i = 0; i < 300; ++i)
@@ -486,7 +486,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(sinter_keeps_members_of_every_set, B, AllBackendsA
   expect_cross_slot(f, cmd::sinter{.keys = {"big", "small"}});
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(sintercard_counts_up_to_the_limit, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(sintercard_counts_up_to_the_limit, B, AllBackends) {
   BackendFixture<B> f;
   std::vector<std::string> a, b;
   for (int i = 0; i < 100; ++i)
@@ -511,7 +511,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(sintercard_counts_up_to_the_limit, B, AllBackendsA
   expect_cross_slot(f, cmd::sintercard{.keys = {"a", "b"}, .limit = 1});
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(sunion_and_sdiff, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(sunion_and_sdiff, B, AllBackends) {
   BackendFixture<B> f;
   f.ok(cmd::sadd{.key = "{t}a", .members = {"1", "2", "3", "x"}});
   f.ok(cmd::sadd{.key = "{t}b", .members = {"3", "4"}});
@@ -529,7 +529,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(sunion_and_sdiff, B, AllBackendsAndCluster) {
   expect_cross_slot(f, cmd::sdiff{.keys = {"a", "b"}});
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(multi_key_set_commands_check_every_type, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(multi_key_set_commands_check_every_type, B, AllBackends) {
   BackendFixture<B> f;
   f.ok(cmd::sadd{.key = "{t}a", .members = {"1", "2"}});
   f.ok(cmd::set{.key = "{t}str", .value = "x"});
@@ -553,7 +553,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(multi_key_set_commands_check_every_type, B, AllBac
              "ERR LIMIT can't be negative");
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(set_commands_refuse_other_types, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(set_commands_refuse_other_types, B, AllBackends) {
   BackendFixture<B> f;
   f.ok(cmd::set{.key = "str", .value = "x"});
   f.ok(cmd::hset{.key = "h", .fields = {{"f", "v"}}});
@@ -572,7 +572,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(set_commands_refuse_other_types, B, AllBackendsAnd
   CHECK_SAME(f.ok(cmd::hget{"h", "f"}), std::optional("v"s));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(set_commands_refuse_empty_lists, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(set_commands_refuse_empty_lists, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(error_text(f, cmd::sadd{.key = "s", .members = {}}) ==
              "ERR wrong number of arguments for 'sadd' command");
@@ -586,7 +586,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(set_commands_refuse_empty_lists, B, AllBackendsAnd
   BOOST_TEST(f.ok(cmd::scard{"s"}) == 0);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(sscan_small_set_with_match_and_integers, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(sscan_small_set_with_match_and_integers, B, AllBackends) {
   BackendFixture<B> f;
   auto scan_all = [&](std::string_view key, std::optional<std::string_view> match,
                       std::int64_t count) {
@@ -614,7 +614,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(sscan_small_set_with_match_and_integers, B, AllBac
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(sscan_of_1000_members_returns_each_despite_changes, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   BackendFixture<B> f;
   std::vector<std::string> stable, doomed;
   for (int i = 0; i < 1000; ++i)
@@ -668,7 +668,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(sscan_of_1000_members_returns_each_despite_changes
   BOOST_TEST(f.ok(cmd::scard{"s"}) == static_cast<std::int64_t>(1300 + added - removed));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(set_commands_in_a_transaction, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(set_commands_in_a_transaction, B, AllBackends) {
   BackendFixture<B> f;
   auto [added, card, members, inter] = f.ok(rediskit::transaction(
       cmd::sadd{.key = "s", .members = {"a", "b"}}, cmd::scard{"s"},

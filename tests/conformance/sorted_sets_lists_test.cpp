@@ -33,7 +33,7 @@ using rediskit::ListEnd;
 using rediskit::RangeLimit;
 using rediskit::ScoreBound;
 using rediskit::ScoredMembers;
-using rediskit::test::AllBackendsAndCluster;
+using rediskit::test::AllBackends;
 using rediskit::test::BackendFixture;
 using rediskit::test::expect_cross_slot;
 using rediskit::test::to_text;
@@ -120,7 +120,7 @@ BOOST_AUTO_TEST_CASE(score_and_lex_bounds_text_and_parse) {
              "-0.0025"s);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(zadd_adds_updates_and_counts, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(zadd_adds_updates_and_counts, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::zadd{.key = "z", .members = {{1, "a"}, {2, "b"}}}) == 2);
   // An update is not counted; with CH it is (an unchanged score is not).
@@ -144,7 +144,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(zadd_adds_updates_and_counts, B, AllBackendsAndClu
   BOOST_TEST(*f.ok(cmd::zscore{"z", "zero"}) == 0.0);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(zadd_conditions, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(zadd_conditions, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::zadd{.key = "z", .members = {{5, "a"}}}) == 1);
   // NX: only new members.
@@ -174,7 +174,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(zadd_conditions, B, AllBackendsAndCluster) {
   CHECK_SAME(f.ok(cmd::zmscore{"z", {"a", "new"}}), (OptScores{10.0, std::nullopt}));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(zadd_refusals_change_nothing, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(zadd_refusals_change_nothing, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::zadd{.key = "z", .members = {{1, "a"}}}) == 1);
   BOOST_TEST(error_text(f, cmd::zadd{.key = "z", .members = {{2, "a"}}, .nx = true, .xx = true}) ==
@@ -206,7 +206,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(zadd_refusals_change_nothing, B, AllBackendsAndClu
              "ERR value is not a valid float");
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(zadd_incr_and_zincrby, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(zadd_incr_and_zincrby, B, AllBackends) {
   BackendFixture<B> f;
   CHECK_SAME(f.ok(cmd::zadd_incr{.key = "z", .increment = 2.5, .member = "a"}), std::optional(2.5));
   CHECK_SAME(f.ok(cmd::zadd_incr{.key = "z", .increment = 1, .member = "a"}), std::optional(3.5));
@@ -251,7 +251,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(zadd_incr_and_zincrby, B, AllBackendsAndCluster) {
   f.fails(cmd::zadd_incr{.key = "s", .increment = 1, .member = "m"}, Error::wrong_type);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(zrem_zcard_and_empty_sets_vanish, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(zrem_zcard_and_empty_sets_vanish, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::zadd{.key = "z", .members = {{1, "a"}, {2, "b"}, {3, "c"}}}) == 3);
   BOOST_TEST(f.ok(cmd::zrem{.key = "z", .members = {"a", "x", "a"}}) == 1);
@@ -266,7 +266,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(zrem_zcard_and_empty_sets_vanish, B, AllBackendsAn
   f.fails(cmd::zrem{.key = "z", .members = std::vector<std::string>{}}, Error::server_error);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(zscore_zmscore_and_binary_members, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(zscore_zmscore_and_binary_members, B, AllBackends) {
   BackendFixture<B> f;
   std::string const bin("a\0b", 3), bin2("a\0c", 3);
   BOOST_TEST(f.ok(cmd::zadd{.key = "z", .members = {{1.25, bin}, {-3, bin2}, {0, ""}}}) == 3);
@@ -282,7 +282,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(zscore_zmscore_and_binary_members, B, AllBackendsA
   f.fails(cmd::zmscore{"s", {"a"}}, Error::wrong_type);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(equal_scores_order_by_member_bytes, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(equal_scores_order_by_member_bytes, B, AllBackends) {
   BackendFixture<B> f;
   // Unsigned bytes: "\0" first, "\xff" after every ASCII letter; a prefix before the longer.
   std::string const nul("\0", 1), ff("\xff", 1);
@@ -302,7 +302,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(equal_scores_order_by_member_bytes, B, AllBackends
   CHECK_SAME(f.ok(cmd::zrange{.key = "z", .start = -2}), (Strings{"zz", ff}));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(zrank_and_zrevrank, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(zrank_and_zrevrank, B, AllBackends) {
   BackendFixture<B> f;
   fill_z(f);  // g a b c d e f
   CHECK_SAME(f.ok(cmd::zrank{"z", "g"}), std::optional<std::int64_t>(0));
@@ -317,7 +317,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(zrank_and_zrevrank, B, AllBackendsAndCluster) {
   f.fails(cmd::zrevrank{"s", "a"}, Error::wrong_type);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(large_set_ranks_and_index_ranges, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(large_set_ranks_and_index_ranges, B, AllBackends) {
   BackendFixture<B> f;
   // Big enough to leave a server's compact encoding: 3000 members, scores i / 3 (ties of 3).
   std::vector<std::pair<double, std::string>> v;
@@ -348,7 +348,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(large_set_ranks_and_index_ranges, B, AllBackendsAn
   CHECK_SAME(f.ok(cmd::zrank{"big", "m12001"}), std::optional<std::int64_t>(0));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(zrange_by_index, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(zrange_by_index, B, AllBackends) {
   BackendFixture<B> f;
   fill_z(f);  // g a b c d e f
   CHECK_SAME(f.ok(cmd::zrange{"z"}), (Strings{"g", "a", "b", "c", "d", "e", "f"}));
@@ -379,7 +379,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(zrange_by_index, B, AllBackendsAndCluster) {
   f.fails(cmd::zrange_withscores{"s"}, Error::wrong_type);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(zrange_by_score_bounds_rev_and_limit, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(zrange_by_score_bounds_rev_and_limit, B, AllBackends) {
   BackendFixture<B> f;
   fill_z(f);  // g:-inf a:1 b:2 c:3 d:3 e:4 f:+inf
   using SB = ScoreBound;
@@ -427,7 +427,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(zrange_by_score_bounds_rev_and_limit, B, AllBacken
   f.fails(cmd::zrange_by_score_withscores{.key = "s"}, Error::wrong_type);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(zcount_bounds, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(zcount_bounds, B, AllBackends) {
   BackendFixture<B> f;
   fill_z(f);
   BOOST_TEST(f.ok(cmd::zcount{.key = "z"}) == 7);
@@ -443,7 +443,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(zcount_bounds, B, AllBackendsAndCluster) {
   f.fails(cmd::zcount{.key = "s"}, Error::wrong_type);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(zrange_by_lex, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(zrange_by_lex, B, AllBackends) {
   BackendFixture<B> f;
   std::string const nul("\0", 1), ab0("ab\0", 3);
   BOOST_TEST(f.ok(cmd::zadd{.key = "l",
@@ -482,7 +482,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(zrange_by_lex, B, AllBackendsAndCluster) {
   f.fails(cmd::zrange_by_lex{.key = "s"}, Error::wrong_type);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(zremrangebyscore_and_zremrangebyrank, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(zremrangebyscore_and_zremrangebyrank, B, AllBackends) {
   BackendFixture<B> f;
   fill_z(f);  // g:-inf a:1 b:2 c:3 d:3 e:4 f:+inf
   BOOST_TEST(f.ok(cmd::zremrangebyscore{.key = "z", .min = ScoreBound::excl(1), .max = {3}}) == 3);
@@ -505,7 +505,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(zremrangebyscore_and_zremrangebyrank, B, AllBacken
   f.fails(cmd::zremrangebyscore{.key = "s"}, Error::wrong_type);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(zpopmin_and_zpopmax, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(zpopmin_and_zpopmax, B, AllBackends) {
   BackendFixture<B> f;
   fill_z(f);  // g:-inf a:1 b:2 c:3 d:3 e:4 f:+inf
   CHECK_SAME(f.ok(cmd::zpopmin{"z"}), (ScoredMembers{{"g", -kInf}}));
@@ -526,7 +526,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(zpopmin_and_zpopmax, B, AllBackendsAndCluster) {
   BOOST_TEST(error_text(f, cmd::zpopmin{"s", -1}) == "ERR value is out of range, must be positive");
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(sorted_set_commands_in_a_transaction, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(sorted_set_commands_in_a_transaction, B, AllBackends) {
   BackendFixture<B> f;
   auto [added, inc, rank, top] = f.ok(rediskit::transaction(
       cmd::zadd{.key = "lb", .members = {{10, "ann"}, {20, "bob"}, {15, "cy"}}},
@@ -542,7 +542,7 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(lists)
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(push_ends_and_lrange, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(push_ends_and_lrange, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::rpush{.key = "l", .values = {"a", "b"}}) == 2);
   BOOST_TEST(f.ok(cmd::lpush{.key = "l", .values = {"x", "y"}}) == 4);  // y x a b
@@ -569,7 +569,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(push_ends_and_lrange, B, AllBackendsAndCluster) {
   f.fails(cmd::rpush{.key = "l", .values = std::vector<std::string>{}}, Error::server_error);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(pops_with_and_without_count, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(pops_with_and_without_count, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::rpush{.key = "l", .values = {"a", "b", "c", "d", "e"}}) == 5);
   CHECK_SAME(f.ok(cmd::lpop{"l"}), std::optional("a"s));
@@ -594,7 +594,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(pops_with_and_without_count, B, AllBackendsAndClus
   f.fails(cmd::rpop_count{"s", 2}, Error::wrong_type);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(ltrim_keeps_a_range, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(ltrim_keeps_a_range, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::rpush{.key = "l", .values = {"a", "b", "c", "d", "e", "f"}}) == 6);
   BOOST_TEST(f.ok(cmd::ltrim{.key = "l", .start = 1, .stop = -2}));
@@ -614,7 +614,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(ltrim_keeps_a_range, B, AllBackendsAndCluster) {
   f.fails(cmd::lrange{.key = "s"}, Error::wrong_type);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(lrem_from_either_end, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(lrem_from_either_end, B, AllBackends) {
   BackendFixture<B> f;
   auto reset = [&] {
     f.ok(cmd::del{"l"});
@@ -643,7 +643,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(lrem_from_either_end, B, AllBackendsAndCluster) {
   f.fails(cmd::lrem{.key = "s", .count = 1, .element = "x"}, Error::wrong_type);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(lindex_and_lset, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(lindex_and_lset, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::rpush{.key = "l", .values = {"a", "b", "c"}}) == 3);
   CHECK_SAME(f.ok(cmd::lindex{"l", 0}), std::optional("a"s));
@@ -662,7 +662,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(lindex_and_lset, B, AllBackendsAndCluster) {
   f.fails(cmd::lset{.key = "s", .index = 0, .element = "x"}, Error::wrong_type);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(lmove_between_ends, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(lmove_between_ends, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::rpush{.key = "{t}src", .values = {"a", "b", "c", "d"}}) == 4);
   CHECK_SAME(f.ok(cmd::lmove{"{t}src", "{t}dst", ListEnd::left, ListEnd::right}),
@@ -699,7 +699,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(lmove_between_ends, B, AllBackendsAndCluster) {
   expect_cross_slot(f, cmd::lmove{"src", "dst", ListEnd::left, ListEnd::right});
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(blmove_moves_at_once_when_there_is_data, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(blmove_moves_at_once_when_there_is_data, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::rpush{.key = "{t}q", .values = {"job1", "job2"}}) == 2);
   CHECK_SAME(f.ok(cmd::blmove{.source = "{t}q",
@@ -728,7 +728,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(blmove_moves_at_once_when_there_is_data, B, AllBac
   expect_cross_slot(f, cmd::blmove{.source = "q", .destination = "work", .timeout = 5s});
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(blmove_waits_for_a_push, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(blmove_waits_for_a_push, B, AllBackends) {
   BackendFixture<B> f;
   // The command's views must outlive it: literals.
   cmd::blmove const c{.source = "{t}jobs",
@@ -757,7 +757,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(blmove_waits_for_a_push, B, AllBackendsAndCluster)
   CHECK_SAME(f.ok(cmd::lrange{.key = "{t}jobs"}), (Strings{"j2"}));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(blmove_times_out_with_nil, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(blmove_times_out_with_nil, B, AllBackends) {
   BackendFixture<B> f;
   // 1 ms too: it must not turn into "forever" on its way to the server.
   for (auto const timeout : {100ms, 1ms}) {
@@ -778,7 +778,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(blmove_times_out_with_nil, B, AllBackendsAndCluste
   BOOST_TEST(f.ok(cmd::exists{"{t}taken"}) == 0);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(list_commands_on_a_zset_and_back, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(list_commands_on_a_zset_and_back, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::zadd{.key = "{t}z", .members = {{1, "a"}}}) == 1);
   BOOST_TEST(f.ok(cmd::rpush{.key = "{t}l", .values = {"a"}}) == 1);

@@ -30,7 +30,7 @@ using rediskit::Error;
 using rediskit::StreamEntry;
 using rediskit::StreamId;
 using rediskit::StreamTrim;
-using rediskit::test::AllBackendsAndCluster;
+using rediskit::test::AllBackends;
 using rediskit::test::BackendFixture;
 using rediskit::test::expect_cross_slot;
 using rediskit::test::to_text;
@@ -82,7 +82,7 @@ BOOST_AUTO_TEST_SUITE(streams)
 
 // ---- XADD --------------------------------------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_explicit_ids_must_grow, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_explicit_ids_must_grow, B, AllBackends) {
   BackendFixture<B> f;
   CHECK_SAME(f.ok(cmd::xadd{.key = "s", .id = "5-1", .fields = {{"a", "1"}, {"b", "2"}}}),
              std::optional("5-1"s));
@@ -130,7 +130,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_explicit_ids_must_grow, B, AllBackendsAndClus
              "ERR The stream has exhausted the last possible ID, unable to add more items");
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_generated_ids_grow, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_generated_ids_grow, B, AllBackends) {
   BackendFixture<B> f;
   std::optional<StreamId> last;
   for (int i = 0; i < 20; ++i) {
@@ -152,7 +152,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_generated_ids_grow, B, AllBackendsAndCluster)
   BOOST_TEST(f.ok(cmd::xlen{"s"}) == 23);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_stores_binary_fields_in_order, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_stores_binary_fields_in_order, B, AllBackends) {
   BackendFixture<B> f;
   std::string const k = "bin\0key"s, fld = "f\0\xff"s, val = "\0\r\n\0"s;
   Fields const fields = {{fld, val}, {"", ""}, {"a", "1"}, {fld, "again"}};
@@ -165,7 +165,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_stores_binary_fields_in_order, B, AllBackends
   BOOST_TEST(got[0].find("missing") == nullptr);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_nomkstream_and_wrong_type, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_nomkstream_and_wrong_type, B, AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(!f.ok(cmd::xadd{.key = "s", .id = "1-0", .fields = {{"a", "1"}}, .nomkstream = true})
                   .has_value());
@@ -189,7 +189,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_nomkstream_and_wrong_type, B, AllBackendsAndC
   BOOST_TEST(f.ok(cmd::type{"s"}) == "stream");
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_trims_after_adding, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_trims_after_adding, B, AllBackends) {
   BackendFixture<B> f;
   fill(f, "s", 5);
   CHECK_SAME(f.ok(cmd::xadd{
@@ -250,7 +250,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_trims_after_adding, B, AllBackendsAndCluster)
 // ---- XRANGE, XREVRANGE, XLEN, XDEL, XTRIM
 // --------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xrange_bounds_and_count, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xrange_bounds_and_count, B, AllBackends) {
   BackendFixture<B> f;
   for (std::string id : {"1-0", "1-1", "2-0", "3-5", "3-6", "4-0"})
     f.ok(cmd::xadd{.key = "s", .id = id, .fields = {{"id", id}}});
@@ -302,7 +302,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xrange_bounds_and_count, B, AllBackendsAndCluster)
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(xdel_removes_entries_and_keeps_the_last_id, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   BackendFixture<B> f;
   fill(f, "s", 5);
   BOOST_TEST(f.ok(cmd::xdel{.key = "s", .ids = {"2-0", "5-0", "5-0", "9-0", "3"}}) == 3);
@@ -322,7 +322,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xdel_removes_entries_and_keeps_the_last_id, B,
   f.fails(cmd::xdel{.key = "s", .ids = std::vector<std::string>{}}, Error::server_error);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xtrim_maxlen_and_minid, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xtrim_maxlen_and_minid, B, AllBackends) {
   BackendFixture<B> f;
   fill(f, "s", 10);
   BOOST_TEST(f.ok(cmd::xtrim{.key = "s", .trim = StreamTrim::max_len(8)}) == 2);
@@ -357,7 +357,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xtrim_maxlen_and_minid, B, AllBackendsAndCluster) 
 // ---- XGROUP
 // --------------------------------------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xgroup_create_and_its_errors, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xgroup_create_and_its_errors, B, AllBackends) {
   BackendFixture<B> f;
   std::string const need_key =
       "ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want "
@@ -383,7 +383,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xgroup_create_and_its_errors, B, AllBackendsAndClu
              need_key);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xgroup_start_id_decides_what_is_delivered, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xgroup_start_id_decides_what_is_delivered, B, AllBackends) {
   BackendFixture<B> f;
   fill(f, "s", 3);
   BOOST_TEST(f.ok(cmd::xgroup_create{.key = "s", .group = "new"}));  // "$"
@@ -424,7 +424,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xgroup_start_id_decides_what_is_delivered, B, AllB
   f.fails(cmd::xgroup_setid{.key = "missing", .group = "g", .id = "0"}, Error::server_error);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xgroup_consumers_and_destroy, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xgroup_consumers_and_destroy, B, AllBackends) {
   BackendFixture<B> f;
   fill(f, "s", 4);
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .id = "0"});
@@ -471,7 +471,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xgroup_consumers_and_destroy, B, AllBackendsAndClu
 // ---- XREADGROUP
 // ----------------------------------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_delivers_once_then_history, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_delivers_once_then_history, B, AllBackends) {
   BackendFixture<B> f;
   fill(f, "s", 3);
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .id = "0"});
@@ -516,7 +516,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_delivers_once_then_history, B, AllBacke
   BOOST_TEST((*acked)[0].second.empty());
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_over_several_streams, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_over_several_streams, B, AllBackends) {
   BackendFixture<B> f;
   fill(f, "{t}a", 2);
   fill(f, "{t}b", 1);
@@ -544,7 +544,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_over_several_streams, B, AllBackendsAnd
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_noack_and_redelivery_to_another, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   BackendFixture<B> f;
   fill(f, "s", 2);
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .id = "0"});
@@ -566,7 +566,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_noack_and_redelivery_to_another, B,
   BOOST_TEST(pending[1].deliveries == 2);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_errors, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_errors, B, AllBackends) {
   BackendFixture<B> f;
   fill(f, "{t}s", 1);
   f.ok(cmd::xgroup_create{.key = "{t}s", .group = "g", .id = "0"});
@@ -604,7 +604,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_errors, B, AllBackendsAndCluster) {
   BOOST_TEST(f.ok(cmd::xpending{.key = "{t}s", .group = "g"}).count == 0);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_block_wakes_on_xadd, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_block_wakes_on_xadd, B, AllBackends) {
   BackendFixture<B> f;
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .mkstream = true});
   cmd::xreadgroup const read{.group = "g", .consumer = "c", .keys = "s", .block = 0ms};
@@ -622,7 +622,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_block_wakes_on_xadd, B, AllBackendsAndC
   BOOST_TEST(f.ok(cmd::xpending{.key = "s", .group = "g"}).count == 1);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_block_times_out_with_nothing, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_block_times_out_with_nothing, B, AllBackends) {
   BackendFixture<B> f;
   fill(f, "s", 1);
   f.ok(cmd::xgroup_create{.key = "s", .group = "g"});  // "$": nothing to read
@@ -646,7 +646,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_block_times_out_with_nothing, B, AllBac
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_block_fails_when_the_group_goes, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   BackendFixture<B> f;
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .mkstream = true});
   cmd::xreadgroup const read{.group = "g", .consumer = "c", .keys = "s", .block = 0ms};
@@ -662,7 +662,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_block_fails_when_the_group_goes, B,
 // ---- XACK, XPENDING
 // --------------------------------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xack_counts_pending_ids_only, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xack_counts_pending_ids_only, B, AllBackends) {
   BackendFixture<B> f;
   fill(f, "s", 3);
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .id = "0"});
@@ -679,7 +679,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xack_counts_pending_ids_only, B, AllBackendsAndClu
   f.fails(cmd::xack{.key = "str", .group = "g", .ids = "1-0"}, Error::wrong_type);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xpending_summary_and_range, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xpending_summary_and_range, B, AllBackends) {
   BackendFixture<B> f;
   fill(f, "s", 5);
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .id = "0"});
@@ -733,7 +733,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xpending_summary_and_range, B, AllBackendsAndClust
 // ---- claiming
 // ------------------------------------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(at_least_once_with_xautoclaim, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(at_least_once_with_xautoclaim, B, AllBackends) {
   BackendFixture<B> f;
   fill(f, "events", 5);
   f.ok(cmd::xgroup_create{.key = "events", .group = "g", .id = "0"});
@@ -804,7 +804,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(at_least_once_with_xautoclaim, B, AllBackendsAndCl
   BOOST_TEST(counts[0].consumer == "c4");
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(deleted_pending_entries, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(deleted_pending_entries, B, AllBackends) {
   BackendFixture<B> f;
   fill(f, "s", 4);
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .id = "0"});
@@ -832,7 +832,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(deleted_pending_entries, B, AllBackendsAndCluster)
              (rediskit::PendingSummary{1, "2-0", "2-0", {{"c3", 1}}}));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xclaim_options, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xclaim_options, B, AllBackends) {
   BackendFixture<B> f;
   fill(f, "s", 4);
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .id = "0"});
@@ -918,7 +918,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xclaim_options, B, AllBackendsAndCluster) {
           Error::wrong_type);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(xautoclaim_errors, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(xautoclaim_errors, B, AllBackends) {
   BackendFixture<B> f;
   fill(f, "s", 1);
   f.ok(cmd::xgroup_create{.key = "s", .group = "g", .id = "0"});
@@ -953,7 +953,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xautoclaim_errors, B, AllBackendsAndCluster) {
   BOOST_TEST(f.ok(cmd::xgroup_createconsumer{.key = "s", .group = "g", .consumer = "c"}) == 1);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(binary_group_and_consumer_names, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(binary_group_and_consumer_names, B, AllBackends) {
   BackendFixture<B> f;
   std::string const key = "k\0\xff"s, group = "g\0 1"s, consumer = "\0c"s;
   fill(f, key, 2);

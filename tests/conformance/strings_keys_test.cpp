@@ -80,7 +80,7 @@ BOOST_AUTO_TEST_SUITE(strings_keys)
 // ---- GET / SET --------------------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(get_and_set_round_trip_binary_values, B,
-                              test::AllBackendsAndCluster) {
+                              test::AllBackends) {
   BackendFixture<B> f;
   SK_EQ(f.ok(cmd::get{"missing"}), optional<string>());
   string const bin("a\0b\xff\r\n"s);
@@ -94,7 +94,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(get_and_set_round_trip_binary_values, B,
   SK_EQ(f.ok(cmd::get{""}), optional<string>("empty key"));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(set_nx_xx_refuse_without_error, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(set_nx_xx_refuse_without_error, B, test::AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(!f.ok(cmd::set{.key = "k", .value = "1", .xx = true}));
   BOOST_TEST(f.ok(cmd::exists{{"k"}}) == 0);
@@ -105,7 +105,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(set_nx_xx_refuse_without_error, B, test::AllBacken
   SK_EQ(f.ok(cmd::get{"k"}), optional<string>("3"));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(set_rejects_bad_options_and_ttls, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(set_rejects_bad_options_and_ttls, B, test::AllBackends) {
   BackendFixture<B> f;
   f.fails(cmd::set{.key = "k", .value = "v", .nx = true, .xx = true}, Error::server_error);
   f.fails(cmd::set{.key = "k", .value = "v", .ttl = 10s, .keep_ttl = true}, Error::server_error);
@@ -121,7 +121,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(set_rejects_bad_options_and_ttls, B, test::AllBack
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(set_replaces_any_type_and_ttl_unless_keepttl, B,
-                              test::AllBackendsAndCluster) {
+                              test::AllBackends) {
   BackendFixture<B> f;
   make_set(f, "s");
   BOOST_TEST(f.ok(cmd::pexpire{.key = "s", .ttl = 100s}));
@@ -143,7 +143,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(set_replaces_any_type_and_ttl_unless_keepttl, B,
   BOOST_TEST(f.ok(cmd::pttl{"new"}) == -1);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(set_get_returns_the_previous_value, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(set_get_returns_the_previous_value, B, test::AllBackends) {
   BackendFixture<B> f;
   SK_EQ(f.ok(cmd::set_get{.key = "k", .value = "1"}), optional<string>());
   SK_EQ(f.ok(cmd::set_get{.key = "k", .value = "2"}), optional<string>("1"));
@@ -168,7 +168,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(set_get_returns_the_previous_value, B, test::AllBa
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(set_get_on_another_type_fails_and_writes_nothing, B,
-                              test::AllBackendsAndCluster) {
+                              test::AllBackends) {
   BackendFixture<B> f;
   make_set(f, "s");
   f.fails(cmd::set_get{.key = "s", .value = "v"}, Error::wrong_type);
@@ -181,7 +181,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(set_get_on_another_type_fails_and_writes_nothing, 
 
 // ---- GETDEL -----------------------------------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(getdel_takes_the_value_once, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(getdel_takes_the_value_once, B, test::AllBackends) {
   BackendFixture<B> f;
   SK_EQ(f.ok(cmd::getdel{"k"}), optional<string>());
   BOOST_TEST(f.ok(cmd::set{.key = "k", .value = "a\0b"s, .ttl = 100s}));
@@ -196,7 +196,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(getdel_takes_the_value_once, B, test::AllBackendsA
 
 // ---- INCR family ------------------------------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(incr_decr_count_from_zero, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(incr_decr_count_from_zero, B, test::AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::incr{"a"}) == 1);
   BOOST_TEST(f.ok(cmd::incr{"a"}) == 2);
@@ -214,7 +214,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(incr_decr_count_from_zero, B, test::AllBackendsAnd
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(incr_reads_only_strict_decimal_integers, B,
-                              test::AllBackendsAndCluster) {
+                              test::AllBackends) {
   BackendFixture<B> f;
   for (string const& v : {"0"s, "-1"s, "9223372036854775806"s, "-9223372036854775808"s, "17"s}) {
     BOOST_TEST(f.ok(cmd::set{.key = "k", .value = v}));
@@ -233,7 +233,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(incr_reads_only_strict_decimal_integers, B,
   }
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(incr_refuses_to_overflow, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(incr_refuses_to_overflow, B, test::AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::set{.key = "max", .value = std::to_string(kMax)}));
   f.fails(cmd::incr{"max"}, Error::server_error);
@@ -251,7 +251,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(incr_refuses_to_overflow, B, test::AllBackendsAndC
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(incr_keeps_the_ttl_and_checks_the_type, B,
-                              test::AllBackendsAndCluster) {
+                              test::AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::set{.key = "k", .value = "5", .ttl = 100s}));
   BOOST_TEST(f.ok(cmd::incr{"k"}) == 6);
@@ -265,7 +265,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(incr_keeps_the_ttl_and_checks_the_type, B,
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(incrbyfloat_stores_plain_decimal_text, B,
-                              test::AllBackendsAndCluster) {
+                              test::AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::incrbyfloat{"f", 0.1}) == 0.1);
   BOOST_TEST(f.ok(cmd::incrbyfloat{"f", 0.2}) == 0.3);  // long double, then 17 digits
@@ -298,7 +298,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(incrbyfloat_stores_plain_decimal_text, B,
   }
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(incrbyfloat_errors, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(incrbyfloat_errors, B, test::AllBackends) {
   BackendFixture<B> f;
   for (string const& v :
        {""s, " 1"s, "1 "s, "abc"s, "nan"s, "1e-5000"s, "1e5000"s, "1,5"s, "1\0"s, "--1"s}) {
@@ -326,7 +326,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(incrbyfloat_errors, B, test::AllBackendsAndCluster
   BOOST_TEST(f.ok(cmd::incrbyfloat{"huge", -1e308}) == 1e308);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(incrbyfloat_keeps_the_ttl, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(incrbyfloat_keeps_the_ttl, B, test::AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::set{.key = "k", .value = "1", .ttl = 100s}));
   BOOST_TEST(f.ok(cmd::incrbyfloat{"k", 0.5}) == 1.5);
@@ -336,7 +336,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(incrbyfloat_keeps_the_ttl, B, test::AllBackendsAnd
 // ---- MGET / MSET ------------------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(mget_answers_nil_for_missing_and_other_types, B,
-                              test::AllBackendsAndCluster) {
+                              test::AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::set{.key = "{t}a", .value = "1"}));
   BOOST_TEST(f.ok(cmd::set{.key = "{t}b\0"s, .value = "\0"s}));
@@ -349,7 +349,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(mget_answers_nil_for_missing_and_other_types, B,
   test::expect_cross_slot(f, cmd::mget{{"a", "b"}});
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(mset_sets_all_pairs_and_drops_ttls, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(mset_sets_all_pairs_and_drops_ttls, B, test::AllBackends) {
   BackendFixture<B> f;
   make_set(f, "{t}s");
   BOOST_TEST(f.ok(cmd::set{.key = "{t}t", .value = "old", .ttl = 100s}));
@@ -369,7 +369,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(mset_sets_all_pairs_and_drops_ttls, B, test::AllBa
 
 // ---- APPEND / STRLEN --------------------------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(append_and_strlen, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(append_and_strlen, B, test::AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::strlen{"k"}) == 0);
   BOOST_TEST(f.ok(cmd::append{"k", "ab"}) == 2);
@@ -393,7 +393,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(append_and_strlen, B, test::AllBackendsAndCluster)
 
 // ---- DEL / UNLINK / EXISTS --------------------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(del_unlink_exists_count_keys, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(del_unlink_exists_count_keys, B, test::AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::mset{{{"{t}a", "1"}, {"{t}b", "2"}, {"{t}c", "3"}, {"{t}d\0"s, "4"}}}));
   make_set(f, "{t}s");
@@ -418,7 +418,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(del_unlink_exists_count_keys, B, test::AllBackends
 // ---- EXPIRE / PEXPIRE / TTL / PTTL / PERSIST -------------------------------------------------
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(ttl_and_pttl_report_missing_and_persistent_keys, B,
-                              test::AllBackendsAndCluster) {
+                              test::AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::ttl{"missing"}) == -2);
   BOOST_TEST(f.ok(cmd::pttl{"missing"}) == -2);
@@ -441,7 +441,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(ttl_and_pttl_report_missing_and_persistent_keys, B
   BOOST_TEST(f.ok(cmd::ttl{"s"}) == 50);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(expire_on_missing_key_is_false, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(expire_on_missing_key_is_false, B, test::AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(!f.ok(cmd::expire{.key = "missing", .ttl = 10s}));
   BOOST_TEST(!f.ok(cmd::pexpire{.key = "missing", .ttl = 10ms}));
@@ -452,7 +452,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(expire_on_missing_key_is_false, B, test::AllBacken
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(expire_non_positive_ttl_deletes_the_key, B,
-                              test::AllBackendsAndCluster) {
+                              test::AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::mset{{{"{t}a", "1"}, {"{t}b", "2"}, {"{t}c", "3"}}}));
   BOOST_TEST(f.ok(cmd::expire{.key = "{t}a", .ttl = 0s}));
@@ -462,7 +462,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(expire_non_positive_ttl_deletes_the_key, B,
   BOOST_TEST(f.ok(cmd::dbsize{}) == 0);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(expire_refuses_ttls_that_overflow, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(expire_refuses_ttls_that_overflow, B, test::AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::set{.key = "k", .value = "v"}));
   for (auto const* key : {"k", "missing"}) {  // checked before the key is looked up
@@ -484,7 +484,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(expire_refuses_ttls_that_overflow, B, test::AllBac
   BOOST_TEST(f.ok(cmd::exists{{"k"}}) == 0);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(expire_conditions, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(expire_conditions, B, test::AllBackends) {
   BackendFixture<B> f;
   using C = ExpireCondition;
   BOOST_TEST(f.ok(cmd::set{.key = "k", .value = "v"}));
@@ -516,7 +516,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(expire_conditions, B, test::AllBackendsAndCluster)
   BOOST_TEST(f.ok(cmd::exists{{"k"}}) == 0);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(persist_removes_the_ttl_only, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(persist_removes_the_ttl_only, B, test::AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::set{.key = "k", .value = "v"}));
   BOOST_TEST(!f.ok(cmd::persist{"k"}));
@@ -529,7 +529,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(persist_removes_the_ttl_only, B, test::AllBackends
   BOOST_TEST(f.ok(cmd::dbsize{}) == 1);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(set_px_expires_and_dbsize_is_exact, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(set_px_expires_and_dbsize_is_exact, B, test::AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::set{.key = "short", .value = "v", .ttl = 50ms}));
   BOOST_TEST(f.ok(cmd::set{.key = "long", .value = "v", .ttl = 100s}));
@@ -549,7 +549,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(set_px_expires_and_dbsize_is_exact, B, test::AllBa
   BOOST_TEST(f.ok(cmd::pttl{"short"}) == -1);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(expire_renewal_pushes_the_deadline, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(expire_renewal_pushes_the_deadline, B, test::AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::set{.key = "k", .value = "v"}));
   BOOST_TEST(f.ok(cmd::pexpire{.key = "k", .ttl = 600ms}));
@@ -582,7 +582,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(expire_renewal_pushes_the_deadline, B, test::AllBa
 
 // ---- TYPE -------------------------------------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(type_names_the_value_type, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(type_names_the_value_type, B, test::AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::type{"missing"}) == "none");
   BOOST_TEST(f.ok(cmd::set{.key = "str", .value = ""}));
@@ -599,7 +599,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(type_names_the_value_type, B, test::AllBackendsAnd
 
 // ---- SCAN / KEYS ------------------------------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(scan_of_an_empty_database, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(scan_of_an_empty_database, B, test::AllBackends) {
   BackendFixture<B> f;
   ScanPage page = f.ok(cmd::scan{});
   // A cluster's SCAN walks its masters one at a time, each call on one: the cursor names the
@@ -616,7 +616,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(scan_of_an_empty_database, B, test::AllBackendsAnd
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(scan_visits_every_key_once_iterated_to_zero, B,
-                              test::AllBackendsAndCluster) {
+                              test::AllBackends) {
   BackendFixture<B> f;
   std::set<string> all;
   std::vector<std::pair<string, string>> pairs;
@@ -647,7 +647,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(scan_visits_every_key_once_iterated_to_zero, B,
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(scan_filters_by_type_case_insensitively, B,
-                              test::AllBackendsAndCluster) {
+                              test::AllBackends) {
   BackendFixture<B> f;
   set_each(f, {{"s1", "v"}, {"s2", "v"}});
   make_set(f, "set1");
@@ -662,7 +662,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(scan_filters_by_type_case_insensitively, B,
   BOOST_TEST(scan_all(f, cmd::scan{.type = "none"}).empty());
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(scan_match_corner_cases, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(scan_match_corner_cases, B, test::AllBackends) {
   BackendFixture<B> f;
   set_each(f, {{"", "empty key"},
                {"a*b", "1"},
@@ -692,7 +692,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(scan_match_corner_cases, B, test::AllBackendsAndCl
   SK_EQ(std::set<string>(stars.begin(), stars.end()), no_empty);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(scan_rejects_a_count_below_one, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(scan_rejects_a_count_below_one, B, test::AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::set{.key = "k", .value = "v"}));
   f.fails(cmd::scan{.count = 0}, Error::server_error);
@@ -701,7 +701,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(scan_rejects_a_count_below_one, B, test::AllBacken
   SK_EQ(scan_all(f, cmd::scan{.count = kMax}), (std::set<string>{"k"}));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(scan_skips_expired_keys, B, test::AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(scan_skips_expired_keys, B, test::AllBackends) {
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::set{.key = "gone", .value = "v", .ttl = 30ms}));
   BOOST_TEST(f.ok(cmd::set{.key = "here", .value = "v"}));

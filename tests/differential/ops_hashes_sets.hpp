@@ -22,7 +22,6 @@
 
 namespace rediskit::test {
 
-#ifdef REDISKIT_TEST_HAS_REDIS
 
 namespace hs_ops {
 
@@ -251,6 +250,5 @@ inline void register_hashes_sets_ops(OpRegistry& r) {
   });
 }
 
-#endif  // REDISKIT_TEST_HAS_REDIS
 
 }  // namespace rediskit::test

@@ -31,7 +31,6 @@
 
 namespace rediskit::test {
 
-#ifdef REDISKIT_TEST_HAS_REDIS
 
 namespace zl_ops {
 
@@ -340,6 +339,5 @@ inline void register_sorted_sets_lists_ops(OpRegistry& r) {
   });
 }
 
-#endif  // REDISKIT_TEST_HAS_REDIS
 
 }  // namespace rediskit::test

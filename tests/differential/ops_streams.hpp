@@ -27,7 +27,6 @@
 
 namespace rediskit::test {
 
-#ifdef REDISKIT_TEST_HAS_REDIS
 
 namespace streams_ops {
 
@@ -466,6 +465,5 @@ inline void register_streams_ops(OpRegistry& r) {
   });
 }
 
-#endif  // REDISKIT_TEST_HAS_REDIS
 
 }  // namespace rediskit::test

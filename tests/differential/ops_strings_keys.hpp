@@ -29,7 +29,6 @@
 
 namespace rediskit::test {
 
-#ifdef REDISKIT_TEST_HAS_REDIS
 
 namespace sk_ops {
 
@@ -322,6 +321,5 @@ inline void register_strings_keys_ops(OpRegistry& r) {
   });
 }
 
-#endif  // REDISKIT_TEST_HAS_REDIS
 
 }  // namespace rediskit::test

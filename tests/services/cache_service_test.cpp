@@ -30,7 +30,7 @@
 
 using namespace rediskit;
 using namespace std::chrono_literals;
-using rediskit::test::AllBackendsAndCluster;
+using rediskit::test::AllBackends;
 using rediskit::test::BackendFixture;
 using rediskit::test::InProcessBackends;
 namespace asio = boost::asio;
@@ -127,7 +127,7 @@ using namespace cache_test;
 
 BOOST_AUTO_TEST_SUITE(cache_service)
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(set_get_del_exists_under_the_prefix, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(set_get_del_exists_under_the_prefix, B, AllBackends) {
   Fixture<B> f;
   CacheService<B> cache(f.backend, f.opts({.key_prefix = "chat"}));
   BOOST_TEST(!std::get<0>(f.wait(cache.async_set("user:123", alice()))));
@@ -150,7 +150,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(set_get_del_exists_under_the_prefix, B, AllBackend
   BOOST_TEST(s.deletes == 1u);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(same_user_code_on_every_backend, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(same_user_code_on_every_backend, B, AllBackends) {
   Fixture<B> f;
   CacheService<B, JsonCodec> cache(f.backend, f.opts());
   std::optional<Profile> got;
@@ -160,7 +160,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(same_user_code_on_every_backend, B, AllBackendsAnd
   BOOST_TEST(f.ok(cmd::exists{.keys = "cache:user:1"}) == 1);  // default prefix "cache"
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(ttl_policies, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(ttl_policies, B, AllBackends) {
   Fixture<B> f;
   CacheService<B> fixed(f.backend, f.opts({.key_prefix = "fixed"}));  // FixedTtl: seed's 3600 s
   f.wait(fixed.async_set("a", 1));
@@ -205,7 +205,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(ttl_policies, B, AllBackendsAndCluster) {
   BOOST_TEST(!std::get<1>(f.wait(sliding.template async_get<int>("s"))).has_value());
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(bad_arguments_fail_with_invalid_argument, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(bad_arguments_fail_with_invalid_argument, B, AllBackends) {
   Fixture<B> f;
   CacheService<B> cache(f.backend, f.opts());
   auto const bad = make_error_code(Error::invalid_argument);
@@ -223,7 +223,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(bad_arguments_fail_with_invalid_argument, B, AllBa
   BOOST_TEST(f.ok(cmd::dbsize{}) == 0);  // nothing was written
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(set_multiple_and_get_multiple_keep_order, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(set_multiple_and_get_multiple_keep_order, B, AllBackends) {
   Fixture<B> f;
   CacheService<B> cache(f.backend, f.opts());
   std::vector<CacheEntry<Profile>> entries{{"user:1", alice()}, {"user:2", {"Bob", 40, {}}}};
@@ -243,7 +243,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(set_multiple_and_get_multiple_keep_order, B, AllBa
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(values_that_do_not_decode_name_key_and_field, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   Fixture<B> f;
   CacheService<B> cache(f.backend, f.opts());
   f.ok(cmd::set{.key = "cache:user:1", .value = R"({"name":"Al","age":"thirty"})"});
@@ -268,7 +268,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(values_that_do_not_decode_name_key_and_field, B,
 
 // A user id of * ? [ \ ] reaches SCAN MATCH escaped: it can never list or delete other
 // users' keys.
-BOOST_AUTO_TEST_CASE_TEMPLATE(hostile_ids_never_reach_other_users_keys, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(hostile_ids_never_reach_other_users_keys, B, AllBackends) {
   Fixture<B> f;
   CacheService<B> cache(f.backend, f.opts({.key_prefix = "chat", .max_scan_count = 3}));
   std::vector<std::string> const ids{"*", "?", "[", "\\", "]", "[a-z]", "a", "b", "a*", "\\*"};
@@ -295,7 +295,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hostile_ids_never_reach_other_users_keys, B, AllBa
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(keys_and_delete_pattern_walk_the_whole_keyspace, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   Fixture<B> f;
   CacheService<B> cache(f.backend, f.opts({.key_prefix = "c", .max_scan_count = 7}));
   for (int i = 0; i < 250; ++i) f.wait(cache.async_set("item:" + std::to_string(i), i));
@@ -308,7 +308,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(keys_and_delete_pattern_walk_the_whole_keyspace, B
   BOOST_TEST(f.sorted_keys(cache, "*") == std::vector<std::string>{"keep:1"});
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(flush_deletes_this_cache_only, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(flush_deletes_this_cache_only, B, AllBackends) {
   Fixture<B> f;
   CacheService<B> a(f.backend, f.opts({.key_prefix = "a"}));
   CacheService<B> ab(f.backend, f.opts({.key_prefix = "ab"}));  // a prefix of a prefix
@@ -328,7 +328,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(flush_deletes_this_cache_only, B, AllBackendsAndCl
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(tag_invalidation_removes_tagged_keys_and_nothing_else, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   Fixture<B> f;
   CacheService<B> cache(f.backend, f.opts());
   f.wait(cache.async_set_with_tags("res:1", 1, {"resources", "popular"}));
@@ -347,7 +347,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(tag_invalidation_removes_tagged_keys_and_nothing_e
   BOOST_TEST(f.sorted_keys(cache, "*").size() == 2u);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(tag_sets_do_not_outgrow_live_keys, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(tag_sets_do_not_outgrow_live_keys, B, AllBackends) {
   Fixture<B> f;
   CacheService<B> cache(f.backend, f.opts());
   for (int i = 0; i < 20; ++i)
@@ -370,7 +370,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(tag_sets_do_not_outgrow_live_keys, B, AllBackendsA
   BOOST_TEST(f.ok(cmd::pttl{"cache~tag:u"}) == -1);  // a key without TTL keeps its tag
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(cascade_follows_dependents_once, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(cascade_follows_dependents_once, B, AllBackends) {
   Fixture<B> f;
   CacheService<B> cache(f.backend, f.opts());
   // conv:1 <- msgs:1 <- preview:1, and a cycle back to conv:1; "other" is unrelated.
@@ -386,7 +386,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(cascade_follows_dependents_once, B, AllBackendsAnd
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(fifty_concurrent_misses_call_the_loader_once, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   Fixture<B> f;
   CacheService<B> cache(f.backend, f.opts());
   int calls = 0;
@@ -418,7 +418,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(fifty_concurrent_misses_call_the_loader_once, B,
   BOOST_TEST(f.ok(cmd::exists{.keys = f.lock_of("cache", "user:7")}) == 0);  // the lock is released
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(loader_forms_and_failures, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(loader_forms_and_failures, B, AllBackends) {
   Fixture<B> f;
   CacheService<B> cache(f.backend, f.opts());
   // A plain function, with a TTL.
@@ -480,7 +480,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(loader_forms_and_failures, B, AllBackendsAndCluste
 }
 
 // PITFALLS: a load that started before an invalidation must not write its stale value after.
-BOOST_AUTO_TEST_CASE_TEMPLATE(an_invalidated_load_is_not_written_back, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(an_invalidated_load_is_not_written_back, B, AllBackends) {
   Fixture<B> f;
   CacheService<B> cache(f.backend, f.opts());
   // The key is deleted while its loader runs.
@@ -523,7 +523,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(an_invalidated_load_is_not_written_back, B, AllBac
 
 // Seed 000's key names in the plain layout; in the clustered one, each lock in the slot of its
 // value (so one script takes both), whatever the prefix.
-BOOST_AUTO_TEST_CASE_TEMPLATE(key_layouts, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(key_layouts, B, AllBackends) {
   Fixture<B> f;
   BOOST_TEST((CacheService<B>(f.backend).key_layout() ==
               (f.is_cluster ? KeyLayout::clustered : KeyLayout::plain)));
@@ -580,7 +580,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(key_layouts, B, AllBackendsAndCluster) {
 
 // A failed set_with_tags does not leave its value without its tags.
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_failed_set_with_tags_leaves_no_untagged_value, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   Fixture<B> f;
   CacheService<B> cache(f.backend, f.opts());
   f.ok(cmd::set{.key = "cache~tag:broken", .value = "not a sorted set"});
@@ -595,7 +595,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_failed_set_with_tags_leaves_no_untagged_value, B
 // Two processes (two CacheService objects, each with its own single-flight state): while one
 // loads, the other waits for its value instead of loading too.
 BOOST_AUTO_TEST_CASE_TEMPLATE(the_load_lock_keeps_other_processes_from_loading, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   Fixture<B> f;
   CacheService<B> p1(f.backend, f.opts()), p2(f.backend, f.opts());
   int calls = 0;
@@ -631,7 +631,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(the_load_lock_keeps_other_processes_from_loading, 
   BOOST_TEST(calls == 2);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(status_has_seed_003s_shape, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(status_has_seed_003s_shape, B, AllBackends) {
   Fixture<B> f;
   CacheService<B> cache(f.backend, f.opts());
   f.wait(cache.async_set("a", 1));
@@ -659,7 +659,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_lost_connection_fails_operations, B, InProcessBa
   }
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(string_codec_stores_plain_text, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(string_codec_stores_plain_text, B, AllBackends) {
   Fixture<B> f;
   CacheService<B, StringCodec> cache(f.backend, f.opts());
   f.wait(cache.async_set("hits", 41));

@@ -54,12 +54,12 @@ struct Fixture<ClusterChecked> : BackendFixture<FakeBackend> {
 
 }  // namespace
 
-// AllBackendsAndCluster, with FakeBackend in its cluster-checked configuration: every case runs
+// AllBackends, with FakeBackend in its cluster-checked configuration: every case runs
 // in the clustered layout under cluster checks at no extra compile time (a fifth entry would
 // compile every case body once more). The plain layout runs on MemoryBackend and RedisBackend
 // here, and on FakeBackend in the manual-clock cases below.
 using Backends =
-    boost::mpl::replace<rediskit::test::AllBackendsAndCluster, FakeBackend, ClusterChecked>::type;
+    boost::mpl::replace<rediskit::test::AllBackends, FakeBackend, ClusterChecked>::type;
 using OnManualClock = boost::mpl::list<FakeBackend, ClusterChecked>;  // minutes pass at once
 using RedisOnly = boost::mpl::list<RedisBackend>;
 

@@ -28,7 +28,7 @@
 
 using namespace rediskit;
 using namespace std::chrono_literals;
-using rediskit::test::AllBackendsAndCluster;
+using rediskit::test::AllBackends;
 using rediskit::test::BackendFixture;
 // Cases about key names only: FakeBackend would repeat MemoryBackend's engine (compile time).
 using NamingBackends = boost::mpl::list<MemoryBackend, RedisBackend, ClusterBackend>;
@@ -165,7 +165,7 @@ RoomOptions short_ttls() {
 BOOST_AUTO_TEST_SUITE(room_manager)
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(create_room_stores_the_seed_hash_and_updates_an_existing_one, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_layout<B>([](BackendFixture<B>& f, Layout const& k) {
     RoomManager rooms(f.backend, k.rooms());
     auto const before = server_ms(f);
@@ -254,7 +254,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(each_layout_names_the_keys_as_its_header_says, B, 
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(join_and_leave_change_both_directions_and_user_rooms_prunes, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_layout<B>([](BackendFixture<B>& f, Layout const& k) {
     RoomManager rooms(f.backend, k.rooms());
     BOOST_TEST(std::get<1>(f.wait(rooms.async_join_room("r1", "u1"))));
@@ -344,7 +344,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(ids_with_braces_keep_their_keys_apart_and_round_tr
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(online_users_are_members_the_online_user_manager_has_online, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_layout<B>([](BackendFixture<B>& f, Layout const& k) {
     OnlineUserManager users(f.backend, k.users());
     RoomManager rooms(f.backend, users, k.rooms());
@@ -376,7 +376,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(online_users_are_members_the_online_user_manager_h
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(an_expired_presence_drops_out_whether_purged_or_not, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_layout<B>([](BackendFixture<B>& f, Layout const& k) {
     OnlineUserOptions uo;
     uo.default_ttl = f.is_fake ? std::chrono::milliseconds(5min) : 2000ms;
@@ -467,7 +467,7 @@ BOOST_AUTO_TEST_CASE(presence_stats_report_the_online_user_managers_statuses) {
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(online_checks_scale_past_lua_unpack_chunks, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_layout<B>([](BackendFixture<B>& f, Layout const& k) {
     OnlineUserManager users(f.backend, k.users());
     RoomManager rooms(f.backend, users, k.rooms());
@@ -491,7 +491,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(online_checks_scale_past_lua_unpack_chunks, B,
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(roles_are_set_for_members_only_and_dropped_on_leave, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_layout<B>([](BackendFixture<B>& f, Layout const& k) {
     RoomManager rooms(f.backend, k.rooms());
     auto [ec, none] = f.wait(rooms.async_get_user_role_in_room("r", "u1"));
@@ -527,7 +527,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(roles_are_set_for_members_only_and_dropped_on_leav
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(writes_set_the_room_ttls_default_idle_and_archived, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_layout<B>([](BackendFixture<B>& f, Layout const& k) {
     RoomOptions o;
     o.default_room_ttl = 100s;
@@ -557,7 +557,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(writes_set_the_room_ttls_default_idle_and_archived
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(rooms_expire_unless_written_and_user_rooms_drop_them, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_layout<B>([](BackendFixture<B>& f, Layout const& k) {
     RoomManager rooms(f.backend, k.rooms(short_ttls()));
     f.wait(rooms.async_create_room("r1", RoomData("one")));
@@ -587,7 +587,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(rooms_expire_unless_written_and_user_rooms_drop_th
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(peak_metrics_follow_the_online_count_on_server_time, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_layout<B>([](BackendFixture<B>& f, Layout const& k) {
     OnlineUserManager users(f.backend, k.users());
     RoomManager rooms(f.backend, users, k.rooms());
@@ -640,7 +640,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(peak_metrics_follow_the_online_count_on_server_tim
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(presence_stats_list_members_with_status_and_sessions, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_layout<B>([](BackendFixture<B>& f, Layout const& k) {
     OnlineUserManager users(f.backend, k.users());
     RoomManager rooms(f.backend, users, k.rooms());
@@ -693,7 +693,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(presence_stats_list_members_with_status_and_sessio
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(get_all_rooms_pages_through_live_rooms_only, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_layout<B>([](BackendFixture<B>& f, Layout const& k) {
     RoomManager rooms(f.backend, k.rooms());
     std::set<std::string> want;
@@ -709,7 +709,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(get_all_rooms_pages_through_live_rooms_only, B,
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_fails_with_invalid_argument_and_sends_nothing, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_layout<B>([](BackendFixture<B>& f, Layout const& k) {
     RoomManager rooms(f.backend, k.rooms());
     auto const bad = make_error_code(Error::invalid_argument);
@@ -744,7 +744,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_fails_with_invalid_argument_and_sends_no
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(every_key_prefix_and_the_presence_layout_are_options, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_layout<B>([](BackendFixture<B>& f, Layout const& k) {
     RoomOptions o;
     o.room_prefix = "c:rooms";
@@ -942,7 +942,7 @@ boost::asio::awaitable<void> churn(RoomManager<B>& rooms, std::string room, std:
 }  // namespace
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_thousand_concurrent_joins_and_leaves_end_exact_and_consistent, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_layout<B>([](BackendFixture<B>& f, Layout const& k) {
     RoomManager rooms(f.backend, k.rooms());
     // 1 000 (room, user) pairs over 20 rooms and 50 users, one coroutine each: join, read the

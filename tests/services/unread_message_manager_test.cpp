@@ -29,7 +29,7 @@
 using namespace rediskit;
 using namespace std::chrono_literals;
 using boost::system::error_code;
-using rediskit::test::AllBackendsAndCluster;
+using rediskit::test::AllBackends;
 using rediskit::test::BackendFixture;
 using rediskit::test::InProcessBackends;
 namespace asio = boost::asio;
@@ -121,7 +121,7 @@ std::vector<std::string> names(char const* prefix, int n) {
 BOOST_AUTO_TEST_SUITE(unread_message_manager)
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(increments_are_counted_per_conversation_in_seed_layout, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Unread<B> u(mode);
     BOOST_TEST(u.ok(u.m.async_increment_unread("c1", "u1", 1)) == 1);
@@ -154,7 +154,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(increments_are_counted_per_conversation_in_seed_la
   });
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(options_choose_the_keys, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(options_choose_the_keys, B, AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Unread<B> u(mode, UnreadOptions{.key_prefix = "", .user_unread_prefix = "badges"});
     BOOST_TEST(u.ok(u.m.async_increment_unread("c", "u", 2)) == 2);
@@ -165,7 +165,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(options_choose_the_keys, B, AllBackendsAndCluster)
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(decrements_clamp_at_zero_and_drop_the_counter, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Unread<B> u(mode);
     u.ok(u.m.async_increment_unread("c1", "u1", 3));
@@ -183,7 +183,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(decrements_clamp_at_zero_and_drop_the_counter, B,
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(mark_read_clears_one_conversation_and_returns_what_it_cleared, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Unread<B> u(mode);
     u.ok(u.m.async_increment_unread("c1", "u1", 4));
@@ -197,7 +197,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(mark_read_clears_one_conversation_and_returns_what
   });
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(user_ids_are_data_not_patterns, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(user_ids_are_data_not_patterns, B, AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Unread<B> u(mode);
     u.ok(u.m.async_increment_unread("c", "*", 1));
@@ -212,7 +212,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(user_ids_are_data_not_patterns, B, AllBackendsAndC
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(fan_out_counts_every_participant_but_the_sender, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Unread<B> u(mode);
     std::vector<std::string> members{"alice", "bob", "carol", "dave", "bob"};
@@ -248,7 +248,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(fan_out_counts_every_participant_but_the_sender, B
 // The clustered fan-out, on every backend (a single node takes it too: one code path): one
 // script per hash slot, each declaring exactly its recipients' keys, in one operation.
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_clustered_fan_out_runs_one_script_per_slot, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Unread<B> u(mode, UnreadOptions{.key_layout = KeyLayout::clustered});
     // 40 users spread over the slots, and a team whose ids share a hash tag (one slot).
@@ -294,7 +294,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_clustered_fan_out_runs_one_script_per_slot, B,
 // the operation says how many; in the plain layout, the one script counts nobody. Plain across
 // slots is refused where cluster rules apply.
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_failed_slot_group_leaves_the_other_groups_counted, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     for (auto const layout : {KeyLayout::clustered, KeyLayout::plain}) {
       BOOST_TEST_CONTEXT("layout " << (layout == KeyLayout::plain ? "plain" : "clustered")) {
@@ -338,7 +338,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_failed_slot_group_leaves_the_other_groups_counte
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(fan_out_to_ten_participants_over_many_conversations, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Unread<B> u(mode);
     auto const users = names("user", 10);
@@ -355,7 +355,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(fan_out_to_ten_participants_over_many_conversation
   });
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_fails_with_invalid_argument, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_fails_with_invalid_argument, B, AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Unread<B> u(mode);
     BOOST_TEST(u.err(u.m.async_increment_unread("", "u", 1)) == invalid);
@@ -380,7 +380,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_fails_with_invalid_argument, B, AllBacke
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(operations_complete_through_the_executor_and_own_their_arguments, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Unread<B> u(mode);
     bool done = false;
@@ -414,7 +414,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(operations_complete_through_the_executor_and_own_t
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_thousand_coroutines_leave_an_exact_state, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Unread<B> u(mode);
     auto const convs = names("c", 10);
@@ -486,7 +486,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_thousand_coroutines_leave_an_exact_state, B,
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_mark_read_racing_increments_keeps_total_equal_to_the_sum, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Unread<B> u(mode);
     using M = UnreadMessageManager<B>;
@@ -554,7 +554,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(counters_live_three_days_after_the_last_write, B, 
   });
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(a_short_ttl_expires_on_every_backend, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_short_ttl_expires_on_every_backend, B, AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Unread<B> u(mode, UnreadOptions{.default_ttl = 1500ms});
     u.ok(u.m.async_increment_unread("c1", "u1", 3));
@@ -568,7 +568,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_short_ttl_expires_on_every_backend, B, AllBacken
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(recalculate_stores_what_the_function_returns, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Unread<B> u(mode);
     std::vector<std::pair<std::string, std::string>> calls;
@@ -599,7 +599,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(recalculate_stores_what_the_function_returns, B,
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(recalculation_errors_surface_as_error_codes, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Unread<B> u(mode);
     u.ok(u.m.async_increment_unread("c1", "u1", 2));
@@ -628,7 +628,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(recalculation_errors_surface_as_error_codes, B,
   });
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(recalculation_coroutines_are_awaited, B, AllBackendsAndCluster) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(recalculation_coroutines_are_awaited, B, AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Unread<B> u(mode);
     u.m.set_recalculate_function(
@@ -658,7 +658,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(recalculation_coroutines_are_awaited, B, AllBacken
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_write_racing_the_query_makes_recalculation_ask_again, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Unread<B> u(mode);
     int calls = 0;
@@ -699,7 +699,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_write_racing_the_query_makes_recalculation_ask_a
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(recalculate_total_replaces_every_counter_of_the_user, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Unread<B> u(mode);
     u.ok(u.m.async_increment_unread("a", "u1", 1));
@@ -754,7 +754,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(recalculate_total_replaces_every_counter_of_the_us
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(values_written_by_someone_else_fail_cleanly, B,
-                              AllBackendsAndCluster) {
+                              AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Unread<B> u(mode);
     std::string const key = u.m.user_key("u1");

@@ -1,5 +1,6 @@
 // rediskit test support: one fixture for every backend, so that a conformance suite is written
-// once and instantiated for MemoryBackend, FakeBackend and RedisBackend (a real redis-server):
+// once and instantiated for MemoryBackend, FakeBackend, RedisBackend (a real redis-server) and
+// ClusterBackend (a throwaway 3-master Redis Cluster per executable):
 //
 //   BOOST_AUTO_TEST_CASE_TEMPLATE(get_returns_what_set_stored, B, rediskit::test::AllBackends) {
 //     rediskit::test::BackendFixture<B> f;         // an empty database
@@ -15,26 +16,14 @@
 // never flush each other's keys.
 #pragma once
 
-#include <rediskit/backend/memory_backend.hpp>
-// FakeBackend and RedisBackend join the lists as soon as their headers exist.
-#if __has_include(<rediskit/backend/fake_backend.hpp>)
-#include <rediskit/backend/fake_backend.hpp>
-#define REDISKIT_TEST_HAS_FAKE 1
-#endif
-#if __has_include(<rediskit/backend/redis_backend.hpp>)
-#include <rediskit/backend/redis_backend.hpp>
-#define REDISKIT_TEST_HAS_REDIS 1
-#endif
-#if __has_include(<rediskit/backend/cluster_backend.hpp>)
 #include <rediskit/backend/cluster_backend.hpp>
-#define REDISKIT_TEST_HAS_CLUSTER 1
-#endif
+#include <rediskit/backend/fake_backend.hpp>
+#include <rediskit/backend/memory_backend.hpp>
+#include <rediskit/backend/redis_backend.hpp>
 #include <rediskit/commands.hpp>
 
 #include "support/test_redis.hpp"
-#ifdef REDISKIT_TEST_HAS_CLUSTER
 #include "support/test_redis_cluster.hpp"
-#endif
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/io_context.hpp>
@@ -55,18 +44,9 @@
 
 namespace rediskit::test {
 
-#if defined(REDISKIT_TEST_HAS_FAKE) && defined(REDISKIT_TEST_HAS_REDIS)
-using AllBackends = boost::mpl::list<MemoryBackend, FakeBackend, RedisBackend>;
-using InProcessBackends = boost::mpl::list<MemoryBackend, FakeBackend>;
-#ifdef REDISKIT_TEST_HAS_CLUSTER
 /// Every backend, a throwaway Redis Cluster included (started once per test executable).
-using AllBackendsAndCluster =
-    boost::mpl::list<MemoryBackend, FakeBackend, RedisBackend, ClusterBackend>;
-#endif
-#else
-using AllBackends = boost::mpl::list<MemoryBackend>;
-using InProcessBackends = boost::mpl::list<MemoryBackend>;
-#endif
+using AllBackends = boost::mpl::list<MemoryBackend, FakeBackend, RedisBackend, ClusterBackend>;
+using InProcessBackends = boost::mpl::list<MemoryBackend, FakeBackend>;
 
 /// This executable's database: $REDISKIT_TEST_DB (tests/CMakeLists.txt gives each executable
 /// its own), 1 when unset.
@@ -84,20 +64,15 @@ inline constexpr int kDifferentialDb = 63;
 
 template <class B>
 inline constexpr bool is_redis_backend_v = false;
-#ifdef REDISKIT_TEST_HAS_REDIS
 template <>
 inline constexpr bool is_redis_backend_v<RedisBackend> = true;
-#endif
 template <class B>
 inline constexpr bool is_fake_backend_v = false;
-#ifdef REDISKIT_TEST_HAS_FAKE
 template <>
 inline constexpr bool is_fake_backend_v<FakeBackend> = true;
-#endif
 
 template <class B>
 inline constexpr bool is_cluster_backend_v = false;
-#ifdef REDISKIT_TEST_HAS_CLUSTER
 template <>
 inline constexpr bool is_cluster_backend_v<ClusterBackend> = true;
 
@@ -108,26 +83,19 @@ inline TestRedisCluster& shared_cluster() {
   static TestRedisCluster cluster(TestRedisCluster::Options{.replicas_per_master = 0});
   return cluster;
 }
-#endif
 
 template <class B>
 B make_backend(boost::asio::io_context& ioc, int db) {
-#ifdef REDISKIT_TEST_HAS_CLUSTER
   if constexpr (is_cluster_backend_v<B>) {
     ClusterConfig cfg;
     cfg.nodes = {"127.0.0.1:" + std::to_string(shared_cluster().node(0).port())};
     return B(ioc, std::move(cfg));
-  } else
-#endif
-#ifdef REDISKIT_TEST_HAS_REDIS
-  if constexpr (is_redis_backend_v<B>) {
+  } else if constexpr (is_redis_backend_v<B>) {
     RedisConfig cfg;
     cfg.port = shared_redis_port();
     cfg.database = db;
     return B(ioc, std::move(cfg));
-  } else
-#endif
-  {
+  } else {
     (void)db;
     return B(ioc);
   }

@@ -243,7 +243,6 @@ class Gen {
   std::mt19937_64 rng_;
 };
 
-#ifdef REDISKIT_TEST_HAS_REDIS
 // ---- running on both ----------------------------------------------------------------------
 
 /// The two backends compared: MemoryBackend and RedisBackend on a real server.
@@ -274,6 +273,5 @@ struct OpRegistry {
   void add(std::string name, OpFn fn) { ops.emplace_back(std::move(name), std::move(fn)); }
 };
 
-#endif  // REDISKIT_TEST_HAS_REDIS
 
 }  // namespace rediskit::test
