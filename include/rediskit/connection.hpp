@@ -221,8 +221,10 @@ class Connection {
 
   /// Subscribes to channels (or patterns with async_psubscribe) and remembers them, so that they
   /// are subscribed again after a reconnection. `channels` is one string or a range of
-  /// strings. Handler: void(error_code), once the command is written; the server confirms with
-  /// pushes (async_receive).
+  /// strings. Handler: void(error_code), once the server has taken the change (its confirmations
+  /// arrive as pushes, async_receive). A refusal is an error and is not remembered:
+  /// Error::no_permission for a channel outside the ACL user's (`&pattern`), server_error for
+  /// other refusals (the server's text is logged); the connection stays usable.
   template <class Channels, class Token = boost::asio::deferred_t>
   auto async_subscribe(Channels const& channels, Token&& token = {});
   template <class Channels, class Token = boost::asio::deferred_t>

@@ -15,6 +15,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -129,6 +130,77 @@ BOOST_AUTO_TEST_CASE(a_wrong_password_fails_at_once_with_auth_failed) {
     for (auto const& l : lines)
       BOOST_TEST(l.find("not-the-password-77") == std::string::npos, l);
     db.close();
+  });
+}
+
+// A refused SUBSCRIBE is an error of its own: RESP3 answers it with a regular error reply,
+// never a push, and that reply must not become the answer of the next request on the link.
+BOOST_AUTO_TEST_CASE(a_refused_subscription_fails_alone_and_is_not_restored) {
+  rediskit::test::TestRedisServer srv;
+  run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+    rediskit::Connection admin(ioc, {.port = srv.port()});
+    rediskit::resp3::Request setuser;
+    setuser.push("ACL", "SETUSER", "listener", "on", ">pw-listener-9", "resetchannels",
+                 "&news:*", "~news:*", "-@all", "+subscribe", "+get", "+set");
+    std::string ok;
+    co_await admin.async_exec(setuser, ok, use);
+    BOOST_TEST(ok == "OK");
+    rediskit::resp3::Request seed;
+    seed.push("SET", "news:k", "value-of-k");
+    co_await admin.async_exec(seed, ok, use);
+
+    auto cfg = limited(srv.port(), "pw-listener-9").connection_config();
+    cfg.username = "listener";
+    cfg.reconnect = {.initial_delay = 50ms, .max_delay = 200ms, .max_attempts = 20};
+    rediskit::Connection sub(ioc, cfg);
+    // The refusal and a GET written in the same turn: each gets its own reply.
+    std::optional<boost::system::error_code> refused;
+    sub.async_subscribe("secret:chan", [&](boost::system::error_code e) { refused = e; });
+    rediskit::resp3::Request get;
+    get.push("GET", "news:k");
+    std::string value;
+    auto [ec_get] = co_await sub.async_exec(get, value, as_tuple_awaitable);
+    BOOST_TEST(!ec_get, ec_get.message());
+    BOOST_TEST(value == "value-of-k");
+    BOOST_REQUIRE(refused.has_value());
+    BOOST_TEST(*refused == Error::no_permission, refused->message());
+
+    auto [ec_sub] = co_await sub.async_subscribe("news:today", as_tuple_awaitable);
+    BOOST_TEST(!ec_sub, ec_sub.message());
+    BOOST_TEST(sub.health() == rediskit::HealthStatus::ok);
+    BOOST_TEST(sub.metrics().reconnections == 0u);
+
+    // After a reconnection only the subscription the server took is restored: the handshake
+    // succeeds (a restored refusal would fail it) and news:today delivers again.
+    rediskit::resp3::Request kill;
+    kill.push("CLIENT", "KILL", "USER", "listener");
+    long long killed = 0;
+    co_await admin.async_exec(kill, killed, use);
+    BOOST_TEST(killed == 1);
+    bool delivered = false;
+    for (int i = 0; i < 100 && !delivered; ++i) {
+      rediskit::resp3::Request pub;
+      pub.push("PUBLISH", "news:today", "headline");
+      long long receivers = 0;
+      co_await admin.async_exec(pub, receivers, use);
+      asio::steady_timer t(ioc, 20ms);
+      co_await t.async_wait(use);
+      if (receivers == 0) continue;
+      for (;;) {
+        auto [ec, push] = co_await sub.async_receive(as_tuple_awaitable);
+        BOOST_REQUIRE(!ec);
+        if (push.size() >= 4 && push[1].value == "message") {
+          BOOST_TEST(push[2].value == "news:today");
+          BOOST_TEST(push[3].value == "headline");
+          delivered = true;
+          break;
+        }
+      }
+    }
+    BOOST_TEST(delivered);
+    BOOST_TEST(sub.metrics().reconnections == 1u);
+    sub.close();
+    admin.close();
   });
 }
 

@@ -170,7 +170,12 @@ struct ExecOp final : ExecOpBase {
   }
 };
 
-// SUBSCRIBE and friends: owns its request; no regular reply (RESP3 confirms with pushes).
+// SUBSCRIBE and friends: owns its request. RESP3 confirms a subscription with pushes but
+// refuses it (NOPERM for a channel outside the ACL user's, a wrong argument) with a regular
+// error reply, so the request ends with a fence, HELLO without arguments (which every user may
+// run, unlike PING, and which changes nothing): its reply is the op's one regular reply, and an
+// error before it is the refusal (see on_node). Without the fence a refusal would be paired
+// with the next request's slot.
 template <class Handler>
 struct SubscriptionOp final : ExecOpBase {
   Handler handler;
@@ -185,11 +190,15 @@ struct SubscriptionOp final : ExecOpBase {
         request(std::move(r)),
         change(std::move(c)) {
     subscription = &change;
-    on_node_fn = [](ExecOpBase*, std::size_t, resp3::NodeView const&, error_code&) {};
+    on_node_fn = [](ExecOpBase*, std::size_t i, resp3::NodeView const& n, error_code& ec) {
+      if (i == 0 && n.depth == 0 && resp3::is_error(n.type))
+        ec = make_error_code(server_error_code(n.value));
+    };
     complete_fn = [](ExecOpBase* b, error_code ec) {
       finish_op(static_cast<SubscriptionOp*>(b), ec);
     };
     payload = request.payload();
+    expected = request.expected_replies();  // the fence's
     cfg.idempotent = true;  // subscribing twice is harmless
   }
 };
@@ -299,8 +308,8 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     submit(op);
   }
 
-  /// SUBSCRIBE / PSUBSCRIBE / UNSUBSCRIBE / PUNSUBSCRIBE. Once written, the change is
-  /// remembered so that a reconnection subscribes again (see on_write).
+  /// SUBSCRIBE / PSUBSCRIBE / UNSUBSCRIBE / PUNSUBSCRIBE. Once the server took it, the change
+  /// is remembered so that a reconnection subscribes again (see on_node).
   template <class Handler>
   void start_subscription(Handler&& h, resp3::Request&& req, Subscription&& change) {
     using Op = SubscriptionOp<std::decay_t<Handler>>;
@@ -434,6 +443,7 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     std::size_t received = 0;
     error_code ec{};
     bool skip = false;  // the current reply failed to adapt: skip its remaining nodes
+    bool fenced = false;  // a SubscriptionOp's: an error before the fence's reply is its own
   };
 
   struct Link {
@@ -630,7 +640,9 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
       if (op->expected == 0)
         link->written_no_reply.push_back(op);
       else
-        inflight_.push_back(Slot{op, op->expected});
+        inflight_.push_back(Slot{.op = op,
+                                 .expected = op->expected,
+                                 .fenced = op->subscription != nullptr});
     }
     start_write(link);
   }
@@ -666,8 +678,6 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     metrics_.bytes_written += n;
     if (!link->written_no_reply.empty()) {
       auto done = std::exchange(link->written_no_reply, {});
-      for (auto* op : done)
-        if (op->subscription) remember(*op->subscription);
       for (auto* op : done) op->complete({});
       if (link != link_) return;
     }
@@ -788,10 +798,20 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     link->in_reply = false;
     s.skip = false;
     ++metrics_.replies_received;
+    if (s.fenced && s.received == 0 && n.depth == 0 && resp3::is_error(n.type)) {
+      // The subscription was refused; the fence's reply is still to come.
+      log(LogLevel::warning, "subscription refused by ", cfg_.host, ":", cfg_.port, ": ",
+          n.value);
+      s.fenced = false;
+      ++s.expected;
+    }
     if (++s.received < s.expected) return true;
     Slot const finished = s;
     inflight_.pop_front();
-    if (finished.op) finished.op->complete(finished.ec);  // may resume the caller right here
+    if (finished.op) {
+      if (finished.op->subscription && !finished.ec) remember(*finished.op->subscription);
+      finished.op->complete(finished.ec);  // may resume the caller right here
+    }
     return link == link_ && !finish_relocation(link);
   }
 
@@ -1252,6 +1272,7 @@ auto Connection::async_subscription(std::string_view command, Channels const& ch
   }
   resp3::Request req;
   req.push_range(command, names);
+  req.push("HELLO");  // the fence: see detail::SubscriptionOp
   detail::Subscription change{.pattern = command.front() == 'P',
                               .subscribe = command.find("UNSUB") == std::string_view::npos,
                               .names = std::move(names)};
