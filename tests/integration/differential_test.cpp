@@ -4,7 +4,7 @@
 // CI runs a fixed budget (REDISKIT_DIFF_SEEDS seeds of REDISKIT_DIFF_OPS operations, default
 // 6 x 600); run longer on demand:
 //   export REDISKIT_DIFF_SEEDS=200 REDISKIT_DIFF_OPS=3000
-//   build/gcc-asan/tests/integration_tests --run_test=differential
+//   build/gcc-debug/tests/integration_tests --run_test=differential
 // A difference fails the test and prints the seed (REDISKIT_DIFF_SEED=<seed> replays only it)
 // and the shortest sequence of operations found that still shows it.
 #include "support/differential.hpp"

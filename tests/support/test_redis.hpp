@@ -517,7 +517,7 @@ inline unsigned short shared_redis_port() {
   }
   throw std::runtime_error(
       "no Redis server for the integration tests: run them through ctest (e.g. "
-      "`ctest --preset gcc-asan`, or `bash scripts/run.sh test`), which starts a throwaway "
+      "`ctest --preset gcc-debug`, or `bash scripts/run.sh test`), which starts a throwaway "
       "redis-server, or set REDISKIT_TEST_REDIS_PORT to the port of a throwaway server "
       "(tests write and delete keys on it)");
 }
