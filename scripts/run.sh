@@ -6,7 +6,7 @@
 #       gcc-debug                 configure, build (tests, examples), ctest: every test under g++
 #                                 at -O0 with libstdc++ assertions (no sanitizer)
 #       clang-asan                the same under clang++ with ASan + UBSan, plus the
-#                                 standalone-header check and the benchmarks (compiled only)
+#                                 standalone-header check and the benchmarks (-fsyntax-only)
 #       install                   configure `release`, cmake --install, then
 #                                 tests/install_consumer built against the installed package
 #                                 (find_package) and as add_subdirectory; conanfile.py and the
