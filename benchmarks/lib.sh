@@ -50,6 +50,15 @@ bench_pin() {
 
 # A redis-server on a free loopback port, no persistence, in a temporary directory; it is
 # stopped and the directory removed when the script exits.
+# A loopback port nothing listens on (not reserved: start the server at once).
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 40000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+
 bench_start_server() {
   tmp=$(mktemp -d)
   server_pid=

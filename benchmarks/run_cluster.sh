@@ -36,14 +36,6 @@ stop_clusters() {
 }
 trap stop_clusters EXIT
 
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 40000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
-
 # start_node DIR: a cluster-enabled redis-server; sets node_port and node_bus.
 start_node() {
   mkdir -p "$1"

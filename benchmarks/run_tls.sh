@@ -38,13 +38,6 @@ openssl x509 -req -in "$tmp/server.csr" -CA "$tmp/ca.crt" -CAkey "$tmp/ca.key" -
   -days 2 -out "$tmp/server.crt" -extfile "$tmp/server.ext" 2>/dev/null
 
 # ---- a server with a plain and a TLS port -----------------------------------------------------
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 40000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
 port=$(free_port)
 tls_port=$(free_port)
 "${server_pin[@]}" redis-server --port "$port" --tls-port "$tls_port" --bind 127.0.0.1 \

@@ -1,6 +1,7 @@
 // ACL users (issue 13): a restricted user's NOPERM is a clear error that leaves the connection
 // usable, and a wrong password fails at once with auth_failed, never reaching a log line. Each
 // test starts its own server (ACL SETUSER changes it).
+#include "support/run_coroutine.hpp"
 #include "support/test_redis.hpp"
 
 #include <rediskit/backend/redis_backend.hpp>
@@ -28,22 +29,10 @@ using rediskit::RedisConfig;
 
 namespace {
 
+using rediskit::test::run;
+
 constexpr auto use = asio::use_awaitable;
 constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
-
-template <class MakeCoro>
-void run(MakeCoro make, std::chrono::steady_clock::duration limit = 30s) {
-  asio::io_context ioc;
-  bool done = false;
-  std::exception_ptr failure;
-  asio::co_spawn(ioc, make(ioc), [&](std::exception_ptr e) {
-    done = true;
-    failure = e;
-  });
-  ioc.run_for(limit);
-  BOOST_REQUIRE_MESSAGE(done, "the test coroutine did not finish in time (a hang)");
-  if (failure) std::rethrow_exception(failure);
-}
 
 // `limited` may GET and SET keys under allowed:, nothing else (not even PING).
 asio::awaitable<void> add_limited_user(asio::io_context& ioc, unsigned short port) {

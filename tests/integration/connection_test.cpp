@@ -14,6 +14,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include "support/run_coroutine.hpp"
 #include "support/test_redis.hpp"
 
 #include <chrono>
@@ -32,32 +33,15 @@ using rediskit::resp3::Request;
 
 namespace {
 
+using rediskit::test::run;
+using rediskit::test::sleep_for;
+
 constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 
 ConnectionConfig config_for(unsigned short port) {
   ConnectionConfig cfg;
   cfg.port = port;
   return cfg;
-}
-
-// Runs a coroutine to completion on its own io_context, within a time limit.
-template <class MakeCoro>
-void run(MakeCoro make, std::chrono::steady_clock::duration limit = 30s) {
-  asio::io_context ioc;
-  bool done = false;
-  std::exception_ptr failure;
-  asio::co_spawn(ioc, make(ioc), [&](std::exception_ptr e) {
-    done = true;
-    failure = e;
-  });
-  ioc.run_for(limit);
-  BOOST_REQUIRE_MESSAGE(done, "the test coroutine did not finish in time (a hang)");
-  if (failure) std::rethrow_exception(failure);
-}
-
-asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
-  asio::steady_timer t(co_await asio::this_coro::executor, d);
-  co_await t.async_wait(asio::use_awaitable);
 }
 
 // The next push, or nothing if none comes within `d` (the losing wait is cancelled).

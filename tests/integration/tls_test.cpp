@@ -3,6 +3,7 @@
 // failures a user meets — a certificate for another host, an unknown CA, the wrong kind of
 // port, a missing client certificate, unusable files — each a clear error, at once, with no
 // retry loop. Every test starts its own server.
+#include "support/run_coroutine.hpp"
 #include "support/test_redis_tls.hpp"
 
 #include <rediskit/backend/redis_backend.hpp>
@@ -37,29 +38,12 @@ using rediskit::test::TestRedisTlsServer;
 
 namespace {
 
+using rediskit::test::run;
+using rediskit::test::sleep_for;
+
 constexpr auto use = asio::use_awaitable;
 constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 using Clock = std::chrono::steady_clock;
-
-// Runs a coroutine to completion on its own io_context, within a time limit.
-template <class MakeCoro>
-void run(MakeCoro make, Clock::duration limit = 30s) {
-  asio::io_context ioc;
-  bool done = false;
-  std::exception_ptr failure;
-  asio::co_spawn(ioc, make(ioc), [&](std::exception_ptr e) {
-    done = true;
-    failure = e;
-  });
-  ioc.run_for(limit);
-  BOOST_REQUIRE_MESSAGE(done, "the test coroutine did not finish in time (a hang)");
-  if (failure) std::rethrow_exception(failure);
-}
-
-asio::awaitable<void> sleep_for(Clock::duration d) {
-  asio::steady_timer t(co_await asio::this_coro::executor, d);
-  co_await t.async_wait(use);
-}
 
 // TLS to the fixture's TLS port, trusting the fixture's CA, verifying 127.0.0.1.
 RedisConfig tls_config(TestRedisTlsServer const& srv) {
