@@ -545,12 +545,6 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     if (n.value != "master") ec = Error::not_master;
   }
 
-  // Errors of `locate` that end a reconnection cycle; requests then fail with them too.
-  static bool is_final(error_code ec) {
-    return ec == Error::auth_failed || ec == Error::master_not_found ||
-           ec == Error::invalid_config;
-  }
-
   // Relocating (a demoted master, a new one announced): once nothing written awaits a reply,
   // drop the link (nothing fails) and connect again at once. True when it did.
   bool finish_relocation(LinkPtr const& link) {
@@ -900,14 +894,18 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
         });
   }
 
-  // Asks cfg_.locate where to connect, then starts the attempt again towards it.
+  // Asks cfg_.locate where to connect, then starts the attempt again towards it. The handler
+  // holds the connection weakly: whoever answers (a Sentinel set shared by connections) is
+  // owned by cfg_, so a strong reference here would be a cycle, leaked when the connection is
+  // dropped, or its io_context destroyed, before the answer comes.
   void locate(LinkPtr const& link) {
-    cfg_.locate([self = shared_from_this(), link](error_code ec, std::string host,
-                                                  std::uint16_t port) {
-      if (link != self->link_ || self->state_ != State::connecting) return;
+    cfg_.locate([weak = weak_from_this(), link](error_code ec, std::string host,
+                                                std::uint16_t port) {
+      auto const self = weak.lock();
+      if (!self || link != self->link_ || self->state_ != State::connecting) return;
       if (ec) {
         self->log(LogLevel::warning, "cannot locate the server: ", ec);
-        return self->fail_attempt(link, ec, is_final(ec));
+        return self->fail_attempt(link, ec, is_setup_error(ec));  // they end the cycle
       }
       self->cfg_.host = std::move(host);
       self->cfg_.port = port;

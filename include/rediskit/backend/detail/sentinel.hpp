@@ -100,7 +100,10 @@ class Sentinel : public std::enable_shared_from_this<Sentinel> {
   void close() {
     closed_ = true;
     if (watcher_) watcher_->close();
-    if (auto q = query_.lock()) q->conn.close();
+    if (query_) {
+      query_->timer.cancel();
+      query_->conn.close();
+    }
   }
 
   std::vector<std::string> const& sentinels() const noexcept { return sentinels_; }
@@ -157,18 +160,28 @@ class Sentinel : public std::enable_shared_from_this<Sentinel> {
     std::uint16_t port = 0;
     if (!config::parse_host_port(round_.order[i], 26379, host, port))
       return finish_round(Error::invalid_config, {}, 0);
+    // The question is the Sentinel's (query_); its handlers hold it and the Sentinel weakly,
+    // since the handlers are stored in the question's own connection: a strong reference
+    // would be a cycle, leaked when the io_context is destroyed before the answer comes.
     auto q = std::make_shared<Query>(ex_, sentinel_config(std::move(host), port));
     query_ = q;
+    std::weak_ptr<Query> const weak_q = q;
     q->req.push("SENTINEL", "get-master-addr-by-name", master_name_);
     q->timer.expires_after(timeout_);
-    q->timer.async_wait([q](error_code ec) {
-      if (!ec) q->conn.close();  // the question completes with connection_closed
+    q->timer.async_wait([weak_q](error_code ec) {
+      if (auto q = weak_q.lock(); q && !ec) q->conn.close();  // completes: connection_closed
     });
-    q->conn.async_exec(q->req, q->resp, q->diag, [self = shared_from_this(), q, i](error_code ec) {
-      q->timer.cancel();
-      q->conn.close();
-      self->on_answer(i, ec, std::get<0>(q->resp));
-    });
+    q->conn.async_exec(q->req, q->resp, q->diag,
+                       [weak = weak_from_this(), weak_q, i](error_code ec) {
+                         auto const self = weak.lock();
+                         auto const q = weak_q.lock();
+                         if (!self || !q) return;
+                         q->timer.cancel();
+                         q->conn.close();
+                         // Asking the next Sentinel replaces query_; `q` keeps this one alive
+                         // until the handler returns.
+                         self->on_answer(i, ec, std::get<0>(q->resp));
+                       });
   }
 
   void on_answer(std::size_t i, error_code ec, std::optional<std::vector<std::string>> const& a) {
@@ -190,6 +203,7 @@ class Sentinel : public std::enable_shared_from_this<Sentinel> {
   }
 
   void finish_round(error_code ec, std::string host, std::uint16_t port) {
+    query_.reset();  // its handler, which called this, still holds it
     // A +switch-master came while this round was asking: its answer may be the old master.
     if (round_.generation != generation_) return start_round();
     if (!ec) {
@@ -276,7 +290,7 @@ class Sentinel : public std::enable_shared_from_this<Sentinel> {
 
   std::vector<LocateHandler> waiters_;
   Round round_;
-  std::weak_ptr<Query> query_;
+  std::shared_ptr<Query> query_;  // the question under way (or the last one)
   std::string master_host_;
   std::uint16_t master_port_ = 0;
   std::vector<std::weak_ptr<Connection>> watched_;
