@@ -104,6 +104,19 @@ attr() {  # attr NAME "<tag ...>": the numeric attribute NAME of the tag (0 when
   echo "${v:-0}"
 }
 
+# output_gist BUILD_DIR TEST: what a sanitizer or a crash said in TEST's output (CTest's log),
+# and its last lines: CI's record of a long run keeps the summary, not the middle.
+output_gist() {
+  local out
+  out=$(awk -v n="$2" '$0 ~ ("Testing: " n "$") {on = 1; next}
+                       on && /^<end of output>$/ {exit}
+                       on {print}' "$1/Testing/Temporary/LastTest.log" 2>/dev/null)
+  grep -a -m8 -E 'ERROR: |SUMMARY: |runtime error|Direct leak|terminate called|Segmentation' \
+    <<<"$out" | sed 's/^/  | /'
+  echo "  | ..."
+  tail -n 8 <<<"$out" | sed 's/^/  | /'
+}
+
 # count_ctest CONFIG BUILD_DIR: test cases of one configuration. Boost.Test executables count
 # their test cases (JUnit XML in BUILD_DIR/test-results); every other CTest test (fixture,
 # examples, checks) counts as one case. An executable that failed without failing cases in its
@@ -124,7 +137,8 @@ count_ctest() {
       t=$(attr tests "$root") f=$(attr failures "$root") e=$(attr errors "$root") s=$(attr skipped "$root")
       passed=$((passed + t - f - e - s)) failed=$((failed + f + e)) skipped=$((skipped + s))
       if [[ $status != run ]] && ((f + e == 0)); then
-        echo "$cfg: $name failed outside its test cases (see its output above)"
+        echo "$cfg: $name failed outside its test cases (see its output above); in short:"
+        output_gist "$dir" "$name"
         failed=$((failed + 1))
       fi
       continue
