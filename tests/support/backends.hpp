@@ -126,12 +126,11 @@ class BackendFixture {
   template <class X>
   auto exec(X const& x) {
     using R = std::remove_cvref_t<decltype(result_type(x))>;
-    std::optional<std::pair<boost::system::error_code, R>> out;
-    backend.async_exec(x, [&](boost::system::error_code ec, R r) {
-      out.emplace(ec, std::move(r));
-    });
-    run_until([&] { return out.has_value(); });
-    return std::move(*out);
+    std::optional<std::tuple<boost::system::error_code, R>> out;
+    backend.async_exec(x, Capture<boost::system::error_code, R>{&out});
+    run_until_set(out);
+    auto& [ec, r] = *out;
+    return std::pair<boost::system::error_code, R>(ec, std::move(r));
   }
 
   /// Runs `x` and returns its reply; a failure fails the test with the error.
@@ -186,11 +185,25 @@ class BackendFixture {
   B backend;
 
  private:
+  // The handler that tests pass is one type per completion signature, never a lambda per call
+  // site: every distinct handler type instantiates the backends' and Asio's handler machinery
+  // again (a lambda here cost a tenth of a service suite's object code).
+  template <class... Args>
+  struct Capture {
+    std::optional<std::tuple<Args...>>* out;
+    void operator()(Args... a) const { out->emplace(std::move(a)...); }
+  };
+
+  template <class T>
+  void run_until_set(std::optional<T> const& out) {
+    run_until([&out] { return out.has_value(); });
+  }
+
   template <class Op, class... Args>
   auto wait_sig(Op&& op, void (*)(Args...)) {
     std::optional<std::tuple<std::decay_t<Args>...>> out;
-    std::forward<Op>(op)([&](auto&&... a) { out.emplace(std::forward<decltype(a)>(a)...); });
-    run_until([&] { return out.has_value(); });
+    std::forward<Op>(op)(Capture<std::decay_t<Args>...>{&out});
+    run_until_set(out);
     return std::move(*out);
   }
 
