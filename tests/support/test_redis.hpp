@@ -61,6 +61,26 @@ inline bool is_executable(const std::filesystem::path& p) {
   return std::filesystem::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
 }
 
+/// `name` from PATH, else /usr/bin/<name>; throws saying which Debian package provides it.
+inline std::string find_program(const std::string& name, const std::string& package) {
+  if (const char* path = std::getenv("PATH"); path != nullptr) {
+    std::string_view rest = path;
+    while (true) {
+      const auto colon = rest.find(':');
+      const std::string_view dir = rest.substr(0, colon);
+      if (!dir.empty()) {
+        const auto candidate = std::filesystem::path(dir) / name;
+        if (is_executable(candidate)) return candidate.string();
+      }
+      if (colon == std::string_view::npos) break;
+      rest.remove_prefix(colon + 1);
+    }
+  }
+  if (is_executable("/usr/bin/" + name)) return "/usr/bin/" + name;
+  throw std::runtime_error(name + " not found: install it with apt-get install " + package +
+                           " (searched PATH and /usr/bin)");
+}
+
 /// The redis-server binary: $REDISKIT_REDIS_SERVER (exclusively, when set), else PATH, else
 /// /usr/bin. Throws std::runtime_error saying how to install it.
 inline std::string find_redis_server() {
@@ -71,23 +91,12 @@ inline std::string find_redis_server() {
                              " is not an executable file (install it with apt-get install "
                              "redis-server, or unset REDISKIT_REDIS_SERVER)");
   }
-  if (const char* path = std::getenv("PATH"); path != nullptr) {
-    std::string_view rest = path;
-    while (true) {
-      const auto colon = rest.find(':');
-      const std::string_view dir = rest.substr(0, colon);
-      if (!dir.empty()) {
-        const auto candidate = std::filesystem::path(dir) / "redis-server";
-        if (is_executable(candidate)) return candidate.string();
-      }
-      if (colon == std::string_view::npos) break;
-      rest.remove_prefix(colon + 1);
-    }
+  try {
+    return find_program("redis-server", "redis-server");
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(std::string(e.what()) +
+                             "; or point REDISKIT_REDIS_SERVER at the binary");
   }
-  if (is_executable("/usr/bin/redis-server")) return "/usr/bin/redis-server";
-  throw std::runtime_error(
-      "redis-server not found: install it with apt-get install redis-server "
-      "(searched PATH and /usr/bin; or point REDISKIT_REDIS_SERVER at the binary)");
 }
 
 /// A loopback port that was free a moment ago (bind port 0, read it, release it). Another

@@ -32,25 +32,6 @@ namespace rediskit::test {
 
 namespace detail {
 
-/// `name` from PATH, else /usr/bin/<name>; throws saying which Debian package provides it.
-inline std::string find_program(const std::string& name, const std::string& package) {
-  if (const char* path = std::getenv("PATH"); path != nullptr) {
-    std::string_view rest = path;
-    while (true) {
-      const auto colon = rest.find(':');
-      const std::string_view dir = rest.substr(0, colon);
-      if (!dir.empty()) {
-        const auto candidate = std::filesystem::path(dir) / name;
-        if (is_executable(candidate)) return candidate.string();
-      }
-      if (colon == std::string_view::npos) break;
-      rest.remove_prefix(colon + 1);
-    }
-  }
-  if (is_executable("/usr/bin/" + name)) return "/usr/bin/" + name;
-  throw std::runtime_error(name + " not found: install it with apt-get install " + package);
-}
-
 /// Runs a program to completion (output appended to `log`); throws with the log's tail when it
 /// fails.
 inline void run_program(const std::vector<std::string>& args, const std::filesystem::path& log) {

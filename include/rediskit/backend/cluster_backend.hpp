@@ -272,14 +272,17 @@ struct State {
     config.node.sentinels.clear();  // a cluster finds its masters itself
   }
 
-  std::shared_ptr<Pool> const& pool_for(NodeAddress const& a) {
-    for (auto& [addr, p] : pools)
+  /// The pool of the node at `a`, made at first use. Replicas' pools (`replica`: READONLY
+  /// connections) are apart from the masters', since a replica may become a master.
+  std::shared_ptr<Pool> const& pool_for(NodeAddress const& a, bool replica = false) {
+    auto& list = replica ? replica_pools : pools;
+    for (auto& [addr, p] : list)
       if (addr == a) return p;
     RedisConfig c = config.node;
     c.host = a.host;
     c.port = a.port;
-    pools.emplace_back(a, std::make_shared<Pool>(executor, std::move(c)));
-    return pools.back().second;
+    list.emplace_back(a, std::make_shared<Pool>(executor, std::move(c), replica));
+    return list.back().second;
   }
 
   /// The master of `slot` (any master for Route::any), nullptr when the map has none.
@@ -289,18 +292,6 @@ struct State {
     auto const i = map.master_of(slot);
     if (i < 0 || std::size_t(i) >= by_index.size()) return nullptr;
     return &by_index[std::size_t(i)];
-  }
-
-  /// A replica's pool (READONLY connections): apart from the masters' pools, since a replica
-  /// may become a master.
-  std::shared_ptr<Pool> const& replica_pool_for(NodeAddress const& a) {
-    for (auto& [addr, p] : replica_pools)
-      if (addr == a) return p;
-    RedisConfig c = config.node;
-    c.host = a.host;
-    c.port = a.port;
-    replica_pools.emplace_back(a, std::make_shared<Pool>(executor, std::move(c), true));
-    return replica_pools.back().second;
   }
 
   /// Where a read of `slot` goes with read_from_replicas: one of its master's replicas in turn,
@@ -324,7 +315,7 @@ struct State {
       by_index.push_back(pool_for(map.masters()[i]));
       auto& rs = replicas_by_index.emplace_back();
       if (config.read_from_replicas)
-        for (auto const& r : map.replicas_of(std::int16_t(i))) rs.push_back(replica_pool_for(r));
+        for (auto const& r : map.replicas_of(std::int16_t(i))) rs.push_back(pool_for(r, true));
     }
     have_map = true;
   }
