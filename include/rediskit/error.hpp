@@ -93,6 +93,9 @@ enum class Error : int {
   master_not_found = 600,      ///< no Sentinel that answered knows a master of that name
   sentinels_unreachable,       ///< no Sentinel answered (down, wrong address, timeout)
   not_master,                  ///< the node the Sentinels named is not a master (failover under way)
+
+  // --- Resilience (CircuitBreaker) ------------------------------------------------------------
+  circuit_open = 700,          ///< the circuit breaker is open: the call was not attempted
 };
 
 namespace detail {
@@ -267,6 +270,10 @@ class ErrorCategory final : public boost::system::error_category {
       case Error::not_master:
         return "the node the Sentinels named is not a master (ROLE): a failover is under way or "
                "the Sentinels lag; retried with the reconnect policy";
+      case Error::circuit_open:
+        return "the circuit breaker is open after too many connection failures: the call was "
+               "not attempted (it closes again after its probe calls succeed; see "
+               "CircuitBreaker::state())";
     }
     return "unknown rediskit error";
   }

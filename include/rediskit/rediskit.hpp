@@ -13,6 +13,7 @@
 #include <rediskit/backend/redis_backend.hpp>
 #include <rediskit/backend/subscriber.hpp>
 #include <rediskit/caches.hpp>
+#include <rediskit/circuit_breaker.hpp>
 #include <rediskit/clock.hpp>
 #include <rediskit/cluster/route.hpp>
 #include <rediskit/cluster/slot.hpp>
