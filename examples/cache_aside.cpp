@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <exception>
 #include <iostream>
 #include <map>
 #include <string>
@@ -113,11 +114,17 @@ int start(asio::io_context& ioc, B& backend) {
 }
 
 int main() {
-  asio::io_context ioc;
-  if (std::getenv("REDIS_URL") || std::getenv("REDIS_HOST")) {
-    rediskit::RedisBackend redis(ioc, rediskit::RedisConfig::from_env());
-    return start(ioc, redis);
+  // A bad REDIS_URL, or a Redis that cannot be reached: one line, status 1, never an abort.
+  try {
+    asio::io_context ioc;
+    if (std::getenv("REDIS_URL") || std::getenv("REDIS_HOST")) {
+      rediskit::RedisBackend redis(ioc, rediskit::RedisConfig::from_env());
+      return start(ioc, redis);
+    }
+    rediskit::MemoryBackend memory(ioc);
+    return start(ioc, memory);
+  } catch (std::exception const& e) {
+    std::cerr << "cache_aside: " << e.what() << '\n';
+    return 1;
   }
-  rediskit::MemoryBackend memory(ioc);
-  return start(ioc, memory);
 }

@@ -26,6 +26,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <exception>
 #include <iostream>
 #include <stdexcept>
 #include <string>
@@ -245,11 +246,17 @@ int run(asio::io_context& ioc, B& db, char const* what) {
 }
 
 int main() {
-  asio::io_context ioc;
-  if (std::getenv("REDIS_URL") || std::getenv("REDIS_HOST")) {
-    rediskit::RedisBackend db(ioc, rediskit::RedisConfig::from_env());
-    return run(ioc, db, " (real time)");
+  // A bad REDIS_URL, or a Redis that cannot be reached: one line, status 1, never an abort.
+  try {
+    asio::io_context ioc;
+    if (std::getenv("REDIS_URL") || std::getenv("REDIS_HOST")) {
+      rediskit::RedisBackend db(ioc, rediskit::RedisConfig::from_env());
+      return run(ioc, db, " (real time)");
+    }
+    rediskit::BasicMemoryBackend<rediskit::ManualClock> db(ioc);
+    return run(ioc, db, " (manual clock: exact and instant)");
+  } catch (std::exception const& e) {
+    std::cerr << "chat_presence: " << e.what() << '\n';
+    return 1;
   }
-  rediskit::BasicMemoryBackend<rediskit::ManualClock> db(ioc);
-  return run(ioc, db, " (manual clock: exact and instant)");
 }

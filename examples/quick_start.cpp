@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <exception>
 #include <iostream>
 #include <map>
 #include <string>
@@ -67,11 +68,17 @@ int run(asio::io_context& ioc, B& db) {
 }
 
 int main() {
-  asio::io_context ioc;
-  if (std::getenv("REDIS_URL") || std::getenv("REDIS_HOST")) {
-    rediskit::RedisBackend db(ioc, rediskit::RedisConfig::from_env());
+  // A bad REDIS_URL, or a Redis that cannot be reached: one line, status 1, never an abort.
+  try {
+    asio::io_context ioc;
+    if (std::getenv("REDIS_URL") || std::getenv("REDIS_HOST")) {
+      rediskit::RedisBackend db(ioc, rediskit::RedisConfig::from_env());
+      return run(ioc, db);
+    }
+    rediskit::MemoryBackend db(ioc);
     return run(ioc, db);
+  } catch (std::exception const& e) {
+    std::cerr << "quick_start: " << e.what() << '\n';
+    return 1;
   }
-  rediskit::MemoryBackend db(ioc);
-  return run(ioc, db);
 }
