@@ -48,8 +48,6 @@ bench_pin() {
   fi
 }
 
-# A redis-server on a free loopback port, no persistence, in a temporary directory; it is
-# stopped and the directory removed when the script exits.
 # A loopback port nothing listens on (not reserved: start the server at once).
 free_port() {
   local p
@@ -59,6 +57,8 @@ free_port() {
   done
 }
 
+# A redis-server on a free loopback port, no persistence, in a temporary directory; it is
+# stopped and the directory removed when the script exits.
 bench_start_server() {
   tmp=$(mktemp -d)
   server_pid=

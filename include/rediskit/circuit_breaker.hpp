@@ -222,12 +222,12 @@ class CircuitBreaker {
     ++(failed ? stats_.failures : stats_.successes);
     if (p.epoch_ != epoch_) return;
     if (state_ == CircuitState::half_open) {
-      ++(failed ? probe_failures_ : probe_successes_);
-      if (probe_failures_ + probe_successes_ < cfg_.probes) return;
+      if (failed) ++probe_failures_;
+      if (++probes_done_ < cfg_.probes) return;
       double const rate = static_cast<double>(probe_failures_) / static_cast<double>(cfg_.probes);
       return rate >= cfg_.failure_rate ? open() : close();
     }
-    if (state_ != CircuitState::closed) return;
+    // Closed: permits are given only when closed or half open, and every change bumps epoch_.
     push(failed);
     if (count_ >= cfg_.minimum_calls && failure_rate() >= cfg_.failure_rate) open();
   }
@@ -287,7 +287,7 @@ class CircuitBreaker {
         clock_.now_ms() - opened_at_ms_ >= cfg_.open_for.count()) {
       state_ = CircuitState::half_open;
       ++epoch_;
-      probes_started_ = probe_successes_ = probe_failures_ = 0;
+      probes_started_ = probes_done_ = probe_failures_ = 0;
       ++stats_.half_opened;
       emit(CircuitEvent::half_opened);
     }
@@ -346,7 +346,7 @@ class CircuitBreaker {
   std::size_t failures_ = 0;
   std::size_t next_ = 0;
   std::size_t probes_started_ = 0;
-  std::size_t probe_successes_ = 0;
+  std::size_t probes_done_ = 0;  // probes that reported
   std::size_t probe_failures_ = 0;
   CircuitBreakerStats stats_;
 };

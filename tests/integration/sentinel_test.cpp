@@ -474,8 +474,10 @@ BOOST_AUTO_TEST_CASE(a_sentinel_whose_question_is_under_way_is_freed_with_its_ow
     watch = s;
     bool answered = false;
     s->async_locate([&](boost::system::error_code, std::string, std::uint16_t) { answered = true; });
-    while (!peer.is_open()) ioc.run_one_for(20ms);  // the question's connection is accepted
-    ioc.run_for(50ms);                              // ... and its HELLO written
+    auto const deadline = Clock::now() + 5s;  // the question's connection is accepted
+    while (!peer.is_open() && Clock::now() < deadline) ioc.run_one_for(20ms);
+    BOOST_REQUIRE_MESSAGE(peer.is_open(), "the Sentinel question never connected");
+    ioc.run_for(50ms);  // ... and its HELLO written
     BOOST_TEST(!answered);
     s.reset();  // its owner (a backend) goes; the io_context goes after it
   }
