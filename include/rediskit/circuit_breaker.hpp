@@ -47,7 +47,6 @@
 #include <functional>
 #include <optional>
 #include <ostream>
-#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -165,20 +164,20 @@ class CircuitBreaker {
     std::uint64_t epoch_;
   };
 
-  /// Throws std::invalid_argument when a setting is out of range (the message names it).
+  /// Throws rediskit::Exception (Error::invalid_config, its text naming the setting) when a
+  /// setting is out of range.
   explicit CircuitBreaker(CircuitBreakerConfig cfg = {}, Clock clock = Clock{})
       : cfg_(std::move(cfg)), clock_(std::move(clock)) {
+    auto invalid = [](std::string what) {
+      throw Exception(make_error_code(Error::invalid_config), "CircuitBreakerConfig" + what);
+    };
     if (!(cfg_.failure_rate > 0.0 && cfg_.failure_rate <= 1.0))
-      throw std::invalid_argument("CircuitBreakerConfig::failure_rate must be in (0, 1], got " +
-                                  std::to_string(cfg_.failure_rate));
+      invalid("::failure_rate must be in (0, 1], got " + std::to_string(cfg_.failure_rate));
     if (cfg_.window == 0 || cfg_.minimum_calls == 0 || cfg_.minimum_calls > cfg_.window)
-      throw std::invalid_argument(
-          "CircuitBreakerConfig: need 1 <= minimum_calls <= window, got minimum_calls " +
-          std::to_string(cfg_.minimum_calls) + " and window " + std::to_string(cfg_.window));
-    if (cfg_.probes == 0)
-      throw std::invalid_argument("CircuitBreakerConfig::probes must be at least 1");
-    if (cfg_.open_for.count() < 0)
-      throw std::invalid_argument("CircuitBreakerConfig::open_for must not be negative");
+      invalid(": need 1 <= minimum_calls <= window, got minimum_calls " +
+              std::to_string(cfg_.minimum_calls) + " and window " + std::to_string(cfg_.window));
+    if (cfg_.probes == 0) invalid("::probes must be at least 1");
+    if (cfg_.open_for.count() < 0) invalid("::open_for must not be negative");
     outcomes_.assign(cfg_.window, false);
   }
 

@@ -12,7 +12,6 @@
 
 #include <chrono>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -162,7 +161,8 @@ BOOST_AUTO_TEST_CASE(settings_out_of_range_are_named) {
     try {
       Breaker b(std::move(c));
       BOOST_ERROR("accepted a bad " << what);
-    } catch (std::invalid_argument const& e) {
+    } catch (Exception const& e) {
+      BOOST_TEST(e.code() == make_error_code(Error::invalid_config));
       BOOST_TEST(std::string(e.what()).find(what) != std::string::npos, e.what());
     }
   };
