@@ -9,7 +9,9 @@
 // The link is looked after for you:
 //  * connect = resolve + TCP connect + the TLS handshake (TlsConfig::enabled, with
 //    <rediskit/tls.hpp> in the program) + HELLO 3 (AUTH, SETNAME) + SELECT + the setup
-//    request + re-subscription, all under connect_timeout;
+//    request, all under connect_timeout; then the subscriptions are made again, first thing
+//    on the new link (one that the server refuses is dropped and reported as a push, see
+//    async_subscribe);
 //  * a PING health check on an idle link detects half-open TCP connections;
 //  * when the link drops, every request already written fails at once with
 //    Error::connection_lost ("it may have executed": it is never re-sent unless the request is
@@ -224,7 +226,10 @@ class Connection {
   /// strings. Handler: void(error_code), once the server has taken the change (its confirmations
   /// arrive as pushes, async_receive). A refusal is an error and is not remembered:
   /// Error::no_permission for a channel outside the ACL user's (`&pattern`), server_error for
-  /// other refusals (the server's text is logged); the connection stays usable.
+  /// other refusals (the server's text is logged); the connection stays usable. After a
+  /// reconnection each name is subscribed again, one command each; a name refused then is
+  /// forgotten and reported by a push as if the server had ended it: ["unsubscribe" /
+  /// "punsubscribe" / "sunsubscribe", name, 0].
   template <class Channels, class Token = boost::asio::deferred_t>
   auto async_subscribe(Channels const& channels, Token&& token = {});
   template <class Channels, class Token = boost::asio::deferred_t>
@@ -233,6 +238,19 @@ class Connection {
   auto async_unsubscribe(Channels const& channels, Token&& token = {});
   template <class Channels, class Token = boost::asio::deferred_t>
   auto async_punsubscribe(Channels const& patterns, Token&& token = {});
+
+  /// Sharded pub/sub (Redis 7): SSUBSCRIBE / SUNSUBSCRIBE, whose messages come as
+  /// ["smessage", channel, payload] pushes. On a cluster every channel of one call must be in
+  /// one slot, and the node must serve it (or the refusal is Error::moved, its text in `diag`);
+  /// ClusterBackend's subscriber routes them. After a reconnection they are subscribed again
+  /// as channels are: one refused then (its slot moved) comes back as a
+  /// ["sunsubscribe", channel, 0] push, as the server reports a slot that leaves the node.
+  template <class Channels, class Token = boost::asio::deferred_t>
+  auto async_ssubscribe(Channels const& channels, Token&& token = {});
+  template <class Channels, class Token = boost::asio::deferred_t>
+  auto async_ssubscribe(Channels const& channels, Diagnostics& diag, Token&& token = {});
+  template <class Channels, class Token = boost::asio::deferred_t>
+  auto async_sunsubscribe(Channels const& channels, Token&& token = {});
 
   /// The server may have moved (a Sentinel announced a new master): stop writing, let the
   /// requests already written get their replies, then reconnect at once, asking config().locate
@@ -257,7 +275,8 @@ class Connection {
 
  private:
   template <class Channels, class Token>
-  auto async_subscription(std::string_view command, Channels const& channels, Token&& token);
+  auto async_subscription(std::string_view command, Channels const& channels, Diagnostics* diag,
+                          Token&& token);
 
   std::shared_ptr<detail::ConnectionImpl> impl_;
 };

@@ -111,6 +111,27 @@ auto async_members_op(B& backend, Token&& token) {
       MembersOp<B>{backend}, token, backend);
 }
 
+// A subscriber's (un)subscription, run to its end: its error.
+template <class F, class Start>
+boost::system::error_code change_subscription(F& f, Start&& start) {
+  std::optional<boost::system::error_code> ec;
+  start([&](boost::system::error_code e) { ec = e; });
+  f.run_until([&] { return ec.has_value(); });
+  return *ec;
+}
+
+// The subscriber's next message.
+template <class F, class S>
+Message receive_message(F& f, S& sub) {
+  std::optional<Message> m;
+  sub.async_receive([&](boost::system::error_code ec, Message msg) {
+    BOOST_TEST(!ec);
+    m = std::move(msg);
+  });
+  f.run_until([&] { return m.has_value(); });
+  return *m;
+}
+
 }  // namespace
 
 static_assert(check_backend<MemoryBackend>());
@@ -304,12 +325,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(subscribers_receive_channel_and_pattern_messages, 
                               AllBackends) {
   BackendFixture<B> f;
   auto sub = f.backend.make_subscriber();
-  auto wait = [&](auto&& start) {
-    std::optional<boost::system::error_code> ec;
-    start([&](boost::system::error_code e) { ec = e; });
-    f.run_until([&] { return ec.has_value(); });
-    BOOST_TEST(!*ec);
-  };
+  auto wait = [&](auto&& start) { BOOST_TEST(!change_subscription(f, start)); };
   wait([&](auto h) { sub.async_subscribe({"room:1", "room:2"}, h); });
   wait([&](auto h) { sub.async_psubscribe("user:*", h); });
   // On a cluster PUBLISH counts only the subscribers of the master it was sent to (any): the
@@ -320,15 +336,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(subscribers_receive_channel_and_pattern_messages, 
   BOOST_TEST(reached_one(f.ok(cmd::publish{"room:1", "hello"})));
   BOOST_TEST(reached_one(f.ok(cmd::publish{"user:42", std::string("bin\0ary", 7)})));
   BOOST_TEST(f.ok(cmd::publish{"nobody", "x"}) == 0);
-  auto receive = [&] {
-    std::optional<Message> m;
-    sub.async_receive([&](boost::system::error_code ec, Message msg) {
-      BOOST_TEST(!ec);
-      m = std::move(msg);
-    });
-    f.run_until([&] { return m.has_value(); });
-    return *m;
-  };
+  auto receive = [&] { return receive_message(f, sub); };
   auto m1 = receive();
   auto m2 = receive();
   // On a cluster the two were published through different masters (perhaps), and reach the
@@ -344,6 +352,46 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(subscribers_receive_channel_and_pattern_messages, 
   BOOST_TEST(f.ok(cmd::publish{"room:1", "gone"}) == 0);
   BOOST_TEST(reached_one(f.ok(cmd::publish{"room:2", "still"})));
   BOOST_TEST(receive().payload == "still");
+}
+
+// Sharded pub/sub: a namespace of its own (PUBLISH never reaches a shard channel, SPUBLISH
+// reaches nothing else), channels in several slots in one call, an exact SPUBLISH count (on a
+// cluster the subscriber sits on the slot's master, where SPUBLISH goes).
+BOOST_AUTO_TEST_CASE_TEMPLATE(shard_channels_receive_spublish_only, B, AllBackends) {
+  BackendFixture<B> f;
+  auto sub = f.backend.make_subscriber();
+  auto wait = [&](auto&& start) { return change_subscription(f, start); };
+  // "a", "b" and "room:7" are in three different slots (and on three masters).
+  BOOST_TEST(!wait([&](auto h) { sub.async_ssubscribe({"a", "b", "room:7"}, h); }));
+  BOOST_TEST(!wait([&](auto h) { sub.async_subscribe("classic", h); }));
+  BOOST_TEST(f.ok(cmd::spublish{"a", "1"}) == 1);
+  BOOST_TEST(f.ok(cmd::spublish{"room:7", "2"}) == 1);
+  BOOST_TEST(f.ok(cmd::publish{"b", "not for shard subscribers"}) == 0);
+  BOOST_TEST(f.ok(cmd::spublish{"classic", "not for channel subscribers"}) == 0);
+  BOOST_TEST(f.ok(cmd::spublish{"nobody", "x"}) == 0);
+  auto receive = [&] { return receive_message(f, sub); };
+  // Two nodes' messages: their order is not set on a cluster.
+  std::map<std::string, std::string> got;
+  for (int i = 0; i < 2; ++i) {
+    auto m = receive();
+    BOOST_TEST(m.sharded);
+    BOOST_TEST(m.pattern.empty());
+    got[m.channel] = m.payload;
+  }
+  BOOST_TEST((got == std::map<std::string, std::string>{{"a", "1"}, {"room:7", "2"}}));
+  BOOST_TEST(!wait([&](auto h) { sub.async_sunsubscribe("a", h); }));
+  BOOST_TEST(f.ok(cmd::spublish{"a", "gone"}) == 0);
+  BOOST_TEST(f.ok(cmd::spublish{"b", "3"}) == 1);
+  auto m = receive();
+  BOOST_TEST(m.channel == "b");
+  BOOST_TEST(m.payload == "3");
+  BOOST_TEST(m.sharded);
+  BOOST_TEST(!wait([&](auto h) { sub.async_sunsubscribe({}, h); }));
+  BOOST_TEST(f.ok(cmd::spublish{"b", "gone"}) == 0);
+  BOOST_TEST(f.ok(cmd::spublish{"room:7", "gone"}) == 0);
+  // Subscribing needs a channel.
+  BOOST_TEST(wait([&](auto h) { sub.async_ssubscribe(std::vector<std::string>{}, h); }) ==
+             Error::invalid_request);
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_waiting_receive_can_be_cancelled, B, AllBackends) {

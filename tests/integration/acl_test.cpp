@@ -159,8 +159,8 @@ BOOST_AUTO_TEST_CASE(a_refused_subscription_fails_alone_and_is_not_restored) {
     BOOST_TEST(sub.health() == rediskit::HealthStatus::ok);
     BOOST_TEST(sub.metrics().reconnections == 0u);
 
-    // After a reconnection only the subscription the server took is restored: the handshake
-    // succeeds (a restored refusal would fail it) and news:today delivers again.
+    // After a reconnection only the subscription the server took is restored: news:today
+    // delivers again.
     rediskit::resp3::Request kill;
     kill.push("CLIENT", "KILL", "USER", "listener");
     long long killed = 0;
@@ -188,6 +188,71 @@ BOOST_AUTO_TEST_CASE(a_refused_subscription_fails_alone_and_is_not_restored) {
     }
     BOOST_TEST(delivered);
     BOOST_TEST(sub.metrics().reconnections == 1u);
+    sub.close();
+    admin.close();
+  });
+}
+
+// A subscription that the ACL user loses (Redis 7 disconnects a client whose channel was
+// revoked) is dropped at the reconnection, reported by an "unsubscribe" push: the connection
+// reconnects and serves on (a refused resubscription must not fail it).
+BOOST_AUTO_TEST_CASE(a_revoked_subscription_is_dropped_at_the_reconnection) {
+  rediskit::test::TestRedisServer srv;
+  run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+    rediskit::Connection admin(ioc, {.port = srv.port()});
+    rediskit::resp3::Request setuser;
+    setuser.push("ACL", "SETUSER", "listener", "on", ">pw-listener-9", "resetchannels",
+                 "&news:*", "&other:*", "~news:*", "-@all", "+subscribe", "+get");
+    std::string ok;
+    co_await admin.async_exec(setuser, ok, use);
+    BOOST_TEST(ok == "OK");
+
+    auto cfg = limited(srv.port(), "pw-listener-9").connection_config();
+    cfg.username = "listener";
+    cfg.reconnect = {.initial_delay = 50ms, .max_delay = 200ms, .max_attempts = 20};
+    rediskit::Connection sub(ioc, cfg);
+    co_await sub.async_subscribe("news:today", use);
+    co_await sub.async_subscribe("other:x", use);
+
+    // news:* is revoked: the server drops the client.
+    rediskit::resp3::Request revoke;
+    revoke.push("ACL", "SETUSER", "listener", "resetchannels", "&other:*");
+    co_await admin.async_exec(revoke, ok, use);
+    BOOST_TEST(ok == "OK");
+
+    bool dropped = false;
+    for (int i = 0; i < 200 && !dropped; ++i) {
+      auto [ec, push] = co_await sub.async_receive(as_tuple_awaitable);
+      BOOST_REQUIRE(!ec);
+      dropped = push.size() >= 4 && push[1].value == "unsubscribe" &&
+                push[2].value == "news:today" && push[3].value == "0";
+    }
+    BOOST_TEST(dropped);
+    BOOST_TEST(sub.metrics().reconnections == 1u);
+    BOOST_TEST(sub.health() == rediskit::HealthStatus::ok);
+    // What is still allowed was restored.
+    bool delivered = false;
+    for (int i = 0; i < 100 && !delivered; ++i) {
+      rediskit::resp3::Request pub;
+      pub.push("PUBLISH", "other:x", "still");
+      long long receivers = 0;
+      co_await admin.async_exec(pub, receivers, use);
+      if (receivers == 0) {
+        asio::steady_timer t(ioc, 20ms);
+        co_await t.async_wait(use);
+        continue;
+      }
+      for (;;) {
+        auto [ec, push] = co_await sub.async_receive(as_tuple_awaitable);
+        BOOST_REQUIRE(!ec);
+        if (push.size() >= 4 && push[1].value == "message") {
+          BOOST_TEST(push[2].value == "other:x");
+          delivered = true;
+          break;
+        }
+      }
+    }
+    BOOST_TEST(delivered);
     sub.close();
     admin.close();
   });

@@ -254,6 +254,70 @@ BOOST_FIXTURE_TEST_CASE(a_resharded_slot_is_followed_through_ask_then_moved, Fix
   cluster.finish_migration(slot, from);
 }
 
+// A shard channel lives on its slot's master. When the slot moves, the old master drops the
+// subscription (a SUNSUBSCRIBE push) and the subscriber subscribes on the new one; when the
+// subscriber's link was down while the slot moved, the resubscription after the reconnection
+// is refused (MOVED) and the channel is moved the same way.
+BOOST_FIXTURE_TEST_CASE(a_shard_channel_follows_its_slot, Fixture) {
+  int const slot = 4243;
+  auto const from = cluster.owner_of(slot);
+  auto const to = (from + 1) % 3;
+  auto const channel = key_in_slot(slot, ":typing");
+  auto sub = backend.make_subscriber();
+  auto run_until = [&](auto&& done) {  // done() is called once per round (it may publish)
+    auto const deadline = std::chrono::steady_clock::now() + 15s;
+    for (;;) {
+      if (done()) return true;
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      ioc.restart();
+      ioc.run_for(20ms);
+    }
+  };
+  std::optional<error_code> sub_ec;
+  sub.async_ssubscribe(channel, [&](error_code ec) { sub_ec = ec; });
+  BOOST_REQUIRE(run_until([&] { return sub_ec.has_value(); }));
+  BOOST_REQUIRE(!*sub_ec);
+  auto receive = [&] {
+    std::optional<Message> m;
+    sub.async_receive([&](error_code ec, Message msg) {
+      BOOST_TEST(!ec);
+      m = std::move(msg);
+    });
+    BOOST_REQUIRE(run_until([&] { return m.has_value(); }));
+    return *m;
+  };
+  // Published until one subscriber gets it (SPUBLISH's exact count): the subscriber has moved.
+  auto published_once = [&](std::string const& payload) {
+    return run_until([&] { return exec(cmd::spublish{channel, payload}).second == 1; });
+  };
+  BOOST_TEST(published_once("1"));
+  BOOST_TEST(receive().payload == "1");
+  BOOST_TEST(sub.shard_moves() == 0);
+
+  // The slot moves while the subscriber listens.
+  cluster.begin_migration(slot, from, to);
+  cluster.finish_migration(slot, to);
+  BOOST_TEST(published_once("2"));
+  BOOST_TEST(sub.shard_moves() == 1);
+  BOOST_TEST(receive().payload == "2");
+
+  // The slot moves back while the subscriber's link is down (killed, and the slot moved before
+  // the io_context runs again).
+  BOOST_REQUIRE(cluster.command(to, "CLIENT KILL TYPE pubsub").starts_with(":"));
+  cluster.begin_migration(slot, to, from);
+  cluster.finish_migration(slot, from);
+  BOOST_TEST(published_once("3"));
+  BOOST_TEST(sub.shard_moves() == 2);
+  auto m = receive();
+  BOOST_TEST(m.payload == "3");
+  BOOST_TEST(m.sharded);
+  BOOST_TEST(m.channel == channel);
+  // Once there, not twice: the old master's connection forgot the channel (it would subscribe
+  // again there after a reconnection).
+  BOOST_TEST(cluster.command(to, "CLIENT LIST TYPE pubsub").find("ssub=1") == std::string::npos);
+  BOOST_TEST(cluster.command(from, "CLIENT LIST TYPE pubsub").find("ssub=1") != std::string::npos);
+}
+
 BOOST_FIXTURE_TEST_CASE(keyspace_commands_cover_every_master, Fixture) {
   BOOST_REQUIRE(exec(cmd::flushdb{}).second);  // on every master
   BOOST_TEST(exec(cmd::dbsize{}).second == 0);

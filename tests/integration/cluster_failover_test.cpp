@@ -237,6 +237,16 @@ BOOST_AUTO_TEST_CASE(callers_carry_on_when_a_master_dies_and_its_replica_takes_o
     if (cluster.owner_of(cluster::key_slot(load.keys[k])) == victim) victims.push_back(k);
   BOOST_REQUIRE(!victims.empty());
   std::vector<std::int64_t> ok_before(load.ok);
+  // A shard channel on the victim: its subscriber follows the slot to the promoted replica.
+  std::string channel;
+  for (int i = 0; channel.empty(); ++i)
+    if (auto c = "shard:" + std::to_string(i); cluster.owner_of(cluster::key_slot(c)) == victim)
+      channel = c;
+  auto sub = db.make_subscriber();
+  std::optional<error_code> sub_ec;
+  sub.async_ssubscribe(channel, [&](error_code ec) { sub_ec = ec; });
+  run_for(ioc, 10s, [&] { return sub_ec.has_value(); });
+  BOOST_REQUIRE(sub_ec && !*sub_ec);
   cluster.node(victim).kill();
   auto const killed = Clock::now();
 
@@ -299,6 +309,56 @@ BOOST_AUTO_TEST_CASE(callers_carry_on_when_a_master_dies_and_its_replica_takes_o
   BOOST_TEST(too_many == 0);
   std::cout << "acknowledged INCRs lost by the failover (not yet replicated): "
             << acknowledged_lost << "\n";
+
+  // The shard subscriber moved to the promoted replica: SPUBLISH there reaches it.
+  std::optional<Message> got;
+  sub.async_receive([&](error_code ec, Message m) {
+    BOOST_TEST(!ec, ec.message());
+    got = std::move(m);
+  });
+  bool reached = false;
+  for (auto const until = Clock::now() + 15s; !reached && Clock::now() < until;) {
+    std::optional<std::int64_t> n;
+    db.async_exec(cmd::spublish{channel, "after"}, [&](error_code, std::int64_t r) { n = r; });
+    run_for(ioc, 5s, [&] { return n.has_value(); });
+    reached = n == 1;
+    if (!reached) run_for(ioc, 100ms, [] { return false; });
+  }
+  BOOST_TEST(reached, "the shard subscriber never reached the promoted replica");
+  run_for(ioc, 5s, [&] { return got.has_value(); });
+  BOOST_TEST((got && got->payload == "after" && got->channel == channel));
+  BOOST_TEST(sub.shard_moves() >= 1u);
+}
+
+// A master that dies with no replica to promote: an operation on its slots keeps waiting for
+// a failover for failover_timeout, whatever max_redirects says (those count MOVED and ASK),
+// then fails with why its node could not be reached.
+BOOST_AUTO_TEST_CASE(an_unreachable_master_is_waited_for_failover_timeout_then_reported) {
+  test::TestRedisCluster cluster(test::TestRedisCluster::Options{.replicas_per_master = 0});
+  boost::asio::io_context ioc;
+  auto cfg = config_for(cluster);
+  cfg.max_redirects = 1;
+  cfg.failover_timeout = 1500ms;
+  cfg.node.max_retry_attempts = 1;
+  ClusterBackend db(ioc, cfg);
+  auto const key = std::string("{victim}k");
+  std::optional<error_code> set_ec;
+  db.async_exec(cmd::set{.key = key, .value = "v"}, [&](error_code ec, bool) { set_ec = ec; });
+  run_for(ioc, 10s, [&] { return set_ec.has_value(); });
+  BOOST_REQUIRE(set_ec && !*set_ec);
+
+  cluster.node(cluster.owner_of(cluster::key_slot(key))).kill();
+  auto const start = Clock::now();
+  std::optional<error_code> get_ec;
+  db.async_exec(cmd::get{key}, [&](error_code ec, std::optional<std::string>) { get_ec = ec; });
+  run_for(ioc, 20s, [&] { return get_ec.has_value(); });
+  auto const took = Clock::now() - start;
+  BOOST_REQUIRE(get_ec.has_value());
+  BOOST_TEST((*get_ec == Error::reconnect_gave_up || *get_ec == Error::not_connected),
+             get_ec->message());
+  BOOST_TEST(took >= 1500ms);
+  BOOST_TEST(took < 10s);
+  BOOST_TEST(db.stats().unreached >= 2u);  // more rounds than max_redirects allows
 }
 
 BOOST_AUTO_TEST_CASE(reads_go_to_the_replicas_when_asked_and_writes_to_the_masters) {

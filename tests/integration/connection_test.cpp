@@ -422,6 +422,11 @@ BOOST_AUTO_TEST_CASE(subscriptions_survive_reconnection) {
     Connection sub(ioc, cfg);
     co_await sub.async_subscribe("rk:chan", asio::use_awaitable);
     co_await sub.async_psubscribe("rk:pat:*", asio::use_awaitable);
+    // Shard channels too, after the handshake (two slots: one SSUBSCRIBE each then).
+    std::vector<std::string> const shards{"rk:shard:a", "rk:shard:b"};  // named: g++ 12
+    co_await sub.async_ssubscribe(shards, asio::use_awaitable);
+    co_await sub.async_ssubscribe("rk:shard:gone", asio::use_awaitable);
+    co_await sub.async_sunsubscribe("rk:shard:gone", asio::use_awaitable);
     Connection admin(ioc, config_for(srv.port()));
     Request kill;
     kill.push("CLIENT", "KILL", "TYPE", "pubsub");
@@ -429,13 +434,18 @@ BOOST_AUTO_TEST_CASE(subscriptions_survive_reconnection) {
     co_await admin.async_exec(kill, killed, asio::use_awaitable);
     BOOST_TEST(killed == 1);
     // Publish until the restored subscription delivers.
-    bool got_channel = false, got_pattern = false;
-    for (int i = 0; i < 100 && !(got_channel && got_pattern); ++i) {
+    bool got_channel = false, got_pattern = false, got_a = false, got_b = false;
+    long long gone_receivers = -1;
+    for (int i = 0; i < 100 && !(got_channel && got_pattern && got_a && got_b); ++i) {
       Request p;
       p.push("PUBLISH", "rk:chan", "hello");
       p.push("PUBLISH", "rk:pat:x", "world");
-      std::tuple<long long, long long> n;
+      p.push("SPUBLISH", "rk:shard:a", "a");
+      p.push("SPUBLISH", "rk:shard:b", "b");
+      p.push("SPUBLISH", "rk:shard:gone", "x");
+      std::tuple<long long, long long, long long, long long, long long> n;
       co_await admin.async_exec(p, n, asio::use_awaitable);
+      gone_receivers = std::get<4>(n);
       co_await sleep_for(20ms);
       while (auto push = co_await receive_within(sub, 5ms)) {
         auto const& p = *push;
@@ -443,10 +453,15 @@ BOOST_AUTO_TEST_CASE(subscriptions_survive_reconnection) {
           got_channel = true;
         if (p.size() >= 5 && p[1].value == "pmessage" && p[4].value == "world")
           got_pattern = true;
+        if (p.size() >= 4 && p[1].value == "smessage" && p[3].value == "a") got_a = true;
+        if (p.size() >= 4 && p[1].value == "smessage" && p[3].value == "b") got_b = true;
       }
     }
     BOOST_TEST(got_channel);
     BOOST_TEST(got_pattern);
+    BOOST_TEST(got_a);
+    BOOST_TEST(got_b);
+    BOOST_TEST(gone_receivers == 0);  // unsubscribed before: not restored
     BOOST_TEST(sub.metrics().reconnections == 1u);
   });
 }

@@ -15,15 +15,17 @@
 //    map is read again in the background;
 //  - ASK (a slot in migration): ASKING plus the command go to the named node; the map is left
 //    as it is;
-//  - TRYAGAIN, CLUSTERDOWN, LOADING: sent again after a pause that grows with each attempt;
+//  - TRYAGAIN, CLUSTERDOWN, LOADING: sent again after a pause that grows with each attempt (up
+//    to a second), for at most ClusterConfig::failover_timeout (30 s);
 //  - NOSCRIPT (a node that lost its scripts): sent again with SCRIPT LOAD ahead of it;
-//  - past ClusterConfig::max_redirects rounds: Error::too_many_redirects, with the last
-//    redirection's text in Diagnostics::server_message.
+//  - past ClusterConfig::max_redirects rounds of MOVED and ASK: Error::too_many_redirects, with
+//    the last redirection's text in Diagnostics::server_message.
 // A lost link is handled as on RedisBackend: a request of idempotent commands is re-sent by its
 // Connection; any other fails with Error::connection_lost (it may have run). A request whose
 // master could not be reached at all (refused, timed out, reconnection given up: it was never
 // written) goes where the next slot map says, after a pause: when a master dies, its replica
-// takes over and the callers carry on once the cluster has promoted it.
+// takes over and the callers carry on once the cluster has promoted it (they wait up to
+// ClusterConfig::failover_timeout, 30 s: the cluster's default cluster-node-timeout is 15 s).
 //
 // Batches. A batch (or a range of commands) whose keys all live on one master is one request
 // on that master's pipeline, with no copy. One that spans masters is split: one request per
@@ -43,9 +45,12 @@
 // KeyLayout::clustered, key_space.hpp): the keys one script or transaction touches share a
 // hash tag.
 //
-// Pub/sub: make_subscriber() subscribes through one node. PUBLISH goes to any master, and the
-// cluster bus carries the message to every node's subscribers; its reply counts only the
-// subscribers of the node that took it (so it may be 0 while others listen).
+// Pub/sub (ClusterSubscriber, from make_subscriber()): channels and patterns through one node.
+// PUBLISH goes to any master, and the cluster bus carries the message to every node's
+// subscribers; its reply counts only the subscribers of the node that took it (so it may be 0
+// while others listen). Sharded pub/sub (SSUBSCRIBE, cmd::spublish) keeps a message inside the
+// shard of its channel's slot: the subscriber subscribes on that master, follows the slot when
+// it moves, and SPUBLISH's count is exact.
 //
 // Cancellation: an operation sent to one master is cancelled as on RedisBackend; a batch split
 // over several masters is not cancellable.
@@ -56,6 +61,9 @@
 #include <rediskit/backend/redis_backend.hpp>
 #include <rediskit/cluster/route.hpp>
 #include <rediskit/cluster/slot_map.hpp>
+#include <rediskit/backend/subscriber.hpp>
+#include <rediskit/detail/any_handler.hpp>
+#include <rediskit/detail/post.hpp>
 #include <rediskit/key_space.hpp>
 
 #include <boost/asio/post.hpp>
@@ -66,6 +74,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <map>
 #include <memory>
@@ -86,8 +95,13 @@ struct ClusterConfig {
   /// Credentials, timeouts, client name and retries of every node's connections (host, port
   /// database and sentinels are ignored: a cluster has database 0 only, and finds its masters).
   RedisConfig node{};
-  /// Redirection rounds (MOVED, ASK, TRYAGAIN, ...) one operation may go through.
+  /// Redirection rounds (MOVED, ASK) one operation may go through.
   int max_redirects = 16;
+  /// How long an operation keeps waiting for its slot to be served when its master cannot be
+  /// reached or the cluster answers TRYAGAIN, CLUSTERDOWN or LOADING: a failover takes the
+  /// cluster's cluster-node-timeout (15 s by default) plus an election. Past it, the operation
+  /// fails with the last error (Error::reconnect_gave_up, Error::cluster_down, ...).
+  std::chrono::milliseconds failover_timeout{30000};
   /// First pause before a TRYAGAIN / CLUSTERDOWN / LOADING retry; it doubles each time, up to
   /// one second.
   std::chrono::milliseconds retry_delay{10};
@@ -439,6 +453,7 @@ class Core {
     auto const& st = state;
     bool const live = !st->closed;
     if (ec && live && never_sent(ec) && unreached_units(s)) {
+      wait_error = ec;
       ec = {};  // nothing of it ran: its units go where the next map says, after a pause
       s.fan_trees.clear();
     } else if (ec && !first_error) {
@@ -464,7 +479,20 @@ class Core {
                         first_error ? first_error : make_error_code(Error::connection_closed));
     if (redo.empty() || (first_error && !is_server_error(first_error)))
       return finish_now(st.get(), first_error);
-    if (++rounds > st->config.max_redirects) {
+    ++rounds;
+    bool const waiting = std::all_of(redo.begin(), redo.end(), [](Redo const& r) {
+      return r.kind == Retry::try_again || r.kind == Retry::unreached;
+    });
+    if (waiting) {  // for a failover: bounded by time, not by rounds
+      auto const now = std::chrono::steady_clock::now();
+      if (!waiting_since) waiting_since = now;
+      if (now - *waiting_since >= st->config.failover_timeout) {
+        Redo const& last = redo.back();
+        if (last.kind == Retry::unreached) return finish_now(st.get(), wait_error);
+        if (diag) diag->server_message = last.text;
+        return finish_now(st.get(), make_error_code(server_error_code(last.text)));
+      }
+    } else if (++redirects > st->config.max_redirects) {
       if (diag) diag->server_message = redo.back().text;
       return finish_now(st.get(), make_error_code(Error::too_many_redirects));
     }
@@ -797,7 +825,10 @@ class Core {
   std::map<std::size_t, resp3::Tree> trees;
   std::vector<std::pair<std::size_t, resp3::Tree>> fan_parts;
   std::vector<Redo> redo;
-  int rounds = 0;
+  int rounds = 0;     // every round (the pause grows with it)
+  int redirects = 0;  // rounds of MOVED and ASK
+  std::optional<std::chrono::steady_clock::time_point> waiting_since;  // first wait
+  error_code wait_error{};  // why the last unreached request never reached its node
   error_code first_error{};
   std::string prefix_text;
   std::optional<boost::asio::steady_timer> timer;
@@ -912,11 +943,472 @@ inline void refresh(std::shared_ptr<State> const& st) {
 
 }  // namespace detail::cluster
 
+namespace detail::cluster {
+
+/// ClusterSubscriber's state, shared with its connections' receive loops (held weakly there).
+class SubscriberCore : public std::enable_shared_from_this<SubscriberCore> {
+ public:
+  using Done = AnyHandler<void(error_code)>;
+  using Receiver = AnyHandler<void(error_code, Message)>;
+
+  explicit SubscriberCore(std::shared_ptr<State> s)
+      : state(std::move(s)), executor(state->executor), timer(executor) {
+    max_queued =
+        std::max<std::size_t>(state->config.node.connection_config().max_queued_pushes, 1);
+  }
+
+  /// The subscriber of classic pub/sub: one node, whose messages come from every node over
+  /// the cluster bus (a master of the map, else the first seed node). Its connection's pushes
+  /// are read here, into the one queue.
+  RedisSubscriber& classic_subscriber() {
+    if (!classic) {
+      NodeAddress at;
+      if (!state->map.masters().empty())
+        at = state->map.masters().front();
+      else if (!state->config.nodes.empty())
+        at = rediskit::cluster::parse_address(state->config.nodes.front()).value_or(at);
+      classic.emplace(executor, config_for(at).connection_config());
+      if (closed) classic->close();  // its operations fail with Error::connection_closed
+      pump(&classic->connection());
+    }
+    return *classic;
+  }
+
+  // ---- shard channels --------------------------------------------------------------------
+
+  void ssubscribe(std::vector<std::string> names, Done done) {
+    if (closed) return finish(std::move(done), Error::connection_closed);
+    if (names.empty()) return finish(std::move(done), Error::invalid_request);
+    // One SSUBSCRIBE per slot: every channel of one must be in one slot.
+    std::map<std::uint16_t, std::vector<std::string>> by_slot;
+    for (auto& n : names) {
+      auto [it, added] = shards.try_emplace(n);
+      if (!added && (it->second.in_flight || it->second.at)) continue;  // there, or on its way
+      it->second.in_flight = true;
+      by_slot[rediskit::cluster::key_slot(n)].push_back(std::move(n));
+    }
+    auto join = std::make_shared<Join>(std::move(done), by_slot.size(), executor);
+    if (by_slot.empty()) return join->finish_now();
+    for (auto& [slot, group] : by_slot) route(slot, std::move(group), 0, join, std::nullopt);
+    arm_timer();
+  }
+
+  void sunsubscribe(std::vector<std::string> names, Done done) {
+    if (closed) return finish(std::move(done), Error::connection_closed);
+    if (names.empty())
+      for (auto const& [n, e] : shards) names.push_back(n);
+    // One SUNSUBSCRIBE per node and slot (a cluster refuses one whose channels span slots).
+    std::map<std::pair<NodeAddress, std::uint16_t>, std::vector<std::string>> groups;
+    for (auto const& n : names) {
+      auto it = shards.find(n);
+      if (it == shards.end()) continue;
+      if (it->second.at) groups[{*it->second.at, rediskit::cluster::key_slot(n)}].push_back(n);
+      shards.erase(it);  // one on its way is dropped when its confirmation comes
+    }
+    auto join = std::make_shared<Join>(std::move(done), groups.size(), executor);
+    if (groups.empty()) return join->finish_now();
+    for (auto& [where, group] : groups)
+      connection_to(where.first).async_sunsubscribe(group, [join](error_code ec) {
+        join->one(ec);
+      });
+  }
+
+  std::size_t shard_channel_count() const noexcept { return shards.size(); }
+  boost::asio::any_io_executor const& get_executor() const noexcept { return executor; }
+
+  // ---- messages --------------------------------------------------------------------------
+
+  void receive(Receiver h) {
+    auto const ex = h.executor(executor);
+    auto const fail = [&](Error e) {
+      post_handler(ex, std::move(h), make_error_code(e), Message{});
+    };
+    if (closed) return fail(Error::connection_closed);
+    if (receiver) return fail(Error::already_receiving);
+    if (dropped) {
+      dropped = false;
+      return fail(Error::pushes_dropped);
+    }
+    if (!queue.empty()) {
+      Message m = std::move(queue.front());
+      queue.pop_front();
+      return post_handler(ex, std::move(h), error_code{}, std::move(m));
+    }
+    if (auto slot = h.cancellation_slot(); slot.is_connected())
+      slot.assign([w = weak_from_this()](boost::asio::cancellation_type) {
+        if (auto s = w.lock(); s && s->receiver)
+          s->complete_receive(boost::asio::error::operation_aborted, {});
+      });
+    receiver = std::move(h);
+  }
+
+  void close() {
+    if (closed) return;
+    closed = true;
+    timer.cancel();
+    if (classic) classic->close();
+    for (auto& [at, c] : nodes) c->close();
+    shards.clear();
+    if (receiver) complete_receive(Error::connection_closed, {});
+  }
+
+  std::uint64_t moves = 0;  // shard channels subscribed again elsewhere (their slot moved)
+
+ private:
+  struct Shard {
+    std::optional<NodeAddress> at;  // where it is subscribed (confirmed)
+    bool in_flight = false;         // an SSUBSCRIBE is on its way
+  };
+
+  // Completes a user's (s)subscribe once every slot group is done, with the first error.
+  struct Join {
+    Join(Done d, std::size_t n, boost::asio::any_io_executor const& fallback)
+        : done(std::move(d)), left(n), ex(done ? done.executor(fallback) : fallback) {}
+    void one(error_code ec) {
+      if (ec && !first) first = ec;
+      if (--left == 0) finish_now();
+    }
+    void finish_now() {
+      if (done) post_handler(ex, std::move(done), first);
+    }
+    Done done;  // empty for the subscriber's own moves
+    std::size_t left;
+    boost::asio::any_io_executor ex;
+    error_code first{};
+  };
+
+  void finish(Done done, Error e) {
+    auto const ex = done.executor(executor);
+    post_handler(ex, std::move(done), make_error_code(e));
+  }
+
+  RedisConfig config_for(NodeAddress const& at) const {
+    RedisConfig c = state->config.node;
+    c.host = at.host;
+    c.port = at.port;
+    return c;
+  }
+
+  std::shared_ptr<Connection> open(NodeAddress const& at) {
+    auto conn = std::make_shared<Connection>(executor, config_for(at).connection_config());
+    pump(conn.get());
+    return conn;
+  }
+
+  Connection& connection_to(NodeAddress const& at) {
+    for (auto& [a, c] : nodes)
+      if (a == at) return *c;
+    nodes.emplace_back(at, open(at));
+    return *nodes.back().second;
+  }
+
+  bool owns(Connection const* c) const {
+    if (classic && c == &classic->connection()) return true;
+    for (auto const& [a, p] : nodes)
+      if (p.get() == c) return true;
+    return false;
+  }
+
+  NodeAddress const* address_of(Connection const* c) const {
+    for (auto const& [a, p] : nodes)
+      if (p.get() == c) return &a;
+    return nullptr;
+  }
+
+  // Where `slot` lives: its master in the map, or (no map yet) a seed node, whose MOVED says.
+  std::optional<NodeAddress> owner_of(std::uint16_t slot) const {
+    auto const i = state->map.master_of(slot);
+    if (i >= 0) return state->map.masters()[std::size_t(i)];
+    for (auto const& n : state->config.nodes)
+      if (auto a = rediskit::cluster::parse_address(n)) return a;
+    return std::nullopt;
+  }
+
+  void route(std::uint16_t slot, std::vector<std::string> group, int attempt,
+             std::shared_ptr<Join> join, std::optional<NodeAddress> to) {
+    if (!to) to = owner_of(slot);
+    if (!to) return give_up(group, join, Error::cluster_down);
+    auto diag = std::make_shared<Diagnostics>();
+    auto& conn = connection_to(*to);
+    conn.async_ssubscribe(group, *diag, [w = weak_from_this(), slot, group, attempt, join,
+                                         diag, at = *to](error_code ec) mutable {
+      auto s = w.lock();
+      if (!s || s->closed) return join->one(Error::connection_closed);
+      s->routed(slot, std::move(group), attempt, std::move(join), *diag, at, ec);
+    });
+  }
+
+  void routed(std::uint16_t slot, std::vector<std::string> group, int attempt,
+              std::shared_ptr<Join> join, Diagnostics const& diag, NodeAddress const& at,
+              error_code ec) {
+    if (!ec) {
+      std::vector<std::string> unwanted;
+      for (auto const& n : group) {
+        auto it = shards.find(n);
+        if (it == shards.end()) {
+          unwanted.push_back(n);  // unsubscribed meanwhile
+          continue;
+        }
+        it->second.at = at;
+        it->second.in_flight = false;
+      }
+      if (!unwanted.empty()) connection_to(at).async_sunsubscribe(unwanted, [](error_code) {});
+      return join->one({});
+    }
+    bool const last = attempt + 1 >= state->config.max_redirects;
+    auto const kind = retry_kind(diag.server_message);
+    if (!last && (kind == Retry::moved || kind == Retry::ask)) {
+      auto r = rediskit::cluster::parse_redirect(diag.server_message);
+      if (r) {
+        if (!r->ask) {
+          state->moved(r->slot, r->to);
+          refresh(state);
+        }
+        return route(slot, std::move(group), attempt + 1, std::move(join), r->to);
+      }
+    }
+    if (!last && (kind == Retry::try_again || never_sent(ec) || ec == Error::connection_lost)) {
+      // Paused, then where the map says by then (a failover takes the cluster a while).
+      refresh(state);
+      auto t = std::make_shared<boost::asio::steady_timer>(executor);
+      t->expires_after(std::min(state->config.retry_delay * (1 << std::min(attempt, 6)),
+                                std::chrono::milliseconds(1000)));
+      return t->async_wait([w = weak_from_this(), t, slot, group = std::move(group), attempt,
+                            join](error_code) mutable {
+        auto s = w.lock();
+        if (!s || s->closed) return join->one(Error::connection_closed);
+        s->route(slot, std::move(group), attempt + 1, std::move(join), std::nullopt);
+      });
+    }
+    give_up(group, join, ec);
+  }
+
+  // The user's subscribe fails; a move of the subscriber's own is tried again by the timer.
+  void give_up(std::vector<std::string> const& group, std::shared_ptr<Join> const& join,
+               error_code ec) {
+    for (auto const& n : group) {
+      auto it = shards.find(n);
+      if (it == shards.end()) continue;
+      if (join->done)
+        shards.erase(it);
+      else
+        it->second.in_flight = false;
+    }
+    join->one(ec);
+  }
+
+  // Every second while there are shard channels: a channel not subscribed anywhere (a move
+  // that failed), or subscribed on a node that no longer owns its slot by the map (a failover
+  // promoted a replica; a node died), is subscribed where the map says now.
+  void arm_timer() {
+    if (timer_armed || closed || shards.empty()) return;
+    timer_armed = true;
+    timer.expires_after(std::chrono::seconds(1));
+    timer.async_wait([w = weak_from_this()](error_code ec) {
+      auto s = w.lock();
+      if (!s) return;
+      s->timer_armed = false;
+      if (ec || s->closed) return;
+      s->reconcile();
+      s->arm_timer();
+    });
+  }
+
+  void reconcile() {
+    if (!state->have_map) return refresh(state);
+    bool unhealthy = false;
+    for (auto const& [a, c] : nodes) unhealthy = unhealthy || c->health() != HealthStatus::ok;
+    if (unhealthy) refresh(state);
+    std::vector<std::string> moving;
+    for (auto& [n, e] : shards) {
+      if (e.in_flight) continue;
+      auto const owner = owner_of(rediskit::cluster::key_slot(n));
+      if (e.at && owner && *owner == *e.at) continue;
+      // Also to a node that is down: its connection would subscribe again when it is back.
+      if (e.at) connection_to(*e.at).async_sunsubscribe(n, [](error_code) {});
+      e.at.reset();
+      moving.push_back(n);
+    }
+    move(std::move(moving));
+  }
+
+  // Channels the server dropped (their slot moved) or that were never placed: subscribed
+  // again where they live now, with nobody waiting.
+  void move(std::vector<std::string> names) {
+    std::map<std::uint16_t, std::vector<std::string>> by_slot;
+    for (auto& n : names) {
+      auto& e = shards[n];
+      e.in_flight = true;
+      ++moves;
+      by_slot[rediskit::cluster::key_slot(n)].push_back(std::move(n));
+    }
+    for (auto& [slot, group] : by_slot)
+      route(slot, std::move(group), 0, std::make_shared<Join>(Done{}, 1, executor), std::nullopt);
+  }
+
+  void pump(Connection* c) {
+    c->async_receive([w = weak_from_this(), c](error_code ec, resp3::Tree t) {
+      auto s = w.lock();
+      if (!s || s->closed || !s->owns(c)) return;
+      if (ec == Error::pushes_dropped)
+        s->dropped = true;
+      else if (ec)
+        return;  // closed or cancelled
+      else
+        s->on_push(c, t);
+      s->pump(c);
+    });
+  }
+
+  void on_push(Connection const* c, resp3::Tree const& t) {
+    Message m;
+    if (detail::redis::to_message(t, m)) return deliver(std::move(m));
+    // ["sunsubscribe", channel, n] that nobody asked for: the slot left the node.
+    if (t.size() < 3 || t[1].value != "sunsubscribe") return;
+    auto const* at = address_of(c);
+    auto it = shards.find(t[2].value);
+    if (!at || it == shards.end() || it->second.in_flight || it->second.at != *at) return;
+    it->second.at.reset();
+    move({it->first});
+  }
+
+  void deliver(Message m) {
+    if (receiver) return complete_receive({}, std::move(m));
+    if (queue.size() >= max_queued) {
+      queue.pop_front();
+      dropped = true;
+    }
+    queue.push_back(std::move(m));
+  }
+
+  void complete_receive(error_code ec, Message m) {
+    auto h = std::move(receiver);
+    receiver = Receiver{};
+    if (auto slot = h.cancellation_slot(); slot.is_connected()) slot.clear();
+    auto const ex = h.executor(executor);
+    post_handler(ex, std::move(h), ec, std::move(m));
+  }
+
+  std::shared_ptr<State> state;
+  boost::asio::any_io_executor executor;
+  std::optional<RedisSubscriber> classic;
+  std::vector<std::pair<NodeAddress, std::shared_ptr<Connection>>> nodes;  // shard channels'
+  std::map<std::string, Shard, std::less<>> shards;
+  std::deque<Message> queue;
+  std::size_t max_queued = 4096;
+  bool dropped = false;
+  Receiver receiver;
+  bool closed = false;
+  boost::asio::steady_timer timer;
+  bool timer_armed = false;
+};
+
+}  // namespace detail::cluster
+
+/// A subscriber of a ClusterBackend (made by ClusterBackend::make_subscriber()), with the
+/// interface of every subscriber (rediskit/backend/subscriber.hpp).
+///  - Channels and patterns (SUBSCRIBE, PSUBSCRIBE) go through one node: the cluster bus
+///    brings every node's PUBLISH there.
+///  - Shard channels (SSUBSCRIBE) go to the master of their slot, one connection per master,
+///    one SSUBSCRIBE per slot. A MOVED is followed; when a slot leaves its node (a resharding:
+///    the server sends SUNSUBSCRIBE) or its master changes (a failover, seen in the slot map
+///    within a second or two of the cluster's own promotion), the channel is subscribed where
+///    it lives now. Messages published while it moves are lost, as pub/sub is at most once.
+/// Every connection's messages come out of one async_receive, in the order they arrive.
+/// Move-only; closing or destroying it unsubscribes from everything.
+class ClusterSubscriber {
+ public:
+  explicit ClusterSubscriber(std::shared_ptr<detail::cluster::State> st)
+      : core_(std::make_shared<detail::cluster::SubscriberCore>(std::move(st))) {}
+  ClusterSubscriber(ClusterSubscriber&&) noexcept = default;
+  ClusterSubscriber& operator=(ClusterSubscriber&& o) noexcept {
+    if (this != &o) {
+      close();
+      core_ = std::move(o.core_);
+    }
+    return *this;
+  }
+  ~ClusterSubscriber() { close(); }
+
+  boost::asio::any_io_executor get_executor() const { return core_->get_executor(); }
+
+  /// As RedisSubscriber's (through one node). Handler: void(error_code).
+  template <class Token = boost::asio::deferred_t>
+  auto async_subscribe(ArgList<std::string_view> channels, Token&& token = {}) {
+    return core_->classic_subscriber().async_subscribe(channels, std::forward<Token>(token));
+  }
+  template <class Token = boost::asio::deferred_t>
+  auto async_psubscribe(ArgList<std::string_view> patterns, Token&& token = {}) {
+    return core_->classic_subscriber().async_psubscribe(patterns, std::forward<Token>(token));
+  }
+  template <class Token = boost::asio::deferred_t>
+  auto async_unsubscribe(ArgList<std::string_view> channels = {}, Token&& token = {}) {
+    return core_->classic_subscriber().async_unsubscribe(channels, std::forward<Token>(token));
+  }
+  template <class Token = boost::asio::deferred_t>
+  auto async_punsubscribe(ArgList<std::string_view> patterns = {}, Token&& token = {}) {
+    return core_->classic_subscriber().async_punsubscribe(patterns, std::forward<Token>(token));
+  }
+
+  /// Shard channels, on the masters of their slots (see above). Channels in several slots are
+  /// fine. Handler: void(error_code), once every one is subscribed. Errors: the last refusal
+  /// once ClusterConfig::max_redirects rounds are spent (Error::moved, Error::try_again, ...),
+  /// a connection error (Error::reconnect_gave_up, ...), Error::cluster_down when no node is
+  /// known, Error::invalid_request for an empty list; the channels of a failed call are not
+  /// subscribed.
+  template <class Token = boost::asio::deferred_t>
+  auto async_ssubscribe(ArgList<std::string_view> channels, Token&& token = {}) {
+    return shard(true, channels, std::forward<Token>(token));
+  }
+  /// An empty list: from every shard channel.
+  template <class Token = boost::asio::deferred_t>
+  auto async_sunsubscribe(ArgList<std::string_view> channels = {}, Token&& token = {}) {
+    return shard(false, channels, std::forward<Token>(token));
+  }
+
+  /// The next message from any node. Handler: void(error_code, Message); errors as
+  /// MemorySubscriber's.
+  template <class Token = boost::asio::deferred_t>
+  auto async_receive(Token&& token = {}) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, Message)>(
+        [](auto handler, std::shared_ptr<detail::cluster::SubscriberCore> const& core) {
+          core->receive(std::move(handler));
+        },
+        token, core_);
+  }
+
+  /// Shard channels subscribed again on another node so far (their slot moved).
+  std::uint64_t shard_moves() const noexcept { return core_ ? core_->moves : 0; }
+
+  /// Closes every connection; a waiting receive completes with Error::connection_closed.
+  void close() {
+    if (core_) core_->close();
+  }
+
+ private:
+  template <class Token>
+  auto shard(bool subscribe, ArgList<std::string_view> names, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+        [](auto handler, std::shared_ptr<detail::cluster::SubscriberCore> const& core,
+           bool subscribe, ArgList<std::string_view> names) {
+          auto list = names.to_vector();
+          std::vector<std::string> owned(list.begin(), list.end());
+          if (subscribe)
+            core->ssubscribe(std::move(owned), std::move(handler));
+          else
+            core->sunsubscribe(std::move(owned), std::move(handler));
+        },
+        token, core_, subscribe, names);
+  }
+
+  std::shared_ptr<detail::cluster::SubscriberCore> core_;
+};
+
 /// The Backend on a Redis Cluster (see the top of this file).
 class ClusterBackend {
  public:
   using executor_type = boost::asio::any_io_executor;
-  using subscriber_type = RedisSubscriber;
+  using subscriber_type = ClusterSubscriber;
 
   static constexpr std::string_view name = "cluster";
   /// Services lay their keys out for a cluster by default (key_space.hpp).
@@ -962,20 +1454,9 @@ class ClusterBackend {
     return exec_impl(std::span<C const>(cs), &diag, std::forward<Token>(token));
   }
 
-  /// A subscriber with its own connection to one node (classic pub/sub reaches the
-  /// subscribers of every node).
-  RedisSubscriber make_subscriber() {
-    auto const& st = *state_;
-    rediskit::cluster::NodeAddress at;
-    if (!st.map.masters().empty())
-      at = st.map.masters().front();
-    else if (!st.config.nodes.empty())
-      at = rediskit::cluster::parse_address(st.config.nodes.front()).value_or(at);
-    RedisConfig c = st.config.node;
-    c.host = at.host;
-    c.port = at.port;
-    return RedisSubscriber(st.executor, c.connection_config());
-  }
+  /// A subscriber: classic channels through one node, shard channels on their slots' masters
+  /// (see ClusterSubscriber).
+  ClusterSubscriber make_subscriber() { return ClusterSubscriber(state_); }
 
   /// Reads the slot map now (it is also read at first use) and checks a master answers.
   /// Handler: void(error_code).

@@ -434,6 +434,25 @@ struct Pool {
   std::set<std::string, std::less<>> loaded_scripts;  // SHA1s the server is known to have
 };
 
+// [message, channel, payload], [smessage, channel, payload] or
+// [pmessage, pattern, channel, payload].
+inline bool to_message(resp3::Tree const& t, Message& m) {
+  if (t.size() < 4 || t[0].depth != 0) return false;
+  if ((t[1].value == "message" || t[1].value == "smessage") && t.size() == 4) {
+    m.channel = t[2].value;
+    m.payload = t[3].value;
+    m.sharded = t[1].value.front() == 's';
+    return true;
+  }
+  if (t[1].value == "pmessage" && t.size() == 5) {
+    m.pattern = t[2].value;
+    m.channel = t[3].value;
+    m.payload = t[4].value;
+    return true;
+  }
+  return false;
+}
+
 }  // namespace detail::redis
 
 /// A subscriber with its own connection (made by RedisBackend::make_subscriber()). The same
@@ -469,6 +488,15 @@ class RedisSubscriber {
   auto async_punsubscribe(ArgList<std::string_view> patterns = {}, Token&& token = {}) {
     return change("PUNSUBSCRIBE", patterns, std::forward<Token>(token));
   }
+  /// Shard channels (Redis 7's SSUBSCRIBE; only cmd::spublish reaches them).
+  template <class Token = boost::asio::deferred_t>
+  auto async_ssubscribe(ArgList<std::string_view> channels, Token&& token = {}) {
+    return change("SSUBSCRIBE", channels, std::forward<Token>(token));
+  }
+  template <class Token = boost::asio::deferred_t>
+  auto async_sunsubscribe(ArgList<std::string_view> channels = {}, Token&& token = {}) {
+    return change("SUNSUBSCRIBE", channels, std::forward<Token>(token));
+  }
 
   /// The next message (subscription confirmations are skipped). Handler:
   /// void(error_code, Message).
@@ -484,6 +512,7 @@ class RedisSubscriber {
   }
 
   Connection& connection() noexcept { return *conn_; }
+  Connection const& connection() const noexcept { return *conn_; }
 
  private:
   template <class Handler>
@@ -496,26 +525,9 @@ class RedisSubscriber {
                                                      resp3::Tree t) mutable {
                     if (ec) return std::move(h)(ec, Message{});
                     Message m;
-                    if (to_message(t, m)) return std::move(h)(ec, std::move(m));
+                    if (detail::redis::to_message(t, m)) return std::move(h)(ec, std::move(m));
                     receive_loop(conn, std::move(h));  // a confirmation: skip it
                   })));
-  }
-
-  // [message, channel, payload] or [pmessage, pattern, channel, payload].
-  static bool to_message(resp3::Tree const& t, Message& m) {
-    if (t.size() < 4 || t[0].depth != 0) return false;
-    if (t[1].value == "message" && t.size() == 4) {
-      m.channel = t[2].value;
-      m.payload = t[3].value;
-      return true;
-    }
-    if (t[1].value == "pmessage" && t.size() == 5) {
-      m.pattern = t[2].value;
-      m.channel = t[3].value;
-      m.payload = t[4].value;
-      return true;
-    }
-    return false;
   }
 
   template <class Token>
@@ -525,29 +537,23 @@ class RedisSubscriber {
                              ArgList<std::string_view> names) {
           auto list = names.to_vector();
           std::vector<std::string> owned(list.begin(), list.end());
-          if (owned.empty() && (verb == "SUBSCRIBE" || verb == "PSUBSCRIBE")) {
+          if (owned.empty() && !verb.ends_with("UNSUBSCRIBE")) {
             auto ex = boost::asio::get_associated_executor(handler, conn->get_executor());
             return detail::post_handler(ex, std::move(handler),
                                         make_error_code(Error::invalid_request));
           }
-          auto then_ping = [conn, h = std::move(handler)](boost::system::error_code ec) mutable {
-            if (ec) return std::move(h)(ec);
-            // The server answers in order: PING's reply comes after the confirmations.
-            auto req = std::make_unique<resp3::Request>();
-            req->push("PING");
-            auto& r = *req;
-            conn->async_exec(r, resp3::ignore,
-                             [req = std::move(req), h = std::move(h)](
-                                 boost::system::error_code ec2) mutable { std::move(h)(ec2); });
-          };
           if (verb == "SUBSCRIBE")
-            conn->async_subscribe(owned, std::move(then_ping));
+            conn->async_subscribe(owned, std::move(handler));
           else if (verb == "PSUBSCRIBE")
-            conn->async_psubscribe(owned, std::move(then_ping));
+            conn->async_psubscribe(owned, std::move(handler));
+          else if (verb == "SSUBSCRIBE")
+            conn->async_ssubscribe(owned, std::move(handler));
           else if (verb == "UNSUBSCRIBE")
-            conn->async_unsubscribe(owned, std::move(then_ping));
+            conn->async_unsubscribe(owned, std::move(handler));
+          else if (verb == "SUNSUBSCRIBE")
+            conn->async_sunsubscribe(owned, std::move(handler));
           else
-            conn->async_punsubscribe(owned, std::move(then_ping));
+            conn->async_punsubscribe(owned, std::move(handler));
         },
         token, verb, names);
   }

@@ -6,8 +6,13 @@
 //
 //   co_await sub.async_subscribe({"chat:room:1", "chat:room:2"});   // void(error_code)
 //   co_await sub.async_psubscribe("notifications:*");
+//   co_await sub.async_ssubscribe("{room:1}:typing");               // sharded (SPUBLISH)
 //   Message m = co_await sub.async_receive();                       // void(error_code, Message)
 //   co_await backend.async_exec(cmd::publish{.channel = "chat:room:1", .message = "hi"});
+//
+// Shard channels (Redis 7's SSUBSCRIBE, published with cmd::spublish) are a namespace of their
+// own: PUBLISH never reaches them, SPUBLISH reaches nothing else. On a cluster a shard channel
+// lives in its slot's shard, and ClusterBackend's subscriber follows it there.
 //
 // async_subscribe completes once the subscription is in effect: a message published after
 // that completes reaches the subscriber. Messages that arrive while nobody receives are queued,
@@ -46,6 +51,7 @@ struct Message {
   std::string pattern;  ///< the matching pattern (PSUBSCRIBE); empty for a channel subscription
   std::string channel;
   std::string payload;
+  bool sharded = false;  ///< from a shard channel (SSUBSCRIBE, SPUBLISH)
   friend bool operator==(Message const&, Message const&) = default;
 };
 
@@ -55,6 +61,7 @@ namespace detail::mem {
 struct SubscriberState {
   std::set<std::string, std::less<>> channels;
   std::set<std::string, std::less<>> patterns;
+  std::set<std::string, std::less<>> shard_channels;
   std::deque<Message> queue;
   std::size_t max_queued = 4096;
   bool dropped = false;
@@ -108,6 +115,18 @@ class PubSub {
     return n;
   }
 
+  /// SPUBLISH: delivers to every subscription of the shard channel; returns how many.
+  std::size_t spublish(std::string_view channel, std::string_view payload) {
+    std::size_t n = 0;
+    for (auto const& w : subs_) {
+      auto s = w.lock();
+      if (!s || s->closed || !s->shard_channels.contains(channel)) continue;
+      s->deliver(Message{{}, std::string(channel), std::string(payload), true});
+      ++n;
+    }
+    return n;
+  }
+
   /// PUBSUB NUMSUB-like count of channel subscriptions to `channel`.
   std::size_t subscribers_of(std::string_view channel) const {
     std::size_t n = 0;
@@ -144,20 +163,29 @@ class MemorySubscriber {
   /// Subscribes to channels (one or a list). Handler: void(error_code).
   template <class Token = boost::asio::deferred_t>
   auto async_subscribe(ArgList<std::string_view> channels, Token&& token = {}) {
-    return change(channels, false, true, std::forward<Token>(token));
+    return change(channels, Kind::channel, true, std::forward<Token>(token));
   }
   template <class Token = boost::asio::deferred_t>
   auto async_psubscribe(ArgList<std::string_view> patterns, Token&& token = {}) {
-    return change(patterns, true, true, std::forward<Token>(token));
+    return change(patterns, Kind::pattern, true, std::forward<Token>(token));
+  }
+  /// Shard channels (SSUBSCRIBE): only cmd::spublish reaches them.
+  template <class Token = boost::asio::deferred_t>
+  auto async_ssubscribe(ArgList<std::string_view> channels, Token&& token = {}) {
+    return change(channels, Kind::shard, true, std::forward<Token>(token));
   }
   /// Unsubscribes from the given channels; an empty list: from every channel.
   template <class Token = boost::asio::deferred_t>
   auto async_unsubscribe(ArgList<std::string_view> channels = {}, Token&& token = {}) {
-    return change(channels, false, false, std::forward<Token>(token));
+    return change(channels, Kind::channel, false, std::forward<Token>(token));
   }
   template <class Token = boost::asio::deferred_t>
   auto async_punsubscribe(ArgList<std::string_view> patterns = {}, Token&& token = {}) {
-    return change(patterns, true, false, std::forward<Token>(token));
+    return change(patterns, Kind::pattern, false, std::forward<Token>(token));
+  }
+  template <class Token = boost::asio::deferred_t>
+  auto async_sunsubscribe(ArgList<std::string_view> channels = {}, Token&& token = {}) {
+    return change(channels, Kind::shard, false, std::forward<Token>(token));
   }
 
   /// The next message. Handler: void(error_code, Message). Errors: Error::pushes_dropped
@@ -205,7 +233,9 @@ class MemorySubscriber {
   /// Channels and patterns currently subscribed.
   std::size_t subscription_count() const {
     std::lock_guard lock(*mutex_);
-    return state_ ? state_->channels.size() + state_->patterns.size() : 0;
+    return state_ ? state_->channels.size() + state_->patterns.size() +
+                        state_->shard_channels.size()
+                  : 0;
   }
 
   /// Unsubscribes from everything; a waiting receive completes with Error::connection_closed.
@@ -215,22 +245,27 @@ class MemorySubscriber {
     state_->closed = true;
     state_->channels.clear();
     state_->patterns.clear();
+    state_->shard_channels.clear();
     if (state_->receiver) std::exchange(state_->receiver, nullptr)(Error::connection_closed, {});
     registry_->remove(state_.get());
   }
 
  private:
+  enum class Kind { channel, pattern, shard };
+
   template <class Token>
-  auto change(ArgList<std::string_view> names, bool pattern, bool add, Token&& token) {
+  auto change(ArgList<std::string_view> names, Kind kind, bool add, Token&& token) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
-        [this](auto handler, ArgList<std::string_view> names, bool pattern, bool add) {
+        [this](auto handler, ArgList<std::string_view> names, Kind kind, bool add) {
           boost::system::error_code ec;
           {
             std::lock_guard lock(*mutex_);
             if (!state_ || state_->closed) {
               ec = Error::connection_closed;
             } else {
-              auto& set = pattern ? state_->patterns : state_->channels;
+              auto& set = kind == Kind::pattern ? state_->patterns
+                           : kind == Kind::shard  ? state_->shard_channels
+                                                  : state_->channels;
               if (add && names.empty()) ec = Error::invalid_request;
               else if (!add && names.empty()) set.clear();
               names.for_each([&](std::string_view n) {
@@ -243,7 +278,7 @@ class MemorySubscriber {
           }
           detail::post_handler(state_->executor, std::move(handler), ec);
         },
-        token, names, pattern, add);
+        token, names, kind, add);
   }
 
   detail::mem::PubSub* registry_;

@@ -9,7 +9,8 @@
 //    completes with void(error_code, std::tuple<replies...>); a transaction atomically;
 //  - b.async_exec(range of commands, token) completes with void(error_code, std::vector<...>);
 //  - b.make_subscriber() returns a B::subscriber_type with async_subscribe, async_psubscribe,
-//    async_unsubscribe, async_punsubscribe and async_receive (rediskit/backend/subscriber.hpp);
+//    async_unsubscribe, async_punsubscribe, async_ssubscribe, async_sunsubscribe and
+//    async_receive (rediskit/backend/subscriber.hpp);
 //  - b.health() returns a HealthStatus, and B::name names the backend ("redis", "memory", ...).
 // Every operation completes through the executor, never inside the initiating call.
 //
@@ -58,6 +59,8 @@ concept Subscriber = requires(S& s, ArgList<std::string_view> names) {
   s.async_psubscribe(names, boost::asio::deferred);
   s.async_unsubscribe(names, boost::asio::deferred);
   s.async_punsubscribe(names, boost::asio::deferred);
+  s.async_ssubscribe(names, boost::asio::deferred);
+  s.async_sunsubscribe(names, boost::asio::deferred);
   s.async_receive(boost::asio::deferred);
 };
 

@@ -133,7 +133,8 @@ void finish_op(Op* op, Args&&... args) {
 
 /// What a SUBSCRIBE-family request changes in the session, applied once it is written.
 struct Subscription {
-  bool pattern = false;
+  enum class Kind : std::uint8_t { channel, pattern, shard };  // SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE
+  Kind kind = Kind::channel;
   bool subscribe = true;
   std::vector<std::string> names;
 };
@@ -311,9 +312,12 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   /// SUBSCRIBE / PSUBSCRIBE / UNSUBSCRIBE / PUNSUBSCRIBE. Once the server took it, the change
   /// is remembered so that a reconnection subscribes again (see on_node).
   template <class Handler>
-  void start_subscription(Handler&& h, resp3::Request&& req, Subscription&& change) {
+  void start_subscription(Handler&& h, resp3::Request&& req, Subscription&& change,
+                          Diagnostics* diag = nullptr) {
     using Op = SubscriptionOp<std::decay_t<Handler>>;
     Op* op = make_op<Op>(std::move(h), ex_, std::move(req), std::move(change));
+    op->diag = diag;
+    if (diag) diag->clear();
     install_cancel(op);
     submit(op);
   }
@@ -680,7 +684,7 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   }
 
   void remember(Subscription const& change) {
-    auto& set = change.pattern ? patterns_ : channels_;
+    auto& set = subscriptions(change.kind);
     if (!change.subscribe && change.names.empty()) set.clear();
     for (auto const& n : change.names) {
       if (change.subscribe)
@@ -688,6 +692,65 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
       else if (auto it = set.find(n); it != set.end())
         set.erase(it);
     }
+  }
+
+  // Subscriptions are made again after the handshake, not in it, one command per name: a
+  // refusal there must not fail the connection (an ACL user that lost a channel: NOPERM; on a
+  // cluster, a shard channel whose slot moved while the link was down: MOVED). A refused name
+  // is forgotten and reported as the server reports a subscription it ended, with a push
+  // ["unsubscribe" / "punsubscribe" / "sunsubscribe", name, 0], so that a subscriber can act
+  // (ClusterSubscriber subscribes a shard channel where its slot lives now).
+  struct Resubscribed {
+    std::weak_ptr<ConnectionImpl> self;
+    Subscription::Kind kind;
+    std::string name;
+    void operator()(error_code ec) {
+      auto s = self.lock();
+      // A lost link sends it again with the next handshake; closing ends it.
+      if (!s || !ec || s->state_ == State::closed || ec == Error::connection_lost ||
+          ec == Error::reconnect_gave_up || ec == Error::connection_closed ||
+          ec == asio::error::operation_aborted)
+        return;
+      s->log(LogLevel::warning, "subscription to ", name, " dropped: refused after reconnecting");
+      auto& set = s->subscriptions(kind);
+      if (auto it = set.find(name); it != set.end()) set.erase(it);
+      char const* verb = kind == Subscription::Kind::pattern ? "punsubscribe"
+                         : kind == Subscription::Kind::shard ? "sunsubscribe"
+                                                             : "unsubscribe";
+      resp3::Tree t;
+      t.push_back(resp3::Node{resp3::Type::push, 3, 0, {}});
+      t.push_back(resp3::Node{resp3::Type::blob_string, 1, 1, verb});
+      t.push_back(resp3::Node{resp3::Type::blob_string, 1, 1, std::move(name)});
+      t.push_back(resp3::Node{resp3::Type::number, 1, 1, "0"});
+      s->deliver_push(std::move(t));
+    }
+  };
+
+  std::set<std::string, std::less<>>& subscriptions(Subscription::Kind kind) {
+    return kind == Subscription::Kind::pattern ? patterns_
+           : kind == Subscription::Kind::shard ? shard_channels_
+                                               : channels_;
+  }
+
+  // Ahead of the requests that waited for the link, in their order (an UNSUBSCRIBE among
+  // them comes after), and whatever max_waiting_requests says.
+  void resubscribe() {
+    using Kind = Subscription::Kind;
+    using Op = SubscriptionOp<Resubscribed>;
+    std::vector<ExecOpBase*> ops;
+    for (Kind kind : {Kind::channel, Kind::pattern, Kind::shard}) {
+      char const* verb = kind == Kind::pattern ? "PSUBSCRIBE"
+                         : kind == Kind::shard ? "SSUBSCRIBE"
+                                               : "SUBSCRIBE";
+      for (auto const& name : subscriptions(kind)) {
+        resp3::Request req;
+        req.push(verb, name);
+        req.push("HELLO");  // the fence: see SubscriptionOp
+        ops.push_back(make_op<Op>(Resubscribed{weak_from_this(), kind, name}, ex_,
+                                  std::move(req), Subscription{kind, true, {name}}));
+      }
+    }
+    waiting_.insert(waiting_.begin(), ops.begin(), ops.end());
   }
 
   // ---- replies -----------------------------------------------------------------------------
@@ -811,6 +874,11 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
 
   void deliver_push(resp3::Tree t) {
     ++metrics_.pushes_received;
+    // A shard channel whose slot left this node (a resharding, SUNSUBSCRIBE): not subscribed
+    // again here after a reconnection.
+    if (t.size() >= 3 && t[1].depth == 1 && t[1].value == "sunsubscribe" && t[2].depth == 1)
+      if (auto it = shard_channels_.find(t[2].value); it != shard_channels_.end())
+        shard_channels_.erase(it);
     if (receiver_ && pushes_.empty() && !pushes_were_dropped_) {
       auto* r = std::exchange(receiver_, nullptr);
       return r->complete({}, std::move(t));
@@ -966,8 +1034,6 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     role_seen_ = false;
     if (cfg_.require_master) hs.push("ROLE");  // reply 1: see handshake_on_node
     if (cfg_.database != 0) hs.push("SELECT", cfg_.database);
-    if (!channels_.empty()) hs.push_range("SUBSCRIBE", channels_);
-    if (!patterns_.empty()) hs.push_range("PSUBSCRIBE", patterns_);
     link->wbuf.assign(hs.payload());
     link->wbuf.append(cfg_.setup.payload());
 
@@ -1002,6 +1068,7 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     metrics_.last_connected_at = std::chrono::system_clock::now();
     log(LogLevel::info, "connected to ", cfg_.host, ":", cfg_.port);
     start_health_check(link);
+    resubscribe();
     do_write();  // what waited for the link goes now
     auto waiters = std::exchange(connect_waiters_, {});
     for (auto* w : waiters) w->complete({});
@@ -1180,6 +1247,7 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
 
   std::set<std::string, std::less<>> channels_;
   std::set<std::string, std::less<>> patterns_;
+  std::set<std::string, std::less<>> shard_channels_;
 
   ConnectionMetrics metrics_;
 };
@@ -1261,7 +1329,7 @@ auto Connection::async_receive(Token&& token) {
 
 template <class Channels, class Token>
 auto Connection::async_subscription(std::string_view command, Channels const& channels,
-                                    Token&& token) {
+                                    Diagnostics* diag, Token&& token) {
   std::vector<std::string> names;
   if constexpr (std::is_convertible_v<Channels const&, std::string_view>) {
     names.emplace_back(std::string_view(channels));
@@ -1271,32 +1339,48 @@ auto Connection::async_subscription(std::string_view command, Channels const& ch
   resp3::Request req;
   req.push_range(command, names);
   req.push("HELLO");  // the fence: see detail::SubscriptionOp
-  detail::Subscription change{.pattern = command.front() == 'P',
+  using Kind = detail::Subscription::Kind;
+  Kind const kind = command.front() == 'P'                                       ? Kind::pattern
+                    : command.starts_with("SS") || command.starts_with("SUNS") ? Kind::shard
+                                                                                 : Kind::channel;
+  detail::Subscription change{.kind = kind,
                               .subscribe = command.find("UNSUB") == std::string_view::npos,
                               .names = std::move(names)};
   return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
       [](auto handler, std::shared_ptr<detail::ConnectionImpl> impl, resp3::Request r,
-         detail::Subscription c) {
-        impl->start_subscription(std::move(handler), std::move(r), std::move(c));
+         detail::Subscription c, Diagnostics* d) {
+        impl->start_subscription(std::move(handler), std::move(r), std::move(c), d);
       },
-      token, impl_, std::move(req), std::move(change));
+      token, impl_, std::move(req), std::move(change), diag);
 }
 
 template <class Channels, class Token>
 auto Connection::async_subscribe(Channels const& channels, Token&& token) {
-  return async_subscription("SUBSCRIBE", channels, std::forward<Token>(token));
+  return async_subscription("SUBSCRIBE", channels, nullptr, std::forward<Token>(token));
 }
 template <class Channels, class Token>
 auto Connection::async_psubscribe(Channels const& patterns, Token&& token) {
-  return async_subscription("PSUBSCRIBE", patterns, std::forward<Token>(token));
+  return async_subscription("PSUBSCRIBE", patterns, nullptr, std::forward<Token>(token));
 }
 template <class Channels, class Token>
 auto Connection::async_unsubscribe(Channels const& channels, Token&& token) {
-  return async_subscription("UNSUBSCRIBE", channels, std::forward<Token>(token));
+  return async_subscription("UNSUBSCRIBE", channels, nullptr, std::forward<Token>(token));
 }
 template <class Channels, class Token>
 auto Connection::async_punsubscribe(Channels const& patterns, Token&& token) {
-  return async_subscription("PUNSUBSCRIBE", patterns, std::forward<Token>(token));
+  return async_subscription("PUNSUBSCRIBE", patterns, nullptr, std::forward<Token>(token));
+}
+template <class Channels, class Token>
+auto Connection::async_ssubscribe(Channels const& channels, Token&& token) {
+  return async_subscription("SSUBSCRIBE", channels, nullptr, std::forward<Token>(token));
+}
+template <class Channels, class Token>
+auto Connection::async_ssubscribe(Channels const& channels, Diagnostics& diag, Token&& token) {
+  return async_subscription("SSUBSCRIBE", channels, &diag, std::forward<Token>(token));
+}
+template <class Channels, class Token>
+auto Connection::async_sunsubscribe(Channels const& channels, Token&& token) {
+  return async_subscription("SUNSUBSCRIBE", channels, nullptr, std::forward<Token>(token));
 }
 
 template <class Token>

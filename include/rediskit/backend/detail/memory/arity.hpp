@@ -48,7 +48,7 @@ inline constexpr Arity arities[] = {
     {"XGROUP CREATECONSUMER", 5}, {"XGROUP SETID", -5}, {"XREADGROUP", -7}, {"XACK", -4},
     {"XPENDING", -3}, {"XCLAIM", -6}, {"XAUTOCLAIM", -6},
     // pub/sub, scripting, server
-    {"PUBLISH", 3}, {"EVAL", -3}, {"EVALSHA", -3}, {"SCRIPT LOAD", 3}, {"PING", -1},
+    {"PUBLISH", 3}, {"SPUBLISH", 3}, {"EVAL", -3}, {"EVALSHA", -3}, {"SCRIPT LOAD", 3}, {"PING", -1},
     {"ECHO", 2}, {"TIME", 1}, {"DBSIZE", 1}, {"FLUSHDB", -1}, {"INFO", -1},
 };
 

@@ -1,4 +1,4 @@
-// MemoryBackend: PUBLISH (see engine.hpp for the rules of run() overloads). The subscribers
+// MemoryBackend: PUBLISH and SPUBLISH (see engine.hpp for the rules of run() overloads). The subscribers
 // live in the backend (subscriber.hpp); the engine reaches them through Ctx::pubsub.
 #pragma once
 
@@ -11,6 +11,11 @@ namespace rediskit::detail::mem {
 inline std::int64_t run(Ctx& ctx, cmd::publish const& c) {
   if (!ctx.db.pubsub) return 0;
   return static_cast<std::int64_t>(ctx.db.pubsub->publish(c.channel, c.message));
+}
+
+inline std::int64_t run(Ctx& ctx, cmd::spublish const& c) {
+  if (!ctx.db.pubsub) return 0;
+  return static_cast<std::int64_t>(ctx.db.pubsub->spublish(c.channel, c.message));
 }
 
 }  // namespace rediskit::detail::mem
