@@ -113,6 +113,7 @@ inline bool is_outage(boost::system::error_code const& ec) noexcept {
       case Error::not_connected:
       case Error::connection_lost:
       case Error::connect_timeout:
+      case Error::timeout:
       case Error::resolve_failed:
       case Error::health_check_failed:
       case Error::reconnect_gave_up:

@@ -131,6 +131,18 @@ struct ConnectionConfig {
   std::size_t max_queued_pushes = 4096;
   /// Requests that may wait for a reconnection; beyond, new ones fail with not_connected.
   std::size_t max_waiting_requests = 65536;
+  /// A request with no reply within this completes with Error::timeout (0: never; seed 002
+  /// uses 5 s). Its late reply is read and dropped. Diagnostics::detail says whether it was
+  /// written ("it may have run") or never sent. resp3::Request::Config::timeout overrides it.
+  std::chrono::milliseconds command_timeout{0};
+  /// false: while the link is not up, requests fail at once with Error::not_connected instead
+  /// of waiting for the (re)connection, which such a request starts (ioredis's
+  /// enableOfflineQueue). Call async_connect first.
+  bool offline_queue = true;
+  /// A server that loads its dataset (after a restart) answers LOADING: a request whose every
+  /// reply is LOADING did not run, and is sent again every 100 ms for up to this long, then
+  /// fails with Error::loading (0: at once).
+  std::chrono::milliseconds max_loading_timeout{5000};
   resp3::ParserConfig parser{};
   LogSink log{};
 };

@@ -79,6 +79,7 @@ enum class Error : int {
   tls_handshake_timeout,       ///< TLS: no handshake answer on a first connection; not retried
   tls_setup_failed,            ///< TLS: a CA, certificate or key file cannot be used; not retried
   tls_unavailable,             ///< TLS configured, but <rediskit/tls.hpp> is not in the program
+  timeout,                     ///< no reply within the command timeout (written: it may have run)
 
   // --- Configuration -----------------------------------------------------------------------
   invalid_config = 400,        ///< a configuration value (URL, environment variable) is malformed
@@ -246,6 +247,9 @@ class ErrorCategory final : public boost::system::error_category {
                "was built without rediskit's TLS support: #include <rediskit/tls.hpp> (or "
                "<rediskit/rediskit.hpp>) in one of its source files and link OpenSSL::SSL; not "
                "retried";
+      case Error::timeout:
+        return "no reply within the command timeout (command_timeout or the request's own): "
+               "if the request was written it may have run (see Diagnostics::detail)";
       case Error::invalid_config:
         return "invalid configuration: a URL or environment variable is malformed (the "
                "exception's text, or the `what` argument, names it)";

@@ -52,6 +52,15 @@ struct RedisConfig {
   int max_retry_attempts = 3;                             ///< REDIS_MAX_RETRY_ATTEMPTS
   bool keep_alive = true;                                 ///< REDIS_KEEP_ALIVE (true/false/1/0)
   std::chrono::milliseconds health_check_interval{2000};  ///< PING on idle links; 0 disables
+  /// No reply within this: Error::timeout (0: none; seed 002 uses 5000). REDIS_COMMAND_TIMEOUT
+  /// (ms). Blocking commands (BLMOVE, XREADGROUP BLOCK) are not timed: they wait by design.
+  std::chrono::milliseconds command_timeout{0};
+  /// false: requests fail at once with not_connected while the link is down.
+  /// REDIS_ENABLE_OFFLINE_QUEUE (true/false/1/0).
+  bool offline_queue = true;
+  /// LOADING (a restarted server reading its data) is waited out this long, then
+  /// Error::loading. REDIS_MAX_LOADING_TIMEOUT (ms; 0: fail at once).
+  std::chrono::milliseconds max_loading_timeout{5000};
   TlsConfig tls{};  ///< rediss:// and REDIS_TLS*; off by default
 
   /// Sentinel mode when not empty: "host:port" of Sentinels ("host" alone: port 26379), asked in
@@ -77,6 +86,9 @@ struct RedisConfig {
     c.health_check_interval = health_check_interval;
     c.tcp_keepalive = keep_alive;
     c.reconnect.max_attempts = max_retry_attempts;
+    c.command_timeout = command_timeout;
+    c.offline_queue = offline_queue;
+    c.max_loading_timeout = max_loading_timeout;
     c.tls = tls;
     return c;
   }
@@ -110,7 +122,8 @@ BOOST_DESCRIBE_STRUCT(TlsConfig, (),
                        dangerously_skip_verification))
 BOOST_DESCRIBE_STRUCT(RedisConfig, (),
                       (host, port, username, password, database, client_name, connect_timeout,
-                       max_retry_attempts, keep_alive, health_check_interval, tls, sentinels,
+                       max_retry_attempts, keep_alive, health_check_interval, command_timeout,
+                       offline_queue, max_loading_timeout, tls, sentinels,
                        master_name, sentinel_username, sentinel_password, sentinel_timeout))
 
 namespace detail::config {
@@ -131,6 +144,16 @@ bool parse_int(std::string_view name, std::string_view text, Int lo, Int hi, Int
                 std::string(name) + ": '" + std::string(text) + "' is not a whole number from " +
                     std::to_string(lo) + " to " + std::to_string(hi));
   out = v;
+  return true;
+}
+
+// Milliseconds, from `min` to one hour.
+inline bool parse_ms(char const* name, std::string_view v, std::int64_t min,
+                     std::chrono::milliseconds& out, boost::system::error_code& ec,
+                     std::string* what) {
+  std::int64_t ms = 0;
+  if (!parse_int<std::int64_t>(name, v, min, 3'600'000, ms, ec, what)) return false;
+  out = std::chrono::milliseconds(ms);
   return true;
 }
 
@@ -344,15 +367,18 @@ inline RedisConfig RedisConfig::from_env(boost::system::error_code& ec, std::str
     ok = parse_int<std::uint16_t>("REDIS_PORT", v, 1, 65535, cfg.port, ec, what);
   if (auto v = var("REDIS_DB"); ok && !v.empty())
     ok = parse_int("REDIS_DB", v, 0, 1 << 20, cfg.database, ec, what);
-  if (auto v = var("REDIS_CONNECTION_TIMEOUT"); ok && !v.empty()) {
-    std::int64_t ms = 0;
-    ok = parse_int<std::int64_t>("REDIS_CONNECTION_TIMEOUT", v, 1, 3'600'000, ms, ec, what);
-    cfg.connect_timeout = std::chrono::milliseconds(ms);
-  }
+  if (auto v = var("REDIS_CONNECTION_TIMEOUT"); ok && !v.empty())
+    ok = parse_ms("REDIS_CONNECTION_TIMEOUT", v, 1, cfg.connect_timeout, ec, what);
   if (auto v = var("REDIS_MAX_RETRY_ATTEMPTS"); ok && !v.empty())
     ok = parse_int("REDIS_MAX_RETRY_ATTEMPTS", v, 0, 1000, cfg.max_retry_attempts, ec, what);
   if (auto v = var("REDIS_KEEP_ALIVE"); ok && !v.empty())
     ok = parse_bool("REDIS_KEEP_ALIVE", v, cfg.keep_alive, ec, what);
+  if (auto v = var("REDIS_COMMAND_TIMEOUT"); ok && !v.empty())
+    ok = parse_ms("REDIS_COMMAND_TIMEOUT", v, 0, cfg.command_timeout, ec, what);
+  if (auto v = var("REDIS_ENABLE_OFFLINE_QUEUE"); ok && !v.empty())
+    ok = parse_bool("REDIS_ENABLE_OFFLINE_QUEUE", v, cfg.offline_queue, ec, what);
+  if (auto v = var("REDIS_MAX_LOADING_TIMEOUT"); ok && !v.empty())
+    ok = parse_ms("REDIS_MAX_LOADING_TIMEOUT", v, 0, cfg.max_loading_timeout, ec, what);
   if (auto v = var("REDIS_SENTINELS"); ok && !v.empty())
     ok = parse_sentinels("REDIS_SENTINELS", v, cfg.sentinels, ec, what);
   if (auto v = var("REDIS_SENTINEL_MASTER"); !v.empty()) cfg.master_name = std::string(v);

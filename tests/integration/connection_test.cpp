@@ -1,5 +1,6 @@
 // Connection against a real redis-server: pipelining, reconnection, health check, auth,
-// pushes, cancellation. Tests that break the server start their own TestRedisServer; the
+// pushes, cancellation, and seed 002's options (command timeout with DEBUG SLEEP holding the
+// server, the offline queue turned off, LOADING waited out while a restarted server loads). Tests that break the server start their own TestRedisServer; the
 // others use the shared one from the CTest fixture.
 #include <rediskit/connection.hpp>
 
@@ -18,7 +19,10 @@
 #include "support/test_redis.hpp"
 
 #include <chrono>
+#include <exception>
+#include <optional>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
@@ -28,8 +32,10 @@ using namespace std::chrono_literals;
 using boost::system::error_code;
 using rediskit::Connection;
 using rediskit::ConnectionConfig;
+using rediskit::Diagnostics;
 using rediskit::Error;
 using rediskit::resp3::Request;
+using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -56,6 +62,19 @@ asio::awaitable<std::optional<rediskit::resp3::Tree>> receive_within(
     if (!ec) co_return std::move(tree);
   }
   co_return std::nullopt;
+}
+
+// A connection that keeps reconnecting for a while (the server is stopped on purpose).
+ConnectionConfig patient_config_for(unsigned short port) {
+  ConnectionConfig cfg = config_for(port);
+  cfg.reconnect = {.initial_delay = 20ms, .max_delay = 100ms, .max_attempts = 100};
+  return cfg;
+}
+
+// Holds the server for `seconds` (DEBUG SLEEP) from a connection of its own, without waiting.
+void hold_server(Connection& admin, Request& sleep, std::string const& seconds) {
+  sleep.push("DEBUG", "SLEEP", seconds);
+  admin.async_exec(sleep, rediskit::resp3::ignore, [](error_code) {});
 }
 
 bool is_link_failure(error_code ec) {
@@ -618,6 +637,171 @@ BOOST_AUTO_TEST_CASE(close_fails_pending_operations) {
     std::string pong;
     auto [ec2] = co_await conn.async_exec(ping, pong, as_tuple_awaitable);
     BOOST_TEST(ec2 == Error::connection_closed);
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(connection_options)
+
+// A command that gets no reply within command_timeout completes with Error::timeout; its late
+// reply is dropped, and the next request gets its own. Written, it may have run, and says so.
+BOOST_AUTO_TEST_CASE(a_command_timeout_fails_the_request_and_drops_its_late_reply) {
+  rediskit::test::TestRedisServer srv;
+  run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+    auto cfg = patient_config_for(srv.port());
+    cfg.command_timeout = 100ms;
+    cfg.health_check_interval = 0ms;
+    Connection conn(ioc, cfg);
+    co_await conn.async_connect(asio::use_awaitable);
+    Connection admin(ioc, patient_config_for(srv.port()));
+    co_await admin.async_connect(asio::use_awaitable);
+
+    Request sleep;
+    hold_server(admin, sleep, "0.6");
+    co_await sleep_for(50ms);  // the server is asleep now
+    Request incr;
+    incr.push("INCR", "rk:timeout:n");
+    long long n = 0;
+    Diagnostics diag;
+    auto const start = Clock::now();
+    auto [ec] = co_await conn.async_exec(incr, n, diag, as_tuple_awaitable);
+    auto const took = Clock::now() - start;
+    BOOST_TEST(ec == Error::timeout, ec.message());
+    BOOST_TEST((took >= 90ms));
+    BOOST_TEST((took < 500ms));
+    BOOST_TEST(diag.detail.find("may have run") != std::string::npos, diag.detail);
+
+    // A request of its own with a longer timeout waits the sleep out; the INCR's late reply
+    // is not taken for its reply.
+    Request get(Request::Config{.timeout = 3s});
+    get.push("GET", "rk:timeout:n");
+    std::optional<std::string> v;
+    auto [ec2] = co_await conn.async_exec(get, v, as_tuple_awaitable);
+    BOOST_TEST(!ec2, ec2.message());
+    BOOST_TEST(v.value_or("") == "1");  // the INCR did run: "may have run" was right
+    BOOST_TEST(conn.health() == rediskit::HealthStatus::ok);
+  });
+}
+
+// A request that waits for a reconnection times out too, and was never sent.
+BOOST_AUTO_TEST_CASE(a_request_waiting_for_the_link_times_out_unsent) {
+  rediskit::test::TestRedisServer srv;
+  run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+    auto cfg = patient_config_for(srv.port());
+    cfg.command_timeout = 150ms;
+    Connection conn(ioc, cfg);
+    co_await conn.async_connect(asio::use_awaitable);
+    srv.stop();
+    Request ping;
+    ping.push("PING");
+    std::string pong;
+    // Until the connection has seen the link go (a request written before fails otherwise).
+    for (int i = 0; i < 100 && conn.health() == rediskit::HealthStatus::ok; ++i) {
+      auto [e] = co_await conn.async_exec(ping, pong, as_tuple_awaitable);
+      (void)e;
+      co_await sleep_for(10ms);
+    }
+    BOOST_REQUIRE(conn.health() != rediskit::HealthStatus::ok);
+    Request get;
+    get.push("GET", "k");
+    std::optional<std::string> v;
+    Diagnostics diag;
+    auto [ec] = co_await conn.async_exec(get, v, diag, as_tuple_awaitable);
+    BOOST_TEST(ec == Error::timeout, ec.message());
+    BOOST_TEST(diag.detail.find("did not run") != std::string::npos, diag.detail);
+    conn.close();
+  });
+}
+
+// offline_queue = false: while the link is down a request fails at once with not_connected
+// instead of waiting for the reconnection (the default waits).
+BOOST_AUTO_TEST_CASE(without_the_offline_queue_requests_fail_at_once_while_down) {
+  rediskit::test::TestRedisServer srv;
+  run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+    auto cfg = patient_config_for(srv.port());
+    cfg.offline_queue = false;
+    Connection conn(ioc, cfg);
+    co_await conn.async_connect(asio::use_awaitable);
+    Request ping;
+    ping.push("PING");
+    std::string pong;
+    auto [ec0] = co_await conn.async_exec(ping, pong, as_tuple_awaitable);
+    BOOST_TEST(!ec0, ec0.message());
+    srv.kill();
+    // Until the connection has seen the link go.
+    for (int i = 0; i < 100 && conn.health() == rediskit::HealthStatus::ok; ++i) {
+      auto [e] = co_await conn.async_exec(ping, pong, as_tuple_awaitable);
+      (void)e;
+      co_await sleep_for(10ms);
+    }
+    auto const start = Clock::now();
+    auto [ec] = co_await conn.async_exec(ping, pong, as_tuple_awaitable);
+    BOOST_TEST(ec == Error::not_connected, ec.message());
+    BOOST_TEST((Clock::now() - start < 100ms));
+    // Back up: requests go through again.
+    srv.start();
+    bool served = false;
+    for (int i = 0; i < 200 && !served; ++i) {
+      auto [e] = co_await conn.async_exec(ping, pong, as_tuple_awaitable);
+      served = !e;
+      if (!served) co_await sleep_for(20ms);
+    }
+    BOOST_TEST(served);
+    conn.close();
+  });
+}
+
+// A restarted server answers LOADING while it loads its dataset: requests wait and are sent
+// again until max_loading_timeout, then fail with Error::loading.
+BOOST_AUTO_TEST_CASE(loading_is_waited_out_until_max_loading_timeout) {
+  // 20 000 keys at 50 us each: a second or more of loading, with events processed meanwhile
+  // (start() waits for the end of it: up to 60 s on a loaded machine).
+  rediskit::test::TestRedisServer srv(rediskit::test::TestRedisServer::Options{
+      .extra_args = {"--key-load-delay", "50", "--loading-process-events-interval-bytes",
+                     "1024"},
+      .start_timeout = std::chrono::seconds(60)});
+  run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+    {
+      Connection admin(ioc, patient_config_for(srv.port()));
+      Request fill;
+      fill.push("DEBUG", "POPULATE", 20000, "key");
+      fill.push("SAVE");
+      std::tuple<std::string, std::string> ok;
+      co_await admin.async_exec(fill, ok, asio::use_awaitable);
+      BOOST_TEST(std::get<1>(ok) == "OK");
+      admin.close();
+    }
+    srv.stop();
+    std::string start_error;
+    std::thread starter([&] {  // returns once loading is over
+      try {
+        srv.start();
+      } catch (std::exception const& e) {
+        start_error = e.what();
+      }
+    });
+
+    auto patient_cfg = patient_config_for(srv.port());
+    patient_cfg.max_loading_timeout = 60s;
+    Connection patient(ioc, patient_cfg);
+    auto impatient_cfg = patient_config_for(srv.port());
+    impatient_cfg.max_loading_timeout = 300ms;
+    Connection impatient(ioc, impatient_cfg);
+
+    Request get;
+    get.push("GET", "key:7");
+    std::optional<std::string> a, b;
+    // Both connect while it loads (HELLO is allowed then); wait for the first LOADING.
+    auto [ec_a] = co_await impatient.async_exec(get, a, as_tuple_awaitable);
+    BOOST_TEST(ec_a == Error::loading, ec_a.message());
+    auto [ec_b] = co_await patient.async_exec(get, b, as_tuple_awaitable);
+    BOOST_TEST(!ec_b, ec_b.message());
+    BOOST_TEST(b.value_or("") == "value:7");
+    starter.join();
+    BOOST_TEST(start_error.empty(), start_error);
+    patient.close();
+    impatient.close();
   });
 }
 

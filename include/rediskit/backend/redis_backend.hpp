@@ -405,6 +405,7 @@ struct Pool {
   ConnectionConfig blocking_config() const {
     auto c = main_config();
     c.health_check_interval = std::chrono::milliseconds(0);  // a BLOCK looks like a dead link
+    c.command_timeout = std::chrono::milliseconds(0);        // and waits by design
     return c;
   }
 

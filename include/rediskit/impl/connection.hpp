@@ -152,6 +152,10 @@ struct ExecOpBase {
   Diagnostics* diag = nullptr;
   Subscription const* subscription = nullptr;  // SUBSCRIBE and friends only
   bool internal = false;  // the handshake or a health-check PING, owned by the connection
+  // Error::timeout at this time (command_timeout); max: never.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  // When the server first answered LOADING to it (min: never).
+  std::chrono::steady_clock::time_point loading_since{};
 
   void complete(error_code ec) { complete_fn(this, ec); }
 };
@@ -259,6 +263,8 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
         retry_timer_(ex_),
         connect_timer_(ex_),
         health_timer_(ex_),
+        deadline_timer_(ex_),
+        loading_timer_(ex_),
         rng_(std::random_device{}()) {
     handshake_op_.internal = true;
     handshake_op_.diag = &handshake_diag_;
@@ -305,8 +311,13 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     constexpr std::size_t want = resp3::ResponseAdapter<Response>::expected_replies;
     if (req.commands() == 0 || (want != resp3::any_count && want != op->expected))
       return post_complete(op, Error::invalid_request);
+    auto const timeout = req.config.timeout.value_or(cfg_.command_timeout);
+    auto const deadline = timeout.count() > 0 ? std::chrono::steady_clock::now() + timeout
+                                              : std::chrono::steady_clock::time_point::max();
+    op->deadline = deadline;
     install_cancel(op);
-    submit(op);
+    submit(op);  // may complete op at once: it is not touched again
+    watch_deadline(deadline);
   }
 
   /// SUBSCRIBE / PSUBSCRIBE / UNSUBSCRIBE / PUNSUBSCRIBE. Once the server took it, the change
@@ -395,6 +406,8 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     retry_timer_.cancel();
     connect_timer_.cancel();
     health_timer_.cancel();
+    deadline_timer_.cancel();
+    loading_timer_.cancel();
     auto pending = detach_pending();
     waiting_.clear();  // internal operations only, by now
     inflight_.clear();
@@ -427,6 +440,8 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   // requests keep their slot so that their replies are still read and dropped.
   Detached detach_pending() {
     Detached d;
+    for (auto* op : loading_) d.ops.push_back(op);
+    loading_.clear();
     for (auto* op : waiting_)
       if (!op->internal) d.ops.push_back(op);
     std::erase_if(waiting_, [](ExecOpBase* op) { return !op->internal; });
@@ -448,6 +463,7 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     error_code ec{};
     bool skip = false;  // the current reply failed to adapt: skip its remaining nodes
     bool fenced = false;  // a SubscriptionOp's: an error before the fence's reply is its own
+    std::size_t loading = 0;  // replies that were LOADING errors
   };
 
   struct Link {
@@ -572,9 +588,11 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
       case State::down:
         if (op->cfg.fail_if_not_connected) return post_complete(op, Error::not_connected);
         start_cycle();
+        if (!cfg_.offline_queue) return post_complete(op, Error::not_connected);
         break;
       default:
-        if (op->cfg.fail_if_not_connected || waiting_.size() >= cfg_.max_waiting_requests)
+        if (op->cfg.fail_if_not_connected || !cfg_.offline_queue ||
+            waiting_.size() >= cfg_.max_waiting_requests)
           return post_complete(op, Error::not_connected);
         break;
     }
@@ -595,24 +613,103 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     if (slot.is_connected()) slot.template emplace<CancelExec>(CancelExec{this, op});
   }
 
-  void cancel_exec(ExecOpBase* op) {
-    if (auto it = std::find(waiting_.begin(), waiting_.end(), op); it != waiting_.end()) {
-      waiting_.erase(it);
-      return op->complete(asio::error::operation_aborted);
-    }
+  void cancel_exec(ExecOpBase* op) { abandon(op, asio::error::operation_aborted); }
+
+  // Completes `op` with `ec` wherever it waits. Returns 1 when it had been written, 0 when
+  // not, -1 when it is not pending here.
+  int abandon(ExecOpBase* op, error_code ec) {
+    for (auto* q : {&waiting_, &loading_})
+      if (auto it = std::find(q->begin(), q->end(), op); it != q->end()) {
+        q->erase(it);
+        op->complete(ec);
+        return 0;
+      }
     for (auto& s : inflight_) {
       if (s.op == op) {
         s.op = nullptr;  // written: its replies will be read and dropped
-        return op->complete(asio::error::operation_aborted);
+        op->complete(ec);
+        return 1;
       }
     }
     if (link_) {
       auto& w = link_->written_no_reply;
       if (auto it = std::find(w.begin(), w.end(), op); it != w.end()) {
         w.erase(it);
-        return op->complete(asio::error::operation_aborted);
+        op->complete(ec);
+        return 1;
       }
     }
+    return -1;
+  }
+
+  // ---- command timeout ---------------------------------------------------------------------
+
+  void watch_deadline(std::chrono::steady_clock::time_point d) {
+    if (d >= deadline_at_ || state_ == State::closed) return;
+    deadline_at_ = d;
+    deadline_timer_.expires_at(d);
+    deadline_timer_.async_wait([w = weak_from_this()](error_code ec) {
+      if (auto s = w.lock(); s && !ec) s->on_deadline();
+    });
+  }
+
+  // Fails the requests whose deadline passed (written ones: their late replies are dropped),
+  // then watches the next deadline.
+  void on_deadline() {
+    using Clock = std::chrono::steady_clock;
+    deadline_at_ = Clock::time_point::max();
+    auto const now = Clock::now();
+    auto next = Clock::time_point::max();
+    std::vector<ExecOpBase*> expired;
+    auto look = [&](ExecOpBase* op) {
+      if (!op || op->internal) return;
+      if (op->deadline <= now)
+        expired.push_back(op);
+      else
+        next = std::min(next, op->deadline);
+    };
+    for (auto* op : waiting_) look(op);
+    for (auto* op : loading_) look(op);
+    for (auto& sl : inflight_) look(sl.op);
+    if (link_)
+      for (auto* op : link_->written_no_reply) look(op);
+    for (auto* op : expired) {
+      // The text goes first: completing may run the caller, who reads it.
+      if (auto* d = op->diag) {
+        bool const written =
+            std::find(waiting_.begin(), waiting_.end(), op) == waiting_.end() &&
+            std::find(loading_.begin(), loading_.end(), op) == loading_.end();
+        d->detail = written ? "timed out after it was written: it may have run"
+                            : "timed out before it was sent: it did not run";
+      }
+      abandon(op, Error::timeout);
+    }
+    if (next != Clock::time_point::max()) watch_deadline(next);
+  }
+
+  // ---- LOADING -----------------------------------------------------------------------------
+
+  // A request whose every reply was LOADING did not run: it goes again in 100 ms, unless it
+  // has waited max_loading_timeout already. True when it was taken.
+  bool park_loading(ExecOpBase* op) {
+    auto const now = std::chrono::steady_clock::now();
+    if (op->loading_since == std::chrono::steady_clock::time_point{}) op->loading_since = now;
+    if (now - op->loading_since >= cfg_.max_loading_timeout) return false;
+    if (op->diag) op->diag->clear();
+    bool const arm = loading_.empty();
+    loading_.push_back(op);
+    if (arm) {
+      loading_timer_.expires_after(std::chrono::milliseconds(100));
+      loading_timer_.async_wait([w = weak_from_this()](error_code ec) {
+        auto s = w.lock();
+        if (!s || ec || s->state_ == State::closed) return;
+        // Ahead of what came since (it would have met LOADING too), in their order.
+        s->waiting_.insert(s->waiting_.begin(), s->loading_.begin(), s->loading_.end());
+        s->loading_.clear();
+        s->do_write();
+      });
+    }
+    return true;
   }
 
   // Everything queued in this turn of the event loop goes out in one write.
@@ -855,6 +952,7 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     link->in_reply = false;
     s.skip = false;
     ++metrics_.replies_received;
+    if (n.depth == 0 && resp3::is_error(n.type) && n.value.starts_with("LOADING")) ++s.loading;
     if (s.fenced && s.received == 0 && n.depth == 0 && resp3::is_error(n.type)) {
       // The subscription was refused; the fence's reply is still to come.
       log(LogLevel::warning, "subscription refused by ", cfg_.host, ":", cfg_.port, ": ",
@@ -866,6 +964,9 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     Slot const finished = s;
     inflight_.pop_front();
     if (finished.op) {
+      if (finished.loading == finished.expected && !finished.op->internal &&
+          !finished.op->subscription && park_loading(finished.op))
+        return link == link_ && !finish_relocation(link);
       if (finished.op->subscription && !finished.ec) remember(*finished.op->subscription);
       finished.op->complete(finished.ec);  // may resume the caller right here
     }
@@ -1170,6 +1271,8 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     log(LogLevel::error, "giving up on ", cfg_.host, ":", cfg_.port, " after ", retry_number_,
         " retries: ", ec);
     auto ops = std::exchange(waiting_, {});
+    ops.insert(ops.end(), loading_.begin(), loading_.end());
+    loading_.clear();
     auto waiters = std::exchange(connect_waiters_, {});
     error_code const for_requests =
         is_setup_error(ec) ? ec : error_code(Error::reconnect_gave_up);
@@ -1219,6 +1322,10 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   asio::steady_timer retry_timer_;
   asio::steady_timer connect_timer_;
   asio::steady_timer health_timer_;
+  asio::steady_timer deadline_timer_;  // the earliest command_timeout deadline
+  std::chrono::steady_clock::time_point deadline_at_ = std::chrono::steady_clock::time_point::max();
+  asio::steady_timer loading_timer_;   // sends the LOADING requests again
+  std::deque<ExecOpBase*> loading_;    // answered LOADING: sent again when loading_timer_ fires
   std::mt19937_64 rng_;
 
   State state_ = State::idle;

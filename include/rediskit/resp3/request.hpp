@@ -5,6 +5,8 @@
 
 #include <cstddef>
 #include <ranges>
+#include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -30,6 +32,8 @@ class Request {
     /// May be re-sent when the link drops after it was written (GET, SET without side
     /// effects on retry, ...); otherwise such a request fails with Error::connection_lost.
     bool idempotent = false;
+    /// No reply within this: Error::timeout. Empty: the connection's command_timeout; 0: none.
+    std::optional<std::chrono::milliseconds> timeout{};
   };
 
   Config config{};
