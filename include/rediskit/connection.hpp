@@ -139,10 +139,6 @@ struct ConnectionConfig {
   /// of waiting for the (re)connection, which such a request starts (ioredis's
   /// enableOfflineQueue). Call async_connect first.
   bool offline_queue = true;
-  /// A server that loads its dataset (after a restart) answers LOADING: a request whose every
-  /// reply is LOADING did not run, and is sent again every 100 ms for up to this long, then
-  /// fails with Error::loading (0: at once).
-  std::chrono::milliseconds max_loading_timeout{5000};
   resp3::ParserConfig parser{};
   LogSink log{};
 };

@@ -58,9 +58,6 @@ struct RedisConfig {
   /// false: requests fail at once with not_connected while the link is down.
   /// REDIS_ENABLE_OFFLINE_QUEUE (true/false/1/0).
   bool offline_queue = true;
-  /// LOADING (a restarted server reading its data) is waited out this long, then
-  /// Error::loading. REDIS_MAX_LOADING_TIMEOUT (ms; 0: fail at once).
-  std::chrono::milliseconds max_loading_timeout{5000};
   TlsConfig tls{};  ///< rediss:// and REDIS_TLS*; off by default
 
   /// Sentinel mode when not empty: "host:port" of Sentinels ("host" alone: port 26379), asked in
@@ -88,7 +85,6 @@ struct RedisConfig {
     c.reconnect.max_attempts = max_retry_attempts;
     c.command_timeout = command_timeout;
     c.offline_queue = offline_queue;
-    c.max_loading_timeout = max_loading_timeout;
     c.tls = tls;
     return c;
   }
@@ -123,7 +119,7 @@ BOOST_DESCRIBE_STRUCT(TlsConfig, (),
 BOOST_DESCRIBE_STRUCT(RedisConfig, (),
                       (host, port, username, password, database, client_name, connect_timeout,
                        max_retry_attempts, keep_alive, health_check_interval, command_timeout,
-                       offline_queue, max_loading_timeout, tls, sentinels,
+                       offline_queue, tls, sentinels,
                        master_name, sentinel_username, sentinel_password, sentinel_timeout))
 
 namespace detail::config {
@@ -377,8 +373,6 @@ inline RedisConfig RedisConfig::from_env(boost::system::error_code& ec, std::str
     ok = parse_ms("REDIS_COMMAND_TIMEOUT", v, 0, cfg.command_timeout, ec, what);
   if (auto v = var("REDIS_ENABLE_OFFLINE_QUEUE"); ok && !v.empty())
     ok = parse_bool("REDIS_ENABLE_OFFLINE_QUEUE", v, cfg.offline_queue, ec, what);
-  if (auto v = var("REDIS_MAX_LOADING_TIMEOUT"); ok && !v.empty())
-    ok = parse_ms("REDIS_MAX_LOADING_TIMEOUT", v, 0, cfg.max_loading_timeout, ec, what);
   if (auto v = var("REDIS_SENTINELS"); ok && !v.empty())
     ok = parse_sentinels("REDIS_SENTINELS", v, cfg.sentinels, ec, what);
   if (auto v = var("REDIS_SENTINEL_MASTER"); !v.empty()) cfg.master_name = std::string(v);

@@ -132,21 +132,17 @@ BOOST_AUTO_TEST_CASE(environment_variables_of_seed_000) {
   BOOST_TEST(d.port == 6379);
   BOOST_TEST(d.command_timeout.count() == 0);
   BOOST_TEST(d.offline_queue);
-  BOOST_TEST(d.max_loading_timeout.count() == 5000);
 }
 
-// Seed 002's commandTimeout, enableOfflineQueue and maxLoadingTimeout.
+// Seed 002's commandTimeout and enableOfflineQueue.
 BOOST_AUTO_TEST_CASE(environment_variables_of_seed_002) {
   auto c = RedisConfig::from_env(env({{"REDIS_COMMAND_TIMEOUT", "5000"},
-                                      {"REDIS_ENABLE_OFFLINE_QUEUE", "false"},
-                                      {"REDIS_MAX_LOADING_TIMEOUT", "0"}}));
+                                      {"REDIS_ENABLE_OFFLINE_QUEUE", "false"}}));
   BOOST_TEST(c.command_timeout.count() == 5000);
   BOOST_TEST(!c.offline_queue);
-  BOOST_TEST(c.max_loading_timeout.count() == 0);
   auto const conn = c.connection_config();
   BOOST_TEST(conn.command_timeout.count() == 5000);
   BOOST_TEST(!conn.offline_queue);
-  BOOST_TEST(conn.max_loading_timeout.count() == 0);
   boost::system::error_code ec;
   std::string what;
   RedisConfig::from_env(ec, &what, env({{"REDIS_COMMAND_TIMEOUT", "-1"}}));

@@ -154,8 +154,7 @@ struct ExecOpBase {
   bool internal = false;  // the handshake or a health-check PING, owned by the connection
   // Error::timeout at this time (command_timeout); max: never.
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
-  // When the server first answered LOADING to it (min: never).
-  std::chrono::steady_clock::time_point loading_since{};
+  bool resubscription = false;  // made by resubscribe(): replaced by the next one
 
   void complete(error_code ec) { complete_fn(this, ec); }
 };
@@ -264,7 +263,6 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
         connect_timer_(ex_),
         health_timer_(ex_),
         deadline_timer_(ex_),
-        loading_timer_(ex_),
         rng_(std::random_device{}()) {
     handshake_op_.internal = true;
     handshake_op_.diag = &handshake_diag_;
@@ -407,7 +405,6 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     connect_timer_.cancel();
     health_timer_.cancel();
     deadline_timer_.cancel();
-    loading_timer_.cancel();
     auto pending = detach_pending();
     waiting_.clear();  // internal operations only, by now
     inflight_.clear();
@@ -440,8 +437,6 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   // requests keep their slot so that their replies are still read and dropped.
   Detached detach_pending() {
     Detached d;
-    for (auto* op : loading_) d.ops.push_back(op);
-    loading_.clear();
     for (auto* op : waiting_)
       if (!op->internal) d.ops.push_back(op);
     std::erase_if(waiting_, [](ExecOpBase* op) { return !op->internal; });
@@ -463,7 +458,6 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     error_code ec{};
     bool skip = false;  // the current reply failed to adapt: skip its remaining nodes
     bool fenced = false;  // a SubscriptionOp's: an error before the fence's reply is its own
-    std::size_t loading = 0;  // replies that were LOADING errors
   };
 
   struct Link {
@@ -613,29 +607,27 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     if (slot.is_connected()) slot.template emplace<CancelExec>(CancelExec{this, op});
   }
 
-  void cancel_exec(ExecOpBase* op) { abandon(op, asio::error::operation_aborted); }
+  void cancel_exec(ExecOpBase* op) {
+    if (take(op) >= 0) op->complete(asio::error::operation_aborted);
+  }
 
-  // Completes `op` with `ec` wherever it waits. Returns 1 when it had been written, 0 when
-  // not, -1 when it is not pending here.
-  int abandon(ExecOpBase* op, error_code ec) {
-    for (auto* q : {&waiting_, &loading_})
-      if (auto it = std::find(q->begin(), q->end(), op); it != q->end()) {
-        q->erase(it);
-        op->complete(ec);
-        return 0;
-      }
-    for (auto& s : inflight_) {
+  // Takes `op` out of wherever it waits, without touching it (it may be gone: only its address
+  // is compared). Returns 1 when it had been written (its replies will be read and dropped), 0
+  // when not, -1 when it is not pending here.
+  int take(ExecOpBase* op) {
+    if (auto it = std::find(waiting_.begin(), waiting_.end(), op); it != waiting_.end()) {
+      waiting_.erase(it);
+      return 0;
+    }
+    for (auto& s : inflight_)
       if (s.op == op) {
-        s.op = nullptr;  // written: its replies will be read and dropped
-        op->complete(ec);
+        s.op = nullptr;
         return 1;
       }
-    }
     if (link_) {
       auto& w = link_->written_no_reply;
       if (auto it = std::find(w.begin(), w.end(), op); it != w.end()) {
         w.erase(it);
-        op->complete(ec);
         return 1;
       }
     }
@@ -654,7 +646,8 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   }
 
   // Fails the requests whose deadline passed (written ones: their late replies are dropped),
-  // then watches the next deadline.
+  // then watches the next deadline, at least 10 ms on: under a steady stream of requests
+  // waiting for the link, one scan of the queues serves every request due in that time.
   void on_deadline() {
     using Clock = std::chrono::steady_clock;
     deadline_at_ = Clock::time_point::max();
@@ -669,47 +662,20 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
         next = std::min(next, op->deadline);
     };
     for (auto* op : waiting_) look(op);
-    for (auto* op : loading_) look(op);
     for (auto& sl : inflight_) look(sl.op);
     if (link_)
       for (auto* op : link_->written_no_reply) look(op);
+    // All taken out first: completing one may run its caller here, who may cancel, close or
+    // start new requests; the taken ones are this function's alone by then.
     for (auto* op : expired) {
-      // The text goes first: completing may run the caller, who reads it.
-      if (auto* d = op->diag) {
-        bool const written =
-            std::find(waiting_.begin(), waiting_.end(), op) == waiting_.end() &&
-            std::find(loading_.begin(), loading_.end(), op) == loading_.end();
+      int const written = take(op);
+      if (auto* d = op->diag)  // before completing: the caller reads it
         d->detail = written ? "timed out after it was written: it may have run"
                             : "timed out before it was sent: it did not run";
-      }
-      abandon(op, Error::timeout);
     }
-    if (next != Clock::time_point::max()) watch_deadline(next);
-  }
-
-  // ---- LOADING -----------------------------------------------------------------------------
-
-  // A request whose every reply was LOADING did not run: it goes again in 100 ms, unless it
-  // has waited max_loading_timeout already. True when it was taken.
-  bool park_loading(ExecOpBase* op) {
-    auto const now = std::chrono::steady_clock::now();
-    if (op->loading_since == std::chrono::steady_clock::time_point{}) op->loading_since = now;
-    if (now - op->loading_since >= cfg_.max_loading_timeout) return false;
-    if (op->diag) op->diag->clear();
-    bool const arm = loading_.empty();
-    loading_.push_back(op);
-    if (arm) {
-      loading_timer_.expires_after(std::chrono::milliseconds(100));
-      loading_timer_.async_wait([w = weak_from_this()](error_code ec) {
-        auto s = w.lock();
-        if (!s || ec || s->state_ == State::closed) return;
-        // Ahead of what came since (it would have met LOADING too), in their order.
-        s->waiting_.insert(s->waiting_.begin(), s->loading_.begin(), s->loading_.end());
-        s->loading_.clear();
-        s->do_write();
-      });
-    }
-    return true;
+    for (auto* op : expired) op->complete(Error::timeout);
+    if (next != Clock::time_point::max())
+      watch_deadline(std::max(next, now + std::chrono::milliseconds(10)));
   }
 
   // Everything queued in this turn of the event loop goes out in one write.
@@ -834,6 +800,14 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   void resubscribe() {
     using Kind = Subscription::Kind;
     using Op = SubscriptionOp<Resubscribed>;
+    // Those of an earlier link that never went out: this set replaces them.
+    std::vector<ExecOpBase*> stale;
+    std::erase_if(waiting_, [&](ExecOpBase* op) {
+      if (!op->resubscription) return false;
+      stale.push_back(op);
+      return true;
+    });
+    for (auto* op : stale) op->complete(Error::connection_lost);  // ignored by Resubscribed
     std::vector<ExecOpBase*> ops;
     for (Kind kind : {Kind::channel, Kind::pattern, Kind::shard}) {
       char const* verb = kind == Kind::pattern ? "PSUBSCRIBE"
@@ -845,6 +819,7 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
         req.push("HELLO");  // the fence: see SubscriptionOp
         ops.push_back(make_op<Op>(Resubscribed{weak_from_this(), kind, name}, ex_,
                                   std::move(req), Subscription{kind, true, {name}}));
+        ops.back()->resubscription = true;
       }
     }
     waiting_.insert(waiting_.begin(), ops.begin(), ops.end());
@@ -952,7 +927,6 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     link->in_reply = false;
     s.skip = false;
     ++metrics_.replies_received;
-    if (n.depth == 0 && resp3::is_error(n.type) && n.value.starts_with("LOADING")) ++s.loading;
     if (s.fenced && s.received == 0 && n.depth == 0 && resp3::is_error(n.type)) {
       // The subscription was refused; the fence's reply is still to come.
       log(LogLevel::warning, "subscription refused by ", cfg_.host, ":", cfg_.port, ": ",
@@ -964,9 +938,6 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     Slot const finished = s;
     inflight_.pop_front();
     if (finished.op) {
-      if (finished.loading == finished.expected && !finished.op->internal &&
-          !finished.op->subscription && park_loading(finished.op))
-        return link == link_ && !finish_relocation(link);
       if (finished.op->subscription && !finished.ec) remember(*finished.op->subscription);
       finished.op->complete(finished.ec);  // may resume the caller right here
     }
@@ -1271,8 +1242,6 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     log(LogLevel::error, "giving up on ", cfg_.host, ":", cfg_.port, " after ", retry_number_,
         " retries: ", ec);
     auto ops = std::exchange(waiting_, {});
-    ops.insert(ops.end(), loading_.begin(), loading_.end());
-    loading_.clear();
     auto waiters = std::exchange(connect_waiters_, {});
     error_code const for_requests =
         is_setup_error(ec) ? ec : error_code(Error::reconnect_gave_up);
@@ -1324,8 +1293,6 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   asio::steady_timer health_timer_;
   asio::steady_timer deadline_timer_;  // the earliest command_timeout deadline
   std::chrono::steady_clock::time_point deadline_at_ = std::chrono::steady_clock::time_point::max();
-  asio::steady_timer loading_timer_;   // sends the LOADING requests again
-  std::deque<ExecOpBase*> loading_;    // answered LOADING: sent again when loading_timer_ fires
   std::mt19937_64 rng_;
 
   State state_ = State::idle;
