@@ -167,6 +167,8 @@ struct ConnectionMetrics {
 
 namespace detail {
 class ConnectionImpl;
+/// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE (see detail::Subscription).
+enum class SubscriptionKind : std::uint8_t { channel, pattern, shard };
 }
 
 /// One pipelined RESP3 connection (see the top of this file).
@@ -283,8 +285,8 @@ class Connection {
 
  private:
   template <class Channels, class Token>
-  auto async_subscription(std::string_view command, Channels const& channels, Diagnostics* diag,
-                          Token&& token);
+  auto async_subscription(detail::SubscriptionKind kind, bool subscribe,
+                          Channels const& channels, Diagnostics* diag, Token&& token);
 
   std::shared_ptr<detail::ConnectionImpl> impl_;
 };

@@ -133,10 +133,21 @@ void finish_op(Op* op, Args&&... args) {
 
 /// What a SUBSCRIBE-family request changes in the session, applied once it is written.
 struct Subscription {
-  enum class Kind : std::uint8_t { channel, pattern, shard };  // SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE
+  using Kind = SubscriptionKind;
   Kind kind = Kind::channel;
   bool subscribe = true;
   std::vector<std::string> names;
+
+  /// The command ("SSUBSCRIBE"), or with `push`, how the server names it in a push
+  /// ("ssubscribe").
+  static constexpr std::string_view verb(Kind k, bool subscribe, bool push = false) {
+    constexpr std::string_view v[2][3][2] = {
+        {{"UNSUBSCRIBE", "SUBSCRIBE"}, {"PUNSUBSCRIBE", "PSUBSCRIBE"},
+         {"SUNSUBSCRIBE", "SSUBSCRIBE"}},
+        {{"unsubscribe", "subscribe"}, {"punsubscribe", "psubscribe"},
+         {"sunsubscribe", "ssubscribe"}}};
+    return v[push][static_cast<std::size_t>(k)][subscribe];
+  }
 };
 
 /// A request waiting to be written or for its replies.
@@ -777,12 +788,10 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
       s->log(LogLevel::warning, "subscription to ", name, " dropped: refused after reconnecting");
       auto& set = s->subscriptions(kind);
       if (auto it = set.find(name); it != set.end()) set.erase(it);
-      char const* verb = kind == Subscription::Kind::pattern ? "punsubscribe"
-                         : kind == Subscription::Kind::shard ? "sunsubscribe"
-                                                             : "unsubscribe";
       resp3::Tree t;
       t.push_back(resp3::Node{resp3::Type::push, 3, 0, {}});
-      t.push_back(resp3::Node{resp3::Type::blob_string, 1, 1, verb});
+      t.push_back(resp3::Node{resp3::Type::blob_string, 1, 1,
+                              std::string(Subscription::verb(kind, false, true))});
       t.push_back(resp3::Node{resp3::Type::blob_string, 1, 1, std::move(name)});
       t.push_back(resp3::Node{resp3::Type::number, 1, 1, "0"});
       s->deliver_push(std::move(t));
@@ -810,12 +819,9 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     for (auto* op : stale) op->complete(Error::connection_lost);  // ignored by Resubscribed
     std::vector<ExecOpBase*> ops;
     for (Kind kind : {Kind::channel, Kind::pattern, Kind::shard}) {
-      char const* verb = kind == Kind::pattern ? "PSUBSCRIBE"
-                         : kind == Kind::shard ? "SSUBSCRIBE"
-                                               : "SUBSCRIBE";
       for (auto const& name : subscriptions(kind)) {
         resp3::Request req;
-        req.push(verb, name);
+        req.push(Subscription::verb(kind, true), name);
         req.push("HELLO");  // the fence: see SubscriptionOp
         ops.push_back(make_op<Op>(Resubscribed{weak_from_this(), kind, name}, ex_,
                                   std::move(req), Subscription{kind, true, {name}}));
@@ -1402,8 +1408,8 @@ auto Connection::async_receive(Token&& token) {
 }
 
 template <class Channels, class Token>
-auto Connection::async_subscription(std::string_view command, Channels const& channels,
-                                    Diagnostics* diag, Token&& token) {
+auto Connection::async_subscription(detail::SubscriptionKind kind, bool subscribe,
+                                    Channels const& channels, Diagnostics* diag, Token&& token) {
   std::vector<std::string> names;
   if constexpr (std::is_convertible_v<Channels const&, std::string_view>) {
     names.emplace_back(std::string_view(channels));
@@ -1411,15 +1417,9 @@ auto Connection::async_subscription(std::string_view command, Channels const& ch
     for (auto const& c : channels) names.emplace_back(std::string_view(c));
   }
   resp3::Request req;
-  req.push_range(command, names);
+  req.push_range(detail::Subscription::verb(kind, subscribe), names);
   req.push("HELLO");  // the fence: see detail::SubscriptionOp
-  using Kind = detail::Subscription::Kind;
-  Kind const kind = command.front() == 'P'                                       ? Kind::pattern
-                    : command.starts_with("SS") || command.starts_with("SUNS") ? Kind::shard
-                                                                                 : Kind::channel;
-  detail::Subscription change{.kind = kind,
-                              .subscribe = command.find("UNSUB") == std::string_view::npos,
-                              .names = std::move(names)};
+  detail::Subscription change{.kind = kind, .subscribe = subscribe, .names = std::move(names)};
   return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
       [](auto handler, std::shared_ptr<detail::ConnectionImpl> impl, resp3::Request r,
          detail::Subscription c, Diagnostics* d) {
@@ -1430,31 +1430,38 @@ auto Connection::async_subscription(std::string_view command, Channels const& ch
 
 template <class Channels, class Token>
 auto Connection::async_subscribe(Channels const& channels, Token&& token) {
-  return async_subscription("SUBSCRIBE", channels, nullptr, std::forward<Token>(token));
+  return async_subscription(detail::Subscription::Kind::channel, true, channels, nullptr,
+                            std::forward<Token>(token));
 }
 template <class Channels, class Token>
 auto Connection::async_psubscribe(Channels const& patterns, Token&& token) {
-  return async_subscription("PSUBSCRIBE", patterns, nullptr, std::forward<Token>(token));
+  return async_subscription(detail::Subscription::Kind::pattern, true, patterns, nullptr,
+                            std::forward<Token>(token));
 }
 template <class Channels, class Token>
 auto Connection::async_unsubscribe(Channels const& channels, Token&& token) {
-  return async_subscription("UNSUBSCRIBE", channels, nullptr, std::forward<Token>(token));
+  return async_subscription(detail::Subscription::Kind::channel, false, channels, nullptr,
+                            std::forward<Token>(token));
 }
 template <class Channels, class Token>
 auto Connection::async_punsubscribe(Channels const& patterns, Token&& token) {
-  return async_subscription("PUNSUBSCRIBE", patterns, nullptr, std::forward<Token>(token));
+  return async_subscription(detail::Subscription::Kind::pattern, false, patterns, nullptr,
+                            std::forward<Token>(token));
 }
 template <class Channels, class Token>
 auto Connection::async_ssubscribe(Channels const& channels, Token&& token) {
-  return async_subscription("SSUBSCRIBE", channels, nullptr, std::forward<Token>(token));
+  return async_subscription(detail::Subscription::Kind::shard, true, channels, nullptr,
+                            std::forward<Token>(token));
 }
 template <class Channels, class Token>
 auto Connection::async_ssubscribe(Channels const& channels, Diagnostics& diag, Token&& token) {
-  return async_subscription("SSUBSCRIBE", channels, &diag, std::forward<Token>(token));
+  return async_subscription(detail::Subscription::Kind::shard, true, channels, &diag,
+                            std::forward<Token>(token));
 }
 template <class Channels, class Token>
 auto Connection::async_sunsubscribe(Channels const& channels, Token&& token) {
-  return async_subscription("SUNSUBSCRIBE", channels, nullptr, std::forward<Token>(token));
+  return async_subscription(detail::Subscription::Kind::shard, false, channels, nullptr,
+                            std::forward<Token>(token));
 }
 
 template <class Token>
