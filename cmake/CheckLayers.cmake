@@ -9,12 +9,13 @@
 cmake_minimum_required(VERSION 3.21)
 
 # The headers allowed to reach the engine: MemoryBackend itself, FakeBackend (built on it),
-# the MemoryCache aliases and the umbrella header.
+# FallbackBackend (its default secondary), the MemoryCache aliases and the umbrella header.
 set(allowed
   rediskit/rediskit.hpp
   rediskit/caches.hpp
   rediskit/backend/memory_backend.hpp
-  rediskit/backend/fake_backend.hpp)
+  rediskit/backend/fake_backend.hpp
+  rediskit/backend/fallback_backend.hpp)
 
 file(GLOB_RECURSE headers RELATIVE "${INCLUDE_DIR}" "${INCLUDE_DIR}/rediskit/*.hpp")
 list(SORT headers)

@@ -240,6 +240,13 @@ class CircuitBreaker {
     clear_window();
   }
 
+  /// Opens now, as a failure-rate decision would (half open after open_for): for an outage
+  /// known without counting calls, such as a link seen down. A no-op when already open.
+  void trip() {
+    refresh();
+    if (state_ != CircuitState::open) open();
+  }
+
   /// Open until reset(): every call fails fast (maintenance, or a known outage).
   void force_open() {
     forced_ = true;

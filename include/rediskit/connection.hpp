@@ -137,7 +137,9 @@ struct ConnectionConfig {
   std::chrono::milliseconds command_timeout{0};
   /// false: while the link is not up, requests fail at once with Error::not_connected instead
   /// of waiting for the (re)connection, which such a request starts (ioredis's
-  /// enableOfflineQueue). Call async_connect first.
+  /// enableOfflineQueue). Call async_connect first. When the link breaks, the requests not yet
+  /// written fail with not_connected and those written with connection_lost, reads included:
+  /// nothing waits for the next link (what FallbackBackend needs of its primary).
   bool offline_queue = true;
   resp3::ParserConfig parser{};
   LogSink log{};

@@ -95,8 +95,10 @@ enum class Error : int {
   sentinels_unreachable,       ///< no Sentinel answered (down, wrong address, timeout)
   not_master,                  ///< the node the Sentinels named is not a master (failover under way)
 
-  // --- Resilience (CircuitBreaker) ------------------------------------------------------------
+  // --- Resilience (CircuitBreaker, StreamManager's write-ahead log) -------------------------------
   circuit_open = 700,          ///< the circuit breaker is open: the call was not attempted
+  wal_full,                    ///< the write-ahead log is full: the event was not logged
+  wal_io,                      ///< the write-ahead log's file could not be read or written
 };
 
 namespace detail {
@@ -278,6 +280,12 @@ class ErrorCategory final : public boost::system::error_category {
         return "the circuit breaker is open after too many connection failures: the call was "
                "not attempted (it closes again after its probe calls succeed; see "
                "CircuitBreaker::state())";
+      case Error::wal_full:
+        return "the write-ahead log is full (WalConfig::max_bytes): the event was not logged; "
+               "raise the bound, or choose WalFull::drop_oldest";
+      case Error::wal_io:
+        return "the write-ahead log's file could not be read or written (its path, the disk): "
+               "the log line names the file and the system error";
     }
     return "unknown rediskit error";
   }

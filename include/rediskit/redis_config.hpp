@@ -55,8 +55,10 @@ struct RedisConfig {
   /// No reply within this: Error::timeout (0: none; seed 002 uses 5000). REDIS_COMMAND_TIMEOUT
   /// (ms). Blocking commands (BLMOVE, XREADGROUP BLOCK) are not timed: they wait by design.
   std::chrono::milliseconds command_timeout{0};
-  /// false: requests fail at once with not_connected while the link is down.
-  /// REDIS_ENABLE_OFFLINE_QUEUE (true/false/1/0).
+  /// false: requests fail at once with not_connected while the link is down, and those under
+  /// way when it breaks fail then. REDIS_ENABLE_OFFLINE_QUEUE (true/false/1/0). The main
+  /// connection's: a subscriber's connection, and one made for a blocking command, always wait
+  /// for the link made for them.
   bool offline_queue = true;
   TlsConfig tls{};  ///< rediss:// and REDIS_TLS*; off by default
 

@@ -9,6 +9,7 @@
 #include <rediskit/arg_list.hpp>
 #include <rediskit/backend/cluster_backend.hpp>
 #include <rediskit/backend/fake_backend.hpp>
+#include <rediskit/backend/fallback_backend.hpp>
 #include <rediskit/backend/memory_backend.hpp>
 #include <rediskit/backend/redis_backend.hpp>
 #include <rediskit/backend/subscriber.hpp>
@@ -31,8 +32,10 @@
 #include <rediskit/key_space.hpp>
 #include <rediskit/reconnect_policy.hpp>
 #include <rediskit/redis_config.hpp>
+#include <rediskit/redis_manager.hpp>
 #include <rediskit/resp3.hpp>
 #include <rediskit/script.hpp>
+#include <rediskit/stream_manager.hpp>
 #include <rediskit/services/cache_service.hpp>
 #include <rediskit/services/online_user_manager.hpp>
 #include <rediskit/services/room_manager.hpp>

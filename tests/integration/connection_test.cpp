@@ -795,4 +795,34 @@ BOOST_AUTO_TEST_CASE(without_the_offline_queue_requests_fail_at_once_while_down)
   });
 }
 
+// offline_queue = false: at a link loss even a read already written fails, with
+// connection_lost, instead of being sent again on the next link (the default re-sends it: this
+// BLPOP would then end with its nil after 3 s).
+BOOST_AUTO_TEST_CASE(without_the_offline_queue_a_written_read_fails_at_the_link_loss) {
+  rediskit::test::TestRedisServer srv;
+  run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+    auto cfg = patient_config_for(srv.port());
+    cfg.offline_queue = false;
+    cfg.health_check_interval = 0ms;
+    Connection conn(ioc, cfg);
+    co_await conn.async_connect(asio::use_awaitable);
+    Connection admin(ioc, config_for(srv.port()));
+    Request blpop({.idempotent = true});
+    blpop.push("BLPOP", "rk:nothing", 3);
+    rediskit::resp3::Tree reply;
+    std::optional<error_code> got;
+    conn.async_exec(blpop, reply, [&](error_code ec) { got = ec; });
+    co_await sleep_for(100ms);
+    Request kill;
+    kill.push("CLIENT", "KILL", "TYPE", "normal");
+    long long killed = 0;
+    co_await admin.async_exec(kill, killed, asio::use_awaitable);  // skips admin itself
+    BOOST_TEST(killed == 1);
+    while (!got) co_await sleep_for(5ms);
+    BOOST_TEST(*got == Error::connection_lost, got->message());
+    conn.close();
+    admin.close();
+  });
+}
+
 BOOST_AUTO_TEST_SUITE_END()

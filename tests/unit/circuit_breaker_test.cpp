@@ -156,6 +156,24 @@ BOOST_AUTO_TEST_CASE(force_open_holds_until_reset) {
   BOOST_TEST(call(b, ok));
 }
 
+// trip(): open now, without counting calls; half open after open_for, like a counted opening.
+BOOST_AUTO_TEST_CASE(trip_opens_at_once_and_half_opens_after_open_for) {
+  Breaker b(small());
+  BOOST_TEST(call(b, ok));
+  b.trip();
+  BOOST_TEST((b.state() == CircuitState::open));
+  BOOST_TEST(!b.forced_open());
+  BOOST_TEST(!b.try_acquire().has_value());
+  BOOST_TEST(b.stats().opened == 1u);
+  b.trip();  // already open: no second opening, no new open period
+  BOOST_TEST(b.stats().opened == 1u);
+  b.clock().advance(b.config().open_for);
+  BOOST_TEST((b.state() == CircuitState::half_open));
+  b.trip();  // half open: opens again
+  BOOST_TEST((b.state() == CircuitState::open));
+  BOOST_TEST(b.stats().opened == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(settings_out_of_range_are_named) {
   auto throws_naming = [](CircuitBreakerConfig c, std::string const& what) {
     try {

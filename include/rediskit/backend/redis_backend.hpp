@@ -406,6 +406,7 @@ struct Pool {
     auto c = main_config();
     c.health_check_interval = std::chrono::milliseconds(0);  // a BLOCK looks like a dead link
     c.command_timeout = std::chrono::milliseconds(0);        // and waits by design
+    c.offline_queue = true;  // made for this command: it waits for the link made for it
     return c;
   }
 
@@ -640,6 +641,7 @@ class RedisBackend {
   RedisSubscriber make_subscriber() {
     auto cfg = pool_->main_config();
     cfg.health_check_interval = pool_->config.health_check_interval;
+    cfg.offline_queue = true;  // a subscription waits for its link, and for the next one
     RedisSubscriber s(pool_->executor, std::move(cfg));
     if (pool_->sentinel) pool_->sentinel->watch(s.conn_);
     return s;

@@ -1180,21 +1180,26 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
 
     std::vector<ExecOpBase*> failed;
     std::vector<ExecOpBase*> resend;
+    // Without the offline queue nothing waits for the next link, not even a read to re-send;
+    // a relocation (not_master: a planned move, nothing written awaits) fails nothing.
+    bool const keep = cfg_.offline_queue || ec == Error::not_master;
     bool front = true;
     for (auto& s : inflight_) {
       bool const started = s.received > 0 || (front && link->in_reply && !link->in_push);
       front = false;
       if (!s.op || s.op->internal) continue;
-      (s.op->cfg.idempotent && !started ? resend : failed).push_back(s.op);
+      bool const again = s.op->cfg.idempotent && !started && keep;
+      (again ? resend : failed).push_back(s.op);
     }
     inflight_.clear();
-    for (auto* op : link->written_no_reply) (op->cfg.idempotent ? resend : failed).push_back(op);
+    for (auto* op : link->written_no_reply)
+      (op->cfg.idempotent && keep ? resend : failed).push_back(op);
     link->written_no_reply.clear();
     std::erase_if(waiting_, [](ExecOpBase* op) { return op->internal; });
     waiting_.insert(waiting_.begin(), resend.begin(), resend.end());
     std::vector<ExecOpBase*> not_connected;
     std::erase_if(waiting_, [&](ExecOpBase* op) {
-      if (!op->cfg.fail_if_not_connected) return false;
+      if (!op->cfg.fail_if_not_connected && keep) return false;
       not_connected.push_back(op);
       return true;
     });

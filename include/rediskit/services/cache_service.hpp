@@ -107,6 +107,7 @@
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/describe/class.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -159,6 +160,10 @@ struct CacheStats {
   std::uint64_t stale_loads = 0;     ///< loads not written back: an invalidation overtook them
   std::uint64_t decode_errors = 0;   ///< stored values that did not decode
 };
+// Described: RedisManager::metrics_text() exposes every member.
+BOOST_DESCRIBE_STRUCT(CacheStats, (),
+                      (hits, misses, writes, deletes, loads, load_errors, coalesced, lock_waits,
+                       stale_loads, decode_errors))
 
 /// Seed 003's {mode, entries, redisAvailable}, and the server's evictions.
 struct CacheStatus {
@@ -712,7 +717,10 @@ class CacheService {
         *backend_, token, [] { return batch(cmd::dbsize{}, cmd::info{"stats"}); },
         [b = backend_](error_code&, std::tuple<std::int64_t, std::string> r) {
           CacheStatus s;
-          s.mode = B::name;
+          if constexpr (requires { b->mode(); })
+            s.mode = b->mode();  // FallbackBackend: the backend in charge now
+          else
+            s.mode = B::name;
           s.entries = std::get<0>(r);
           s.available = b->health() == HealthStatus::ok;
           s.evicted_keys = info_field(std::get<1>(r), "evicted_keys");
