@@ -93,18 +93,9 @@ struct ManagerMetrics {
   std::optional<std::chrono::system_clock::time_point> last_connected_at;
   std::optional<std::chrono::system_clock::time_point> last_error_at;
 
-  void add(ConnectionMetrics const& m) {
-    connections_created += m.connections_created;
-    reconnections += m.reconnections;
-    errors += m.errors;
-    requests_sent += m.requests_sent;
-    replies_received += m.replies_received;
-    bytes_written += m.bytes_written;
-    bytes_read += m.bytes_read;
-    latest(last_connected_at, m.last_connected_at);
-    latest(last_error_at, m.last_error_at);
-  }
-  void add(ManagerMetrics const& m) {
+  /// Adds one connection's metrics (ConnectionMetrics) or another sum (ManagerMetrics).
+  template <class M>
+  void add(M const& m) {
     connections_created += m.connections_created;
     reconnections += m.reconnections;
     errors += m.errors;
