@@ -25,14 +25,16 @@
 // runs, for each workload (not under a sanitizer, which owns malloc: there it prints -1).
 //
 // Usage: backend_bench [--port P] [--host H] [--seconds S] [--repeat R] [--warmup S]
-//                      [--only name,...] [--backends memory,redis,cluster]
+//                      [--only name,...] [--backends memory,redis,fallback,cluster]
 //                      [--cluster-port P]...
-// (host and port default to REDIS_HOST / REDIS_PORT, else 127.0.0.1:6379). `cluster` is
+// (host and port default to REDIS_HOST / REDIS_PORT, else 127.0.0.1:6379). `fallback` is
+// FallbackBackend<> on that server (on Redis all along: the cost of its routing). `cluster` is
 // ClusterBackend on the cluster whose seed node listens on --cluster-port (on --host); each
 // --cluster-port adds a cluster, reported as cluster_<masters>m.
 // benchmarks/run_backend.sh starts a throwaway server, pins server and client, and runs it;
 // benchmarks/run_cluster.sh does the same with a one-master and a three-master cluster.
 #include <rediskit/backend/cluster_backend.hpp>
+#include <rediskit/backend/fallback_backend.hpp>
 #include <rediskit/backend/memory_backend.hpp>
 #include <rediskit/backend/redis_backend.hpp>
 #include <rediskit/commands.hpp>
@@ -339,6 +341,21 @@ int main(int argc, char** argv) {
     cfg.port = o.port;
     RedisBackend db(ioc, cfg);
     report("redis", run_all(o, ioc, db, d));
+  }
+  if (o.uses("fallback")) {  // FallbackBackend on the same server: its cost over RedisBackend
+    RedisConfig cfg;
+    cfg.host = o.host;
+    cfg.port = o.port;
+    FallbackBackend<> db(ioc, cfg);
+    db.async_connect([](boost::system::error_code) {});
+    while (!db.on_primary() && ioc.run_one_for(std::chrono::seconds(5)) > 0) {
+    }
+    ioc.restart();
+    if (!db.on_primary()) {
+      std::cerr << "fallback: Redis did not answer\n";
+      return 1;
+    }
+    report("fallback", run_all(o, ioc, db, d));
   }
   if (o.uses("cluster")) {
     for (std::size_t i = 0; i < o.cluster_ports.size(); ++i) {

@@ -13,6 +13,7 @@
 #include <exception>
 #include <iostream>
 #include <map>
+#include <stdexcept>
 #include <string>
 
 namespace asio = boost::asio;
@@ -61,7 +62,16 @@ int run(asio::io_context& ioc, B& db) {
   std::cout << "backend: " << B::name << '\n';
   asio::co_spawn(ioc, chat(db), [&](std::exception_ptr e) {
     db.close();  // lets ioc.run() return: a RedisBackend's connections stay up until closed
-    if (e) std::rethrow_exception(e);
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (boost::system::system_error const& se) {
+      // A lost Redis: "cannot reach Redis at host:port: connection refused (...)" says more.
+      if constexpr (requires { db.metrics().last_failure; })
+        if (rediskit::is_outage(se.code()) && !db.metrics().last_failure.empty())
+          throw std::runtime_error(db.metrics().last_failure);
+      throw;
+    }
   });
   ioc.run();
   return 0;

@@ -165,6 +165,10 @@ struct ConnectionMetrics {
   std::optional<std::chrono::system_clock::time_point> last_connected_at;
   std::optional<std::chrono::system_clock::time_point> last_error_at;
   boost::system::error_code last_error;
+  /// Why the connection last gave up, for a person: "cannot reach Redis at 127.0.0.1:6398:
+  /// connection refused (...) (4 attempts in 1.0 s)". Requests that fail then get it in
+  /// Diagnostics::detail. Never contains a password.
+  std::string last_failure;
 };
 
 namespace detail {

@@ -18,6 +18,11 @@
 #include "support/run_coroutine.hpp"
 #include "support/test_redis.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <optional>
 #include <string>
@@ -823,6 +828,68 @@ BOOST_AUTO_TEST_CASE(without_the_offline_queue_a_written_read_fails_at_the_link_
     conn.close();
     admin.close();
   });
+}
+
+// A connection that gives up says so in words a person can act on: where, why, and what was
+// tried, in Diagnostics::detail and metrics().last_failure; never the password.
+BOOST_AUTO_TEST_CASE(giving_up_names_the_endpoint_the_cause_and_the_attempts) {
+  auto failure = [](ConnectionConfig cfg) {
+    std::string detail, last;
+    run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+      Connection conn(ioc, cfg);
+      Request ping;
+      ping.push("PING");
+      std::string pong;
+      Diagnostics diag;
+      auto [ec] = co_await conn.async_exec(ping, pong, diag, as_tuple_awaitable);
+      BOOST_TEST(ec, "the request should have failed");
+      detail = diag.detail;
+      last = conn.metrics().last_failure;
+    });
+    BOOST_TEST(detail == last);
+    return detail;
+  };
+  auto quick = [](unsigned short port) {
+    ConnectionConfig cfg = config_for(port);
+    cfg.reconnect = {.initial_delay = 10ms, .max_delay = 20ms, .max_attempts = 1};
+    cfg.connect_timeout = 300ms;
+    return cfg;
+  };
+  auto const free_port = rediskit::test::detail::pick_free_port();
+  auto refused = failure(quick(free_port));
+  BOOST_TEST(refused.find("cannot reach Redis at 127.0.0.1:" + std::to_string(free_port) +
+                          ": connection refused") == 0u, refused);
+  BOOST_TEST(refused.find("(2 attempts in ") != std::string::npos, refused);
+
+  auto unresolved = quick(6379);
+  unresolved.host = "no-such-host.invalid";
+  auto text = failure(unresolved);
+  BOOST_TEST(text.find("cannot reach Redis at no-such-host.invalid:6379: the host name does "
+                       "not resolve") == 0u, text);
+
+  // A listener that never answers: the handshake waits for connect_timeout.
+  int const fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  BOOST_REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  BOOST_REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  socklen_t len = sizeof addr;
+  BOOST_REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  BOOST_REQUIRE(::listen(fd, 16) == 0);
+  text = failure(quick(ntohs(addr.sin_port)));
+  ::close(fd);
+  BOOST_TEST(text.find(": no answer within connect_timeout (300 ms)") != std::string::npos, text);
+
+  rediskit::test::TestRedisServer srv(
+      rediskit::test::TestRedisServer::Options{.extra_args = {"--requirepass", "s3cret-pass"}});
+  auto wrong = quick(srv.port());
+  wrong.password = "wrong-secret-123";
+  text = failure(wrong);
+  BOOST_TEST(text.find("authentication failed: wrong password or user") != std::string::npos,
+             text);
+  BOOST_TEST(text.find("wrong-secret-123") == std::string::npos, text);
+  BOOST_TEST(text.find("s3cret-pass") == std::string::npos, text);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

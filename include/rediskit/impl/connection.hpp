@@ -32,6 +32,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <optional>
@@ -977,6 +978,7 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   void start_cycle() {
     retries_left_ = cfg_.reconnect.max_attempts;
     retry_number_ = 0;
+    cycle_start_ = std::chrono::steady_clock::now();
     start_attempt();
   }
 
@@ -1250,15 +1252,46 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
 
   void give_up(error_code ec) {
     state_ = State::down;
-    log(LogLevel::error, "giving up on ", cfg_.host, ":", cfg_.port, " after ", retry_number_,
-        " retries: ", ec);
+    metrics_.last_failure = failure_text(ec);
+    log(LogLevel::error, metrics_.last_failure);
     auto ops = std::exchange(waiting_, {});
     auto waiters = std::exchange(connect_waiters_, {});
     error_code const for_requests =
         is_setup_error(ec) ? ec : error_code(Error::reconnect_gave_up);
-    for (auto* op : ops)
-      if (!op->internal) op->complete(for_requests);
+    for (auto* op : ops) {
+      if (op->internal) continue;
+      if (op->diag) op->diag->detail = metrics_.last_failure;
+      op->complete(for_requests);
+    }
     for (auto* w : waiters) w->complete(ec);
+  }
+
+  // "cannot reach Redis at host:port: <cause> (N attempts in T s)": what a person can act on.
+  // The cause comes from the error code, never from the server's text: no password in it.
+  std::string failure_text(error_code const& ec) const {
+    namespace ae = asio::error;
+    std::string cause;
+    if (ec == ae::connection_refused) {
+      cause = "connection refused (nothing listens there: is redis-server running on that port?)";
+    } else if (ec == Error::connect_timeout || ec == ae::timed_out) {
+      cause = "no answer within connect_timeout (" + std::to_string(cfg_.connect_timeout.count()) +
+              " ms): a wrong address, a firewall, or a stopped server";
+    } else if (ec == Error::resolve_failed || ec == ae::host_not_found ||
+               ec == ae::host_not_found_try_again) {
+      cause = "the host name does not resolve (check REDIS_HOST / the URL)";
+    } else if (ec == Error::auth_failed) {
+      cause = "authentication failed: wrong password or user";
+    } else {
+      cause = ec.message();
+    }
+    unsigned const attempts = retry_number_ + 1;
+    double const secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - cycle_start_).count();
+    char took[32];
+    std::snprintf(took, sizeof took, "%.1f", secs);
+    return "cannot reach Redis at " + cfg_.host + ":" + std::to_string(cfg_.port) + ": " + cause +
+           " (" + std::to_string(attempts) + (attempts == 1 ? " attempt" : " attempts") + " in " +
+           took + " s)";
   }
 
   // ---- health check ------------------------------------------------------------------------
@@ -1311,6 +1344,7 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   bool ever_connected_ = false;
   unsigned retries_left_ = 0;
   unsigned retry_number_ = 0;
+  std::chrono::steady_clock::time_point cycle_start_{};  // the first attempt of this cycle
 
   std::deque<ExecOpBase*> waiting_;  // not written yet
   std::deque<Slot> inflight_;        // written, replies awaited, in order
