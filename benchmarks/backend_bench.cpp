@@ -347,6 +347,7 @@ int main(int argc, char** argv) {
     cfg.host = o.host;
     cfg.port = o.port;
     FallbackBackend<> db(ioc, cfg);
+    ioc.restart();  // the backends before stopped it
     db.async_connect([](boost::system::error_code) {});
     while (!db.on_primary() && ioc.run_one_for(std::chrono::seconds(5)) > 0) {
     }
