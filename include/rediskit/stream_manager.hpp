@@ -502,16 +502,15 @@ class StreamManager {
           ++counts.rejected;
           return make_error_code(Error::wal_full);
         }
-        // The oldest not being replayed right now.
-        while (pending.size() > inflight && pending_bytes + r.size > cfg.max_bytes) {
-          auto const it = pending.begin() + static_cast<std::ptrdiff_t>(inflight);
+        // The oldest not being replayed right now, else the oldest (its replay's outcome
+        // then finds it gone: records are matched by id).
+        while (!pending.empty() && pending_bytes + r.size > cfg.max_bytes) {
+          std::size_t const at = pending.size() > inflight ? inflight : 0;
+          if (at == 0 && inflight > 0) --inflight;
+          auto const it = pending.begin() + static_cast<std::ptrdiff_t>(at);
           pending_bytes -= it->size;
           pending.erase(it);
           ++counts.dropped;
-        }
-        if (pending_bytes + r.size > cfg.max_bytes) {
-          ++counts.rejected;
-          return make_error_code(Error::wal_full);
         }
       }
       if (file_bytes + r.size > cfg.max_bytes) {  // replayed records still in the file
@@ -562,6 +561,7 @@ class StreamManager {
     }
 
     struct Batch {
+    std::vector<std::string> ids;  // the records' ids, in order
     std::string ttl;
     std::vector<std::vector<std::string_view>> keys, args;
     std::vector<std::string> markers;
@@ -581,46 +581,48 @@ class StreamManager {
       b->calls.reserve(n);
       for (std::size_t i = 0; i < n; ++i) {
         auto const& r = pending[i];
+        b->ids.push_back(r.id);
         b->markers[i] = beside(r.stream, "rediskit~wal:", r.id);
         b->keys[i] = {r.stream, b->markers[i]};
         b->args[i].push_back(b->ttl);
         for (auto const& f : r.fields) b->args[i].push_back(f);
         b->calls.push_back(detail::wal::xadd_once(b->keys[i], b->args[i]));
       }
-      backend->async_exec(b->calls, [self = this->shared_from_this(), b, n](
+      backend->async_exec(b->calls, [self = this->shared_from_this(), b](
                                         boost::system::error_code ec,
                                         std::vector<std::optional<std::string>> ids) {
-        self->replayed(n, ec, ids);
+        self->replayed(*b, ec, ids);
       });
     }
 
-    void replayed(std::size_t n, boost::system::error_code ec,
+    void replayed(Batch const& b, boost::system::error_code ec,
                   std::vector<std::optional<std::string>> const& ids) {
       draining = false;
       inflight = 0;
       if (closed) return;
+      std::size_t const n = b.ids.size();
       if (!ec) {
-        for (std::size_t i = 0; i < n && i < ids.size(); ++i) ++(ids[i] ? counts.replayed : counts.duplicates);
-        pop(n);
+        for (std::size_t i = 0; i < n; ++i) {
+          ++(i < ids.size() && ids[i] ? counts.replayed : counts.duplicates);
+          forget(b.ids[i]);
+        }
         one_by_one = false;
       } else if (is_outage(ec) || detail::wal::not_sent(ec)) {
         return arm();  // later
       } else if (n > 1) {
         // A refusal inside the round trip: the records with an id are in; the others (the
         // refused one, duplicates) go again one by one to tell which is which.
-        for (std::size_t i = std::min(n, ids.size()); i-- > 0;) {
+        for (std::size_t i = 0; i < n && i < ids.size(); ++i) {
           if (!ids[i]) continue;
           ++counts.replayed;
-          auto const it = pending.begin() + static_cast<std::ptrdiff_t>(i);
-          pending_bytes -= it->size;
-          pending.erase(it);
+          forget(b.ids[i]);
         }
         one_by_one = true;
       } else {
         ++counts.replay_rejected;
-        say(LogLevel::error, "rediskit: " + std::string(pending.front().stream) +
-                                 ": a logged event was refused (" + ec.message() + "): dropped");
-        pop(1);
+        say(LogLevel::error, "rediskit: a logged event was refused (" + ec.message() +
+                                 "): dropped");
+        forget(b.ids[0]);
       }
       if (pending.empty()) {
         if (auto e = file.clear())
@@ -634,10 +636,13 @@ class StreamManager {
       drain();
     }
 
-    void pop(std::size_t n) {
-      for (std::size_t i = 0; i < n && !pending.empty(); ++i) {
-        pending_bytes -= pending.front().size;
-        pending.pop_front();
+    // Takes a replayed record out of the log (if drop_oldest has not already).
+    void forget(std::string const& id) {
+      for (auto it = pending.begin(); it != pending.end(); ++it) {
+        if (it->id != id) continue;
+        pending_bytes -= it->size;
+        pending.erase(it);
+        return;
       }
     }
   };
