@@ -24,6 +24,7 @@
 #include "support/run_coroutine.hpp"
 #include "support/test_redis.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <chrono>
 #include <cstdlib>
@@ -248,6 +249,36 @@ BOOST_AUTO_TEST_CASE(a_subscriber_receives_from_both_sides) {
     sub.close();
     auto [ec, m] = co_await sub.async_receive(tuple_awaitable);
     BOOST_TEST(ec == Error::connection_closed);
+  });
+}
+
+// A long outage with writes: memory stays under the secondary's bound (max_memory, LRU
+// eviction), and stats() show it.
+BOOST_AUTO_TEST_CASE(memory_stays_bounded_during_a_long_outage_with_writes) {
+  LogLines log;
+  run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+    constexpr std::size_t bound = 256 * 1024;
+    FakeFallback fb(rediskit::FakeBackend(ioc),
+                    rediskit::MemoryBackend(ioc, rediskit::MemoryConfig{.max_memory = bound}),
+                    quick(log));
+    BOOST_REQUIRE(co_await wait_until([&] { return fb.on_primary(); }));
+    fb.primary().drop_connection();
+    std::string const value(200, 'x');
+    std::size_t most = 0;
+    constexpr int writes = 20000;  // about 4.5 MB of keys and values
+    for (int i = 0; i < writes; ++i) {
+      std::string const key = "outage:" + std::to_string(i);
+      co_await fb.async_exec(cmd::set{key, value}, asio::use_awaitable);
+      most = std::max(most, fb.stats().secondary_memory);
+    }
+    auto const st = fb.stats();
+    BOOST_TEST(st.mode == "memory");
+    BOOST_TEST(st.secondary_commands >= static_cast<std::uint64_t>(writes));
+    BOOST_TEST(most <= bound);
+    BOOST_TEST(st.entries < static_cast<std::size_t>(writes));
+    BOOST_TEST(fb.secondary().stats().evicted_keys > 0u);
+    auto last = co_await fb.async_exec(cmd::get{"outage:19999"}, asio::use_awaitable);
+    BOOST_TEST(last.value_or("") == value);  // the newest stay (least recently used go)
   });
 }
 
