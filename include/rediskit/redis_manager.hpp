@@ -20,7 +20,7 @@
 //
 // A bundle's services are built on their role's client: a service with a TTL policy (a cache)
 // on the cache client, the others on main. They refer to the manager's clients: a bundle must
-// not outlive its manager. Their stats() (when the service has them, described with
+// not be used after its manager is gone. Their stats() (when the service has them, described with
 // Boost.Describe) join metrics_text() while the bundle lives.
 //
 // Not thread-safe: one thread (or strand), as the backends it owns.
@@ -44,6 +44,7 @@
 
 #include <array>
 #include <charconv>
+#include <cmath>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -197,9 +198,15 @@ class Exposition {
       block += '}';
     }
     block += ' ';
-    char buf[64];
-    auto const r = std::to_chars(buf, buf + sizeof buf, value);
-    block.append(buf, r.ptr);
+    if (std::isnan(value)) {
+      block += "NaN";
+    } else if (std::isinf(value)) {
+      block += value > 0 ? "+Inf" : "-Inf";
+    } else {
+      char buf[64];
+      auto const r = std::to_chars(buf, buf + sizeof buf, value);
+      block.append(buf, r.ptr);
+    }
     block += '\n';
   }
   std::string text() const {
@@ -212,6 +219,15 @@ class Exposition {
   std::map<std::string, std::string> blocks_;
   std::vector<std::string> order_;
 };
+
+/// A Prometheus metric name part: [a-zA-Z0-9_], anything else becomes '_'.
+inline std::string metric_name(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'))
+      c = '_';
+  return out;
+}
 
 inline double seconds_since_epoch(std::chrono::system_clock::time_point t) {
   return std::chrono::duration<double>(t.time_since_epoch()).count();
@@ -459,7 +475,7 @@ class RedisManager {
                    detail::manager::seconds_since_epoch(*m.last_error_at));
       }
     }
-    for (auto const& [id, emit] : stats_) emit(x);
+    for (auto const& [id, emit] : *stats_) emit(x);
     return x.text();
   }
 
@@ -472,38 +488,74 @@ class RedisManager {
     auto tuple = std::make_shared<std::tuple<S...>>(svc.client(detail::manager::role_of_v<S>)...);
     auto const id = next_id_++;
     std::weak_ptr<std::tuple<S...>> weak = tuple;
-    stats_.emplace(id, [weak, name = std::string(svc.name())](detail::manager::Exposition& x) {
+    stats_->emplace(id, [weak, name = std::string(svc.name())](detail::manager::Exposition& x) {
       auto t = weak.lock();
       if (!t) return;
       std::apply([&](auto&... s) { (emit_stats(x, name, s), ...); }, *t);
     });
     // Unregisters when the bundle goes (the manager outlives its bundles).
-    std::shared_ptr<void> registration(nullptr, [this, id](void*) { stats_.erase(id); });
+    std::shared_ptr<void> registration(nullptr, unregister(id));
     return ServiceBundle<S...>(svc, std::move(registration), std::move(tuple));
   }
 
+ /// Adds `source.stats()` to metrics_text() while the returned handle lives:
+  /// `rediskit_<component>_<member>{service="<service>"}` for each number and bool member of a
+  /// stats struct described with Boost.Describe (FallbackStats, WalStats, yours), as gauges.
+  /// `source` must outlive the handle (the handle may outlive the manager). `component` keeps
+  /// [a-zA-Z0-9_] (anything else becomes '_'); expose one source per component and service.
+  ///   auto h = manager.expose("fallback", "chat-service", fallback_backend);
+  template <class Source>
+    requires requires(Source const& s) { s.stats(); }
+  [[nodiscard]] std::shared_ptr<void> expose(std::string component, std::string service,
+                                             Source const& source) {
+    auto const id = next_id_++;
+    stats_->emplace(id, [&source, component = detail::manager::metric_name(component),
+                        service = std::move(service)](detail::manager::Exposition& x) {
+      emit_described(x, component, service, source.stats(), false);
+    });
+    return std::shared_ptr<void>(nullptr, unregister(id));
+  }
+
  private:
+  // The handle's deleter: forgets source `id`, if the manager is still there.
+  std::function<void(void*)> unregister(std::uint64_t id) const {
+    return [weak = std::weak_ptr<Sources>(stats_), id](void*) {
+      if (auto s = weak.lock()) s->erase(id);
+    };
+  }
+
   template <class Svc>
   static void emit_stats(detail::manager::Exposition& x, std::string const& service,
                          Svc const& s) {
-    if constexpr (requires { s.stats(); }) {
-      using St = std::remove_cvref_t<decltype(s.stats())>;
-      if constexpr (boost::describe::has_describe_members<St>::value) {
-        auto const st = s.stats();
-        constexpr std::string_view kind = detail::manager::kind_of<Svc>();
-        boost::mp11::mp_for_each<
-            boost::describe::describe_members<St, boost::describe::mod_public>>([&](auto D) {
-          std::string name = "rediskit_" + std::string(kind) + "_" + D.name + "_total";
-          x.sample(name, "counter", "Service statistic (rediskit services' stats()).",
+    if constexpr (requires { s.stats(); })
+      emit_described(x, detail::manager::kind_of<Svc>(), service, s.stats(), true);
+  }
+
+  // Every number and bool member of a described stats struct: counters (`_total`) or gauges.
+  template <class St>
+  static void emit_described(detail::manager::Exposition& x, std::string_view component,
+                             std::string_view service, St const& st, bool counters) {
+    if constexpr (boost::describe::has_describe_members<St>::value) {
+      boost::mp11::mp_for_each<
+          boost::describe::describe_members<St, boost::describe::mod_public>>([&](auto D) {
+        using M = std::remove_cvref_t<decltype(st.*D.pointer)>;
+        if constexpr (std::is_arithmetic_v<M>) {
+          std::string name = "rediskit_" + std::string(component) + "_" + D.name;
+          if (counters) name += "_total";
+          x.sample(name, counters ? "counter" : "gauge",
+                   "stats()." + std::string(D.name) + " of rediskit's " + std::string(component) +
+                       ".",
                    {{"service", service}}, static_cast<double>(st.*D.pointer));
-        });
-      }
+        }
+      });
     }
   }
 
   boost::asio::any_io_executor ex_;
   std::vector<std::unique_ptr<RedisService>> services_;
-  std::map<std::uint64_t, std::function<void(detail::manager::Exposition&)>> stats_;
+  using Sources = std::map<std::uint64_t, std::function<void(detail::manager::Exposition&)>>;
+  // Shared with the handles, which may outlive the manager (their deleters then do nothing).
+  std::shared_ptr<Sources> stats_ = std::make_shared<Sources>();
   std::uint64_t next_id_ = 0;
 };
 

@@ -9,7 +9,9 @@
 // - While nothing waits in the log and the backend reports OK, an event is a plain XADD. If
 //   that XADD fails without having run (not connected, reconnection given up), the event is
 //   logged instead; if it may have run (the link broke after it was written, a timeout), the
-//   caller gets that error, as for any command: logging it could add it twice.
+//   caller gets that error, as for any command: logging it could add it twice. (Such an event
+//   is logged when its failure arrives: events logged meanwhile, in the instant the link
+//   broke, go before it.)
 // - Otherwise (the backend is down, or older events still wait, whose order must be kept) the
 //   event is appended to the log: one record, length-prefixed with a CRC-32, made durable as
 //   `sync` says (WalSync::always: fsync before the publish completes; interval: at most every
@@ -27,8 +29,9 @@
 // - The log is bounded by `max_bytes`. When an event does not fit: WalFull::reject completes it
 //   with Error::wal_full (nothing logged); WalFull::drop_oldest drops the oldest records
 //   (stats().dropped) to make room.
-// - A record Redis refuses during the replay (e.g. WRONGTYPE: the key is no stream) is dropped,
-//   counted in replay_rejected and logged: it would be refused forever.
+// - A record Redis refuses during the replay for good (e.g. WRONGTYPE: the key is no stream) is
+//   dropped, counted in replay_rejected and logged. A refusal that passes (OOM, READONLY during
+//   a failover, TRYAGAIN, MOVED) stops the replay until the next try: nothing is dropped.
 //
 // Not thread-safe: one thread (or strand), as the backend. One StreamManager per log file.
 #pragma once
@@ -49,9 +52,11 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/crc.hpp>
+#include <boost/describe/class.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <fcntl.h>
@@ -117,6 +122,11 @@ struct WalStats {
   std::size_t pending_bytes = 0;
   std::size_t file_bytes = 0;         ///< the log file's size (<= max_bytes)
 };
+// Described: RedisManager::expose() puts its numbers in the Prometheus text.
+BOOST_DESCRIBE_STRUCT(WalStats, (),
+                      (published, appended, replayed, duplicates, replay_rejected, rejected,
+                       dropped, torn_records, truncated_bytes, syncs, pending_records,
+                       pending_bytes, file_bytes))
 
 /// How a publish ended.
 struct PublishResult {
@@ -182,7 +192,7 @@ inline std::optional<Record> decode(std::string_view p) {
   if (!str(r.id) || !str(r.stream) || p.size() - at < 4) return std::nullopt;
   std::uint32_t const count = get_u32(b + at);
   at += 4;
-  if (count % 2 != 0 || count > p.size()) return std::nullopt;
+  if (count % 2 != 0 || count > (p.size() - at) / 4) return std::nullopt;  // 4 bytes each at least
   r.fields.resize(count);
   for (auto& f : r.fields)
     if (!str(f)) return std::nullopt;
@@ -205,7 +215,17 @@ class File {
   boost::system::error_code open(std::filesystem::path const& p) {
     path_ = p;
     fd_ = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    return fd_ < 0 ? last_error() : boost::system::error_code{};
+    if (fd_ < 0) return last_error();
+    sync_dir();  // a new file's name survives a power cut
+    return {};
+  }
+  void sync_dir() const {
+    auto const dir = path_.parent_path();
+    int const dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      ::fsync(dfd);
+      ::close(dfd);
+    }
   }
   void close() {
     if (fd_ >= 0) ::close(fd_);
@@ -213,8 +233,10 @@ class File {
   }
 
   /// Reads every record back; cuts the file after the last whole one.
-  boost::system::error_code recover(std::deque<Record>& out, std::size_t& good_bytes,
-                                    std::size_t& torn_bytes, bool& torn) {
+  /// Reads every record back (none longer than `max_record`); cuts the file after the last
+  /// whole one.
+  boost::system::error_code recover(std::deque<Record>& out, std::size_t max_record,
+                                    std::size_t& good_bytes, std::size_t& torn_bytes, bool& torn) {
     std::string all;
     char buf[65536];
     if (::lseek(fd_, 0, SEEK_SET) < 0) return last_error();
@@ -233,7 +255,7 @@ class File {
       auto const* b = reinterpret_cast<unsigned char const*>(all.data() + at);
       if (all.size() - at < 8) break;
       std::uint32_t const len = get_u32(b);
-      if (all.size() - at - 8 < len) break;
+      if (len > max_record || all.size() - at - 8 < len) break;
       std::string_view const payload(all.data() + at + 8, len);
       if (crc32(payload) != get_u32(b + 4)) break;
       auto r = decode(payload);
@@ -265,6 +287,10 @@ class File {
     return {};
   }
   boost::system::error_code sync() { return ::fsync(fd_) == 0 ? boost::system::error_code{} : last_error(); }
+  /// Cuts the file back to `size` bytes (after a failed append), best effort.
+  void cut(std::size_t size) {
+    if (::ftruncate(fd_, static_cast<off_t>(size)) == 0) ::lseek(fd_, 0, SEEK_END);
+  }
   boost::system::error_code clear() {
     if (::ftruncate(fd_, 0) != 0) return last_error();
     if (::lseek(fd_, 0, SEEK_SET) < 0) return last_error();
@@ -285,12 +311,7 @@ class File {
     if (::rename(tmp.c_str(), path_.c_str()) != 0) return last_error();
     close();
     fd_ = std::exchange(f.fd_, -1);
-    auto const dir = path_.parent_path();  // the rename itself made durable
-    int const dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      ::fsync(dfd);
-      ::close(dfd);
-    }
+    sync_dir();  // the rename itself made durable
     return {};
   }
 
@@ -324,6 +345,14 @@ return id)lua",
     });
 using XaddOnce = decltype(xadd_once());
 
+/// Server refusals that pass (memory freed, a failover over, a slot moved, a busy script): a
+/// replay meeting one waits and tries again; any other refusal is for good.
+inline bool transient_refusal(boost::system::error_code const& ec) noexcept {
+  return ec == Error::out_of_memory || ec == Error::read_only || ec == Error::no_replicas ||
+         ec == Error::try_again || ec == Error::moved || ec == Error::ask ||
+         ec == Error::too_many_redirects || ec == Error::no_script;
+}
+
 /// Errors of a command that did not reach the server: safe to log and replay.
 inline bool not_sent(boost::system::error_code const& ec) noexcept {
   return ec == Error::not_connected || ec == Error::reconnect_gave_up ||
@@ -345,7 +374,13 @@ class StreamManager {
     st_->open();
   }
   StreamManager(StreamManager&&) noexcept = default;
-  StreamManager& operator=(StreamManager&&) noexcept = default;
+  StreamManager& operator=(StreamManager&& o) noexcept {
+    if (this != &o) {
+      if (st_) st_->close();
+      st_ = std::move(o.st_);
+    }
+    return *this;
+  }
   ~StreamManager() {
     if (st_) st_->close();
   }
@@ -420,10 +455,13 @@ class StreamManager {
       if (cfg.max_bytes < 64) fail("WalConfig::max_bytes must be at least 64");
       if (cfg.replay_batch == 0) fail("WalConfig::replay_batch must be at least 1");
       if (cfg.drain_interval.count() <= 0) fail("WalConfig::drain_interval must be positive");
+      if (cfg.dedup_ttl.count() <= 0) fail("WalConfig::dedup_ttl must be positive");
+      if (cfg.sync == WalSync::interval && cfg.sync_interval.count() <= 0)
+        fail("WalConfig::sync_interval must be positive");
       if (auto ec = file.open(cfg.path)) fail("cannot open " + cfg.path.string(), ec);
       std::size_t good = 0, torn_bytes = 0;
       bool torn = false;
-      if (auto ec = file.recover(pending, good, torn_bytes, torn))
+      if (auto ec = file.recover(pending, cfg.max_bytes, good, torn_bytes, torn))
         fail("cannot read " + cfg.path.string(), ec);
       for (auto const& r : pending) pending_bytes += r.size;
       file_bytes = good;
@@ -478,7 +516,9 @@ class StreamManager {
       for (std::size_t i = 0; i + 1 < ev->fields.size(); i += 2)
         fv.push_back({ev->fields[i], ev->fields[i + 1]});
       cmd::xadd const c{.key = ev->stream, .fields = fv};
-      backend->async_exec(c, [self = this->shared_from_this(), h = std::move(h), ev](
+      auto const ex = h.executor(backend->get_executor());  // where the caller resumes
+      backend->async_exec(c, boost::asio::bind_executor(ex, [self = this->shared_from_this(),
+                                                             h = std::move(h), ev](
                                  boost::system::error_code ec,
                                  std::optional<std::string> id) mutable {
         if (!ec) {
@@ -488,7 +528,7 @@ class StreamManager {
         if (!detail::wal::not_sent(ec) || self->closed) return std::move(h)(ec, PublishResult{});
         auto lec = self->log(std::move(ev->stream), std::move(ev->fields));  // it did not run
         std::move(h)(lec, PublishResult{.id = {}, .logged = !lec});
-      });
+      }));
     }
 
     // Appends one event; starts the replay.
@@ -517,14 +557,20 @@ class StreamManager {
         if (auto ec = file.rewrite(pending)) return io_error("rewrite", ec);
         file_bytes = pending_bytes;
       }
-      if (auto ec = file.append(bytes)) return io_error("append to", ec);
-      file_bytes += r.size;
+      if (auto ec = file.append(bytes)) {
+        file.cut(file_bytes);  // no half record before the next one
+        return io_error("append to", ec);
+      }
       if (cfg.sync == WalSync::always) {
-        if (auto ec = file.sync()) return io_error("fsync", ec);
+        if (auto ec = file.sync()) {
+          file.cut(file_bytes);  // the caller is told it failed: it must not come back
+          return io_error("fsync", ec);
+        }
         ++counts.syncs;
       } else {
         dirty = cfg.sync == WalSync::interval;
       }
+      file_bytes += r.size;
       pending_bytes += r.size;
       pending.push_back(std::move(r));
       ++counts.appended;
@@ -607,8 +653,9 @@ class StreamManager {
           forget(b.ids[i]);
         }
         one_by_one = false;
-      } else if (is_outage(ec) || detail::wal::not_sent(ec)) {
-        return arm();  // later
+      } else if (is_outage(ec) || detail::wal::not_sent(ec) ||
+                 detail::wal::transient_refusal(ec)) {
+        return arm();  // later (a batch that ran in part: its markers skip what is in)
       } else if (n > 1) {
         // A refusal inside the round trip: the records with an id are in; the others (the
         // refused one, duplicates) go again one by one to tell which is which.
@@ -623,6 +670,13 @@ class StreamManager {
         say(LogLevel::error, "rediskit: a logged event was refused (" + ec.message() +
                                  "): dropped");
         forget(b.ids[0]);
+      }
+      if (!pending.empty() && file_bytes - pending_bytes > cfg.max_bytes / 2) {
+        // Under steady load the log may never empty: drop the replayed prefix from the file.
+        if (auto e = file.rewrite(pending))
+          io_error("rewrite", e);
+        else
+          file_bytes = pending_bytes;
       }
       if (pending.empty()) {
         if (auto e = file.clear())

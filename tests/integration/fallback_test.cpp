@@ -101,6 +101,7 @@ BOOST_AUTO_TEST_CASE(is_a_backend_with_the_primarys_layout_starting_on_memory) {
   BOOST_TEST(fb.on_primary());
   BOOST_TEST(fb.stats().probes == 1u);
   static_assert(rediskit::check_backend<FakeFallback>());
+  static_assert(boost::describe::has_describe_members<rediskit::FallbackStats>::value);  // expose()
   static_assert(rediskit::check_backend<RedisFallback>());
   static_assert(RedisFallback::key_layout == rediskit::KeyLayout::plain);
   static_assert(rediskit::FallbackBackend<rediskit::ClusterBackend>::key_layout ==

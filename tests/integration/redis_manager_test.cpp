@@ -8,12 +8,14 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/describe/class.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include "support/run_coroutine.hpp"
 #include "support/test_redis.hpp"
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +36,7 @@ rediskit::RedisConfig on_port(unsigned short port) {
   cfg.port = port;
   cfg.connect_timeout = 500ms;
   cfg.max_retry_attempts = 1;
+  cfg.health_check_interval = 0ms;  // no PING of its own: the tests count requests
   return cfg;
 }
 
@@ -168,6 +171,42 @@ BOOST_AUTO_TEST_CASE(a_bundle_runs_each_service_on_its_roles_client) {
       BOOST_TEST(e.code() == Error::invalid_config);
     }
   });
+}
+
+// expose(): any component's described stats() in the text, as gauges, while the handle lives.
+namespace {
+struct Widget {
+  struct Stats {
+    std::uint64_t made = 3;
+    bool up = true;
+    std::string_view name = "not a number";
+  };
+  Stats stats() const { return {}; }
+};
+BOOST_DESCRIBE_STRUCT(Widget::Stats, (), (made, up, name))
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(expose_adds_a_components_stats_while_its_handle_lives) {
+  asio::io_context ioc;
+  RedisManager m(ioc);
+  Widget w;
+  {
+    auto h = m.expose("widget", "chat-service", w);
+    auto const text = m.metrics_text();
+    BOOST_TEST(text.find("# TYPE rediskit_widget_made gauge\n") != std::string::npos, text);
+    BOOST_TEST(text.find("rediskit_widget_made{service=\"chat-service\"} 3\n") !=
+               std::string::npos, text);
+    BOOST_TEST(text.find("rediskit_widget_up{service=\"chat-service\"} 1\n") !=
+               std::string::npos, text);
+    BOOST_TEST(text.find("rediskit_widget_name") == std::string::npos, text);
+  }
+  BOOST_TEST(m.metrics_text().find("rediskit_widget") == std::string::npos);
+  auto h = m.expose("my-widget", "chat-service", w);  // '-' is no metric name character
+  BOOST_TEST(m.metrics_text().find("rediskit_my_widget_made{") != std::string::npos);
+  std::optional<RedisManager> gone(std::in_place, ioc);
+  auto outlives = gone->expose("widget", "s", w);
+  gone.reset();
+  outlives.reset();  // after its manager: nothing to do, no crash
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -245,6 +245,22 @@ BOOST_AUTO_TEST_CASE(a_refused_record_is_dropped_and_the_rest_replayed) {
   BOOST_TEST(said);
 }
 
+// A refusal that passes (OOM, READONLY in a failover) stops the replay until the next try:
+// nothing is dropped.
+BOOST_AUTO_TEST_CASE(a_refusal_that_passes_drops_nothing) {
+  TempDir tmp;
+  BackendFixture<FakeBackend> f;
+  StreamManager<FakeBackend> m(f.backend, wal(tmp / "o.wal"));
+  f.backend.drop_connection();
+  for (int i = 0; i < 3; ++i) publish(f, m, "s", i);
+  f.backend.fail_next(2, Error::out_of_memory);  // the next two replays are refused
+  f.backend.restore_connection();
+  f.run_until([&] { return m.stats().pending_records == 0; });
+  BOOST_TEST(m.stats().replay_rejected == 0u);
+  BOOST_TEST(m.stats().replayed == 3u);
+  BOOST_TEST(ns(f, "s") == seq(0, 3), boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_CASE(bad_settings_and_unusable_paths_are_named) {
   BackendFixture<FakeBackend> f;
   auto says = [&](WalConfig cfg, Error e, std::string const& what) {
@@ -262,6 +278,9 @@ BOOST_AUTO_TEST_CASE(bad_settings_and_unusable_paths_are_named) {
   auto cfg = wal(tmp / "ok.wal");
   cfg.max_bytes = 10;
   says(cfg, Error::invalid_config, "max_bytes");
+  cfg = wal(tmp / "ok.wal");
+  cfg.dedup_ttl = 0ms;
+  says(cfg, Error::invalid_config, "dedup_ttl");
   StreamManager<FakeBackend> m(f.backend, wal(tmp / "ok.wal"));
   auto [ec, r] = f.wait(m.async_publish("", std::vector<FieldValue>{{"a", "b"}}));
   BOOST_TEST(ec == Error::invalid_argument);

@@ -80,6 +80,7 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/describe/class.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <algorithm>
@@ -153,6 +154,13 @@ struct FallbackStats {
   std::uint64_t discarded_keys = 0;      ///< keys dropped from memory at switches back
   CircuitState breaker = CircuitState::closed;
 };
+// Described: RedisManager::expose() puts its numbers in the Prometheus text.
+BOOST_DESCRIBE_STRUCT(FallbackStats, (),
+                      (mode, primary_available, entries, secondary_memory, primary_commands,
+                       secondary_commands, primary_failures, switches_to_secondary,
+                       switches_to_primary, probes, failed_probes, replay_pending,
+                       replay_pending_bytes, replayed, replay_dropped, replay_rejected,
+                       replay_uncertain, discarded_keys, breaker))
 
 template <class Primary, class Secondary>
 class FallbackSubscriber;
