@@ -28,7 +28,7 @@
 
 #include <rediskit/backend/redis_backend.hpp>
 #include <rediskit/connection.hpp>
-#include <rediskit/detail/any_handler.hpp>
+#include <rediskit/detail/join.hpp>
 #include <rediskit/detail/post.hpp>
 #include <rediskit/error.hpp>
 #include <rediskit/redis_config.hpp>
@@ -129,29 +129,6 @@ HealthStatus aggregate_health(Range const& statuses) {
 }
 
 namespace detail::manager {
-
-/// Joins N completions into one: the first error, once all have ended.
-struct Join {
-  detail::AnyHandler<void(boost::system::error_code)> handler;
-  boost::asio::any_io_executor ex;
-  std::size_t left = 0;
-  boost::system::error_code first;
-  void done(boost::system::error_code ec) {
-    if (ec && !first) first = ec;
-    if (--left == 0) detail::post_handler(ex, std::move(handler), first);
-  }
-};
-
-template <class Handler, class Start>
-void join_all(boost::asio::any_io_executor fallback, Handler handler, std::size_t n,
-              Start start) {
-  auto j = std::make_shared<Join>();
-  j->ex = boost::asio::get_associated_executor(handler, fallback);
-  j->handler = std::move(handler);
-  if (n == 0) return detail::post_handler(j->ex, std::move(j->handler), boost::system::error_code{});
-  j->left = n;
-  start([j](boost::system::error_code ec) { j->done(ec); });
-}
 
 inline void escape_label(std::string& out, std::string_view v) {
   for (char c : v) {
@@ -297,7 +274,7 @@ class RedisService {
     return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
         [this](auto handler) {
           for (auto r : client_roles) client(r);
-          detail::manager::join_all(ex_, std::move(handler), client_roles.size(), [&](auto done) {
+          detail::join_all(ex_, std::move(handler), client_roles.size(), [&](auto done) {
             for (auto r : client_roles) client(r).async_connect(done);
           });
         },
@@ -355,11 +332,8 @@ class ServiceBundle {
 
  private:
   friend class RedisManager;
-  ServiceBundle(RedisService& svc, std::shared_ptr<void> registration,
-                std::shared_ptr<std::tuple<S...>> services)
-      : registration_(std::move(registration)), services_(std::move(services)) {
-    (void)svc;
-  }
+  ServiceBundle(std::shared_ptr<void> registration, std::shared_ptr<std::tuple<S...>> services)
+      : registration_(std::move(registration)), services_(std::move(services)) {}
   std::shared_ptr<void> registration_;  // keeps its stats in metrics_text() while it lives
   std::shared_ptr<std::tuple<S...>> services_;
 };
@@ -407,7 +381,7 @@ class RedisManager {
   auto async_connect(Token&& token = {}) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
         [this](auto handler) {
-          detail::manager::join_all(ex_, std::move(handler), services_.size(), [&](auto done) {
+          detail::join_all(ex_, std::move(handler), services_.size(), [&](auto done) {
             for (auto& s : services_) s->async_connect(done);
           });
         },
@@ -495,7 +469,7 @@ class RedisManager {
     });
     // Unregisters when the bundle goes (the manager outlives its bundles).
     std::shared_ptr<void> registration(nullptr, unregister(id));
-    return ServiceBundle<S...>(svc, std::move(registration), std::move(tuple));
+    return ServiceBundle<S...>(std::move(registration), std::move(tuple));
   }
 
  /// Adds `source.stats()` to metrics_text() while the returned handle lives:

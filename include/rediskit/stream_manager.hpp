@@ -47,6 +47,7 @@
 #include <rediskit/detail/post.hpp>
 #include <rediskit/error.hpp>
 #include <rediskit/key_space.hpp>
+#include <rediskit/resp3/detail/numbers.hpp>
 #include <rediskit/script.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -320,12 +321,6 @@ class File {
   std::filesystem::path path_;
 };
 
-inline std::int64_t to_int(std::string_view s) {
-  std::int64_t v = 0;
-  std::from_chars(s.data(), s.data() + s.size(), v);
-  return v;
-}
-
 /// KEYS: stream, marker; ARGV: marker TTL (ms), then field value pairs. XADD unless the marker
 /// is there, then the marker (after the XADD: a refused XADD leaves none); nil for a duplicate.
 inline auto const xadd_once = make_script<std::optional<std::string>>(
@@ -339,14 +334,17 @@ return id)lua",
       std::vector<FieldValue> fv;
       for (std::size_t i = 1; i + 1 < a.size(); i += 2) fv.push_back({a[i], a[i + 1]});
       auto id = c.call(cmd::xadd{.key = c.keys()[0], .fields = fv});
-      std::chrono::milliseconds const ttl{to_int(a[0])};
-      c.call(cmd::set{.key = c.keys()[1], .value = "1", .ttl = ttl});
+      std::int64_t ms = 0;
+      boost::system::error_code ec;
+      resp3::detail::to_integer(a[0], ms, ec);
+      if (ec || ms <= 0) c.fail("ERR invalid expire time in 'set' command");  // as SET PX says
+      c.call(cmd::set{.key = c.keys()[1], .value = "1", .ttl = std::chrono::milliseconds(ms)});
       return id;
     });
 using XaddOnce = decltype(xadd_once());
 
-/// Server refusals that pass (memory freed, a failover over, a slot moved, a busy script): a
-/// replay meeting one waits and tries again; any other refusal is for good.
+/// Server refusals that pass (memory freed, a failover over, a slot moved, a script cache
+/// flushed): a replay meeting one waits and tries again; any other refusal is for good.
 inline bool transient_refusal(boost::system::error_code const& ec) noexcept {
   return ec == Error::out_of_memory || ec == Error::read_only || ec == Error::no_replicas ||
          ec == Error::try_again || ec == Error::moved || ec == Error::ask ||

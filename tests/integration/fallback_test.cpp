@@ -60,14 +60,20 @@ struct LogLines {
   }
 };
 
-FallbackConfig quick(LogLines& log, DegradedWrites w = DegradedWrites::discard) {
+// Checks (and the breaker's open time) every `every`; back after `grace`; lines into `log`.
+FallbackConfig fallback_config(LogLines& log, DegradedWrites w, std::chrono::milliseconds every,
+                               std::chrono::milliseconds grace) {
   FallbackConfig cfg;
   cfg.writes = w;
-  cfg.health_check_interval = 20ms;
-  cfg.grace_period = 100ms;
-  cfg.breaker.open_for = 20ms;
+  cfg.health_check_interval = every;
+  cfg.grace_period = grace;
+  cfg.breaker.open_for = every;
   cfg.log = log.sink();
   return cfg;
+}
+
+FallbackConfig quick(LogLines& log, DegradedWrites w = DegradedWrites::discard) {
+  return fallback_config(log, w, 20ms, 100ms);
 }
 
 // Polls `done` every 5 ms for at most `limit`; true when it became true.
@@ -297,13 +303,7 @@ rediskit::RedisConfig redis_config(unsigned short port) {
 }
 
 FallbackConfig redis_fallback(LogLines& log, DegradedWrites w) {
-  FallbackConfig cfg;
-  cfg.writes = w;
-  cfg.health_check_interval = 100ms;
-  cfg.grace_period = 500ms;
-  cfg.breaker.open_for = 100ms;
-  cfg.log = log.sink();
-  return cfg;
+  return fallback_config(log, w, 100ms, 500ms);
 }
 
 int outage_seconds() {

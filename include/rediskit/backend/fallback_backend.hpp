@@ -65,6 +65,7 @@
 #include <rediskit/command.hpp>
 #include <rediskit/connection.hpp>
 #include <rediskit/detail/any_handler.hpp>
+#include <rediskit/detail/join.hpp>
 #include <rediskit/detail/post.hpp>
 #include <rediskit/error.hpp>
 #include <rediskit/key_space.hpp>
@@ -727,13 +728,12 @@ class FallbackSubscriber {
   };
 
   struct Core : std::enable_shared_from_this<Core> {
-    Core(PS p, SS s, std::weak_ptr<void> b, std::function<bool()> degraded)
-        : primary(std::move(p)), secondary(std::move(s)), backend(std::move(b)),
-          is_degraded(std::move(degraded)), retry(primary.get_executor()) {}
+    Core(PS p, SS s, std::function<bool()> degraded)
+        : primary(std::move(p)), secondary(std::move(s)), is_degraded(std::move(degraded)),
+          retry(primary.get_executor()) {}
     PS primary;
     SS secondary;
-    std::weak_ptr<void> backend;
-    std::function<bool()> is_degraded;
+    std::function<bool()> is_degraded;  // true while the backend sends commands to memory
     boost::asio::steady_timer retry;
     std::deque<Message> queue;
     std::size_t max_queued = 4096;
@@ -743,7 +743,7 @@ class FallbackSubscriber {
     std::vector<Pending> pending;  // subscriptions the primary still has to take
     std::set<std::pair<Kind, std::string>, std::less<>> wanted;  // subscribed, not unsubscribed
 
-    bool degraded() const { return backend.expired() || is_degraded(); }
+    bool degraded() const { return is_degraded(); }
 
     template <class Sub>
     void pump(Sub& s) {
@@ -873,7 +873,7 @@ class FallbackSubscriber {
  public:
   template <class B>
   FallbackSubscriber(PS p, SS s, std::shared_ptr<B> const& backend)
-      : core_(std::make_shared<Core>(std::move(p), std::move(s), backend,
+      : core_(std::make_shared<Core>(std::move(p), std::move(s),
                                      [weak = std::weak_ptr<B>(backend)] {
                                        auto b = weak.lock();
                                        return !b || !b->on_primary;
@@ -982,37 +982,24 @@ class FallbackSubscriber {
           if (owned.empty() && sub)
             return detail::post_handler(ex, std::move(handler),
                                         make_error_code(Error::invalid_request));
-          struct Join {
-            detail::AnyHandler<void(boost::system::error_code)> h;
-            boost::asio::any_io_executor ex;
-            int left = 0;
-            boost::system::error_code first;
-            void done(boost::system::error_code ec) {
-              if (ec && !first) first = ec;
-              if (--left == 0) detail::post_handler(ex, std::move(h), first);
-            }
-          };
-          auto join = std::make_shared<Join>();
-          join->ex = ex;
-          join->h = std::move(handler);
           bool const wait_primary = !core->degraded();
-          join->left = wait_primary ? 2 : 1;
           std::vector<std::string_view> views(owned.begin(), owned.end());
-          Core::apply(core->secondary, kind, sub, views,
-                      [join](boost::system::error_code ec) { join->done(ec); });
-          if (!sub) {
-            core->forget(kind, owned);
-            Core::apply(core->primary, kind, false, views,
-                        [join, wait_primary](boost::system::error_code ec) {
-                          // Redis down: it has forgotten our subscriptions with our link.
-                          if (wait_primary) join->done(is_outage(ec) ? boost::system::error_code{} : ec);
-                        });
-            return;
-          }
-          for (auto const& n : owned) core->wanted.emplace(kind, n);
-          std::function<void(boost::system::error_code)> on_end;
-          if (wait_primary) on_end = [join](boost::system::error_code ec) { join->done(ec); };
-          core->on_primary(kind, std::move(owned), std::move(on_end));
+          detail::join_all(ex, std::move(handler), wait_primary ? 2 : 1, [&](auto done) {
+            Core::apply(core->secondary, kind, sub, views, done);
+            if (!sub) {
+              core->forget(kind, owned);
+              Core::apply(core->primary, kind, false, views,
+                          [done, wait_primary](boost::system::error_code ec) {
+                            // Redis down: it forgot our subscriptions with our link.
+                            if (wait_primary) done(is_outage(ec) ? boost::system::error_code{} : ec);
+                          });
+              return;
+            }
+            for (auto const& n : owned) core->wanted.emplace(kind, n);
+            std::function<void(boost::system::error_code)> on_end;
+            if (wait_primary) on_end = done;
+            core->on_primary(kind, std::move(owned), std::move(on_end));
+          });
         },
         token, std::move(owned));
   }
