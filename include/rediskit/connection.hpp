@@ -141,6 +141,15 @@ struct ConnectionConfig {
   /// written fail with not_connected and those written with connection_lost, reads included:
   /// nothing waits for the next link (what FallbackBackend needs of its primary).
   bool offline_queue = true;
+  /// While the server loads its dataset (after a restart, or a replica's full sync), it
+  /// refuses commands with LOADING. Every handshake ends with a PING that checks it: while the
+  /// server loads, the handshake runs again every 100 ms and requests wait in the queue; after
+  /// this long they fail with Error::loading (seed 002's maxLoadingTimeout; 0: no check, a
+  /// LOADING handshake is retried like a refused connection). Without the offline queue,
+  /// requests fail with Error::loading at once. A LOADING reply on a link that was already
+  /// ready (DEBUG RELOAD, a replica starting a full sync) reaches its request as
+  /// Error::loading: it did not run.
+  std::chrono::milliseconds max_loading_timeout{5000};
   resp3::ParserConfig parser{};
   LogSink log{};
 };

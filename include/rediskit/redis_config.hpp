@@ -60,6 +60,10 @@ struct RedisConfig {
   /// connection's: a subscriber's connection, and one made for a blocking command, always wait
   /// for the link made for them.
   bool offline_queue = true;
+  /// Requests wait this long for a server that is loading its dataset, then fail with
+  /// Error::loading (0: no wait). REDIS_MAX_LOADING_TIMEOUT (ms). See
+  /// ConnectionConfig::max_loading_timeout.
+  std::chrono::milliseconds max_loading_timeout{5000};
   TlsConfig tls{};  ///< rediss:// and REDIS_TLS*; off by default
 
   /// Sentinel mode when not empty: "host:port" of Sentinels ("host" alone: port 26379), asked in
@@ -87,6 +91,7 @@ struct RedisConfig {
     c.reconnect.max_attempts = max_retry_attempts;
     c.command_timeout = command_timeout;
     c.offline_queue = offline_queue;
+    c.max_loading_timeout = max_loading_timeout;
     c.tls = tls;
     return c;
   }
@@ -103,7 +108,8 @@ struct RedisConfig {
 
   /// Reads REDIS_URL (when set, first), then REDIS_HOST, REDIS_PORT, REDIS_USERNAME,
   /// REDIS_PASSWORD, REDIS_DB, REDIS_CONNECTION_TIMEOUT, REDIS_MAX_RETRY_ATTEMPTS,
-  /// REDIS_KEEP_ALIVE, REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_USERNAME,
+  /// REDIS_KEEP_ALIVE, REDIS_COMMAND_TIMEOUT, REDIS_ENABLE_OFFLINE_QUEUE,
+  /// REDIS_MAX_LOADING_TIMEOUT, REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_USERNAME,
   /// REDIS_SENTINEL_PASSWORD, REDIS_TLS (true/false/1/0), REDIS_TLS_CA_FILE,
   /// REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE and REDIS_TLS_SERVER_NAME over the defaults above
   /// (a variable overrides what the URL said). Sentinels without a master name (or the
@@ -121,7 +127,7 @@ BOOST_DESCRIBE_STRUCT(TlsConfig, (),
 BOOST_DESCRIBE_STRUCT(RedisConfig, (),
                       (host, port, username, password, database, client_name, connect_timeout,
                        max_retry_attempts, keep_alive, health_check_interval, command_timeout,
-                       offline_queue, tls, sentinels,
+                       offline_queue, max_loading_timeout, tls, sentinels,
                        master_name, sentinel_username, sentinel_password, sentinel_timeout))
 
 namespace detail::config {
@@ -375,6 +381,8 @@ inline RedisConfig RedisConfig::from_env(boost::system::error_code& ec, std::str
     ok = parse_ms("REDIS_COMMAND_TIMEOUT", v, 0, cfg.command_timeout, ec, what);
   if (auto v = var("REDIS_ENABLE_OFFLINE_QUEUE"); ok && !v.empty())
     ok = parse_bool("REDIS_ENABLE_OFFLINE_QUEUE", v, cfg.offline_queue, ec, what);
+  if (auto v = var("REDIS_MAX_LOADING_TIMEOUT"); ok && !v.empty())
+    ok = parse_ms("REDIS_MAX_LOADING_TIMEOUT", v, 0, cfg.max_loading_timeout, ec, what);
   if (auto v = var("REDIS_SENTINELS"); ok && !v.empty())
     ok = parse_sentinels("REDIS_SENTINELS", v, cfg.sentinels, ec, what);
   if (auto v = var("REDIS_SENTINEL_MASTER"); !v.empty()) cfg.master_name = std::string(v);

@@ -74,7 +74,8 @@ void with_fake_server(std::vector<std::string> script, Client client) {
   if (failure) std::rethrow_exception(failure);
 }
 
-constexpr char hello_ok[] = "%1\r\n$6\r\nserver\r\n$5\r\nredis\r\n";
+// HELLO's reply and the readiness PING's (see ConnectionConfig::max_loading_timeout).
+constexpr char hello_ok[] = "%1\r\n$6\r\nserver\r\n$5\r\nredis\r\n+PONG\r\n";
 
 }  // namespace
 
@@ -91,7 +92,7 @@ BOOST_AUTO_TEST_CASE(garbage_instead_of_a_handshake_reply) {
 }
 
 BOOST_AUTO_TEST_CASE(a_server_that_refuses_hello_is_a_handshake_error) {
-  with_fake_server({"-ERR unknown command 'HELLO'\r\n"},
+  with_fake_server({"-ERR unknown command 'HELLO'\r\n+PONG\r\n"},
                    [](asio::io_context& ioc, unsigned short port) -> asio::awaitable<void> {
                      Connection conn(ioc, no_retry(port));
                      auto [ec] = co_await conn.async_connect(as_tuple_awaitable);

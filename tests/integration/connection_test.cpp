@@ -1,6 +1,6 @@
 // Connection against a real redis-server: pipelining, reconnection, health check, auth,
 // pushes, cancellation, and seed 002's options (command timeout with DEBUG SLEEP holding the
-// server, the offline queue turned off). Tests that break the server start their own TestRedisServer; the
+// server, the offline queue turned off, a server loading its dataset). Tests that break the server start their own TestRedisServer; the
 // others use the shared one from the CTest fixture.
 #include <rediskit/connection.hpp>
 
@@ -832,6 +832,125 @@ BOOST_AUTO_TEST_CASE(without_the_offline_queue_a_written_read_fails_at_the_link_
 
 // A connection that gives up says so in words a person can act on: where, why, and what was
 // tried, in Diagnostics::detail and metrics().last_failure; never the password.
+// Seed 002's maxLoadingTimeout. A server that restarts with a dataset answers LOADING while
+// it reads it: --key-load-delay (µs per key) makes 20 000 keys take about 2 s, and
+// --loading-process-events-interval-bytes lets it accept and answer clients meanwhile.
+struct LoadingServer {
+  rediskit::test::TestRedisServer srv{rediskit::test::TestRedisServer::Options{
+      .extra_args = {"--key-load-delay", "100", "--loading-process-events-interval-bytes",
+                     "1024"}}};
+
+  // Writes the dataset to dump.rdb, then kills the server and starts it again on the same
+  // port: it comes back loading.
+  void restart_loading() {
+    run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+      Connection admin(ioc, config_for(srv.port()));
+      Request fill;
+      fill.push("DEBUG", "POPULATE", 20000);
+      fill.push("SET", "rk:loading:marker", "here");
+      fill.push("SAVE");
+      co_await admin.async_exec(fill, rediskit::resp3::ignore, asio::use_awaitable);
+      admin.close();
+    });
+    srv.kill();
+    srv.start();  // returns once the server answers, LOADING included
+    std::string const reply = rediskit::test::detail::ping_reply(srv.port());
+    BOOST_REQUIRE_MESSAGE(reply.starts_with("-LOADING"), "not loading: " + reply);
+  }
+};
+
+BOOST_AUTO_TEST_CASE(requests_wait_while_a_restarted_server_loads_its_dataset) {
+  LoadingServer s;
+  run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+    auto cfg = patient_config_for(s.srv.port());
+    cfg.max_loading_timeout = 20s;
+    Connection before(ioc, cfg);  // connected before the restart: reconnects into the loading
+    co_await before.async_connect(asio::use_awaitable);
+    s.restart_loading();
+    co_await sleep_for(50ms);  // `before` sees its link go, and reconnects into the loading
+
+    Connection fresh(ioc, cfg);  // connects while the server loads
+    bool connected = false;
+    fresh.async_connect([&](error_code ec) { connected = !ec; });
+    Request get;
+    get.push("GET", "rk:loading:marker");
+    std::string v1, v2;
+    error_code e1, e2;
+    int done = 0;
+    before.async_exec(get, v1, [&](error_code ec) { e1 = ec, ++done; });
+    fresh.async_exec(get, v2, [&](error_code ec) { e2 = ec, ++done; });
+    co_await sleep_for(300ms);
+    // Still loading: the handshake is done but the link is not ready, and nothing was sent.
+    BOOST_TEST(rediskit::test::detail::ping_reply(s.srv.port()).starts_with("-LOADING"));
+    BOOST_TEST(!connected);
+    BOOST_TEST(done == 0);
+    BOOST_TEST(fresh.health() == rediskit::HealthStatus::degraded);
+    while (done < 2) co_await sleep_for(10ms);
+    BOOST_TEST(!e1, e1.message());
+    BOOST_TEST(!e2, e2.message());
+    BOOST_TEST(v1 == "here");  // the dataset is the loaded one
+    BOOST_TEST(v2 == "here");
+    BOOST_TEST(connected);
+    BOOST_TEST(fresh.health() == rediskit::HealthStatus::ok);
+    BOOST_TEST(fresh.metrics().errors == 0u);  // waiting for the load is no error
+    before.close();
+    fresh.close();
+  });
+}
+
+BOOST_AUTO_TEST_CASE(past_max_loading_timeout_requests_fail_with_loading) {
+  LoadingServer s;
+  s.restart_loading();
+  run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+    auto cfg = patient_config_for(s.srv.port());
+    cfg.max_loading_timeout = 300ms;
+    Connection conn(ioc, cfg);
+    Request get;
+    get.push("GET", "rk:loading:marker");
+    std::string v;
+    Diagnostics diag;
+    auto const start = Clock::now();
+    auto [ec] = co_await conn.async_exec(get, v, diag, as_tuple_awaitable);
+    auto const waited = Clock::now() - start;
+    BOOST_TEST(ec == Error::loading, ec.message());
+    BOOST_TEST((waited >= 250ms));  // it waited for the load, as long as allowed
+    BOOST_TEST(diag.detail.find("is loading its dataset, still after max_loading_timeout "
+                                "(300 ms); the request did not run") != std::string::npos,
+               diag.detail);
+    // Past the deadline, new requests and async_connect fail at once while it loads.
+    auto [ec2] = co_await conn.async_exec(get, v, as_tuple_awaitable);
+    BOOST_TEST(ec2 == Error::loading, ec2.message());
+    auto [ec3] = co_await conn.async_connect(as_tuple_awaitable);
+    BOOST_TEST(ec3 == Error::loading, ec3.message());
+
+    // Without the offline queue nothing waits for the load.
+    auto quick = cfg;
+    quick.offline_queue = false;
+    quick.max_loading_timeout = 20s;
+    Connection impatient(ioc, quick);
+    impatient.async_connect([](error_code) {});
+    while (impatient.health() == rediskit::HealthStatus::disconnected) co_await sleep_for(5ms);
+    co_await sleep_for(100ms);  // its handshake has met the LOADING
+    auto [ec4] = co_await impatient.async_exec(get, v, as_tuple_awaitable);
+    BOOST_TEST(ec4 == Error::loading, ec4.message());
+
+    // Once loaded, the same connections serve requests.
+    while (!rediskit::test::detail::ping_reply(s.srv.port()).starts_with("+PONG"))
+      co_await sleep_for(50ms);
+    co_await sleep_for(200ms);  // their next handshake runs within 100 ms
+    v.clear();
+    auto [ec5] = co_await conn.async_exec(get, v, as_tuple_awaitable);
+    BOOST_TEST(!ec5, ec5.message());
+    BOOST_TEST(v == "here");
+    v.clear();
+    auto [ec6] = co_await impatient.async_exec(get, v, as_tuple_awaitable);
+    BOOST_TEST(!ec6, ec6.message());
+    BOOST_TEST(v == "here");
+    conn.close();
+    impatient.close();
+  });
+}
+
 BOOST_AUTO_TEST_CASE(giving_up_names_the_endpoint_the_cause_and_the_attempts) {
   auto failure = [](ConnectionConfig cfg) {
     std::string detail, last;

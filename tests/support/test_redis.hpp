@@ -140,30 +140,36 @@ inline int connect_loopback(unsigned short port, std::chrono::milliseconds timeo
   return fd;
 }
 
-/// True when something on 127.0.0.1:port answers a RESP `PING` like a Redis server: "+PONG",
-/// or "-NOAUTH" / "-ERR AUTH" style refusals of a server that has a password (it is up).
-inline bool answers_ping(unsigned short port,
-                         std::chrono::milliseconds timeout = std::chrono::milliseconds(500)) {
+/// The first line of what 127.0.0.1:port answers to an inline `PING` ("+PONG", "-LOADING ...",
+/// "-NOAUTH ..."), empty when nothing answers within `timeout`.
+inline std::string ping_reply(unsigned short port,
+                              std::chrono::milliseconds timeout = std::chrono::milliseconds(500)) {
   const int fd = connect_loopback(port, timeout);
-  if (fd < 0) return false;
-  bool ok = false;
+  if (fd < 0) return {};
+  std::string reply;
   constexpr std::string_view ping = "PING\r\n";
   if (::send(fd, ping.data(), ping.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(ping.size())) {
-    std::string reply;
     char buf[128];
     while (reply.find("\r\n") == std::string::npos) {
       const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
       if (n <= 0) break;
       reply.append(buf, static_cast<std::size_t>(n));
     }
-    ok = reply.starts_with("+PONG") || reply.starts_with("-NOAUTH") ||
-         reply.starts_with("-WRONGPASS");
   }
   ::close(fd);
-  return ok;
+  return reply.substr(0, reply.find("\r\n"));
 }
 
-/// True when pid no longer runs (gone, or a zombie nobody reaped yet).
+/// True when something on 127.0.0.1:port answers a RESP `PING` like a Redis server: "+PONG",
+/// "-NOAUTH" / "-WRONGPASS" refusals of a server that has a password, or "-LOADING" while it
+/// reads its dataset (it is up).
+inline bool answers_ping(unsigned short port,
+                         std::chrono::milliseconds timeout = std::chrono::milliseconds(500)) {
+  const std::string reply = ping_reply(port, timeout);
+  return reply.starts_with("+PONG") || reply.starts_with("-NOAUTH") ||
+         reply.starts_with("-WRONGPASS") || reply.starts_with("-LOADING");
+}
+
 inline bool process_gone(pid_t pid) {
   if (::kill(pid, 0) != 0) return errno == ESRCH;
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");

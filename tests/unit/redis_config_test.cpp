@@ -134,21 +134,27 @@ BOOST_AUTO_TEST_CASE(environment_variables_of_seed_000) {
   BOOST_TEST(d.offline_queue);
 }
 
-// Seed 002's commandTimeout and enableOfflineQueue.
+// Seed 002's commandTimeout, enableOfflineQueue and maxLoadingTimeout.
 BOOST_AUTO_TEST_CASE(environment_variables_of_seed_002) {
+  BOOST_TEST(RedisConfig{}.max_loading_timeout.count() == 5000);
   auto c = RedisConfig::from_env(env({{"REDIS_COMMAND_TIMEOUT", "5000"},
-                                      {"REDIS_ENABLE_OFFLINE_QUEUE", "false"}}));
+                                      {"REDIS_ENABLE_OFFLINE_QUEUE", "false"},
+                                      {"REDIS_MAX_LOADING_TIMEOUT", "7000"}}));
   BOOST_TEST(c.command_timeout.count() == 5000);
   BOOST_TEST(!c.offline_queue);
+  BOOST_TEST(c.max_loading_timeout.count() == 7000);
   auto const conn = c.connection_config();
   BOOST_TEST(conn.command_timeout.count() == 5000);
   BOOST_TEST(!conn.offline_queue);
+  BOOST_TEST(conn.max_loading_timeout.count() == 7000);
   boost::system::error_code ec;
   std::string what;
   RedisConfig::from_env(ec, &what, env({{"REDIS_COMMAND_TIMEOUT", "-1"}}));
   BOOST_TEST(what.find("REDIS_COMMAND_TIMEOUT") != std::string::npos);
   RedisConfig::from_env(ec, &what, env({{"REDIS_ENABLE_OFFLINE_QUEUE", "sometimes"}}));
   BOOST_TEST(what.find("REDIS_ENABLE_OFFLINE_QUEUE") != std::string::npos);
+  RedisConfig::from_env(ec, &what, env({{"REDIS_MAX_LOADING_TIMEOUT", "soon"}}));
+  BOOST_TEST(what.find("REDIS_MAX_LOADING_TIMEOUT") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(variables_override_redis_url) {

@@ -374,7 +374,9 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
       case State::closed: return post_complete(op, Error::connection_closed);
       case State::idle:
       case State::down: start_cycle(); break;
-      default: break;
+      default:
+        if (loading_expired()) return post_complete(op, error_code(Error::loading));
+        break;
     }
     auto slot = asio::get_associated_cancellation_slot(op->handler);
     if (slot.is_connected())
@@ -561,10 +563,18 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   }
 
   // With require_master, reply 1 of the handshake is ROLE's: its first element names the role.
+  // A LOADING refusal of any step means the server is reading its dataset: the handshake is run
+  // again once it is done (see wait_for_load). The last reply is the readiness PING's, when
+  // max_loading_timeout is on: any other refusal of it (an ACL user without PING) is no error.
   static void handshake_on_node(ExecOpBase* b, std::size_t i, resp3::NodeView const& n,
                                 error_code& ec) {
-    internal_on_node(b, i, n, ec);
     ConnectionImpl* impl = static_cast<InternalOp*>(b)->impl;
+    if (n.depth == 0 && resp3::is_error(n.type) && server_error_code(n.value) == Error::loading) {
+      impl->server_loading_ = true;
+      return;
+    }
+    if (i == impl->ready_index_) return;
+    internal_on_node(b, i, n, ec);
     if (ec || !impl->cfg_.require_master || i != 1 || n.depth != 1 ||
         std::exchange(impl->role_seen_, true))
       return;
@@ -597,6 +607,11 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
         if (!cfg_.offline_queue) return post_complete(op, Error::not_connected);
         break;
       default:
+        if (loading_since_ &&
+            (op->cfg.fail_if_not_connected || !cfg_.offline_queue || loading_expired())) {
+          if (op->diag) op->diag->detail = loading_text();
+          return post_complete(op, error_code(Error::loading));
+        }
         if (op->cfg.fail_if_not_connected || !cfg_.offline_queue ||
             waiting_.size() >= cfg_.max_waiting_requests)
           return post_complete(op, Error::not_connected);
@@ -1009,18 +1024,7 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
         self->fail_attempt(link, Error::tls_unavailable, true);
       });
     }
-    connect_timer_.expires_after(cfg_.connect_timeout);
-    connect_timer_.async_wait([self = shared_from_this(), link](error_code ec) {
-      if (ec || link != self->link_) return;
-      if (self->state_ == State::connecting || self->state_ == State::handshaking) {
-        self->resolver_.cancel();
-        // A plain Redis port reads a TLS ClientHello as the start of a command and waits for
-        // the rest forever: on a connection that never worked, that is no transient failure.
-        if (link->tls && !link->tls_established && !self->ever_connected_)
-          return self->fail_attempt(link, Error::tls_handshake_timeout, true);
-        self->fail_attempt(link, Error::connect_timeout, false);
-      }
-    });
+    arm_connect_timer(link);
     if (cfg_.locate && !std::exchange(located_, false)) return locate(link);
     resolver_.async_resolve(
         cfg_.host, std::to_string(cfg_.port),
@@ -1040,6 +1044,23 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
                                 self->start_handshake(link);
                               });
         });
+  }
+
+  // Bounds the connect and handshake of one attempt (and each handshake run while the server
+  // loads its dataset).
+  void arm_connect_timer(LinkPtr const& link) {
+    connect_timer_.expires_after(cfg_.connect_timeout);
+    connect_timer_.async_wait([self = shared_from_this(), link](error_code ec) {
+      if (ec || link != self->link_) return;
+      if (self->state_ == State::connecting || self->state_ == State::handshaking) {
+        self->resolver_.cancel();
+        // A plain Redis port reads a TLS ClientHello as the start of a command and waits for
+        // the rest forever: on a connection that never worked, that is no transient failure.
+        if (link->tls && !link->tls_established && !self->ever_connected_)
+          return self->fail_attempt(link, Error::tls_handshake_timeout, true);
+        self->fail_attempt(link, Error::connect_timeout, false);
+      }
+    });
   }
 
   // Asks cfg_.locate where to connect, then starts the attempt again towards it. The handler
@@ -1095,7 +1116,8 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     if (cfg_.tcp_keepalive) link->socket.set_option(asio::socket_base::keep_alive(true), ignored);
   }
 
-  void start_handshake(LinkPtr const& link) {
+  // `again`: on a link whose read loop runs (see wait_for_load).
+  void start_handshake(LinkPtr const& link, bool again = false) {
     state_ = State::handshaking;
 
     resp3::Request hs;
@@ -1116,20 +1138,30 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     if (cfg_.database != 0) hs.push("SELECT", cfg_.database);
     link->wbuf.assign(hs.payload());
     link->wbuf.append(cfg_.setup.payload());
+    // PING is refused with LOADING while the server reads its dataset (HELLO, SELECT and ROLE
+    // are not): the readiness check, ioredis's ready check without its INFO (which an ACL may
+    // deny).
+    ready_index_ = hs.expected_replies() + cfg_.setup.expected_replies();
+    bool const check_ready = cfg_.max_loading_timeout.count() > 0;
+    if (check_ready) link->wbuf.append(ping_op_.payload);
+    server_loading_ = false;
 
     handshake_diag_.clear();
-    handshake_op_.expected = hs.expected_replies() + cfg_.setup.expected_replies();
+    handshake_op_.expected = ready_index_ + (check_ready ? 1 : 0);
     inflight_.clear();
     inflight_.push_back(Slot{&handshake_op_, handshake_op_.expected});
     start_write(link);
-    start_read(link);
+    if (!again) start_read(link);
   }
 
   void on_handshake_done(error_code ec) {
     LinkPtr const link = link_;
     if (!link || state_ != State::handshaking) return;
-    if (ec == Error::not_master) {
-      log(LogLevel::warning, cfg_.host, ":", cfg_.port, " is not a master (yet)");
+    if (server_loading_ && cfg_.max_loading_timeout.count() > 0) return wait_for_load(link);
+    if (server_loading_) ec = Error::loading;  // no waiting: a transient failure, retried
+    if (ec == Error::not_master || ec == Error::loading) {
+      log(LogLevel::warning, cfg_.host, ":", cfg_.port,
+          ec == Error::loading ? " is loading its dataset" : " is not a master (yet)");
       return fail_attempt(link, ec, false);
     }
     if (ec) {
@@ -1140,6 +1172,13 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
       return fail_attempt(link, auth ? Error::auth_failed : Error::handshake_failed, true);
     }
     connect_timer_.cancel();
+    if (loading_since_) {
+      auto const waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - *loading_since_);
+      log(LogLevel::info, cfg_.host, ":", cfg_.port, " has loaded its dataset (waited ",
+          waited.count(), " ms)");
+      loading_since_.reset();
+    }
     state_ = State::connected;
     relocating_ = false;
     ++metrics_.connections_created;
@@ -1154,6 +1193,59 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     for (auto* w : waiters) w->complete({});
   }
 
+  // The server answered LOADING: it is reading its dataset (a restart, a replica's full sync).
+  // The link stays and the handshake runs again every 100 ms, since a step refused with LOADING
+  // did not run; meanwhile requests wait in the queue, as for a reconnection. After
+  // max_loading_timeout they fail with Error::loading, and so do new ones until the server
+  // is ready (or at once without the offline queue).
+  void wait_for_load(LinkPtr const& link) {
+    using Clock = std::chrono::steady_clock;
+    connect_timer_.cancel();
+    auto const now = Clock::now();
+    if (!loading_since_) {
+      loading_since_ = now;
+      log(LogLevel::warning, cfg_.host, ":", cfg_.port, " is loading its dataset: requests wait",
+          " up to ", cfg_.max_loading_timeout.count(), " ms (max_loading_timeout)");
+    }
+    auto const deadline = *loading_since_ + cfg_.max_loading_timeout;
+    if (now >= deadline) fail_loading_waiters();
+    state_ = State::waiting_retry;
+    auto const next = now >= deadline ? now + std::chrono::milliseconds(100)
+                                      : std::min(now + std::chrono::milliseconds(100), deadline);
+    retry_timer_.expires_at(next);
+    retry_timer_.async_wait([self = shared_from_this(), link](error_code e) {
+      if (e || link != self->link_ || self->state_ != State::waiting_retry) return;
+      self->arm_connect_timer(link);
+      self->start_handshake(link, /*again=*/true);
+    });
+  }
+
+  bool loading_expired() const {
+    return loading_since_ &&
+           std::chrono::steady_clock::now() >= *loading_since_ + cfg_.max_loading_timeout;
+  }
+
+  std::string loading_text() const {
+    std::string s = "the server at " + cfg_.host + ":" + std::to_string(cfg_.port) +
+                    " is loading its dataset";
+    if (loading_expired())
+      s += ", still after max_loading_timeout (" +
+           std::to_string(cfg_.max_loading_timeout.count()) + " ms)";
+    return s + "; the request did not run";
+  }
+
+  void fail_loading_waiters() {
+    auto ops = std::exchange(waiting_, {});
+    auto waiters = std::exchange(connect_waiters_, {});
+    std::string const text = loading_text();
+    for (auto* op : ops) {
+      if (op->internal) continue;
+      if (op->diag) op->diag->detail = text;
+      op->complete(Error::loading);
+    }
+    for (auto* w : waiters) w->complete(Error::loading);
+  }
+
   // A connection attempt failed: retry with backoff, or give up.
   void fail_attempt(LinkPtr const& link, error_code ec, bool fatal) {
     if (link != link_) return;
@@ -1161,6 +1253,8 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     link->socket.close(ignored);
     link_.reset();
     connect_timer_.cancel();
+    retry_timer_.cancel();
+    loading_since_.reset();
     inflight_.clear();  // only the handshake can be there
     record_error(ec);
     log(LogLevel::warning, "connecting to ", cfg_.host, ":", cfg_.port, " failed: ", ec);
@@ -1362,6 +1456,9 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   bool read_activity_ = false;
   bool located_ = false;     // cfg_.locate named the target of the attempt being started
   bool role_seen_ = false;   // the handshake's ROLE reply named its role
+  bool server_loading_ = false;  // a step of this handshake was refused with LOADING
+  std::size_t ready_index_ = 0;  // the handshake's readiness PING reply (see start_handshake)
+  std::optional<std::chrono::steady_clock::time_point> loading_since_;  // see wait_for_load
   bool relocating_ = false;  // see relocate(): no more writes on this link
 
   std::set<std::string, std::less<>> channels_;
