@@ -6,6 +6,7 @@
 // never timed assertions: how fast a switch happens is measured by the fault tests' figures.
 // REDISKIT_FAULT_OUTAGE_SECONDS sets the outage of the outage test (default 2; the closing
 // note of issue 16 quotes a 30 s run).
+#include <rediskit/backend/cluster_backend.hpp>
 #include <rediskit/backend/fallback_backend.hpp>
 #include <rediskit/backend/fake_backend.hpp>
 #include <rediskit/commands.hpp>
@@ -23,6 +24,7 @@
 
 #include "support/run_coroutine.hpp"
 #include "support/test_redis.hpp"
+#include "support/test_redis_cluster.hpp"
 
 #include <algorithm>
 #include <csignal>
@@ -658,6 +660,110 @@ BOOST_AUTO_TEST_CASE(a_stopped_server_is_detected_and_a_subscriber_follows) {
           else co_await sleep_for(50ms);
         }
         BOOST_TEST(m3.payload == "after");
+      },
+      60s);
+}
+
+
+// Over a Redis Cluster. ClusterBackend's health is OK only while every master's link is: a
+// dead master sends every command to memory (its slots would fail, and the others' keys would
+// be split between two stores), and its return brings them back. failover_timeout is short:
+// a command already sent to the dead master waits for a failover up to that long.
+BOOST_AUTO_TEST_CASE(over_a_redis_cluster_a_dead_master_sends_commands_to_memory_and_back) {
+  using ClusterFallback = rediskit::FallbackBackend<rediskit::ClusterBackend>;
+  rediskit::test::TestRedisCluster cluster(
+      rediskit::test::TestRedisCluster::Options{.replicas_per_master = 0});
+  LogLines log;
+  run(
+      [&](asio::io_context& ioc) -> asio::awaitable<void> {
+        rediskit::ClusterConfig cc;
+        cc.nodes = {"127.0.0.1:" + std::to_string(cluster.node(0).port())};
+        cc.node = redis_config(cluster.node(0).port());
+        cc.node.offline_queue = false;  // fail at once while a link is down
+        cc.failover_timeout = 1s;
+        ClusterFallback fb(rediskit::ClusterBackend(ioc, cc), rediskit::MemoryBackend(ioc),
+                           redis_fallback(log, DegradedWrites::discard));
+        co_await fb.async_connect(asio::use_awaitable);
+        BOOST_REQUIRE(co_await wait_until([&] { return fb.on_primary(); }, 10s));
+        BOOST_TEST(fb.stats().mode == "cluster");
+        // A service lays its keys out for the cluster, through the fallback.
+        rediskit::CacheService<ClusterFallback> cache(fb);
+        static_assert(ClusterFallback::key_layout == rediskit::KeyLayout::clustered);
+        for (int i = 0; i < 30; ++i) {
+          std::string const k = "k" + std::to_string(i);
+          co_await cache.async_set(k, std::string("cluster"), asio::use_awaitable);
+        }
+
+        cluster.node(1).kill();
+        co_await fb.async_exec(cmd::ping{}, tuple_awaitable);  // lets the links see it
+        BOOST_REQUIRE(co_await wait_until([&] { return !fb.on_primary(); }, 10s));
+        BOOST_TEST(fb.stats().mode == "memory");
+        BOOST_TEST(fb.health() == HealthStatus::degraded);
+        std::string const on_memory = "memory";
+        co_await cache.async_set("k0", on_memory, asio::use_awaitable);
+        auto const k0 = co_await cache.async_get<std::string>("k0", asio::use_awaitable);
+        BOOST_TEST(k0.value_or("") == "memory");
+
+        cluster.node(1).start();  // rejoins with its slots (nodes.conf); its data is gone
+        BOOST_REQUIRE(co_await wait_until([&] { return fb.on_primary(); }, 30s));
+        BOOST_TEST(fb.stats().mode == "cluster");
+        BOOST_TEST(fb.stats().entries == 0u);  // discard: the memory copy is dropped
+        // Reads are the cluster's again: a key of a surviving master kept its value, and
+        // nothing written on memory is served.
+        int from_cluster = 0, from_memory = 0;
+        for (int i = 0; i < 30; ++i) {
+          std::string const k = "k" + std::to_string(i);
+          auto [ec, v] = co_await cache.async_get<std::string>(k, tuple_awaitable);
+          BOOST_TEST(!ec, ec.message());
+          from_cluster += v.value_or("") == "cluster";
+          from_memory += v.value_or("") == "memory";
+        }
+        BOOST_TEST(from_cluster > 0);
+        BOOST_TEST(from_memory == 0);
+        fb.close();
+      },
+      90s);
+}
+
+// A Redis that restarts with a dataset answers LOADING while it reads it: FallbackBackend's
+// primary (no offline queue) fails at once with Error::loading, so commands stay on memory
+// until the server is ready, then come back.
+BOOST_AUTO_TEST_CASE(a_server_loading_its_dataset_is_served_from_memory_until_ready) {
+  rediskit::test::TestRedisServer srv(rediskit::test::TestRedisServer::Options{
+      .extra_args = {"--key-load-delay", "100", "--loading-process-events-interval-bytes",
+                     "1024"}});
+  LogLines log;
+  run(
+      [&](asio::io_context& ioc) -> asio::awaitable<void> {
+        {  // the dataset: 20 000 keys in dump.rdb, about 2 s to load
+          rediskit::ConnectionConfig cc;
+          cc.port = srv.port();
+          rediskit::Connection admin(ioc, cc);
+          rediskit::resp3::Request fill;
+          fill.push("DEBUG", "POPULATE", 20000);
+          fill.push("SET", "marker", "redis");
+          fill.push("SAVE");
+          co_await admin.async_exec(fill, rediskit::resp3::ignore, asio::use_awaitable);
+          admin.close();
+        }
+        srv.kill();
+        srv.start();  // returns once it answers, LOADING included
+        BOOST_REQUIRE(rediskit::test::detail::ping_reply(srv.port()).starts_with("-LOADING"));
+
+        RedisFallback fb(ioc, redis_config(srv.port()),
+                         redis_fallback(log, DegradedWrites::discard));
+        co_await sleep_for(300ms);  // probes meet the LOADING
+        BOOST_TEST(rediskit::test::detail::ping_reply(srv.port()).starts_with("-LOADING"));
+        BOOST_TEST(!fb.on_primary());
+        BOOST_TEST(fb.stats().mode == "memory");
+        co_await fb.async_exec(cmd::set{"marker", "memory"}, asio::use_awaitable);
+        auto m = co_await fb.async_exec(cmd::get{"marker"}, asio::use_awaitable);
+        BOOST_TEST(m.value_or("") == "memory");
+
+        BOOST_REQUIRE(co_await wait_until([&] { return fb.on_primary(); }, 20s));
+        m = co_await fb.async_exec(cmd::get{"marker"}, asio::use_awaitable);
+        BOOST_TEST(m.value_or("") == "redis");  // the loaded dataset, not the memory copy
+        fb.close();
       },
       60s);
 }

@@ -860,8 +860,15 @@ struct Refresh : std::enable_shared_from_this<Refresh> {
     if (!st) return;
     if (st->closed || k >= candidates.size()) return done(st);
     tree.clear();
-    st->pool_for(candidates[k])->main.async_exec(
-        req, tree, [self = shared_from_this()](error_code ec) { self->on_reply(ec); });
+    // The link first: without the offline queue (ClusterConfig::node.offline_queue = false, as
+    // under a FallbackBackend) a request on a link not up yet would fail at once.
+    st->pool_for(candidates[k])->main.async_connect([self = shared_from_this()](error_code ec) {
+      auto st = self->state.lock();
+      if (!st) return;
+      if (ec || st->closed) return self->on_reply(ec ? ec : make_error_code(Error::connection_closed));
+      st->pool_for(self->candidates[self->k])
+          ->main.async_exec(self->req, self->tree, [self](error_code e) { self->on_reply(e); });
+    });
   }
 
   void on_reply(error_code ec) {
@@ -1086,6 +1093,7 @@ class SubscriberCore : public std::enable_shared_from_this<SubscriberCore> {
     RedisConfig c = state->config.node;
     c.host = at.host;
     c.port = at.port;
+    c.offline_queue = true;  // a subscription waits for its link, and for the next one
     return c;
   }
 
