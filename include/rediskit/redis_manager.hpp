@@ -311,8 +311,32 @@ class RedisService {
 
 class RedisManager;
 
+namespace detail::manager {
+
+/// S built on `client` with the first of `opts` that it takes (S(RedisBackend&, O const&)),
+/// else with the client alone. On the heap: a service need not be movable.
+template <class S, class... O>
+std::unique_ptr<S> make_service(RedisBackend& client, O const&... opts) {
+  std::unique_ptr<S> out;
+  (
+      [&] {
+        if constexpr (std::constructible_from<S, RedisBackend&, O const&>)
+          if (!out) out = std::make_unique<S>(client, opts);
+      }(),
+      ...);
+  if constexpr (!(std::constructible_from<S, RedisBackend&, O const&> || ...))
+    out = std::make_unique<S>(client);
+  return out;
+}
+
+/// Some service among S... takes option O.
+template <class O, class... S>
+inline constexpr bool taken_v = (std::constructible_from<S, RedisBackend&, O const&> || ...);
+
+}  // namespace detail::manager
+
 /// The services a host runs on one RedisService, built on their role's client (see the top
-/// of this file). A std::tuple underneath: get<T>() or get<I>().
+/// of this file): get<T>() or get<I>().
 template <class... S>
 class ServiceBundle {
  public:
@@ -322,20 +346,21 @@ class ServiceBundle {
 
   template <class T>
   T& get() noexcept {
-    return std::get<T>(*services_);
+    return *std::get<std::unique_ptr<T>>(*services_);
   }
   template <std::size_t I>
   auto& get() noexcept {
-    return std::get<I>(*services_);
+    return *std::get<I>(*services_);
   }
   static constexpr std::size_t size() noexcept { return sizeof...(S); }
 
  private:
   friend class RedisManager;
-  ServiceBundle(std::shared_ptr<void> registration, std::shared_ptr<std::tuple<S...>> services)
+  using Services = std::tuple<std::unique_ptr<S>...>;
+  ServiceBundle(std::shared_ptr<void> registration, std::shared_ptr<Services> services)
       : registration_(std::move(registration)), services_(std::move(services)) {}
   std::shared_ptr<void> registration_;  // keeps its stats in metrics_text() while it lives
-  std::shared_ptr<std::tuple<S...>> services_;
+  std::shared_ptr<Services> services_;
 };
 
 /// Seed 000's RedisManager, owned by the host (see the top of this file).
@@ -454,18 +479,26 @@ class RedisManager {
   }
 
   /// The services S... on the service of that name, each on its role's client (see the top
-  /// of this file). Each S is constructible from RedisBackend&. Throws like service(name).
-  template <class... S>
+  /// of this file). Each S is constructible from RedisBackend&; an option among `options`
+  /// goes to every S that takes it as its second argument (the first such option, for an S
+  /// that takes several), e.g. services<CacheService<RedisBackend>, OnlineUserManager<...>>(
+  /// "chat", CacheOptions{.key_prefix = "chat"}, PresenceOptions{...}). An option that no S
+  /// takes does not compile. Throws like service(name).
+  template <class... S, class... O>
     requires(sizeof...(S) > 0 && (std::constructible_from<S, RedisBackend&> && ...))
-  ServiceBundle<S...> services(std::string_view service_name) {
+  ServiceBundle<S...> services(std::string_view service_name, O const&... options) {
+    static_assert((detail::manager::taken_v<O, S...> && ...),
+                  "an option given to services<S...>() is taken by none of the services S...");
     RedisService& svc = service(service_name);
-    auto tuple = std::make_shared<std::tuple<S...>>(svc.client(detail::manager::role_of_v<S>)...);
+    using Services = std::tuple<std::unique_ptr<S>...>;
+    auto tuple = std::make_shared<Services>(detail::manager::make_service<S>(
+        svc.client(detail::manager::role_of_v<S>), options...)...);
     auto const id = next_id_++;
-    std::weak_ptr<std::tuple<S...>> weak = tuple;
+    std::weak_ptr<Services> weak = tuple;
     stats_->emplace(id, [weak, name = std::string(svc.name())](detail::manager::Exposition& x) {
       auto t = weak.lock();
       if (!t) return;
-      std::apply([&](auto&... s) { (emit_stats(x, name, s), ...); }, *t);
+      std::apply([&](auto&... s) { (emit_stats(x, name, *s), ...); }, *t);
     });
     // Unregisters when the bundle goes (the manager outlives its bundles).
     std::shared_ptr<void> registration(nullptr, unregister(id));

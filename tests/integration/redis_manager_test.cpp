@@ -173,6 +173,24 @@ BOOST_AUTO_TEST_CASE(a_bundle_runs_each_service_on_its_roles_client) {
   });
 }
 
+// Options go to the services that take them; the others get their defaults.
+BOOST_AUTO_TEST_CASE(a_bundle_passes_each_option_to_the_service_that_takes_it) {
+  rediskit::test::TestRedisServer srv;
+  run([&](asio::io_context& ioc) -> asio::awaitable<void> {
+    RedisManager m(ioc);
+    auto& chat = m.create_service("chat-service", on_port(srv.port()));
+    rediskit::CacheOptions options;
+    options.key_prefix = "chat-cache";
+    auto s = m.services<Online, Cache>("chat-service", options);
+    BOOST_TEST(s.get<Cache>().options().key_prefix == "chat-cache");
+    co_await s.get<Cache>().async_set("greeting", std::string("hello"), asio::use_awaitable);
+    auto n = co_await chat.main_client().async_exec(rediskit::cmd::exists{"chat-cache:greeting"},
+                                                    asio::use_awaitable);
+    BOOST_TEST(n == 1);
+    m.close();
+  });
+}
+
 // expose(): any component's described stats() in the text, as gauges, while the handle lives.
 namespace {
 struct Widget {
