@@ -549,7 +549,7 @@ class CacheService {
   template <class Token = boost::asio::deferred_t>
   auto async_del(std::string_view key, Token&& token = {}) {
     return detail::initiate<void(error_code, bool)>(
-        token, [this, k = keys_.key(key), l = lock_key(key), bad = key.empty()](auto h) {
+        std::forward<Token>(token), [this, k = keys_.key(key), l = lock_key(key), bad = key.empty()](auto h) {
           if (bad) return reject(std::move(h), false);
           cmd::del const lock{.keys = l}, value{.keys = k};
           backend_->async_exec(
@@ -567,7 +567,7 @@ class CacheService {
   template <class Token = boost::asio::deferred_t>
   auto async_exists(std::string_view key, Token&& token = {}) {
     return detail::initiate<void(error_code, bool)>(
-        token, [this, k = keys_.key(key), bad = key.empty()](auto h) {
+        std::forward<Token>(token), [this, k = keys_.key(key), bad = key.empty()](auto h) {
           if (bad) return reject(std::move(h), false);
           backend_->async_exec(cmd::exists{.keys = k},
                                detail::then(std::move(h), [](error_code&, std::int64_t n) { return n > 0; }));
@@ -579,7 +579,7 @@ class CacheService {
   template <class Token = boost::asio::deferred_t>
   auto async_renew_ttl(std::string_view key, ms ttl, Token&& token = {}) {
     return detail::initiate<void(error_code, bool)>(
-        token, [this, k = keys_.key(key), ttl, bad = key.empty() || ttl.count() <= 0](auto h) {
+        std::forward<Token>(token), [this, k = keys_.key(key), ttl, bad = key.empty() || ttl.count() <= 0](auto h) {
           if (bad) return reject(std::move(h), false);
           backend_->async_exec(cmd::pexpire{.key = k, .ttl = ttl},
                                detail::then(std::move(h), [](error_code&, bool b) { return b; }));
@@ -622,7 +622,7 @@ class CacheService {
     walks.emplace_back(lock_pattern(pattern), false);
     walks.emplace_back(keys_.pattern(pattern), true);
     return detail::erased_compose<void(error_code, std::size_t)>(
-        token, ScanOp<false>(this, std::move(walks)), backend_->get_executor());
+        std::forward<Token>(token), ScanOp<false>(this, std::move(walks)), backend_->get_executor());
   }
 
   /// keys(pattern): this cache's keys matching `pattern` (without the prefix), through SCAN.
@@ -630,7 +630,7 @@ class CacheService {
   template <class Token = boost::asio::deferred_t>
   auto async_keys(GlobPattern const& pattern, Token&& token = {}) {
     return detail::erased_compose<void(error_code, std::vector<std::string>)>(
-        token, ScanOp<true>(this, {Walk(keys_.pattern(pattern), true)}), backend_->get_executor());
+        std::forward<Token>(token), ScanOp<true>(this, {Walk(keys_.pattern(pattern), true)}), backend_->get_executor());
   }
 
   /// flush(): deletes every key of this cache (its prefix) and its bookkeeping (locks first:
@@ -642,7 +642,7 @@ class CacheService {
     walks.emplace_back(escape_glob(internal_) + "*", false);
     walks.emplace_back(keys_.all(), true);
     return detail::erased_compose<void(error_code, std::size_t)>(
-        token, ScanOp<false>(this, std::move(walks)), backend_->get_executor());
+        std::forward<Token>(token), ScanOp<false>(this, std::move(walks)), backend_->get_executor());
   }
 
   // --- seed 002: tags and cascades -----------------------------------------------------------
@@ -789,7 +789,7 @@ class CacheService {
   template <class T, class Token>
   auto set_impl(std::string_view key, T const& value, std::optional<ms> ttl, Token&& token) {
     return detail::initiate<void(error_code)>(
-        token, [this, k = keys_.key(key), v = encode(value), t = ttl_.write_ttl(ttl),
+        std::forward<Token>(token), [this, k = keys_.key(key), v = encode(value), t = ttl_.write_ttl(ttl),
                 bad = key.empty() || !valid_ttl(ttl)](auto h) {
           if (bad) return reject(std::move(h));
           shared_->writes++;
@@ -825,7 +825,7 @@ class CacheService {
   template <class T, class Token>
   auto get_impl(std::string_view key, Diagnostics* diag, Token&& token) {
     return detail::initiate<void(error_code, std::optional<T>)>(
-        token, [this, k = keys_.key(key), diag, bad = key.empty()](auto h) {
+        std::forward<Token>(token), [this, k = keys_.key(key), diag, bad = key.empty()](auto h) {
           if (bad) return reject(std::move(h), std::optional<T>());
           if (diag) diag->clear();
           if (auto renew = ttl_.read_ttl()) {
@@ -856,7 +856,7 @@ class CacheService {
       values.push_back(encode(v));
     }
     return detail::initiate<void(error_code)>(
-        token, [this, keys = std::move(keys), values = std::move(values), t = ttl_.write_ttl(ttl),
+        std::forward<Token>(token), [this, keys = std::move(keys), values = std::move(values), t = ttl_.write_ttl(ttl),
                 bad](auto h) {
           if (bad) return reject(std::move(h));
           std::vector<cmd::set> sets;
@@ -887,7 +887,7 @@ class CacheService {
       full.push_back(keys_.key(k));
     });
     return detail::initiate<void(error_code, Result)>(
-        token, [this, full = std::move(full), diag, bad](auto h) mutable {
+        std::forward<Token>(token), [this, full = std::move(full), diag, bad](auto h) mutable {
           if (bad) return reject(std::move(h), Result());
           if (diag) diag->clear();
           if (full.empty()) {
@@ -944,7 +944,7 @@ class CacheService {
     st->value = encode(value);
     st->ttl = ttl_.write_ttl(ttl);
     st->ttl_ms = std::to_string(detail::cache::ms_or_zero(st->ttl));
-    return detail::erased_compose<void(error_code)>(token, SetTaggedOp(this, std::move(st), bad),
+    return detail::erased_compose<void(error_code)>(std::forward<Token>(token), SetTaggedOp(this, std::move(st), bad),
                                                     backend_->get_executor());
   }
 
@@ -1004,7 +1004,7 @@ class CacheService {
     }
     st->expand.push_back(tag_key(start));
     return detail::erased_compose<void(error_code, std::size_t)>(
-        token, InvalidateOp(this, std::move(st), cascade, start.empty()), backend_->get_executor());
+        std::forward<Token>(token), InvalidateOp(this, std::move(st), cascade, start.empty()), backend_->get_executor());
   }
 
   // Tag and cascade invalidation, breadth first from this process: each round reads and empties
@@ -1176,7 +1176,7 @@ class CacheService {
                     "async_get_or_load<T>: the loader must return T, std::optional<T>, or an "
                     "awaitable of one of them");
       return detail::erased_compose<void(error_code, R)>(
-          token,
+          std::forward<Token>(token),
           LoadOp<T, R>(this, std::string(key), keys_.key(key),
                        std::make_unique<detail::cache::LoaderImpl<R, Loader>>(std::move(loader)),
                        ttl, diag, key.empty() || !valid_ttl(ttl)),

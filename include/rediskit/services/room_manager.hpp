@@ -907,7 +907,7 @@ class RoomManager {
     st->user = user_id;
     st->index = user_key(user_id);
     return detail::erased_compose<void(error_code, std::vector<std::string>)>(
-        token, UserRoomsOp{this, std::move(st), user_id.empty()}, backend_->get_executor());
+        std::forward<Token>(token), UserRoomsOp{this, std::move(st), user_id.empty()}, backend_->get_executor());
   }
 
   /// Peak online members with its server time, and the time-weighted average online count
@@ -1106,7 +1106,7 @@ class RoomManager {
                   idle_ttl_, archived_ttl_};
     }
     return detail::initiate<void(error_code, bool)>(
-        token,
+        std::forward<Token>(token),
         [b = backend_, bad, join, split = clustered_, st = std::move(st)](auto handler) mutable {
           if (bad)
             return detail::post_handler(b->get_executor(), std::move(handler),
@@ -1307,7 +1307,7 @@ class RoomManager {
       st->observe_args = {"", archived_ttl_};
     }
     return detail::initiate<Sig>(
-        token, [b = backend_, bad, split = clustered_, st = std::move(st),
+        std::forward<Token>(token), [b = backend_, bad, split = clustered_, st = std::move(st),
                 map = std::move(map)](auto handler) mutable {
           using detail::rooms::Observation;
           if (bad)
