@@ -104,8 +104,17 @@ check_layer("the OpenSSL code (rediskit/detail/tls.hpp)"
   "^rediskit/detail/tls\\.hpp$"
   "Connection reaches TLS through rediskit/detail/tls_session.hpp"
   rediskit/tls.hpp rediskit/rediskit.hpp)
+# rediskit/detail/crypto.hpp includes <openssl/evp.h> and <openssl/rand.h> (SHA-256 and random
+# bytes for SessionStore), which are cheap; never ssl.h.
 foreach(h IN LISTS headers)
   if(h STREQUAL "rediskit/detail/tls.hpp")
+    continue()
+  endif()
+  if(h STREQUAL "rediskit/detail/crypto.hpp")
+    file(STRINGS "${INCLUDE_DIR}/${h}" ssl REGEX "^[ \t]*#[ \t]*include[ \t]*<(openssl/ssl|boost/asio/ssl)")
+    if(ssl)
+      message(FATAL_ERROR "${h} includes ${ssl}: only rediskit/detail/tls.hpp may")
+    endif()
     continue()
   endif()
   file(STRINGS "${INCLUDE_DIR}/${h}" ssl REGEX "^[ \t]*#[ \t]*include[ \t]*<(openssl/|boost/asio/ssl)")
