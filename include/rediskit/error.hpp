@@ -89,6 +89,7 @@ enum class Error : int {
   decode_failed = 500,         ///< a stored value does not decode into the requested type
   load_failed,                 ///< a loader or recalculation function failed (threw, or errored)
   operation_threw,             ///< an exception escaped a service operation (std::bad_alloc, ...)
+  crypto_failed,               ///< OpenSSL's libcrypto failed (SHA-256, random bytes): nothing sent
 
   // --- Sentinel (RedisConfig::sentinels) ---------------------------------------------------
   master_not_found = 600,      ///< no Sentinel that answered knows a master of that name
@@ -267,6 +268,10 @@ class ErrorCategory final : public boost::system::error_category {
       case Error::operation_threw:
         return "an exception escaped a service operation (out of memory, or a throwing codec "
                "or callback): the operation stopped where it was";
+      case Error::crypto_failed:
+        return "OpenSSL's libcrypto failed to hash or to draw random bytes: nothing was sent "
+               "and no token was issued or looked up (check the OpenSSL installation: its "
+               "default provider and the system's random source)";
       case Error::master_not_found:
         return "no Sentinel knows a master of this name (check master_name / "
                "REDIS_SENTINEL_MASTER against the Sentinels' `sentinel monitor` lines)";

@@ -149,12 +149,12 @@ BOOST_AUTO_TEST_CASE(sha256_is_openssl_s_and_tokens_name_their_user) {
   BOOST_TEST(detail::sessions::sha256_hex("") ==
              "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   using S = SessionStore<MemoryBackend>;
-  BOOST_TEST(*S::user_of("dTE.0123456789abcdef") == "u1");  // base64url("u1") == "dTE"
-  BOOST_TEST(!S::user_of("dTE.0123456789abcde"));           // a secret under 16 characters
-  BOOST_TEST(!S::user_of("dTF.0123456789abcdef"));          // not canonical base64url
-  BOOST_TEST(!S::user_of("d+E.0123456789abcdef"));          // not base64url
-  BOOST_TEST(!S::user_of(".0123456789abcdef"));             // no user
-  BOOST_TEST(!S::user_of("0123456789abcdef0123"));          // no '.'
+  BOOST_TEST(S::user_of("dTE.0123456789abcdefghijkl").value_or("") == "u1");  // "dTE": "u1"
+  BOOST_TEST(!S::user_of("dTE.0123456789abcdefghijk"));       // a secret under 22 characters
+  BOOST_TEST(!S::user_of("dTF.0123456789abcdefghijkl"));      // not canonical base64url
+  BOOST_TEST(!S::user_of("d+E.0123456789abcdefghijkl"));      // not base64url
+  BOOST_TEST(!S::user_of(".0123456789abcdefghijkl"));         // no user
+  BOOST_TEST(!S::user_of("0123456789abcdefghijkl0123"));      // no '.'
   BOOST_TEST(!S::user_of(""));
 }
 
@@ -492,9 +492,10 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(no_token_appears_in_any_key_name_nor_any_command, 
     BOOST_TEST(st.list("u1").size() == 2u);
     auto const own = st.ok(
         st.s.async_create("u3", Profile{"Cy", 1},
-                          SessionRequest("cli", "my-own-access-secret", "my-own-refresh-secret")));
+                          SessionRequest("cli", "my-own-access-secret-0123",
+                                         "my-own-refresh-secret-0123")));
     keep(own);
-    BOOST_TEST(own.access_token == "dTM.my-own-access-secret");
+    BOOST_TEST(own.access_token == "dTM.my-own-access-secret-0123");
 
     auto const keys = st.all_keys();
     BOOST_TEST(keys.size() >= 10u);
@@ -630,9 +631,9 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_fails_with_invalid_argument_never_inline
     // Well-formed but unknown: not an error, just no session.
     BOOST_TEST(!st.valid("dTE.0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"));
     // A caller's own secret is used once.
-    SessionRequest const own("cli", "my-own-access-secret", "my-own-refresh-secret");
+    SessionRequest const own("cli", "my-own-access-secret-0123", "my-own-refresh-secret-0123");
     auto const mine = st.ok(st.s.async_create("u1", p, own));
-    BOOST_TEST(mine.access_token == "dTE.my-own-access-secret");
+    BOOST_TEST(mine.access_token == "dTE.my-own-access-secret-0123");
     BOOST_TEST(st.valid(mine.access_token));
     BOOST_TEST(st.err(st.s.async_create("u1", p, own)) == invalid);
     BOOST_TEST(st.list("u1").size() == 2u);

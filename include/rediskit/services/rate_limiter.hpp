@@ -65,7 +65,8 @@
 // the last (up to 4) checks met an outage, so at the first outage after a start or a switch
 // back): while it is open every check is answered in process at once, without touching the
 // backend. The in-process limiter starts empty (like rate-limiter-flexible's: a subject that
-// was out of quota on Redis gets a fresh one during an outage). After `open_for` the breaker lets
+// was out of quota on Redis gets a fresh one during an outage, and a block_for block set on
+// Redis is not known in process until the subject is blocked again there). After `open_for` the breaker lets
 // one check through as a probe: when the backend answers it, checks go back to the backend and
 // the in-process state is dropped (the backend's state is the truth again; it did not see the
 // checks made meanwhile). A check in flight when the link broke may have run on the backend too
@@ -105,6 +106,7 @@
 #include <rediskit/script.hpp>
 
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/system/error_code.hpp>
 
@@ -219,7 +221,11 @@ struct EndpointLimits {
 struct RateInsurance {
   bool enabled = true;
   /// Decides the mode: open = insurance. Its failures are the checks that ended with an
-  /// outage; `open_for` is the time between probes of the backend.
+  /// outage; `open_for` is the time between probes of the backend. Its `on_event` runs under
+  /// the limiter's lock: it must not call the limiter. A probe ends only when its check does:
+  /// give the backend a command timeout (RedisConfig::command_timeout), or a probe sent to a
+  /// server that stopped answering keeps the limiter on insurance until the link is declared
+  /// dead (the connection's health check).
   CircuitBreakerConfig breaker{.failure_rate = 0.5,
                                .window = 4,
                                .minimum_calls = 1,
@@ -1018,6 +1024,11 @@ class RateLimiter {
       if (auto why = add(lim.user, subject.user_id(), false); !why.empty()) return bad(why);
     if (subject.has_ip())
       if (auto why = add(lim.ip, subject.ip_address(), true); !why.empty()) return bad(why);
+    // The seed's layout shares one namespace between user ids and addresses: a user id spelled
+    // as the address would make both parts one key, and one state for two rules.
+    if (p->parts == 2 && p->keys[0] == p->keys[1])
+      return bad("the user id and the IP address are the same key ('" + p->keys[0] +
+                 "'): check them one at a time");
     p->args.reserve(2 + 5 * p->parts);
     p->args.emplace_back();  // now: the server's TIME
     p->args.push_back(std::to_string(cost));
@@ -1099,7 +1110,10 @@ class RateLimiter {
                          Permit& permit) {
     std::lock_guard lock(mutex_);
     if (permit.permit) {
-      breaker_.record(std::move(*permit.permit), ec);
+      // A cancelled check says nothing of the backend: its permit goes unrecorded (a probe's
+      // slot is freed), so a client going away cannot end an outage's insurance.
+      if (ec != boost::asio::error::operation_aborted)
+        breaker_.record(std::move(*permit.permit), ec);
       permit.permit.reset();
       update_mode();
     }

@@ -15,11 +15,12 @@
 //
 // Tokens. A token is `<user>.<secret>`: <user> is the user id in URL-safe base64 (no padding),
 // <secret> 256 bits from OpenSSL's RAND_bytes in URL-safe base64 (43 characters), or a secret
-// the caller supplies (SessionRequest; at least 16 characters). The user part is what lets
+// the caller supplies (SessionRequest; at least 22 characters, 128 bits of base64url: key names hold unsalted
+// hashes, so a weak secret could be found from a keyspace dump). The user part is what lets
 // every operation on a token name all the keys it touches before it runs (see "Layout"): the
 // user a token belongs to is not secret, as in a JWT's `sub`; the secret is. A token that
 // does not have this form (no '.', a user part that is not base64url or is empty, a secret
-// shorter than 16 characters) is malformed: Error::invalid_argument.
+// shorter than 22 characters) is malformed: Error::invalid_argument.
 //
 // Tokens are never key names. A key names the SHA-256 of the whole token (64 hex digits,
 // OpenSSL's EVP_Digest), so a keyspace dump, SCAN, MONITOR or a slow log shows no live
@@ -98,7 +99,7 @@
 // ScriptContext::unix_ms); the client's clock is never compared.
 //
 // Errors and threads: bad input (an empty user id, a malformed token, a caller's secret shorter
-// than 16 characters or already in use, options that cannot work) completes with
+// than 22 characters or already in use, options that cannot work) completes with
 // Error::invalid_argument and sends nothing (a secret in use: nothing written); data that does
 // not decode with Error::decode_failed; backend failures with the backend's error. Operations
 // never complete inside the initiating call. Arguments are copied: they may die when the
@@ -164,7 +165,7 @@ struct SessionOptions {
 };
 
 /// What async_create records besides the data: the device, and optionally the caller's own
-/// token secrets (each at least 16 characters; empty: 256 random bits). Has constructors, so a
+/// token secrets (each at least 22 characters; empty: 256 random bits). Has constructors, so a
 /// temporary in a co_await expression is safe on g++ 12.
 struct SessionRequest {
   SessionRequest() = default;
@@ -227,7 +228,7 @@ using boost::system::error_code;
 // ---- tokens --------------------------------------------------------------------------------
 
 inline constexpr std::size_t kSecretBytes = 32;  // 256 bits
-inline constexpr std::size_t kMinSecret = 16;    // characters of a caller's secret
+inline constexpr std::size_t kMinSecret = 22;    // characters of a caller's secret: 128 bits of base64url
 inline constexpr std::size_t kIdBytes = 16;      // a session id: 128 bits
 
 inline constexpr std::string_view kBase64Url =
@@ -852,6 +853,7 @@ struct Call {
   std::string user;
   std::string access_token, refresh_token;  // issued by this operation
   std::shared_ptr<void const> codec{};      // get<T>: the store's codec
+  error_code refusal{};  // set: the operation completes with it and sends nothing
 };
 
 /// Turns the first script's reply into the operation's result; may set `ec`.
@@ -1017,7 +1019,7 @@ struct Op {
 
   template <class Self>
   void operator()(Self& self) {
-    if (state == rejected) return self.complete(invalid(), Result{});
+    if (state == rejected) return self.complete(call ? call->refusal : invalid(), Result{});
     if (!ok) {
       state = rejected;  // never complete inside the initiating call
       return boost::asio::post(backend->get_executor(), std::move(self));
@@ -1094,7 +1096,7 @@ class SessionStore {
   /// user's expired sessions and, beyond max_sessions_per_user, evicts those that end first.
   /// One script (+ one deleting the evicted sessions' token keys, when it evicted).
   /// void(error_code, SessionTokens). Error::invalid_argument: an empty user id, a
-  /// SessionRequest secret shorter than 16 characters or already in use.
+  /// SessionRequest secret shorter than 22 characters or already in use.
   template <class T, class Token = boost::asio::deferred_t>
   requires CodecFor<C, T> && token_for<Token, void(error_code, SessionTokens)>
   auto async_create(std::string_view user_id, T const& data, Token&& token = {}) {
@@ -1210,6 +1212,8 @@ class SessionStore {
     auto call = std::make_unique<Call>();
     call->script = &script;
     std::string id = keys_->token_id(token);
+    // No id: libcrypto failed. Never go on with an empty id, which every token would share.
+    if (id.empty()) call->refusal = make_error_code(Error::crypto_failed);
     call->keys = {(keys_.get()->*key_of)(*user, id), keys_->index_key(*user),
                   keys_->data_key(*user)};
     call->args.push_back(std::move(id));
@@ -1229,8 +1233,9 @@ class SessionStore {
   }
 
   /// A new token of `user`: the caller's secret, or 256 random bits. Empty when the caller's
-  /// secret is too short or the random source failed.
-  static std::string new_token(std::string_view user, std::string const& secret) {
+  /// secret is too short, or the random source failed (then `crypto_failed` is set).
+  static std::string new_token(std::string_view user, std::string const& secret,
+                               bool& crypto_failed) {
     std::string t = detail::sessions::base64url(
         std::span(reinterpret_cast<unsigned char const*>(user.data()), user.size()));
     t.push_back('.');
@@ -1239,8 +1244,18 @@ class SessionStore {
       return t + secret;
     }
     auto const bytes = detail::sessions::random_bytes(detail::sessions::kSecretBytes);
-    if (!bytes) return {};
+    if (!bytes) {
+      crypto_failed = true;
+      return {};
+    }
     return t + detail::sessions::base64url(*bytes);
+  }
+
+  /// A call that sends nothing and completes with Error::crypto_failed.
+  static std::unique_ptr<Call> crypto_refusal() {
+    auto call = std::make_unique<Call>();
+    call->refusal = make_error_code(Error::crypto_failed);
+    return call;
   }
 
   template <class T, class Token>
@@ -1248,15 +1263,22 @@ class SessionStore {
               Token&& token) {
     std::unique_ptr<Call> call;
     auto const sid = detail::sessions::random_bytes(detail::sessions::kIdBytes);
-    std::string access, refresh;
+    bool crypto_failed = !sid;
+    std::string access, refresh, aid, rid;
     if (!user_id.empty() && sid) {
-      access = new_token(user_id, request.access_secret);
-      refresh = new_token(user_id, request.refresh_secret);
+      access = new_token(user_id, request.access_secret, crypto_failed);
+      refresh = new_token(user_id, request.refresh_secret, crypto_failed);
+      if (!access.empty() && !refresh.empty()) {
+        aid = keys_->token_id(access);
+        rid = keys_->token_id(refresh);
+        crypto_failed = crypto_failed || aid.empty() || rid.empty();
+      }
     }
-    if (!access.empty() && !refresh.empty() && keys_->valid) {
+    if (crypto_failed) {
+      call = crypto_refusal();
+    } else if (!access.empty() && !refresh.empty() && keys_->valid) {
       call = std::make_unique<Call>();
       call->script = &detail::sessions::create_script;
-      std::string const aid = keys_->token_id(access), rid = keys_->token_id(refresh);
       call->keys = {keys_->session_key(user_id, aid), keys_->refresh_key(user_id, rid),
                     keys_->index_key(user_id), keys_->data_key(user_id)};
       std::string bytes;
@@ -1280,13 +1302,21 @@ class SessionStore {
   template <class Token>
   auto rotate(std::string_view refresh_token, SessionRequest const& request, Token&& token) {
     auto call = token_call(detail::sessions::rotate_script, refresh_token, &Keys::refresh_key);
-    if (call) {
-      std::string access = new_token(call->user, request.access_secret);
-      std::string refresh = new_token(call->user, request.refresh_secret);
-      if (access.empty() || refresh.empty()) {
+    if (call && !call->refusal) {
+      bool crypto_failed = false;
+      std::string access = new_token(call->user, request.access_secret, crypto_failed);
+      std::string refresh = new_token(call->user, request.refresh_secret, crypto_failed);
+      std::string aid, rid;
+      if (!access.empty() && !refresh.empty()) {
+        aid = keys_->token_id(access);
+        rid = keys_->token_id(refresh);
+        crypto_failed = crypto_failed || aid.empty() || rid.empty();
+      }
+      if (crypto_failed) {
+        call = crypto_refusal();
+      } else if (access.empty() || refresh.empty()) {
         call.reset();
       } else {
-        std::string const aid = keys_->token_id(access), rid = keys_->token_id(refresh);
         call->args.insert(call->args.end(),
                           {rid, aid, ms(options_.access_ttl), ms(options_.refresh_ttl)});
         call->keys.insert(call->keys.begin() + 1, {keys_->refresh_key(call->user, rid),
@@ -1302,7 +1332,7 @@ class SessionStore {
   /// Runs `call` (nullptr: Error::invalid_argument, nothing sent) as an Op.
   template <class Result, class Token>
   auto run(Token&& token, std::unique_ptr<Call> call, detail::sessions::MapFn<Result> map) {
-    bool const ok = call != nullptr;
+    bool const ok = call != nullptr && !call->refusal;
     return detail::erased_compose<void(error_code, Result)>(
         std::forward<Token>(token),
         detail::sessions::Op<B, Result>{backend_, keys_, std::move(call), map, ok},
