@@ -39,6 +39,8 @@
 #include <rediskit/backend/redis_backend.hpp>
 #include <rediskit/commands.hpp>
 
+#include "bench_util.hpp"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -112,6 +114,8 @@ static std::int64_t allocations() { return -1; }
 
 namespace {
 
+using bench_util::split;
+
 struct Options {
   std::string host = "127.0.0.1";
   std::uint16_t port = 6379;
@@ -128,18 +132,6 @@ struct Options {
     return std::find(backends.begin(), backends.end(), b) != backends.end();
   }
 };
-
-std::vector<std::string> split(std::string const& s) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start <= s.size()) {
-    auto const comma = s.find(',', start);
-    out.push_back(s.substr(start, comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return out;
-}
 
 // The data every workload reads: 100 keys, 100 six-field profile hashes, a leaderboard.
 struct Data {

@@ -31,6 +31,8 @@
 #include <rediskit/services/room_manager.hpp>
 #include <rediskit/services/unread_message_manager.hpp>
 
+#include "bench_util.hpp"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -53,6 +55,9 @@ using SteadyTime = std::chrono::steady_clock;
 
 namespace {
 
+using bench_util::split;
+using bench_util::run_coro;
+
 struct Options {
   std::string host = "127.0.0.1";
   std::uint16_t port = 6379;
@@ -66,18 +71,6 @@ struct Options {
     return std::find(backends.begin(), backends.end(), b) != backends.end();
   }
 };
-
-std::vector<std::string> split(std::string const& s) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start <= s.size()) {
-    auto const comma = s.find(',', start);
-    out.push_back(s.substr(start, comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return out;
-}
 
 struct Data {
   std::vector<std::string> users, sockets, rooms;
@@ -106,21 +99,6 @@ struct Results {
   std::map<std::pair<std::string, std::size_t>, Latency> latency;  // (call, online) -> figures
   double bytes_per_user = 0;
 };
-
-// Runs `fn` as a coroutine to completion on ioc.
-template <class F>
-void run_coro(asio::io_context& ioc, F fn) {
-  bool done = false;
-  std::exception_ptr error;
-  asio::co_spawn(ioc, std::move(fn), [&](std::exception_ptr e) {
-    error = e;
-    done = true;
-  });
-  ioc.restart();
-  while (!done)
-    ioc.run_one();
-  if (error) std::rethrow_exception(error);
-}
 
 // `concurrency` coroutines each co_await op(i) for the next i in [begin, end) until none is
 // left. Returns the wall time in seconds.

@@ -25,6 +25,8 @@
 #include <rediskit/backend/redis_backend.hpp>
 #include <rediskit/services/rate_limiter.hpp>
 
+#include "bench_util.hpp"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -45,6 +47,8 @@ using SteadyTime = std::chrono::steady_clock;
 
 namespace {
 
+using bench_util::split;
+
 struct Options {
   std::string host = "127.0.0.1";
   std::uint16_t port = 6379;
@@ -56,32 +60,6 @@ struct Options {
   std::vector<std::string> backends{"redis", "memory"};
   std::vector<std::string> algorithms{"gcra", "fixed"};
 };
-
-std::vector<std::string> split(std::string const& s) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start <= s.size()) {
-    auto const comma = s.find(',', start);
-    out.push_back(s.substr(start, comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return out;
-}
-
-template <class F>
-void run_coro(asio::io_context& ioc, F fn) {
-  bool done = false;
-  std::exception_ptr error;
-  asio::co_spawn(ioc, std::move(fn), [&](std::exception_ptr e) {
-    error = e;
-    done = true;
-  });
-  ioc.restart();
-  while (!done)
-    ioc.run_one();
-  if (error) std::rethrow_exception(error);
-}
 
 struct Run {
   double ops_per_s = 0, p50_us = 0, p99_us = 0;
