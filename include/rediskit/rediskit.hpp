@@ -38,10 +38,12 @@
 #include <rediskit/stream_manager.hpp>
 #include <rediskit/services/cache_service.hpp>
 #include <rediskit/services/content_cache.hpp>
+#include <rediskit/services/notification_service.hpp>
 #include <rediskit/services/online_user_manager.hpp>
 #include <rediskit/services/rate_limiter.hpp>
 #include <rediskit/services/room_manager.hpp>
 #include <rediskit/services/session_store.hpp>
 #include <rediskit/services/unread_message_manager.hpp>
+#include <rediskit/services/vote_service.hpp>
 #include <rediskit/tls.hpp>
 #include <rediskit/version.hpp>
