@@ -8,6 +8,7 @@
 // MemoryConfig::cluster_checks, where a script that touches a key it did not declare, or keys
 // of two slots, fails as on a cluster. The second run is a run-time parameter (Mode).
 #include "support/backends.hpp"
+#include "support/layout_modes.hpp"
 
 #include <rediskit/services/session_store.hpp>
 
@@ -29,6 +30,10 @@ using namespace std::chrono_literals;
 using boost::system::error_code;
 using rediskit::test::AllBackends;
 using rediskit::test::BackendFixture;
+using rediskit::test::Mode;
+using rediskit::test::for_each_mode;
+using rediskit::test::mode_fixture;
+using rediskit::test::with_mode_layout;
 
 struct Profile {
   std::string name;
@@ -38,18 +43,6 @@ BOOST_DESCRIBE_STRUCT(Profile, (), (name, level))
 
 namespace {
 
-enum class Mode { native, clustered_checked };
-
-/// f(Mode::native), then, on the in-process backends, f(Mode::clustered_checked).
-template <class B, class F>
-void for_each_mode(F&& f) {
-  f(Mode::native);
-  if constexpr (!BackendFixture<B>::on_server) {
-    BOOST_TEST_CONTEXT("clustered layout, MemoryConfig::cluster_checks") {
-      f(Mode::clustered_checked);
-    }
-  }
-}
 
 constexpr std::int64_t kDay = 24 * 3600 * 1000;
 error_code const invalid = make_error_code(Error::invalid_argument);
@@ -58,20 +51,9 @@ template <class B>
 struct Store {
   explicit Store(Mode mode, SessionOptions o = {})
       : clustered(mode == Mode::clustered_checked || BackendFixture<B>::is_cluster),
-        f(fixture(mode)),
-        s(f.backend, layout(mode, std::move(o))) {}
+        f(mode_fixture<B>(mode)),
+        s(f.backend, with_mode_layout(mode, std::move(o))) {}
 
-  static BackendFixture<B> fixture(Mode mode) {
-    if constexpr (!BackendFixture<B>::on_server) {
-      if (mode == Mode::clustered_checked)
-        return BackendFixture<B>(std::in_place, MemoryConfig{.cluster_checks = true});
-    }
-    return BackendFixture<B>();
-  }
-  static SessionOptions layout(Mode mode, SessionOptions o) {
-    if (mode == Mode::clustered_checked && !o.key_layout) o.key_layout = KeyLayout::clustered;
-    return o;
-  }
 
   /// Runs a deferred operation that must succeed; its value.
   template <class Op>

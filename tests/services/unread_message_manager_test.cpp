@@ -9,6 +9,7 @@
 // did not declare fails as on a cluster. The second run is a run-time parameter (Mode), not a
 // type: it adds no template instantiation.
 #include "support/backends.hpp"
+#include "support/layout_modes.hpp"
 
 #include <rediskit/services/unread_message_manager.hpp>
 
@@ -31,41 +32,21 @@ using namespace std::chrono_literals;
 using boost::system::error_code;
 using rediskit::test::AllBackends;
 using rediskit::test::BackendFixture;
+using rediskit::test::Mode;
+using rediskit::test::for_each_mode;
+using rediskit::test::mode_fixture;
+using rediskit::test::with_mode_layout;
 using rediskit::test::InProcessBackends;
 namespace asio = boost::asio;
 
 namespace {
 
-/// How a case runs (see the top of the file).
-enum class Mode { native, clustered_checked };
-
-/// f(Mode::native), then, on the in-process backends, f(Mode::clustered_checked).
-template <class B, class F>
-void for_each_mode(F&& f) {
-  f(Mode::native);
-  if constexpr (!BackendFixture<B>::on_server) {
-    BOOST_TEST_CONTEXT("clustered layout, MemoryConfig::cluster_checks") {
-      f(Mode::clustered_checked);
-    }
-  }
-}
 
 template <class B>
 struct Unread {
   explicit Unread(Mode mode, UnreadOptions o = {})
-      : f(fixture(mode)), m(f.backend, layout(mode, std::move(o))) {}
+      : f(mode_fixture<B>(mode)), m(f.backend, with_mode_layout(mode, std::move(o))) {}
 
-  static BackendFixture<B> fixture(Mode mode) {
-    if constexpr (!BackendFixture<B>::on_server) {
-      if (mode == Mode::clustered_checked)
-        return BackendFixture<B>(std::in_place, MemoryConfig{.cluster_checks = true});
-    }
-    return BackendFixture<B>();
-  }
-  static UnreadOptions layout(Mode mode, UnreadOptions o) {
-    if (mode == Mode::clustered_checked && !o.key_layout) o.key_layout = KeyLayout::clustered;
-    return o;
-  }
 
   /// Runs a deferred operation that must succeed; its value.
   template <class Op>

@@ -11,6 +11,7 @@
 // in-process backends run the scripts' C++ twins, the servers the Lua: the same assertions on
 // both are the parity test.
 #include "support/backends.hpp"
+#include "support/layout_modes.hpp"
 
 #include <rediskit/services/vote_service.hpp>
 
@@ -31,23 +32,15 @@ using namespace rediskit;
 using boost::system::error_code;
 using rediskit::test::AllBackends;
 using rediskit::test::BackendFixture;
+using rediskit::test::Mode;
+using rediskit::test::for_each_mode;
+using rediskit::test::mode_fixture;
+using rediskit::test::with_mode_layout;
 namespace asio = boost::asio;
 namespace json = boost::json;
 
 namespace {
 
-/// How a case runs (see the top of the file).
-enum class Mode { native, clustered_checked };
-
-template <class B, class F>
-void for_each_mode(F&& f) {
-  f(Mode::native);
-  if constexpr (!BackendFixture<B>::on_server) {
-    BOOST_TEST_CONTEXT("clustered layout, MemoryConfig::cluster_checks") {
-      f(Mode::clustered_checked);
-    }
-  }
-}
 
 error_code const invalid = make_error_code(Error::invalid_argument);
 
@@ -72,19 +65,8 @@ Published parse_message(std::string const& payload) {
 template <class B>
 struct Votes {
   explicit Votes(Mode mode, VoteOptions o = {})
-      : f(fixture(mode)), v(f.backend, layout(mode, std::move(o))) {}
+      : f(mode_fixture<B>(mode)), v(f.backend, with_mode_layout(mode, std::move(o))) {}
 
-  static BackendFixture<B> fixture(Mode mode) {
-    if constexpr (!BackendFixture<B>::on_server) {
-      if (mode == Mode::clustered_checked)
-        return BackendFixture<B>(std::in_place, MemoryConfig{.cluster_checks = true});
-    }
-    return BackendFixture<B>();
-  }
-  static VoteOptions layout(Mode mode, VoteOptions o) {
-    if (mode == Mode::clustered_checked && !o.key_layout) o.key_layout = KeyLayout::clustered;
-    return o;
-  }
 
   /// Runs a deferred operation that must succeed; its value.
   template <class Op>
@@ -319,7 +301,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(the_threshold_hook_fires_once_under_concurrency, B
     o.on_threshold = [&events](VoteThresholdEvent const& e) { events.push_back(e); };
     Votes<B> t(mode, o);
     // A second service on the same backend, as another process would be.
-    VoteService<B> other(t.f.backend, Votes<B>::layout(mode, o));
+    VoteService<B> other(t.f.backend, with_mode_layout(mode, o));
     int finished = 0, crossed = 0;
     auto voter = [](VoteService<B>& v, std::string user, int x, int& crossed,
                     int& finished) -> asio::awaitable<void> {
@@ -399,7 +381,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(every_vote_publishes_its_json_on_suggestions_votes
     // An empty channel publishes nothing.
     VoteOptions quiet;
     quiet.channel.clear();
-    VoteService<B> silent(t.f.backend, Votes<B>::layout(mode, quiet));
+    VoteService<B> silent(t.f.backend, with_mode_layout(mode, quiet));
     BOOST_TEST(t.ok(silent.async_vote_on_suggestion("s9", "zed", 1)).changed);
     t.vote("s8", "zed", 1);
     auto const got = t.f.wait(sub.async_receive());
