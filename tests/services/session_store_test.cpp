@@ -451,6 +451,42 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(reusing_a_rotated_refresh_token_revokes_the_whole_
   });
 }
 
+// Two tabs rotating one refresh token at once: the scripts run one after the other, so one
+// rotates and the other presents a token already rotated, which is reuse: the family goes, the
+// winner's new tokens with it (no grace window; the README says so). And a logout sent with a
+// rotation: each runs whole, in the order sent, never half of one.
+BOOST_AUTO_TEST_CASE_TEMPLATE(concurrent_rotations_and_logout_are_whole_and_ordered, B,
+                              AllBackends) {
+  Store<B> st(Mode::native);
+  auto const t = st.create("u1", "Ann", "phone");
+  Slot<decltype(st.s.async_rotate_refresh(t.refresh_token))> a, b;
+  auto into = [](auto& slot) {
+    return [&slot](error_code ec, RotateResult r) { slot.emplace(ec, std::move(r)); };
+  };
+  st.s.async_rotate_refresh(t.refresh_token)(into(a));
+  st.s.async_rotate_refresh(t.refresh_token)(into(b));
+  st.f.run_until([&] { return a && b; });
+  auto const& [ea, ra] = *a;
+  auto const& [eb, rb] = *b;
+  BOOST_TEST(!ea, ea.message());
+  BOOST_TEST(!eb, eb.message());
+  BOOST_TEST(ra.rotated() + rb.rotated() == 1);
+  BOOST_TEST((ra.status == RotateStatus::reused) + (rb.status == RotateStatus::reused) == 1);
+  auto const& winner = ra.rotated() ? ra : rb;
+  BOOST_TEST(!st.valid(winner.session.access_token));
+  BOOST_TEST((st.rotate(winner.session.refresh_token).status == RotateStatus::unknown));
+  BOOST_TEST(st.list("u1").empty());
+
+  auto const u = st.create("u2", "Bo", "laptop");
+  Slot<decltype(st.s.async_revoke(u.access_token))> out;
+  st.s.async_revoke(u.access_token)([&out](error_code ec, bool v) { out.emplace(ec, v); });
+  st.s.async_rotate_refresh(u.refresh_token)(into(a = {}));
+  st.f.run_until([&] { return out && a; });
+  BOOST_TEST(std::get<1>(*out));  // the logout, sent first, ran first
+  BOOST_TEST((std::get<1>(*a).status == RotateStatus::unknown));  // nothing left to rotate
+  BOOST_TEST(st.list("u2").empty());
+}
+
 BOOST_AUTO_TEST_CASE_TEMPLATE(no_token_appears_in_any_key_name_nor_any_command, B, AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Store<B> st(mode);
