@@ -191,6 +191,14 @@ inline std::optional<std::int64_t> parse_int(std::string_view s) noexcept {
   return v;
 }
 
+/// parse_int into `out`; false (out unchanged) when `s` is not a decimal integer.
+inline bool parse_into(std::string_view s, std::int64_t& out) noexcept {
+  auto const v = parse_int(s);
+  if (!v) return false;
+  out = *v;
+  return true;
+}
+
 /// A score as the server writes it ("3", "-2", "1.5"), truncated to an integer (the service
 /// writes only integers).
 inline std::optional<std::int64_t> parse_score(std::string_view s) noexcept {
@@ -283,11 +291,14 @@ inline std::vector<std::int64_t> vote_twin(ScriptContext auto& ctx) {
   std::int64_t const vote = parse_int(a[3]).value_or(0);
   std::optional<std::int64_t> const threshold = parse_int(a[4]);
   auto const c = ctx.call(cmd::hmget{counts, {"up", "down", "crossed"}});
-  std::optional<std::int64_t> const stored_up = c[0] ? parse_int(*c[0]) : std::nullopt;
-  std::optional<std::int64_t> const stored_down = c[1] ? parse_int(*c[1]) : std::nullopt;
+  // Plain integers and a flag, not optionals compared with !=: g++ 12 at -O2 warns
+  // (-Wmaybe-uninitialized, a false positive) about those, which -Werror makes an error.
+  std::int64_t stored_up = 0, stored_down = 0;
+  bool const have_counts = c[0] && c[1] && parse_into(*c[0], stored_up) &&
+                           parse_into(*c[1], stored_down);
   bool crossed = c[2] && *c[2] == "1";
-  std::int64_t up = stored_up.value_or(0), down = stored_down.value_or(0);
-  if (mode == "r" || !stored_up || !stored_down) {
+  std::int64_t up = stored_up, down = stored_down;
+  if (mode == "r" || !have_counts) {
     up = down = 0;
     for (auto const& v : ctx.call(cmd::hvals{votes})) {
       int const x = value_of(v);
@@ -310,7 +321,7 @@ inline std::vector<std::int64_t> vote_twin(ScriptContext auto& ctx) {
       else
         ctx.call(cmd::hset{votes, FieldValue{user, a[3]}});
     }
-  } else if (mode == "r" && (stored_up != up || stored_down != down)) {
+  } else if (mode == "r" && (!have_counts || stored_up != up || stored_down != down)) {
     changed = 1;
   }
   std::int64_t const score = up - down;
