@@ -5,6 +5,8 @@
 #include <boost/asio/io_context.hpp>
 
 #include <cstddef>
+#include <cstdint>
+#include <cstdlib>
 #include <exception>
 #include <string>
 #include <utility>
@@ -38,6 +40,55 @@ void run_coro(boost::asio::io_context& ioc, F fn) {
   while (!done)
     ioc.run_one();
   if (error) std::rethrow_exception(error);
+}
+
+/// What every benchmark program takes: where the server is (REDIS_HOST, REDIS_PORT, then
+/// --host, --port), how long and how often to measure (--seconds, --repeat, --warmup), and the
+/// number of concurrent callers (--callers).
+struct CommonOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 6379;
+  double seconds = 2;
+  int repeat = 5;
+  double warmup = 1;
+  int callers = 64;
+
+  CommonOptions() {
+    if (char const* h = std::getenv("REDIS_HOST")) host = h;
+    if (char const* p = std::getenv("REDIS_PORT")) port = static_cast<std::uint16_t>(std::atoi(p));
+  }
+
+  /// Takes "--name value" when the name is one of the above; false otherwise.
+  bool take(std::string const& name, std::string const& value) {
+    if (name == "--host")
+      host = value;
+    else if (name == "--port")
+      port = static_cast<std::uint16_t>(std::stoi(value));
+    else if (name == "--seconds")
+      seconds = std::stod(value);
+    else if (name == "--repeat")
+      repeat = std::stoi(value);
+    else if (name == "--warmup")
+      warmup = std::stod(value);
+    else if (name == "--callers")
+      callers = std::stoi(value);
+    else
+      return false;
+    return true;
+  }
+
+  /// The values above are usable.
+  bool valid() const { return repeat >= 1 && seconds > 0 && warmup >= 0 && callers >= 1; }
+};
+
+/// Walks argv's "--name value" pairs: `take(name, value)` returns false for a name it does not
+/// know, which, like a name without a value, calls `usage()` (which does not return).
+template <class Take, class Usage>
+void parse_pairs(int argc, char** argv, Take take, Usage usage) {
+  for (int i = 1; i < argc; i += 2) {
+    if (i + 1 >= argc) usage();
+    if (!take(std::string(argv[i]), std::string(argv[i + 1]))) usage();
+  }
 }
 
 }  // namespace bench_util

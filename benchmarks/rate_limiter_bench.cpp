@@ -49,13 +49,7 @@ namespace {
 
 using bench_util::split;
 
-struct Options {
-  std::string host = "127.0.0.1";
-  std::uint16_t port = 6379;
-  double seconds = 2;
-  int repeat = 5;
-  double warmup = 1;
-  int callers = 64;
+struct Options : bench_util::CommonOptions {
   int users = 10'000;
   std::vector<std::string> backends{"redis", "memory"};
   std::vector<std::string> algorithms{"gcra", "fixed"};
@@ -166,34 +160,22 @@ void bench(Options const& o, asio::io_context& ioc, B& db, std::string const& sy
 
 int main(int argc, char** argv) try {
   Options o;
-  if (char const* h = std::getenv("REDIS_HOST")) o.host = h;
-  if (char const* p = std::getenv("REDIS_PORT")) o.port = static_cast<std::uint16_t>(std::atoi(p));
-  for (int i = 1; i < argc; i += 2) {
-    std::string const a = argv[i];
-    if (i + 1 >= argc) usage();
-    std::string const v = argv[i + 1];
-    if (a == "--host")
-      o.host = v;
-    else if (a == "--port")
-      o.port = static_cast<std::uint16_t>(std::stoi(v));
-    else if (a == "--seconds")
-      o.seconds = std::stod(v);
-    else if (a == "--repeat")
-      o.repeat = std::stoi(v);
-    else if (a == "--warmup")
-      o.warmup = std::stod(v);
-    else if (a == "--callers")
-      o.callers = std::stoi(v);
-    else if (a == "--users")
-      o.users = std::stoi(v);
-    else if (a == "--backends")
-      o.backends = split(v);
-    else if (a == "--algorithms")
-      o.algorithms = split(v);
-    else
-      usage();
-  }
-  if (o.repeat < 1 || o.seconds <= 0 || o.callers < 1 || o.users < 1) usage();
+  bench_util::parse_pairs(
+      argc, argv,
+      [&](std::string const& a, std::string const& v) {
+        if (o.take(a, v)) return true;
+        if (a == "--users")
+          o.users = std::stoi(v);
+        else if (a == "--backends")
+          o.backends = split(v);
+        else if (a == "--algorithms")
+          o.algorithms = split(v);
+        else
+          return false;
+        return true;
+      },
+      usage);
+  if (!o.valid() || o.users < 1) usage();
   asio::io_context ioc;
   for (auto const& b : o.backends) {
     for (auto const& algo : o.algorithms) {
