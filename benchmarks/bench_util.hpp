@@ -4,6 +4,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -40,6 +41,30 @@ void run_coro(boost::asio::io_context& ioc, F fn) {
   while (!done)
     ioc.run_one();
   if (error) std::rethrow_exception(error);
+}
+
+/// Runs the coroutines `make(i)` (each a function object returning an awaitable) for i in
+/// [0, n) side by side on `ioc`, until every one has finished; rethrows the first exception.
+template <class Make>
+void run_concurrently(boost::asio::io_context& ioc, int n, Make make) {
+  int running = n;
+  std::exception_ptr error;
+  for (int i = 0; i < n; ++i)
+    boost::asio::co_spawn(ioc, make(i), [&](std::exception_ptr e) {
+      if (e && !error) error = e;
+      --running;
+    });
+  ioc.restart();
+  while (running > 0)
+    ioc.run_one();
+  if (error) std::rethrow_exception(error);
+}
+
+/// The `percent`th percentile of `sorted` (ascending): its element at size * percent / 100
+/// (nearest rank below), 0 when empty.
+inline double percentile(std::vector<double> const& sorted, std::size_t percent) {
+  if (sorted.empty()) return 0;
+  return sorted[std::min(sorted.size() - 1, sorted.size() * percent / 100)];
 }
 
 /// What every benchmark program takes: where the server is (REDIS_HOST, REDIS_PORT, then

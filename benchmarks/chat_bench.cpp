@@ -55,6 +55,8 @@ using SteadyTime = std::chrono::steady_clock;
 
 namespace {
 
+using bench_util::percentile;
+using bench_util::run_concurrently;
 using bench_util::split;
 using bench_util::run_coro;
 
@@ -106,24 +108,13 @@ template <class Op>
 double run_parallel(asio::io_context& ioc, int concurrency, std::size_t begin, std::size_t end,
                     Op const& op) {
   std::size_t next = begin;
-  int running = concurrency;
-  std::exception_ptr error;
   auto const start = SteadyTime::now();
-  for (int c = 0; c < concurrency; ++c)
-    asio::co_spawn(
-        ioc,
-        [&]() -> asio::awaitable<void> {
-          while (next < end)
-            co_await op(next++);
-        },
-        [&](std::exception_ptr e) {
-          if (e && !error) error = e;
-          --running;
-        });
-  ioc.restart();
-  while (running > 0)
-    ioc.run_one();
-  if (error) std::rethrow_exception(error);
+  run_concurrently(ioc, concurrency, [&](int) {
+    return [&]() -> asio::awaitable<void> {
+      while (next < end)
+        co_await op(next++);
+    };
+  });
   return std::chrono::duration<double>(SteadyTime::now() - start).count();
 }
 
@@ -144,8 +135,7 @@ Latency measure_latency(asio::io_context& ioc, std::size_t n, std::size_t span, 
     }
   });
   std::sort(us.begin(), us.end());
-  return {us[us.size() / 2], us[std::min(us.size() - 1, us.size() * 99 / 100)],
-          reply / static_cast<double>(n)};
+  return {percentile(us, 50), percentile(us, 99), reply / static_cast<double>(n)};
 }
 
 // Bytes the store uses: Redis's INFO used_memory, or the engine's estimate.

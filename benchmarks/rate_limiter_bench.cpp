@@ -47,6 +47,8 @@ using SteadyTime = std::chrono::steady_clock;
 
 namespace {
 
+using bench_util::percentile;
+using bench_util::run_concurrently;
 using bench_util::split;
 
 struct Options : bench_util::CommonOptions {
@@ -69,33 +71,22 @@ Run run_once(asio::io_context& ioc, RateLimiter<B>& limiter, std::vector<std::st
   std::uint64_t checks = 0, denied = 0;
   std::size_t next = 0;
   std::vector<double> us;
-  int running = callers;
-  std::exception_ptr error;
   auto const start = SteadyTime::now();
-  for (int c = 0; c < callers; ++c)
-    asio::co_spawn(
-        ioc,
-        [&]() -> asio::awaitable<void> {
-          while (SteadyTime::now() < end) {
-            auto const& user = users[next++ % users.size()];
-            auto const t0 = SteadyTime::now();
-            auto const r = co_await limiter.async_check("api", RateSubject::user(user), 1,
-                                                        asio::use_awaitable);
-            if (latency)
-              us.push_back(
-                  std::chrono::duration<double, std::micro>(SteadyTime::now() - t0).count());
-            denied += r.allowed ? 0 : 1;
-            ++checks;
-          }
-        },
-        [&](std::exception_ptr e) {
-          if (e && !error) error = e;
-          --running;
-        });
-  ioc.restart();
-  while (running > 0)
-    ioc.run_one();
-  if (error) std::rethrow_exception(error);
+  run_concurrently(ioc, callers, [&](int) {
+    return [&]() -> asio::awaitable<void> {
+      while (SteadyTime::now() < end) {
+        auto const& user = users[next++ % users.size()];
+        auto const t0 = SteadyTime::now();
+        auto const r = co_await limiter.async_check("api", RateSubject::user(user), 1,
+                                                    asio::use_awaitable);
+        if (latency)
+          us.push_back(
+              std::chrono::duration<double, std::micro>(SteadyTime::now() - t0).count());
+        denied += r.allowed ? 0 : 1;
+        ++checks;
+      }
+    };
+  });
   if (denied != 0)
     throw std::runtime_error("a check was denied: the limit is meant to be generous");
   Run r;
@@ -103,8 +94,8 @@ Run run_once(asio::io_context& ioc, RateLimiter<B>& limiter, std::vector<std::st
                 std::chrono::duration<double>(SteadyTime::now() - start).count();
   if (!us.empty()) {
     std::sort(us.begin(), us.end());
-    r.p50_us = us[us.size() / 2];
-    r.p99_us = us[std::min(us.size() - 1, us.size() * 99 / 100)];
+    r.p50_us = percentile(us, 50);
+    r.p99_us = percentile(us, 99);
   }
   return r;
 }

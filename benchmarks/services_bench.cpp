@@ -58,6 +58,8 @@ using SteadyTime = std::chrono::steady_clock;
 namespace {
 
 using bench_util::run_coro;
+using bench_util::percentile;
+using bench_util::run_concurrently;
 using bench_util::split;
 
 struct Options : bench_util::CommonOptions {
@@ -75,13 +77,6 @@ double micros(SteadyTime::duration d) {
 
 SteadyTime::duration from_seconds(double s) {
   return std::chrono::duration_cast<SteadyTime::duration>(std::chrono::duration<double>(s));
-}
-
-// The value at quantile q of sorted `v` (nearest rank below).
-double quantile(std::vector<double> const& v, double q) {
-  if (v.empty()) return 0;
-  auto const i = static_cast<std::size_t>(q * static_cast<double>(v.size()));
-  return v[std::min(v.size() - 1, i)];
 }
 
 std::vector<std::string> ids(char const* prefix, int n) {
@@ -108,44 +103,33 @@ VoteRun vote_once(asio::io_context& ioc, VoteService<B>& votes,
   std::uint64_t done = 0;
   std::vector<double> us;
   us.reserve(1 << 20);
-  int running = callers;
-  std::exception_ptr error;
   auto const start = SteadyTime::now();
-  for (int c = 0; c < callers; ++c)
-    asio::co_spawn(
-        ioc,
-        [&, c]() -> asio::awaitable<void> {
-          // xorshift per caller: the same sequence of votes on every backend
-          std::uint64_t x = seed + 0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(c + 1);
-          while (SteadyTime::now() < end) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            auto const& suggestion = suggestions[x % suggestions.size()];
-            auto const& user = users[(x >> 20) % users.size()];
-            int const vote = static_cast<int>((x >> 40) % 3) - 1;
-            auto const t0 = SteadyTime::now();
-            auto const r = co_await votes.async_vote_on_suggestion(suggestion, user, vote,
-                                                                   asio::use_awaitable);
-            us.push_back(micros(SteadyTime::now() - t0));
-            if (r.vote != vote) throw std::runtime_error("a vote came back as another vote");
-            ++done;
-          }
-        },
-        [&](std::exception_ptr e) {
-          if (e && !error) error = e;
-          --running;
-        });
-  ioc.restart();
-  while (running > 0)
-    ioc.run_one();
-  if (error) std::rethrow_exception(error);
+  run_concurrently(ioc, callers, [&](int c) {
+    return [&, c]() -> asio::awaitable<void> {
+      // xorshift per caller: the same sequence of votes on every backend
+      std::uint64_t x = seed + 0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(c + 1);
+      while (SteadyTime::now() < end) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        auto const& suggestion = suggestions[x % suggestions.size()];
+        auto const& user = users[(x >> 20) % users.size()];
+        int const vote = static_cast<int>((x >> 40) % 3) - 1;
+        auto const t0 = SteadyTime::now();
+        auto const r = co_await votes.async_vote_on_suggestion(suggestion, user, vote,
+                                                               asio::use_awaitable);
+        us.push_back(micros(SteadyTime::now() - t0));
+        if (r.vote != vote) throw std::runtime_error("a vote came back as another vote");
+        ++done;
+      }
+    };
+  });
   VoteRun r;
   r.ops_per_s = static_cast<double>(done) /
                 std::chrono::duration<double>(SteadyTime::now() - start).count();
   std::sort(us.begin(), us.end());
-  r.p50_us = quantile(us, 0.50);
-  r.p99_us = quantile(us, 0.99);
+  r.p50_us = percentile(us, 50);
+  r.p99_us = percentile(us, 99);
   return r;
 }
 
@@ -273,8 +257,8 @@ void bench_fanout(Options const& o, asio::io_context& ioc, B& db, std::string co
   std::printf(
       "system=%s workload=fanout_%zu ops_per_s=%.0f p50_us=%.1f p99_us=%.1f min=%.0f max=%.0f "
       "rounds=%zu\n",
-      system.c_str(), users.size(), rates[rates.size() / 2], quantile(all_us, 0.50),
-      quantile(all_us, 0.99), rates.front(), rates.back(), all_us.size());
+      system.c_str(), users.size(), rates[rates.size() / 2], percentile(all_us, 50),
+      percentile(all_us, 99), rates.front(), rates.back(), all_us.size());
   std::fflush(stdout);
   subs.clear();  // the handles before the service, the service before the backend
   notes.reset();
