@@ -1235,15 +1235,21 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   }
 
   void fail_loading_waiters() {
+    fail_waiters(Error::loading, loading_text(), Error::loading);
+  }
+
+  // Fails every request waiting to be written (with `for_requests`, `detail` in their
+  // Diagnostics) and every async_connect (with `for_connect`). Both lists are taken first:
+  // a completion may start new requests.
+  void fail_waiters(error_code for_requests, std::string const& detail, error_code for_connect) {
     auto ops = std::exchange(waiting_, {});
     auto waiters = std::exchange(connect_waiters_, {});
-    std::string const text = loading_text();
     for (auto* op : ops) {
       if (op->internal) continue;
-      if (op->diag) op->diag->detail = text;
-      op->complete(Error::loading);
+      if (op->diag) op->diag->detail = detail;
+      op->complete(for_requests);
     }
-    for (auto* w : waiters) w->complete(Error::loading);
+    for (auto* w : waiters) w->complete(for_connect);
   }
 
   // A connection attempt failed: retry with backoff, or give up.
@@ -1348,16 +1354,9 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     state_ = State::down;
     metrics_.last_failure = failure_text(ec);
     log(LogLevel::error, metrics_.last_failure);
-    auto ops = std::exchange(waiting_, {});
-    auto waiters = std::exchange(connect_waiters_, {});
-    error_code const for_requests =
-        is_setup_error(ec) ? ec : error_code(Error::reconnect_gave_up);
-    for (auto* op : ops) {
-      if (op->internal) continue;
-      if (op->diag) op->diag->detail = metrics_.last_failure;
-      op->complete(for_requests);
-    }
-    for (auto* w : waiters) w->complete(ec);
+    // A copy: a completion may reconnect, and a new failure rewrite last_failure.
+    std::string const detail = metrics_.last_failure;
+    fail_waiters(is_setup_error(ec) ? ec : error_code(Error::reconnect_gave_up), detail, ec);
   }
 
   // "cannot reach Redis at host:port: <cause> (N attempts in T s)": what a person can act on.
