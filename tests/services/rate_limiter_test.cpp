@@ -14,6 +14,8 @@
 
 #include <rediskit/services/rate_limiter.hpp>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
@@ -29,6 +31,7 @@
 using namespace rediskit;
 using namespace std::chrono_literals;
 using boost::system::error_code;
+namespace asio = boost::asio;
 using rediskit::test::AllBackends;
 using rediskit::test::BackendFixture;
 namespace rl = rediskit::detail::ratelimit;
@@ -149,13 +152,18 @@ struct Limiter {
     BOOST_TEST(!r.allowed);
     return ec;
   }
-  /// The script on `keys` with `now_us` pinned: its raw reply (6 numbers per key).
+  /// The script on `keys` (one check) with `now_us` pinned: its raw reply (6 numbers per key).
   std::vector<std::int64_t> pinned(std::vector<std::string> const& keys, std::int64_t now_us,
                                    std::int64_t cost, std::vector<RateLimit> const& rules) {
-    std::vector<std::string> args{std::to_string(now_us), std::to_string(cost)};
+    std::vector<std::string> args{std::to_string(now_us), std::to_string(keys.size()),
+                                  std::to_string(cost)};
     for (auto const& r : rules)
       add_rule(args, r);
-    return f.ok(rl::check_script(keys, args));
+    auto reply = f.ok(rl::check_script(keys, args));
+    BOOST_TEST_REQUIRE(!reply.empty());
+    BOOST_TEST(reply.front() == rl::kDecided);
+    reply.erase(reply.begin());
+    return reply;
   }
 
   BackendFixture<B> f;
@@ -538,6 +546,98 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(concurrent_checks_never_allow_more_than_the_limit,
       }
     }
   }
+}
+
+/// A check's outcome, kept by a plain handler (checks started side by side).
+struct Outcome {
+  bool done = false;
+  error_code ec;
+  RateLimitResult r;
+};
+struct Keep {
+  Outcome* out;
+  void operator()(error_code ec, RateLimitResult r) const { *out = {true, ec, r}; }
+};
+
+// Checks started while others are on their way wait and go together in one script call; each
+// is still decided alone: a key of another type fails its own check only, and the checks
+// around it count as usual.
+BOOST_AUTO_TEST_CASE_TEMPLATE(checks_that_go_together_are_each_decided_alone, B, AllBackends) {
+  RateLimiterOptions o = one_endpoint("api", {.user = RateLimit::fixed_window(1, 1h)});
+  Limiter<B> t(std::move(o));
+  std::string const bad_key = t.rl.key("bad", "api");
+  t.f.ok(cmd::set{.key = bad_key, .value = "not a hash"});
+  std::vector<Outcome> out(6);
+  Diagnostics diag;
+  // Two fill the batches in flight; the next four wait and go as one batch.
+  t.rl.async_check("api", RateSubject::user("f1"), 1, Keep{&out[0]});
+  t.rl.async_check("api", RateSubject::user("f2"), 1, Keep{&out[1]});
+  t.rl.async_check("api", RateSubject::user("a"), 1, Keep{&out[2]});
+  t.rl.async_check("api", RateSubject::user("bad"), 1, diag, Keep{&out[3]});
+  t.rl.async_check("api", RateSubject::user("a"), 1, Keep{&out[4]});  // a's second: over 1
+  t.rl.async_check("api", RateSubject::user("b"), 1, Keep{&out[5]});
+  for (auto const& x : out)
+    BOOST_TEST(!x.done);  // never inside the initiating call
+  t.f.run_until(
+      [&] { return std::all_of(out.begin(), out.end(), [](auto& x) { return x.done; }); });
+  BOOST_TEST(!out[0].ec);
+  BOOST_TEST(out[0].r.allowed);
+  BOOST_TEST(out[2].r.allowed);
+  BOOST_TEST(out[3].ec == make_error_code(Error::wrong_type));
+  BOOST_TEST(!out[3].r.allowed);
+  BOOST_TEST(diag.server_message.find(bad_key) != std::string::npos, diag.server_message);
+  BOOST_TEST(!out[4].ec);
+  BOOST_TEST(!out[4].r.allowed);  // decided after a's first, in order
+  BOOST_TEST(out[5].r.allowed);
+  BOOST_TEST(t.f.ok(cmd::get{.key = bad_key}).value_or("") == "not a hash");
+  BOOST_TEST(t.check("api", RateSubject::user("b"), 0).remaining == 0);  // b was charged
+  if constexpr (std::is_same_v<B, RedisBackend>) {
+    // 64 side by side: a handful of script calls, not 64 (on a server of its own, whose
+    // INFO commandstats no other test moves).
+    rediskit::test::TestRedisServer srv;
+    RedisConfig cfg;
+    cfg.port = srv.port();
+    BackendFixture<RedisBackend> own(std::in_place, std::move(cfg));
+    RateLimiter<RedisBackend> rl(own.backend,
+                                 one_endpoint("api", {.user = RateLimit::gcra(9, 1h)}));
+    std::vector<Outcome> many(64);
+    for (std::size_t i = 0; i < many.size(); ++i)
+      rl.async_check("api", RateSubject::user("m" + std::to_string(i)), 1, Keep{&many[i]});
+    own.run_until(
+        [&] { return std::all_of(many.begin(), many.end(), [](auto& x) { return x.done; }); });
+    for (auto const& x : many)
+      BOOST_TEST(x.r.allowed);
+    std::string const stats = own.ok(cmd::info{"commandstats"});
+    auto const at = stats.find("cmdstat_evalsha:calls=");
+    BOOST_TEST_REQUIRE(at != std::string::npos);
+    int const calls = std::atoi(stats.c_str() + at + 22);
+    BOOST_TEST(calls >= 3);
+    BOOST_TEST(calls <= 6, stats);
+  }
+}
+
+// A check cancelled while it waits completes with operation_aborted and is never sent; one
+// cancelled on its way completes at once too (the backend may still count it).
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_cancelled_check_completes_at_once, B, AllBackends) {
+  RateLimiterOptions o = one_endpoint("api", {.user = RateLimit::gcra(10, 1h)});
+  Limiter<B> t(std::move(o));
+  std::vector<Outcome> out(3);
+  asio::cancellation_signal sent, waiting;
+  t.rl.async_check("api", RateSubject::user("s"), 1,
+                   asio::bind_cancellation_slot(sent.slot(), Keep{&out[0]}));
+  t.rl.async_check("api", RateSubject::user("f"), 1, Keep{&out[1]});
+  t.rl.async_check("api", RateSubject::user("w"), 1,
+                   asio::bind_cancellation_slot(waiting.slot(), Keep{&out[2]}));
+  sent.emit(asio::cancellation_type::terminal);
+  waiting.emit(asio::cancellation_type::terminal);
+  t.f.run_until([&] { return out[0].done && out[2].done; });
+  BOOST_TEST(out[0].ec == make_error_code(asio::error::operation_aborted));
+  BOOST_TEST(out[2].ec == make_error_code(asio::error::operation_aborted));
+  t.f.run_until([&] { return out[1].done; });
+  BOOST_TEST(out[1].r.allowed);
+  BOOST_TEST(t.f.ok(cmd::exists{.keys = t.rl.key("w", "api")}) == 0);  // never sent
+  BOOST_TEST(t.check("api", RateSubject::user("w")).remaining == 9);
+  BOOST_TEST(t.rl.stats().errors == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(insurance_takes_over_when_the_backend_drops_and_hands_back) {

@@ -13,10 +13,21 @@
 //   if (!r.allowed) reply_429(r.retry_after);   // r: {allowed, limit, remaining, retry_after,
 //                                                //     reset_after} as redis-cell's CL.THROTTLE
 //
-// Every check is one script, one round trip, atomic: it reads the subject's state, decides,
-// and writes only when it allows (a denied check consumes nothing). A composite check
+// Every check is one round trip and atomic: a script reads the subject's state, decides, and
+// writes only when it allows (a denied check consumes nothing). A composite check
 // (RateSubject::user_and_ip) evaluates both limits in the same script and consumes from both
 // only when both allow. Requests have a cost (weight, default 1; 0 asks without consuming).
+//
+// Coalescing (ioredis's auto-pipelining, one step further): while two script calls of the
+// limiter are on their way, new checks wait, and go together, up to 128 in one script call,
+// as soon as one comes back. A lone caller sees one round trip, as without it; 64 callers
+// share each call's fixed cost on the server (a script call costs several times a check's own
+// work), which is what lets one Redis answer several times the checks. Each check of a batch
+// is decided alone, in the order the checks were made, at the batch's one instant; a key of
+// another type fails its own check (Error::wrong_type, the key in Diagnostics::server_message),
+// not the others. A batch holds up the server's other clients for its duration (about 4 µs a
+// check). On a cluster (the clustered layout, or a ClusterBackend) batches are per hash slot,
+// so per endpoint: a script's keys share one slot.
 //
 // Algorithms (RateLimit), all on the server's clock (Lua TIME; on MemoryBackend / FakeBackend
 // the engine's clock, so a ManualClock drives them exactly):
@@ -66,11 +77,11 @@
 // back): while it is open every check is answered in process at once, without touching the
 // backend. The in-process limiter starts empty (like rate-limiter-flexible's: a subject that
 // was out of quota on Redis gets a fresh one during an outage, and a block_for block set on
-// Redis is not known in process until the subject is blocked again there). After `open_for` the breaker lets
-// one check through as a probe: when the backend answers it, checks go back to the backend and
-// the in-process state is dropped (the backend's state is the truth again; it did not see the
-// checks made meanwhile). A check in flight when the link broke may have run on the backend too
-// (Error::connection_lost): it is then counted twice, which errs on the side of limiting. Other
+// Redis is not known in process until the subject is blocked again there). After `open_for` the
+// breaker lets one check through as a probe: when the backend answers it, checks go back to the
+// backend and the in-process state is dropped (the backend's state is the truth again; it did not
+// see the checks made meanwhile). A check in flight when the link broke may have run on the backend
+// too (Error::connection_lost): it is then counted twice, which errs on the side of limiting. Other
 // errors (WRONGTYPE, a script error, cancellation) are not outages: they reach the caller. The
 // in-process limiter keeps at most RateInsurance::max_keys subjects (the ones closest to
 // expiry are dropped first) and uses the backend's clock on MemoryBackend / FakeBackend, the
@@ -89,7 +100,8 @@
 // reason in Diagnostics::detail, and explain() returns it. Thread safety: operations may be
 // started from several threads (the limiter's state has a lock). The limiter (not movable)
 // and its backend must outlive the operations; the arguments may die once async_check
-// returns. Cancellation: the handler's slot reaches the backend's operation.
+// returns. Cancellation (any type): the check completes at once with operation_aborted; one
+// still waiting for its batch is never sent, one already sent may still count on the backend.
 #pragma once
 
 #include <rediskit/circuit_breaker.hpp>
@@ -106,8 +118,8 @@
 #include <rediskit/script.hpp>
 
 #include <boost/asio/async_result.hpp>
-#include <boost/asio/error.hpp>
 #include <boost/asio/deferred.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <algorithm>
@@ -116,6 +128,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -483,22 +496,15 @@ inline std::int64_t field_or(std::optional<std::string> const& v, std::int64_t d
   return x && *x > -9'000'000'000'000'000 && *x < 9'000'000'000'000'000 ? *x : d;
 }
 
-/// The twin's store: the subjects' hashes, through the script context.
+/// The twin's store: the subjects' hashes, through the script context (their states already
+/// read, by the twin's HMGETs).
 template <class Ctx>
 struct ScriptStore {
   Ctx& c;
   std::span<std::string_view const> keys;
+  std::array<State, 2> const& states;
 
-  State load(std::size_t i) {
-    auto const v = c.call(cmd::hmget{.key = keys[i], .fields = {"t", "w", "n", "p", "b"}});
-    State s;
-    s.tat = field_or(v[0], 0);
-    s.win = field_or(v[1], -1);
-    s.cur = field_or(v[2], 0);
-    s.prev = field_or(v[3], 0);
-    s.blocked_until = field_or(v[4], 0);
-    return s;
-  }
+  State load(std::size_t i) const { return states[i]; }
   void save(std::size_t i, char algo, State const& s, std::int64_t ttl_ms) {
     if (algo == 'g') {
       std::string const t = std::to_string(s.tat);
@@ -524,33 +530,96 @@ struct ScriptStore {
 
 inline constexpr std::string_view kBadArgs = "ERR rate limiter: wrong number of keys or arguments";
 
-// KEYS: 1 or 2 subject hashes. ARGV: now in µs ("" = the server's TIME; tests pin it), cost,
-// then per key: algorithm (g | s | f), limit, period ms, burst, block ms.
-// Reply: per key, allowed, limit, remaining, retry ms, reset ms, blocked.
+/// The most checks one script call carries: a batch runs atomically on the server, so it
+/// holds up the server's other clients for its duration (about 4 µs per check).
+inline constexpr std::size_t kMaxBatch = 128;
+
+/// Status of a check in the script's reply: decided (its numbers follow), or not run because a
+/// key of it holds a value of another type (nothing of it was written).
+inline constexpr std::int64_t kDecided = 0, kWrongType = 1;
+
+/// Where each check of a batch starts in KEYS and ARGV, after validating the layout (see
+/// check_script); nullopt when it does not add up.
+struct BatchEntry {
+  std::size_t key = 0, arg = 0, parts = 0;  // arg: index of the check's `parts` in ARGV
+};
+inline std::optional<std::vector<BatchEntry>> batch_layout(std::size_t nkeys,
+                                                           std::span<std::string_view const> a) {
+  std::vector<BatchEntry> out;
+  std::size_t k = 0, i = 1;
+  while (i < a.size()) {
+    auto const parts = parse_int(a[i]).value_or(0);
+    if (parts < 1 || parts > 2) return std::nullopt;
+    auto const n = static_cast<std::size_t>(parts);
+    if (k + n > nkeys || i + 2 + 5 * n > a.size()) return std::nullopt;
+    out.push_back({k, i, n});
+    k += n;
+    i += 2 + 5 * n;
+  }
+  if (a.empty() || k != nkeys || out.empty()) return std::nullopt;
+  return out;
+}
+
+// KEYS: the subject hashes of every check in turn (1 or 2 per check). ARGV: now in µs ("" =
+// the server's TIME; tests pin it), then per check: its number of parts, its cost, and per
+// part: algorithm (g | s | f), limit, period ms, burst, block ms.
+// Reply, per check in turn: kDecided and 6 numbers per part (allowed, limit, remaining, retry
+// ms, reset ms, blocked), or kWrongType alone. Each check is decided as if it ran alone, in
+// the batch's order, at the batch's one instant.
 inline std::vector<std::int64_t> check_twin(ScriptContext auto& c) {
   auto const keys = c.keys();
   auto const a = c.args();
-  if (keys.empty() || keys.size() > 2 || a.size() != 2 + 5 * keys.size()) c.fail(kBadArgs);
+  auto const layout = batch_layout(keys.size(), a);
+  if (!layout) c.fail(kBadArgs);
   std::int64_t const now_us = a[0].empty() ? c.unix_ms() * 1000 : parse_int(a[0]).value_or(0);
-  std::int64_t const cost = parse_int(a[1]).value_or(0);
-  std::array<Rule, 2> rules;
-  for (std::size_t i = 0; i < keys.size(); ++i) {
-    auto const* r = &a[2 + 5 * i];
-    rules[i] =
-        Rule{r[0].empty() ? 'g' : r[0][0], parse_int(r[1]).value_or(1), parse_int(r[2]).value_or(1),
-             parse_int(r[3]).value_or(1), parse_int(r[4]).value_or(0)};
+  std::vector<std::int64_t> out;
+  for (BatchEntry const& e : *layout) {
+    std::int64_t const cost = parse_int(a[e.arg + 1]).value_or(0);
+    std::array<Rule, 2> rules;
+    std::array<State, 2> states;
+    bool wrong_type = false;
+    for (std::size_t i = 0; i < e.parts; ++i) {
+      auto const* r = &a[e.arg + 2 + 5 * i];
+      rules[i] = Rule{r[0].empty() ? 'g' : r[0][0], parse_int(r[1]).value_or(1),
+                      parse_int(r[2]).value_or(1), parse_int(r[3]).value_or(1),
+                      parse_int(r[4]).value_or(0)};
+      auto const [ec, v] =
+          c.pcall(cmd::hmget{.key = keys[e.key + i], .fields = {"t", "w", "n", "p", "b"}});
+      if (ec || v.size() != 5) {
+        wrong_type = true;
+        break;
+      }
+      states[i] = State{field_or(v[0], 0), field_or(v[1], -1), field_or(v[2], 0), field_or(v[3], 0),
+                        field_or(v[4], 0)};
+    }
+    if (wrong_type) {
+      out.push_back(kWrongType);
+      continue;
+    }
+    ScriptStore<std::remove_reference_t<decltype(c)>> store{c, keys.subspan(e.key, e.parts),
+                                                            states};
+    out.push_back(kDecided);
+    auto const r = run_check(store, std::span<Rule const>(rules.data(), e.parts), now_us, cost);
+    out.insert(out.end(), r.begin(), r.end());
   }
-  ScriptStore<std::remove_reference_t<decltype(c)>> store{c, keys};
-  return run_check(store, std::span<Rule const>(rules.data(), keys.size()), now_us, cost);
+  return out;
 }
 
 inline auto const check_script =
     make_script<std::vector<std::int64_t>>(R"lua(
-local nk = #KEYS
-if nk < 1 or nk > 2 or #ARGV ~= 2 + 5 * nk then
+local floor, tonumber, fmt, nk, na = math.floor, tonumber, string.format, #KEYS, #ARGV
+local function bad()
   return redis.error_reply('ERR rate limiter: wrong number of keys or arguments')
 end
-local floor, tonumber, fmt = math.floor, tonumber, string.format
+-- The layout first: nothing runs unless every check adds up.
+local k, a = 0, 1
+while a < na do
+  local parts = tonumber(ARGV[a + 1])
+  if parts ~= 1 and parts ~= 2 then return bad() end
+  if k + parts > nk or a + 2 + 5 * parts > na then return bad() end
+  k, a = k + parts, a + 2 + 5 * parts
+end
+if na < 2 or k ~= nk then return bad() end
 -- Quotients of non-negative integers below 2^53 are exact with floor(a / b).
 local function int(v, d)
   local x = tonumber(v)
@@ -565,146 +634,167 @@ else
   now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 local now_ms = floor(now_us / 1000)
-local cost = tonumber(ARGV[2])
--- Per key, 14 slots: ok, blocked, limit, rem, retry, reset, ttl, arem, areset, attl, then what
--- to write: x1, x2, x3 (t | w n | w n p) and the block duration.
-local S = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
-local all_ok = true
-for i = 1, nk do
-  local a = 2 + (i - 1) * 5
-  local algo, limit, P = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local f = redis.call('HMGET', KEYS[i], 't', 'w', 'n', 'p', 'b')
-  local ok, lim, rem, retry, reset, ttl, arem, areset, attl
-  local x1, x2, x3 = 0, 0, 0
-  retry = 0
-  if algo == 'g' then
-    local burst = tonumber(ARGV[a + 4])
-    local ei = floor(P * 1000 / limit)
-    local dvt = ei * burst
-    local tat = int(f[1], 0)
-    if tat < now_us then tat = now_us end
-    local nxt = tat + ei * cost
-    local allow_at = nxt - dvt
-    ok = now_us >= allow_at
-    lim = burst
-    local cur, aft = tat - now_us, nxt - now_us
-    local d = dvt - cur
-    if d < 0 then d = 0 end
-    rem = floor(d / ei)
-    reset = floor((cur + 999) / 1000)
-    ttl = reset
-    if not ok then retry = floor((allow_at - now_us + 999) / 1000) end
-    d = dvt - aft
-    if d < 0 then d = 0 end
-    arem = floor(d / ei)
-    areset = floor((aft + 999) / 1000)
-    attl = areset
-    x1 = nxt
-  else
-    local win = floor(now_ms / P)
-    local e = now_ms - win * P
-    local left = P - e
-    local s_win, s_cur = int(f[2], -1), int(f[3], 0)
-    lim = limit
-    if algo == 'f' then
-      local n = 0
-      if s_win == win then n = s_cur end
-      ok = n + cost <= limit
-      rem = limit - n
-      if rem < 0 then rem = 0 end
-      reset = 0
-      if n > 0 then reset = left end
+local out, n = {}, 0
+-- One check: keys k0 + 1 .. k0 + nk, its parts' arguments from ARGV[a0 + 3].
+local function check(k0, a0, nk, cost)
+  local F = {}
+  for i = 1, nk do
+    local f = redis.pcall('HMGET', KEYS[k0 + i], 't', 'w', 'n', 'p', 'b')
+    if f.err then
+      n = n + 1
+      out[n] = 1
+      return
+    end
+    F[i] = f
+  end
+  -- Per key, 14 slots: ok, blocked, limit, rem, retry, reset, ttl, arem, areset, attl, then
+  -- what to write: x1, x2, x3 (t | w n | w n p) and the block duration.
+  local S = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+  local all_ok = true
+  for i = 1, nk do
+    local a = a0 + 2 + (i - 1) * 5
+    local algo, limit, P = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    local f = F[i]
+    local ok, lim, rem, retry, reset, ttl, arem, areset, attl
+    local x1, x2, x3 = 0, 0, 0
+    retry = 0
+    if algo == 'g' then
+      local burst = tonumber(ARGV[a + 4])
+      local ei = floor(P * 1000 / limit)
+      local dvt = ei * burst
+      local tat = int(f[1], 0)
+      if tat < now_us then tat = now_us end
+      local nxt = tat + ei * cost
+      local allow_at = nxt - dvt
+      ok = now_us >= allow_at
+      lim = burst
+      local cur, aft = tat - now_us, nxt - now_us
+      local d = dvt - cur
+      if d < 0 then d = 0 end
+      rem = floor(d / ei)
+      reset = floor((cur + 999) / 1000)
       ttl = reset
-      if not ok then retry = left end
-      arem = limit - n - cost
-      if arem < 0 then arem = 0 end
-      areset = 0
-      if n + cost > 0 then areset = left end
-      attl = left
-      x1, x2 = win, n + cost
+      if not ok then retry = floor((allow_at - now_us + 999) / 1000) end
+      d = dvt - aft
+      if d < 0 then d = 0 end
+      arem = floor(d / ei)
+      areset = floor((aft + 999) / 1000)
+      attl = areset
+      x1 = nxt
     else
-      local cur, prev = 0, 0
-      if s_win == win then
-        cur, prev = s_cur, int(f[4], 0)
-      elseif s_win == win - 1 then
-        prev = s_cur
-      end
-      local decay = prev * left
-      local r = (limit - cur) * P - decay
-      if r < 0 then r = 0 end
-      rem = floor(r / P)
-      r = (limit - cur - cost) * P - decay
-      if r < 0 then r = 0 end
-      arem = floor(r / P)
-      ok = (cur + cost) * P + decay <= limit * P
-      reset, areset = 0, 0
-      if prev > 0 then reset, areset = left, left end
-      if cur > 0 then reset = left + P end
-      if cur + cost > 0 then areset = left + P end
-      ttl, attl = reset, areset
-      if not ok then
-        local room = limit - cur - cost
-        if room >= 0 then
-          retry = (P - floor(room * P / prev)) - e
-        else
-          local w = P - floor((limit - cost) * P / cur)
-          if w < 0 then w = 0 end
-          retry = left + w
-        end
-      end
-      x1, x2, x3 = win, cur + cost, prev
-    end
-  end
-  local blocked = 0
-  local b = int(f[5], 0)
-  if b > now_ms then
-    b = b - now_ms
-    ok = false
-    blocked = 1
-    if b > retry then retry = b end
-    rem = 0
-    if b > reset then reset = b end
-    if b > ttl then ttl = b end
-  end
-  if not ok then all_ok = false end
-  local o = (i - 1) * 14
-  if ok then S[o + 1] = 1 end
-  S[o + 2], S[o + 3], S[o + 4], S[o + 5], S[o + 6], S[o + 7] = blocked, lim, rem, retry, reset, ttl
-  S[o + 8], S[o + 9], S[o + 10], S[o + 11], S[o + 12], S[o + 13] = arem, areset, attl, x1, x2, x3
-  S[o + 14] = tonumber(ARGV[a + 5])
-end
-local out = {0, 0, 0, 0, 0, 0}
-if nk == 2 then out = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0} end
-for i = 1, nk do
-  local o, r, k = (i - 1) * 14, (i - 1) * 6, KEYS[i]
-  local algo = ARGV[3 + (i - 1) * 5]
-  if all_ok then
-    if cost > 0 then
-      if algo == 'g' then
-        redis.call('HSET', k, 't', fmt('%.0f', S[o + 11]))
-      elseif algo == 'f' then
-        redis.call('HSET', k, 'w', fmt('%.0f', S[o + 11]), 'n', fmt('%.0f', S[o + 12]))
+      local win = floor(now_ms / P)
+      local e = now_ms - win * P
+      local left = P - e
+      local s_win, s_cur = int(f[2], -1), int(f[3], 0)
+      lim = limit
+      if algo == 'f' then
+        local n = 0
+        if s_win == win then n = s_cur end
+        ok = n + cost <= limit
+        rem = limit - n
+        if rem < 0 then rem = 0 end
+        reset = 0
+        if n > 0 then reset = left end
+        ttl = reset
+        if not ok then retry = left end
+        arem = limit - n - cost
+        if arem < 0 then arem = 0 end
+        areset = 0
+        if n + cost > 0 then areset = left end
+        attl = left
+        x1, x2 = win, n + cost
       else
-        redis.call('HSET', k, 'w', fmt('%.0f', S[o + 11]), 'n', fmt('%.0f', S[o + 12]),
-                   'p', fmt('%.0f', S[o + 13]))
+        local cur, prev = 0, 0
+        if s_win == win then
+          cur, prev = s_cur, int(f[4], 0)
+        elseif s_win == win - 1 then
+          prev = s_cur
+        end
+        local decay = prev * left
+        local r = (limit - cur) * P - decay
+        if r < 0 then r = 0 end
+        rem = floor(r / P)
+        r = (limit - cur - cost) * P - decay
+        if r < 0 then r = 0 end
+        arem = floor(r / P)
+        ok = (cur + cost) * P + decay <= limit * P
+        reset, areset = 0, 0
+        if prev > 0 then reset, areset = left, left end
+        if cur > 0 then reset = left + P end
+        if cur + cost > 0 then areset = left + P end
+        ttl, attl = reset, areset
+        if not ok then
+          local room = limit - cur - cost
+          if room >= 0 then
+            retry = (P - floor(room * P / prev)) - e
+          else
+            local w = P - floor((limit - cost) * P / cur)
+            if w < 0 then w = 0 end
+            retry = left + w
+          end
+        end
+        x1, x2, x3 = win, cur + cost, prev
       end
-      redis.call('PEXPIRE', k, fmt('%.0f', S[o + 10]))
     end
-    out[r + 1], out[r + 2], out[r + 3], out[r + 5] = 1, S[o + 3], S[o + 8], S[o + 9]
-  else
-    local block = S[o + 14]
-    if S[o + 1] == 0 and S[o + 2] == 0 and block > 0 then
-      redis.call('HSET', k, 'b', fmt('%.0f', now_ms + block))
-      local t = S[o + 7]
-      if block > t then t = block end
-      redis.call('PEXPIRE', k, fmt('%.0f', t))
-      S[o + 2], S[o + 4] = 1, 0
-      if block > S[o + 5] then S[o + 5] = block end
-      if block > S[o + 6] then S[o + 6] = block end
+    local blocked = 0
+    local b = int(f[5], 0)
+    if b > now_ms then
+      b = b - now_ms
+      ok = false
+      blocked = 1
+      if b > retry then retry = b end
+      rem = 0
+      if b > reset then reset = b end
+      if b > ttl then ttl = b end
     end
-    out[r + 1], out[r + 2], out[r + 3] = S[o + 1], S[o + 3], S[o + 4]
-    out[r + 4], out[r + 5], out[r + 6] = S[o + 5], S[o + 6], S[o + 2]
+    if not ok then all_ok = false end
+    local o = (i - 1) * 14
+    if ok then S[o + 1] = 1 end
+    S[o + 2], S[o + 3], S[o + 4], S[o + 5], S[o + 6], S[o + 7] = blocked, lim, rem, retry, reset, ttl
+    S[o + 8], S[o + 9], S[o + 10], S[o + 11], S[o + 12], S[o + 13] = arem, areset, attl, x1, x2, x3
+    S[o + 14] = tonumber(ARGV[a + 5])
   end
+  n = n + 1
+  out[n] = 0
+  for i = 1, nk do
+    local o, k = (i - 1) * 14, KEYS[k0 + i]
+    local algo = ARGV[a0 + 3 + (i - 1) * 5]
+    if all_ok then
+      if cost > 0 then
+        if algo == 'g' then
+          redis.call('HSET', k, 't', fmt('%.0f', S[o + 11]))
+        elseif algo == 'f' then
+          redis.call('HSET', k, 'w', fmt('%.0f', S[o + 11]), 'n', fmt('%.0f', S[o + 12]))
+        else
+          redis.call('HSET', k, 'w', fmt('%.0f', S[o + 11]), 'n', fmt('%.0f', S[o + 12]),
+                     'p', fmt('%.0f', S[o + 13]))
+        end
+        redis.call('PEXPIRE', k, fmt('%.0f', S[o + 10]))
+      end
+      out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5], out[n + 6] =
+        1, S[o + 3], S[o + 8], 0, S[o + 9], 0
+    else
+      local block = S[o + 14]
+      if S[o + 1] == 0 and S[o + 2] == 0 and block > 0 then
+        redis.call('HSET', k, 'b', fmt('%.0f', now_ms + block))
+        local t = S[o + 7]
+        if block > t then t = block end
+        redis.call('PEXPIRE', k, fmt('%.0f', t))
+        S[o + 2], S[o + 4] = 1, 0
+        if block > S[o + 5] then S[o + 5] = block end
+        if block > S[o + 6] then S[o + 6] = block end
+      end
+      out[n + 1], out[n + 2], out[n + 3] = S[o + 1], S[o + 3], S[o + 4]
+      out[n + 4], out[n + 5], out[n + 6] = S[o + 5], S[o + 6], S[o + 2]
+    end
+    n = n + 6
+  end
+end
+k, a = 0, 1
+while a < na do
+  local parts = tonumber(ARGV[a + 1])
+  check(k, a, parts, tonumber(ARGV[a + 2]))
+  k, a = k + parts, a + 2 + 5 * parts
 end
 return out)lua",
                                            [](ScriptContext auto& c) { return check_twin(c); });
@@ -798,8 +888,7 @@ struct Pending {
   std::array<bool, 2> is_ip{};
   std::size_t parts = 0;
   std::int64_t cost = 0;
-  std::vector<std::string> args;  // ARGV
-  Diagnostics diag;               // when the caller gave none
+  std::vector<std::string> args;  // this check's part of ARGV: parts, cost, then its rules
 
   std::span<std::string const> key_span() const noexcept { return {keys.data(), parts}; }
   /// The keys as a contiguous range of views: an ArgList made from it points at key_views
@@ -884,7 +973,9 @@ class RateLimiter {
         layout_(options_.key_layout.value_or(default_key_layout_v<B>)),
         prefix_(options_.key_prefix.empty() ? std::string() : options_.key_prefix + ":"),
         breaker_(options_.insurance.breaker, Clock{&backend}),
-        local_(options_.insurance.max_keys) {
+        local_(options_.insurance.max_keys),
+        by_slot_(layout_ == KeyLayout::clustered ||
+                 default_key_layout_v<B> == KeyLayout::clustered) {
     if (layout_ == KeyLayout::clustered &&
         options_.key_prefix.find_first_of("{}") != std::string::npos)
       throw Exception(make_error_code(Error::invalid_config),
@@ -1030,7 +1121,7 @@ class RateLimiter {
       return bad("the user id and the IP address are the same key ('" + p->keys[0] +
                  "'): check them one at a time");
     p->args.reserve(2 + 5 * p->parts);
-    p->args.emplace_back();  // now: the server's TIME
+    p->args.push_back(std::to_string(p->parts));
     p->args.push_back(std::to_string(cost));
     for (auto const& r : p->rule_span()) {
       p->args.emplace_back(1, r.algo);
@@ -1043,17 +1134,16 @@ class RateLimiter {
   }
 
   // ---- running it -----------------------------------------------------------------------------
+  //
+  // Checks are coalesced: while kMaxInFlight batches of a group are on their way, new checks
+  // of the group wait, and go together, up to kMaxBatch in one script call, when a batch
+  // comes back. One caller sees one round trip, as before; many callers share each script
+  // call's fixed cost on the server. A group is every check (one server), or on a cluster the
+  // checks of one hash slot (a script's keys must share one).
 
-  template <class Token>
-  auto start(std::unique_ptr<Pending> p, Diagnostics* diag, Token&& token) {
-    return boost::asio::async_initiate<Token, Sig>(
-        [this](auto handler, std::unique_ptr<Pending> p, Diagnostics* diag) {
-          launch(std::move(p), diag, Handler(std::move(handler)));
-        },
-        token, std::move(p), diag);
-  }
+  static constexpr int kMaxInFlight = 2;
 
-  // A probe's right to go: released under the lock when the operation ends without a result.
+  // A probe's right to go: released under the lock when the check ends without a result.
   struct Permit {
     RateLimiter* self = nullptr;
     std::optional<typename Breaker::Permit> permit;
@@ -1068,15 +1158,57 @@ class RateLimiter {
     }
   };
 
-  // What the backend's reply becomes (detail::ThenHandler's map).
-  struct Finish {
-    RateLimiter* self;
+  enum class ItemState : std::uint8_t { waiting, sent, gone };  // gone: its handler was taken
+
+  // A check waiting for its batch, or riding in one.
+  struct Item {
     std::unique_ptr<Pending> p;
+    Diagnostics* diag = nullptr;
+    Handler handler;
     Permit permit;
-    RateLimitResult operator()(error_code& ec, std::vector<std::int64_t> const& reply) {
-      return self->finish(ec, reply, *p, permit);
+    ItemState state = ItemState::waiting;
+  };
+  using ItemPtr = std::unique_ptr<Item>;
+
+  struct Group {
+    std::deque<ItemPtr> waiting;
+    int in_flight = 0;
+  };
+
+  // One script call: its checks, and the KEYS and ARGV the command views.
+  struct Batch {
+    std::uint32_t group = 0;
+    std::vector<ItemPtr> items;
+    std::vector<std::string_view> keys;
+    std::vector<std::string_view> args;
+    Diagnostics diag;
+  };
+  using BatchPtr = std::unique_ptr<Batch>;
+
+  struct BatchDone {
+    RateLimiter* self;
+    BatchPtr batch;
+    void operator()(error_code ec, std::vector<std::int64_t> reply) {
+      self->complete(std::move(batch), ec, reply);
     }
   };
+
+  template <class Token>
+  auto start(std::unique_ptr<Pending> p, Diagnostics* diag, Token&& token) {
+    return boost::asio::async_initiate<Token, Sig>(
+        [this](auto handler, std::unique_ptr<Pending> p, Diagnostics* diag) {
+          launch(std::move(p), diag, Handler(std::move(handler)));
+        },
+        token, std::move(p), diag);
+  }
+
+  // The group of a check; nullopt when its keys are in different slots of a cluster.
+  std::optional<std::uint32_t> group_of(Pending const& p) const {
+    if (!by_slot_) return 0;
+    auto const slot = cluster::key_slot(p.keys[0]);
+    if (p.parts == 2 && cluster::key_slot(p.keys[1]) != slot) return std::nullopt;
+    return slot;
+  }
 
   // Compiled once (the caller's handler is erased).
   void launch(std::unique_ptr<Pending> p, Diagnostics* diag, Handler handler) {
@@ -1086,29 +1218,167 @@ class RateLimiter {
       return detail::post_handler(backend_.get_executor(), std::move(handler),
                                   make_error_code(Error::invalid_argument), RateLimitResult{});
     }
-    std::optional<typename Breaker::Permit> permit;
-    if (options_.insurance.enabled) {
+    auto const group = group_of(*p);
+    if (!group) {  // as a cluster would refuse the script, before anything is sent
+      if (diag)
+        diag->detail = "the user's key '" + p->keys[0] + "' and the IP's key '" + p->keys[1] +
+                       "' are in different hash slots: use KeyLayout::clustered on a cluster";
+      count_error();
+      return detail::post_handler(backend_.get_executor(), std::move(handler),
+                                  make_error_code(Error::cross_slot), RateLimitResult{});
+    }
+    auto item = std::make_unique<Item>(
+        Item{std::move(p), diag, std::move(handler), Permit(this, std::nullopt)});
+    BatchPtr batch;
+    {
       std::lock_guard lock(mutex_);
-      permit = breaker_.try_acquire();
-      update_mode();
-      if (!permit) {  // insurance: answered here, without the backend
-        RateLimitResult r = local_check(*p);
-        return detail::post_handler(backend_.get_executor(), std::move(handler), error_code{},
-                                    std::move(r));
+      if (options_.insurance.enabled) {
+        auto permit = breaker_.try_acquire();
+        update_mode();
+        if (!permit) {  // insurance: answered here, without the backend
+          RateLimitResult r = local_check(*item->p);
+          return detail::post_handler(backend_.get_executor(), std::move(item->handler),
+                                      error_code{}, std::move(r));
+        }
+        item->permit.permit = std::move(permit);
+      }
+      watch_cancellation(*item);
+      Group& g = groups_[*group];
+      if (g.in_flight < kMaxInFlight) {
+        ++g.in_flight;
+        batch = std::make_unique<Batch>();
+        batch->group = *group;
+        batch->items.push_back(std::move(item));
+      } else {
+        g.waiting.push_back(std::move(item));
       }
     }
-    // The command views *p, which stays where it is while the pointer moves with the handler.
-    auto const cmd = detail::ratelimit::check_script(p->key_view_span(), p->args);
-    Diagnostics& d = diag ? *diag : p->diag;
-    backend_.async_exec(
-        cmd, d,
-        detail::ThenHandler<Handler, Finish>{
-            std::move(handler), Finish{this, std::move(p), Permit(this, std::move(permit))}});
+    if (batch) send(std::move(batch));
   }
 
-  RateLimitResult finish(error_code& ec, std::vector<std::int64_t> const& reply, Pending const& p,
+  // A check that waits, or rides in a batch, completes at once with operation_aborted when
+  // its handler's slot is cancelled (a check already sent may still count on the backend).
+  void watch_cancellation(Item& item) {
+    auto slot = item.handler.cancellation_slot();
+    if (!slot.is_connected()) return;
+    slot.assign([this, it = &item](boost::asio::cancellation_type) {
+      Handler h;
+      {
+        std::lock_guard lock(mutex_);
+        if (it->state == ItemState::gone) return;
+        it->state = ItemState::gone;
+        it->permit.permit.reset();  // says nothing of the backend: not recorded
+        h = std::move(it->handler);
+      }
+      auto const ex = boost::asio::get_associated_executor(h, backend_.get_executor());
+      // Posted: the slot holds this function, which must return before the slot is cleared.
+      detail::post_erased(ex, detail::erase_call([h = std::move(h)]() mutable {
+                            h.cancellation_slot().clear();
+                            std::move(h)(make_error_code(boost::asio::error::operation_aborted),
+                                         RateLimitResult{});
+                          }));
+    });
+  }
+
+  // Takes the next batch of `g` (its cancelled checks dropped); null when nothing waits.
+  // Under the lock.
+  BatchPtr take_batch(std::uint32_t group, std::vector<ItemPtr>& dropped) {
+    Group& g = groups_[group];
+    BatchPtr batch;
+    while (!g.waiting.empty() && g.in_flight < kMaxInFlight) {
+      ItemPtr item = std::move(g.waiting.front());
+      g.waiting.pop_front();
+      if (item->state == ItemState::gone) {
+        dropped.push_back(std::move(item));
+        continue;
+      }
+      if (!batch) {
+        batch = std::make_unique<Batch>();
+        batch->group = group;
+      }
+      batch->items.push_back(std::move(item));
+      if (batch->items.size() == detail::ratelimit::kMaxBatch) break;
+    }
+    if (batch) ++g.in_flight;
+    return batch;
+  }
+
+  void send(BatchPtr batch) {
+    for (auto& item : batch->items)
+      item->state = ItemState::sent;
+    batch->args.push_back(std::string_view());  // now: the server's TIME
+    for (auto const& item : batch->items) {
+      Pending const& p = *item->p;
+      batch->keys.insert(batch->keys.end(), p.key_views.begin(), p.key_views.begin() + p.parts);
+      batch->args.insert(batch->args.end(), p.args.begin(), p.args.end());
+    }
+    // The command views the batch, which stays where it is while the pointer moves.
+    auto const cmd =
+        detail::ratelimit::check_script(std::span<std::string_view const>(batch->keys),
+                                        std::span<std::string_view const>(batch->args));
+    Diagnostics& d = batch->diag;
+    backend_.async_exec(cmd, d, BatchDone{this, std::move(batch)});
+  }
+
+  struct Done {
+    Handler handler;
+    error_code ec;
+    RateLimitResult result;
+  };
+
+  void complete(BatchPtr batch, error_code ec, std::vector<std::int64_t> const& reply) {
+    std::vector<Done> done;
+    std::vector<ItemPtr> dropped;
+    std::vector<BatchPtr> next;
+    done.reserve(batch->items.size());
+    {
+      std::lock_guard lock(mutex_);
+      std::size_t at = 0;  // where the next check's answer starts in `reply`
+      for (auto& item : batch->items) {
+        Pending const& p = *item->p;
+        std::span<std::int64_t const> answer;
+        error_code iec = ec;
+        if (!ec) {
+          if (at < reply.size() && reply[at] == detail::ratelimit::kWrongType) {
+            iec = make_error_code(Error::wrong_type);
+            at += 1;
+          } else if (at < reply.size() && reply[at] == detail::ratelimit::kDecided &&
+                     reply.size() - at - 1 >= detail::ratelimit::kReplyWidth * p.parts) {
+            answer = std::span<std::int64_t const>(reply).subspan(
+                at + 1, detail::ratelimit::kReplyWidth * p.parts);
+            at += 1 + answer.size();
+          } else {
+            iec = make_error_code(Error::incompatible_size);
+            at = reply.size();
+          }
+        }
+        if (item->state == ItemState::gone) continue;  // cancelled: its permit is gone too
+        RateLimitResult r = finish(iec, answer, p, item->permit);
+        if (iec && item->diag) {
+          *item->diag = batch->diag;
+          if (iec == Error::wrong_type && item->diag->server_message.empty())
+            item->diag->server_message =
+                "WRONGTYPE a rate limiter key of this check holds a value of another type: " +
+                p.keys[0] + (p.parts == 2 ? " or " + p.keys[1] : std::string());
+        }
+        item->state = ItemState::gone;
+        done.push_back(Done{std::move(item->handler), iec, r});
+      }
+      --groups_[batch->group].in_flight;
+      while (BatchPtr b = take_batch(batch->group, dropped))
+        next.push_back(std::move(b));
+    }
+    for (auto& b : next)
+      send(std::move(b));
+    for (auto& d : done) {
+      d.handler.cancellation_slot().clear();
+      detail::post_handler(backend_.get_executor(), std::move(d.handler), d.ec, d.result);
+    }
+  }
+
+  // Under the lock.
+  RateLimitResult finish(error_code& ec, std::span<std::int64_t const> reply, Pending const& p,
                          Permit& permit) {
-    std::lock_guard lock(mutex_);
     if (permit.permit) {
       // A cancelled check says nothing of the backend: its permit goes unrecorded (a probe's
       // slot is freed), so a client going away cannot end an outage's insurance.
@@ -1121,8 +1391,6 @@ class RateLimiter {
       ec = {};
       return local_check(p);
     }
-    if (!ec && reply.size() != detail::ratelimit::kReplyWidth * p.parts)
-      ec = make_error_code(Error::incompatible_size);
     if (ec) {
       ++stats_.errors;
       return {};
@@ -1180,6 +1448,8 @@ class RateLimiter {
   Breaker breaker_;
   detail::ratelimit::LocalStates local_;
   RateLimiterStats stats_;
+  bool by_slot_;  // a group per hash slot (a cluster), else one group
+  std::unordered_map<std::uint32_t, Group> groups_;  // last: its permits need the lock
 };
 
 }  // namespace rediskit
