@@ -2,7 +2,9 @@
 # rediskit side by side with its peers: one throwaway redis-server, the same workloads through
 # rediskit (Connection, RedisBackend, MemoryBackend), redis-benchmark, hiredis, ioredis (with and
 # without enableAutoPipelining) and node-redis 5 / 6, in one run. Prints one markdown table:
-# every system's figure per workload and rediskit's ratio to each, with the issue's goals.
+# every system's figure per workload and rediskit's ratio to each, with the issue's goals;
+# then the services' own tables (run_rate_limiter.sh: RateLimiter against rate-limiter-flexible;
+# run_services.sh: votes and notification fan-out).
 #
 #   bash benchmarks/run_all.sh
 #
@@ -14,6 +16,8 @@
 #   SKIP_BUILD=1  use the binaries already built (build/release/benchmarks)
 #   SKIP_NPM=1    use benchmarks/peers/node_modules as it is
 #   RAW=file      also keep every raw result line in this file
+#   SKIP_SERVICES=1  leave out the service benchmarks run at the end (run_rate_limiter.sh,
+#                 run_services.sh)
 #   QUIET_WAIT=180, RETRIES=3, BUDGET=1800
 #                 wait up to QUIET_WAIT s for other busy processes before a phase, run a phase
 #                 again (up to RETRIES attempts) when one got busy during it; no more waiting or
@@ -305,3 +309,12 @@ awk -v repeat="$REPEAT" -v duration="$DURATION" -v warmup="$WARMUP" -v pinning="
     if (noisy == "") printf "No other process was busy during any phase kept (a phase is retried up to %d times).\n", retries
     else printf "**Phases during which another process stayed busy (%d at most) after %d attempts: %s.**\n", others_busy, retries, noisy
   }' "$raw"
+
+# ---- services (issue 18): RateLimiter against rate-limiter-flexible, votes, fan-out ---------
+# Their own scripts, each with a throwaway server of its own and its own table, after the one
+# above (SKIP_SERVICES=1 leaves them out). They take REPEAT from here and their own DURATION.
+if [[ -z ${SKIP_SERVICES:-} ]]; then
+  log "services: run_rate_limiter.sh, run_services.sh"
+  SKIP_NPM=1 REPEAT=$REPEAT bash "$here/run_rate_limiter.sh"
+  REPEAT=$REPEAT bash "$here/run_services.sh"
+fi
