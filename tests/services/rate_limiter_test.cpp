@@ -718,6 +718,45 @@ BOOST_AUTO_TEST_CASE(insurance_takes_over_when_the_backend_drops_and_hands_back)
 
 // The same on a real server that is killed and restarted (RedisBackend with the offline queue
 // off, so that requests fail at once while the link is down instead of waiting for it).
+// A probe that never comes back (a backend that accepts and never answers) holds only itself:
+// the other checks are answered in process meanwhile, and cancelling the probe frees the probe's
+// slot at once, so the next check probes again.
+BOOST_AUTO_TEST_CASE(a_probe_that_never_completes_holds_up_no_other_check) {
+  using B = FakeBackend;
+  RateLimiterOptions o = one_endpoint("api", {.user = RateLimit::gcra(100, 1h)});
+  o.insurance.breaker.open_for = 5s;
+  Limiter<B> t(std::move(o));
+  auto const u = RateSubject::user("u1");
+  t.f.backend.fail_next(1, Error::connection_lost);
+  BOOST_TEST(t.check("api", u).insurance);
+  BOOST_TEST((t.rl.mode() == RateLimiterMode::insurance));
+
+  t.f.backend.set_latency(1h);  // sent, never answered (within the test)
+  t.f.advance(5s);
+  Outcome probe;
+  asio::cancellation_signal cancel;
+  t.f.backend.clear_log();
+  t.rl.async_check("api", u, 1, asio::bind_cancellation_slot(cancel.slot(), Keep{&probe}));
+  t.f.run_until([&] { return t.f.backend.count_in_log("EVALSHA") == 1u; });
+  for (int i = 0; i < 5; ++i) {  // answered in process while the probe hangs
+    auto const r = t.check("api", u);
+    BOOST_TEST(r.insurance);
+    BOOST_TEST(r.allowed);
+  }
+  BOOST_TEST(t.f.backend.count_in_log("EVALSHA") == 1u);
+  BOOST_TEST(!probe.done);
+
+  cancel.emit(asio::cancellation_type::terminal);
+  t.f.run_until([&] { return probe.done; });
+  BOOST_TEST(probe.ec == make_error_code(asio::error::operation_aborted));
+  t.f.backend.set_latency(0ms);
+  auto const r = t.check("api", u);  // the next check is a probe again, and it is answered
+  BOOST_TEST(!r.insurance);
+  BOOST_TEST(r.allowed);
+  BOOST_TEST((t.rl.mode() == RateLimiterMode::backend));
+  BOOST_TEST(t.f.backend.count_in_log("EVALSHA") == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(insurance_covers_a_redis_server_that_dies_and_comes_back) {
   rediskit::test::TestRedisServer srv;
   RedisConfig cfg;

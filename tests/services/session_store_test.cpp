@@ -20,6 +20,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
+#include <span>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -622,6 +624,37 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(the_raw_layout_writes_seed_002_s_keys_when_asked, 
     BOOST_TEST(!st.exists("session:" + tag + t.access_token));
     BOOST_TEST((st.rotate(t.refresh_token).status == RotateStatus::reused));
     BOOST_TEST(!st.valid(r.session.access_token));
+  });
+}
+
+// When the random source fails, create and rotate complete with Error::crypto_failed and
+// write nothing: no session, and the refresh token that was to be rotated still rotates.
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_failing_random_source_writes_nothing, B, AllBackends) {
+  for_each_mode<B>([&](Mode mode) {
+    auto working = std::make_shared<bool>(true);
+    auto drawn = std::make_shared<int>(0);
+    SessionOptions o;
+    o.random_source = [working, drawn](std::span<unsigned char> out) {
+      if (!*working) return false;
+      for (auto& b : out)
+        b = static_cast<unsigned char>(++*drawn);
+      return true;
+    };
+    Store<B> st(mode, std::move(o));
+    auto const t = st.create("u1");
+    BOOST_TEST(*drawn > 0);  // the tokens came from the source
+    BOOST_TEST(st.valid(t.access_token));
+    *working = false;
+    error_code const failed = make_error_code(Error::crypto_failed);
+    BOOST_TEST(st.err(st.s.async_create("u2", Profile{"Bo", 2})) == failed);
+    BOOST_TEST(st.list("u2").empty());
+    BOOST_TEST(st.err(st.s.async_rotate_refresh(t.refresh_token)) == failed);
+    BOOST_TEST(st.valid(t.access_token));  // the failed rotation retired nothing
+    *working = true;
+    auto const r = st.rotate(t.refresh_token);
+    BOOST_TEST(r.rotated());
+    BOOST_TEST(st.valid(r.session.access_token));
+    BOOST_TEST(!st.valid(t.access_token));
   });
 }
 

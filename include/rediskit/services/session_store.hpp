@@ -129,6 +129,7 @@
 #include <chrono>
 #include <concepts>
 #include <cstddef>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -162,6 +163,11 @@ struct SessionOptions {
   /// Key names (top of the file); nullopt: default_key_layout_v<B> (clustered on
   /// ClusterBackend, plain elsewhere).
   std::optional<KeyLayout> key_layout{};
+  /// Fills its buffer with random bytes and returns true, or returns false when it cannot.
+  /// Empty: OpenSSL's RAND_bytes (the OS's CSPRNG). Session ids and token secrets come from
+  /// it; when it fails, the operation completes with Error::crypto_failed and sends nothing.
+  /// Replace it only for tests (a fixed sequence makes tokens reproducible).
+  std::function<bool(std::span<unsigned char>)> random_source{};
 };
 
 /// What async_create records besides the data: the device, and optionally the caller's own
@@ -1234,8 +1240,8 @@ class SessionStore {
 
   /// A new token of `user`: the caller's secret, or 256 random bits. Empty when the caller's
   /// secret is too short, or the random source failed (then `crypto_failed` is set).
-  static std::string new_token(std::string_view user, std::string const& secret,
-                               bool& crypto_failed) {
+  std::string new_token(std::string_view user, std::string const& secret,
+                        bool& crypto_failed) const {
     std::string t = detail::sessions::base64url(
         std::span(reinterpret_cast<unsigned char const*>(user.data()), user.size()));
     t.push_back('.');
@@ -1243,12 +1249,20 @@ class SessionStore {
       if (secret.size() < detail::sessions::kMinSecret) return {};
       return t + secret;
     }
-    auto const bytes = detail::sessions::random_bytes(detail::sessions::kSecretBytes);
+    auto const bytes = random_bytes(detail::sessions::kSecretBytes);
     if (!bytes) {
       crypto_failed = true;
       return {};
     }
     return t + detail::sessions::base64url(*bytes);
+  }
+
+  /// `n` bytes from SessionOptions::random_source (or OpenSSL); nullopt when it failed.
+  std::optional<std::vector<unsigned char>> random_bytes(std::size_t n) const {
+    if (!options_.random_source) return detail::sessions::random_bytes(n);
+    std::vector<unsigned char> out(n);
+    if (!options_.random_source(std::span<unsigned char>(out))) return std::nullopt;
+    return out;
   }
 
   /// A call that sends nothing and completes with Error::crypto_failed.
@@ -1262,7 +1276,7 @@ class SessionStore {
   auto create(std::string_view user_id, T const& data, SessionRequest const& request,
               Token&& token) {
     std::unique_ptr<Call> call;
-    auto const sid = detail::sessions::random_bytes(detail::sessions::kIdBytes);
+    auto const sid = random_bytes(detail::sessions::kIdBytes);
     bool crypto_failed = !sid;
     std::string access, refresh, aid, rid;
     if (!user_id.empty() && sid) {
