@@ -38,6 +38,9 @@
 #include <rediskit/stream_manager.hpp>
 #include <rediskit/services/cache_service.hpp>
 #include <rediskit/services/content_cache.hpp>
+#include <rediskit/services/conversation_manager.hpp>
+#include <rediskit/services/message_store.hpp>
+#include <rediskit/services/messaging.hpp>
 #include <rediskit/services/notification_service.hpp>
 #include <rediskit/services/online_user_manager.hpp>
 #include <rediskit/services/rate_limiter.hpp>
