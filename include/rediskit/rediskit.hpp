@@ -47,6 +47,7 @@
 #include <rediskit/services/room_manager.hpp>
 #include <rediskit/services/session_store.hpp>
 #include <rediskit/services/unread_message_manager.hpp>
+#include <rediskit/services/user_directory.hpp>
 #include <rediskit/services/vote_service.hpp>
 #include <rediskit/tls.hpp>
 #include <rediskit/version.hpp>
