@@ -3,6 +3,8 @@
 #
 #   bash scripts/run.sh example   build and run examples/quick_start (release preset)
 #   bash scripts/run.sh test      everything CI checks:
+#       interop                   Node.js (Debian's, when missing) and npm ci in tests/interop:
+#                                 seed 001's own client (ioredis) for the interop test
 #       gcc-debug                 configure, build (tests, examples), ctest: every test under g++
 #                                 at -O0 with libstdc++ assertions (no sanitizer)
 #       clang-asan                the same under clang++ with ASan + UBSan, plus the
@@ -312,8 +314,20 @@ summary() {
   ((total_failed == 0))
 }
 
+# The Node.js peers of the interop tests (tests/interop/package.json, exact versions): Node.js
+# and npm from Debian when the machine has none, then npm ci (the npm registry).
+interop_setup() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    ensure_packages nodejs npm || return 1
+  fi
+  (cd "$ROOT/tests/interop" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 mode_test() {
   if ! step "install packages" ensure_packages "${TEST_PACKAGES[@]}"; then
+    record packages 0 1 0
+  fi
+  if ! step "interop: npm ci" interop_setup; then
     record packages 0 1 0
   fi
   config gcc-debug

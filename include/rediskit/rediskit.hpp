@@ -36,6 +36,7 @@
 #include <rediskit/resp3.hpp>
 #include <rediskit/script.hpp>
 #include <rediskit/stream_manager.hpp>
+#include <rediskit/services/cache_prewarmer.hpp>
 #include <rediskit/services/cache_service.hpp>
 #include <rediskit/services/content_cache.hpp>
 #include <rediskit/services/conversation_manager.hpp>
@@ -47,7 +48,9 @@
 #include <rediskit/services/room_manager.hpp>
 #include <rediskit/services/session_store.hpp>
 #include <rediskit/services/unread_message_manager.hpp>
+#include <rediskit/services/user_cache.hpp>
 #include <rediskit/services/user_directory.hpp>
+#include <rediskit/services/user_events.hpp>
 #include <rediskit/services/vote_service.hpp>
 #include <rediskit/tls.hpp>
 #include <rediskit/version.hpp>
