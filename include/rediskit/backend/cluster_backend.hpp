@@ -1036,6 +1036,10 @@ class SubscriberCore : public std::enable_shared_from_this<SubscriberCore> {
       dropped = false;
       return fail(Error::pushes_dropped);
     }
+    if (resubscribed) {
+      resubscribed = false;
+      return fail(Error::resubscribed);
+    }
     if (!queue.empty()) {
       Message m = std::move(queue.front());
       queue.pop_front();
@@ -1260,6 +1264,8 @@ class SubscriberCore : public std::enable_shared_from_this<SubscriberCore> {
       if (!s || s->closed || !s->owns(c)) return;
       if (ec == Error::pushes_dropped)
         s->dropped = true;
+      else if (ec == Error::resubscribed)
+        s->on_resubscribed();
       else if (ec)
         return;  // closed or cancelled
       else
@@ -1278,6 +1284,14 @@ class SubscriberCore : public std::enable_shared_from_this<SubscriberCore> {
     if (!at || it == shards.end() || it->second.in_flight || it->second.at != *at) return;
     it->second.at.reset();
     move({it->first});
+  }
+
+  // A node's link came back with its subscriptions (see Connection::async_receive): the
+  // receiver hears it at once, as it may wait for messages that were lost.
+  void on_resubscribed() {
+    if (receiver && queue.empty() && !dropped)
+      return complete_receive(make_error_code(Error::resubscribed), {});
+    resubscribed = true;
   }
 
   void deliver(Message m) {
@@ -1305,6 +1319,7 @@ class SubscriberCore : public std::enable_shared_from_this<SubscriberCore> {
   std::deque<Message> queue;
   std::size_t max_queued = 4096;
   bool dropped = false;
+  bool resubscribed = false;  // to report once: Error::resubscribed
   Receiver receiver;
   bool closed = false;
   boost::asio::steady_timer timer;

@@ -107,19 +107,45 @@ class FakeBackend : public BasicMemoryBackend<ManualClock> {
   }
 
   /// The link is down: blocked commands fail with Error::connection_lost now, and every new
-  /// operation fails with Error::not_connected (nothing runs) until restore_connection().
+  /// operation fails with Error::not_connected (nothing runs) until restore_connection(). This
+  /// backend's subscribers lose what is published meanwhile; once the link is back, each one's
+  /// async_receive reports Error::resubscribed once (as RedisBackend's after a reconnection).
   void drop_connection() {
-    {
-      std::lock_guard lock(faults_->mutex);
-      faults_->dropped = true;
-    }
+    auto subs = subscribers(true);
     auto& sh = shared();
     std::lock_guard lock(sh.mutex);
+    for (auto& s : subs) s->offline = true;
     while (!sh.waiters.empty()) sh.fail(sh.waiters.front().get(), Error::connection_lost);
   }
+  /// Only the subscribers' links drop (as CLIENT KILL TYPE pubsub would): they lose what is
+  /// published until restore_connection(), while commands go on.
+  void drop_subscribers() {
+    auto subs = subscribers(std::nullopt);
+    std::lock_guard lock(shared().mutex);
+    for (auto& s : subs) s->offline = true;
+  }
   void restore_connection() {
-    std::lock_guard lock(faults_->mutex);
-    faults_->dropped = false;
+    auto subs = subscribers(false);
+    auto& sh = shared();
+    std::lock_guard lock(sh.mutex);
+    for (auto& s : subs) s->come_back();
+  }
+
+  /// A subscriber of this backend's pub/sub, which its drop_connection reaches.
+  MemorySubscriber make_subscriber() {
+    MemorySubscriber sub = Base::make_subscriber();
+    bool dropped = false;
+    {
+      std::lock_guard lock(faults_->mutex);
+      std::erase_if(faults_->subscribers, [](auto const& w) { return w.expired(); });
+      faults_->subscribers.push_back(sub.state_);
+      dropped = faults_->dropped;
+    }
+    if (dropped) {
+      std::lock_guard lock(shared().mutex);
+      sub.state_->offline = true;
+    }
+    return sub;
   }
 
   /// disconnected while dropped, else ok.
@@ -156,7 +182,19 @@ class FakeBackend : public BasicMemoryBackend<ManualClock> {
     std::chrono::milliseconds latency{0};
     bool dropped = false;
     std::vector<std::vector<std::string>> log;
+    std::vector<std::weak_ptr<detail::mem::SubscriberState>> subscribers;  // made here
   };
+
+  // Sets the link's state (nullopt: leaves it); the live subscribers made here.
+  std::vector<std::shared_ptr<detail::mem::SubscriberState>> subscribers(
+      std::optional<bool> dropped) {
+    std::lock_guard lock(faults_->mutex);
+    if (dropped) faults_->dropped = *dropped;
+    std::vector<std::shared_ptr<detail::mem::SubscriberState>> out;
+    for (auto const& w : faults_->subscribers)
+      if (auto s = w.lock()) out.push_back(std::move(s));
+    return out;
+  }
 
   template <class X>
   void log_commands(X const& x) {

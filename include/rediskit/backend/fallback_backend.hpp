@@ -738,6 +738,7 @@ class FallbackSubscriber {
     std::deque<Message> queue;
     std::size_t max_queued = 4096;
     bool dropped = false;
+    bool resubscribed = false;  // a side's link came back: to report once
     bool closed = false;
     std::optional<detail::AnyHandler<void(boost::system::error_code, Message)>> receiver;
     std::vector<Pending> pending;  // subscriptions the primary still has to take
@@ -752,6 +753,9 @@ class FallbackSubscriber {
         if (self->closed) return;
         if (ec == Error::pushes_dropped) {
           self->dropped = true;
+          self->deliver();
+        } else if (ec == Error::resubscribed) {
+          self->resubscribed = true;
           self->deliver();
         } else if (ec) {
           return;  // closed (or cancelled): this side has ended
@@ -776,6 +780,11 @@ class FallbackSubscriber {
       if (dropped) {
         dropped = false;
         return detail::post_handler(ex, std::move(h), make_error_code(Error::pushes_dropped),
+                                    Message{});
+      }
+      if (resubscribed) {
+        resubscribed = false;
+        return detail::post_handler(ex, std::move(h), make_error_code(Error::resubscribed),
                                     Message{});
       }
       if (closed) return detail::post_handler(ex, std::move(h),
@@ -925,8 +934,9 @@ class FallbackSubscriber {
   }
 
   /// The next message from either backend. Handler: void(error_code, Message). Errors:
-  /// Error::pushes_dropped (once, after messages were dropped), Error::already_receiving,
-  /// Error::connection_closed, operation_aborted on cancellation.
+  /// Error::pushes_dropped (once, after messages were dropped), Error::resubscribed (once,
+  /// after a side's link came back: see rediskit/backend/subscriber.hpp),
+  /// Error::already_receiving, Error::connection_closed, operation_aborted on cancellation.
   template <class Token = boost::asio::deferred_t>
   auto async_receive(Token&& token = {}) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, Message)>(
@@ -937,7 +947,8 @@ class FallbackSubscriber {
                                         make_error_code(Error::already_receiving), Message{});
           auto slot = boost::asio::get_associated_cancellation_slot(handler);
           core->receiver.emplace(std::move(handler));
-          if (core->closed || core->dropped || !core->queue.empty()) return core->deliver();
+          if (core->closed || core->dropped || core->resubscribed || !core->queue.empty())
+            return core->deliver();
           if (slot.is_connected()) {
             slot.assign([weak = std::weak_ptr<Core>(core)](boost::asio::cancellation_type) {
               auto c = weak.lock();
