@@ -1254,8 +1254,13 @@ class SubscriberCore : public std::enable_shared_from_this<SubscriberCore> {
       ++moves;
       by_slot[rediskit::cluster::key_slot(n)].push_back(std::move(n));
     }
+    // Once there, the receiver hears that what was published during the move is lost.
+    auto const moved = [w = weak_from_this()](error_code) {
+      if (auto s = w.lock(); s && !s->closed) s->on_resubscribed();
+    };
     for (auto& [slot, group] : by_slot)
-      route(slot, std::move(group), 0, std::make_shared<Join>(Done{}, 1, executor), std::nullopt);
+      route(slot, std::move(group), 0, std::make_shared<Join>(Done(moved), 1, executor),
+            std::nullopt);
   }
 
   void pump(Connection* c) {
@@ -1336,7 +1341,8 @@ class SubscriberCore : public std::enable_shared_from_this<SubscriberCore> {
 ///    one SSUBSCRIBE per slot. A MOVED is followed; when a slot leaves its node (a resharding:
 ///    the server sends SUNSUBSCRIBE) or its master changes (a failover, seen in the slot map
 ///    within a second or two of the cluster's own promotion), the channel is subscribed where
-///    it lives now. Messages published while it moves are lost, as pub/sub is at most once.
+///    it lives now. Messages published while it moves are lost, as pub/sub is at most once:
+///    once it is subscribed there, async_receive reports Error::resubscribed.
 /// Every connection's messages come out of one async_receive, in the order they arrive.
 /// Move-only; closing or destroying it unsubscribes from everything.
 class ClusterSubscriber {
