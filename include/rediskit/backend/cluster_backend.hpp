@@ -58,6 +58,7 @@
 // Thread safety: as RedisBackend, use it from its executor.
 #pragma once
 
+#include <rediskit/backend/detail/exec_overloads.hpp>
 #include <rediskit/backend/redis_backend.hpp>
 #include <rediskit/cluster/route.hpp>
 #include <rediskit/cluster/slot_map.hpp>
@@ -1434,7 +1435,9 @@ class ClusterSubscriber {
 };
 
 /// The Backend on a Redis Cluster (see the top of this file).
-class ClusterBackend {
+class ClusterBackend : public detail::ExecOverloads<ClusterBackend> {
+  friend class detail::ExecOverloads<ClusterBackend>;
+
  public:
   using executor_type = boost::asio::any_io_executor;
   using subscriber_type = ClusterSubscriber;
@@ -1455,33 +1458,9 @@ class ClusterBackend {
 
   executor_type get_executor() const noexcept { return state_->executor; }
 
-  /// As RedisBackend::async_exec (see the top of this file for routing and redirections).
-  template <Command C, class Token = boost::asio::deferred_t>
-  auto async_exec(C const& c, Token&& token = {}) {
-    return exec_impl(c, nullptr, std::forward<Token>(token));
-  }
-  template <Command C, class Token = boost::asio::deferred_t>
-  auto async_exec(C const& c, Diagnostics& diag, Token&& token = {}) {
-    return exec_impl(c, &diag, std::forward<Token>(token));
-  }
-  template <bool A, class... P, class Token = boost::asio::deferred_t>
-  auto async_exec(Batch<A, P...> const& b, Token&& token = {}) {
-    return exec_impl(b, nullptr, std::forward<Token>(token));
-  }
-  template <bool A, class... P, class Token = boost::asio::deferred_t>
-  auto async_exec(Batch<A, P...> const& b, Diagnostics& diag, Token&& token = {}) {
-    return exec_impl(b, &diag, std::forward<Token>(token));
-  }
-  template <CommandRange Cs, class Token = boost::asio::deferred_t>
-  auto async_exec(Cs const& cs, Token&& token = {}) {
-    using C = std::ranges::range_value_t<Cs>;
-    return exec_impl(std::span<C const>(cs), nullptr, std::forward<Token>(token));
-  }
-  template <CommandRange Cs, class Token = boost::asio::deferred_t>
-  auto async_exec(Cs const& cs, Diagnostics& diag, Token&& token = {}) {
-    using C = std::ranges::range_value_t<Cs>;
-    return exec_impl(std::span<C const>(cs), &diag, std::forward<Token>(token));
-  }
+  /// async_exec (detail::ExecOverloads): as RedisBackend's (see the top of this file for
+  /// routing and redirections).
+  using detail::ExecOverloads<ClusterBackend>::async_exec;
 
   /// A subscriber: classic channels through one node, shard channels on their slots' masters
   /// (see ClusterSubscriber).
@@ -1551,9 +1530,9 @@ class ClusterBackend {
     using type = std::vector<reply_t<C>>;
   };
 
-  template <class X, class Token>
+  template <class Out, class X, class Token>
   auto exec_impl(X const& x, Diagnostics* diag, Token&& token) {
-    using Out = typename OutOf<X>::type;
+    static_assert(std::is_same_v<Out, typename OutOf<X>::type>);
     return boost::asio::async_initiate<Token, void(error_code, Out)>(
         // The handler by reference: the command is written out before the handler (and what
         // the command views in a caller's state) moves.

@@ -12,6 +12,7 @@
 // (services are templates over the backend), no server and no sleeping needed.
 #pragma once
 
+#include <rediskit/backend/detail/exec_overloads.hpp>
 #include <rediskit/backend/memory_backend.hpp>
 #include <rediskit/clock.hpp>
 #include <rediskit/detail/any_handler.hpp>
@@ -34,7 +35,10 @@
 namespace rediskit {
 
 /// MemoryBackend on a ManualClock, with fault injection and a command log (see above).
-class FakeBackend : public BasicMemoryBackend<ManualClock> {
+class FakeBackend : public BasicMemoryBackend<ManualClock>,
+                    public detail::ExecOverloads<FakeBackend> {
+  friend class detail::ExecOverloads<FakeBackend>;
+
   using Base = BasicMemoryBackend<ManualClock>;
 
  public:
@@ -46,35 +50,8 @@ class FakeBackend : public BasicMemoryBackend<ManualClock> {
                        ManualClock clock = ManualClock{})
       : FakeBackend(ioc.get_executor(), cfg, clock) {}
 
-  /// As MemoryBackend::async_exec, after the faults and the log.
-  template <Command C, class Token = boost::asio::deferred_t>
-  auto async_exec(C const& c, Token&& token = {}) {
-    return intercept<reply_t<C>>(c, nullptr, std::forward<Token>(token));
-  }
-  template <Command C, class Token = boost::asio::deferred_t>
-  auto async_exec(C const& c, Diagnostics& diag, Token&& token = {}) {
-    return intercept<reply_t<C>>(c, &diag, std::forward<Token>(token));
-  }
-  template <bool A, class... P, class Token = boost::asio::deferred_t>
-  auto async_exec(Batch<A, P...> const& b, Token&& token = {}) {
-    return intercept<reply_t<Batch<A, P...>>>(b, nullptr, std::forward<Token>(token));
-  }
-  template <bool A, class... P, class Token = boost::asio::deferred_t>
-  auto async_exec(Batch<A, P...> const& b, Diagnostics& diag, Token&& token = {}) {
-    return intercept<reply_t<Batch<A, P...>>>(b, &diag, std::forward<Token>(token));
-  }
-  template <CommandRange Cs, class Token = boost::asio::deferred_t>
-  auto async_exec(Cs const& cs, Token&& token = {}) {
-    using C = std::ranges::range_value_t<Cs>;
-    return intercept<std::vector<reply_t<C>>>(std::span<C const>(cs), nullptr,
-                                              std::forward<Token>(token));
-  }
-  template <CommandRange Cs, class Token = boost::asio::deferred_t>
-  auto async_exec(Cs const& cs, Diagnostics& diag, Token&& token = {}) {
-    using C = std::ranges::range_value_t<Cs>;
-    return intercept<std::vector<reply_t<C>>>(std::span<C const>(cs), &diag,
-                                              std::forward<Token>(token));
-  }
+  /// async_exec (detail::ExecOverloads): as MemoryBackend's, after the faults and the log.
+  using detail::ExecOverloads<FakeBackend>::async_exec;
 
   // ---- time -----------------------------------------------------------------------------------
 
@@ -249,7 +226,7 @@ class FakeBackend : public BasicMemoryBackend<ManualClock> {
   };
 
   template <class R, class X, class Token>
-  auto intercept(X const& x, Diagnostics* diag, Token&& token) {
+  auto exec_impl(X const& x, Diagnostics* diag, Token&& token) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, R)>(
         // The handler by reference: the command is logged and run before it moves.
         [this](auto&& handler, X const& x, Diagnostics* diag) {

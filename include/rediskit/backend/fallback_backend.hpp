@@ -56,6 +56,7 @@
 // handlers must run there too (the default: the backend's executor).
 #pragma once
 
+#include <rediskit/backend/detail/exec_overloads.hpp>
 #include <rediskit/backend/memory_backend.hpp>
 #include <rediskit/backend/redis_backend.hpp>
 #include <rediskit/backend/subscriber.hpp>
@@ -535,7 +536,9 @@ class PrimaryDone {
 
 /// See the top of this file.
 template <class Primary = RedisBackend, class Secondary = MemoryBackend>
-class FallbackBackend {
+class FallbackBackend : public detail::ExecOverloads<FallbackBackend<Primary, Secondary>> {
+  friend class detail::ExecOverloads<FallbackBackend>;
+
   using State = detail::fallback::State<Primary, Secondary>;
 
  public:
@@ -573,35 +576,9 @@ class FallbackBackend {
 
   executor_type get_executor() const { return st_->primary.get_executor(); }
 
-  /// Runs one command on the backend in charge now. Handler: void(error_code, reply_t<C>).
-  template <Command C, class Token = boost::asio::deferred_t>
-  auto async_exec(C const& c, Token&& token = {}) {
-    return exec_impl<reply_t<C>>(c, nullptr, std::forward<Token>(token));
-  }
-  template <Command C, class Token = boost::asio::deferred_t>
-  auto async_exec(C const& c, Diagnostics& diag, Token&& token = {}) {
-    return exec_impl<reply_t<C>>(c, &diag, std::forward<Token>(token));
-  }
-  template <bool A, class... P, class Token = boost::asio::deferred_t>
-  auto async_exec(Batch<A, P...> const& b, Token&& token = {}) {
-    return exec_impl<reply_t<Batch<A, P...>>>(b, nullptr, std::forward<Token>(token));
-  }
-  template <bool A, class... P, class Token = boost::asio::deferred_t>
-  auto async_exec(Batch<A, P...> const& b, Diagnostics& diag, Token&& token = {}) {
-    return exec_impl<reply_t<Batch<A, P...>>>(b, &diag, std::forward<Token>(token));
-  }
-  template <CommandRange Cs, class Token = boost::asio::deferred_t>
-  auto async_exec(Cs const& cs, Token&& token = {}) {
-    using C = std::ranges::range_value_t<Cs>;
-    return exec_impl<std::vector<reply_t<C>>>(std::span<C const>(cs), nullptr,
-                                              std::forward<Token>(token));
-  }
-  template <CommandRange Cs, class Token = boost::asio::deferred_t>
-  auto async_exec(Cs const& cs, Diagnostics& diag, Token&& token = {}) {
-    using C = std::ranges::range_value_t<Cs>;
-    return exec_impl<std::vector<reply_t<C>>>(std::span<C const>(cs), &diag,
-                                              std::forward<Token>(token));
-  }
+  /// async_exec (detail::ExecOverloads): runs the command, batch or range on the backend in
+  /// charge now.
+  using detail::ExecOverloads<FallbackBackend>::async_exec;
 
   /// Waits for the primary's first connection attempt, and goes to it at once if it
   /// succeeded. Handler: void(error_code): the primary's error (the backend works either way:
