@@ -241,7 +241,9 @@ class Connection {
   /// Waits for the next server push (a pub/sub message, a subscribe confirmation, an
   /// invalidation). Handler: void(error_code, resp3::Tree). Pushes that arrive while nobody
   /// waits are queued (bounded by max_queued_pushes). Errors: Error::pushes_dropped (once,
-  /// after pushes were dropped; receiving may go on), Error::already_receiving,
+  /// after pushes were dropped; receiving may go on), Error::resubscribed (once, after a
+  /// reconnection, when the subscriptions are in effect again: what was published while the
+  /// link was down is lost; receiving may go on), Error::already_receiving,
   /// Error::connection_closed, operation_aborted on cancellation.
   template <class Token = boost::asio::deferred_t>
   auto async_receive(Token&& token = {});

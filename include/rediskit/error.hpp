@@ -80,6 +80,8 @@ enum class Error : int {
   tls_setup_failed,            ///< TLS: a CA, certificate or key file cannot be used; not retried
   tls_unavailable,             ///< TLS configured, but <rediskit/tls.hpp> is not in the program
   timeout,                     ///< no reply within the command timeout (written: it may have run)
+  resubscribed,                ///< a subscriber's link came back and its subscriptions were made
+                               ///< again: messages published while it was down were lost
 
   // --- Configuration -----------------------------------------------------------------------
   invalid_config = 400,        ///< a configuration value (URL, environment variable) is malformed
@@ -218,6 +220,10 @@ class ErrorCategory final : public boost::system::error_category {
       case Error::pushes_dropped:
         return "server pushes were dropped because the push queue was full (receive faster or "
                "raise max_queued_pushes)";
+      case Error::resubscribed:
+        return "the subscriber's connection was lost and made again, and its subscriptions are "
+               "in effect again: messages published meanwhile were lost (pub/sub is at most "
+               "once; read what you need from a history, then receive again)";
       case Error::unsolicited_reply:
         return "the server sent a reply that no request was waiting for; the link was dropped "
                "so that no reply can reach the wrong caller";

@@ -249,6 +249,10 @@ BOOST_AUTO_TEST_CASE(a_subscriber_receives_from_both_sides) {
     auto m2 = co_await sub.async_receive(asio::use_awaitable);
     fb.primary().restore_connection();
     BOOST_REQUIRE(co_await wait_until([&] { return fb.on_primary(); }));
+    // The primary's subscriber lost its link meanwhile: what others published to it is lost,
+    // and the subscriber says so once.
+    auto [ec_back, m_back] = co_await sub.async_receive(tuple_awaitable);
+    BOOST_TEST(ec_back == Error::resubscribed, ec_back.message());
     co_await fb.async_exec(cmd::publish{"news", "3"}, asio::use_awaitable);
     auto m3 = co_await sub.async_receive(asio::use_awaitable);
     BOOST_TEST(m1.payload == "1");
@@ -653,13 +657,26 @@ BOOST_AUTO_TEST_CASE(a_stopped_server_is_detected_and_a_subscriber_follows) {
                            << std::chrono::duration_cast<std::chrono::milliseconds>(detected).count()
                            << " ms");
         // Redis may still be resubscribing this subscriber's link: publish until it hears.
+        // If its link was made again, the subscriber says so once (Error::resubscribed).
         rediskit::Message m3;
+        int resubscribed = 0;
         for (int i = 0; i < 100 && m3.payload != "after"; ++i) {
           auto n = co_await fb.async_exec(cmd::publish{"alerts", "after"}, asio::use_awaitable);
-          if (n == 1) m3 = co_await sub.async_receive(asio::use_awaitable);
-          else co_await sleep_for(50ms);
+          if (n != 1) {
+            co_await sleep_for(50ms);
+            continue;
+          }
+          auto [ec, m] = co_await sub.async_receive(tuple_awaitable);
+          if (ec == Error::resubscribed) {
+            ++resubscribed;
+            std::tie(ec, m) = co_await sub.async_receive(tuple_awaitable);
+          }
+          BOOST_TEST(!ec, ec.message());
+          m3 = std::move(m);
         }
         BOOST_TEST(m3.payload == "after");
+        // Once per reconnection of its link, if the stop made it reconnect.
+        BOOST_TEST_MESSAGE("Error::resubscribed reports: " << resubscribed);
       },
       60s);
 }

@@ -573,6 +573,40 @@ BOOST_AUTO_TEST_CASE(catch_up_after_a_subscriber_queue_overflow_on_fake) {
   BOOST_TEST(st.delivered == 60u);
 }
 
+// The subscriber's link drops while notifications go on (FakeBackend::drop_subscribers, as a
+// CLIENT KILL of the pubsub connection): they are lost to pub/sub, and when the link is back
+// the subscriber says so (Error::resubscribed) and the dispatcher reads them from the history,
+// before any later one, each once.
+BOOST_AUTO_TEST_CASE(catch_up_after_the_subscriber_link_drops_on_fake) {
+  Notes<FakeBackend> t;
+  std::vector<Notification> a;
+  auto sa = t.subscribe("a", a);
+  auto notify = [&](int i) {
+    Notification const n(NotificationType::new_message, NotificationPriority::medium,
+                         std::to_string(i));
+    auto [ec, id] = t.f.wait(t.svc.async_notify("a", n));
+    BOOST_REQUIRE(!ec);
+  };
+  for (int i = 0; i < 3; ++i)
+    notify(i);
+  t.wait_for(a, 3);
+  t.f.backend.drop_subscribers();
+  for (int i = 3; i < 8; ++i)
+    notify(i);  // written to the history, published to nobody
+  t.settle();
+  BOOST_TEST(a.size() == 3u);  // nothing arrived meanwhile
+  t.f.backend.restore_connection();
+  t.wait_for(a, 8);  // no new notification needed: the report itself starts the catch-up
+  notify(8);
+  t.wait_for(a, 9);
+  t.settle();
+  BOOST_TEST(ids(a) == t.ids_of("a"));  // every one, once, in order
+  auto const st = t.svc.stats();
+  BOOST_TEST(st.resyncs == 1u);
+  BOOST_TEST(st.recovered == 5u);
+  BOOST_TEST(st.lost == 0u);
+}
+
 namespace {
 
 /// The id of the pubsub connection named `name` on the test server ("" if none).

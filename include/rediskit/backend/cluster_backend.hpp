@@ -58,6 +58,7 @@
 // Thread safety: as RedisBackend, use it from its executor.
 #pragma once
 
+#include <rediskit/backend/detail/exec_overloads.hpp>
 #include <rediskit/backend/redis_backend.hpp>
 #include <rediskit/cluster/route.hpp>
 #include <rediskit/cluster/slot_map.hpp>
@@ -1036,6 +1037,10 @@ class SubscriberCore : public std::enable_shared_from_this<SubscriberCore> {
       dropped = false;
       return fail(Error::pushes_dropped);
     }
+    if (resubscribed) {
+      resubscribed = false;
+      return fail(Error::resubscribed);
+    }
     if (!queue.empty()) {
       Message m = std::move(queue.front());
       queue.pop_front();
@@ -1250,8 +1255,13 @@ class SubscriberCore : public std::enable_shared_from_this<SubscriberCore> {
       ++moves;
       by_slot[rediskit::cluster::key_slot(n)].push_back(std::move(n));
     }
+    // Once there, the receiver hears that what was published during the move is lost.
+    auto const moved = [w = weak_from_this()](error_code) {
+      if (auto s = w.lock(); s && !s->closed) s->on_resubscribed();
+    };
     for (auto& [slot, group] : by_slot)
-      route(slot, std::move(group), 0, std::make_shared<Join>(Done{}, 1, executor), std::nullopt);
+      route(slot, std::move(group), 0, std::make_shared<Join>(Done(moved), 1, executor),
+            std::nullopt);
   }
 
   void pump(Connection* c) {
@@ -1260,6 +1270,8 @@ class SubscriberCore : public std::enable_shared_from_this<SubscriberCore> {
       if (!s || s->closed || !s->owns(c)) return;
       if (ec == Error::pushes_dropped)
         s->dropped = true;
+      else if (ec == Error::resubscribed)
+        s->on_resubscribed();
       else if (ec)
         return;  // closed or cancelled
       else
@@ -1278,6 +1290,14 @@ class SubscriberCore : public std::enable_shared_from_this<SubscriberCore> {
     if (!at || it == shards.end() || it->second.in_flight || it->second.at != *at) return;
     it->second.at.reset();
     move({it->first});
+  }
+
+  // A node's link came back with its subscriptions (see Connection::async_receive): the
+  // receiver hears it at once, as it may wait for messages that were lost.
+  void on_resubscribed() {
+    if (receiver && queue.empty() && !dropped)
+      return complete_receive(make_error_code(Error::resubscribed), {});
+    resubscribed = true;
   }
 
   void deliver(Message m) {
@@ -1305,6 +1325,7 @@ class SubscriberCore : public std::enable_shared_from_this<SubscriberCore> {
   std::deque<Message> queue;
   std::size_t max_queued = 4096;
   bool dropped = false;
+  bool resubscribed = false;  // to report once: Error::resubscribed
   Receiver receiver;
   bool closed = false;
   boost::asio::steady_timer timer;
@@ -1321,7 +1342,8 @@ class SubscriberCore : public std::enable_shared_from_this<SubscriberCore> {
 ///    one SSUBSCRIBE per slot. A MOVED is followed; when a slot leaves its node (a resharding:
 ///    the server sends SUNSUBSCRIBE) or its master changes (a failover, seen in the slot map
 ///    within a second or two of the cluster's own promotion), the channel is subscribed where
-///    it lives now. Messages published while it moves are lost, as pub/sub is at most once.
+///    it lives now. Messages published while it moves are lost, as pub/sub is at most once:
+///    once it is subscribed there, async_receive reports Error::resubscribed.
 /// Every connection's messages come out of one async_receive, in the order they arrive.
 /// Move-only; closing or destroying it unsubscribes from everything.
 class ClusterSubscriber {
@@ -1413,7 +1435,9 @@ class ClusterSubscriber {
 };
 
 /// The Backend on a Redis Cluster (see the top of this file).
-class ClusterBackend {
+class ClusterBackend : public detail::ExecOverloads<ClusterBackend> {
+  friend class detail::ExecOverloads<ClusterBackend>;
+
  public:
   using executor_type = boost::asio::any_io_executor;
   using subscriber_type = ClusterSubscriber;
@@ -1434,33 +1458,9 @@ class ClusterBackend {
 
   executor_type get_executor() const noexcept { return state_->executor; }
 
-  /// As RedisBackend::async_exec (see the top of this file for routing and redirections).
-  template <Command C, class Token = boost::asio::deferred_t>
-  auto async_exec(C const& c, Token&& token = {}) {
-    return exec_impl(c, nullptr, std::forward<Token>(token));
-  }
-  template <Command C, class Token = boost::asio::deferred_t>
-  auto async_exec(C const& c, Diagnostics& diag, Token&& token = {}) {
-    return exec_impl(c, &diag, std::forward<Token>(token));
-  }
-  template <bool A, class... P, class Token = boost::asio::deferred_t>
-  auto async_exec(Batch<A, P...> const& b, Token&& token = {}) {
-    return exec_impl(b, nullptr, std::forward<Token>(token));
-  }
-  template <bool A, class... P, class Token = boost::asio::deferred_t>
-  auto async_exec(Batch<A, P...> const& b, Diagnostics& diag, Token&& token = {}) {
-    return exec_impl(b, &diag, std::forward<Token>(token));
-  }
-  template <CommandRange Cs, class Token = boost::asio::deferred_t>
-  auto async_exec(Cs const& cs, Token&& token = {}) {
-    using C = std::ranges::range_value_t<Cs>;
-    return exec_impl(std::span<C const>(cs), nullptr, std::forward<Token>(token));
-  }
-  template <CommandRange Cs, class Token = boost::asio::deferred_t>
-  auto async_exec(Cs const& cs, Diagnostics& diag, Token&& token = {}) {
-    using C = std::ranges::range_value_t<Cs>;
-    return exec_impl(std::span<C const>(cs), &diag, std::forward<Token>(token));
-  }
+  /// async_exec (detail::ExecOverloads): as RedisBackend's (see the top of this file for
+  /// routing and redirections).
+  using detail::ExecOverloads<ClusterBackend>::async_exec;
 
   /// A subscriber: classic channels through one node, shard channels on their slots' masters
   /// (see ClusterSubscriber).
@@ -1530,9 +1530,9 @@ class ClusterBackend {
     using type = std::vector<reply_t<C>>;
   };
 
-  template <class X, class Token>
+  template <class Out, class X, class Token>
   auto exec_impl(X const& x, Diagnostics* diag, Token&& token) {
-    using Out = typename OutOf<X>::type;
+    static_assert(std::is_same_v<Out, typename OutOf<X>::type>);
     return boost::asio::async_initiate<Token, void(error_code, Out)>(
         // The handler by reference: the command is written out before the handler (and what
         // the command views in a caller's state) moves.

@@ -12,6 +12,7 @@
 // (services are templates over the backend), no server and no sleeping needed.
 #pragma once
 
+#include <rediskit/backend/detail/exec_overloads.hpp>
 #include <rediskit/backend/memory_backend.hpp>
 #include <rediskit/clock.hpp>
 #include <rediskit/detail/any_handler.hpp>
@@ -34,7 +35,10 @@
 namespace rediskit {
 
 /// MemoryBackend on a ManualClock, with fault injection and a command log (see above).
-class FakeBackend : public BasicMemoryBackend<ManualClock> {
+class FakeBackend : public BasicMemoryBackend<ManualClock>,
+                    public detail::ExecOverloads<FakeBackend> {
+  friend class detail::ExecOverloads<FakeBackend>;
+
   using Base = BasicMemoryBackend<ManualClock>;
 
  public:
@@ -46,35 +50,8 @@ class FakeBackend : public BasicMemoryBackend<ManualClock> {
                        ManualClock clock = ManualClock{})
       : FakeBackend(ioc.get_executor(), cfg, clock) {}
 
-  /// As MemoryBackend::async_exec, after the faults and the log.
-  template <Command C, class Token = boost::asio::deferred_t>
-  auto async_exec(C const& c, Token&& token = {}) {
-    return intercept<reply_t<C>>(c, nullptr, std::forward<Token>(token));
-  }
-  template <Command C, class Token = boost::asio::deferred_t>
-  auto async_exec(C const& c, Diagnostics& diag, Token&& token = {}) {
-    return intercept<reply_t<C>>(c, &diag, std::forward<Token>(token));
-  }
-  template <bool A, class... P, class Token = boost::asio::deferred_t>
-  auto async_exec(Batch<A, P...> const& b, Token&& token = {}) {
-    return intercept<reply_t<Batch<A, P...>>>(b, nullptr, std::forward<Token>(token));
-  }
-  template <bool A, class... P, class Token = boost::asio::deferred_t>
-  auto async_exec(Batch<A, P...> const& b, Diagnostics& diag, Token&& token = {}) {
-    return intercept<reply_t<Batch<A, P...>>>(b, &diag, std::forward<Token>(token));
-  }
-  template <CommandRange Cs, class Token = boost::asio::deferred_t>
-  auto async_exec(Cs const& cs, Token&& token = {}) {
-    using C = std::ranges::range_value_t<Cs>;
-    return intercept<std::vector<reply_t<C>>>(std::span<C const>(cs), nullptr,
-                                              std::forward<Token>(token));
-  }
-  template <CommandRange Cs, class Token = boost::asio::deferred_t>
-  auto async_exec(Cs const& cs, Diagnostics& diag, Token&& token = {}) {
-    using C = std::ranges::range_value_t<Cs>;
-    return intercept<std::vector<reply_t<C>>>(std::span<C const>(cs), &diag,
-                                              std::forward<Token>(token));
-  }
+  /// async_exec (detail::ExecOverloads): as MemoryBackend's, after the faults and the log.
+  using detail::ExecOverloads<FakeBackend>::async_exec;
 
   // ---- time -----------------------------------------------------------------------------------
 
@@ -107,19 +84,45 @@ class FakeBackend : public BasicMemoryBackend<ManualClock> {
   }
 
   /// The link is down: blocked commands fail with Error::connection_lost now, and every new
-  /// operation fails with Error::not_connected (nothing runs) until restore_connection().
+  /// operation fails with Error::not_connected (nothing runs) until restore_connection(). This
+  /// backend's subscribers lose what is published meanwhile; once the link is back, each one's
+  /// async_receive reports Error::resubscribed once (as RedisBackend's after a reconnection).
   void drop_connection() {
-    {
-      std::lock_guard lock(faults_->mutex);
-      faults_->dropped = true;
-    }
+    auto subs = subscribers(true);
     auto& sh = shared();
     std::lock_guard lock(sh.mutex);
+    for (auto& s : subs) s->offline = true;
     while (!sh.waiters.empty()) sh.fail(sh.waiters.front().get(), Error::connection_lost);
   }
+  /// Only the subscribers' links drop (as CLIENT KILL TYPE pubsub would): they lose what is
+  /// published until restore_connection(), while commands go on.
+  void drop_subscribers() {
+    auto subs = subscribers(std::nullopt);
+    std::lock_guard lock(shared().mutex);
+    for (auto& s : subs) s->offline = true;
+  }
   void restore_connection() {
-    std::lock_guard lock(faults_->mutex);
-    faults_->dropped = false;
+    auto subs = subscribers(false);
+    auto& sh = shared();
+    std::lock_guard lock(sh.mutex);
+    for (auto& s : subs) s->come_back();
+  }
+
+  /// A subscriber of this backend's pub/sub, which its drop_connection reaches.
+  MemorySubscriber make_subscriber() {
+    MemorySubscriber sub = Base::make_subscriber();
+    bool dropped = false;
+    {
+      std::lock_guard lock(faults_->mutex);
+      std::erase_if(faults_->subscribers, [](auto const& w) { return w.expired(); });
+      faults_->subscribers.push_back(sub.state_);
+      dropped = faults_->dropped;
+    }
+    if (dropped) {
+      std::lock_guard lock(shared().mutex);
+      sub.state_->offline = true;
+    }
+    return sub;
   }
 
   /// disconnected while dropped, else ok.
@@ -156,7 +159,19 @@ class FakeBackend : public BasicMemoryBackend<ManualClock> {
     std::chrono::milliseconds latency{0};
     bool dropped = false;
     std::vector<std::vector<std::string>> log;
+    std::vector<std::weak_ptr<detail::mem::SubscriberState>> subscribers;  // made here
   };
+
+  // Sets the link's state (nullopt: leaves it); the live subscribers made here.
+  std::vector<std::shared_ptr<detail::mem::SubscriberState>> subscribers(
+      std::optional<bool> dropped) {
+    std::lock_guard lock(faults_->mutex);
+    if (dropped) faults_->dropped = *dropped;
+    std::vector<std::shared_ptr<detail::mem::SubscriberState>> out;
+    for (auto const& w : faults_->subscribers)
+      if (auto s = w.lock()) out.push_back(std::move(s));
+    return out;
+  }
 
   template <class X>
   void log_commands(X const& x) {
@@ -211,7 +226,7 @@ class FakeBackend : public BasicMemoryBackend<ManualClock> {
   };
 
   template <class R, class X, class Token>
-  auto intercept(X const& x, Diagnostics* diag, Token&& token) {
+  auto exec_impl(X const& x, Diagnostics* diag, Token&& token) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, R)>(
         // The handler by reference: the command is logged and run before it moves.
         [this](auto&& handler, X const& x, Diagnostics* diag) {

@@ -56,6 +56,7 @@
 // handlers must run there too (the default: the backend's executor).
 #pragma once
 
+#include <rediskit/backend/detail/exec_overloads.hpp>
 #include <rediskit/backend/memory_backend.hpp>
 #include <rediskit/backend/redis_backend.hpp>
 #include <rediskit/backend/subscriber.hpp>
@@ -535,7 +536,9 @@ class PrimaryDone {
 
 /// See the top of this file.
 template <class Primary = RedisBackend, class Secondary = MemoryBackend>
-class FallbackBackend {
+class FallbackBackend : public detail::ExecOverloads<FallbackBackend<Primary, Secondary>> {
+  friend class detail::ExecOverloads<FallbackBackend>;
+
   using State = detail::fallback::State<Primary, Secondary>;
 
  public:
@@ -573,35 +576,9 @@ class FallbackBackend {
 
   executor_type get_executor() const { return st_->primary.get_executor(); }
 
-  /// Runs one command on the backend in charge now. Handler: void(error_code, reply_t<C>).
-  template <Command C, class Token = boost::asio::deferred_t>
-  auto async_exec(C const& c, Token&& token = {}) {
-    return exec_impl<reply_t<C>>(c, nullptr, std::forward<Token>(token));
-  }
-  template <Command C, class Token = boost::asio::deferred_t>
-  auto async_exec(C const& c, Diagnostics& diag, Token&& token = {}) {
-    return exec_impl<reply_t<C>>(c, &diag, std::forward<Token>(token));
-  }
-  template <bool A, class... P, class Token = boost::asio::deferred_t>
-  auto async_exec(Batch<A, P...> const& b, Token&& token = {}) {
-    return exec_impl<reply_t<Batch<A, P...>>>(b, nullptr, std::forward<Token>(token));
-  }
-  template <bool A, class... P, class Token = boost::asio::deferred_t>
-  auto async_exec(Batch<A, P...> const& b, Diagnostics& diag, Token&& token = {}) {
-    return exec_impl<reply_t<Batch<A, P...>>>(b, &diag, std::forward<Token>(token));
-  }
-  template <CommandRange Cs, class Token = boost::asio::deferred_t>
-  auto async_exec(Cs const& cs, Token&& token = {}) {
-    using C = std::ranges::range_value_t<Cs>;
-    return exec_impl<std::vector<reply_t<C>>>(std::span<C const>(cs), nullptr,
-                                              std::forward<Token>(token));
-  }
-  template <CommandRange Cs, class Token = boost::asio::deferred_t>
-  auto async_exec(Cs const& cs, Diagnostics& diag, Token&& token = {}) {
-    using C = std::ranges::range_value_t<Cs>;
-    return exec_impl<std::vector<reply_t<C>>>(std::span<C const>(cs), &diag,
-                                              std::forward<Token>(token));
-  }
+  /// async_exec (detail::ExecOverloads): runs the command, batch or range on the backend in
+  /// charge now.
+  using detail::ExecOverloads<FallbackBackend>::async_exec;
 
   /// Waits for the primary's first connection attempt, and goes to it at once if it
   /// succeeded. Handler: void(error_code): the primary's error (the backend works either way:
@@ -738,6 +715,7 @@ class FallbackSubscriber {
     std::deque<Message> queue;
     std::size_t max_queued = 4096;
     bool dropped = false;
+    bool resubscribed = false;  // a side's link came back: to report once
     bool closed = false;
     std::optional<detail::AnyHandler<void(boost::system::error_code, Message)>> receiver;
     std::vector<Pending> pending;  // subscriptions the primary still has to take
@@ -752,6 +730,9 @@ class FallbackSubscriber {
         if (self->closed) return;
         if (ec == Error::pushes_dropped) {
           self->dropped = true;
+          self->deliver();
+        } else if (ec == Error::resubscribed) {
+          self->resubscribed = true;
           self->deliver();
         } else if (ec) {
           return;  // closed (or cancelled): this side has ended
@@ -776,6 +757,11 @@ class FallbackSubscriber {
       if (dropped) {
         dropped = false;
         return detail::post_handler(ex, std::move(h), make_error_code(Error::pushes_dropped),
+                                    Message{});
+      }
+      if (resubscribed) {
+        resubscribed = false;
+        return detail::post_handler(ex, std::move(h), make_error_code(Error::resubscribed),
                                     Message{});
       }
       if (closed) return detail::post_handler(ex, std::move(h),
@@ -925,8 +911,9 @@ class FallbackSubscriber {
   }
 
   /// The next message from either backend. Handler: void(error_code, Message). Errors:
-  /// Error::pushes_dropped (once, after messages were dropped), Error::already_receiving,
-  /// Error::connection_closed, operation_aborted on cancellation.
+  /// Error::pushes_dropped (once, after messages were dropped), Error::resubscribed (once,
+  /// after a side's link came back: see rediskit/backend/subscriber.hpp),
+  /// Error::already_receiving, Error::connection_closed, operation_aborted on cancellation.
   template <class Token = boost::asio::deferred_t>
   auto async_receive(Token&& token = {}) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, Message)>(
@@ -937,7 +924,8 @@ class FallbackSubscriber {
                                         make_error_code(Error::already_receiving), Message{});
           auto slot = boost::asio::get_associated_cancellation_slot(handler);
           core->receiver.emplace(std::move(handler));
-          if (core->closed || core->dropped || !core->queue.empty()) return core->deliver();
+          if (core->closed || core->dropped || core->resubscribed || !core->queue.empty())
+            return core->deliver();
           if (slot.is_connected()) {
             slot.assign([weak = std::weak_ptr<Core>(core)](boost::asio::cancellation_type) {
               auto c = weak.lock();

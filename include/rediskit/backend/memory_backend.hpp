@@ -23,6 +23,7 @@
 // has its own lock); completions run on each handler's executor.
 #pragma once
 
+#include <rediskit/backend/detail/exec_overloads.hpp>
 #include <rediskit/backend/detail/memory/engine.hpp>
 #include <rediskit/backend/detail/memory/run_hashes.hpp>
 #include <rediskit/backend/detail/memory/run_keys.hpp>
@@ -244,7 +245,9 @@ struct Shared {
 /// Move-only; destroying it fails blocked commands with Error::connection_closed (subscribers
 /// keep its state alive until they go).
 template <class Clock = SteadyClock>
-class BasicMemoryBackend {
+class BasicMemoryBackend : public detail::ExecOverloads<BasicMemoryBackend<Clock>> {
+  friend class detail::ExecOverloads<BasicMemoryBackend>;
+
   using Shared = detail::mem::Shared<Clock>;
 
  public:
@@ -272,45 +275,14 @@ class BasicMemoryBackend {
 
   executor_type get_executor() const noexcept { return shared_->executor; }
 
-  /// Runs one command. Handler: void(error_code, reply_t<C>). Errors are those a server
-  /// would reply (Error::wrong_type, Error::server_error, ...; the text goes to `diag`).
-  /// The command is read before this returns: what it views may go away at once (a blocking
-  /// command that waits keeps a copy).
-  template <Command C, class Token = boost::asio::deferred_t>
-  auto async_exec(C const& c, Token&& token = {}) {
-    return exec_impl<reply_t<C>>(c, nullptr, std::forward<Token>(token));
-  }
-  template <Command C, class Token = boost::asio::deferred_t>
-  auto async_exec(C const& c, Diagnostics& diag, Token&& token = {}) {
-    return exec_impl<reply_t<C>>(c, &diag, std::forward<Token>(token));
-  }
-
-  /// Runs a batch, or a transaction (atomically). Handler: void(error_code, std::tuple<...>)
-  /// with the first error of any command; every command runs and fills its element, except
-  /// in a transaction with a wrong argument count, where nothing runs (as EXECABORT).
-  /// A blocking command in a batch does not wait (as inside MULTI).
-  template <bool A, class... P, class Token = boost::asio::deferred_t>
-  auto async_exec(Batch<A, P...> const& b, Token&& token = {}) {
-    return exec_impl<reply_t<Batch<A, P...>>>(b, nullptr, std::forward<Token>(token));
-  }
-  template <bool A, class... P, class Token = boost::asio::deferred_t>
-  auto async_exec(Batch<A, P...> const& b, Diagnostics& diag, Token&& token = {}) {
-    return exec_impl<reply_t<Batch<A, P...>>>(b, &diag, std::forward<Token>(token));
-  }
-
-  /// Runs N commands of one type (a std::vector, std::span, array ...) in one go. Handler:
-  /// void(error_code, std::vector<reply_t<C>>).
-  template <CommandRange Cs, class Token = boost::asio::deferred_t>
-  auto async_exec(Cs const& cs, Token&& token = {}) {
-    using C = std::ranges::range_value_t<Cs>;
-    return exec_impl<std::vector<reply_t<C>>>(std::span<C const>(cs), nullptr,
-                                              std::forward<Token>(token));
-  }
-  template <CommandRange Cs, class Token = boost::asio::deferred_t>
-  auto async_exec(Cs const& cs, Diagnostics& diag, Token&& token = {}) {
-    using C = std::ranges::range_value_t<Cs>;
-    return exec_impl<std::vector<reply_t<C>>>(std::span<C const>(cs), &diag, std::forward<Token>(token));
-  }
+  /// async_exec (detail::ExecOverloads): a command, a Batch or transaction, or N commands of
+  /// one type, each with or without Diagnostics. Errors are those a server would reply
+  /// (Error::wrong_type, Error::server_error, ...; the text goes to `diag`). The command is
+  /// read before async_exec returns: what it views may go away at once (a blocking command
+  /// that waits keeps a copy). A batch runs every command and gives the first error, except a
+  /// transaction with a wrong argument count, where nothing runs (as EXECABORT); a blocking
+  /// command in a batch does not wait (as inside MULTI).
+  using detail::ExecOverloads<BasicMemoryBackend>::async_exec;
 
   /// A subscriber of this backend's pub/sub (see rediskit/backend/subscriber.hpp).
   MemorySubscriber make_subscriber() {

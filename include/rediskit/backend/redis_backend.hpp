@@ -32,6 +32,7 @@
 // io_context).
 #pragma once
 
+#include <rediskit/backend/detail/exec_overloads.hpp>
 #include <rediskit/backend/detail/sentinel.hpp>
 #include <rediskit/backend/subscriber.hpp>
 #include <rediskit/command.hpp>
@@ -577,7 +578,9 @@ struct SentinelStatus {
 };
 
 /// The Backend on a real Redis server (see the top of this file).
-class RedisBackend {
+class RedisBackend : public detail::ExecOverloads<RedisBackend> {
+  friend class detail::ExecOverloads<RedisBackend>;
+
  public:
   using executor_type = boost::asio::any_io_executor;
   using subscriber_type = RedisSubscriber;
@@ -600,42 +603,12 @@ class RedisBackend {
 
   executor_type get_executor() const noexcept { return pool_->executor; }
 
-  /// Runs one command. Handler: void(error_code, reply_t<C>). Errors: server errors
-  /// (Error::wrong_type, ...; the text goes to `diag`), connection errors (connection.hpp).
-  /// The command is written out before this returns (a lazy token: when it is started): what
-  /// it views may go away at once, even for a blocking command.
-  template <Command C, class Token = boost::asio::deferred_t>
-  auto async_exec(C const& c, Token&& token = {}) {
-    return exec_impl(c, nullptr, std::forward<Token>(token));
-  }
-  template <Command C, class Token = boost::asio::deferred_t>
-  auto async_exec(C const& c, Diagnostics& diag, Token&& token = {}) {
-    return exec_impl(c, &diag, std::forward<Token>(token));
-  }
-
-  /// Runs a batch (one round trip) or a transaction (MULTI/EXEC, atomic). Handler:
-  /// void(error_code, std::tuple<...>): every command's reply, and the first error.
-  template <bool A, class... P, class Token = boost::asio::deferred_t>
-  auto async_exec(Batch<A, P...> const& b, Token&& token = {}) {
-    return exec_impl(b, nullptr, std::forward<Token>(token));
-  }
-  template <bool A, class... P, class Token = boost::asio::deferred_t>
-  auto async_exec(Batch<A, P...> const& b, Diagnostics& diag, Token&& token = {}) {
-    return exec_impl(b, &diag, std::forward<Token>(token));
-  }
-
-  /// Runs N commands of one type in one round trip. Handler:
-  /// void(error_code, std::vector<reply_t<C>>).
-  template <CommandRange Cs, class Token = boost::asio::deferred_t>
-  auto async_exec(Cs const& cs, Token&& token = {}) {
-    using C = std::ranges::range_value_t<Cs>;
-    return exec_impl(std::span<C const>(cs), nullptr, std::forward<Token>(token));
-  }
-  template <CommandRange Cs, class Token = boost::asio::deferred_t>
-  auto async_exec(Cs const& cs, Diagnostics& diag, Token&& token = {}) {
-    using C = std::ranges::range_value_t<Cs>;
-    return exec_impl(std::span<C const>(cs), &diag, std::forward<Token>(token));
-  }
+  /// async_exec (detail::ExecOverloads): a command, a Batch or transaction, or N commands of
+  /// one type, each with or without Diagnostics. Errors: server errors (Error::wrong_type,
+  /// ...; the text goes to `diag`), connection errors (connection.hpp). The command is written
+  /// out before async_exec returns (a lazy token: when it is started): what it views may go
+  /// away at once, even for a blocking command.
+  using detail::ExecOverloads<RedisBackend>::async_exec;
 
   /// A subscriber with its own connection.
   RedisSubscriber make_subscriber() {
@@ -687,9 +660,9 @@ class RedisBackend {
   }
 
  private:
-  template <class X, class Token>
+  template <class R, class X, class Token>
   auto exec_impl(X const& x, Diagnostics* diag, Token&& token) {
-    using R = typename detail::redis::Job<X>::reply_type;
+    static_assert(std::is_same_v<R, typename detail::redis::Job<X>::reply_type>);
     return boost::asio::async_initiate<Token, void(boost::system::error_code, R)>(
         // The handler by reference: the command is written out before the handler (and a
         // caller's state that the command may view, such as a composed op) moves.

@@ -18,6 +18,12 @@
 // that completes reaches the subscriber. Messages that arrive while nobody receives are queued,
 // up to a bound; beyond it the oldest are dropped and the next async_receive reports
 // Error::pushes_dropped once (receiving may go on).
+//
+// A subscriber whose link was lost and made again (RedisBackend, ClusterBackend; FakeBackend's
+// drop_connection and restore_connection) subscribes again by itself, then async_receive
+// reports Error::resubscribed once, at once if a receive is waiting: what was published while
+// the link was down is lost (pub/sub is at most once), and the subscriptions are in effect
+// again. Receiving may go on; a service that must not miss anything reads its history then.
 #pragma once
 
 #include <rediskit/arg_list.hpp>
@@ -66,8 +72,19 @@ struct SubscriberState {
   std::size_t max_queued = 4096;
   bool dropped = false;
   bool closed = false;
+  bool offline = false;       // FakeBackend::drop_connection: messages are lost meanwhile
+  bool resubscribed = false;  // to report once: Error::resubscribed
   boost::asio::any_io_executor executor;
   std::function<void(boost::system::error_code, Message)> receiver;  // the waiting receive
+
+  /// The link is back (FakeBackend::restore_connection): the receiver hears it once.
+  void come_back() {
+    if (!offline) return;
+    offline = false;
+    if (receiver && queue.empty() && !dropped)
+      return std::exchange(receiver, nullptr)(make_error_code(Error::resubscribed), {});
+    resubscribed = true;
+  }
 
   void deliver(Message m) {
     if (receiver) {
@@ -100,7 +117,7 @@ class PubSub {
     std::size_t n = 0;
     for (auto const& w : subs_) {
       auto s = w.lock();
-      if (!s || s->closed) continue;
+      if (!s || s->closed || s->offline) continue;
       if (s->channels.contains(channel)) {
         s->deliver(Message{{}, std::string(channel), std::string(payload)});
         ++n;
@@ -120,7 +137,7 @@ class PubSub {
     std::size_t n = 0;
     for (auto const& w : subs_) {
       auto s = w.lock();
-      if (!s || s->closed || !s->shard_channels.contains(channel)) continue;
+      if (!s || s->closed || s->offline || !s->shard_channels.contains(channel)) continue;
       s->deliver(Message{{}, std::string(channel), std::string(payload), true});
       ++n;
     }
@@ -141,9 +158,13 @@ class PubSub {
 
 }  // namespace detail::mem
 
+class FakeBackend;
+
 /// A subscriber of a MemoryBackend (made by MemoryBackend::make_subscriber()). Move-only; it
 /// unsubscribes from everything when destroyed. Not thread-safe itself: one receive at a time.
 class MemorySubscriber {
+  friend class FakeBackend;  // its drop_connection reaches its subscribers
+
  public:
   MemorySubscriber(boost::asio::any_io_executor ex, detail::mem::PubSub& registry,
                    std::mutex& mutex, std::size_t max_queued, std::shared_ptr<void> keep_alive)
@@ -189,7 +210,8 @@ class MemorySubscriber {
   }
 
   /// The next message. Handler: void(error_code, Message). Errors: Error::pushes_dropped
-  /// (once, after messages were dropped), Error::already_receiving, Error::connection_closed,
+  /// (once, after messages were dropped), Error::resubscribed (once, after FakeBackend's
+  /// restore_connection), Error::already_receiving, Error::connection_closed,
   /// operation_aborted when cancelled.
   template <class Token = boost::asio::deferred_t>
   auto async_receive(Token&& token = {}) {
@@ -205,6 +227,10 @@ class MemorySubscriber {
           if (st->dropped) {
             st->dropped = false;
             return post(Error::pushes_dropped, {});
+          }
+          if (st->resubscribed) {
+            st->resubscribed = false;
+            return post(Error::resubscribed, {});
           }
           if (!st->queue.empty()) {
             Message m = std::move(st->queue.front());

@@ -354,6 +354,10 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
       pushes_were_dropped_ = false;
       return fail(Error::pushes_dropped);
     }
+    if (resubscribed_unreported_) {
+      resubscribed_unreported_ = false;
+      return fail(Error::resubscribed);
+    }
     if (!pushes_.empty()) {
       resp3::Tree t = std::move(pushes_.front());
       pushes_.pop_front();
@@ -794,25 +798,42 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
     std::weak_ptr<ConnectionImpl> self;
     Subscription::Kind kind;
     std::string name;
+    std::uint64_t round;  // resubscribe_round_ when it was made
     void operator()(error_code ec) {
       auto s = self.lock();
       // A lost link sends it again with the next handshake; closing ends it.
-      if (!s || !ec || s->state_ == State::closed || ec == Error::connection_lost ||
+      if (!s || s->state_ == State::closed || ec == Error::connection_lost ||
           ec == Error::reconnect_gave_up || ec == Error::connection_closed ||
           ec == asio::error::operation_aborted)
         return;
-      s->log(LogLevel::warning, "subscription to ", name, " dropped: refused after reconnecting");
-      auto& set = s->subscriptions(kind);
-      if (auto it = set.find(name); it != set.end()) set.erase(it);
-      resp3::Tree t;
-      t.push_back(resp3::Node{resp3::Type::push, 3, 0, {}});
-      t.push_back(resp3::Node{resp3::Type::blob_string, 1, 1,
-                              std::string(Subscription::verb(kind, false, true))});
-      t.push_back(resp3::Node{resp3::Type::blob_string, 1, 1, std::move(name)});
-      t.push_back(resp3::Node{resp3::Type::number, 1, 1, "0"});
-      s->deliver_push(std::move(t));
+      if (ec) {
+        s->log(LogLevel::warning, "subscription to ", name,
+               " dropped: refused after reconnecting");
+        auto& set = s->subscriptions(kind);
+        if (auto it = set.find(name); it != set.end()) set.erase(it);
+        resp3::Tree t;
+        t.push_back(resp3::Node{resp3::Type::push, 3, 0, {}});
+        t.push_back(resp3::Node{resp3::Type::blob_string, 1, 1,
+                                std::string(Subscription::verb(kind, false, true))});
+        t.push_back(resp3::Node{resp3::Type::blob_string, 1, 1, std::move(name)});
+        t.push_back(resp3::Node{resp3::Type::number, 1, 1, "0"});
+        s->deliver_push(std::move(t));
+      }
+      if (round == s->resubscribe_round_ && s->resubscribe_left_ > 0 &&
+          --s->resubscribe_left_ == 0)
+        s->report_resubscribed();
     }
   };
+
+  // Every subscription of a new link is in effect again: the receiver hears once that what
+  // was published meanwhile is lost (Error::resubscribed), before the pushes that follow.
+  void report_resubscribed() {
+    if (receiver_ && pushes_.empty() && !pushes_were_dropped_) {
+      auto* r = std::exchange(receiver_, nullptr);
+      return r->complete(make_error_code(Error::resubscribed), resp3::Tree{});
+    }
+    resubscribed_unreported_ = true;
+  }
 
   std::set<std::string, std::less<>>& subscriptions(Subscription::Kind kind) {
     return kind == Subscription::Kind::pattern ? patterns_
@@ -839,11 +860,14 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
         resp3::Request req;
         req.push(Subscription::verb(kind, true), name);
         req.push("HELLO");  // the fence: see SubscriptionOp
-        ops.push_back(make_op<Op>(Resubscribed{weak_from_this(), kind, name}, ex_,
-                                  std::move(req), Subscription{kind, true, {name}}));
+        Resubscribed done{weak_from_this(), kind, name, resubscribe_round_ + 1};
+        ops.push_back(make_op<Op>(std::move(done), ex_, std::move(req),
+                                  Subscription{kind, true, {name}}));
         ops.back()->resubscription = true;
       }
     }
+    ++resubscribe_round_;
+    resubscribe_left_ = ops.size();
     waiting_.insert(waiting_.begin(), ops.begin(), ops.end());
   }
 
@@ -1445,6 +1469,9 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
 
   std::deque<resp3::Tree> pushes_;
   bool pushes_were_dropped_ = false;
+  bool resubscribed_unreported_ = false;  // see report_resubscribed
+  std::uint64_t resubscribe_round_ = 0;   // resubscribe()'s calls
+  std::size_t resubscribe_left_ = 0;      // of that round's subscriptions, still unanswered
   ReceiveOpBase* receiver_ = nullptr;
   std::vector<WaitOpBase*> connect_waiters_;
 

@@ -66,11 +66,9 @@
 //    max_pending, and deduplicated by id);
 //  - a subscriber that may have lost messages reads the history of every user: when the
 //    subscriber reports dropped messages (Error::pushes_dropped: its queue overflowed), when
-//    its receive fails, and on RedisBackend when its connection reconnected (the connection's
-//    reconnection count, looked at every recovery_check_interval; the channels are subscribed
-//    once more first, so the read starts after the subscription is in effect again). Other
-//    subscribers (ClusterBackend's) say nothing of a reconnection: there a loss is seen at the
-//    user's next live message (its "prev").
+//    its link came back (Error::resubscribed, on every backend, once its channels are
+//    subscribed again, so the read starts after the subscriptions are in effect), and when its
+//    receive fails (the channels are then subscribed once more first).
 // So every notification is delivered to every handler once, in id order, whatever the
 // connection did, as long as the history still holds it (a gap beyond max_history or retention
 // is counted in stats().lost). A handler starts after the user's last notification at the time
@@ -236,8 +234,6 @@ struct NotificationOptions {
   NotificationPriority new_message_priority = NotificationPriority::high;
   std::string new_message_title = "New message";
   std::size_t new_message_preview = 140;  ///< bytes of the content in the body
-  /// How often the dispatcher looks at its connection's reconnection count (RedisBackend).
-  std::chrono::milliseconds recovery_check_interval = std::chrono::milliseconds(200);
   std::int64_t catch_up_page = 200;  ///< history entries per read when catching up
   std::size_t max_pending = 10000;   ///< live messages held per user while catching up
   /// Key names (top of the file); nullopt: default_key_layout_v<B>.
@@ -371,7 +367,7 @@ inline Keys make_keys(NotificationOptions const& o, KeyLayout layout) {
   Keys k;
   k.layout = layout;
   k.valid = o.retention.count() > 0 && o.max_history >= 1 && o.catch_up_page >= 1 &&
-            o.max_pending >= 1 && o.recovery_check_interval.count() > 0 && !o.channel_prefix.empty() && !o.history_prefix.empty() &&
+            o.max_pending >= 1 && !o.channel_prefix.empty() && !o.history_prefix.empty() &&
             !o.unread_prefix.empty() && !o.resource_channel_prefix.empty() &&
             !o.suggestion_votes_channel.empty() && o.history_prefix != o.unread_prefix;
   for (auto const* p : {&o.history_prefix, &o.unread_prefix}) {
@@ -800,7 +796,6 @@ struct Settings {
   std::string page;       // catch_up_page, as a script argument
   std::int64_t page_size = 0;
   std::size_t max_pending = 0;
-  std::chrono::milliseconds check_interval{};
 };
 
 struct Ignore {
@@ -813,8 +808,6 @@ template <class B, class C>
 class Dispatcher final : public Registry, public std::enable_shared_from_this<Dispatcher<B, C>> {
   using Sub = std::decay_t<decltype(std::declval<B&>().make_subscriber())>;
   using Done = AnyHandler<void(error_code, NotificationSubscription)>;
-  static constexpr bool sees_reconnections =
-      requires(Sub& s) { s.connection().metrics().reconnections; };
 
   struct Handler {
     std::uint64_t key = 0;
@@ -841,8 +834,7 @@ class Dispatcher final : public Registry, public std::enable_shared_from_this<Di
         codec_(std::move(codec)),
         keys_(std::move(keys)),
         settings_(std::move(settings)),
-        sub_(backend.make_subscriber()),
-        timer_(backend.get_executor()) {}
+        sub_(backend.make_subscriber()) {}
 
   NotificationStats const& stats() const noexcept { return stats_; }
   std::size_t users() const noexcept { return users_.size(); }
@@ -900,7 +892,6 @@ class Dispatcher final : public Registry, public std::enable_shared_from_this<Di
   void close() {
     if (closed_) return;
     closed_ = true;
-    timer_.cancel();
     sub_.close();
     auto users = std::move(users_);
     users_.clear();
@@ -926,25 +917,6 @@ class Dispatcher final : public Registry, public std::enable_shared_from_this<Di
     if (started_) return;
     started_ = true;
     receive();
-    if constexpr (sees_reconnections) {
-      seen_reconnections_ = sub_.connection().metrics().reconnections;
-      arm();
-    }
-  }
-
-  void arm() {
-    timer_.expires_after(settings_.check_interval);
-    timer_.async_wait([self = this->shared_from_this()](error_code ec) {
-      if (ec || self->closed_) return;
-      if constexpr (sees_reconnections) {
-        auto const n = self->sub_.connection().metrics().reconnections;
-        if (n != self->seen_reconnections_) {
-          self->seen_reconnections_ = n;
-          self->resync(true);
-        }
-      }
-      self->arm();
-    });
   }
 
   void receive() {
@@ -963,7 +935,9 @@ class Dispatcher final : public Registry, public std::enable_shared_from_this<Di
       receive();
       return route(std::move(m));
     }
-    if (ec == Error::pushes_dropped) {
+    // Messages were lost (the queue overflowed, or the link came back and the subscriptions
+    // are in effect again): read the history of every user.
+    if (ec == Error::pushes_dropped || ec == Error::resubscribed) {
       receive();
       return resync(false);
     }
@@ -1213,11 +1187,9 @@ class Dispatcher final : public Registry, public std::enable_shared_from_this<Di
   std::shared_ptr<Keys const> keys_;
   Settings settings_;
   Sub sub_;
-  boost::asio::steady_timer timer_;
   std::map<std::string, UserPtr, std::less<>> users_;
   NotificationStats stats_;
   std::uint64_t next_key_ = 0;
-  std::uint64_t seen_reconnections_ = 0;
   bool started_ = false;
   bool closed_ = false;
 };
@@ -1489,7 +1461,6 @@ class NotificationService {
       s.page = std::to_string(options_.catch_up_page);
       s.page_size = options_.catch_up_page;
       s.max_pending = options_.max_pending;
-      s.check_interval = options_.recovery_check_interval;
       dispatcher_ = std::make_shared<Dispatcher>(*backend_, codec_, keys_, std::move(s));
     }
     return *dispatcher_;
