@@ -108,7 +108,7 @@ constexpr std::size_t count(T const (&)[N]) {
 struct Generated {
   std::string id;
   char const* type;
-  UserProfile profile;
+  DirectoryProfile profile;
 };
 
 Generated user(int i) {
@@ -122,7 +122,7 @@ Generated user(int i) {
   std::optional<std::string> spec;
   if (doctor) spec = kSpecialites[(u / 13) % count(kSpecialites)];
   return {std::to_string(i), doctor ? "medecin" : "patient",
-          UserProfile(nom, prenom, std::move(email), std::move(spec), "0600000000")};
+          DirectoryProfile(nom, prenom, std::move(email), std::move(spec), "0600000000")};
 }
 
 struct Query {

@@ -39,20 +39,20 @@ error_code const invalid = make_error_code(Error::invalid_argument);
 struct Seeded {
   char const* id;
   char const* type;
-  UserProfile p;
+  DirectoryProfile p;
 };
 
 /// The directory of the ranking table (the comments give each user's sort name).
 std::vector<Seeded> people() {
   return {
-      {"m1", "medecin", UserProfile("Dupont", "Hélène", "helene.dupont@chu.fr", "Cardiologie")},
-      {"m2", "medecin", UserProfile("Martin", "Paul", "paul.martin@chu.fr", "Cardiologie")},
-      {"m3", "medecin", UserProfile("Helm", "Anna", "anna.helm@clinique.fr", "Dermatologie")},
-      {"m4", "medecin", UserProfile("Bernard", "Léa", "lea.bernard@chu.fr", "Hématologie")},
-      {"p1", "patient", UserProfile("DUPONT", "Marc", "marc@exemple.fr")},
-      {"p2", "patient", UserProfile("Lefèvre", "HÉLÈNE", "hlefevre@exemple.fr")},
-      {"p3", "patient", UserProfile("Cardin", "Luc", "luc.cardin@exemple.fr")},
-      {"p4", "patient", UserProfile("Abel", "Léandre", "abel@exemple.fr")},
+      {"m1", "medecin", DirectoryProfile("Dupont", "Hélène", "helene.dupont@chu.fr", "Cardiologie")},
+      {"m2", "medecin", DirectoryProfile("Martin", "Paul", "paul.martin@chu.fr", "Cardiologie")},
+      {"m3", "medecin", DirectoryProfile("Helm", "Anna", "anna.helm@clinique.fr", "Dermatologie")},
+      {"m4", "medecin", DirectoryProfile("Bernard", "Léa", "lea.bernard@chu.fr", "Hématologie")},
+      {"p1", "patient", DirectoryProfile("DUPONT", "Marc", "marc@exemple.fr")},
+      {"p2", "patient", DirectoryProfile("Lefèvre", "HÉLÈNE", "hlefevre@exemple.fr")},
+      {"p3", "patient", DirectoryProfile("Cardin", "Luc", "luc.cardin@exemple.fr")},
+      {"p4", "patient", DirectoryProfile("Abel", "Léandre", "abel@exemple.fr")},
   };
 }
 
@@ -72,7 +72,7 @@ struct Dir {
     return std::get<0>(f.wait(std::forward<Op>(op)));
   }
 
-  bool store(std::string const& id, std::string const& type, UserProfile const& p) {
+  bool store(std::string const& id, std::string const& type, DirectoryProfile const& p) {
     return ok(d.async_store_user(id, type, p));
   }
   void seed() {
@@ -135,7 +135,7 @@ BOOST_AUTO_TEST_CASE(seed_json_round_trips_through_json_codec) {
   std::string const json =
       R"({"nom":"Sakura","prenom":"Saza","email":"saza@chu.fr","specialite":"cardiologie",)"
       R"("telephone":null})";
-  UserProfile p;
+  DirectoryProfile p;
   JsonCodec const c;
   BOOST_TEST(!c.decode(json, p, nullptr));
   BOOST_TEST(p.nom == "Sakura");
@@ -144,15 +144,15 @@ BOOST_AUTO_TEST_CASE(seed_json_round_trips_through_json_codec) {
   c.encode(p, again);
   BOOST_TEST(again == json);
   // The seed's participant object (a numeric id, no email): the id is the key, not a field.
-  UserProfile q;
+  DirectoryProfile q;
   BOOST_TEST(!c.decode(R"({"id":5,"nom":"MOLOWA","prenom":"ESSONGA"})", q, nullptr));
-  BOOST_TEST((q == UserProfile("MOLOWA", "ESSONGA")));
+  BOOST_TEST((q == DirectoryProfile("MOLOWA", "ESSONGA")));
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(store_get_and_seed_key_names, B, AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Dir<B> t(mode);
-    UserProfile const p("Sakura", "Saza", "saza@chu.fr", "cardiologie", "0102");
+    DirectoryProfile const p("Sakura", "Saza", "saza@chu.fr", "cardiologie", "0102");
     BOOST_TEST(t.store("79", "medecin", p));
     auto const u = t.ok(t.d.async_get_user("79", "medecin"));
     BOOST_TEST_REQUIRE(u.has_value());
@@ -171,7 +171,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(store_get_and_seed_key_names, B, AllBackends) {
                R"({"nom":"Sakura","prenom":"Saza","email":"saza@chu.fr",)"
                R"("specialite":"cardiologie","telephone":"0102"})");
     // Replacing reports false and keeps one user.
-    BOOST_TEST(!t.store("79", "medecin", UserProfile("Sakura", "Saza")));
+    BOOST_TEST(!t.store("79", "medecin", DirectoryProfile("Sakura", "Saza")));
     BOOST_TEST(t.stats().medecins == 1);
     BOOST_TEST(t.ok(t.d.async_delete_user("79", "medecin")));
     BOOST_TEST(!t.ok(t.d.async_delete_user("79", "medecin")));
@@ -269,7 +269,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(index_follows_updates_and_deletions, B, AllBackend
     BOOST_TEST(!t.entries("medecin", "helene").empty());
     // m1 changes name, email and specialty: the old tokens no longer find her.
     BOOST_TEST(!t.store("m1", "medecin",
-                        UserProfile("Durand", "Claire", "claire.durand@chu.fr", "Pédiatrie")));
+                        DirectoryProfile("Durand", "Claire", "claire.durand@chu.fr", "Pédiatrie")));
     BOOST_TEST((t.ids("helene", "medecin") == Ids{}));
     BOOST_TEST((t.ids("hel", "medecin") == Ids{"m3"}));
     BOOST_TEST((t.ids("dupont", "") == Ids{"p1"}));
@@ -305,7 +305,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(concurrent_updates_leave_one_consistent_index, B, 
     int done = 0, created = 0;
     error_code failed;
     for (int i = 0; i < 20; ++i)
-      t.d.async_store_user("u", "patient", UserProfile(name(i), "Prénom", name(i) + "@x.fr"),
+      t.d.async_store_user("u", "patient", DirectoryProfile(name(i), "Prénom", name(i) + "@x.fr"),
                            [&done, &created, &failed](error_code ec, bool fresh) {
                              if (ec) failed = ec;
                              created += fresh;
@@ -342,9 +342,9 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_profile_written_by_another_program_is_read_and_r
                              R"("isOnline":false})"});
     auto const u = t.ok(t.d.async_get_user("5", "patient"));
     BOOST_TEST_REQUIRE(u.has_value());
-    BOOST_TEST((u->profile == UserProfile("MOLOWA", "ESSONGA")));
+    BOOST_TEST((u->profile == DirectoryProfile("MOLOWA", "ESSONGA")));
     BOOST_TEST((t.ids("molowa") == Ids{}));  // not indexed until stored through the directory
-    BOOST_TEST(!t.store("5", "patient", UserProfile("MOLOWA", "ESSONGA")));  // replaced
+    BOOST_TEST(!t.store("5", "patient", DirectoryProfile("MOLOWA", "ESSONGA")));  // replaced
     BOOST_TEST((t.ids("molowa") == Ids{"5"}));
     BOOST_TEST(t.stats().patients == 1);
     // A stored value that does not decode.
@@ -361,9 +361,9 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_search_reads_a_bounded_number_of_candidates, B, 
     // 12 users whose email starts with "mar", then 3 whose name does (ids sort after).
     for (int i = 0; i < 12; ++i)
       t.store("a" + std::to_string(10 + i), "patient",
-              UserProfile("Zed", "Zoe", "mar" + std::to_string(i) + "@x.fr"));
+              DirectoryProfile("Zed", "Zoe", "mar" + std::to_string(i) + "@x.fr"));
     for (int i = 0; i < 3; ++i)
-      t.store("z" + std::to_string(i), "patient", UserProfile("Marchand", "N" + std::to_string(i)));
+      t.store("z" + std::to_string(i), "patient", DirectoryProfile("Marchand", "N" + std::to_string(i)));
     // 5 entries read: the 3 name matches (best code first), then 2 email matches by id.
     auto const r = t.ok(t.d.async_search_users("mar", "patient", 20));
     BOOST_TEST_REQUIRE(r.size() == 5u);
@@ -398,7 +398,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(presence_is_shared_with_an_online_user_manager, B,
       BOOST_TEST(!ec, ec.message());
       return v;
     };
-    BOOST_TEST(ok(d.async_store_user("79", "medecin", UserProfile("Sakura", "Saza"))));
+    BOOST_TEST(ok(d.async_store_user("79", "medecin", DirectoryProfile("Sakura", "Saza"))));
     BOOST_TEST(!ok(users.async_is_user_online("medecin:79")));
     BOOST_TEST(ok(d.async_set_user_online("79", "medecin")));
     BOOST_TEST(ok(users.async_is_user_online("medecin:79")));
@@ -413,16 +413,16 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(presence_is_shared_with_an_online_user_manager, B,
 BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_is_refused_and_writes_nothing, B, AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Dir<B> t(mode);
-    UserProfile const good("Dupont", "Jean", "jean@x.fr");
-    UserProfile long_nom(std::string(101, 'a'), "Jean");
-    UserProfile long_email("Dupont", "Jean", std::string(255, 'e'));
-    UserProfile long_spec("Dupont", "Jean", "", std::string(101, 's'));
-    UserProfile long_phone("Dupont", "Jean", "", {}, std::string(33, '0'));
-    UserProfile no_name("", "", "x@y.fr");
+    DirectoryProfile const good("Dupont", "Jean", "jean@x.fr");
+    DirectoryProfile long_nom(std::string(101, 'a'), "Jean");
+    DirectoryProfile long_email("Dupont", "Jean", std::string(255, 'e'));
+    DirectoryProfile long_spec("Dupont", "Jean", "", std::string(101, 's'));
+    DirectoryProfile long_phone("Dupont", "Jean", "", {}, std::string(33, '0'));
+    DirectoryProfile no_name("", "", "x@y.fr");
     std::string const long_id(129, 'i');
     struct Bad {
       std::string id, type;
-      UserProfile const* p;
+      DirectoryProfile const* p;
       char const* reason;
     };
     std::vector<Bad> const bad = {
@@ -443,7 +443,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_is_refused_and_writes_nothing, B, AllBac
       }
     BOOST_TEST(UserDirectory<B>::check_user("1", "medecin", good) == "");
     // 100 bytes exactly are fine.
-    UserProfile edge(std::string(100, 'a'), "Jean", std::string(254, 'e'));
+    DirectoryProfile edge(std::string(100, 'a'), "Jean", std::string(254, 'e'));
     BOOST_TEST(UserDirectory<B>::check_user("1", "medecin", edge) == "");
     BOOST_TEST(t.err(t.d.async_get_user("", "medecin")) == invalid);
     BOOST_TEST(t.err(t.d.async_get_user("1", "x")) == invalid);

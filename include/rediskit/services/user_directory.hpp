@@ -4,7 +4,7 @@
 // (storeUser, getUser, setUserOnline / setUserOffline, searchUsers, statistics).
 //
 //   rediskit::UserDirectory dir(backend);                         // seed 004's key names
-//   rediskit::UserProfile p("Dupont", "Hélène", "helene.dupont@chu.fr", "Cardiologie");
+//   rediskit::DirectoryProfile p("Dupont", "Hélène", "helene.dupont@chu.fr", "Cardiologie");
 //   bool created = co_await dir.async_store_user("79", "medecin", p);
 //   co_await dir.async_set_user_online("79", "medecin");
 //   std::vector<rediskit::UserMatch> hits =
@@ -13,7 +13,7 @@
 //   rediskit::UserDirectoryStats s = co_await dir.async_get_stats();   // O(1)
 //
 // User types are seed 004's: "medecin" and "patient" (kUserTypes); anything else is refused.
-// A profile (UserProfile, described: JsonCodec writes {"nom","prenom","email","specialite",
+// A profile (DirectoryProfile, described: JsonCodec writes {"nom","prenom","email","specialite",
 // "telephone"}, seed 004's French field names; members missing from a stored object keep their
 // defaults, extra members such as the seed's `id` are ignored) is stored with the Codec.
 //
@@ -180,9 +180,9 @@ inline constexpr std::size_t kUserSortBytes = 32;        ///< sort name kept in 
 
 /// A doctor's or a patient's profile: seed 004's fields (French names, as its JavaScript
 /// objects). Owns its strings and has constructors (safe in a co_await expression on g++ 12).
-struct UserProfile {
-  UserProfile() = default;
-  UserProfile(std::string nom_, std::string prenom_, std::string email_ = {},
+struct DirectoryProfile {
+  DirectoryProfile() = default;
+  DirectoryProfile(std::string nom_, std::string prenom_, std::string email_ = {},
               std::optional<std::string> specialite_ = {},
               std::optional<std::string> telephone_ = {})
       : nom(std::move(nom_)),
@@ -195,15 +195,15 @@ struct UserProfile {
   std::string email;                        ///< searched as the email
   std::optional<std::string> specialite;    ///< a doctor's specialty (searched as such)
   std::optional<std::string> telephone;     ///< not searched
-  friend bool operator==(UserProfile const&, UserProfile const&) = default;
+  friend bool operator==(DirectoryProfile const&, DirectoryProfile const&) = default;
 };
-BOOST_DESCRIBE_STRUCT(UserProfile, (), (nom, prenom, email, specialite, telephone))
+BOOST_DESCRIBE_STRUCT(DirectoryProfile, (), (nom, prenom, email, specialite, telephone))
 
 /// A user of the directory.
 struct DirectoryUser {
   std::string id;
   std::string type;  ///< "medecin" | "patient"
-  UserProfile profile{};
+  DirectoryProfile profile{};
   bool online = false;
   friend bool operator==(DirectoryUser const&, DirectoryUser const&) = default;
 };
@@ -263,7 +263,7 @@ enum : int { kName = 0, kSpecialty = 1, kEmail = 2 };
 
 /// The meta value of a profile: "<sort name>" then "|<rank><token>" for each distinct
 /// (rank, token), in field order. Tokens and the sort name never hold '|' (folded text).
-inline std::string meta_of(UserProfile const& p) {
+inline std::string meta_of(DirectoryProfile const& p) {
   using text::fold_tokens;
   std::vector<std::pair<int, std::string>> toks;
   auto add = [&](int rank, std::string_view field) {
@@ -830,7 +830,7 @@ class UserDirectory {
 
   /// Why (id, type, profile) cannot be stored, as text; "" when it can.
   static std::string check_user(std::string_view id, std::string_view type,
-                                UserProfile const& p) {
+                                DirectoryProfile const& p) {
     if (auto w = check_id(id, type); !w.empty()) return w;
     if (p.nom.empty() && p.prenom.empty()) return "the profile has neither nom nor prenom";
     auto over = [](std::string_view field, std::string_view v, std::size_t max) {
@@ -876,7 +876,7 @@ class UserDirectory {
   /// when the profile key existed (a profile written by another program, e.g. the Node
   /// service, is replaced and indexed from then on).
   template <class Token = boost::asio::deferred_t>
-  auto async_store_user(std::string_view id, std::string_view type, UserProfile const& profile,
+  auto async_store_user(std::string_view id, std::string_view type, DirectoryProfile const& profile,
                         Token&& token = {}) {
     return detail::initiate<BoolSig>(
         token, [this, id = std::string(id), type = std::string(type), p = profile](auto h) {
@@ -957,7 +957,7 @@ class UserDirectory {
     bool operator()(error_code&, std::int64_t n) const { return n == 1; }
   };
 
-  void start_store(std::string const& id, std::string const& type, UserProfile const& p,
+  void start_store(std::string const& id, std::string const& type, DirectoryProfile const& p,
                    Erased<BoolSig> handler) {
     if (!check_user(id, type, p).empty()) return fail_now(std::move(handler), false);
     std::string bytes;
