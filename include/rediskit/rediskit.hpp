@@ -40,6 +40,7 @@
 #include <rediskit/services/cache_service.hpp>
 #include <rediskit/services/content_cache.hpp>
 #include <rediskit/services/conversation_manager.hpp>
+#include <rediskit/services/job_queue.hpp>
 #include <rediskit/services/message_store.hpp>
 #include <rediskit/services/messaging.hpp>
 #include <rediskit/services/notification_service.hpp>
@@ -52,5 +53,6 @@
 #include <rediskit/services/user_directory.hpp>
 #include <rediskit/services/user_events.hpp>
 #include <rediskit/services/vote_service.hpp>
+#include <rediskit/services/worker.hpp>
 #include <rediskit/tls.hpp>
 #include <rediskit/version.hpp>

@@ -1,0 +1,1810 @@
+// rediskit::JobQueue<Backend, Codec>: seed 002's BullMQ queues (`queue:auto-approval`,
+// `queue:notifications`, `queue:analytics`, `queue:email`, `queue:cleanup`) over any Backend: jobs
+// with ids, delays, priorities, retries with backoff, automatic cleanup of finished jobs, pause,
+// counts and paged listings. Workers that process the jobs are in rediskit/services/worker.hpp.
+//
+//   rediskit::JobQueue<rediskit::RedisBackend> emails(redis, "email");   // keys {queue:email}:...
+//   rediskit::JobOptions o;
+//   o.with_attempts(5, rediskit::Backoff::exponential(1s)).with_remove_on_complete(true);
+//   rediskit::AddResult r = co_await emails.async_add("welcome", Mail{"a@b.c"}, o);
+//   // r.id: "1" (or o.job_id); r.added == false: a job with that id exists (not added twice)
+//   rediskit::JobCounts c = co_await emails.async_get_job_counts();   // waiting, active, ...
+//
+// Keys. Every key of a queue carries one hash tag, `{<prefix>:<name>}` (prefix "queue" by
+// default, so seed 002's `queue:email` is the queue named "email"): a queue lives in one cluster
+// slot and every state move is one atomic script on every backend (ClusterBackend included).
+//
+//   key                       type  what
+//   {queue:<n>}:wait          list  ready jobs without a priority (pushed left, taken right: FIFO;
+//                                   lifo jobs are pushed right)
+//   {queue:<n>}:prioritized   zset  ready jobs with a priority; score priority * 2^32 + sequence
+//   {queue:<n>}:delayed       zset  delayed jobs and retries waiting for their backoff; score: due
+//                                   unix ms
+//   {queue:<n>}:active        zset  jobs a worker holds; score: start unix ms
+//   {queue:<n>}:completed     zset  finished jobs kept by remove_on_complete; score: finish ms
+//   {queue:<n>}:failed        zset  failed jobs kept by remove_on_fail; score: finish ms
+//   {queue:<n>}:jobs          hash  every job's fields, `<id>:<f>` (f: n name, d data, o options,
+//                                   y priority, t created ms, w state, a runs started, m attempts
+//                                   made (failures), s stalls, k lock token, b processed ms, f
+//                                   finished ms, p progress, r return value, e failed reason, c / x
+//                                   keep policy on complete / on fail)
+//   {queue:<n>}:meta          hash  paused, the id counter, the priority sequence, the token counter
+//   {queue:<n>}:locks         zset  active job -> lock expiry (unix ms)
+//   {queue:<n>}:marker        list  wake-up markers for idle workers (at most 16 entries)
+//   {queue:<n>}:marker-sink   list  where a woken worker moves the marker (cleared by each fetch)
+//   {queue:<n>}:limiter       string jobs started in the current rate-limit window (PX duration)
+//   {queue:<n>}:metrics       hash  c<minute> / f<minute> -> jobs completed / failed in that minute
+//                                   (unix minutes, server time; 24 hours kept)
+//   {queue:<n>}:metrics-index zset  the metrics' fields by minute (for pruning)
+//
+// A job's fields live in one hash of the queue, not in a key per job: a script touches only keys
+// it declares (Redis Cluster's rule, which MemoryConfig::cluster_checks enforces), and the job
+// count of a queue is bounded by memory, not by key count.
+//
+// Semantics (as BullMQ's where it has them):
+// - Ids: "1", "2", ... from the queue's counter, or JobOptions::job_id. Adding an id that exists
+//   adds nothing and reports AddResult::added = false (the first job is untouched). A custom id
+//   may not be all digits (it could meet the counter) nor empty.
+// - Order: jobs without a priority run before prioritized ones; among prioritized, a lower
+//   number runs first (1 is the highest), FIFO within a priority. A delayed job becomes ready when
+//   its time comes (a worker's fetch promotes due jobs; async_promote does it at once).
+// - Retries: a failed run of a job with attempts = N is retried while fewer than N runs failed,
+//   after the backoff (fixed: delay; exponential: delay * 2^(failures - 1); jitter j in [0, 1]:
+//   a uniform delay in [d * (1 - j), d]); the worker computes the delay, the script parks the job
+//   in the delayed set at server time + delay. A job that stalled (its worker's lock expired)
+//   goes back to waiting, or to failed once it stalled more than max_stalled_count times.
+// - remove_on_complete / remove_on_fail: KeepJobs: true removes the job as it finishes, false
+//   keeps all, KeepJobs::last(n) keeps the n newest, KeepJobs::younger_than(age) those that
+//   finished within `age` (older ones are pruned, at most 1000 per finish).
+// - Time is the server's (TIME inside each script; FakeBackend's manual clock): delays, lock
+//   expiry and finish times do not depend on the clocks of the processes that use the queue.
+// - Pause: workers fetch nothing while the queue is paused; jobs keep being added (counted as
+//   `paused`, not `waiting`, in async_get_job_counts).
+//
+// Every operation is one round trip (async_add_bulk too: one script per job, all in one
+// request), except async_get_jobs and async_get_metrics (two) and async_get_prometheus_text
+// (counts and metrics: five). Operations never complete
+// inside the initiating call. Bad input (an empty or all-digit job id, attempts < 1, a negative
+// delay or backoff, jitter outside [0, 1], a priority outside [0, 2^21], a negative count or age,
+// a cursor or count below 0 / 1, an unknown state) completes with Error::invalid_argument and
+// writes nothing; JobOptions::problem() names the problem. A bulk with one bad job adds none.
+// Thread safety: as the backend. Lifetimes: the queue and its backend outlive the operations;
+// arguments may die once the async_ call returns.
+//
+// Costs and limits, honestly: the jobs hash holds every job of the queue (its size is the
+// queue's size); async_drain and async_obliterate run in one script and block the server for
+// their duration on a very large queue (BullMQ's do it in batches).
+#pragma once
+
+#include <rediskit/cmd/hashes.hpp>
+#include <rediskit/cmd/keys.hpp>
+#include <rediskit/cmd/lists.hpp>
+#include <rediskit/cmd/server.hpp>
+#include <rediskit/cmd/sorted_sets.hpp>
+#include <rediskit/cmd/strings.hpp>
+#include <rediskit/codec/json_codec.hpp>
+#include <rediskit/command.hpp>
+#include <rediskit/concepts/backend.hpp>
+#include <rediskit/detail/any_handler.hpp>
+#include <rediskit/detail/post.hpp>
+#include <rediskit/detail/then.hpp>
+#include <rediskit/error.hpp>
+#include <rediskit/script.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/system/error_code.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace rediskit {
+
+/// How long a retry waits (see the top of the file).
+struct Backoff {
+  enum class Kind : std::uint8_t { none, fixed, exponential, custom };
+  Kind kind = Kind::none;
+  std::chrono::milliseconds delay{0};
+  double jitter = 0;  ///< in [0, 1]: the delay is uniform in [d * (1 - jitter), d]
+
+  Backoff() noexcept {}
+  Backoff(Kind k, std::chrono::milliseconds d, double j = 0) noexcept : kind(k), delay(d), jitter(j) {}
+  static Backoff fixed(std::chrono::milliseconds d, double jitter = 0) noexcept {
+    return {Kind::fixed, d, jitter};
+  }
+  static Backoff exponential(std::chrono::milliseconds d, double jitter = 0) noexcept {
+    return {Kind::exponential, d, jitter};
+  }
+  /// WorkerOptions::backoff_strategy decides (`d` when the worker has none).
+  static Backoff custom(std::chrono::milliseconds d = {}) noexcept { return {Kind::custom, d, 0}; }
+
+  /// The delay after the `failures`-th failed run (1 for the first), before jitter; u in [0, 1)
+  /// applies the jitter. none: 0; custom: `delay` (the worker's strategy comes first).
+  std::chrono::milliseconds delay_for(std::int64_t failures, double u = 0) const noexcept {
+    double d = static_cast<double>(delay.count());
+    if (kind == Kind::none) return std::chrono::milliseconds(0);
+    if (kind == Kind::exponential) d *= std::pow(2.0, static_cast<double>(std::clamp<std::int64_t>(failures, 1, 40) - 1));
+    d = std::min(d, 1e15);
+    if (jitter > 0) d -= d * jitter * u;
+    return std::chrono::milliseconds(static_cast<std::int64_t>(d));
+  }
+};
+
+/// What to keep of finished jobs (remove_on_complete / remove_on_fail, see the top of the file).
+struct KeepJobs {
+  enum class Kind : std::uint8_t { all, none, count, age };
+  Kind kind = Kind::all;
+  std::int64_t count = 0;         ///< Kind::count: keep the newest `count`
+  std::chrono::milliseconds age{0};  ///< Kind::age: keep those finished within `age`
+
+  KeepJobs() noexcept {}
+  /// BullMQ's boolean: true removes each job as it finishes, false keeps them all.
+  KeepJobs(bool remove) noexcept : kind(remove ? Kind::none : Kind::all) {}  // NOLINT: implicit
+  static KeepJobs last(std::int64_t n) noexcept {
+    KeepJobs k;
+    k.kind = Kind::count;
+    k.count = n;
+    return k;
+  }
+  static KeepJobs younger_than(std::chrono::milliseconds a) noexcept {
+    KeepJobs k;
+    k.kind = Kind::age;
+    k.age = a;
+    return k;
+  }
+  /// The scripts' form: "k" all, "r" none, "c<n>", "a<ms>".
+  std::string spec() const {
+    switch (kind) {
+      case Kind::none: return "r";
+      case Kind::count: return "c" + std::to_string(count);
+      case Kind::age: return "a" + std::to_string(age.count());
+      case Kind::all: break;
+    }
+    return "k";
+  }
+};
+
+/// A job's options (BullMQ's JobsOptions). Built with setters, or member by member; it has a
+/// constructor, so it is safe in a co_await expression under g++ 12 (see PITFALLS.md).
+struct JobOptions {
+  std::optional<std::string> job_id{};   ///< unset: the queue's counter gives one
+  std::chrono::milliseconds delay{0};    ///< run no earlier than this from now
+  std::int64_t priority = 0;             ///< 0: none; 1 (highest) .. 2^21 (lowest)
+  bool lifo = false;                     ///< run before the jobs already waiting
+  std::int64_t attempts = 1;             ///< runs in all, the first included
+  Backoff backoff{};                     ///< the delay before each retry
+  KeepJobs remove_on_complete{};         ///< what the completed set keeps
+  KeepJobs remove_on_fail{};             ///< what the failed set keeps
+  std::chrono::milliseconds timeout{0};  ///< 0: none; else a run longer than this fails (the
+                                         ///< worker discards the handler's late result)
+
+  JobOptions() noexcept {}
+  JobOptions& with_id(std::string id) & { job_id = std::move(id); return *this; }
+  JobOptions&& with_id(std::string id) && { return std::move(with_id(std::move(id))); }
+  JobOptions& with_delay(std::chrono::milliseconds d) & { delay = d; return *this; }
+  JobOptions&& with_delay(std::chrono::milliseconds d) && { return std::move(with_delay(d)); }
+  JobOptions& with_priority(std::int64_t p) & { priority = p; return *this; }
+  JobOptions&& with_priority(std::int64_t p) && { return std::move(with_priority(p)); }
+  JobOptions& with_lifo(bool l = true) & { lifo = l; return *this; }
+  JobOptions&& with_lifo(bool l = true) && { return std::move(with_lifo(l)); }
+  JobOptions& with_attempts(std::int64_t n, Backoff b = {}) & {
+    attempts = n;
+    backoff = b;
+    return *this;
+  }
+  JobOptions&& with_attempts(std::int64_t n, Backoff b = {}) && {
+    return std::move(with_attempts(n, b));
+  }
+  JobOptions& with_remove_on_complete(KeepJobs k) & { remove_on_complete = k; return *this; }
+  JobOptions&& with_remove_on_complete(KeepJobs k) && { return std::move(with_remove_on_complete(k)); }
+  JobOptions& with_remove_on_fail(KeepJobs k) & { remove_on_fail = k; return *this; }
+  JobOptions&& with_remove_on_fail(KeepJobs k) && { return std::move(with_remove_on_fail(k)); }
+  JobOptions& with_timeout(std::chrono::milliseconds t) & { timeout = t; return *this; }
+  JobOptions&& with_timeout(std::chrono::milliseconds t) && { return std::move(with_timeout(t)); }
+
+  static constexpr std::int64_t max_priority = std::int64_t(1) << 21;
+
+  /// What is wrong with these options (empty: nothing).
+  std::string problem() const {
+    if (job_id) {
+      if (job_id->empty()) return "job_id is empty";
+      if (std::all_of(job_id->begin(), job_id->end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return "job_id is all digits (such ids are the queue's own)";
+    }
+    if (delay.count() < 0) return "delay is negative";
+    if (priority < 0 || priority > max_priority) return "priority is outside [0, 2^21]";
+    if (attempts < 1) return "attempts is below 1";
+    if (backoff.delay.count() < 0) return "backoff delay is negative";
+    if (!(backoff.jitter >= 0 && backoff.jitter <= 1)) return "backoff jitter is outside [0, 1]";
+    for (KeepJobs const* k : {&remove_on_complete, &remove_on_fail}) {
+      if (k->kind == KeepJobs::Kind::count && k->count < 0) return "a KeepJobs count is negative";
+      if (k->kind == KeepJobs::Kind::age && k->age.count() < 0) return "a KeepJobs age is negative";
+    }
+    if (timeout.count() < 0) return "timeout is negative";
+    return {};
+  }
+};
+
+/// Where a job is.
+enum class JobState : std::uint8_t {
+  waiting,
+  active,
+  delayed,
+  prioritized,
+  completed,
+  failed,
+  paused,   ///< async_get_jobs: the wait list of a paused queue
+  unknown,  ///< no such job
+};
+
+inline std::string_view to_string(JobState s) noexcept {
+  switch (s) {
+    case JobState::waiting: return "waiting";
+    case JobState::active: return "active";
+    case JobState::delayed: return "delayed";
+    case JobState::prioritized: return "prioritized";
+    case JobState::completed: return "completed";
+    case JobState::failed: return "failed";
+    case JobState::paused: return "paused";
+    case JobState::unknown: break;
+  }
+  return "unknown";
+}
+
+/// A job as stored (async_get_job, async_get_jobs; a worker's handler gets an ActiveJob).
+struct Job {
+  std::string id;
+  std::string name;
+  std::string payload;  ///< the data, encoded by the queue's codec
+  JobOptions options{};
+  JobState state = JobState::unknown;
+  std::int64_t attempts_started = 0;  ///< runs started (this one included, for an ActiveJob)
+  std::int64_t attempts_made = 0;     ///< runs that failed
+  std::int64_t stalled_count = 0;
+  std::int64_t timestamp = 0;     ///< created (unix ms, server time)
+  std::int64_t processed_on = 0;  ///< last run started (0: never)
+  std::int64_t finished_on = 0;   ///< completed or failed (0: not)
+  std::string progress;
+  std::string return_value;
+  std::string failed_reason;
+
+  /// The data decoded into T by codec `c` (the queue's codec type); throws
+  /// boost::system::system_error (Error::decode_failed) when it does not decode.
+  template <class T, class C = JsonCodec>
+  T data(C const& c = C{}) const {
+    T v{};
+    std::string why;
+    if (auto ec = c.decode(payload, v, &why)) throw boost::system::system_error(ec, why);
+    return v;
+  }
+};
+
+/// async_get_job_counts (BullMQ's getJobCounts).
+struct JobCounts {
+  std::int64_t waiting = 0;
+  std::int64_t active = 0;
+  std::int64_t delayed = 0;
+  std::int64_t prioritized = 0;
+  std::int64_t completed = 0;
+  std::int64_t failed = 0;
+  std::int64_t paused = 0;  ///< jobs in the wait list of a paused queue (waiting is then 0)
+  friend bool operator==(JobCounts const&, JobCounts const&) = default;
+};
+
+/// What adding one job did.
+struct AddResult {
+  std::string id;
+  bool added = false;  ///< false: a job with this id exists; nothing was written
+  friend bool operator==(AddResult const&, AddResult const&) = default;
+};
+
+/// A job for async_add_bulk: make it with JobQueue::make_job (it encodes the data).
+struct NewJob {
+  std::string name;
+  std::string payload;
+  JobOptions options{};
+  NewJob() noexcept {}
+  NewJob(std::string n, std::string p, JobOptions o = {})
+      : name(std::move(n)), payload(std::move(p)), options(std::move(o)) {}
+};
+
+/// A page of async_get_jobs: the jobs, and the cursor of the next page (0: no more).
+struct JobPage {
+  std::vector<Job> jobs;
+  std::int64_t next_cursor = 0;
+};
+
+/// A queue's options.
+struct JobQueueOptions {
+  /// The hash tag of every key is `{<prefix>:<name>}` (seed 002: queue:<name>).
+  std::string prefix = "queue";
+};
+
+namespace detail::jobq {
+
+using boost::system::error_code;
+
+// Keys, in the order every script takes them.
+enum Key : std::size_t {
+  kWait, kPrio, kDelayed, kActive, kDone, kFailed, kJobs, kMeta, kLocks, kMarker, kSink, kLimit,
+  kMetrics, kMetricsIndex, kKeyCount
+};
+inline constexpr std::array<std::string_view, kKeyCount> kKeySuffix = {
+    "wait", "prioritized", "delayed", "active", "completed", "failed",
+    "jobs", "meta",        "locks",   "marker", "marker-sink", "limiter",
+    "metrics", "metrics-index"};
+inline constexpr std::string_view kFields = "ndoytwamskbfprecx";
+inline constexpr std::int64_t kMarkerCap = 16;
+inline constexpr std::int64_t kPruneLimit = 1000;
+inline constexpr double kPrioShift = 4294967296.0;
+/// Per-minute metrics kept (24 hours).
+inline constexpr std::int64_t kMetricMinutes = 1440;
+
+inline std::int64_t to_int(std::string_view s, std::int64_t fallback = 0) noexcept {
+  std::int64_t v = 0;
+  auto const r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || r.ec != std::errc{}) return fallback;
+  return v;
+}
+inline std::int64_t to_int_opt(std::optional<std::string> const& s, std::int64_t fallback = 0) {
+  return s ? to_int(std::string_view(*s), fallback) : fallback;
+}
+
+inline std::string fmt_int(std::int64_t v) { return std::to_string(v); }
+
+inline std::string field(std::string_view id, char f) {
+  std::string s;
+  s.reserve(id.size() + 2);
+  s.append(id).push_back(':');
+  s.push_back(f);
+  return s;
+}
+
+/// The `o` field: "1 attempts kind delay jitter timeout lifo".
+inline std::string encode_options(JobOptions const& o) {
+  char buf[160];
+  int const n = std::snprintf(buf, sizeof buf, "1 %lld %d %lld %.17g %lld %d",
+                              static_cast<long long>(o.attempts), static_cast<int>(o.backoff.kind),
+                              static_cast<long long>(o.backoff.delay.count()), o.backoff.jitter,
+                              static_cast<long long>(o.timeout.count()), o.lifo ? 1 : 0);
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+inline void decode_options(std::string_view s, JobOptions& o) {
+  long long attempts = 1, delay = 0, timeout = 0;
+  int kind = 0, lifo = 0, version = 0;
+  double jitter = 0;
+  std::string const text(s);
+  if (std::sscanf(text.c_str(), "%d %lld %d %lld %lf %lld %d", &version, &attempts, &kind, &delay,
+                  &jitter, &timeout, &lifo) == 7) {
+    o.attempts = attempts;
+    o.backoff = Backoff(static_cast<Backoff::Kind>(std::clamp(kind, 0, 3)),
+                        std::chrono::milliseconds(delay), jitter);
+    o.timeout = std::chrono::milliseconds(timeout);
+    o.lifo = lifo != 0;
+  }
+}
+inline KeepJobs decode_keep(std::string_view s) {
+  if (s == "r") return KeepJobs(true);
+  if (!s.empty() && s[0] == 'c') return KeepJobs::last(to_int(s.substr(1)));
+  if (!s.empty() && s[0] == 'a') return KeepJobs::younger_than(std::chrono::milliseconds(to_int(s.substr(1))));
+  return KeepJobs(false);
+}
+
+inline JobState state_of(std::string_view w) noexcept {
+  if (w == "waiting") return JobState::waiting;
+  if (w == "active") return JobState::active;
+  if (w == "delayed") return JobState::delayed;
+  if (w == "prioritized") return JobState::prioritized;
+  if (w == "completed") return JobState::completed;
+  if (w == "failed") return JobState::failed;
+  return JobState::unknown;
+}
+
+// ---- the scripts' shared part ----------------------------------------------------------------
+//
+// Lua: a prelude every script starts with. C++: Twin<Ctx>, the same functions over the script
+// context. Every script takes the kKeyCount keys in the order of `Key`.
+
+inline constexpr char const* kPrelude = R"lua(
+if #KEYS ~= 14 then return redis.error_reply('ERR job queue: wrong number of keys') end
+local WAIT, PRIO, DELAYED, ACTIVE, DONE, FAILED = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local JOBS, META, LOCKS, MARKER, SINK, LIMIT = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local METRICS, MINDEX = KEYS[13], KEYS[14]
+local fmt = string.format
+local function F(id, x) return id .. ':' .. x end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function wake()
+  redis.call('LPUSH', MARKER, '1')
+  redis.call('LTRIM', MARKER, 0, 15)
+end
+local function ready(id, front)
+  local p = tonumber(redis.call('HGET', JOBS, F(id, 'y'))) or 0
+  if p > 0 then
+    local c = redis.call('HINCRBY', META, 'pc', 1) % 4294967296
+    redis.call('ZADD', PRIO, fmt('%d', p * 4294967296 + c), id)
+    redis.call('HSET', JOBS, F(id, 'w'), 'prioritized')
+  else
+    if front then redis.call('RPUSH', WAIT, id) else redis.call('LPUSH', WAIT, id) end
+    redis.call('HSET', JOBS, F(id, 'w'), 'waiting')
+  end
+end
+local FIELDS = {'n', 'd', 'o', 'y', 't', 'w', 'a', 'm', 's', 'k', 'b', 'f', 'p', 'r', 'e', 'c', 'x'}
+local function erase(id)
+  local fl = {}
+  for i = 1, #FIELDS do fl[i] = F(id, FIELDS[i]) end
+  redis.call('HDEL', JOBS, unpack(fl))
+end
+local function keep(set, id, spec, now)
+  if spec == 'r' then erase(id) return end
+  redis.call('ZADD', set, fmt('%d', now), id)
+  local kind, n = string.sub(spec, 1, 1), tonumber(string.sub(spec, 2)) or 0
+  local old = {}
+  if kind == 'c' then
+    local extra = redis.call('ZCARD', set) - n
+    if extra > 1000 then extra = 1000 end
+    if extra > 0 then old = redis.call('ZRANGE', set, 0, extra - 1) end
+  elseif kind == 'a' then
+    old = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. fmt('%d', now - n), 'LIMIT', 0, 1000)
+  end
+  for i = 1, #old do
+    redis.call('ZREM', set, old[i])
+    erase(old[i])
+  end
+end
+local function metric(kind, now)
+  local m = math.floor(now / 60000)
+  local f = kind .. fmt('%d', m)
+  redis.call('HINCRBY', METRICS, f, 1)
+  redis.call('ZADD', MINDEX, fmt('%d', m), f)
+  local old = redis.call('ZRANGEBYSCORE', MINDEX, '-inf', '(' .. fmt('%d', m - 1440 + 1), 'LIMIT', 0, 10)
+  for i = 1, #old do
+    redis.call('HDEL', METRICS, old[i])
+    redis.call('ZREM', MINDEX, old[i])
+  end
+end
+)lua";
+
+template <class Ctx>
+struct Twin {
+  Ctx& ctx;
+  std::span<std::string_view const> k;
+  std::int64_t now = 0;
+
+  explicit Twin(Ctx& c) : ctx(c), k(c.keys()), now(c.unix_ms()) {
+    if (k.size() != kKeyCount) ctx.fail("ERR job queue: wrong number of keys");
+  }
+  std::string_view key(Key i) const { return k[i]; }
+  std::optional<std::string> get(std::string_view id, char f) {
+    std::string const fl = field(id, f);
+    return ctx.call(cmd::hget{k[kJobs], fl});
+  }
+  void put(std::string_view id, char f, std::string_view v) {
+    std::string const fl = field(id, f);
+    ctx.call(cmd::hset{k[kJobs], FieldValue{fl, v}});
+  }
+  std::int64_t incr(std::string_view id, char f, std::int64_t by) {
+    std::string const fl = field(id, f);
+    return ctx.call(cmd::hincrby{k[kJobs], fl, by});
+  }
+  void del(std::string_view id, char f) {
+    std::string const fl = field(id, f);
+    ctx.call(cmd::hdel{k[kJobs], fl});
+  }
+  void wake() {
+    ctx.call(cmd::lpush{k[kMarker], "1"});
+    ctx.call(cmd::ltrim{k[kMarker], 0, kMarkerCap - 1});
+  }
+  void ready(std::string_view id, bool front) {
+    std::int64_t const p = to_int_opt(get(id, 'y'));
+    if (p > 0) {
+      std::int64_t const c = ctx.call(cmd::hincrby{k[kMeta], "pc", 1}) % 4294967296LL;
+      ctx.call(cmd::zadd{.key = k[kPrio],
+                         .members = ScoreMember{static_cast<double>(p) * kPrioShift +
+                                                    static_cast<double>(c),
+                                                id}});
+      put(id, 'w', "prioritized");
+    } else {
+      if (front)
+        ctx.call(cmd::rpush{k[kWait], id});
+      else
+        ctx.call(cmd::lpush{k[kWait], id});
+      put(id, 'w', "waiting");
+    }
+  }
+  void erase(std::string_view id) {
+    std::vector<std::string> fl;
+    fl.reserve(kFields.size());
+    for (char f : kFields) fl.push_back(field(id, f));
+    ctx.call(cmd::hdel{k[kJobs], fl});
+  }
+  void keep(std::string_view set, std::string_view id, std::string_view spec) {
+    if (spec == "r") return erase(id);
+    ctx.call(cmd::zadd{.key = set, .members = ScoreMember{static_cast<double>(now), id}});
+    char const kind = spec.empty() ? 'k' : spec[0];
+    std::int64_t const n = spec.size() > 1 ? to_int(spec.substr(1)) : 0;
+    std::vector<std::string> old;
+    if (kind == 'c') {
+      std::int64_t extra = ctx.call(cmd::zcard{set}) - n;
+      if (extra > kPruneLimit) extra = kPruneLimit;
+      if (extra > 0) old = ctx.call(cmd::zrange{.key = set, .start = 0, .stop = extra - 1});
+    } else if (kind == 'a') {
+      old = ctx.call(cmd::zrange_by_score{.key = set,
+                                          .min = ScoreBound::neg_inf(),
+                                          .max = ScoreBound::excl(static_cast<double>(now - n)),
+                                          .limit = RangeLimit{0, kPruneLimit}});
+    }
+    for (auto const& o : old) {
+      ctx.call(cmd::zrem{set, o});
+      erase(o);
+    }
+  }
+  std::string keep_spec(std::string_view id, char f) { return get(id, f).value_or("k"); }
+  void metric(char kind) {
+    std::int64_t const m = now / 60000;  // unix ms: not negative
+    std::string const f = std::string(1, kind) + fmt_int(m);
+    ctx.call(cmd::hincrby{k[kMetrics], f, 1});
+    ctx.call(cmd::zadd{.key = k[kMetricsIndex], .members = ScoreMember{static_cast<double>(m), f}});
+    auto const old = ctx.call(cmd::zrange_by_score{
+        .key = k[kMetricsIndex],
+        .min = ScoreBound::neg_inf(),
+        .max = ScoreBound::excl(static_cast<double>(m - kMetricMinutes + 1)),
+        .limit = RangeLimit{0, 10}});
+    for (auto const& o : old) {
+      ctx.call(cmd::hdel{k[kMetrics], o});
+      ctx.call(cmd::zrem{k[kMetricsIndex], o});
+    }
+  }
+};
+
+// ---- add -------------------------------------------------------------------------------------
+// ARGV: id ('' = next from the counter), name, data, options, priority, delay ms, lifo ('1'),
+// keep-on-complete, keep-on-fail. Reply: {id, '1' added | '0' exists}.
+
+inline std::vector<std::string> add_twin(ScriptContext auto& ctx) {
+  Twin t(ctx);
+  auto const a = ctx.args();
+  if (a.size() != 9) ctx.fail("ERR job queue: wrong number of arguments");
+  std::string id(a[0]);
+  if (id.empty()) {
+    do {
+      id = fmt_int(ctx.call(cmd::hincrby{t.key(kMeta), "id", 1}));
+    } while (ctx.call(cmd::hexists{t.key(kJobs), field(id, 'n')}));
+  } else if (ctx.call(cmd::hexists{t.key(kJobs), field(id, 'n')})) {
+    return {id, "0"};
+  }
+  std::string const fn = field(id, 'n'), fd = field(id, 'd'), fo = field(id, 'o'),
+                    ft = field(id, 't'), fa = field(id, 'a'), fm = field(id, 'm'),
+                    fs = field(id, 's'), fc = field(id, 'c'), fx = field(id, 'x');
+  std::string const now = fmt_int(t.now);
+  std::vector<FieldValue> const fv = {{fn, a[1]}, {fd, a[2]}, {fo, a[3]}, {ft, now}, {fa, "0"},
+                                      {fm, "0"},  {fs, "0"},  {fc, a[7]}, {fx, a[8]}};
+  ctx.call(cmd::hset{t.key(kJobs), fv});
+  if (a[4] != "0") t.put(id, 'y', a[4]);
+  std::int64_t const delay = to_int(a[5]);
+  if (delay > 0) {
+    ctx.call(cmd::zadd{.key = t.key(kDelayed),
+                       .members = ScoreMember{static_cast<double>(t.now + delay), id}});
+    t.put(id, 'w', "delayed");
+  } else {
+    t.ready(id, a[6] == "1");
+    t.wake();
+  }
+  return {id, "1"};
+}
+
+inline auto const add_script = make_script<std::vector<std::string>>(
+    std::string(kPrelude) + R"lua(
+if #ARGV ~= 9 then return redis.error_reply('ERR job queue: wrong number of arguments') end
+local id = ARGV[1]
+if id == '' then
+  repeat id = fmt('%d', redis.call('HINCRBY', META, 'id', 1)) until redis.call('HEXISTS', JOBS, F(id, 'n')) == 0
+elseif redis.call('HEXISTS', JOBS, F(id, 'n')) == 1 then
+  return {id, '0'}
+end
+local now = now_ms()
+redis.call('HSET', JOBS, F(id, 'n'), ARGV[2], F(id, 'd'), ARGV[3], F(id, 'o'), ARGV[4],
+  F(id, 't'), fmt('%d', now), F(id, 'a'), '0', F(id, 'm'), '0', F(id, 's'), '0',
+  F(id, 'c'), ARGV[8], F(id, 'x'), ARGV[9])
+if ARGV[5] ~= '0' then redis.call('HSET', JOBS, F(id, 'y'), ARGV[5]) end
+local delay = tonumber(ARGV[6]) or 0
+if delay > 0 then
+  redis.call('ZADD', DELAYED, fmt('%d', now + delay), id)
+  redis.call('HSET', JOBS, F(id, 'w'), 'delayed')
+else
+  ready(id, ARGV[7] == '1')
+  wake()
+end
+return {id, '1'})lua",
+    [](ScriptContext auto& c) { return add_twin(c); });
+
+// ---- fetch -----------------------------------------------------------------------------------
+// Promotes due delayed jobs, then moves up to `count` ready jobs to active under a lock.
+// ARGV: token base, lock ttl ms, count, rate-limit max (0: none), rate-limit window ms.
+// Reply: status ('ok' | 'empty' | 'paused' | 'limited'), a wait hint in ms (empty: until the
+// next delayed job, -1: none; limited: until the window ends), then per job: id, name, data,
+// options, runs started, attempts made, stalls, progress, created, token.
+
+inline constexpr std::size_t kFetchHead = 2;
+inline constexpr std::size_t kFetchPerJob = 10;
+
+inline constexpr char const* kFetchLua = R"lua(
+local function fetch(now, A)
+local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', fmt('%d', now), 'LIMIT', 0, 1000)
+for i = 1, #due do
+  redis.call('ZREM', DELAYED, due[i])
+  ready(due[i], false)
+end
+redis.call('DEL', SINK, MARKER)
+if redis.call('HEXISTS', META, 'paused') == 1 then return {'paused', '-1'} end
+local count = tonumber(A[3]) or 1
+local max = tonumber(A[4]) or 0
+if max > 0 then
+  local used = tonumber(redis.call('GET', LIMIT)) or 0
+  if used >= max then
+    local ttl = redis.call('PTTL', LIMIT)
+    if ttl < 0 then
+      redis.call('PEXPIRE', LIMIT, A[5])
+      ttl = tonumber(A[5])
+    end
+    return {'limited', fmt('%d', ttl)}
+  end
+  if count > max - used then count = max - used end
+end
+local ttl = tonumber(A[2])
+local out = {'ok', '0'}
+local n = 0
+while n < count do
+  local id = redis.call('RPOP', WAIT)
+  if not id then
+    local z = redis.call('ZPOPMIN', PRIO)
+    if #z == 0 then break end
+    id = z[1]
+  end
+  local h = redis.call('HMGET', JOBS, F(id, 'n'), F(id, 'd'), F(id, 'o'), F(id, 'm'), F(id, 's'),
+    F(id, 'p'), F(id, 't'))
+  if h[1] then
+    local started = redis.call('HINCRBY', JOBS, F(id, 'a'), 1)
+    local tok = A[1] .. ':' .. fmt('%d', redis.call('HINCRBY', META, 'lk', 1))
+    redis.call('HSET', JOBS, F(id, 'k'), tok, F(id, 'w'), 'active', F(id, 'b'), fmt('%d', now))
+    redis.call('ZADD', ACTIVE, fmt('%d', now), id)
+    redis.call('ZADD', LOCKS, fmt('%d', now + ttl), id)
+    out[#out + 1] = id
+    out[#out + 1] = h[1]
+    out[#out + 1] = h[2] or ''
+    out[#out + 1] = h[3] or ''
+    out[#out + 1] = fmt('%d', started)
+    out[#out + 1] = h[4] or '0'
+    out[#out + 1] = h[5] or '0'
+    out[#out + 1] = h[6] or ''
+    out[#out + 1] = h[7] or '0'
+    out[#out + 1] = tok
+    n = n + 1
+  end
+end
+if n == 0 then
+  out[1] = 'empty'
+  local first = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+  if #first > 0 then
+    local d = tonumber(first[2]) - now
+    if d < 1 then d = 1 end
+    out[2] = fmt('%d', d)
+  else
+    out[2] = '-1'
+  end
+else
+  if max > 0 then
+    redis.call('INCRBY', LIMIT, n)
+    if redis.call('PTTL', LIMIT) < 0 then redis.call('PEXPIRE', LIMIT, A[5]) end
+  end
+  if redis.call('LLEN', WAIT) > 0 or redis.call('ZCARD', PRIO) > 0 then wake() end
+end
+return out
+end
+)lua";
+
+// a: token base, lock ttl, count, rate-limit max, window (the fetch arguments).
+template <class Ctx>
+std::vector<std::string> fetch_jobs(Twin<Ctx>& t, std::span<std::string_view const> a) {
+  Ctx& ctx = t.ctx;
+  auto const due = ctx.call(cmd::zrange_by_score{.key = t.key(kDelayed),
+                                                 .min = ScoreBound::neg_inf(),
+                                                 .max = ScoreBound::incl(static_cast<double>(t.now)),
+                                                 .limit = RangeLimit{0, kPruneLimit}});
+  for (auto const& id : due) {
+    ctx.call(cmd::zrem{t.key(kDelayed), id});
+    t.ready(id, false);
+  }
+  ctx.call(cmd::del{{t.key(kSink), t.key(kMarker)}});
+  if (ctx.call(cmd::hexists{t.key(kMeta), "paused"})) return {"paused", "-1"};
+  std::int64_t count = to_int(a[2], 1);
+  std::int64_t const max = to_int(a[3]);
+  if (max > 0) {
+    std::int64_t const used = to_int_opt(ctx.call(cmd::get{t.key(kLimit)}));
+    if (used >= max) {
+      std::int64_t ttl = ctx.call(cmd::pttl{t.key(kLimit)});
+      if (ttl < 0) {
+        ctx.call(cmd::pexpire{t.key(kLimit), std::chrono::milliseconds(to_int(a[4]))});
+        ttl = to_int(a[4]);
+      }
+      return {"limited", fmt_int(ttl)};
+    }
+    if (count > max - used) count = max - used;
+  }
+  std::int64_t const ttl = to_int(a[1]);
+  std::vector<std::string> out = {"ok", "0"};
+  std::int64_t n = 0;
+  while (n < count) {
+    std::optional<std::string> id = ctx.call(cmd::rpop{t.key(kWait)});
+    if (!id) {
+      auto z = ctx.call(cmd::zpopmin{t.key(kPrio)});
+      if (z.empty()) break;
+      id = std::move(z[0].first);
+    }
+    std::string const fn = field(*id, 'n'), fd = field(*id, 'd'), fo = field(*id, 'o'),
+                      fm = field(*id, 'm'), fs = field(*id, 's'), fp = field(*id, 'p'),
+                      ft = field(*id, 't');
+    auto h = ctx.call(cmd::hmget{t.key(kJobs), {fn, fd, fo, fm, fs, fp, ft}});
+    if (!h[0]) continue;
+    std::int64_t const started = t.incr(*id, 'a', 1);
+    std::string const tok =
+        std::string(a[0]) + ":" + fmt_int(ctx.call(cmd::hincrby{t.key(kMeta), "lk", 1}));
+    std::string const fk = field(*id, 'k'), fw = field(*id, 'w'), fb = field(*id, 'b');
+    std::string const now = fmt_int(t.now);
+    ctx.call(cmd::hset{t.key(kJobs), {FieldValue{fk, tok}, FieldValue{fw, "active"},
+                                      FieldValue{fb, now}}});
+    ctx.call(cmd::zadd{.key = t.key(kActive), .members = ScoreMember{static_cast<double>(t.now), *id}});
+    ctx.call(cmd::zadd{.key = t.key(kLocks),
+                       .members = ScoreMember{static_cast<double>(t.now + ttl), *id}});
+    out.push_back(*id);
+    out.push_back(std::move(*h[0]));
+    out.push_back(h[1].value_or(""));
+    out.push_back(h[2].value_or(""));
+    out.push_back(fmt_int(started));
+    out.push_back(h[3].value_or("0"));
+    out.push_back(h[4].value_or("0"));
+    out.push_back(h[5].value_or(""));
+    out.push_back(h[6].value_or("0"));
+    out.push_back(tok);
+    ++n;
+  }
+  if (n == 0) {
+    out[0] = "empty";
+    auto const first = ctx.call(cmd::zrange_withscores{.key = t.key(kDelayed), .start = 0, .stop = 0});
+    if (!first.empty()) {
+      std::int64_t d = static_cast<std::int64_t>(first[0].second) - t.now;
+      if (d < 1) d = 1;
+      out[1] = fmt_int(d);
+    } else {
+      out[1] = "-1";
+    }
+  } else {
+    if (max > 0) {
+      ctx.call(cmd::incrby{t.key(kLimit), n});
+      if (ctx.call(cmd::pttl{t.key(kLimit)}) < 0)
+        ctx.call(cmd::pexpire{t.key(kLimit), std::chrono::milliseconds(to_int(a[4]))});
+    }
+    if (ctx.call(cmd::llen{t.key(kWait)}) > 0 || ctx.call(cmd::zcard{t.key(kPrio)}) > 0) t.wake();
+  }
+  return out;
+}
+
+inline std::vector<std::string> fetch_twin(ScriptContext auto& ctx) {
+  Twin t(ctx);
+  auto const a = ctx.args();
+  if (a.size() != 5) ctx.fail("ERR job queue: wrong number of arguments");
+  return fetch_jobs(t, a);
+}
+
+inline auto const fetch_script = make_script<std::vector<std::string>>(
+    std::string(kPrelude) + kFetchLua + R"lua(
+if #ARGV ~= 5 then return redis.error_reply('ERR job queue: wrong number of arguments') end
+return fetch(now_ms(), ARGV))lua",
+    [](ScriptContext auto& c) { return fetch_twin(c); });
+
+// ---- finish ----------------------------------------------------------------------------------
+// ARGV: id, token, mode ('c' completed, 'f' failed, 'b' handed back), value (return value or
+// error), retry delay ms for 'f' (-1: no retry), then the fetch arguments (token base, lock ttl,
+// count, rate-limit max, window; count 0: fetch nothing). Reply: the result ('0' the lock is
+// not this token's or has expired: nothing written; '1' done; '2' retried: delayed or waiting
+// again), then, when count > 0, the fetch script's reply for the next job(s): one round trip
+// per job for a busy worker (BullMQ's moveToFinished does the same).
+
+template <class Ctx>
+std::int64_t finish_job(Twin<Ctx>& t, std::span<std::string_view const> a) {
+  Ctx& ctx = t.ctx;
+  std::string_view const id = a[0], mode = a[2];
+  auto const exp = ctx.call(cmd::zscore{t.key(kLocks), id});
+  auto const tok = t.get(id, 'k');
+  if (!tok || *tok != a[1] || !exp || static_cast<std::int64_t>(*exp) < t.now) return 0;
+  ctx.call(cmd::zrem{t.key(kActive), id});
+  ctx.call(cmd::zrem{t.key(kLocks), id});
+  t.del(id, 'k');
+  std::string const now = fmt_int(t.now);
+  if (mode == "b") {
+    t.incr(id, 'a', -1);
+    t.ready(id, true);
+    t.wake();
+    return 1;
+  }
+  if (mode == "c") {
+    std::string const fr = field(id, 'r'), ff = field(id, 'f'), fw = field(id, 'w');
+    ctx.call(cmd::hset{t.key(kJobs), {FieldValue{fr, a[3]}, FieldValue{ff, now},
+                                      FieldValue{fw, "completed"}}});
+    t.keep(t.key(kDone), id, t.keep_spec(id, 'c'));
+    t.metric('c');
+    return 1;
+  }
+  t.incr(id, 'm', 1);
+  t.put(id, 'e', a[3]);
+  std::int64_t const d = to_int(a[4], -1);
+  if (d > 0) {
+    ctx.call(cmd::zadd{.key = t.key(kDelayed),
+                       .members = ScoreMember{static_cast<double>(t.now + d), id}});
+    t.put(id, 'w', "delayed");
+    return 2;
+  }
+  if (d == 0) {
+    t.ready(id, false);
+    t.wake();
+    return 2;
+  }
+  std::string const ff = field(id, 'f'), fw = field(id, 'w');
+  ctx.call(cmd::hset{t.key(kJobs), {FieldValue{ff, now}, FieldValue{fw, "failed"}}});
+  t.keep(t.key(kFailed), id, t.keep_spec(id, 'x'));
+  t.metric('f');
+  return 1;
+}
+
+inline std::vector<std::string> finish_twin(ScriptContext auto& ctx) {
+  Twin t(ctx);
+  auto const a = ctx.args();
+  if (a.size() != 10) ctx.fail("ERR job queue: wrong number of arguments");
+  std::vector<std::string> out = {fmt_int(finish_job(t, a))};
+  if (to_int(a[7]) > 0) {
+    auto more = fetch_jobs(t, a.subspan(5));
+    for (auto& m : more) out.push_back(std::move(m));
+  }
+  return out;
+}
+
+inline auto const finish_script = make_script<std::vector<std::string>>(
+    std::string(kPrelude) + kFetchLua + R"lua(
+if #ARGV ~= 10 then return redis.error_reply('ERR job queue: wrong number of arguments') end
+local now = now_ms()
+local function finish()
+local id, mode = ARGV[1], ARGV[3]
+local exp = tonumber(redis.call('ZSCORE', LOCKS, id))
+if redis.call('HGET', JOBS, F(id, 'k')) ~= ARGV[2] or not exp or exp < now then return 0 end
+redis.call('ZREM', ACTIVE, id)
+redis.call('ZREM', LOCKS, id)
+redis.call('HDEL', JOBS, F(id, 'k'))
+if mode == 'b' then
+  redis.call('HINCRBY', JOBS, F(id, 'a'), -1)
+  ready(id, true)
+  wake()
+  return 1
+end
+if mode == 'c' then
+  redis.call('HSET', JOBS, F(id, 'r'), ARGV[4], F(id, 'f'), fmt('%d', now), F(id, 'w'), 'completed')
+  keep(DONE, id, redis.call('HGET', JOBS, F(id, 'c')) or 'k', now)
+  metric('c', now)
+  return 1
+end
+redis.call('HINCRBY', JOBS, F(id, 'm'), 1)
+redis.call('HSET', JOBS, F(id, 'e'), ARGV[4])
+local d = tonumber(ARGV[5]) or -1
+if d > 0 then
+  redis.call('ZADD', DELAYED, fmt('%d', now + d), id)
+  redis.call('HSET', JOBS, F(id, 'w'), 'delayed')
+  return 2
+elseif d == 0 then
+  ready(id, false)
+  wake()
+  return 2
+end
+redis.call('HSET', JOBS, F(id, 'f'), fmt('%d', now), F(id, 'w'), 'failed')
+keep(FAILED, id, redis.call('HGET', JOBS, F(id, 'x')) or 'k', now)
+metric('f', now)
+return 1
+end
+local out = {fmt('%d', finish())}
+if (tonumber(ARGV[8]) or 0) > 0 then
+  local more = fetch(now, {ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]})
+  for i = 1, #more do out[#out + 1] = more[i] end
+end
+return out)lua",
+    [](ScriptContext auto& c) { return finish_twin(c); });
+
+// ---- renew -----------------------------------------------------------------------------------
+// ARGV: ttl ms, then id / token pairs. Reply: per pair 1 renewed, 0 lost (another token, or
+// expired: the stalled checker may already have moved it).
+
+inline std::vector<std::int64_t> renew_twin(ScriptContext auto& ctx) {
+  Twin t(ctx);
+  auto const a = ctx.args();
+  if (a.empty() || a.size() % 2 != 1) ctx.fail("ERR job queue: wrong number of arguments");
+  std::int64_t const ttl = to_int(a[0]);
+  std::vector<std::int64_t> out;
+  for (std::size_t i = 1; i + 1 < a.size(); i += 2) {
+    auto const exp = ctx.call(cmd::zscore{t.key(kLocks), a[i]});
+    auto const tok = t.get(a[i], 'k');
+    if (tok && *tok == a[i + 1] && exp && static_cast<std::int64_t>(*exp) >= t.now) {
+      ctx.call(cmd::zadd{.key = t.key(kLocks),
+                         .members = ScoreMember{static_cast<double>(t.now + ttl), a[i]}});
+      out.push_back(1);
+    } else {
+      out.push_back(0);
+    }
+  }
+  return out;
+}
+
+inline auto const renew_script = make_script<std::vector<std::int64_t>>(
+    std::string(kPrelude) + R"lua(
+if #ARGV % 2 ~= 1 then return redis.error_reply('ERR job queue: wrong number of arguments') end
+local now = now_ms()
+local ttl = tonumber(ARGV[1])
+local out = {}
+for i = 2, #ARGV, 2 do
+  local id = ARGV[i]
+  local exp = tonumber(redis.call('ZSCORE', LOCKS, id))
+  if redis.call('HGET', JOBS, F(id, 'k')) == ARGV[i + 1] and exp and exp >= now then
+    redis.call('ZADD', LOCKS, fmt('%d', now + ttl), id)
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out)lua",
+    [](ScriptContext auto& c) { return renew_twin(c); });
+
+// ---- stalled ---------------------------------------------------------------------------------
+// Active jobs whose lock expired go back to waiting (first in line), or to failed once they
+// stalled more than max_stalled_count times. ARGV: max_stalled_count, limit. Reply: id / new
+// state ('waiting' | 'failed' | 'prioritized') pairs.
+
+inline constexpr std::string_view kStalledReason = "job stalled more than max_stalled_count";
+
+inline std::vector<std::string> stalled_twin(ScriptContext auto& ctx) {
+  Twin t(ctx);
+  auto const a = ctx.args();
+  if (a.size() != 2) ctx.fail("ERR job queue: wrong number of arguments");
+  std::int64_t const max = to_int(a[0], 1);
+  auto const ids = ctx.call(cmd::zrange_by_score{.key = t.key(kLocks),
+                                                 .min = ScoreBound::neg_inf(),
+                                                 .max = ScoreBound::excl(static_cast<double>(t.now)),
+                                                 .limit = RangeLimit{0, to_int(a[1], 1000)}});
+  std::vector<std::string> out;
+  std::string const now = fmt_int(t.now);
+  for (auto const& id : ids) {
+    ctx.call(cmd::zrem{t.key(kLocks), id});
+    if (ctx.call(cmd::zrem{t.key(kActive), id}) != 1) continue;
+    t.del(id, 'k');
+    std::int64_t const s = t.incr(id, 's', 1);
+    out.push_back(id);
+    if (s > max) {
+      t.incr(id, 'm', 1);
+      std::string const fe = field(id, 'e'), ff = field(id, 'f'), fw = field(id, 'w');
+      ctx.call(cmd::hset{t.key(kJobs), {FieldValue{fe, kStalledReason}, FieldValue{ff, now},
+                                        FieldValue{fw, "failed"}}});
+      t.keep(t.key(kFailed), id, t.keep_spec(id, 'x'));
+      t.metric('f');
+      out.push_back("failed");
+    } else {
+      t.ready(id, true);
+      out.push_back("waiting");
+    }
+  }
+  if (!out.empty()) t.wake();
+  return out;
+}
+
+inline auto const stalled_script = make_script<std::vector<std::string>>(
+    std::string(kPrelude) + R"lua(
+if #ARGV ~= 2 then return redis.error_reply('ERR job queue: wrong number of arguments') end
+local now = now_ms()
+local max = tonumber(ARGV[1]) or 1
+local ids = redis.call('ZRANGEBYSCORE', LOCKS, '-inf', '(' .. fmt('%d', now), 'LIMIT', 0,
+  tonumber(ARGV[2]) or 1000)
+local out = {}
+for i = 1, #ids do
+  local id = ids[i]
+  redis.call('ZREM', LOCKS, id)
+  if redis.call('ZREM', ACTIVE, id) == 1 then
+    redis.call('HDEL', JOBS, F(id, 'k'))
+    local s = redis.call('HINCRBY', JOBS, F(id, 's'), 1)
+    out[#out + 1] = id
+    if s > max then
+      redis.call('HINCRBY', JOBS, F(id, 'm'), 1)
+      redis.call('HSET', JOBS, F(id, 'e'), 'job stalled more than max_stalled_count',
+        F(id, 'f'), fmt('%d', now), F(id, 'w'), 'failed')
+      keep(FAILED, id, redis.call('HGET', JOBS, F(id, 'x')) or 'k', now)
+      metric('f', now)
+      out[#out + 1] = 'failed'
+    else
+      ready(id, true)
+      out[#out + 1] = 'waiting'
+    end
+  end
+end
+if #out > 0 then wake() end
+return out)lua",
+    [](ScriptContext auto& c) { return stalled_twin(c); });
+
+// ---- admin -----------------------------------------------------------------------------------
+// ARGV[1] the operation:
+//   promote <id>                   delayed -> ready; 1, or 0 when not delayed
+//   retry <count>                  up to count failed jobs -> ready (attempts reset); how many
+//   remove <id>                    1 removed, 0 no such job, -1 active under a live lock
+//   clean <completed|failed> <grace ms> <limit>   finished before now - grace; how many
+//   drain <with delayed: 1|0>      removes every ready (and delayed) job; how many
+//   obliterate <force: 1|0>        deletes every key of the queue; -1 (nothing done) when jobs
+//                                  are active and not forced
+//   progress <id> <token> <value>  sets the progress of an active job; 1, or 0 lock lost
+
+inline std::int64_t admin_twin(ScriptContext auto& ctx) {
+  Twin t(ctx);
+  auto const a = ctx.args();
+  if (a.empty()) ctx.fail("ERR job queue: wrong number of arguments");
+  std::string_view const op = a[0];
+  auto need = [&](std::size_t n) {
+    if (a.size() != n) ctx.fail("ERR job queue: wrong number of arguments");
+  };
+  if (op == "promote") {
+    need(2);
+    if (ctx.call(cmd::zrem{t.key(kDelayed), a[1]}) == 0) return 0;
+    t.ready(a[1], false);
+    t.wake();
+    return 1;
+  }
+  if (op == "retry") {
+    need(2);
+    auto const ids = ctx.call(cmd::zrange{.key = t.key(kFailed), .start = 0, .stop = to_int(a[1], 1000) - 1});
+    for (auto const& id : ids) {
+      ctx.call(cmd::zrem{t.key(kFailed), id});
+      std::string const fm = field(id, 'm'), fs = field(id, 's'), ff = field(id, 'f'),
+                        fe = field(id, 'e');
+      ctx.call(cmd::hset{t.key(kJobs), {FieldValue{fm, "0"}, FieldValue{fs, "0"}}});
+      ctx.call(cmd::hdel{t.key(kJobs), {ff, fe}});
+      t.ready(id, false);
+    }
+    if (!ids.empty()) t.wake();
+    return static_cast<std::int64_t>(ids.size());
+  }
+  if (op == "remove") {
+    need(2);
+    std::string_view const id = a[1];
+    if (!ctx.call(cmd::hexists{t.key(kJobs), field(id, 'n')})) return 0;
+    auto const exp = ctx.call(cmd::zscore{t.key(kLocks), id});
+    if (exp && static_cast<std::int64_t>(*exp) >= t.now) return -1;
+    ctx.call(cmd::lrem{t.key(kWait), 0, id});
+    for (Key k : {kPrio, kDelayed, kActive, kDone, kFailed, kLocks}) ctx.call(cmd::zrem{t.key(k), id});
+    t.erase(id);
+    return 1;
+  }
+  if (op == "clean") {
+    need(4);
+    std::string_view const set = a[1] == "failed" ? t.key(kFailed) : t.key(kDone);
+    auto const ids = ctx.call(cmd::zrange_by_score{
+        .key = set,
+        .min = ScoreBound::neg_inf(),
+        .max = ScoreBound::incl(static_cast<double>(t.now - to_int(a[2]))),
+        .limit = RangeLimit{0, to_int(a[3])}});
+    for (auto const& id : ids) {
+      ctx.call(cmd::zrem{set, id});
+      t.erase(id);
+    }
+    return static_cast<std::int64_t>(ids.size());
+  }
+  if (op == "drain") {
+    need(2);
+    std::int64_t n = 0;
+    for (auto const& id : ctx.call(cmd::lrange{t.key(kWait), 0, -1})) {
+      t.erase(id);
+      ++n;
+    }
+    for (auto const& id : ctx.call(cmd::zrange{.key = t.key(kPrio)})) {
+      t.erase(id);
+      ++n;
+    }
+    ctx.call(cmd::del{{t.key(kWait), t.key(kPrio)}});
+    if (a[1] == "1") {
+      for (auto const& id : ctx.call(cmd::zrange{.key = t.key(kDelayed)})) {
+        t.erase(id);
+        ++n;
+      }
+      ctx.call(cmd::del{t.key(kDelayed)});
+    }
+    return n;
+  }
+  if (op == "obliterate") {
+    need(2);
+    if (a[1] != "1" && ctx.call(cmd::zcard{t.key(kActive)}) > 0) return -1;
+    std::vector<std::string_view> const all(t.k.begin(), t.k.end());
+    ctx.call(cmd::del{all});
+    return 1;
+  }
+  if (op == "progress") {
+    need(4);
+    auto const tok = t.get(a[1], 'k');
+    if (!tok || *tok != a[2]) return 0;
+    t.put(a[1], 'p', a[3]);
+    return 1;
+  }
+  ctx.fail("ERR job queue: unknown operation");
+  return 0;
+}
+
+inline auto const admin_script = make_script<std::int64_t>(
+    std::string(kPrelude) + R"lua(
+local op = ARGV[1]
+local now = now_ms()
+local function need(n)
+  if #ARGV ~= n then error({err = 'ERR job queue: wrong number of arguments'}) end
+end
+if op == 'promote' then
+  need(2)
+  if redis.call('ZREM', DELAYED, ARGV[2]) == 0 then return 0 end
+  ready(ARGV[2], false)
+  wake()
+  return 1
+elseif op == 'retry' then
+  need(2)
+  local ids = redis.call('ZRANGE', FAILED, 0, (tonumber(ARGV[2]) or 1000) - 1)
+  for i = 1, #ids do
+    local id = ids[i]
+    redis.call('ZREM', FAILED, id)
+    redis.call('HSET', JOBS, F(id, 'm'), '0', F(id, 's'), '0')
+    redis.call('HDEL', JOBS, F(id, 'f'), F(id, 'e'))
+    ready(id, false)
+  end
+  if #ids > 0 then wake() end
+  return #ids
+elseif op == 'remove' then
+  need(2)
+  local id = ARGV[2]
+  if redis.call('HEXISTS', JOBS, F(id, 'n')) == 0 then return 0 end
+  local exp = tonumber(redis.call('ZSCORE', LOCKS, id))
+  if exp and exp >= now then return -1 end
+  redis.call('LREM', WAIT, 0, id)
+  for _, k in ipairs({PRIO, DELAYED, ACTIVE, DONE, FAILED, LOCKS}) do redis.call('ZREM', k, id) end
+  erase(id)
+  return 1
+elseif op == 'clean' then
+  need(4)
+  local set = DONE
+  if ARGV[2] == 'failed' then set = FAILED end
+  local ids = redis.call('ZRANGEBYSCORE', set, '-inf', fmt('%d', now - tonumber(ARGV[3])), 'LIMIT', 0,
+    tonumber(ARGV[4]))
+  for i = 1, #ids do
+    redis.call('ZREM', set, ids[i])
+    erase(ids[i])
+  end
+  return #ids
+elseif op == 'drain' then
+  need(2)
+  local n = 0
+  local w = redis.call('LRANGE', WAIT, 0, -1)
+  for i = 1, #w do erase(w[i]) n = n + 1 end
+  local p = redis.call('ZRANGE', PRIO, 0, -1)
+  for i = 1, #p do erase(p[i]) n = n + 1 end
+  redis.call('DEL', WAIT, PRIO)
+  if ARGV[2] == '1' then
+    local d = redis.call('ZRANGE', DELAYED, 0, -1)
+    for i = 1, #d do erase(d[i]) n = n + 1 end
+    redis.call('DEL', DELAYED)
+  end
+  return n
+elseif op == 'obliterate' then
+  need(2)
+  if ARGV[2] ~= '1' and redis.call('ZCARD', ACTIVE) > 0 then return -1 end
+  redis.call('DEL', WAIT, PRIO, DELAYED, ACTIVE, DONE, FAILED, JOBS, META, LOCKS, MARKER, SINK, LIMIT,
+    METRICS, MINDEX)
+  return 1
+elseif op == 'progress' then
+  need(4)
+  if redis.call('HGET', JOBS, F(ARGV[2], 'k')) ~= ARGV[3] then return 0 end
+  redis.call('HSET', JOBS, F(ARGV[2], 'p'), ARGV[4])
+  return 1
+end
+return redis.error_reply('ERR job queue: unknown operation'))lua",
+    [](ScriptContext auto& c) { return admin_twin(c); });
+
+// ---- coroutine plumbing (as UserCache's) -------------------------------------------------------
+
+[[noreturn]] inline void fail(Error e, std::string const& what) {
+  throw boost::system::system_error(make_error_code(e), what);
+}
+
+inline error_code to_error(std::exception_ptr const& e) {
+  if (!e) return {};
+  try {
+    std::rethrow_exception(e);
+  } catch (boost::system::system_error const& x) {
+    return x.code();
+  } catch (...) {
+    return make_error_code(Error::operation_threw);
+  }
+}
+
+template <class R>
+struct SigOf {
+  using type = void(error_code, R);
+};
+template <>
+struct SigOf<void> {
+  using type = void(error_code);
+};
+
+template <class R>
+struct SpawnDone {
+  using Sig = typename SigOf<R>::type;
+  AnyHandler<Sig> handler;
+  boost::asio::any_io_executor ex;
+  using cancellation_slot_type = boost::asio::cancellation_slot;
+  cancellation_slot_type get_cancellation_slot() const noexcept {
+    return handler.cancellation_slot();
+  }
+  void operator()(std::exception_ptr e) { post_handler(ex, std::move(handler), to_error(e)); }
+  template <class V>
+  void operator()(std::exception_ptr e, V v) {
+    post_handler(ex, std::move(handler), to_error(e), std::move(v));
+  }
+};
+
+/// An operation that runs the coroutine `make()` on `ex`; the handler is erased first, so each
+/// operation's coroutine is compiled once per backend, whatever the token.
+template <class R, class Token, class Make>
+auto spawn(boost::asio::any_io_executor const& ex, Token&& token, Make make) {
+  using Sig = typename SpawnDone<R>::Sig;
+  return boost::asio::async_initiate<Token, Sig>(
+      [](auto handler, boost::asio::any_io_executor ex, Make make) {
+        SpawnDone<R> done{AnyHandler<Sig>(std::move(handler)), ex};
+        boost::asio::co_spawn(ex, std::move(make)(), std::move(done));
+      },
+      token, ex, std::move(make));
+}
+
+inline constexpr auto tuple_awaitable = boost::asio::as_tuple(boost::asio::use_awaitable);
+
+/// A job from get_job's HMGET (fields n d o y t w a m s b f p r e c x).
+inline constexpr std::array<char, 16> kReadFields = {'n', 'd', 'o', 'y', 't', 'w', 'a', 'm',
+                                                     's', 'b', 'f', 'p', 'r', 'e', 'c', 'x'};
+inline std::optional<Job> job_of(std::string id, std::vector<std::optional<std::string>>& h) {
+  if (h.size() != kReadFields.size() || !h[0]) return std::nullopt;
+  Job j;
+  j.id = std::move(id);
+  j.name = std::move(*h[0]);
+  j.payload = h[1].value_or("");
+  decode_options(h[2].value_or(""), j.options);
+  j.options.priority = to_int_opt(h[3]);
+  j.timestamp = to_int_opt(h[4]);
+  j.state = state_of(h[5].value_or(""));
+  j.attempts_started = to_int_opt(h[6]);
+  j.attempts_made = to_int_opt(h[7]);
+  j.stalled_count = to_int_opt(h[8]);
+  j.processed_on = to_int_opt(h[9]);
+  j.finished_on = to_int_opt(h[10]);
+  j.progress = h[11].value_or("");
+  j.return_value = h[12].value_or("");
+  j.failed_reason = h[13].value_or("");
+  j.options.remove_on_complete = decode_keep(h[14].value_or("k"));
+  j.options.remove_on_fail = decode_keep(h[15].value_or("k"));
+  if (j.id.find_first_not_of("0123456789") != std::string::npos) j.options.job_id = j.id;
+  return j;
+}
+
+}  // namespace detail::jobq
+
+/// Seed 002's job queue over any Backend (see the top of this file). Codec encodes the data
+/// that async_add takes (Job::data<T>(codec) decodes it).
+template <Backend B, class Codec = JsonCodec>
+class JobQueue {
+  using error_code = boost::system::error_code;
+  template <class X>
+  using awaitable = boost::asio::awaitable<X>;
+  using BoolSig = void(error_code, bool);
+  using IntSig = void(error_code, std::int64_t);
+  using JobSig = void(error_code, std::optional<Job>);
+
+ public:
+  using executor_type = typename B::executor_type;
+  using backend_type = B;
+  using codec_type = Codec;
+
+  /// The queue `name` (not empty, no '{' or '}'; else rediskit::Exception with
+  /// Error::invalid_config) on `backend`, which must outlive it.
+  JobQueue(B& backend, std::string name, JobQueueOptions options = {}, Codec codec = {})
+      : backend_(&backend), name_(std::move(name)), options_(std::move(options)),
+        codec_(std::move(codec)) {
+    if (name_.empty() || name_.find_first_of("{}") != std::string::npos ||
+        options_.prefix.find_first_of("{}") != std::string::npos)
+      throw Exception(make_error_code(Error::invalid_config),
+                      "JobQueue: the name must be non-empty and hold no '{' or '}'");
+    tag_ = "{" + (options_.prefix.empty() ? name_ : options_.prefix + ":" + name_) + "}";
+    for (std::size_t i = 0; i < detail::jobq::kKeyCount; ++i)
+      keys_[i] = tag_ + ":" + std::string(detail::jobq::kKeySuffix[i]);
+    for (std::size_t i = 0; i < detail::jobq::kKeyCount; ++i) key_views_[i] = keys_[i];
+  }
+  JobQueue(JobQueue const&) = delete;
+  JobQueue& operator=(JobQueue const&) = delete;
+
+  executor_type get_executor() const noexcept { return backend_->get_executor(); }
+  B& backend() const noexcept { return *backend_; }
+  Codec const& codec() const noexcept { return codec_; }
+  std::string const& name() const noexcept { return name_; }
+  /// "{queue:<name>}": the hash tag of every key.
+  std::string const& tag() const noexcept { return tag_; }
+  /// The key `{queue:<name>}:<suffix>` (wait, prioritized, delayed, active, completed, failed,
+  /// jobs, meta, locks, marker, marker-sink, limiter).
+  std::string key(std::string_view suffix) const { return tag_ + ":" + std::string(suffix); }
+  /// Every key, in the scripts' order (see detail::jobq::Key).
+  std::span<std::string_view const> keys() const noexcept { return key_views_; }
+
+  /// A job for async_add_bulk: `data` encoded by the codec.
+  template <class T>
+  NewJob make_job(std::string name, T const& data, JobOptions options = {}) const {
+    std::string payload;
+    codec_.encode(data, payload);
+    return NewJob(std::move(name), std::move(payload), std::move(options));
+  }
+
+  /// seed: queue.add(name, data, opts). Handler: void(error_code, AddResult). One script.
+  template <class T, class Token = boost::asio::deferred_t>
+  auto async_add(std::string name, T const& data, JobOptions options = {}, Token&& token = {}) {
+    std::vector<NewJob> one;
+    one.push_back(make_job(std::move(name), data, std::move(options)));
+    return detail::jobq::spawn<AddResult>(
+        get_executor(), std::forward<Token>(token), [this, one = std::move(one)]() mutable {
+          return add_one(std::move(one));
+        });
+  }
+
+  /// seed: queue.addBulk(jobs). All or none: a bad job fails the bulk before anything is
+  /// written; then one round trip (one script per job). Handler: void(error_code,
+  /// std::vector<AddResult>) in the order of `jobs`.
+  template <class Token = boost::asio::deferred_t>
+  auto async_add_bulk(std::vector<NewJob> jobs, Token&& token = {}) {
+    return detail::jobq::spawn<std::vector<AddResult>>(
+        get_executor(), std::forward<Token>(token),
+        [this, jobs = std::move(jobs)]() mutable { return add(std::move(jobs)); });
+  }
+
+  /// seed: queue.pause(): workers fetch nothing until async_resume. Handler: void(error_code).
+  template <class Token = boost::asio::deferred_t>
+  auto async_pause(Token&& token = {}) {
+    return detail::jobq::spawn<void>(get_executor(), std::forward<Token>(token),
+                                     [this] { return set_paused(true); });
+  }
+  /// seed: queue.resume(); wakes idle workers. Handler: void(error_code).
+  template <class Token = boost::asio::deferred_t>
+  auto async_resume(Token&& token = {}) {
+    return detail::jobq::spawn<void>(get_executor(), std::forward<Token>(token),
+                                     [this] { return set_paused(false); });
+  }
+  /// Handler: void(error_code, bool).
+  template <class Token = boost::asio::deferred_t>
+  auto async_is_paused(Token&& token = {}) {
+    return detail::initiate<BoolSig>(token, [this](auto handler) {
+      backend_->async_exec(cmd::hexists{keys_[detail::jobq::kMeta], "paused"},
+                           detail::AnyHandler<BoolSig>(std::move(handler)));
+    });
+  }
+
+  /// seed: queue statistics (getJobCounts). One transaction. Handler: void(error_code,
+  /// JobCounts).
+  template <class Token = boost::asio::deferred_t>
+  auto async_get_job_counts(Token&& token = {}) {
+    return detail::jobq::spawn<JobCounts>(get_executor(), std::forward<Token>(token),
+                                          [this] { return counts(); });
+  }
+
+  /// The job, or nullopt when there is none. One HMGET. Handler: void(error_code,
+  /// std::optional<Job>).
+  template <class Token = boost::asio::deferred_t>
+  auto async_get_job(std::string id, Token&& token = {}) {
+    return detail::initiate<JobSig>(token, [this, id = std::move(id)](auto handler) mutable {
+      start_get_job(std::move(id), detail::AnyHandler<JobSig>(std::move(handler)));
+    });
+  }
+
+  /// A page of the jobs in `state`: `count` jobs from position `cursor` (0 first), in the order
+  /// they will run (waiting, prioritized, delayed), started (active), or newest first
+  /// (completed, failed); JobState::paused lists the wait list too. next_cursor is 0 after the
+  /// last page. Two round trips; a job that moves between them is left out. Handler:
+  /// void(error_code, JobPage).
+  template <class Token = boost::asio::deferred_t>
+  auto async_get_jobs(JobState state, std::int64_t cursor, std::int64_t count, Token&& token = {}) {
+    return detail::jobq::spawn<JobPage>(
+        get_executor(), std::forward<Token>(token),
+        [this, state, cursor, count] { return get_jobs(state, cursor, count); });
+  }
+
+  /// Removes a job that is not locked by a worker. Handler: void(error_code, bool): true when
+  /// removed; false when there is no such job. An active job under a live lock is not removed
+  /// (Error::invalid_argument).
+  template <class Token = boost::asio::deferred_t>
+  auto async_remove(std::string id, Token&& token = {}) {
+    bool const bad = id.empty();
+    return admin_op<BoolSig>({"remove", std::move(id)}, bad, AdminFlag{true}, token);
+  }
+
+  /// Failed jobs (the oldest `count`) back to waiting, with their attempts reset (BullMQ's
+  /// retryJobs). Handler: void(error_code, std::int64_t): how many.
+  template <class Token = boost::asio::deferred_t>
+  auto async_retry_jobs(std::int64_t count = 1000, Token&& token = {}) {
+    return admin_op<IntSig>({"retry", std::to_string(count)}, count < 1, AdminCount{}, token);
+  }
+
+  /// A delayed job to waiting now. Handler: void(error_code, bool): false when it is not
+  /// delayed.
+  template <class Token = boost::asio::deferred_t>
+  auto async_promote(std::string id, Token&& token = {}) {
+    bool const bad = id.empty();
+    return admin_op<BoolSig>({"promote", std::move(id)}, bad, AdminFlag{false}, token);
+  }
+
+  /// Removes up to `limit` completed or failed jobs that finished at least `grace` ago (BullMQ's
+  /// clean; state: JobState::completed or JobState::failed). Handler: void(error_code,
+  /// std::int64_t): how many.
+  template <class Token = boost::asio::deferred_t>
+  auto async_clean(std::chrono::milliseconds grace, std::int64_t limit, JobState state,
+                   Token&& token = {}) {
+    bool const bad = grace.count() < 0 || limit < 1 ||
+                     (state != JobState::completed && state != JobState::failed);
+    return admin_op<IntSig>({"clean", std::string(to_string(state)), std::to_string(grace.count()),
+                             std::to_string(limit)},
+                            bad, AdminCount{}, token);
+  }
+
+  /// Removes every waiting and prioritized job (and delayed ones with `delayed`); active,
+  /// completed and failed jobs stay. Handler: void(error_code, std::int64_t): how many.
+  template <class Token = boost::asio::deferred_t>
+  auto async_drain(bool delayed = false, Token&& token = {}) {
+    return admin_op<IntSig>({"drain", delayed ? "1" : "0"}, false, AdminCount{}, token);
+  }
+
+  /// Deletes the queue: every key. With jobs active and !force it fails with
+  /// Error::invalid_argument and deletes nothing. Handler: void(error_code).
+  template <class Token = boost::asio::deferred_t>
+  auto async_obliterate(bool force = false, Token&& token = {}) {
+    return detail::jobq::spawn<void>(get_executor(), std::forward<Token>(token),
+                                     [this, force] { return obliterate(force); });
+  }
+
+  /// Moves the active jobs whose lock expired back to waiting (or to failed after
+  /// `max_stalled_count` stalls). Workers run this on their own; here for tools and tests.
+  /// Handler: void(error_code, std::vector<std::pair<std::string, JobState>>): the jobs moved.
+  template <class Token = boost::asio::deferred_t>
+  auto async_check_stalled(std::int64_t max_stalled_count = 1, Token&& token = {}) {
+    return detail::jobq::spawn<std::vector<std::pair<std::string, JobState>>>(
+        get_executor(), std::forward<Token>(token),
+        [this, max_stalled_count] { return check_stalled(max_stalled_count); });
+  }
+
+  /// Jobs completed (state JobState::completed) or failed for good (JobState::failed) per minute
+  /// of server time, for the last `minutes` minutes (1 to 1440), the current minute first; kept
+  /// in Redis for 24 hours (`{queue:<n>}:metrics`, pruned as jobs finish). Two round trips.
+  /// Handler: void(error_code, std::vector<std::int64_t>).
+  template <class Token = boost::asio::deferred_t>
+  auto async_get_metrics(JobState state, std::int64_t minutes, Token&& token = {}) {
+    return detail::jobq::spawn<std::vector<std::int64_t>>(
+        get_executor(), std::forward<Token>(token),
+        [this, state, minutes] { return metrics(state, minutes); });
+  }
+
+  /// The counts per state and the jobs completed and failed in the last 1, 5 and 15 minutes
+  /// (the current minute included), in Prometheus' text format:
+  ///   rediskit_job_queue_jobs{queue="email",state="waiting"} 3
+  ///   rediskit_job_queue_finished{queue="email",result="completed",window="5m"} 120
+  /// Handler: void(error_code, std::string).
+  template <class Token = boost::asio::deferred_t>
+  auto async_get_prometheus_text(Token&& token = {}) {
+    return detail::jobq::spawn<std::string>(get_executor(), std::forward<Token>(token),
+                                            [this] { return prometheus(); });
+  }
+
+  // ---- used by Worker --------------------------------------------------------------------------
+
+  /// The stalled script (one round trip).
+  awaitable<std::vector<std::pair<std::string, JobState>>> check_stalled(std::int64_t max) {
+    if (max < 0) detail::jobq::fail(Error::invalid_argument, "max_stalled_count is negative");
+    std::string const m = std::to_string(max), limit = "1000";
+    std::array<std::string_view, 2> const args = {m, limit};
+    auto r = co_await backend_->async_exec(detail::jobq::stalled_script(key_views_, args),
+                                           boost::asio::use_awaitable);
+    std::vector<std::pair<std::string, JobState>> out;
+    for (std::size_t i = 0; i + 1 < r.size(); i += 2)
+      out.emplace_back(std::move(r[i]), detail::jobq::state_of(r[i + 1]));
+    co_return out;
+  }
+
+ private:
+  static void check(JobOptions const& o) {
+    if (auto p = o.problem(); !p.empty()) detail::jobq::fail(Error::invalid_argument, "JobOptions: " + p);
+  }
+
+  awaitable<AddResult> add_one(std::vector<NewJob> one) {
+    auto r = co_await add(std::move(one));
+    co_return std::move(r.at(0));
+  }
+
+  awaitable<std::vector<AddResult>> add(std::vector<NewJob> jobs) {
+    for (auto const& j : jobs) check(j.options);
+    std::vector<AddResult> out;
+    if (jobs.empty()) co_return out;
+    // The arguments of every script, alive until the reply (the commands view them).
+    std::vector<std::array<std::string, 9>> args(jobs.size());
+    std::vector<std::array<std::string_view, 9>> views(jobs.size());
+    using Cmd = decltype(detail::jobq::add_script(key_views_, {}));
+    std::vector<Cmd> cmds;
+    cmds.reserve(jobs.size());
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      auto const& j = jobs[i];
+      auto& a = args[i];
+      a[0] = j.options.job_id.value_or("");
+      a[1] = j.name;
+      a[2] = j.payload;
+      a[3] = detail::jobq::encode_options(j.options);
+      a[4] = std::to_string(j.options.priority);
+      a[5] = std::to_string(j.options.delay.count());
+      a[6] = j.options.lifo ? "1" : "0";
+      a[7] = j.options.remove_on_complete.spec();
+      a[8] = j.options.remove_on_fail.spec();
+      for (std::size_t k = 0; k < 9; ++k) views[i][k] = a[k];
+      cmds.push_back(detail::jobq::add_script(key_views_, views[i]));
+    }
+    auto replies = co_await backend_->async_exec(cmds, boost::asio::use_awaitable);
+    out.reserve(replies.size());
+    for (auto& r : replies) {
+      if (r.size() != 2) detail::jobq::fail(Error::incompatible_size, "add: unexpected reply");
+      out.push_back(AddResult{std::move(r[0]), r[1] == "1"});
+    }
+    co_return out;
+  }
+
+  awaitable<void> set_paused(bool paused) {
+    auto const& k = keys_;
+    if (paused) {
+      co_await backend_->async_exec(cmd::hset{k[detail::jobq::kMeta], FieldValue{"paused", "1"}},
+                                    boost::asio::use_awaitable);
+    } else {
+      auto t = transaction(cmd::hdel{k[detail::jobq::kMeta], "paused"},
+                           cmd::lpush{k[detail::jobq::kMarker], "1"},
+                           cmd::ltrim{k[detail::jobq::kMarker], 0, detail::jobq::kMarkerCap - 1});
+      co_await backend_->async_exec(t, boost::asio::use_awaitable);
+    }
+  }
+
+  awaitable<JobCounts> counts() {
+    using namespace detail::jobq;
+    auto const& k = keys_;
+    auto t = transaction(cmd::llen{k[kWait]}, cmd::zcard{k[kActive]}, cmd::zcard{k[kDelayed]},
+                         cmd::zcard{k[kPrio]}, cmd::zcard{k[kDone]}, cmd::zcard{k[kFailed]},
+                         cmd::hexists{k[kMeta], "paused"});
+    auto r = co_await backend_->async_exec(t, boost::asio::use_awaitable);
+    JobCounts c;
+    bool const paused = std::get<6>(r);
+    (paused ? c.paused : c.waiting) = std::get<0>(r);
+    c.active = std::get<1>(r);
+    c.delayed = std::get<2>(r);
+    c.prioritized = std::get<3>(r);
+    c.completed = std::get<4>(r);
+    c.failed = std::get<5>(r);
+    co_return c;
+  }
+
+  static std::vector<std::string> read_fields(std::string_view id) {
+    std::vector<std::string> f;
+    f.reserve(detail::jobq::kReadFields.size());
+    for (char c : detail::jobq::kReadFields) f.push_back(detail::jobq::field(id, c));
+    return f;
+  }
+
+  struct JobMap {
+    std::string id;
+    std::optional<Job> operator()(error_code& ec, std::vector<std::optional<std::string>> h) {
+      if (ec) return std::nullopt;
+      return detail::jobq::job_of(std::move(id), h);
+    }
+  };
+
+  void start_get_job(std::string id, detail::AnyHandler<JobSig> handler) {
+    if (id.empty())
+      return detail::post_handler(backend_->get_executor(), std::move(handler),
+                                  make_error_code(Error::invalid_argument), std::optional<Job>());
+    auto const f = read_fields(id);
+    backend_->async_exec(cmd::hmget{keys_[detail::jobq::kJobs], f},
+                         detail::ThenHandler<detail::AnyHandler<JobSig>, JobMap>{
+                             std::move(handler), JobMap{std::move(id)}});
+  }
+
+  // The admin script's reply as a count, or as a flag (remove: -1, a live lock, is an error).
+  struct AdminCount {
+    std::int64_t operator()(error_code&, std::int64_t r) const { return r; }
+  };
+  struct AdminFlag {
+    bool remove = false;
+    bool operator()(error_code& ec, std::int64_t r) const {
+      if (!ec && remove && r < 0) ec = make_error_code(Error::invalid_argument);
+      return !ec && r == 1;
+    }
+  };
+
+  // One admin script, no coroutine: `args` are its ARGV; `bad`: fail with invalid_argument and
+  // send nothing.
+  template <class Sig, class Map, class Token>
+  auto admin_op(std::vector<std::string> args, bool bad, Map map, Token& token) {
+    return detail::initiate<Sig>(token, [this, args = std::move(args), bad, map](auto handler) {
+      start_admin<Sig>(args, bad, map, detail::AnyHandler<Sig>(std::move(handler)));
+    });
+  }
+
+  template <class Sig, class Map>
+  void start_admin(std::vector<std::string> const& args, bool bad, Map map,
+                   detail::AnyHandler<Sig> handler) {
+    using R = std::invoke_result_t<Map&, error_code&, std::int64_t>;
+    if (bad)
+      return detail::post_handler(backend_->get_executor(), std::move(handler),
+                                  make_error_code(Error::invalid_argument), R{});
+    std::vector<std::string_view> const v(args.begin(), args.end());
+    backend_->async_exec(detail::jobq::admin_script(key_views_, v),
+                         detail::ThenHandler<detail::AnyHandler<Sig>, Map>{std::move(handler), map});
+  }
+
+  awaitable<JobPage> get_jobs(JobState state, std::int64_t cursor, std::int64_t count) {
+    using namespace detail::jobq;
+    if (cursor < 0 || count < 1)
+      fail(Error::invalid_argument, "async_get_jobs: cursor below 0 or count below 1");
+    std::vector<std::string> ids;
+    std::int64_t const last = cursor + count - 1;
+    switch (state) {
+      case JobState::waiting:
+      case JobState::paused:
+        // Taken from the right: the next to run is the last element.
+        ids = co_await backend_->async_exec(cmd::lrange{keys_[kWait], -1 - last, -1 - cursor},
+                                            boost::asio::use_awaitable);
+        std::reverse(ids.begin(), ids.end());
+        break;
+      case JobState::active:
+      case JobState::delayed:
+      case JobState::prioritized:
+      case JobState::completed:
+      case JobState::failed: {
+        Key const k = state == JobState::active     ? kActive
+                      : state == JobState::delayed  ? kDelayed
+                      : state == JobState::prioritized ? kPrio
+                      : state == JobState::completed ? kDone
+                                                     : kFailed;
+        bool const rev = state == JobState::completed || state == JobState::failed;
+        ids = co_await backend_->async_exec(
+            cmd::zrange{.key = keys_[k], .start = cursor, .stop = last, .rev = rev},
+            boost::asio::use_awaitable);
+        break;
+      }
+      default:
+        fail(Error::invalid_argument, "async_get_jobs: no listing for that state");
+    }
+    JobPage page;
+    page.next_cursor = static_cast<std::int64_t>(ids.size()) == count ? cursor + count : 0;
+    if (ids.empty()) co_return page;
+    std::vector<std::vector<std::string>> fields;
+    fields.reserve(ids.size());
+    std::vector<cmd::hmget> cmds;
+    cmds.reserve(ids.size());
+    for (auto const& id : ids) {
+      fields.push_back(read_fields(id));
+      cmds.push_back(cmd::hmget{keys_[kJobs], fields.back()});
+    }
+    auto hs = co_await backend_->async_exec(cmds, boost::asio::use_awaitable);
+    for (std::size_t i = 0; i < ids.size() && i < hs.size(); ++i)
+      if (auto j = job_of(std::move(ids[i]), hs[i])) page.jobs.push_back(std::move(*j));
+    co_return page;
+  }
+
+  awaitable<std::int64_t> admin(std::span<std::string_view const> args) {
+    co_return co_await backend_->async_exec(detail::jobq::admin_script(key_views_, args),
+                                            boost::asio::use_awaitable);
+  }
+
+  awaitable<std::int64_t> admin_int(std::string op, std::string arg) {
+    std::array<std::string_view, 2> const a = {op, arg};
+    co_return co_await admin(a);
+  }
+
+  awaitable<std::vector<std::int64_t>> metrics(JobState state, std::int64_t minutes) {
+    using namespace detail::jobq;
+    if ((state != JobState::completed && state != JobState::failed) || minutes < 1 ||
+        minutes > kMetricMinutes)
+      fail(Error::invalid_argument,
+           "async_get_metrics: a state other than completed or failed, or minutes outside "
+           "[1, 1440]");
+    auto const t = co_await backend_->async_exec(cmd::time{}, boost::asio::use_awaitable);
+    std::int64_t const now = (t.first * 1000 + t.second / 1000) / 60000;
+    char const kind = state == JobState::completed ? 'c' : 'f';
+    std::vector<std::string> fields;
+    fields.reserve(static_cast<std::size_t>(minutes));
+    for (std::int64_t i = 0; i < minutes; ++i)
+      fields.push_back(std::string(1, kind) + std::to_string(now - i));
+    auto const h = co_await backend_->async_exec(cmd::hmget{keys_[kMetrics], fields},
+                                                 boost::asio::use_awaitable);
+    std::vector<std::int64_t> out;
+    out.reserve(h.size());
+    for (auto const& v : h) out.push_back(to_int_opt(v));
+    co_return out;
+  }
+
+  awaitable<std::string> prometheus() {
+    JobCounts const c = co_await counts();
+    auto const done = co_await metrics(JobState::completed, 15);
+    auto const failed = co_await metrics(JobState::failed, 15);
+    std::string q;
+    for (char ch : name_) {
+      if (ch == '"' || ch == '\\') q.push_back('\\');
+      if (ch == '\n') {
+        q += "\\n";
+        continue;
+      }
+      q.push_back(ch);
+    }
+    std::string out =
+        "# HELP rediskit_job_queue_jobs Jobs of the queue per state.\n"
+        "# TYPE rediskit_job_queue_jobs gauge\n";
+    std::pair<char const*, std::int64_t> const states[] = {
+        {"waiting", c.waiting},     {"active", c.active},       {"delayed", c.delayed},
+        {"prioritized", c.prioritized}, {"completed", c.completed}, {"failed", c.failed},
+        {"paused", c.paused}};
+    for (auto const& [s, n] : states)
+      out += "rediskit_job_queue_jobs{queue=\"" + q + "\",state=\"" + s + "\"} " +
+             std::to_string(n) + "\n";
+    out +=
+        "# HELP rediskit_job_queue_finished Jobs completed or failed for good in the last minutes "
+        "(server time, the current minute included).\n"
+        "# TYPE rediskit_job_queue_finished gauge\n";
+    for (auto const& [result, v] : {std::pair<char const*, std::vector<std::int64_t> const*>{
+                                        "completed", &done},
+                                    {"failed", &failed}})
+      for (int w : {1, 5, 15}) {
+        std::int64_t sum = 0;
+        for (int i = 0; i < w; ++i) sum += (*v)[static_cast<std::size_t>(i)];
+        out += "rediskit_job_queue_finished{queue=\"" + q + "\",result=\"" + result +
+               "\",window=\"" + std::to_string(w) + "m\"} " + std::to_string(sum) + "\n";
+      }
+    co_return out;
+  }
+
+  awaitable<void> obliterate(bool force) {
+    std::int64_t const r = co_await admin_int("obliterate", force ? "1" : "0");
+    if (r < 0) detail::jobq::fail(Error::invalid_argument, "async_obliterate: jobs are active");
+  }
+
+  B* backend_;
+  std::string name_;
+  JobQueueOptions options_;
+  Codec codec_;
+  std::string tag_;
+  std::array<std::string, detail::jobq::kKeyCount> keys_;
+  std::array<std::string_view, detail::jobq::kKeyCount> key_views_{};
+};
+
+}  // namespace rediskit
