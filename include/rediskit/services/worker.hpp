@@ -94,7 +94,7 @@
 namespace rediskit {
 
 /// At most `max` jobs started per `duration`, across every worker of the queue (0: no limit).
-struct RateLimit {
+struct WorkerRateLimit {
   std::int64_t max = 0;
   std::chrono::milliseconds duration{1000};
 };
@@ -108,7 +108,7 @@ struct WorkerOptions {
   std::chrono::milliseconds idle_wait{5000};       ///< longest wait for a marker when idle
   std::chrono::milliseconds retry_delay{100};      ///< after an error, doubling...
   std::chrono::milliseconds max_retry_delay{5000};  ///< ... up to this
-  RateLimit limiter{};
+  WorkerRateLimit limiter{};
   /// Backoff::custom: the delay after the `failures`-th failure (BullMQ's backoffStrategy).
   std::function<std::chrono::milliseconds(std::int64_t failures, Job const&, std::string_view error)>
       backoff_strategy{};
