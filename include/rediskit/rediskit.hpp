@@ -52,6 +52,7 @@
 #include <rediskit/services/user_cache.hpp>
 #include <rediskit/services/user_directory.hpp>
 #include <rediskit/services/user_events.hpp>
+#include <rediskit/services/vote_approval.hpp>
 #include <rediskit/services/vote_service.hpp>
 #include <rediskit/services/worker.hpp>
 #include <rediskit/tls.hpp>
