@@ -363,7 +363,9 @@ BOOST_FIXTURE_TEST_CASE(a_shard_channel_follows_its_slot, Fixture) {
   BOOST_TEST(m.payload == "3");
   BOOST_TEST(m.sharded);
   BOOST_TEST(m.channel == channel);
-  BOOST_TEST(resubscribed >= 2);  // each move said so (reports not yet received merge)
+  // Each move says so once its channel is subscribed again; a report not yet received when
+  // the next comes is one report, and one may come after the first message that follows it.
+  BOOST_TEST(resubscribed >= 1);
   // Once there, not twice: the old master's connection forgot the channel (it would subscribe
   // again there after a reconnection).
   BOOST_TEST(cluster.command(to, "CLIENT LIST TYPE pubsub").find("ssub=1") == std::string::npos);
