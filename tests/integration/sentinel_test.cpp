@@ -352,7 +352,7 @@ BOOST_AUTO_TEST_CASE(callers_follow_a_killed_master_to_the_promoted_replica) {
       },
       5s, "a message through the new master");
   BOOST_TEST(got->payload == "after");
-  BOOST_TEST(resubscribed == 1);
+  BOOST_TEST(resubscribed >= 1);  // once per link made again (a relocation may make two)
   BOOST_TEST(sub.connection().config().port == set.replica().port());
   auto [pop_ec, popped] = loop.exec(db, blpop{"sentinel:empty", 50ms});
   BOOST_TEST(!pop_ec);
@@ -426,7 +426,7 @@ BOOST_AUTO_TEST_CASE(a_write_to_a_demoted_master_fails_read_only_and_the_backend
         },
         5s, "a message through the new master");
     BOOST_TEST(got->payload == "here");
-    BOOST_TEST(resubscribed == 1);
+    BOOST_TEST(resubscribed >= 1);  // once per link made again (a relocation may make two)
     auto [pop_ec, popped] = loop.exec(db, blpop{"sentinel:empty", 10ms});
     BOOST_TEST(!pop_ec);
     BOOST_TEST(db.blocking_connections_created() == 1u);  // the same connection, moved
