@@ -87,6 +87,7 @@
 #include <rediskit/concepts/backend.hpp>
 #include <rediskit/detail/any_handler.hpp>
 #include <rediskit/detail/post.hpp>
+#include <rediskit/detail/spawn.hpp>
 #include <rediskit/detail/then.hpp>
 #include <rediskit/error.hpp>
 #include <rediskit/script.hpp>
@@ -1230,62 +1231,12 @@ end
 return redis.error_reply('ERR job queue: unknown operation'))lua",
     [](ScriptContext auto& c) { return admin_twin(c); });
 
-// ---- coroutine plumbing (as UserCache's) -------------------------------------------------------
-
-[[noreturn]] inline void fail(Error e, std::string const& what) {
-  throw boost::system::system_error(make_error_code(e), what);
-}
-
-inline error_code to_error(std::exception_ptr const& e) {
-  if (!e) return {};
-  try {
-    std::rethrow_exception(e);
-  } catch (boost::system::system_error const& x) {
-    return x.code();
-  } catch (...) {
-    return make_error_code(Error::operation_threw);
-  }
-}
-
-template <class R>
-struct SigOf {
-  using type = void(error_code, R);
-};
-template <>
-struct SigOf<void> {
-  using type = void(error_code);
-};
-
-template <class R>
-struct SpawnDone {
-  using Sig = typename SigOf<R>::type;
-  AnyHandler<Sig> handler;
-  boost::asio::any_io_executor ex;
-  using cancellation_slot_type = boost::asio::cancellation_slot;
-  cancellation_slot_type get_cancellation_slot() const noexcept {
-    return handler.cancellation_slot();
-  }
-  void operator()(std::exception_ptr e) { post_handler(ex, std::move(handler), to_error(e)); }
-  template <class V>
-  void operator()(std::exception_ptr e, V v) {
-    post_handler(ex, std::move(handler), to_error(e), std::move(v));
-  }
-};
-
-/// An operation that runs the coroutine `make()` on `ex`; the handler is erased first, so each
-/// operation's coroutine is compiled once per backend, whatever the token.
-template <class R, class Token, class Make>
-auto spawn(boost::asio::any_io_executor const& ex, Token&& token, Make make) {
-  using Sig = typename SpawnDone<R>::Sig;
-  return boost::asio::async_initiate<Token, Sig>(
-      [](auto handler, boost::asio::any_io_executor ex, Make make) {
-        SpawnDone<R> done{AnyHandler<Sig>(std::move(handler)), ex};
-        boost::asio::co_spawn(ex, std::move(make)(), std::move(done));
-      },
-      token, ex, std::move(make));
-}
-
-inline constexpr auto tuple_awaitable = boost::asio::as_tuple(boost::asio::use_awaitable);
+// The coroutine plumbing: rediskit/detail/spawn.hpp.
+using detail::fail;
+using detail::Outcome;
+using detail::spawn;
+using detail::to_error;
+using detail::tuple_awaitable;
 
 /// A job from get_job's HMGET (fields n d o y t w a m s b f p r e c x).
 inline constexpr std::array<char, 16> kReadFields = {'n', 'd', 'o', 'y', 't', 'w', 'a', 'm',

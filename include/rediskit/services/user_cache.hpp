@@ -84,6 +84,7 @@
 #include <rediskit/concepts/ttl_policy.hpp>
 #include <rediskit/detail/any_handler.hpp>
 #include <rediskit/detail/post.hpp>
+#include <rediskit/detail/spawn.hpp>
 #include <rediskit/error.hpp>
 #include <rediskit/key_space.hpp>
 #include <rediskit/script.hpp>
@@ -216,79 +217,12 @@ inline std::int64_t to_int(std::string_view s) {
   return v;
 }
 
-[[noreturn]] inline void fail(Error e, char const* what) {
-  throw boost::system::system_error(make_error_code(e), what);
-}
-
-/// The error_code an exception escaping an operation's coroutine stands for.
-inline error_code to_error(std::exception_ptr const& e) {
-  if (!e) return {};
-  try {
-    std::rethrow_exception(e);
-  } catch (boost::system::system_error const& x) {
-    return x.code();
-  } catch (...) {
-    return make_error_code(Error::operation_threw);
-  }
-}
-
-/// co_spawn's completion: the caller's (erased) handler gets void(error_code[, R]) through its
-/// own executor, never inside the initiating call; its cancellation slot reaches the coroutine.
-/// A coroutine's result that carries its own error next to a value (a cancelled run's stats).
-template <class X>
-struct Outcome {
-  error_code ec;
-  X value;
-};
-
-template <class R>
-struct sig_of {
-  using type = void(error_code, R);
-};
-template <class X>
-struct sig_of<Outcome<X>> {
-  using type = void(error_code, X);
-};
-template <>
-struct sig_of<void> {
-  using type = void(error_code);
-};
-
-template <class R>
-struct SpawnDone {
-  using Sig = typename sig_of<R>::type;
-  AnyHandler<Sig> handler;
-  boost::asio::any_io_executor ex;
-  using cancellation_slot_type = boost::asio::cancellation_slot;
-  cancellation_slot_type get_cancellation_slot() const noexcept {
-    return boost::asio::get_associated_cancellation_slot(handler);
-  }
-  void operator()(std::exception_ptr e) { post_handler(ex, std::move(handler), to_error(e)); }
-  template <class V>
-  void operator()(std::exception_ptr e, V v) {
-    post_handler(ex, std::move(handler), to_error(e), std::move(v));
-  }
-  template <class X>
-  void operator()(std::exception_ptr e, Outcome<X> o) {
-    post_handler(ex, std::move(handler), e ? to_error(e) : o.ec, std::move(o.value));
-  }
-};
-
-/// An operation that runs `make()` (an awaitable<R> coroutine) on `ex`; Handler:
-/// void(error_code) or void(error_code, R). One instantiation per operation, whatever the
-/// token (the handler is erased).
-template <class R, class Token, class Make>
-auto spawn(boost::asio::any_io_executor const& ex, Token&& token, Make make) {
-  using Sig = typename SpawnDone<R>::Sig;
-  return boost::asio::async_initiate<Token, Sig>(
-      [](auto handler, boost::asio::any_io_executor ex, Make make) {
-        SpawnDone<R> done{AnyHandler<Sig>(std::move(handler)), ex};
-        boost::asio::co_spawn(ex, std::move(make)(), std::move(done));
-      },
-      token, ex, std::move(make));
-}
-
-inline constexpr auto tuple_awaitable = boost::asio::as_tuple(boost::asio::use_awaitable);
+// The coroutine plumbing: rediskit/detail/spawn.hpp.
+using detail::fail;
+using detail::Outcome;
+using detail::spawn;
+using detail::to_error;
+using detail::tuple_awaitable;
 
 // --- the profile script ----------------------------------------------------------------------
 //
