@@ -5,10 +5,13 @@
 #   bash scripts/run.sh test      everything CI checks:
 #       interop                   Node.js (Debian's, when missing) and npm ci in tests/interop:
 #                                 seed 001's own client (ioredis) for the interop test
-#       gcc-debug                 configure, build (tests, examples), ctest: every test under g++
-#                                 at -O0 with libstdc++ assertions (no sanitizer)
-#       clang-asan                the same under clang++ with ASan + UBSan, plus the
-#                                 standalone-header check and the benchmarks (-fsyntax-only)
+#       gcc-debug, clang-asan     configured one after the other, then built side by side,
+#                                 then tested side by side (output in build/<preset>/*.log):
+#         gcc-debug               every test under g++ at -O0 with libstdc++ assertions (no
+#                                 sanitizer)
+#         clang-asan              every test under clang++ with ASan + UBSan, the examples
+#                                 (built and run here only), the standalone-header check and
+#                                 the benchmarks (-fsyntax-only)
 #       install                   configure `release`, cmake --install, then
 #                                 tests/install_consumer built against the installed package
 #                                 (find_package) and as add_subdirectory; conanfile.py and the
@@ -24,8 +27,9 @@
 #     when an earlier one failed; the exit status is non-zero when anything failed.
 #
 # Missing Debian packages are installed first (apt-get update runs once, only when something
-# is missing). Environment: REDISKIT_JOBS (parallel build jobs, default 2), REDISKIT_TEST_JOBS
-# (tests run at once, default four times REDISKIT_JOBS), REDISKIT_FUZZ_SECONDS.
+# is missing). Environment: REDISKIT_JOBS (parallel jobs of each build, default 2),
+# REDISKIT_TEST_JOBS (tests each ctest runs at once, default four times REDISKIT_JOBS),
+# REDISKIT_FUZZ_SECONDS.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -155,22 +159,73 @@ count_ctest() {
   record "$cfg" "$passed" "$failed" "$skipped"
 }
 
-# config PRESET: configure, build and ctest one preset; counts its test cases. A build failure
-# counts as one failed case, and the tests that did build still run (ninja -k 0).
-config() {
-  local preset=$1 dir="$ROOT/build/$1"
-  if ! step "$preset: configure" cmake --preset "$preset"; then
-    record "$preset" 0 1 0  # nothing ran: one failed case so it cannot look green
-    return
-  fi
-  if ! step "$preset: build" cmake --build --preset "$preset" -j "$JOBS" -- -k 0; then
-    record "$preset" 0 1 0
-  fi
+# configs PRESET...: configures the presets one after the other, then builds them side by
+# side, then runs their tests side by side, and counts each one's test cases. Side by side,
+# because two builds keep both cores busy where one build's last and longest translation units
+# leave one idle, and an edit to one header rebuilds one TU per compiler, which then compile at
+# the same time; and because the tests mostly wait (on Redis, on TTLs, on failovers). A build
+# failure counts as one failed case, and the tests that did build still run (ninja -k 0).
+# Each build's and test run's output goes to build/<preset>/{build,ctest}.log and is printed
+# when it ends.
+configs() {
+  local preset ok=() pids=() starts=()
+  for preset in "$@"; do
+    if step "$preset: configure" cmake --preset "$preset"; then
+      ok+=("$preset")
+    else
+      record "$preset" 0 1 0  # nothing ran: one failed case so it cannot look green
+    fi
+  done
+  ((${#ok[@]} == 0)) && return
+  side_by_side "build" build_one "${ok[@]}"
+  side_by_side "ctest" ctest_one "${ok[@]}"
+  for preset in "${ok[@]}"; do
+    count_ctest "$preset" "$ROOT/build/$preset"
+  done
+}
+
+build_one() {
+  cmake --build --preset "$1" -j "$JOBS" -- -k 0 || { echo "BUILD FAILED" >&2; return 1; }
+}
+
+ctest_one() {
+  local dir="$ROOT/build/$1"
   rm -rf "$dir/test-results" "$dir/ctest-junit.xml"
   mkdir -p "$dir/test-results"
-  step "$preset: ctest" ctest --preset "$preset" --output-on-failure -j "$TEST_JOBS" \
-    --output-junit "$dir/ctest-junit.xml"
-  count_ctest "$preset" "$dir"
+  ctest --preset "$1" --output-on-failure -j "$TEST_JOBS" --output-junit "$dir/ctest-junit.xml"
+}
+
+# side_by_side WHAT FN PRESET...: runs `FN PRESET` for every preset at once, each into
+# build/PRESET/WHAT.log; one step per preset (its own time) and one for all (the wall time).
+side_by_side() {
+  local what=$1 fn=$2 preset start=$SECONDS rc i
+  shift 2
+  local presets=("$@") pids=() secs=()
+  log "$what: ${presets[*]} side by side"
+  for preset in "${presets[@]}"; do
+    ( s=$SECONDS; "$fn" "$preset" >"$ROOT/build/$preset/$what.log" 2>&1; rc=$?
+      echo "$((SECONDS - s))" >"$ROOT/build/$preset/$what.secs"; exit "$rc" ) &
+    pids+=($!)
+  done
+  for i in "${!presets[@]}"; do
+    preset=${presets[$i]}
+    wait "${pids[$i]}"
+    rc=$?
+    log "$preset: $what (output)"
+    cat "$ROOT/build/$preset/$what.log"
+    STEP_NAMES+=("$preset: $what")
+    STEP_SECS+=("$(cat "$ROOT/build/$preset/$what.secs" 2>/dev/null || echo '?')")
+    if ((rc == 0)); then
+      STEP_RESULTS+=(ok)
+    else
+      STEP_RESULTS+=("FAILED ($rc)")
+      ANY_FAILURE=1
+      [[ $what == build ]] && record "$preset" 0 1 0
+    fi
+  done
+  STEP_NAMES+=("$what: all, side by side (wall)")
+  STEP_SECS+=($((SECONDS - start)))
+  STEP_RESULTS+=(ok)
 }
 
 # package_versions: conanfile.py and the vcpkg port state the version of version.hpp (which
@@ -330,8 +385,7 @@ mode_test() {
   if ! step "interop: npm ci" interop_setup; then
     record packages 0 1 0
   fi
-  config gcc-debug
-  config clang-asan
+  configs gcc-debug clang-asan
   if step "release: configure" cmake --preset release && step "install" install_step; then
     one_case install "install: find_package consumer" install_consumer package
   else

@@ -48,7 +48,7 @@ T sorted(T v) {
 // Compares through the printed form: readable on failure, and works for any reply type.
 #define CHECK_SAME(a, b) BOOST_TEST(to_text(a) == to_text(b))
 
-std::string const kWrongType = "WRONGTYPE Operation against a key holding the wrong kind of value";
+using rediskit::test::wrong_type_message;
 
 }  // namespace
 
@@ -274,7 +274,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(hash_commands_refuse_other_types, B, AllBackends) 
   f.ok(cmd::sadd{.key = "set", .members = "m"});
   for (std::string_view k : {std::string_view("s"), std::string_view("set")}) {
     BOOST_TEST_CONTEXT("key " << k) {
-      BOOST_TEST(error_text(f, cmd::hset{.key = k, .fields = {{"f", "v"}}}) == kWrongType);
+      BOOST_TEST(error_text(f, cmd::hset{.key = k, .fields = {{"f", "v"}}}) == wrong_type_message);
       f.fails(cmd::hsetnx{k, "f", "v"}, Error::wrong_type);
       f.fails(cmd::hget{k, "f"}, Error::wrong_type);
       f.fails(cmd::hmget{.key = k, .fields = "f"}, Error::wrong_type);
@@ -537,7 +537,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(multi_key_set_commands_check_every_type, B, AllBac
   // WRONGTYPE wherever the key is, even after a missing key (which alone empties SINTER).
   for (std::string_view bad : {std::string_view("{t}str"), std::string_view("{t}h")}) {
     BOOST_TEST_CONTEXT("key " << bad) {
-      BOOST_TEST(error_text(f, cmd::sinter{.keys = {"{t}a", "{t}nokey", bad}}) == kWrongType);
+      BOOST_TEST(error_text(f, cmd::sinter{.keys = {"{t}a", "{t}nokey", bad}}) == wrong_type_message);
       f.fails(cmd::sinter{.keys = {bad, "{t}a"}}, Error::wrong_type);
       f.fails(cmd::sintercard{.keys = {"{t}nokey", bad}}, Error::wrong_type);
       f.fails(cmd::sintercard{.keys = {"{t}a", bad}, .limit = 1}, Error::wrong_type);
@@ -559,7 +559,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(set_commands_refuse_other_types, B, AllBackends) {
   f.ok(cmd::hset{.key = "h", .fields = {{"f", "v"}}});
   for (std::string_view k : {std::string_view("str"), std::string_view("h")}) {
     BOOST_TEST_CONTEXT("key " << k) {
-      BOOST_TEST(error_text(f, cmd::sadd{.key = k, .members = "m"}) == kWrongType);
+      BOOST_TEST(error_text(f, cmd::sadd{.key = k, .members = "m"}) == wrong_type_message);
       f.fails(cmd::srem{.key = k, .members = "m"}, Error::wrong_type);
       f.fails(cmd::smembers{k}, Error::wrong_type);
       f.fails(cmd::sismember{k, "m"}, Error::wrong_type);

@@ -48,7 +48,7 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // Compares through the printed form: readable on failure, and works for any reply type.
 #define CHECK_SAME(a, b) BOOST_TEST(to_text(a) == to_text(b))
 
-std::string const kWrongType = "WRONGTYPE Operation against a key holding the wrong kind of value";
+using rediskit::test::wrong_type_message;
 
 /// z = {a:1, b:2, c:3, d:3, e:4, f:+inf, g:-inf}: ties (c, d) and infinities.
 template <class B>
@@ -199,7 +199,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(zadd_refusals_change_nothing, B, AllBackends) {
   f.fails(cmd::zadd{.key = "z", .members = {}}, Error::server_error);
   // WRONGTYPE, also with XX.
   BOOST_TEST(f.ok(cmd::set{.key = "s", .value = "x"}));
-  BOOST_TEST(error_text(f, cmd::zadd{.key = "s", .members = {{1, "a"}}}) == kWrongType);
+  BOOST_TEST(error_text(f, cmd::zadd{.key = "s", .members = {{1, "a"}}}) == wrong_type_message);
   f.fails(cmd::zadd{.key = "s", .members = {{1, "a"}}, .xx = true}, Error::wrong_type);
   // Argument errors come before the type check.
   BOOST_TEST(error_text(f, cmd::zadd{.key = "s", .members = {{kNaN, "a"}}}) ==
@@ -278,7 +278,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(zscore_zmscore_and_binary_members, B, AllBackends)
   CHECK_SAME(f.ok(cmd::zmscore{"missing", {"a", "b"}}), (OptScores{std::nullopt, std::nullopt}));
   CHECK_SAME(f.ok(cmd::zrange{"z"}), (Strings{bin2, "", bin}));
   BOOST_TEST(f.ok(cmd::set{.key = "s", .value = "x"}));
-  BOOST_TEST(error_text(f, cmd::zscore{"s", "a"}) == kWrongType);
+  BOOST_TEST(error_text(f, cmd::zscore{"s", "a"}) == wrong_type_message);
   f.fails(cmd::zmscore{"s", {"a"}}, Error::wrong_type);
 }
 
@@ -689,7 +689,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(lmove_between_ends, B, AllBackends) {
   // WRONGTYPE on either side; nothing moves.
   BOOST_TEST(f.ok(cmd::set{.key = "{t}s", .value = "x"}));
   BOOST_TEST(error_text(f, cmd::lmove{"{t}dst", "{t}s", ListEnd::left, ListEnd::left}) ==
-             kWrongType);
+             wrong_type_message);
   f.fails(cmd::lmove{"{t}s", "{t}dst", ListEnd::left, ListEnd::left}, Error::wrong_type);
   BOOST_TEST(f.ok(cmd::llen{"{t}dst"}) == 4);
   // A missing source with a wrong-type destination: nothing to move, no error.
@@ -782,7 +782,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(list_commands_on_a_zset_and_back, B, AllBackends) 
   BackendFixture<B> f;
   BOOST_TEST(f.ok(cmd::zadd{.key = "{t}z", .members = {{1, "a"}}}) == 1);
   BOOST_TEST(f.ok(cmd::rpush{.key = "{t}l", .values = {"a"}}) == 1);
-  BOOST_TEST(error_text(f, cmd::lpush{.key = "{t}z", .values = {"x"}}) == kWrongType);
+  BOOST_TEST(error_text(f, cmd::lpush{.key = "{t}z", .values = {"x"}}) == wrong_type_message);
   f.fails(cmd::rpush{.key = "{t}z", .values = {"x"}}, Error::wrong_type);
   f.fails(cmd::lmove{"{t}l", "{t}z", ListEnd::left, ListEnd::left}, Error::wrong_type);
   f.fails(cmd::zadd{.key = "{t}l", .members = {{1, "a"}}}, Error::wrong_type);

@@ -73,7 +73,7 @@ void fill(BackendFixture<B>& f, std::string_view key, int n) {
   }
 }
 
-std::string const kWrongType = "WRONGTYPE Operation against a key holding the wrong kind of value";
+using rediskit::test::wrong_type_message;
 std::string const kInvalidId = "ERR Invalid stream ID specified as stream command argument";
 
 }  // namespace
@@ -175,7 +175,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xadd_nomkstream_and_wrong_type, B, AllBackends) {
              std::optional("2-0"s));
   BOOST_TEST(f.ok(cmd::set{.key = "str", .value = "x"}));
   BOOST_TEST(error_text(f, cmd::xadd{.key = "str", .id = "1-0", .fields = {{"a", "1"}}}) ==
-             kWrongType);
+             wrong_type_message);
   f.fails(cmd::xadd{.key = "str", .id = "1-0", .fields = {{"a", "1"}}, .nomkstream = true},
           Error::wrong_type);
   // Argument errors come before the type check.
@@ -294,7 +294,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xrange_bounds_and_count, B, AllBackends) {
   // "(0" as an end is below 0-<max>: valid, and empty.
   BOOST_TEST(f.ok(cmd::xrevrange{.key = "s", .end = "(0"}).empty());
   f.ok(cmd::set{.key = "str", .value = "x"});
-  BOOST_TEST(error_text(f, cmd::xrange{.key = "str"}) == kWrongType);
+  BOOST_TEST(error_text(f, cmd::xrange{.key = "str"}) == wrong_type_message);
   f.fails(cmd::xrevrange{.key = "str"}, Error::wrong_type);
   f.fails(cmd::xlen{"str"}, Error::wrong_type);
   BOOST_TEST(f.ok(cmd::xlen{"missing"}) == 0);
@@ -599,7 +599,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_errors, B, AllBackends) {
       "ERR timeout is negative");
   f.ok(cmd::set{.key = "str", .value = "x"});
   BOOST_TEST(error_text(f, cmd::xreadgroup{.group = "g", .consumer = "c", .keys = "str"}) ==
-             kWrongType);
+             wrong_type_message);
   // Nothing was delivered by the failed calls.
   BOOST_TEST(f.ok(cmd::xpending{.key = "{t}s", .group = "g"}).count == 0);
 }

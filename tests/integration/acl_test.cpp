@@ -29,10 +29,10 @@ using rediskit::RedisConfig;
 
 namespace {
 
+using rediskit::test::as_tuple_awaitable;
 using rediskit::test::run;
 
 constexpr auto use = asio::use_awaitable;
-constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 
 // `limited` may GET and SET keys under allowed:, nothing else (not even PING).
 asio::awaitable<void> add_limited_user(asio::io_context& ioc, unsigned short port) {

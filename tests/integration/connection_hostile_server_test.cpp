@@ -1,6 +1,8 @@
 // Connection against a scripted fake server on loopback that misbehaves: garbage, absurd
 // lengths, replies nobody asked for, a reply cut short. Each gives a clear error, never a
 // crash, a hang or a reply delivered to the wrong caller.
+#include "support/run_coroutine.hpp"
+
 #include <rediskit/connection.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -23,11 +25,11 @@ using boost::system::error_code;
 using rediskit::Connection;
 using rediskit::Error;
 using rediskit::resp3::Request;
+using rediskit::test::as_tuple_awaitable;
 using tcp = asio::ip::tcp;
 
 namespace {
 
-constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 
 // Accepts one client; for each element of `script`, waits for the client to send something
 // and answers with that element ("<close>": closes the link at once). Then keeps the socket

@@ -43,10 +43,10 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+using rediskit::test::as_tuple_awaitable;
 using rediskit::test::run;
 using rediskit::test::sleep_for;
 
-constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 
 ConnectionConfig config_for(unsigned short port) {
   ConnectionConfig cfg;

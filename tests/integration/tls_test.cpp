@@ -38,11 +38,11 @@ using rediskit::test::TestRedisTlsServer;
 
 namespace {
 
+using rediskit::test::as_tuple_awaitable;
 using rediskit::test::run;
 using rediskit::test::sleep_for;
 
 constexpr auto use = asio::use_awaitable;
-constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 using Clock = std::chrono::steady_clock;
 
 // TLS to the fixture's TLS port, trusting the fixture's CA, verifying 127.0.0.1.

@@ -34,7 +34,7 @@ using rediskit::test::with_mode_layout;
 
 namespace {
 
-error_code const invalid = make_error_code(Error::invalid_argument);
+using rediskit::test::invalid;
 
 template <class B>
 struct Convs {
@@ -94,11 +94,7 @@ struct Convs {
 
 using V = std::vector<std::string>;
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using rediskit::test::now_ms;
 
 }  // namespace
 

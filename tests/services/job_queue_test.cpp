@@ -48,7 +48,7 @@ struct Mail {
 };
 BOOST_DESCRIBE_STRUCT(Mail, (), (to, n))
 
-error_code const invalid = make_error_code(Error::invalid_argument);
+using rediskit::test::invalid;
 
 /// A backend, a queue on it, and synchronous helpers.
 template <class B>

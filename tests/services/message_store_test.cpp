@@ -39,7 +39,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-error_code const invalid = make_error_code(Error::invalid_argument);
+using rediskit::test::invalid;
 
 // Seed 004's example objects, exactly as the seed gives them (the timestamps included).
 constexpr char const* kSeedMessage =
@@ -47,11 +47,7 @@ constexpr char const* kSeedMessage =
 constexpr char const* kSeedConversation =
     R"({"id":"conv_456","type":"ordonnance","contextId":"15","participants":{"medecin":{"id":79,"nom":"Sakura","prenom":"Saza"},"patient":{"id":5,"nom":"MOLOWA","prenom":"ESSONGA"}},"status":"active","lastActivity":"2025-01-25T..."})";
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using rediskit::test::now_ms;
 
 template <class B>
 struct Msgs {

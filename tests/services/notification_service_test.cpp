@@ -28,7 +28,7 @@ using rediskit::test::BackendFixture;
 
 namespace {
 
-error_code const invalid = make_error_code(Error::invalid_argument);
+using rediskit::test::invalid;
 
 struct ResourceUpdate {
   std::string resource;

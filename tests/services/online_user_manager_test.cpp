@@ -65,7 +65,7 @@ using RedisOnly = boost::mpl::list<RedisBackend>;
 
 namespace {
 
-auto const invalid = make_error_code(Error::invalid_argument);
+using rediskit::test::invalid;
 
 // Short TTLs on Redis (real time is slept on); on the manual clock they could be anything.
 OnlineUserOptions short_ttl() {

@@ -38,7 +38,7 @@ namespace rl = rediskit::detail::ratelimit;
 
 namespace {
 
-error_code const invalid = make_error_code(Error::invalid_argument);
+using rediskit::test::invalid;
 
 /// What a check should answer (redis-cell's five numbers; times in ms).
 struct Expect {

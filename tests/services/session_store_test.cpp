@@ -47,7 +47,7 @@ namespace {
 
 
 constexpr std::int64_t kDay = 24 * 3600 * 1000;
-error_code const invalid = make_error_code(Error::invalid_argument);
+using rediskit::test::invalid;
 
 template <class B>
 struct Store {

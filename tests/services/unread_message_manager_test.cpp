@@ -88,7 +88,7 @@ struct Unread {
   UnreadMessageManager<B> m;
 };
 
-error_code const invalid = make_error_code(Error::invalid_argument);
+using rediskit::test::invalid;
 
 std::vector<std::string> names(char const* prefix, int n) {
   std::vector<std::string> out;

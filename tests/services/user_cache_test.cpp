@@ -9,6 +9,7 @@
 // in the clustered layout with MemoryConfig::cluster_checks. The in-process backends run the
 // scripts' C++ twins, the servers the Lua: the same assertions are the parity test.
 #include "support/backends.hpp"
+#include "support/user_profiles.hpp"
 #include "support/layout_modes.hpp"
 
 #include <rediskit/services/user_cache.hpp>
@@ -35,10 +36,7 @@ namespace asio = boost::asio;
 
 namespace {
 
-UserProfile profile(std::string id, std::int64_t at, std::string name = "Jean Dupont") {
-  return UserProfile(std::move(id), std::move(name), "https://cdn/a.jpg", "MAT001", "MINFOP", "M",
-                     at);
-}
+using rediskit::test::profile;
 
 template <class B>
 struct Users {

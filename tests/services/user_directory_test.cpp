@@ -34,7 +34,7 @@ namespace text = rediskit::detail::text;
 
 namespace {
 
-error_code const invalid = make_error_code(Error::invalid_argument);
+using rediskit::test::invalid;
 
 struct Seeded {
   char const* id;

@@ -10,6 +10,7 @@
 // On FakeBackend the engine's clock is manual: the waits below advance it (BLOCK timeouts and
 // XAUTOCLAIM idle times follow it), so the same cases run there.
 #include "support/backends.hpp"
+#include "support/user_profiles.hpp"
 #include "support/test_redis.hpp"
 
 #include <rediskit/services/user_events.hpp>
@@ -37,10 +38,7 @@ namespace asio = boost::asio;
 
 namespace {
 
-UserProfile profile(std::string id, std::int64_t at, std::string name = "Jean Dupont") {
-  return UserProfile(std::move(id), std::move(name), "https://cdn/a.jpg", "MAT001", "MINFOP", "M",
-                     at);
-}
+using rediskit::test::profile;
 
 /// Fast options for tests: short blocks and claim times.
 UserStreamOptions fast(std::string consumer = "c1") {

@@ -42,7 +42,7 @@ namespace json = boost::json;
 namespace {
 
 
-error_code const invalid = make_error_code(Error::invalid_argument);
+using rediskit::test::invalid;
 
 /// One vote as the channel carried it.
 struct Published {

@@ -227,4 +227,18 @@ std::string error_text(BackendFixture<B>& f, C const& c) {
   return diag.server_message;
 }
 
+/// Error::invalid_argument as an error_code: what every service completes bad input with.
+inline boost::system::error_code const invalid = make_error_code(Error::invalid_argument);
+
+/// The server's WRONGTYPE reply, which MemoryBackend repeats word for word.
+inline std::string const wrong_type_message =
+    "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+/// The wall clock in Unix milliseconds, as the services stamp messages and profiles.
+inline std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace rediskit::test

@@ -6,6 +6,7 @@
 //   });
 #pragma once
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -17,6 +18,9 @@
 #include <exception>
 
 namespace rediskit::test {
+
+/// The completion token of a test coroutine that checks an error: (error_code, value...).
+constexpr auto as_tuple_awaitable = boost::asio::as_tuple(boost::asio::use_awaitable);
 
 /// Runs the coroutine `make(ioc)` to completion on its own io_context, within `limit`: a hang
 /// fails the test, an exception thrown by the coroutine is rethrown here.
