@@ -5,20 +5,21 @@
 #   bash scripts/run.sh test      everything CI checks:
 #       interop                   Node.js (Debian's, when missing) and npm ci in tests/interop:
 #                                 seed 001's own client (ioredis) for the interop test
-#       gcc-debug, clang-asan     configured one after the other, then built side by side,
-#                                 then tested side by side (output in build/<preset>/*.log):
+#       gcc-debug, clang-asan     configured one after the other, then built side by side
 #         gcc-debug               every test under g++ at -O0 with libstdc++ assertions (no
-#                                 sanitizer)
-#         clang-asan              every test under clang++ with ASan + UBSan, the examples
-#                                 (built and run here only), the standalone-header check and
-#                                 the benchmarks (-fsyntax-only)
+#                                 sanitizer), and the examples (user-style code, where g++ 12's
+#                                 coroutine bugs bite: PITFALLS.md)
+#         clang-asan              every test under clang++ with ASan + UBSan, the
+#                                 standalone-header check and the benchmarks (-fsyntax-only)
+#       then, side by side: the tests of both presets, and the install checks and the fuzzer:
 #       install                   configure `release`, cmake --install, then
 #                                 tests/install_consumer built against the installed package
 #                                 (find_package) and as add_subdirectory; conanfile.py and the
 #                                 vcpkg port state the version of version.hpp
-#       readme                    README.md's first ```cpp block == examples/quick_start.cpp
 #       fuzz                      when tests/fuzz/*_fuzzer.cpp exist: each fuzzer runs
 #                                 $REDISKIT_FUZZ_SECONDS (30) on a copy of its corpus
+#       readme                    README.md's first ```cpp block == examples/quick_start.cpp
+#     Output of what ran side by side is in build/logs/, printed in order when it ends.
 #     Why these two configurations (measured, README "Tests"): g++ 12 runs every test for its
 #     coroutine bugs, which glibc's heap checks catch without ASan; ASan doubled g++'s compile
 #     time (65 s against 36 s for one suite) and -O2 tripled it (112 s), so ASan and UBSan run
@@ -27,7 +28,8 @@
 #     when an earlier one failed; the exit status is non-zero when anything failed.
 #
 # Missing Debian packages are installed first (apt-get update runs once, only when something
-# is missing). Environment: REDISKIT_JOBS (parallel jobs of each build, default 2),
+# is missing). Environment: REDISKIT_JOBS (compile jobs in all, default 2, shared by the two
+# builds that run side by side),
 # REDISKIT_TEST_JOBS (tests each ctest runs at once, default four times REDISKIT_JOBS),
 # REDISKIT_FUZZ_SECONDS.
 set -uo pipefail
@@ -159,73 +161,102 @@ count_ctest() {
   record "$cfg" "$passed" "$failed" "$skipped"
 }
 
-# configs PRESET...: configures the presets one after the other, then builds them side by
-# side, then runs their tests side by side, and counts each one's test cases. Side by side,
-# because two builds keep both cores busy where one build's last and longest translation units
-# leave one idle, and an edit to one header rebuilds one TU per compiler, which then compile at
-# the same time; and because the tests mostly wait (on Redis, on TTLs, on failovers). A build
-# failure counts as one failed case, and the tests that did build still run (ninja -k 0).
-# Each build's and test run's output goes to build/<preset>/{build,ctest}.log and is printed
-# when it ends.
-configs() {
-  local preset ok=() pids=() starts=()
-  for preset in "$@"; do
-    if step "$preset: configure" cmake --preset "$preset"; then
-      ok+=("$preset")
-    else
-      record "$preset" 0 1 0  # nothing ran: one failed case so it cannot look green
-    fi
+# Side by side. CI runs on 2 cores, and much of it leaves one idle: a build's last and longest
+# translation units, tests that wait on Redis, TTLs and failovers, a fuzzer on one core. So
+# the two presets build side by side, and then their tests, the install checks and the fuzzer
+# all run at once. An edit to one header then rebuilds one TU per compiler at the same time.
+#
+# blocks TITLE FN...: runs each function FN in the background, its output into
+# build/logs/FN.log, printed in order once all have ended. The steps, cases and failures each
+# one records (step, record, one_case) join this shell's; a step named "TITLE (wall)" records
+# how long the blocks took together.
+blocks() {
+  local title=$1 start=$SECONDS fn i rc
+  shift
+  local fns=("$@") pids=()
+  mkdir -p "$ROOT/build/logs"
+  log "$title: ${fns[*]}"
+  for fn in "${fns[@]}"; do
+    (
+      STEP_NAMES=() STEP_SECS=() STEP_RESULTS=()
+      CFG_NAMES=() CFG_PASSED=() CFG_FAILED=() CFG_SKIPPED=() ANY_FAILURE=0
+      "$fn" >"$ROOT/build/logs/$fn.log" 2>&1
+      declare -p STEP_NAMES STEP_SECS STEP_RESULTS CFG_NAMES CFG_PASSED CFG_FAILED CFG_SKIPPED \
+        ANY_FAILURE >"$ROOT/build/logs/$fn.state"
+    ) &
+    pids+=($!)
   done
-  ((${#ok[@]} == 0)) && return
-  side_by_side "build" build_one "${ok[@]}"
-  side_by_side "ctest" ctest_one "${ok[@]}"
-  for preset in "${ok[@]}"; do
-    count_ctest "$preset" "$ROOT/build/$preset"
+  for i in "${!fns[@]}"; do
+    fn=${fns[$i]}
+    wait "${pids[$i]}"
+    log "$fn (output of a block that ran beside others)"
+    cat "$ROOT/build/logs/$fn.log"
+    merge_state "$ROOT/build/logs/$fn.state" || { record "$fn" 0 1 0; ANY_FAILURE=1; }
   done
+  STEP_NAMES+=("$title (wall)") STEP_SECS+=($((SECONDS - start))) STEP_RESULTS+=(ok)
 }
 
-build_one() {
-  cmake --build --preset "$1" -j "$JOBS" -- -k 0 || { echo "BUILD FAILED" >&2; return 1; }
+# merge_state FILE: adds the steps and cases a block recorded (blocks) to this shell's.
+merge_state() {
+  [[ -f $1 ]] || return 1
+  local i
+  (
+    # shellcheck disable=SC1090
+    source "$1"
+    for i in "${!STEP_NAMES[@]}"; do
+      printf 'S\t%s\t%s\t%s\n' "${STEP_NAMES[$i]}" "${STEP_SECS[$i]}" "${STEP_RESULTS[$i]}"
+    done
+    for i in "${!CFG_NAMES[@]}"; do
+      printf 'C\t%s\t%s\t%s\t%s\n' "${CFG_NAMES[$i]}" "${CFG_PASSED[$i]}" "${CFG_FAILED[$i]}" \
+        "${CFG_SKIPPED[$i]}"
+    done
+    printf 'F\t%s\n' "$ANY_FAILURE"
+  ) >"$1.tsv"
+  local kind a b c d
+  while IFS=$'\t' read -r kind a b c d; do
+    case $kind in
+      S) STEP_NAMES+=("$a") STEP_SECS+=("$b") STEP_RESULTS+=("$c")
+         [[ $c == ok ]] || ANY_FAILURE=1 ;;
+      C) record "$a" "$b" "$c" "$d" ;;
+      F) ((a)) && ANY_FAILURE=1 ;;
+    esac
+  done <"$1.tsv"
+  return 0
 }
 
-ctest_one() {
+# The blocks (each a function of no argument, for `blocks`). A build failure counts as one
+# failed case; the tests that did build still run (ninja -k 0).
+build_gcc() { build_preset gcc-debug; }
+build_clang() { build_preset clang-asan; }
+test_gcc() { test_preset gcc-debug; }
+test_clang() { test_preset clang-asan; }
+
+# Each of the two builds side by side gets half the jobs: four compilers on two cores took 23 %
+# longer than two (cache and memory contention: 1496 s against 1215 s for the same TUs).
+build_preset() {
+  local jobs=$((JOBS / 2 > 0 ? JOBS / 2 : 1))
+  step "$1: build" cmake --build --preset "$1" -j "$jobs" -- -k 0 || record "$1" 0 1 0
+}
+
+test_preset() {
   local dir="$ROOT/build/$1"
   rm -rf "$dir/test-results" "$dir/ctest-junit.xml"
   mkdir -p "$dir/test-results"
-  ctest --preset "$1" --output-on-failure -j "$TEST_JOBS" --output-junit "$dir/ctest-junit.xml"
+  step "$1: ctest" ctest --preset "$1" --output-on-failure -j "$TEST_JOBS" \
+    --output-junit "$dir/ctest-junit.xml"
+  count_ctest "$1" "$dir"
 }
 
-# side_by_side WHAT FN PRESET...: runs `FN PRESET` for every preset at once, each into
-# build/PRESET/WHAT.log; one step per preset (its own time) and one for all (the wall time).
-side_by_side() {
-  local what=$1 fn=$2 preset start=$SECONDS rc i
-  shift 2
-  local presets=("$@") pids=() secs=()
-  log "$what: ${presets[*]} side by side"
-  for preset in "${presets[@]}"; do
-    ( s=$SECONDS; "$fn" "$preset" >"$ROOT/build/$preset/$what.log" 2>&1; rc=$?
-      echo "$((SECONDS - s))" >"$ROOT/build/$preset/$what.secs"; exit "$rc" ) &
-    pids+=($!)
-  done
-  for i in "${!presets[@]}"; do
-    preset=${presets[$i]}
-    wait "${pids[$i]}"
-    rc=$?
-    log "$preset: $what (output)"
-    cat "$ROOT/build/$preset/$what.log"
-    STEP_NAMES+=("$preset: $what")
-    STEP_SECS+=("$(cat "$ROOT/build/$preset/$what.secs" 2>/dev/null || echo '?')")
-    if ((rc == 0)); then
-      STEP_RESULTS+=(ok)
-    else
-      STEP_RESULTS+=("FAILED ($rc)")
-      ANY_FAILURE=1
-      [[ $what == build ]] && record "$preset" 0 1 0
-    fi
-  done
-  STEP_NAMES+=("$what: all, side by side (wall)")
-  STEP_SECS+=($((SECONDS - start)))
-  STEP_RESULTS+=(ok)
+# install, the two consumers, the version check and the fuzzer: one block beside the tests.
+install_and_fuzz() {
+  if step "release: configure" cmake --preset release && step "install" install_step; then
+    one_case install "install: find_package consumer" install_consumer package
+  else
+    record install 0 1 0
+  fi
+  one_case install "install: add_subdirectory consumer" install_consumer subdirectory
+  one_case install "packages: versions agree" package_versions
+  fuzz_all
 }
 
 # package_versions: conanfile.py and the vcpkg port state the version of version.hpp (which
@@ -385,16 +416,17 @@ mode_test() {
   if ! step "interop: npm ci" interop_setup; then
     record packages 0 1 0
   fi
-  configs gcc-debug clang-asan
-  if step "release: configure" cmake --preset release && step "install" install_step; then
-    one_case install "install: find_package consumer" install_consumer package
-  else
-    record install 0 1 0
-  fi
-  one_case install "install: add_subdirectory consumer" install_consumer subdirectory
+  local preset builds=() tests=()
+  for preset in gcc-debug clang-asan; do
+    if step "$preset: configure" cmake --preset "$preset"; then
+      builds+=("build_${preset%%-*}") tests+=("test_${preset%%-*}")
+    else
+      record "$preset" 0 1 0  # nothing ran: one failed case so it cannot look green
+    fi
+  done
+  ((${#builds[@]} > 0)) && blocks "builds side by side" "${builds[@]}"
+  blocks "tests, install and fuzz side by side" "${tests[@]}" install_and_fuzz
   one_case readme "readme: quick start block" readme_check
-  one_case install "packages: versions agree" package_versions
-  fuzz_all
   summary
 }
 

@@ -1,6 +1,7 @@
 // RedisBackend on a real server: its roles (blocking commands on their own connections),
 // script loading, idempotence on a lost link, configuration from the environment.
 #include "support/backends.hpp"
+#include "support/blpop.hpp"
 #include "support/test_redis.hpp"
 
 #include <rediskit/script.hpp>
@@ -20,20 +21,7 @@ using rediskit::test::TestRedisServer;
 
 namespace {
 
-// A blocking command of the test's own: BLPOP key timeout (rediskit's own blocking commands
-// are BLMOVE and XREADGROUP BLOCK; this one keeps the test independent of them).
-struct blpop {
-  std::string_view key;
-  std::chrono::milliseconds timeout{0};
-  using reply_type = std::optional<std::pair<std::string, std::string>>;
-  template <class W>
-  void write(W& w) const {
-    w("BLPOP", key, static_cast<double>(timeout.count()) / 1000.0);
-  }
-  bool blocking() const { return true; }
-  std::chrono::milliseconds block_timeout() const { return timeout; }
-  ArgList<std::string_view> watch_keys() const { return key; }
-};
+using rediskit::test::blpop;
 
 struct rpush_one {
   std::string_view key, value;

@@ -3,6 +3,7 @@
 // clear error, callers following a killed master to the promoted replica (only writes in
 // flight fail, with connection_lost; no INCR applied twice; the time to recover printed), and a
 // write to a demoted master (READONLY) failing distinctly while the backend finds the master.
+#include "support/blpop.hpp"
 #include "support/test_redis.hpp"
 #include "support/test_redis_sentinel.hpp"
 
@@ -46,19 +47,7 @@ struct wait_replicas {
   }
 };
 
-/// BLPOP key timeout: a blocking command, so that it runs on a pooled blocking connection.
-struct blpop {
-  std::string_view key;
-  std::chrono::milliseconds timeout{0};
-  using reply_type = std::optional<std::pair<std::string, std::string>>;
-  template <class W>
-  void write(W& w) const {
-    w("BLPOP", key, static_cast<double>(timeout.count()) / 1000.0);
-  }
-  bool blocking() const { return true; }
-  std::chrono::milliseconds block_timeout() const { return timeout; }
-  ArgList<std::string_view> watch_keys() const { return key; }
-};
+using rediskit::test::blpop;
 
 boost::system::error_code first(std::vector<boost::system::error_code> const& v) {
   return v.empty() ? boost::system::error_code{} : v.front();

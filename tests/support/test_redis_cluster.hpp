@@ -205,34 +205,10 @@ class TestRedisCluster {
     return command(i, "INFO replication").find("role:master") != std::string::npos;
   }
 
- private:
-  unsigned short node_port(std::size_t i) const { return nodes_.at(i)->port(); }
-  std::size_t index_of_port(unsigned short port) const {
-    for (std::size_t i = 0; i < nodes_.size(); ++i)
-      if (nodes_[i]->port() == port) return i;
-    throw std::runtime_error("TestRedisCluster: no node on port " + std::to_string(port));
-  }
-  static void expect_ok(std::string const& reply, std::string_view what) {
-    if (reply != "+OK")
-      throw std::runtime_error("TestRedisCluster: CLUSTER SETSLOT " + std::string(what) +
-                               " failed: " + reply);
-  }
-
-  void create() {
-    std::vector<std::string> args{detail::find_redis_cli(), "--cluster", "create"};
-    for (auto const& n : nodes_) args.push_back("127.0.0.1:" + std::to_string(n->port()));
-    args.insert(args.end(), {"--cluster-replicas", std::to_string(opts_.replicas_per_master),
-                             "--cluster-yes"});
-    auto const log = nodes_.front()->dir() / "cluster-create.log";
-    pid_t const pid = detail::spawn(args, log, /*detached=*/false);
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-      throw std::runtime_error("redis-cli --cluster create failed (exit status " +
-                               std::to_string(status) + "): " + detail::read_file_tail(log));
-  }
-
+  /// Returns once every node reports cluster_state:ok and knows every node (and every replica
+  /// has synced); throws after Options::ready_timeout. A node that was restarted is back in its
+  /// links before the others agree the cluster is whole again, which answers CLUSTERDOWN
+  /// meanwhile.
   void wait_until_ready() {
     auto const deadline = std::chrono::steady_clock::now() + opts_.ready_timeout;
     std::string const known = "cluster_known_nodes:" + std::to_string(nodes_.size());
@@ -269,6 +245,34 @@ class TestRedisCluster {
                                  " ms; last CLUSTER INFO: " + last);
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
+  }
+
+ private:
+  unsigned short node_port(std::size_t i) const { return nodes_.at(i)->port(); }
+  std::size_t index_of_port(unsigned short port) const {
+    for (std::size_t i = 0; i < nodes_.size(); ++i)
+      if (nodes_[i]->port() == port) return i;
+    throw std::runtime_error("TestRedisCluster: no node on port " + std::to_string(port));
+  }
+  static void expect_ok(std::string const& reply, std::string_view what) {
+    if (reply != "+OK")
+      throw std::runtime_error("TestRedisCluster: CLUSTER SETSLOT " + std::string(what) +
+                               " failed: " + reply);
+  }
+
+  void create() {
+    std::vector<std::string> args{detail::find_redis_cli(), "--cluster", "create"};
+    for (auto const& n : nodes_) args.push_back("127.0.0.1:" + std::to_string(n->port()));
+    args.insert(args.end(), {"--cluster-replicas", std::to_string(opts_.replicas_per_master),
+                             "--cluster-yes"});
+    auto const log = nodes_.front()->dir() / "cluster-create.log";
+    pid_t const pid = detail::spawn(args, log, /*detached=*/false);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+      throw std::runtime_error("redis-cli --cluster create failed (exit status " +
+                               std::to_string(status) + "): " + detail::read_file_tail(log));
   }
 
   Options opts_;
