@@ -175,18 +175,18 @@ count_ctest() {
 # one records (step, record, one_case) join this shell's; a step named "TITLE (wall)" records
 # how long the blocks took together.
 blocks() {
-  local title=$1 start=$SECONDS fn i rc
+  local title=$1 start=$SECONDS fn i
   shift
   local fns=("$@") pids=()
   mkdir -p "$ROOT/build/logs"
   log "$title: ${fns[*]}"
   for fn in "${fns[@]}"; do
+    rm -f "$ROOT/build/logs/$fn.state"  # a block that dies writes none: counted as failed
     (
       STEP_NAMES=() STEP_SECS=() STEP_RESULTS=()
       CFG_NAMES=() CFG_PASSED=() CFG_FAILED=() CFG_SKIPPED=() ANY_FAILURE=0
       "$fn" >"$ROOT/build/logs/$fn.log" 2>&1
-      declare -p STEP_NAMES STEP_SECS STEP_RESULTS CFG_NAMES CFG_PASSED CFG_FAILED CFG_SKIPPED \
-        ANY_FAILURE >"$ROOT/build/logs/$fn.state"
+      dump_state >"$ROOT/build/logs/$fn.state"
     ) &
     pids+=($!)
   done
@@ -195,27 +195,28 @@ blocks() {
     wait "${pids[$i]}"
     log "$fn (output of a block that ran beside others)"
     cat "$ROOT/build/logs/$fn.log"
-    merge_state "$ROOT/build/logs/$fn.state" || { record "$fn" 0 1 0; ANY_FAILURE=1; }
+    merge_state "$ROOT/build/logs/$fn.state" || record "$fn" 0 1 0
   done
   STEP_NAMES+=("$title (wall)") STEP_SECS+=($((SECONDS - start))) STEP_RESULTS+=(ok)
 }
 
-# merge_state FILE: adds the steps and cases a block recorded (blocks) to this shell's.
+# dump_state: this shell's steps, cases and failure flag, one per line (S, C, F; tab-separated),
+# which merge_state adds to another shell's.
+dump_state() {
+  local i
+  for i in "${!STEP_NAMES[@]}"; do
+    printf 'S\t%s\t%s\t%s\n' "${STEP_NAMES[$i]}" "${STEP_SECS[$i]}" "${STEP_RESULTS[$i]}"
+  done
+  for i in "${!CFG_NAMES[@]}"; do
+    printf 'C\t%s\t%s\t%s\t%s\n' "${CFG_NAMES[$i]}" "${CFG_PASSED[$i]}" "${CFG_FAILED[$i]}" \
+      "${CFG_SKIPPED[$i]}"
+  done
+  printf 'F\t%s\n' "$ANY_FAILURE"
+}
+
+# merge_state FILE: adds what dump_state wrote to FILE to this shell's steps and cases.
 merge_state() {
   [[ -f $1 ]] || return 1
-  local i
-  (
-    # shellcheck disable=SC1090
-    source "$1"
-    for i in "${!STEP_NAMES[@]}"; do
-      printf 'S\t%s\t%s\t%s\n' "${STEP_NAMES[$i]}" "${STEP_SECS[$i]}" "${STEP_RESULTS[$i]}"
-    done
-    for i in "${!CFG_NAMES[@]}"; do
-      printf 'C\t%s\t%s\t%s\t%s\n' "${CFG_NAMES[$i]}" "${CFG_PASSED[$i]}" "${CFG_FAILED[$i]}" \
-        "${CFG_SKIPPED[$i]}"
-    done
-    printf 'F\t%s\n' "$ANY_FAILURE"
-  ) >"$1.tsv"
   local kind a b c d
   while IFS=$'\t' read -r kind a b c d; do
     case $kind in
@@ -224,7 +225,7 @@ merge_state() {
       C) record "$a" "$b" "$c" "$d" ;;
       F) ((a)) && ANY_FAILURE=1 ;;
     esac
-  done <"$1.tsv"
+  done <"$1"
   return 0
 }
 
