@@ -644,6 +644,27 @@ BOOST_AUTO_TEST_CASE(close_fails_pending_operations) {
   });
 }
 
+// A closed connection fails a new request through its executor. When that io_context is
+// destroyed without running it, the request's handler must be destroyed with it (as asio does
+// with its own operations), not leaked with everything it owns.
+BOOST_AUTO_TEST_CASE(a_failure_never_run_is_destroyed_with_its_io_context) {
+  auto owned = std::make_shared<int>(0);
+  std::weak_ptr<int> const alive = owned;
+  bool called = false;
+  std::string pong;
+  Request ping;
+  ping.push("PING");
+  {
+    asio::io_context ioc;
+    Connection conn(ioc, config_for(1));  // closed before it ever connects
+    conn.close();
+    conn.async_exec(ping, pong, [&called, o = std::move(owned)](error_code) { called = true; });
+    conn.async_connect([&called, o = alive.lock()](error_code) { called = true; });
+  }  // ~Connection, then ~io_context: neither completion ran
+  BOOST_TEST(!called);
+  BOOST_TEST(alive.expired());
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(connection_options)

@@ -132,6 +132,34 @@ void finish_op(Op* op, Args&&... args) {
   std::move(work).complete(std::move(handler), std::forward<Args>(args)...);
 }
 
+// Frees the op without calling its handler: what asio does to the handlers still queued when
+// their io_context is destroyed (see PostedOp).
+template <class Op>
+void destroy_op(Op* op) {
+  auto alloc = op_allocator<Op>(op->handler);
+  using Traits = std::allocator_traits<decltype(alloc)>;
+  Traits::destroy(alloc, op);
+  Traits::deallocate(alloc, op, 1);
+}
+
+// Owns an operation on its way to completion through the executor (ConnectionImpl's
+// post_complete): if the function is destroyed without running (the io_context is shut down
+// first), the operation is destroyed with it instead of leaking.
+template <class Base>
+class PostedOp {
+ public:
+  explicit PostedOp(Base* op) noexcept : op_(op) {}
+  PostedOp(PostedOp&& o) noexcept : op_(std::exchange(o.op_, nullptr)) {}
+  PostedOp& operator=(PostedOp&&) = delete;
+  ~PostedOp() {
+    if (op_) op_->destroy();
+  }
+  Base* release() noexcept { return std::exchange(op_, nullptr); }
+
+ private:
+  Base* op_;
+};
+
 /// What a SUBSCRIBE-family request changes in the session, applied once it is written.
 struct Subscription {
   using Kind = SubscriptionKind;
@@ -155,9 +183,11 @@ struct Subscription {
 struct ExecOpBase {
   using NodeFn = void (*)(ExecOpBase*, std::size_t, resp3::NodeView const&, error_code&);
   using CompleteFn = void (*)(ExecOpBase*, error_code);
+  using DestroyFn = void (*)(ExecOpBase*);
 
   NodeFn on_node_fn = nullptr;
   CompleteFn complete_fn = nullptr;
+  DestroyFn destroy_fn = nullptr;  // user operations: frees without completing (destroy_op)
   std::string_view payload;
   std::size_t expected = 0;  // regular replies
   resp3::Request::Config cfg{};
@@ -169,6 +199,7 @@ struct ExecOpBase {
   bool resubscription = false;  // made by resubscribe(): replaced by the next one
 
   void complete(error_code ec) { complete_fn(this, ec); }
+  void destroy() { destroy_fn(this); }
 };
 
 template <class Handler, class Response>
@@ -183,6 +214,7 @@ struct ExecOp final : ExecOpBase {
       static_cast<ExecOp*>(b)->adapter.on_node(i, n, ec);
     };
     complete_fn = [](ExecOpBase* b, error_code ec) { finish_op(static_cast<ExecOp*>(b), ec); };
+    destroy_fn = [](ExecOpBase* b) { destroy_op(static_cast<ExecOp*>(b)); };
   }
 };
 
@@ -213,6 +245,7 @@ struct SubscriptionOp final : ExecOpBase {
     complete_fn = [](ExecOpBase* b, error_code ec) {
       finish_op(static_cast<SubscriptionOp*>(b), ec);
     };
+    destroy_fn = [](ExecOpBase* b) { destroy_op(static_cast<SubscriptionOp*>(b)); };
     payload = request.payload();
     expected = request.expected_replies();  // the fence's
     cfg.idempotent = true;  // subscribing twice is harmless
@@ -222,7 +255,9 @@ struct SubscriptionOp final : ExecOpBase {
 struct ReceiveOpBase {
   using CompleteFn = void (*)(ReceiveOpBase*, error_code, resp3::Tree);
   CompleteFn complete_fn = nullptr;
+  void (*destroy_fn)(ReceiveOpBase*) = nullptr;
   void complete(error_code ec, resp3::Tree t) { complete_fn(this, ec, std::move(t)); }
+  void destroy() { destroy_fn(this); }
 };
 
 template <class Handler>
@@ -234,13 +269,16 @@ struct ReceiveOp final : ReceiveOpBase {
     complete_fn = [](ReceiveOpBase* b, error_code ec, resp3::Tree t) {
       finish_op(static_cast<ReceiveOp*>(b), ec, std::move(t));
     };
+    destroy_fn = [](ReceiveOpBase* b) { destroy_op(static_cast<ReceiveOp*>(b)); };
   }
 };
 
 struct WaitOpBase {
   using CompleteFn = void (*)(WaitOpBase*, error_code);
   CompleteFn complete_fn = nullptr;
+  void (*destroy_fn)(WaitOpBase*) = nullptr;
   void complete(error_code ec) { complete_fn(this, ec); }
+  void destroy() { destroy_fn(this); }
 };
 
 template <class Handler>
@@ -250,6 +288,7 @@ struct WaitOp final : WaitOpBase {
   WaitOp(Handler&& h, asio::any_io_executor const& ex)
       : handler(std::move(h)), work(handler, ex) {
     complete_fn = [](WaitOpBase* b, error_code ec) { finish_op(static_cast<WaitOp*>(b), ec); };
+    destroy_fn = [](WaitOpBase* b) { destroy_op(static_cast<WaitOp*>(b)); };
   }
 };
 
@@ -552,7 +591,9 @@ class ConnectionImpl : public std::enable_shared_from_this<ConnectionImpl> {
   // Completes `op` from the executor: never inside the initiating call.
   template <class Op, class... Args>
   void post_complete(Op* op, Args... args) {
-    asio::post(ex_, [op, ... a = std::move(args)]() mutable { op->complete(std::move(a)...); });
+    asio::post(ex_, [p = PostedOp<Op>(op), ... a = std::move(args)]() mutable {
+      p.release()->complete(std::move(a)...);
+    });
   }
 
   void record_error(error_code ec) {
