@@ -9,9 +9,9 @@
 #                                 preset builds and runs its tests (g++'s chain then runs the
 #                                 install checks and the fuzzer):
 #         gcc-debug               every test and example under g++ at -O0 with libstdc++
-#                                 assertions (no sanitizer), and the benchmarks (-fsyntax-only)
-#         clang-asan              every test and example under clang++ with ASan + UBSan, and
-#                                 the standalone-header check
+#                                 assertions (no sanitizer)
+#         clang-asan              every test and example under clang++ with ASan + UBSan, the
+#                                 standalone-header check and the benchmarks (-fsyntax-only)
 #       install                   configure `release`, cmake --install, then
 #                                 tests/install_consumer built against the installed package
 #                                 (find_package) and as add_subdirectory; conanfile.py and the
