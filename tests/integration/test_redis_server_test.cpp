@@ -10,6 +10,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -151,6 +153,33 @@ BOOST_AUTO_TEST_CASE(destructor_stops_the_server_and_removes_its_directory) {
   }
   BOOST_TEST(!std::filesystem::exists(dir));
   BOOST_TEST(!answers_ping(port));
+}
+
+BOOST_AUTO_TEST_CASE(a_server_that_took_the_port_is_not_taken_for_ours) {
+  // Another process's server grabs the port between our stop and start (as between
+  // pick_free_port() and bind in a busy test run). It answers PING, but it is not ours: start()
+  // must say that ours could not bind, not return as if it were up.
+  TestRedisServer server(TestRedisServer::Options{.start_timeout = std::chrono::seconds(3)});
+  const unsigned short port = server.port();
+  server.stop();
+  TestRedisServer other;  // a live server, for its binary and directory only
+  const auto log = other.dir() / "intruder.log";
+  const pid_t intruder = rediskit::test::detail::spawn(
+      {rediskit::test::detail::find_redis_server(), "--port", std::to_string(port), "--bind",
+       "127.0.0.1", "--save", "", "--dir", other.dir().string()},
+      log, /*detached=*/false);
+  BOOST_REQUIRE(rediskit::test::detail::wait_until([&] { return answers_ping(port); },
+                                                   std::chrono::seconds(5)));
+  BOOST_TEST(rediskit::test::detail::listens_on(intruder, port));
+  BOOST_TEST(!rediskit::test::detail::listens_on(other.pid(), port));
+  BOOST_TEST(rediskit::test::detail::listens_on(other.pid(), other.port()));
+  try {
+    server.start();
+    BOOST_FAIL("start() took another process's server for its own");
+  } catch (const std::runtime_error& e) {
+    BOOST_TEST(message_contains(e, "already in use"));
+  }
+  rediskit::test::detail::terminate_child(intruder, SIGTERM, std::chrono::seconds(2));
 }
 
 BOOST_AUTO_TEST_CASE(a_missing_binary_is_a_clear_error) {

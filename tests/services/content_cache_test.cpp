@@ -27,14 +27,11 @@ struct Content {
   /// Runs a deferred operation that must succeed; its value (or nothing for a set).
   template <class Op>
   auto ok(Op&& op) {
-    auto r = f.wait(std::forward<Op>(op));
-    auto const ec = std::get<0>(r);
-    BOOST_REQUIRE_MESSAGE(!ec, "unexpected error: " << ec.message());
-    if constexpr (std::tuple_size_v<decltype(r)> == 2) return std::get<1>(std::move(r));
+    return f.value(std::forward<Op>(op));
   }
   template <class Op>
   error_code err(Op&& op) {
-    return std::get<0>(f.wait(std::forward<Op>(op)));
+    return f.error(std::forward<Op>(op));
   }
   bool exists(std::string const& key) { return f.ok(cmd::exists{key}) == 1; }
   /// The key's TTL in ms (-2: no key, -1: none).

@@ -57,14 +57,11 @@ struct Q {
 
   template <class Op>
   auto ok(Op&& op) {
-    auto t = f.wait(std::forward<Op>(op));
-    BOOST_REQUIRE_MESSAGE(!std::get<0>(t), "unexpected error: " << std::get<0>(t).message());
-    if constexpr (std::tuple_size_v<decltype(t)> > 1)
-      return std::get<1>(std::move(t));
+    return f.value(std::forward<Op>(op));
   }
   template <class Op>
   error_code err(Op&& op) {
-    return std::get<0>(f.wait(std::forward<Op>(op)));
+    return f.error(std::forward<Op>(op));
   }
 
   AddResult add(std::string name, int n, JobOptions o = {}) {

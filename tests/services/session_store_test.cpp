@@ -60,14 +60,12 @@ struct Store {
   /// Runs a deferred operation that must succeed; its value.
   template <class Op>
   auto ok(Op&& op) {
-    auto [ec, v] = f.wait(std::forward<Op>(op));
-    BOOST_REQUIRE_MESSAGE(!ec, "unexpected error: " << ec.message());
-    return v;
+    return f.value(std::forward<Op>(op));
   }
   /// Runs a deferred operation; its error.
   template <class Op>
   error_code err(Op&& op) {
-    return std::get<0>(f.wait(std::forward<Op>(op)));
+    return f.error(std::forward<Op>(op));
   }
 
   SessionTokens create(std::string_view user, std::string name = "Ann",

@@ -45,9 +45,7 @@ struct Users {
 
   template <class Op>
   auto ok(Op&& op) {
-    auto t = f.wait(std::forward<Op>(op));
-    BOOST_REQUIRE_MESSAGE(!std::get<0>(t), "unexpected error: " << std::get<0>(t).message());
-    return std::get<1>(std::move(t));
+    return f.value(std::forward<Op>(op));
   }
 
   BackendFixture<B> f;

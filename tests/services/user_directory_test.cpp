@@ -63,13 +63,11 @@ struct Dir {
 
   template <class Op>
   auto ok(Op&& op) {
-    auto t = f.wait(std::forward<Op>(op));
-    BOOST_REQUIRE_MESSAGE(!std::get<0>(t), "unexpected error: " << std::get<0>(t).message());
-    return std::get<1>(std::move(t));
+    return f.value(std::forward<Op>(op));
   }
   template <class Op>
   error_code err(Op&& op) {
-    return std::get<0>(f.wait(std::forward<Op>(op)));
+    return f.error(std::forward<Op>(op));
   }
 
   bool store(std::string const& id, std::string const& type, DirectoryProfile const& p) {

@@ -60,10 +60,7 @@ struct Env {
 
   template <class Op>
   auto ok(Op&& op) {
-    auto t = f.wait(std::forward<Op>(op));
-    BOOST_REQUIRE_MESSAGE(!std::get<0>(t), "unexpected error: " << std::get<0>(t).message());
-    if constexpr (std::tuple_size_v<decltype(t)> > 1)
-      return std::get<1>(std::move(t));
+    return f.value(std::forward<Op>(op));
   }
 
   std::string publish(UserEvent const& e) { return ok(pub.async_publish(e)); }

@@ -71,14 +71,12 @@ struct Votes {
   /// Runs a deferred operation that must succeed; its value.
   template <class Op>
   auto ok(Op&& op) {
-    auto t = f.wait(std::forward<Op>(op));
-    BOOST_REQUIRE_MESSAGE(!std::get<0>(t), "unexpected error: " << std::get<0>(t).message());
-    return std::get<1>(std::move(t));
+    return f.value(std::forward<Op>(op));
   }
   /// Runs a deferred operation; its error.
   template <class Op>
   error_code err(Op&& op) {
-    return std::get<0>(f.wait(std::forward<Op>(op)));
+    return f.error(std::forward<Op>(op));
   }
 
   VoteResult vote(std::string const& s, std::string const& u, int x) {

@@ -160,6 +160,22 @@ class BackendFixture {
     return wait_sig(std::forward<Op>(op), static_cast<Sig*>(nullptr));
   }
 
+  /// Runs a deferred operation that must succeed and returns its value (nothing when it
+  /// completes with an error_code alone); a failure fails the test with the error.
+  ///   bool online = f.value(users.async_is_user_online("u1"));
+  template <class Op>
+  auto value(Op&& op) {
+    auto t = wait(std::forward<Op>(op));
+    BOOST_REQUIRE_MESSAGE(!std::get<0>(t), "unexpected error: " << std::get<0>(t).message());
+    if constexpr (std::tuple_size_v<decltype(t)> > 1) return std::get<1>(std::move(t));
+  }
+
+  /// Runs a deferred operation; the error_code it completed with.
+  template <class Op>
+  boost::system::error_code error(Op&& op) {
+    return std::get<0>(wait(std::forward<Op>(op)));
+  }
+
   /// Lets `d` pass: a manual clock advances at once, real clocks are slept on.
   void advance(std::chrono::milliseconds d) {
     if constexpr (is_fake) {

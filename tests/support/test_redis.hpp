@@ -33,6 +33,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -168,6 +169,39 @@ inline bool answers_ping(unsigned short port,
   const std::string reply = ping_reply(port, timeout);
   return reply.starts_with("+PONG") || reply.starts_with("-NOAUTH") ||
          reply.starts_with("-WRONGPASS") || reply.starts_with("-LOADING");
+}
+
+/// True when process `pid` holds the socket listening on loopback TCP `port`: its inode in
+/// /proc/net/tcp (state LISTEN) is one of the process's descriptors. PING alone cannot tell our
+/// server from another one that took the port between pick_free_port() and our bind. Where
+/// /proc cannot be read, says true (PING is then the only check left).
+inline bool listens_on(pid_t pid, unsigned short port) {
+  std::ifstream tcp("/proc/net/tcp");
+  if (!tcp) return true;
+  char port_hex[8];
+  std::snprintf(port_hex, sizeof port_hex, ":%04X", static_cast<unsigned>(port));
+  std::vector<std::string> inodes;
+  std::string line;
+  std::getline(tcp, line);  // header
+  while (std::getline(tcp, line)) {
+    std::istringstream fields(line);
+    std::string sl, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+    if (!(fields >> sl >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
+          timeout >> inode)) {
+      continue;
+    }
+    if (state == "0A" && local.ends_with(port_hex)) inodes.push_back("socket:[" + inode + "]");
+  }
+  if (inodes.empty()) return false;
+  std::error_code ec;
+  std::filesystem::directory_iterator fds("/proc/" + std::to_string(pid) + "/fd", ec);
+  if (ec) return false;
+  for (const auto& fd : fds) {
+    const auto target = std::filesystem::read_symlink(fd.path(), ec);
+    if (ec) continue;
+    if (std::find(inodes.begin(), inodes.end(), target.string()) != inodes.end()) return true;
+  }
+  return false;
 }
 
 inline bool process_gone(pid_t pid) {
@@ -456,7 +490,9 @@ class TestRedisServer {
         throw std::runtime_error("redis-server (" + exe_ + ") exited before answering PING on " +
                                  "127.0.0.1:" + std::to_string(port_) + "; its log:\n" + tail);
       }
-      if (detail::answers_ping(port_)) return true;
+      // Only our process counts: a server that took the port first answers PING too, and ours
+      // then exits with "Address already in use" (seen above on the next turn).
+      if (detail::answers_ping(port_) && detail::listens_on(pid_, port_)) return true;
       if (std::chrono::steady_clock::now() >= deadline) {
         const std::string tail = new_log_text(log, log_start);
         stop();

@@ -129,6 +129,9 @@ class TestRedisCluster {
     std::chrono::milliseconds node_timeout = std::chrono::milliseconds(2000);
     /// How long the constructor waits for cluster_state:ok on every node.
     std::chrono::milliseconds ready_timeout = std::chrono::seconds(30);
+    /// How long `redis-cli --cluster create` may take before it is killed and the constructor
+    /// throws with its log (it takes 6-7 s on 2 cores).
+    std::chrono::milliseconds create_timeout = std::chrono::seconds(60);
   };
 
   TestRedisCluster() : TestRedisCluster(Options{}) {}
@@ -268,7 +271,21 @@ class TestRedisCluster {
     auto const log = nodes_.front()->dir() / "cluster-create.log";
     pid_t const pid = detail::spawn(args, log, /*detached=*/false);
     int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    // redis-cli waits for the cluster to join without a deadline of its own: a node that is
+    // not what we started (or never gossips) would hold the test until CTest's timeout.
+    bool const exited = detail::wait_until(
+        [&] {
+          pid_t const r = ::waitpid(pid, &status, WNOHANG);
+          return r == pid || (r < 0 && errno != EINTR);
+        },
+        opts_.create_timeout);
+    if (!exited) {
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      throw std::runtime_error("redis-cli --cluster create did not finish within " +
+                               std::to_string(opts_.create_timeout.count()) +
+                               " ms (killed): " + detail::read_file_tail(log));
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
       throw std::runtime_error("redis-cli --cluster create failed (exit status " +

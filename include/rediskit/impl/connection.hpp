@@ -255,7 +255,8 @@ struct SubscriptionOp final : ExecOpBase {
 struct ReceiveOpBase {
   using CompleteFn = void (*)(ReceiveOpBase*, error_code, resp3::Tree);
   CompleteFn complete_fn = nullptr;
-  void (*destroy_fn)(ReceiveOpBase*) = nullptr;
+  using DestroyFn = void (*)(ReceiveOpBase*);
+  DestroyFn destroy_fn = nullptr;
   void complete(error_code ec, resp3::Tree t) { complete_fn(this, ec, std::move(t)); }
   void destroy() { destroy_fn(this); }
 };
@@ -276,7 +277,8 @@ struct ReceiveOp final : ReceiveOpBase {
 struct WaitOpBase {
   using CompleteFn = void (*)(WaitOpBase*, error_code);
   CompleteFn complete_fn = nullptr;
-  void (*destroy_fn)(WaitOpBase*) = nullptr;
+  using DestroyFn = void (*)(WaitOpBase*);
+  DestroyFn destroy_fn = nullptr;
   void complete(error_code ec) { complete_fn(this, ec); }
   void destroy() { destroy_fn(this); }
 };
