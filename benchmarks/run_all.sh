@@ -17,7 +17,7 @@
 #   SKIP_NPM=1    use benchmarks/peers/node_modules as it is
 #   RAW=file      also keep every raw result line in this file
 #   SKIP_SERVICES=1  leave out the service benchmarks run at the end (run_rate_limiter.sh,
-#                 run_services.sh)
+#                 run_services.sh, run_user_profiles.sh)
 #   QUIET_WAIT=180, RETRIES=3, BUDGET=1800
 #                 wait up to QUIET_WAIT s for other busy processes before a phase, run a phase
 #                 again (up to RETRIES attempts) when one got busy during it; no more waiting or
@@ -314,7 +314,8 @@ awk -v repeat="$REPEAT" -v duration="$DURATION" -v warmup="$WARMUP" -v pinning="
 # Their own scripts, each with a throwaway server of its own and its own table, after the one
 # above (SKIP_SERVICES=1 leaves them out). They take REPEAT from here and their own DURATION.
 if [[ -z ${SKIP_SERVICES:-} ]]; then
-  log "services: run_rate_limiter.sh, run_services.sh"
+  log "services: run_rate_limiter.sh, run_services.sh, run_user_profiles.sh"
   SKIP_NPM=1 REPEAT=$REPEAT bash "$here/run_rate_limiter.sh"
   REPEAT=$REPEAT bash "$here/run_services.sh"
+  SKIP_NPM=1 bash "$here/run_user_profiles.sh"
 fi

@@ -5,7 +5,10 @@
 //   benchmarks/peers/user_profiles_bench.mjs);
 // - prewarm: CachePrewarmer over 300 000 ids, the loader answering from memory (target <= 5 s);
 // - consume: 100 000 seed events applied to the cache by a UserStreamConsumer, with acks
-//   (target >= 100 000 events/s).
+//   (target >= 100 000 events/s);
+// - near: UserCache::async_get from the near cache against the same get from Redis (target:
+//   a hit >= 20x faster than the round trip), and the time from another client's write to the
+//   invalidation of the copy, p50 and p99.
 // It FLUSHDBs database `db`: point it at a throwaway server.
 #include "bench_util.hpp"
 
@@ -14,6 +17,7 @@
 #include <rediskit/services/user_cache.hpp>
 #include <rediskit/services/user_events.hpp>
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -62,6 +66,61 @@ asio::awaitable<void> run(rediskit::RedisBackend& redis) {
     std::sort(t.begin(), t.end());
     std::printf("batch_get(100): mean %.3f ms, p50 %.3f ms, p99 %.3f ms (target <= 0.17 ms)\n",
                 ms(clk::now() - start) / 2000, t[t.size() / 2], t[t.size() * 99 / 100]);
+  }
+
+  // --- near cache: a hit against a round trip; a write by another client to its invalidation --
+  {
+    auto const cfg = redis.config();
+    rediskit::RedisBackend other(redis.get_executor(), cfg);
+    rediskit::UserCacheOptions o;
+    o.near.max_entries = 1000;
+    rediskit::UserCache<rediskit::RedisBackend> near(redis, o);
+    co_await cache.async_set(profile("near"), use);
+    asio::steady_timer t(redis.get_executor());
+    while (!near.near_stats().active) {
+      t.expires_after(1ms);
+      co_await t.async_wait(use);
+    }
+    auto time_gets = [&](auto& c, int n) -> asio::awaitable<std::vector<double>> {
+      std::vector<double> v;
+      v.reserve(n);
+      for (int i = 0; i < n; ++i) {
+        auto const a = clk::now();
+        auto p = co_await c.async_get("near", use);
+        v.push_back(ms(clk::now() - a) * 1000);
+        if (!p) throw std::runtime_error("near profile missing");
+      }
+      std::sort(v.begin(), v.end());
+      co_return v;
+    };
+    (void)co_await time_gets(cache, 2000);  // warm-up
+    auto const trip = co_await time_gets(cache, 20000);
+    while (!near.near_cache().find(near.key("near"))) (void)co_await near.async_get("near", use);
+    auto const hits_before = near.near_stats().hits;
+    auto const hit = co_await time_gets(near, 200000);
+    if (near.near_stats().hits - hits_before != 200000) throw std::runtime_error("not all hits");
+    auto p50 = [](std::vector<double> const& v) { return v[v.size() / 2]; };
+    auto p99 = [](std::vector<double> const& v) { return v[v.size() * 99 / 100]; };
+    std::printf("get, Redis round trip: p50 %.2f us, p99 %.2f us\n", p50(trip), p99(trip));
+    std::printf("get, near-cache hit: p50 %.3f us, p99 %.3f us: %.0fx faster at p50 "
+                "(target >= 20x)\n",
+                p50(hit), p99(hit), p50(trip) / p50(hit));
+    // Another client writes the kept key; how long until this process drops the copy.
+    std::vector<double> inv;
+    std::string const key = near.key("near");
+    for (int i = 0; i < 1000; ++i) {
+      while (!near.near_cache().find(key)) (void)co_await near.async_get("near", use);
+      auto const a = clk::now();
+      other.async_exec(rediskit::cmd::hset{.key = key,
+                                           .fields = rediskit::FieldValue{"sexe", i % 2 ? "F" : "M"}},
+                       [](boost::system::error_code, std::int64_t) {});
+      while (near.near_cache().find(key)) co_await asio::post(redis.get_executor(), use);
+      inv.push_back(ms(clk::now() - a) * 1000);
+    }
+    std::sort(inv.begin(), inv.end());
+    std::printf("another client's write -> copy dropped: p50 %.1f us, p99 %.1f us\n", p50(inv),
+                p99(inv));
+    other.close();
   }
 
   // --- prewarm 300 000 ---------------------------------------------------------------------

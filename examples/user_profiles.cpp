@@ -58,7 +58,9 @@ asio::awaitable<void> run(B& backend) {
   rediskit::cmd::del const fresh_start{.keys = {"events:users", "user:profile~index"}};
   co_await backend.async_exec(fresh_start, use);
 
-  rediskit::UserCache<B> cache(backend);  // user:profile:<id> hashes, 7 days
+  // user:profile:<id> hashes, 7 days; on Redis the hottest 10 000 profiles also in process,
+  // dropped as soon as any client writes them (CLIENT TRACKING; off on MemoryBackend).
+  rediskit::UserCache<B> cache(backend, {.near = {.max_entries = 10000}});
   rediskit::UserEventPublisher<B> publisher(backend, {.max_len = 100000});
 
   // 1. Pre-warm: the participants of recent conversations (here: 1600 ids, 100 unknown),
@@ -133,6 +135,9 @@ asio::awaitable<void> run(B& backend) {
   std::cout << "cache stats: totalCached " << stats.total_cached << ", ttl " << stats.ttl
             << " s (" << stats.ttl_hours << " h), hits " << stats.hits << ", misses "
             << stats.misses << "; auth batch calls " << auth.batch_calls << '\n';
+  if (cache.near_cache().enabled())
+    std::cout << "near cache: " << stats.near.hits << " hits, " << stats.near.entries
+              << " profiles kept, " << stats.near.invalidations << " invalidations\n";
 
   consumer.stop();  // finishes its batch, acks, returns
   while (!consumer_done) {

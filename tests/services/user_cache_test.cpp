@@ -169,6 +169,31 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(stats_count_cached_profiles_without_a_scan, B, All
   });
 }
 
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_batch_counts_each_id_by_its_last_write, B, AllBackends) {
+  // One bulk write (one script call in the plain layout, its index entries added together at
+  // its end): an id written then deleted in it is not counted; deleted then written, it is.
+  for_each_mode<B>([](Mode mode) {
+    Users<B> u(mode);
+    u.ok(u.c.async_set(profile("d", 10)));
+    std::vector<ProfileUpdate> batch;
+    batch.emplace_back("w", std::vector<std::pair<std::string, std::string>>{{"fullName", "W"}},
+                       1000, false, true);
+    batch.emplace_back("w", std::vector<std::pair<std::string, std::string>>{}, 1001, true);
+    batch.emplace_back("d", std::vector<std::pair<std::string, std::string>>{}, 1000, true);
+    batch.emplace_back("d", std::vector<std::pair<std::string, std::string>>{{"fullName", "D"}},
+                       1001, false, true);
+    batch.emplace_back("k", std::vector<std::pair<std::string, std::string>>{{"fullName", "K"}},
+                       1000, false, true);
+    auto const out = u.ok(u.c.async_apply_many(batch));
+    BOOST_TEST_REQUIRE(out.size() == 5u);
+    for (auto o : out) BOOST_TEST((o == SetOutcome::written));
+    BOOST_TEST(!u.ok(u.c.async_get("w")).has_value());
+    BOOST_TEST(u.ok(u.c.async_get("d"))->fullName == "D");
+    BOOST_TEST(u.ok(u.c.async_get("k"))->fullName == "K");
+    BOOST_TEST(u.ok(u.c.async_get_stats()).total_cached == 2);
+  });
+}
+
 BOOST_AUTO_TEST_CASE_TEMPLATE(get_or_load_loads_once_per_id_for_concurrent_callers, B,
                               AllBackends) {
   for_each_mode<B>([](Mode mode) {

@@ -620,6 +620,18 @@ class RedisBackend : public detail::ExecOverloads<RedisBackend> {
     return s;
   }
 
+  /// A connection of its own to this backend's server, configured as the main one (address
+  /// or Sentinel discovery, credentials, TLS, database), with `setup` sent after every
+  /// handshake: session state that must survive a reconnection, such as NearCache's
+  /// CLIENT TRACKING. Not connected yet: async_connect() it, or send it a request.
+  std::shared_ptr<Connection> make_connection(resp3::Request setup = {}) {
+    auto cfg = pool_->main_config();
+    cfg.setup = std::move(setup);
+    auto c = std::make_shared<Connection>(pool_->executor, std::move(cfg));
+    if (pool_->sentinel) pool_->sentinel->watch(c);
+    return c;
+  }
+
   /// Connects the main connection now (it also connects on first use). Handler:
   /// void(error_code).
   template <class Token = boost::asio::deferred_t>

@@ -74,6 +74,13 @@
 // on different masters in no set order, and such a write may survive without that tag entry
 // (until its TTL, or a later invalidation of the key or of another of its tags).
 //
+// Near cache (options.near, off by default; RedisBackend only, and not under SlidingTtl): the
+// values async_get reads are kept in process, bounded, and dropped by the server's CLIENT
+// TRACKING pushes when any client writes their keys (rediskit/near_cache.hpp). This cache's
+// own set / del drop their keys when they start; a pattern, tag, cascade or flush empties the
+// whole copy, since which keys it covers is known only later. async_get_multiple and
+// async_get_or_load read Redis as before.
+//
 // Status. async_status: DBSIZE (on a cluster, summed over the masters by ClusterBackend) and
 // INFO stats (on a cluster, one master's: evicted_keys and expired_keys are that master's).
 //
@@ -97,6 +104,7 @@
 #include <rediskit/detail/then.hpp>
 #include <rediskit/error.hpp>
 #include <rediskit/key_space.hpp>
+#include <rediskit/near_cache.hpp>
 #include <rediskit/script.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -145,6 +153,12 @@ struct CacheOptions {
   /// The key layout (top of cache_service.hpp); nullopt: default_key_layout_v<B> (clustered on
   /// ClusterBackend, plain elsewhere).
   std::optional<KeyLayout> key_layout{};
+  /// An in-process copy of the values async_get reads, dropped by CLIENT TRACKING as soon as
+  /// any client writes them (rediskit/near_cache.hpp; RedisBackend only); max_entries 0 (the
+  /// default): none. Off under a TTL policy that renews on read (SlidingTtl): a value served
+  /// from memory would not renew its key. With it on, start this cache's operations from one
+  /// thread at a time (its backend's executor, or a strand), as UserCache's.
+  NearCacheOptions near{};
 };
 
 /// Counters of one CacheService (this process), as seed 003's getCacheStats and more.
@@ -504,7 +518,8 @@ class CacheService {
         layout_(options_.key_layout.value_or(default_key_layout_v<B>)),
         keys_(options_.key_prefix),
         internal_(detail::cache::internal_prefix(options_.key_prefix, layout_)),
-        shared_(std::make_shared<detail::cache::Shared>()) {
+        shared_(std::make_shared<detail::cache::Shared>()),
+        near_(backend, {keys_.key("")}, ttl_.read_ttl() ? NearCacheOptions{} : options_.near) {
     std::random_device rd;
     shared_->token_base = std::to_string(rd()) + "." + std::to_string(rd()) + ".";
     if (options_.max_scan_count < 1) options_.max_scan_count = 1;
@@ -551,6 +566,7 @@ class CacheService {
     return detail::initiate<void(error_code, bool)>(
         std::forward<Token>(token), [this, k = keys_.key(key), l = lock_key(key), bad = key.empty()](auto h) {
           if (bad) return reject(std::move(h), false);
+          near_.invalidate(k);
           cmd::del const lock{.keys = l}, value{.keys = k};
           backend_->async_exec(
               detail::cache::deletion({}, {&lock, 1}, {&value, 1}),
@@ -618,6 +634,7 @@ class CacheService {
   /// their own). Handler: void(error_code, std::size_t deleted).
   template <class Token = boost::asio::deferred_t>
   auto async_delete_pattern(GlobPattern const& pattern, Token&& token = {}) {
+    near_.clear();  // what the pattern covers is known only once walked
     std::vector<Walk> walks;
     walks.emplace_back(lock_pattern(pattern), false);
     walks.emplace_back(keys_.pattern(pattern), true);
@@ -638,6 +655,7 @@ class CacheService {
   /// void(error_code, std::size_t deleted values).
   template <class Token = boost::asio::deferred_t>
   auto async_flush(Token&& token = {}) {
+    near_.clear();
     std::vector<Walk> walks;
     walks.emplace_back(escape_glob(internal_) + "*", false);
     walks.emplace_back(keys_.all(), true);
@@ -667,6 +685,7 @@ class CacheService {
   /// void(error_code, std::size_t deleted).
   template <class Token = boost::asio::deferred_t>
   auto async_invalidate_by_tag(std::string_view tag, Token&& token = {}) {
+    near_.clear();  // the tag's keys are known only once read
     return invalidate_impl(tag, false, std::forward<Token>(token));
   }
 
@@ -675,6 +694,7 @@ class CacheService {
   /// trip per level, plus one. Handler: void(error_code, std::size_t deleted).
   template <class Token = boost::asio::deferred_t>
   auto async_invalidate_cascade(std::string_view key, Token&& token = {}) {
+    near_.clear();
     return invalidate_impl(key, true, std::forward<Token>(token));
   }
 
@@ -703,6 +723,11 @@ class CacheService {
   // --- statistics ----------------------------------------------------------------------------
 
   /// This cache's counters (this process).
+  /// The near cache's counters (all 0 when it is off: options.near, a RedisBackend).
+  NearCacheStats near_stats() const { return near_.stats(); }
+  /// The near cache of async_get (enabled() says whether it is on).
+  NearCache<std::string>& near_cache() noexcept { return near_; }
+
   CacheStats stats() const noexcept {
     auto const& s = *shared_;
     return {s.hits, s.misses, s.writes, s.deletes, s.loads, s.load_errors, s.coalesced,
@@ -793,6 +818,7 @@ class CacheService {
                 bad = key.empty() || !valid_ttl(ttl)](auto h) {
           if (bad) return reject(std::move(h));
           shared_->writes++;
+          near_.invalidate(k);
           backend_->async_exec(cmd::set{.key = k, .value = v, .ttl = t},
                                ErrorOnly<decltype(h)>{std::move(h)});
         });
@@ -802,6 +828,11 @@ class CacheService {
   template <class T>
   std::optional<T> decode(error_code& ec, std::optional<std::string> const& bytes,
                           std::string_view full_key, Diagnostics* diag) const {
+    return decode<T>(ec, bytes ? &*bytes : nullptr, full_key, diag);
+  }
+  template <class T>
+  std::optional<T> decode(error_code& ec, std::string const* bytes, std::string_view full_key,
+                          Diagnostics* diag) const {
     std::optional<T> out;
     if (ec) return out;
     if (!bytes) {
@@ -835,6 +866,21 @@ class CacheService {
                                                            std::tuple<std::optional<std::string>, bool> r) {
                   return decode<T>(ec, std::get<0>(r), k, diag);
                 }));
+          } else if (near_.enabled()) {
+            if (std::string const* bytes = near_.find(k)) {
+              error_code ec;
+              auto v = decode<T>(ec, bytes, k, diag);
+              return detail::post_handler(backend_->get_executor(), std::move(h), ec,
+                                          std::move(v));
+            }
+            backend_->async_exec(
+                cmd::get{k},
+                detail::then(std::move(h), [this, k, diag, fill = near_.begin(k)](
+                                               error_code& ec, std::optional<std::string> r) mutable {
+                  auto v = decode<T>(ec, r, k, diag);
+                  if (v) fill.keep(std::move(*r), r->size());
+                  return v;
+                }));
           } else {
             backend_->async_exec(
                 cmd::get{k}, detail::then(std::move(h), [this, k, diag](error_code& ec,
@@ -861,8 +907,10 @@ class CacheService {
           if (bad) return reject(std::move(h));
           std::vector<cmd::set> sets;
           sets.reserve(keys.size());
-          for (std::size_t i = 0; i < keys.size(); ++i)
+          for (std::size_t i = 0; i < keys.size(); ++i) {
+            near_.invalidate(keys[i]);
             sets.push_back(cmd::set{.key = keys[i], .value = values[i], .ttl = t});
+          }
           shared_->writes += sets.size();
           backend_->async_exec(sets, ErrorOnly<decltype(h)>{std::move(h)});
         });
@@ -944,6 +992,7 @@ class CacheService {
     st->value = encode(value);
     st->ttl = ttl_.write_ttl(ttl);
     st->ttl_ms = std::to_string(detail::cache::ms_or_zero(st->ttl));
+    if (!bad) near_.invalidate(st->key);
     return detail::erased_compose<void(error_code)>(std::forward<Token>(token), SetTaggedOp(this, std::move(st), bad),
                                                     backend_->get_executor());
   }
@@ -1442,6 +1491,7 @@ class CacheService {
   KeySpace keys_;
   std::string internal_;
   std::shared_ptr<Shared> shared_;
+  NearCache<std::string> near_;  // off unless options.near.max_entries (and a RedisBackend)
 };
 
 }  // namespace rediskit

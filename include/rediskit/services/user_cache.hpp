@@ -72,6 +72,11 @@
 // its strand); the single-flight table is not locked. Completions go through the handler's
 // executor, never inside the initiating call.
 //
+// Near cache (options.near, off by default; RedisBackend only): a bounded in-process copy of
+// the decoded profiles, invalidated by the server's CLIENT TRACKING pushes on every write to
+// `<p>:` by any client; see rediskit/near_cache.hpp. get, batch get and the loaders read it
+// first; this cache's own writes and deletes drop their keys from it at once.
+//
 // Errors: backend errors pass through; an empty id: Error::invalid_argument, nothing written;
 // a stored hash that does not decode counts as a miss (stats().decode_errors), and get_or_load
 // reloads it.
@@ -87,6 +92,7 @@
 #include <rediskit/detail/spawn.hpp>
 #include <rediskit/error.hpp>
 #include <rediskit/key_space.hpp>
+#include <rediskit/near_cache.hpp>
 #include <rediskit/script.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -109,6 +115,7 @@
 #include <functional>
 #include <span>
 #include <unordered_set>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -160,6 +167,9 @@ struct UserCacheOptions {
   std::chrono::milliseconds ttl = std::chrono::hours(24 * 7);    ///< seed 001: 604 800 s
   std::string version_field = "updatedAt";  ///< empty: no version check
   std::optional<KeyLayout> key_layout{};    ///< nullopt: default_key_layout_v<B>
+  /// An in-process copy of hot profiles, kept by CLIENT TRACKING (rediskit/near_cache.hpp);
+  /// max_entries 0 (the default): none.
+  NearCacheOptions near{};
 };
 
 /// Seed 001's getStats() ({totalCached, ttl, ttlHours}) and this process's hit counters.
@@ -174,10 +184,11 @@ struct UserCacheStats {
   std::uint64_t loads = 0;           ///< loader calls
   std::uint64_t coalesced = 0;       ///< ids served by another call's flight
   std::uint64_t decode_errors = 0;
+  NearCacheStats near{};             ///< the near cache's (all 0 when it is off)
 };
 BOOST_DESCRIBE_STRUCT(UserCacheStats, (),
                       (total_cached, ttl, ttl_hours, hits, misses, writes, stale_writes, loads,
-                       coalesced, decode_errors))
+                       coalesced, decode_errors, near))
 
 /// What async_batch_get gives: one entry per requested id, in order, and the distinct ids not
 /// cached (empty ids included once), in the order of their first request.
@@ -299,13 +310,16 @@ return 1
 // The plain layout's bulk form: many profile writes in one call (the prewarmer's, the consumer's
 // and the loaders' batches). KEYS[1] the index, KEYS[2..] the hashes; ARGV per hash: mode,
 // version field, version, ttl ms, id, create_missing, n, then n field/value pairs. Returns one
-// outcome per hash (as profile_write's). One TIME and one prune of the index per call.
+// outcome per hash (as profile_write's). One TIME, one prune of the index and one ZADD of
+// every written id per call (a later delete of an id in the same call takes it out of that
+// ZADD).
 inline std::vector<std::int64_t> profiles_write_twin(ScriptContext auto& ctx) {
   auto keys = ctx.keys();
   auto a = ctx.args();
   std::int64_t const now = ctx.unix_ms();
   ctx.call(cmd::zremrangebyscore{.key = keys[0], .max = ScoreBound::excl(double(now))});
   std::vector<std::int64_t> out;
+  std::map<std::string, double, std::less<>> index;  // id -> expiry, ZADDed at the end
   std::size_t at = 0;
   for (std::size_t k = 1; k < keys.size(); ++k) {
     auto const key = keys[k];
@@ -328,6 +342,7 @@ inline std::vector<std::int64_t> profiles_write_twin(ScriptContext auto& ctx) {
       if (mode == "del") {
         ctx.call(cmd::del{.keys = key});
         ctx.call(cmd::zrem{.key = keys[0], .members = id});
+        if (auto it = index.find(id); it != index.end()) index.erase(it);
       } else if (mode == "merge" && create != "1" && ctx.call(cmd::exists{.keys = key}) == 0) {
         res = 2;
       } else {
@@ -336,11 +351,16 @@ inline std::vector<std::int64_t> profiles_write_twin(ScriptContext auto& ctx) {
         for (std::size_t i = first; i + 1 < at; i += 2) fv.push_back({a[i], a[i + 1]});
         if (!fv.empty()) ctx.call(cmd::hset{.key = key, .fields = fv});
         if (ttl > 0) ctx.call(cmd::pexpire{.key = key, .ttl = std::chrono::milliseconds(ttl)});
-        double const score = ttl > 0 ? double(now + ttl) : ScoreBound::pos_inf().value;
-        ctx.call(cmd::zadd{.key = keys[0], .members = ScoreMember{score, id}});
+        index[std::string(id)] = ttl > 0 ? double(now + ttl) : ScoreBound::pos_inf().value;
       }
     }
     out.push_back(res);
+  }
+  if (!index.empty()) {
+    std::vector<ScoreMember> members;
+    members.reserve(index.size());
+    for (auto const& [id, score] : index) members.push_back(ScoreMember{score, id});
+    ctx.call(cmd::zadd{.key = keys[0], .members = members});
   }
   return out;
 }
@@ -350,6 +370,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
 local out = {}
+local index = {}
 local a = 1
 for k = 2, #KEYS do
   local key = KEYS[k]
@@ -368,6 +389,7 @@ for k = 2, #KEYS do
     if mode == 'del' then
       redis.call('DEL', key)
       redis.call('ZREM', KEYS[1], id)
+      index[id] = nil
     elseif mode == 'merge' and create ~= '1' and redis.call('EXISTS', key) == 0 then
       res = 2
     else
@@ -375,14 +397,20 @@ for k = 2, #KEYS do
       if nf > 0 then redis.call('HSET', key, unpack(ARGV, first, a - 1)) end
       if ttl > 0 then
         redis.call('PEXPIRE', key, ttl)
-        redis.call('ZADD', KEYS[1], now + ttl, id)
+        index[id] = now + ttl
       else
-        redis.call('ZADD', KEYS[1], '+inf', id)
+        index[id] = '+inf'
       end
     end
   end
   out[#out + 1] = res
 end
+local z = {}
+for id, score in pairs(index) do
+  z[#z + 1] = score
+  z[#z + 1] = id
+end
+if #z > 0 then redis.call('ZADD', KEYS[1], unpack(z)) end
 return out
 )lua",
                                                                        [](ScriptContext auto& c) {
@@ -513,7 +541,8 @@ class UserCache {
         ttl_(std::move(ttl)),
         layout_(options_.key_layout.value_or(default_key_layout_v<B>)),
         index_(options_.key_prefix + "~index"),
-        state_(std::make_shared<State>()) {}
+        state_(std::make_shared<State>()),
+        near_(backend, {options_.key_prefix + ":"}, options_.near) {}
 
   B& backend() const noexcept { return *backend_; }
   UserCacheOptions const& options() const noexcept { return options_; }
@@ -542,6 +571,7 @@ class UserCache {
   auto async_set(std::string_view id, T const& profile, Token&& token = {}) {
     std::vector<Write> w;
     w.push_back(make_write(id, profile));
+    forget(w);
     return detail::user::spawn<SetOutcome>(
         ex(), std::forward<Token>(token),
         [this, w = std::move(w)]() mutable { return set_one(std::move(w)); });
@@ -554,6 +584,7 @@ class UserCache {
     std::vector<Write> w;
     w.reserve(profiles.size());
     for (auto const& p : profiles) w.push_back(make_write(id_of(p), p));
+    forget(w);
     return detail::user::spawn<std::vector<SetOutcome>>(
         ex(), std::forward<Token>(token),
         [this, w = std::move(w)]() mutable { return write_all(std::move(w)); });
@@ -565,6 +596,7 @@ class UserCache {
   auto async_apply(ProfileUpdate update, Token&& token = {}) {
     std::vector<Write> w;
     w.push_back(make_update(std::move(update)));
+    forget(w);
     return detail::user::spawn<SetOutcome>(
         ex(), std::forward<Token>(token),
         [this, w = std::move(w)]() mutable { return set_one(std::move(w)); });
@@ -577,18 +609,32 @@ class UserCache {
     std::vector<Write> w;
     w.reserve(updates.size());
     for (auto& u : updates) w.push_back(make_update(std::move(u)));
+    forget(w);
     return detail::user::spawn<std::vector<SetOutcome>>(
         ex(), std::forward<Token>(token),
         [this, w = std::move(w)]() mutable { return write_all(std::move(w)); });
   }
 
   /// get(id): the cached profile or nullopt. Handler: void(error_code, std::optional<T>).
+  /// A near-cache hit completes without a coroutine or a round trip (posted, as always).
   template <class Token = boost::asio::deferred_t>
   auto async_get(std::string_view id, Token&& token = {}) {
-    return detail::user::spawn<std::optional<T>>(
-        ex(), std::forward<Token>(token), [this, id = std::string(id)]() mutable {
-          return get_one(std::move(id));
-        });
+    using Sig = void(error_code, std::optional<T>);
+    return boost::asio::async_initiate<Token, Sig>(
+        [this](auto handler, std::string id) {
+          detail::AnyHandler<Sig> h(std::move(handler));
+          if (near_.enabled() && !id.empty()) {
+            if (T const* p = near_.find(key(id))) {
+              state_->counters.hits++;
+              return detail::post_handler(ex(), std::move(h), error_code{}, std::optional<T>(*p));
+            }
+          }
+          detail::user::spawn<std::optional<T>>(
+              ex(), std::move(h), [this, id = std::move(id)]() mutable {
+                return get_one(std::move(id));
+              });
+        },
+        token, std::string(id));
   }
 
   /// batchGet(ids): see the top of this file. Handler: void(error_code, UserBatch<T>).
@@ -604,6 +650,7 @@ class UserCache {
   /// version). Handler: void(error_code, bool).
   template <class Token = boost::asio::deferred_t>
   auto async_delete(std::string_view id, Token&& token = {}) {
+    if (near_.enabled() && !id.empty()) near_.invalidate(key(id));
     return detail::user::spawn<bool>(ex(), std::forward<Token>(token),
                                      [this, id = std::string(id)]() mutable {
                                        return delete_one(std::move(id));
@@ -636,8 +683,14 @@ class UserCache {
     s.loads = c.loads;
     s.coalesced = c.coalesced;
     s.decode_errors = c.decode_errors;
+    s.near = near_.stats();
     return s;
   }
+
+  /// The near cache's counters (all 0 when it is off).
+  NearCacheStats near_stats() const { return near_.stats(); }
+  /// The near cache (enabled() says whether it is on).
+  NearCache<T>& near_cache() noexcept { return near_; }
 
   /// Cache-aside: the cached profile, or loader(id)'s (then written back). The loader returns
   /// T, std::optional<T> (nullopt: nothing to cache, the caller gets nullopt) or an awaitable
@@ -746,6 +799,13 @@ class UserCache {
     return w;
   }
 
+  // This process's writes drop their keys from the near cache when they are called, and mark
+  // the reads in flight; the server's push follows.
+  void forget(std::vector<Write> const& writes) {
+    if (near_.enabled())
+      for (auto const& w : writes) near_.invalidate(w.key);
+  }
+
   Write make_update(ProfileUpdate u) const {
     Write w;
     w.bad = u.id.empty();
@@ -771,6 +831,7 @@ class UserCache {
   awaitable<std::vector<SetOutcome>> write_all(std::vector<Write> writes) {
     for (auto const& w : writes)
       if (w.bad) detail::user::fail(Error::invalid_argument, "empty user id");
+    forget(writes);  // again: a read may have begun since the call
     std::vector<SetOutcome> out;
     if (writes.empty()) co_return out;
     if (!clustered() && writes.size() > 1) co_return co_await write_bulk(std::move(writes));
@@ -871,8 +932,17 @@ class UserCache {
   awaitable<std::optional<T>> get_one(std::string id) {
     if (id.empty()) detail::user::fail(Error::invalid_argument, "empty user id");
     std::string const k = key(id);
+    auto fill = near_.begin(k);
     auto fields = co_await backend_->async_exec(cmd::hgetall{.key = k}, boost::asio::use_awaitable);
-    co_return decode(fields, id);
+    auto p = decode(fields, id);
+    if (p) fill.keep(*p, encoded_size(fields));
+    co_return p;
+  }
+
+  static std::size_t encoded_size(HashCodec::Fields const& fields) noexcept {
+    std::size_t n = 0;
+    for (auto const& [f, v] : fields) n += f.size() + v.size();
+    return n;
   }
 
   awaitable<Batch> batch_get(std::vector<std::string> ids) {
@@ -900,14 +970,34 @@ class UserCache {
     std::vector<std::string> keys;
     keys.reserve(distinct.size());
     for (auto d : distinct) keys.push_back(key(d));
-    std::vector<cmd::hgetall> reads;
-    reads.reserve(keys.size());
-    for (auto const& k : keys) reads.push_back(cmd::hgetall{.key = k});
-    auto replies = co_await backend_->async_exec(reads, boost::asio::use_awaitable);
     std::vector<std::optional<T>> found(distinct.size());
+    // The near cache first; what it lacks goes to the backend in one round trip.
+    std::vector<std::size_t> asked;  // indexes into distinct / keys
+    asked.reserve(distinct.size());
+    std::vector<typename NearCache<T>::Fill> fills;
+    for (std::size_t j = 0; j < distinct.size(); ++j) {
+      if (near_.enabled()) {
+        if (T const* p = near_.find(keys[j])) {
+          found[j] = *p;
+          state_->counters.hits++;
+          continue;
+        }
+        fills.push_back(near_.begin(keys[j]));
+      }
+      asked.push_back(j);
+    }
+    if (!asked.empty()) {
+      std::vector<cmd::hgetall> reads;
+      reads.reserve(asked.size());
+      for (auto j : asked) reads.push_back(cmd::hgetall{.key = keys[j]});
+      auto replies = co_await backend_->async_exec(reads, boost::asio::use_awaitable);
+      for (std::size_t r = 0; r < asked.size(); ++r) {
+        auto const j = asked[r];
+        found[j] = decode(replies[r], std::string(distinct[j]));
+        if (found[j] && !fills.empty()) fills[r].keep(*found[j], encoded_size(replies[r]));
+      }
+    }
     std::vector<bool> reported(distinct.size(), false);
-    for (std::size_t j = 0; j < distinct.size(); ++j)
-      found[j] = decode(replies[j], std::string(distinct[j]));
     for (std::size_t i = 0; i < ids.size(); ++i) {
       if (where[i] == SIZE_MAX) {
         report_empty(i);
@@ -926,6 +1016,7 @@ class UserCache {
   awaitable<bool> delete_one(std::string id) {
     if (id.empty()) detail::user::fail(Error::invalid_argument, "empty user id");
     std::string const k = key(id);
+    near_.invalidate(k);
     auto r = co_await backend_->async_exec(
         batch(cmd::del{.keys = k}, cmd::zrem{.key = index_, .members = id}),
         boost::asio::use_awaitable);
@@ -1059,6 +1150,7 @@ class UserCache {
   KeyLayout layout_;
   std::string index_;
   std::shared_ptr<State> state_;
+  NearCache<T> near_;  // off unless options.near.max_entries (and a RedisBackend)
 };
 
 }  // namespace rediskit

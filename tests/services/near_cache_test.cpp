@@ -1,0 +1,375 @@
+// The near cache (rediskit/near_cache.hpp) of UserCache (UserCacheOptions::near) and of
+// CacheService (CacheOptions::near).
+//
+// On every backend: with the near cache asked for, reads, batch reads and writes give what
+// they give without it. On RedisBackend, where it is on: a second read is served from process
+// memory (no request sent); a write by another client (a second connection's HSET, as a Node
+// service's) drops the copy through the server's invalidation push; this cache's own write
+// drops it at once; a reconnection of the tracking link empties the copy, and a write made
+// while that link was down is never hidden by it; reads racing writes of another client end
+// with the copy equal to the server; the entry bound holds. Elsewhere it is off and says so.
+//
+// The keys are under `neartest:profile:`, not seed 001's `user:profile:`: tracking prefixes
+// are server-wide (every database), and the other profile suites write seed 001's keys on the
+// same server meanwhile.
+#include "support/backends.hpp"
+#include "support/user_profiles.hpp"
+
+#include <rediskit/services/cache_service.hpp>
+#include <rediskit/services/user_cache.hpp>
+
+#include <boost/test/unit_test.hpp>
+
+#include <string>
+#include <vector>
+
+using namespace rediskit;
+using namespace std::chrono_literals;
+using rediskit::test::AllBackends;
+using rediskit::test::BackendFixture;
+using rediskit::test::profile;
+
+namespace {
+
+UserCacheOptions near_options(std::size_t entries = 1000) {
+  UserCacheOptions o;
+  o.key_prefix = "neartest:profile";
+  o.near = NearCacheOptions{.max_entries = entries};
+  return o;
+}
+
+template <class B>
+struct Near {
+  explicit Near(UserCacheOptions o = near_options()) : c(f.backend, std::move(o)) {
+    if constexpr (BackendFixture<B>::is_redis) {
+      // The tracking link is up before the tests read: their counts assume it.
+      f.run_until([&] { return c.near_stats().active; });
+    }
+  }
+
+  template <class Op>
+  auto ok(Op&& op) {
+    return f.value(std::forward<Op>(op));
+  }
+
+  /// Reads `id` until the copy keeps it (a read's value is not kept when a push for its key,
+  /// such as the one of this cache's own write, comes while it is in flight).
+  void keep(std::string const& id) {
+    for (int i = 0; !c.near_cache().find(c.key(id)); ++i) {
+      BOOST_TEST_REQUIRE(i < 100, "the near cache never kept " << id);
+      (void)ok(c.async_get(id));
+    }
+  }
+
+  /// Returns once every invalidation push of the writes made so far has been read: another
+  /// client writes a kept fence profile, whose push comes after theirs.
+  void settle(RedisBackend& other) {
+    if (!c.near_cache().find(c.key("~fence"))) {
+      (void)ok(c.async_set(rediskit::test::profile("~fence", 1)));
+      keep("~fence");
+    }
+    std::optional<error_code> done;
+    other.async_exec(cmd::hset{.key = c.key("~fence"), .fields = FieldValue{"sexe", "F"}},
+                     [&](error_code ec, std::int64_t) { done = ec; });
+    f.run_until([&] { return done.has_value() && !c.near_cache().find(c.key("~fence")); });
+    BOOST_TEST_REQUIRE(!*done);
+  }
+
+  std::uint64_t sent() {
+    if constexpr (BackendFixture<B>::is_redis)
+      return f.backend.metrics().requests_sent;
+    else
+      return 0;
+  }
+
+  BackendFixture<B> f;
+  UserCache<B> c;
+};
+
+using Redis = Near<RedisBackend>;
+
+/// Another client of the same database: what a Node service would be.
+RedisBackend other_client(boost::asio::io_context& ioc) {
+  return rediskit::test::make_backend<RedisBackend>(ioc, rediskit::test::test_db());
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(near_cache)
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(reads_and_writes_give_what_they_give_without_it, B, AllBackends) {
+  Near<B> n;
+  BOOST_TEST(n.c.near_cache().enabled() == BackendFixture<B>::is_redis);
+  auto const p = profile("1", 1000);
+  BOOST_TEST((n.ok(n.c.async_set(p)) == SetOutcome::written));
+  for (int i = 0; i < 3; ++i) {
+    auto got = n.ok(n.c.async_get("1"));
+    BOOST_TEST_REQUIRE(got.has_value());
+    BOOST_TEST((*got == p));
+  }
+  auto const b = n.ok(n.c.async_batch_get(std::vector<std::string>{"1", "2", "1", ""}));
+  BOOST_TEST_REQUIRE(b.profiles.size() == 4u);
+  BOOST_TEST((b.profiles[0] == p));
+  BOOST_TEST(!b.profiles[1].has_value());
+  BOOST_TEST((b.profiles[2] == p));
+  BOOST_TEST((b.missing == std::vector<std::string>{"2", ""}));
+  auto const q = profile("1", 2000, "Marie Curie");
+  BOOST_TEST((n.ok(n.c.async_set(q)) == SetOutcome::written));
+  BOOST_TEST((n.ok(n.c.async_get("1")) == q));
+  BOOST_TEST(n.ok(n.c.async_delete("1")));
+  BOOST_TEST(!n.ok(n.c.async_get("1")).has_value());
+  auto const s = n.c.stats();
+  BOOST_TEST(s.hits == 5u);  // three gets, the batch's one distinct id, the get of q
+  BOOST_TEST(s.misses == 2u);
+  if constexpr (!BackendFixture<B>::is_redis) {
+    BOOST_TEST(s.near.hits == 0u);
+    BOOST_TEST(s.near.entries == 0u);
+    BOOST_TEST(!s.near.active);
+  } else {
+    // The third get and the batch at least (the first read's value may not be kept when the
+    // push of the set comes while it is in flight).
+    BOOST_TEST(s.near.hits >= 2u);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_second_read_is_served_from_process_memory) {
+  Redis n;
+  auto const p = profile("2", 1000);
+  n.ok(n.c.async_set(p));
+  auto other = other_client(n.f.ioc);
+  n.settle(other);  // the set's own push is in
+  BOOST_TEST((n.ok(n.c.async_get("2")) == p));  // from Redis, kept
+  auto const before = n.sent();
+  auto const hits = n.c.near_stats().hits;
+  for (int i = 0; i < 10; ++i) BOOST_TEST((n.ok(n.c.async_get("2")) == p));
+  auto const b = n.ok(n.c.async_batch_get(std::vector<std::string>{"2", "2"}));
+  BOOST_TEST((b.profiles[0] == p));
+  BOOST_TEST((b.profiles[1] == p));
+  BOOST_TEST(n.sent() == before);  // not one request
+  auto const s = n.c.near_stats();
+  BOOST_TEST(s.hits - hits == 11u);
+  BOOST_TEST(s.entries == 1u);  // the fence was dropped by its push
+  BOOST_TEST(s.active);
+}
+
+BOOST_AUTO_TEST_CASE(another_client_s_write_drops_the_copy) {
+  Redis n;
+  n.ok(n.c.async_set(profile("3", 1000)));
+  n.keep("3");
+  // Seed 001's Node services write the hash directly.
+  auto other = other_client(n.f.ioc);
+  std::optional<error_code> done;
+  other.async_exec(cmd::hset{.key = "neartest:profile:3",
+                             .fields = {FieldValue{"fullName", "Marie Curie"},
+                                        FieldValue{"updatedAt", "2000"}}},
+                   [&](error_code ec, std::int64_t) { done = ec; });
+  n.f.run_until([&] { return done.has_value(); });
+  BOOST_TEST(!*done);
+  n.f.run_until([&] { return !n.c.near_cache().find(n.c.key("3")); });
+  BOOST_TEST(n.c.near_stats().invalidations >= 1u);
+  auto got = n.ok(n.c.async_get("3"));
+  BOOST_TEST_REQUIRE(got.has_value());
+  BOOST_TEST(got->fullName == "Marie Curie");
+  BOOST_TEST(got->updatedAt == 2000);
+}
+
+BOOST_AUTO_TEST_CASE(this_cache_s_own_write_drops_the_copy_at_once) {
+  Redis n;
+  n.ok(n.c.async_set(profile("4", 1000)));
+  n.keep("4");
+  auto const q = profile("4", 2000, "Marie Curie");
+  bool done = false;
+  n.c.async_set(q, [&](error_code, SetOutcome) { done = true; });
+  // As soon as the write is started, before it is sent, the copy is gone.
+  BOOST_TEST(!n.c.near_cache().find(n.c.key("4")));
+  n.f.run_until([&] { return done; });
+  BOOST_TEST((n.ok(n.c.async_get("4")) == q));
+  n.ok(n.c.async_delete("4"));
+  BOOST_TEST(!n.ok(n.c.async_get("4")).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(a_reconnection_of_the_tracking_link_empties_the_copy) {
+  Redis n;
+  auto const p = profile("5", 1000);
+  n.ok(n.c.async_set(p));
+  n.keep("5");
+  // The tracking connection's id, then its link killed from the main connection.
+  auto& tracking = n.c.near_cache().connection();
+  std::optional<error_code> got_id;
+  resp3::Request who;
+  who.push("CLIENT", "ID");
+  std::tuple<std::int64_t> id_reply;
+  tracking.async_exec(who, id_reply, [&](error_code ec) { got_id = ec; });
+  n.f.run_until([&] { return got_id.has_value(); });
+  BOOST_TEST_REQUIRE(!*got_id);
+  auto const created = tracking.metrics().connections_created;
+  auto other = other_client(n.f.ioc);
+  std::optional<error_code> killed, written;
+  resp3::Request kill;
+  kill.push("CLIENT", "KILL", "ID", std::get<0>(id_reply));
+  std::tuple<std::int64_t> kill_reply;
+  other.main_connection().async_exec(kill, kill_reply, [&](error_code ec) { killed = ec; });
+  // A write while the link is down (or just back): its push may be lost, the copy must not
+  // hide it.
+  other.async_exec(cmd::hset{.key = "neartest:profile:5",
+                             .fields = {FieldValue{"fullName", "Marie Curie"},
+                                        FieldValue{"updatedAt", "2000"}}},
+                   [&](error_code ec, std::int64_t) { written = ec; });
+  n.f.run_until([&] { return killed.has_value() && written.has_value(); });
+  // Once this process has seen the link go (or come back, if that was quick), the copy is
+  // gone. Until then it cannot know: that window is the health check's (see near_cache.hpp).
+  n.f.run_until([&] {
+    return tracking.health() != HealthStatus::ok ||
+           tracking.metrics().connections_created > created;
+  });
+  BOOST_TEST(!*killed);
+  BOOST_TEST(std::get<0>(kill_reply) == 1);
+  BOOST_TEST(!*written);
+  auto got = n.ok(n.c.async_get("5"));
+  BOOST_TEST_REQUIRE(got.has_value());
+  BOOST_TEST(got->fullName == "Marie Curie");
+  // The link comes back by itself; the copy then starts again from empty.
+  n.f.run_until([&] {
+    return tracking.metrics().connections_created > created && n.c.near_stats().active;
+  });
+  BOOST_TEST(n.c.near_stats().flushes >= 1u);
+  n.keep("5");
+  auto const before = n.sent();
+  BOOST_TEST(n.ok(n.c.async_get("5"))->fullName == "Marie Curie");
+  BOOST_TEST(n.sent() == before);  // kept again
+}
+
+BOOST_AUTO_TEST_CASE(reads_racing_another_client_s_writes_end_equal_to_the_server) {
+  // The invalidate-before-reply race: a read's reply and the push of a write made after it
+  // come on different connections, in either order. After every round, once the pushes have
+  // arrived (settle), the copy must hold what the server holds, or nothing.
+  Redis n;
+  auto other = other_client(n.f.ioc);
+  n.ok(n.c.async_set(profile("6", 1)));
+  std::string const key = n.c.key("6");
+  int kept = 0;
+  for (int round = 0; round < 100; ++round) {
+    int pending = 0;
+    for (int k = 0; k < 3; ++k) {
+      ++pending;
+      n.c.async_get("6", [&](error_code, std::optional<UserProfile>) { --pending; });
+      ++pending;
+      other.async_exec(cmd::hset{.key = key, .fields = FieldValue{"updatedAt",
+                                                                  std::to_string(round * 3 + k + 2)}},
+                       [&](error_code, std::int64_t) { --pending; });
+    }
+    n.f.run_until([&] { return pending == 0; });
+    (void)n.ok(n.c.async_get("6"));  // may be kept: begun after the writes were answered
+    n.settle(other);
+    auto const server = n.f.ok(cmd::hget{.key = key, .field = "updatedAt"});
+    if (auto const* p = n.c.near_cache().find(key)) {
+      ++kept;
+      BOOST_TEST_REQUIRE(server.has_value());
+      BOOST_TEST(std::to_string(p->updatedAt) == *server, "round " << round);
+    }
+  }
+  BOOST_TEST_MESSAGE("rounds that ended with a kept copy: " << kept << " of 100");
+  BOOST_TEST(n.c.near_stats().invalidations >= 100u);
+}
+
+BOOST_AUTO_TEST_CASE(the_copy_is_bounded_by_its_entries) {
+  Redis n(near_options(3));
+  std::vector<UserProfile> ps;
+  for (int i = 0; i < 5; ++i) ps.push_back(profile("b" + std::to_string(i), 1000));
+  n.ok(n.c.async_set_many(ps));
+  auto other = other_client(n.f.ioc);
+  n.settle(other);  // the writes' pushes are in; the fence is out again
+  for (auto const& p : ps) n.keep(p.id);
+  auto const s = n.c.near_stats();
+  BOOST_TEST(s.entries == 3u);
+  BOOST_TEST(s.evictions == 2u);  // b0, b1 (the fence was invalidated, not evicted)
+  BOOST_TEST(s.bytes > 0u);
+  BOOST_TEST(!n.c.near_cache().find(n.c.key("b0")));
+  BOOST_TEST(!n.c.near_cache().find(n.c.key("b1")));
+  BOOST_TEST(n.c.near_cache().find(n.c.key("b4")));
+}
+
+// --- CacheService ------------------------------------------------------------------------------
+
+namespace {
+
+struct Item {
+  std::string name;
+  int n = 0;
+  friend bool operator==(Item const&, Item const&) = default;
+};
+BOOST_DESCRIBE_STRUCT(Item, (), (name, n))
+
+CacheOptions cache_near_options() {
+  CacheOptions o;
+  o.key_prefix = "neartest:cache";
+  o.near = NearCacheOptions{.max_entries = 1000};
+  return o;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(cache_service_gives_what_it_gives_without_it, B, AllBackends) {
+  BackendFixture<B> f;
+  CacheService<B> c(f.backend, cache_near_options());
+  BOOST_TEST(c.near_cache().enabled() == BackendFixture<B>::is_redis);
+  if constexpr (BackendFixture<B>::is_redis) f.run_until([&] { return c.near_stats().active; });
+  f.value(c.async_set("a", Item{"x", 1}));
+  for (int i = 0; i < 3; ++i) BOOST_TEST((f.value(c.template async_get<Item>("a")) == Item{"x", 1}));
+  f.value(c.async_set("a", Item{"y", 2}));
+  BOOST_TEST((f.value(c.template async_get<Item>("a")) == Item{"y", 2}));
+  f.value(c.async_set("b", Item{"b", 3}));
+  BOOST_TEST((f.value(c.template async_get<Item>("b")) == Item{"b", 3}));
+  BOOST_TEST(f.value(c.async_delete_pattern(GlobPattern("*"))) == 2u);
+  BOOST_TEST(!f.value(c.template async_get<Item>("a")).has_value());
+  BOOST_TEST(!f.value(c.template async_get<Item>("b")).has_value());
+  f.value(c.async_set("c", Item{"c", 4}));
+  f.value(c.template async_get<Item>("c"));
+  BOOST_TEST(f.value(c.async_del("c")));
+  BOOST_TEST(!f.value(c.template async_get<Item>("c")).has_value());
+  auto const s = c.stats();
+  BOOST_TEST(s.hits == 6u);
+  BOOST_TEST(s.misses == 3u);
+  if constexpr (!BackendFixture<B>::is_redis) BOOST_TEST(c.near_stats().hits == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(cache_service_serves_a_kept_value_until_another_client_writes_it) {
+  BackendFixture<RedisBackend> f;
+  CacheService<RedisBackend> c(f.backend, cache_near_options());
+  f.run_until([&] { return c.near_stats().active; });
+  auto other = other_client(f.ioc);
+  std::optional<error_code> done;
+  other.async_exec(cmd::set{.key = "neartest:cache:k", .value = R"({"name":"node","n":1})"},
+                   [&](error_code ec, bool) { done = ec; });
+  f.run_until([&] { return done.has_value(); });
+  std::string const key = "neartest:cache:k";
+  for (int i = 0; !c.near_cache().find(key); ++i) {
+    BOOST_TEST_REQUIRE(i < 100);
+    BOOST_TEST((f.value(c.template async_get<Item>("k")) == Item{"node", 1}));
+  }
+  auto const sent = f.backend.metrics().requests_sent;
+  for (int i = 0; i < 5; ++i)
+    BOOST_TEST((f.value(c.template async_get<Item>("k")) == Item{"node", 1}));
+  BOOST_TEST(f.backend.metrics().requests_sent == sent);
+  done.reset();
+  other.async_exec(cmd::set{.key = "neartest:cache:k", .value = R"({"name":"node","n":2})"},
+                   [&](error_code ec, bool) { done = ec; });
+  f.run_until([&] { return done.has_value() && !c.near_cache().find(key); });
+  BOOST_TEST((f.value(c.template async_get<Item>("k")) == Item{"node", 2}));
+  // A value that does not decode is an error, and is not kept.
+  done.reset();
+  other.async_exec(cmd::set{.key = "neartest:cache:bad", .value = "not json"},
+                   [&](error_code ec, bool) { done = ec; });
+  f.run_until([&] { return done.has_value(); });
+  BOOST_TEST(f.error(c.template async_get<Item>("bad")) == make_error_code(Error::decode_failed));
+  BOOST_TEST(!c.near_cache().find("neartest:cache:bad"));
+}
+
+BOOST_AUTO_TEST_CASE(cache_service_has_no_near_cache_under_a_sliding_ttl) {
+  BackendFixture<RedisBackend> f;
+  CacheService<RedisBackend, JsonCodec, SlidingTtl> c(f.backend, cache_near_options(),
+                                                      JsonCodec{}, SlidingTtl{std::chrono::hours(1)});
+  BOOST_TEST(!c.near_cache().enabled());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
