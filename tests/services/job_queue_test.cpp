@@ -853,6 +853,55 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(an_active_job_under_a_live_lock_is_not_removed, B,
 }
 
 
+// A server that may evict keys may evict jobs: a worker says so once, at start.
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_server_that_evicts_keys_is_not_warned_about_when_it_does_not, B,
+                              AllBackends) {
+  // The test servers and the in-process engines without a memory bound: noeviction.
+  jq_test::Q<B> t(Mode::native);
+  std::vector<std::string> lines;
+  WorkerOptions o = quiet();
+  o.log = [&](std::string_view l) { lines.emplace_back(l); };
+  Worker<B> w(t.q, [](ActiveJob&) {}, o);
+  w.start();
+  t.add("job", 1);
+  t.until([&] { return w.stats().completed == 1; });
+  t.close(w);  // the start-up check is one of the loops close() waits for
+  BOOST_TEST(w.eviction_policy().empty());
+  for (auto const& l : lines) BOOST_TEST(l.find("maxmemory-policy") == std::string::npos, l);
+}
+
+BOOST_AUTO_TEST_CASE(a_worker_warns_when_the_server_may_evict_its_jobs) {
+  auto check = [](auto& f, auto& q) {
+    std::vector<std::string> lines;
+    WorkerOptions o = quiet();
+    o.log = [&](std::string_view l) { lines.emplace_back(l); };
+    Worker<std::remove_reference_t<decltype(f.backend)>> w(q, [](ActiveJob&) {}, o);
+    w.start();
+    f.run_until([&] { return !w.eviction_policy().empty(); });
+    BOOST_TEST(w.eviction_policy() == "allkeys-lru");
+    f.wait(w.async_close(1s));
+    BOOST_TEST_REQUIRE(lines.size() == 1u);
+    BOOST_TEST(lines[0].find("maxmemory-policy is allkeys-lru") != std::string::npos, lines[0]);
+    BOOST_TEST(lines[0].find("noeviction") != std::string::npos, lines[0]);
+  };
+  {
+    rediskit::test::TestRedisServer::Options so;
+    so.extra_args = {"--maxmemory-policy", "allkeys-lru"};
+    rediskit::test::TestRedisServer srv(so);
+    RedisConfig cfg;
+    cfg.port = srv.port();
+    BackendFixture<RedisBackend> f(std::in_place, cfg);
+    JobQueue<RedisBackend> q(f.backend, "evicting");
+    check(f, q);
+  }
+  {
+    // MemoryBackend with a memory bound evicts the least recently used keys.
+    BackendFixture<MemoryBackend> f(std::in_place, MemoryConfig{.max_memory = 64 << 20});
+    JobQueue<MemoryBackend> q(f.backend, "evicting");
+    check(f, q);
+  }
+}
+
 // A restart of the server mid-processing (AOF with fsync always, so Redis keeps what it
 // acknowledged): the worker's loops survive the outage, jobs whose finish was lost run again
 // after the stalled check, and every job completes: none is lost.

@@ -289,11 +289,18 @@ class Worker {
   void start() {
     if (st_->started) return;
     st_->started = true;
-    st_->loops = 3;
+    st_->loops = 4;
+    boost::asio::co_spawn(st_->ex, check_eviction(st_), boost::asio::detached);
     boost::asio::co_spawn(st_->ex, fetch_loop(st_), boost::asio::detached);
     boost::asio::co_spawn(st_->ex, renew_loop(st_), boost::asio::detached);
     boost::asio::co_spawn(st_->ex, stalled_loop(st_), boost::asio::detached);
   }
+
+  /// The server's maxmemory-policy, as start() read it (INFO memory), when it is not
+  /// `noeviction`: then the server may evict this queue's keys, and jobs are lost without a
+  /// trace. Empty when it is noeviction, not read yet, or could not be read (an ACL user
+  /// without INFO).
+  std::string const& eviction_policy() const noexcept { return st_->eviction_policy; }
 
   /// Stops fetching; active jobs get `timeout`, then are handed back to waiting; completes when
   /// the worker's loops ended (see the top of the file). Handler: void(error_code).
@@ -332,6 +339,7 @@ class Worker {
     bool started = false;
     bool closing = false;
     int loops = 0;
+    std::string eviction_policy;  // see eviction_policy()
     std::map<std::string, std::shared_ptr<Control>> active;
     WorkerStats stats;
     std::mt19937_64 rng;
@@ -378,6 +386,25 @@ class Worker {
       notify(*st);
     }
   };
+
+  // Once at start: a maxmemory-policy other than noeviction loses jobs (BullMQ warns too).
+  static awaitable<void> check_eviction(StatePtr st) {
+    LoopGuard const guard{st.get()};
+    auto [ec, text] =
+        co_await st->backend->async_exec(cmd::info{"memory"}, detail::jobq::tuple_awaitable);
+    if (ec) co_return;  // INFO denied, or the link down at start: the fetch loop reports that
+    std::string_view const name = "maxmemory_policy:";
+    auto const at = text.find(name);
+    if (at == std::string::npos) co_return;
+    auto const from = at + name.size();
+    std::string policy = text.substr(from, text.find_first_of("\r\n", from) - from);
+    if (policy.empty() || policy == "noeviction") co_return;
+    st->eviction_policy = policy;
+    log(*st, "Worker(" + st->queue->name() + "): the server's maxmemory-policy is " + policy +
+                 ": under memory pressure it evicts keys, this queue's jobs with them, and they "
+                 "are lost without a trace. Set maxmemory-policy noeviction on the server that "
+                 "holds the queue");
+  }
 
   static awaitable<void> fetch_loop(StatePtr st) {
     LoopGuard const guard{st.get()};
