@@ -365,6 +365,54 @@ BOOST_AUTO_TEST_CASE(cache_service_serves_a_kept_value_until_another_client_writ
   BOOST_TEST(!c.near_cache().find("neartest:cache:bad"));
 }
 
+BOOST_AUTO_TEST_CASE_TEMPLATE(cache_service_get_multiple_takes_what_the_copy_has, B, AllBackends) {
+  BackendFixture<B> f;
+  CacheService<B> c(f.backend, cache_near_options());
+  if constexpr (BackendFixture<B>::is_redis) f.run_until([&] { return c.near_stats().active; });
+  f.value(c.async_set("a", Item{"a", 1}));
+  f.value(c.async_set("b", Item{"b", 2}));
+  if constexpr (BackendFixture<B>::is_redis) {
+    // Settle the sets' pushes: a kept fence value that another client then writes; once its
+    // push has dropped it, the earlier pushes have been read.
+    auto keep = [&](std::string const& k) {
+      for (int i = 0; !c.near_cache().find("neartest:cache:" + k); ++i) {
+        BOOST_TEST_REQUIRE(i < 100);
+        f.value(c.template async_get<Item>(k));
+      }
+    };
+    f.value(c.async_set("fence", Item{"f", 0}));
+    keep("fence");
+    auto other = other_client(f.ioc);
+    std::optional<error_code> done;
+    other.async_exec(cmd::set{.key = "neartest:cache:fence", .value = R"({"name":"f","n":1})"},
+                     [&](error_code ec, bool) { done = ec; });
+    f.run_until([&] { return done.has_value() && !c.near_cache().find("neartest:cache:fence"); });
+    keep("a");
+  }
+  auto const sent = [&] {
+    if constexpr (BackendFixture<B>::is_redis) return f.backend.metrics().requests_sent;
+    else return std::uint64_t{0};
+  };
+  auto const before = sent();
+  auto const got =
+      f.value(c.template async_get_multiple<Item>(std::vector<std::string>{"a", "b", "a", "zz"}));
+  BOOST_TEST_REQUIRE(got.size() == 4u);
+  BOOST_TEST((got[0] == Item{"a", 1}));
+  BOOST_TEST((got[1] == Item{"b", 2}));
+  BOOST_TEST((got[2] == Item{"a", 1}));
+  BOOST_TEST(!got[3].has_value());
+  if constexpr (BackendFixture<B>::is_redis) {
+    BOOST_TEST(sent() - before == 1u);  // one MGET, of b and zz
+    BOOST_TEST(c.near_cache().find("neartest:cache:b") != nullptr);  // kept from that read
+    auto const again = sent();
+    auto const two =
+        f.value(c.template async_get_multiple<Item>(std::vector<std::string>{"b", "a"}));
+    BOOST_TEST((two[0] == Item{"b", 2}));
+    BOOST_TEST((two[1] == Item{"a", 1}));
+    BOOST_TEST(sent() == again);  // both from the copy: no request
+  }
+}
+
 BOOST_AUTO_TEST_CASE(cache_service_has_no_near_cache_under_a_sliding_ttl) {
   BackendFixture<RedisBackend> f;
   CacheService<RedisBackend, JsonCodec, SlidingTtl> c(f.backend, cache_near_options(),

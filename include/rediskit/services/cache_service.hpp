@@ -75,11 +75,11 @@
 // (until its TTL, or a later invalidation of the key or of another of its tags).
 //
 // Near cache (options.near, off by default; RedisBackend only, and not under SlidingTtl): the
-// values async_get reads are kept in process, bounded, and dropped by the server's CLIENT
+// values async_get and async_get_multiple read are kept in process, bounded, and dropped by the server's CLIENT
 // TRACKING pushes when any client writes their keys (rediskit/near_cache.hpp). This cache's
 // own set / del drop their keys when they start; a pattern, tag, cascade or flush empties the
-// whole copy, since which keys it covers is known only later. async_get_multiple and
-// async_get_or_load read Redis as before.
+// whole copy, since which keys it covers is known only later. async_get_multiple takes what
+// the copy has and reads the rest in one round trip; async_get_or_load reads Redis as before.
 //
 // Status. async_status: DBSIZE (on a cluster, summed over the masters by ClusterBackend) and
 // INFO stats (on a cluster, one master's: evicted_keys and expired_keys are that master's).
@@ -153,9 +153,9 @@ struct CacheOptions {
   /// The key layout (top of cache_service.hpp); nullopt: default_key_layout_v<B> (clustered on
   /// ClusterBackend, plain elsewhere).
   std::optional<KeyLayout> key_layout{};
-  /// An in-process copy of the values async_get reads, dropped by CLIENT TRACKING as soon as
-  /// any client writes them (rediskit/near_cache.hpp; RedisBackend only); max_entries 0 (the
-  /// default): none. Off under a TTL policy that renews on read (SlidingTtl): a value served
+  /// An in-process copy of the values async_get and async_get_multiple read, dropped by
+  /// CLIENT TRACKING as soon as any client writes them (rediskit/near_cache.hpp; RedisBackend
+  /// only); max_entries 0 (the default): none. Off under a TTL policy that renews on read (SlidingTtl): a value served
   /// from memory would not renew its key. With it on, start this cache's operations from one
   /// thread at a time (its backend's executor, or a strand), as UserCache's.
   NearCacheOptions near{};
@@ -942,6 +942,29 @@ class CacheService {
             // MGET needs a key: nothing to read is an empty reply, still through the executor.
             return detail::post_handler(backend_->get_executor(), std::move(h), error_code{}, Result());
           }
+          // The near cache's values first (decoded now); the rest is read. `slot`: where each
+          // key read goes in the result (empty: every key is read, in order).
+          Result near_values;
+          error_code near_ec;
+          std::vector<std::size_t> slot;
+          std::vector<NearCache<std::string>::Fill> fills;
+          if (near_.enabled()) {
+            near_values.resize(full.size());
+            std::vector<std::string> rest;
+            for (std::size_t i = 0; i < full.size(); ++i) {
+              if (std::string const* b = near_.find(full[i])) {
+                near_values[i] = decode<T>(near_ec, b, full[i], diag);
+                continue;
+              }
+              fills.push_back(near_.begin(full[i]));
+              slot.push_back(i);
+              rest.push_back(std::move(full[i]));
+            }
+            if (rest.empty())
+              return detail::post_handler(backend_->get_executor(), std::move(h), near_ec,
+                                          std::move(near_values));
+            full = std::move(rest);
+          }
           // The handler keeps the names; the commands view them while the operation starts.
           auto names = std::make_shared<std::vector<std::string> const>(std::move(full));
           std::vector<std::string_view> views(names->begin(), names->end());
@@ -949,17 +972,31 @@ class CacheService {
           auto const reads = detail::cache::per_slot<cmd::mget>(views, by_slot(), &order);
           // The replies of the MGETs (one, or one per slot), in the order of `keys` again.
           using Parts = std::vector<std::vector<std::optional<std::string>>>;
-          auto read = [this, diag, names, order = std::move(order)](error_code& ec, Parts& parts) {
+          auto read = [this, diag, names, order = std::move(order), out = std::move(near_values),
+                       near_ec, slot = std::move(slot),
+                       fills = std::move(fills)](error_code& ec, Parts& parts) mutable {
             std::vector<std::optional<std::string>> bytes(names->size());
             std::size_t at = 0;
             for (auto& part : parts)
               for (auto& v : part)
                 if (at < order.size()) bytes[order[at++]] = std::move(v);
-            Result out;
-            out.reserve(bytes.size());
-            for (std::size_t i = 0; i < bytes.size(); ++i)
-              out.push_back(decode<T>(ec, bytes[i], (*names)[i], diag));
-            return out;
+            if (slot.empty()) {
+              Result all;
+              all.reserve(bytes.size());
+              for (std::size_t i = 0; i < bytes.size(); ++i)
+                all.push_back(decode<T>(ec, bytes[i], (*names)[i], diag));
+              return all;
+            }
+            if (ec) return Result(out.size());  // the backend failed: as without a near cache
+            for (std::size_t i = 0; i < bytes.size(); ++i) {
+              out[slot[i]] = decode<T>(ec, bytes[i], (*names)[i], diag);
+              if (out[slot[i]]) {
+                auto const size = bytes[i]->size();
+                fills[i].keep(std::move(*bytes[i]), size);
+              }
+            }
+            if (!ec) ec = near_ec;
+            return std::move(out);
           };
           // SlidingTtl renews each key in the same round trip; the batch is of one type either
           // way (an empty run of PEXPIRE sends nothing), so each backend compiles it once.
@@ -972,7 +1009,7 @@ class CacheService {
               batch(reads, touch),
               detail::then(std::move(h),
                            [read = std::move(read)](error_code& ec,
-                                                    std::tuple<Parts, std::vector<bool>> r) {
+                                                    std::tuple<Parts, std::vector<bool>> r) mutable {
                              return read(ec, std::get<0>(r));
                            }));
         });
