@@ -99,8 +99,8 @@ asio::awaitable<void> run(rediskit::RedisBackend& redis) {
     auto const hits_before = near.near_stats().hits;
     auto const hit = co_await time_gets(near, 200000);
     if (near.near_stats().hits - hits_before != 200000) throw std::runtime_error("not all hits");
-    auto p50 = [](std::vector<double> const& v) { return v[v.size() / 2]; };
-    auto p99 = [](std::vector<double> const& v) { return v[v.size() * 99 / 100]; };
+    auto p50 = [](std::vector<double> const& v) { return bench_util::percentile(v, 50); };
+    auto p99 = [](std::vector<double> const& v) { return bench_util::percentile(v, 99); };
     std::printf("get, Redis round trip: p50 %.2f us, p99 %.2f us\n", p50(trip), p99(trip));
     std::printf("get, near-cache hit: p50 %.3f us, p99 %.3f us: %.0fx faster at p50 "
                 "(target >= 20x)\n",

@@ -100,6 +100,7 @@
 #include <rediskit/concepts/backend.hpp>
 #include <rediskit/concepts/codec.hpp>
 #include <rediskit/concepts/ttl_policy.hpp>
+#include <rediskit/detail/info.hpp>
 #include <rediskit/detail/post.hpp>
 #include <rediskit/detail/then.hpp>
 #include <rediskit/error.hpp>
@@ -772,11 +773,7 @@ class CacheService {
   bool by_slot() const noexcept { return layout_ == KeyLayout::clustered; }
 
   static std::int64_t info_field(std::string_view info, std::string_view name) {
-    std::string needle = "\n" + std::string(name) + ":";
-    auto at = ("\n" + std::string(info)).find(needle);
-    if (at == std::string::npos) return 0;
-    std::string_view rest = info.substr(at + needle.size() - 1);
-    return detail::cache::to_int(rest.substr(0, rest.find_first_of("\r\n")));
+    return detail::cache::to_int(detail::info_value(info, name));
   }
 
   /// Completes `handler` (through its executor) with Error::invalid_argument.
@@ -866,8 +863,8 @@ class CacheService {
                                                            std::tuple<std::optional<std::string>, bool> r) {
                   return decode<T>(ec, std::get<0>(r), k, diag);
                 }));
-          } else if (near_.enabled()) {
-            if (std::string const* bytes = near_.find(k)) {
+          } else {
+            if (std::string const* bytes = near_.find(k)) {  // nullptr when it is off
               error_code ec;
               auto v = decode<T>(ec, bytes, k, diag);
               return detail::post_handler(backend_->get_executor(), std::move(h), ec,
@@ -878,14 +875,11 @@ class CacheService {
                 detail::then(std::move(h), [this, k, diag, fill = near_.begin(k)](
                                                error_code& ec, std::optional<std::string> r) mutable {
                   auto v = decode<T>(ec, r, k, diag);
-                  if (v) fill.keep(std::move(*r), r->size());
+                  if (v) {
+                    auto const size = r->size();  // before the move: argument order is unspecified
+                    fill.keep(std::move(*r), size);
+                  }
                   return v;
-                }));
-          } else {
-            backend_->async_exec(
-                cmd::get{k}, detail::then(std::move(h), [this, k, diag](error_code& ec,
-                                                                        std::optional<std::string> r) {
-                  return decode<T>(ec, r, k, diag);
                 }));
           }
         });
@@ -943,7 +937,7 @@ class CacheService {
             return detail::post_handler(backend_->get_executor(), std::move(h), error_code{}, Result());
           }
           // The near cache's values first (decoded now); the rest is read. `slot`: where each
-          // key read goes in the result (empty: every key is read, in order).
+          // key read goes in the result (empty: no near cache, every key is read, in order).
           Result near_values;
           error_code near_ec;
           std::vector<std::size_t> slot;
@@ -980,17 +974,12 @@ class CacheService {
             for (auto& part : parts)
               for (auto& v : part)
                 if (at < order.size()) bytes[order[at++]] = std::move(v);
-            if (slot.empty()) {
-              Result all;
-              all.reserve(bytes.size());
-              for (std::size_t i = 0; i < bytes.size(); ++i)
-                all.push_back(decode<T>(ec, bytes[i], (*names)[i], diag));
-              return all;
-            }
-            if (ec) return Result(out.size());  // the backend failed: as without a near cache
+            if (out.empty()) out.resize(bytes.size());  // no near cache: every key was read
+            if (ec) return Result(out.size());  // the backend failed: no value, as ever
             for (std::size_t i = 0; i < bytes.size(); ++i) {
-              out[slot[i]] = decode<T>(ec, bytes[i], (*names)[i], diag);
-              if (out[slot[i]]) {
+              auto& v = out[slot.empty() ? i : slot[i]];
+              v = decode<T>(ec, bytes[i], (*names)[i], diag);
+              if (v && !fills.empty()) {
                 auto const size = bytes[i]->size();
                 fills[i].keep(std::move(*bytes[i]), size);
               }

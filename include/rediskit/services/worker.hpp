@@ -67,6 +67,7 @@
 // Destroying a started worker without closing it stops its loops at their next step.
 #pragma once
 
+#include <rediskit/detail/info.hpp>
 #include <rediskit/services/job_queue.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -393,11 +394,7 @@ class Worker {
     auto [ec, text] =
         co_await st->backend->async_exec(cmd::info{"memory"}, detail::jobq::tuple_awaitable);
     if (ec) co_return;  // INFO denied, or the link down at start: the fetch loop reports that
-    std::string_view const name = "maxmemory_policy:";
-    auto const at = text.find(name);
-    if (at == std::string::npos) co_return;
-    auto const from = at + name.size();
-    std::string policy = text.substr(from, text.find_first_of("\r\n", from) - from);
+    std::string const policy(detail::info_value(text, "maxmemory_policy"));
     if (policy.empty() || policy == "noeviction") co_return;
     st->eviction_policy = policy;
     log(*st, "Worker(" + st->queue->name() + "): the server's maxmemory-policy is " + policy +
