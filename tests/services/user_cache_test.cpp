@@ -143,6 +143,23 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(an_older_updated_at_never_overwrites_a_newer_profi
     BOOST_TEST((u.ok(u.c.async_apply(ProfileUpdate("7", {}, 3001, true))) == SetOutcome::written));
     BOOST_TEST(!u.ok(u.c.async_get("7")).has_value());
     BOOST_TEST(u.c.stats().stale_writes == 3u);
+    // A hash another client wrote without the version field (a Node writer's) exists: a merge
+    // goes into it, alone or in a batch.
+    u.f.exec(cmd::hset{.key = "user:profile:9", .fields = FieldValue{"fullName", "Node"}});
+    u.f.exec(cmd::hset{.key = "user:profile:10", .fields = FieldValue{"fullName", "Node"}});
+    BOOST_TEST((u.ok(u.c.async_apply(ProfileUpdate("9", fresh, 3000))) == SetOutcome::written));
+    std::vector<ProfileUpdate> both{ProfileUpdate("10", fresh, 3000),
+                                    ProfileUpdate("11", fresh, 3000)};
+    auto many = u.ok(u.c.async_apply_many(std::move(both)));
+    BOOST_TEST_REQUIRE(many.size() == 2u);
+    BOOST_TEST((many[0] == SetOutcome::written));
+    BOOST_TEST((many[1] == SetOutcome::absent));
+    for (std::string id : {"9", "10"}) {
+      auto q = u.ok(u.c.async_get(id));
+      BOOST_TEST_REQUIRE(q.has_value());
+      BOOST_TEST(q->fullName == "Node");
+      BOOST_TEST(q->avatar == "new.jpg");
+    }
   });
 }
 

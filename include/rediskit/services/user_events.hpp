@@ -32,7 +32,9 @@
 //   updated merge fullName/avatar/matricule with updatedAt = timestamp, versioned, so a late
 //   event never overwrites a newer profile; deleted is a versioned delete). It is acknowledged
 //   (one XACK per batch) only after the handler succeeded. Applied to a UserCache, the batch's
-//   updates go in one round trip (in order), then the XACK in a second.
+//   updates go in one round trip (in order), then the XACK in a second. While a batch is
+//   applied, the next XREADGROUP is already waiting on the read connection (a read ahead, sent
+//   only after a read that returned entries), so reading and applying overlap.
 // - On start and every claim_interval, XAUTOCLAIM takes the group's entries idle for longer
 //   than claim_idle (a crashed consumer's, and this consumer's own failed ones) and processes
 //   them. Pending ids whose entries were deleted from the stream (the third element of Redis
@@ -48,10 +50,10 @@
 //   (stats().errors), logged, and the loop retries after retry_delay. A group that vanished
 //   (NOGROUP: a restarted server without persistence) is created again from "0", so events
 //   published after the restart are not skipped.
-// - stop(): the read in flight is cancelled, the batch in hand is finished and acknowledged,
-//   entries that reached this consumer meanwhile (its pending list) are processed and
-//   acknowledged, then async_run completes with no error. Entries whose handler fails stay
-//   pending for another consumer's XAUTOCLAIM.
+// - stop(): the read in flight (or the read ahead) is cancelled, the batch in hand is finished
+//   and acknowledged, entries that reached this consumer meanwhile (its pending list) are
+//   processed and acknowledged, then async_run completes with no error. Entries whose handler
+//   fails stay pending for another consumer's XAUTOCLAIM.
 // - stats(): processed, failed, dead_lettered, reclaimed, deleted_pending, errors; async_stats()
 //   adds the group's pending count (XPENDING) and the lag: entries after the newest one this
 //   consumer has seen (XRANGE, capped at lag_cap).
@@ -464,10 +466,23 @@ class UserStreamConsumer {
     }
     std::string history = "0";  // this consumer's own pending entries, first
     auto next_claim = std::chrono::steady_clock::now();
+    // The next `>` read, sent while the batch in hand is applied and acknowledged (the read
+    // waits on its own connection), so the server's and this process's work overlap. Taken
+    // before anything else reads.
+    std::shared_ptr<Ahead> ahead;
     while (!state_->stopping) {
       error_code ec;
       try {
-        if (std::chrono::steady_clock::now() >= next_claim) {
+        if (ahead) {
+          auto entries = co_await take(std::exchange(ahead, nullptr), ec);
+          if (!ec) {
+            if (!entries.empty() && !state_->stopping &&
+                std::chrono::steady_clock::now() < next_claim)
+              ahead = read_ahead(o.block);
+            co_await process(std::move(entries), false);
+            continue;
+          }
+        } else if (std::chrono::steady_clock::now() >= next_claim) {
           co_await claim_round();
           next_claim = std::chrono::steady_clock::now() + o.claim_interval;
           continue;
@@ -490,6 +505,7 @@ class UserStreamConsumer {
               std::max(std::chrono::milliseconds(1), std::min(o.block, until_claim));
           auto entries = co_await read(">", block, ec);
           if (!ec) {
+            if (!entries.empty() && !state_->stopping) ahead = read_ahead(block);
             co_await process(std::move(entries), false);
             continue;
           }
@@ -513,7 +529,11 @@ class UserStreamConsumer {
       co_await pause(o.retry_delay);
     }
     // Graceful stop: whatever reached this consumer meanwhile (a read cancelled after the
-    // server delivered), processed and acknowledged.
+    // server delivered, the read ahead), processed and acknowledged.
+    if (ahead) {
+      error_code ignored;  // its entries, if any, are in this consumer's pending list
+      (void)co_await take(std::move(ahead), ignored);
+    }
     try {
       std::string from = "0";
       for (int round = 0; round < 1000; ++round) {
@@ -547,6 +567,43 @@ class UserStreamConsumer {
       for (auto& [key, entries] : *r)
         for (auto& entry : entries) out.push_back(std::move(entry));
     co_return out;
+  }
+
+  // A `>` read started now and taken later (run()'s read ahead). stop() cancels it as it
+  // cancels read().
+  struct Ahead {
+    cmd::xreadgroup x;
+    boost::asio::steady_timer wake;
+    bool done = false;
+    error_code ec{};
+    std::vector<StreamEntry> entries{};
+  };
+  std::shared_ptr<Ahead> read_ahead(std::chrono::milliseconds block) {
+    auto a = std::make_shared<Ahead>(Ahead{
+        .x = {.group = options_.consumer_group,
+              .consumer = options_.consumer_name,
+              .keys = options_.stream_name,
+              .ids = ">",
+              .count = options_.batch_size,
+              .block = block},
+        .wake = boost::asio::steady_timer(backend_->get_executor(),
+                                          boost::asio::steady_timer::time_point::max())});
+    backend_->async_exec(
+        a->x, boost::asio::bind_cancellation_slot(
+                  state_->cancel_read.slot(), [a](error_code ec, auto reply) {
+                    a->ec = ec;
+                    if (!ec && reply)
+                      for (auto& [key, entries] : *reply)
+                        for (auto& e : entries) a->entries.push_back(std::move(e));
+                    a->done = true;
+                    a->wake.cancel();
+                  }));
+    return a;
+  }
+  awaitable<std::vector<StreamEntry>> take(std::shared_ptr<Ahead> a, error_code& ec) {
+    while (!a->done) (void)co_await a->wake.async_wait(detail::user::tuple_awaitable);
+    ec = a->ec;
+    co_return std::move(a->entries);
   }
 
   // The delivery counts of `entries` (this consumer's pending ones): one XPENDING.
