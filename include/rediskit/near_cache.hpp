@@ -66,6 +66,8 @@
 namespace rediskit {
 
 /// Size of a near cache (UserCacheOptions::near). max_entries 0: no near cache.
+/// Checked when a service makes its near cache: with max_entries above 0, max_bytes must be
+/// above 0 and max_age not negative, else rediskit::Exception (Error::invalid_config).
 struct NearCacheOptions {
   std::size_t max_entries = 0;
   std::size_t max_bytes = std::size_t{64} << 20;
@@ -271,8 +273,14 @@ class NearCache {
 
   /// A near cache of the keys under `prefixes`, tracked on a connection of its own, which
   /// connects at once (the copy is served once it is up).
+  /// With max_entries above 0, a max_bytes of 0 or a negative max_age throws
+  /// rediskit::Exception (Error::invalid_config), whatever the backend.
   template <class B>
   NearCache(B& backend, std::vector<std::string> prefixes, NearCacheOptions opts) {
+    if (opts.max_entries > 0 && (opts.max_bytes == 0 || opts.max_age.count() < 0))
+      throw Exception(make_error_code(Error::invalid_config),
+                      "NearCacheOptions: max_bytes must be above 0 and max_age not negative "
+                      "(0: no age limit); set max_entries to 0 to turn the near cache off");
     if constexpr (requires { backend.make_connection(resp3::Request{}); }) {
       if (opts.max_entries == 0) return;
       core_ = std::make_shared<Core>(opts);

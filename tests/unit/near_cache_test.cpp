@@ -153,6 +153,29 @@ BOOST_AUTO_TEST_CASE(off_when_max_entries_is_zero) {
   BOOST_TEST(s.stats().entries == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(options_out_of_range_are_invalid_config_whatever_the_backend) {
+  struct NoTracking {} backend;
+  auto make = [&](NearCacheOptions o) {
+    rediskit::NearCache<std::string> c(backend, {"p:"}, o);
+    return c.enabled();
+  };
+  auto names = [](char const* what) {
+    return [what](rediskit::Exception const& e) {
+      return e.code() == make_error_code(rediskit::Error::invalid_config) &&
+             std::string(e.what()).find(what) != std::string::npos;
+    };
+  };
+  BOOST_CHECK_EXCEPTION(make({.max_entries = 10, .max_bytes = 0}), rediskit::Exception,
+                        names("max_bytes must be above 0"));
+  BOOST_CHECK_EXCEPTION(
+      make({.max_entries = 10, .max_age = std::chrono::milliseconds(-1)}), rediskit::Exception,
+      names("max_age not negative"));
+  // Off (max_entries 0): the rest is not used, so not checked; a backend that cannot track
+  // leaves a valid configuration off.
+  BOOST_TEST(!make({.max_entries = 0, .max_bytes = 0}));
+  BOOST_TEST(!make({.max_entries = 10, .max_age = std::chrono::milliseconds(0)}));
+}
+
 BOOST_AUTO_TEST_CASE(invalidation_pushes_are_read_and_other_pushes_are_not) {
   using resp3::Node;
   using resp3::Type;

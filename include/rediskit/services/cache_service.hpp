@@ -850,6 +850,17 @@ class CacheService {
     return out;
   }
 
+  // One value of many: decoded even after another failed; `first` keeps the first failure
+  // (and `diag` its detail).
+  template <class T>
+  std::optional<T> decode_one(error_code& first, std::string const* bytes,
+                              std::string_view full_key, Diagnostics* diag) const {
+    error_code ec;
+    auto v = decode<T>(ec, bytes, full_key, first ? nullptr : diag);
+    if (!first) first = ec;
+    return v;
+  }
+
   template <class T, class Token>
   auto get_impl(std::string_view key, Diagnostics* diag, Token&& token) {
     return detail::initiate<void(error_code, std::optional<T>)>(
@@ -947,7 +958,7 @@ class CacheService {
             std::vector<std::string> rest;
             for (std::size_t i = 0; i < full.size(); ++i) {
               if (std::string const* b = near_.find(full[i])) {
-                near_values[i] = decode<T>(near_ec, b, full[i], diag);
+                near_values[i] = decode_one<T>(near_ec, b, full[i], diag);
                 continue;
               }
               fills.push_back(near_.begin(full[i]));
@@ -978,7 +989,7 @@ class CacheService {
             if (ec) return Result(out.size());  // the backend failed: no value, as ever
             for (std::size_t i = 0; i < bytes.size(); ++i) {
               auto& v = out[slot.empty() ? i : slot[i]];
-              v = decode<T>(ec, bytes[i], (*names)[i], diag);
+              v = decode_one<T>(ec, bytes[i] ? &*bytes[i] : nullptr, (*names)[i], diag);
               if (v && !fills.empty()) {
                 auto const size = bytes[i]->size();
                 fills[i].keep(std::move(*bytes[i]), size);
