@@ -413,6 +413,43 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(cache_service_get_multiple_takes_what_the_copy_has
   }
 }
 
+// get_or_load: a kept value answers without a request and without the loader; another
+// client's write drops it, and the next call reads the new value. The same calls on every
+// backend give what they give without a near cache.
+BOOST_AUTO_TEST_CASE_TEMPLATE(cache_service_get_or_load_answers_from_the_copy, B, AllBackends) {
+  BackendFixture<B> f;
+  CacheService<B> c(f.backend, cache_near_options());
+  if constexpr (BackendFixture<B>::is_redis) f.run_until([&] { return c.near_stats().active; });
+  int loads = 0;
+  auto loader = [&](std::string const& key) {
+    ++loads;
+    return Item{"loaded " + key, loads};
+  };
+  BOOST_TEST((f.value(c.template async_get_or_load<Item>("k", loader)) == Item{"loaded k", 1}));
+  BOOST_TEST((f.value(c.template async_get_or_load<Item>("k", loader)) == Item{"loaded k", 1}));
+  BOOST_TEST(loads == 1);
+  if constexpr (BackendFixture<B>::is_redis) {
+    std::string const key = "neartest:cache:k";
+    for (int i = 0; !c.near_cache().find(key); ++i) {
+      BOOST_TEST_REQUIRE(i < 100, "get_or_load never kept its read");
+      f.value(c.template async_get_or_load<Item>("k", loader));
+    }
+    auto const sent = f.backend.metrics().requests_sent;
+    auto const hits = c.stats().hits;
+    for (int i = 0; i < 5; ++i)
+      BOOST_TEST((f.value(c.template async_get_or_load<Item>("k", loader)) == Item{"loaded k", 1}));
+    BOOST_TEST(f.backend.metrics().requests_sent == sent);  // no request
+    BOOST_TEST(c.stats().hits == hits + 5);
+    auto other = other_client(f.ioc);
+    std::optional<error_code> done;
+    other.async_exec(cmd::set{.key = key, .value = R"({"name":"node","n":7})"},
+                     [&](error_code ec, bool) { done = ec; });
+    f.run_until([&] { return done.has_value() && !c.near_cache().find(key); });
+    BOOST_TEST((f.value(c.template async_get_or_load<Item>("k", loader)) == Item{"node", 7}));
+  }
+  BOOST_TEST(loads == 1);
+}
+
 BOOST_AUTO_TEST_CASE(cache_service_has_no_near_cache_under_a_sliding_ttl) {
   BackendFixture<RedisBackend> f;
   CacheService<RedisBackend, JsonCodec, SlidingTtl> c(f.backend, cache_near_options(),

@@ -75,11 +75,13 @@
 // (until its TTL, or a later invalidation of the key or of another of its tags).
 //
 // Near cache (options.near, off by default; RedisBackend only, and not under SlidingTtl): the
-// values async_get and async_get_multiple read are kept in process, bounded, and dropped by the server's CLIENT
-// TRACKING pushes when any client writes their keys (rediskit/near_cache.hpp). This cache's
-// own set / del drop their keys when they start; a pattern, tag, cascade or flush empties the
-// whole copy, since which keys it covers is known only later. async_get_multiple takes what
-// the copy has and reads the rest in one round trip; async_get_or_load reads Redis as before.
+// values async_get, async_get_multiple and async_get_or_load read are kept in process,
+// bounded, and dropped by the server's CLIENT TRACKING pushes when any client writes their keys
+// (rediskit/near_cache.hpp). This cache's own set / del drop their keys when they start; a
+// pattern, tag, cascade or flush empties the whole copy, since which keys it covers is known
+// only later. async_get_multiple takes what the copy has and reads the rest in one round trip.
+// async_get_or_load answers a kept value without a request; on a miss it loads as always, and
+// the loaded value is kept by the next read (its own write back drops it).
 //
 // Status. async_status: DBSIZE (on a cluster, summed over the masters by ClusterBackend) and
 // INFO stats (on a cluster, one master's: evicted_keys and expired_keys are that master's).
@@ -154,10 +156,11 @@ struct CacheOptions {
   /// The key layout (top of cache_service.hpp); nullopt: default_key_layout_v<B> (clustered on
   /// ClusterBackend, plain elsewhere).
   std::optional<KeyLayout> key_layout{};
-  /// An in-process copy of the values async_get and async_get_multiple read, dropped by
-  /// CLIENT TRACKING as soon as any client writes them (rediskit/near_cache.hpp; RedisBackend
-  /// only); max_entries 0 (the default): none. Off under a TTL policy that renews on read (SlidingTtl): a value served
-  /// from memory would not renew its key. With it on, start this cache's operations from one
+  /// An in-process copy of the values async_get, async_get_multiple and async_get_or_load
+  /// read, dropped by CLIENT TRACKING as soon as any client writes them
+  /// (rediskit/near_cache.hpp; RedisBackend only); max_entries 0 (the default): none. Off
+  /// under a TTL policy that renews on read (SlidingTtl): a value served from memory would not
+  /// renew its key. With it on, start this cache's operations from one
   /// thread at a time (its backend's executor, or a strand), as UserCache's.
   NearCacheOptions near{};
 };
@@ -1304,11 +1307,14 @@ class CacheService {
     std::optional<T> value;
     std::unique_ptr<boost::asio::steady_timer> timer;
     std::chrono::steady_clock::time_point wait_until{};
-    enum { reading, locking, polling, loading, writing, rejected } state = reading;
+    // The first read's near-cache ticket: its value is kept as async_get keeps one.
+    std::optional<typename NearCache<std::string>::Fill> fill;
+    enum { reading, locking, polling, loading, writing, rejected, near_hit } state = reading;
 
     template <class Self>
     void operator()(Self& self) {
       if (state == rejected) return self.complete(make_error_code(Error::invalid_argument), R());
+      if (state == near_hit) return complete(self, {}, std::move(*value));
       if (bad) {  // completes through the executor, never inside the initiating call
         state = rejected;
         return boost::asio::post(svc->backend_->get_executor(), std::move(self));
@@ -1318,6 +1324,16 @@ class CacheService {
         svc->backend_->async_exec(batch(cmd::get{st->full}, cmd::pexpire{.key = st->full, .ttl = *renew}),
                                   std::move(self));
       } else {
+        if (std::string const* kept = svc->near_.find(st->full)) {  // nullptr when it is off
+          T v{};
+          if (!svc->codec_.decode(*kept, v, nullptr)) {
+            svc->shared_->hits++;
+            value = std::move(v);
+            state = near_hit;
+            return boost::asio::post(svc->backend_->get_executor(), std::move(self));
+          }
+        }
+        fill.emplace(svc->near_.begin(st->full));
         svc->backend_->async_exec(cmd::get{st->full}, std::move(self));
       }
     }
@@ -1336,10 +1352,15 @@ class CacheService {
         if (!svc->codec_.decode(*found, v, &why)) {
           svc->shared_->hits++;
           if (state == polling) return publish_and_complete(self, std::move(v), std::move(*found));
+          if (fill) {
+            auto const size = found->size();  // before the move: argument order is unspecified
+            fill->keep(std::move(*found), size);
+          }
           return complete(self, {}, std::move(v));
         }
         svc->shared_->decode_errors++;  // a value that does not decode: reload it
       }
+      fill.reset();  // a miss: nothing to keep from this read
       if (state == polling) return lock(self);
       svc->shared_->misses++;
       // Single flight: join a load in flight, or lead one.
