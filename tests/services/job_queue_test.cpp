@@ -343,14 +343,24 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(failed_runs_retry_on_the_backoff_schedule, B, AllB
     BOOST_TEST(j->attempts_made == 3);
     BOOST_TEST(j->attempts_started == 3);
     BOOST_TEST(j->failed_reason == "smtp down 3");
+    // Each failed run is in the history, oldest first, at server time.
+    BOOST_TEST_REQUIRE(j->history.size() == 3u);
+    for (std::size_t i = 0; i < 3; ++i) {
+      BOOST_TEST(j->history[i].run == std::int64_t(i + 1));
+      BOOST_TEST(j->history[i].error == "smtp down " + std::to_string(i + 1));
+      BOOST_TEST(j->history[i].at >= j->timestamp);
+      if (i > 0) BOOST_TEST(j->history[i].at >= j->history[i - 1].at);
+    }
+    BOOST_TEST(j->history[2].at == j->finished_on);
     auto const c = t.counts();
     BOOST_TEST(c.failed == 1);
     BOOST_TEST(c.delayed + c.waiting + c.active == 0);
-    // Failed -> waiting again, attempts reset.
+    // Failed -> waiting again, attempts reset, the history kept.
     BOOST_TEST(t.ok(t.q.async_retry_jobs()) == 1);
     j = t.job("1");
     BOOST_TEST((j->state == JobState::waiting));
     BOOST_TEST(j->attempts_made == 0);
+    BOOST_TEST(j->history.size() == 3u);
   });
 }
 
@@ -391,7 +401,9 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(remove_on_complete_and_on_fail_keep_what_they_say,
     BOOST_TEST((t.job("7")->state == JobState::failed));
     auto const [ec, n] = t.f.exec(cmd::hlen{t.q.key("jobs")});
     BOOST_TEST(!ec);
-    BOOST_TEST(n == 3 * 13);  // 3 jobs left, 13 fields each (no token, priority, progress; r or e)
+    // 3 jobs left, 13 fields each (no token, priority, progress; r or e), and the failed one's
+    // history.
+    BOOST_TEST(n == 3 * 13 + 1);
   });
 }
 
@@ -548,6 +560,10 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(stalled_jobs_go_back_to_waiting_then_to_failed, B,
     auto const j = t.job("1");
     BOOST_TEST((j->state == JobState::failed));
     BOOST_TEST(j->failed_reason == "job stalled more than max_stalled_count");
+    BOOST_TEST_REQUIRE(j->history.size() == 2u);  // both stalls
+    BOOST_TEST(j->history[0].run == 1);
+    BOOST_TEST(j->history[1].run == 2);
+    BOOST_TEST(j->history[1].error == "stalled: the worker's lock expired");
     auto const c = t.counts();
     BOOST_TEST(c.failed == 1);
     BOOST_TEST(c.active == 0);
@@ -591,6 +607,38 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_run_past_its_timeout_fails_and_its_result_is_dis
   BOOST_TEST((j->state == JobState::failed));
   BOOST_TEST(j->failed_reason == "timeout");
   BOOST_TEST(j->return_value.empty());
+}
+
+// The history is bounded: the last 32 runs, each error cut to 500 bytes on one line. The
+// same bytes on every backend (the scripts and their twins).
+BOOST_AUTO_TEST_CASE_TEMPLATE(the_history_keeps_the_last_32_failed_runs_on_one_line_each, B,
+                              AllBackends) {
+  Q<B> t(Mode::native);
+  t.add("doomed", 0, JobOptions().with_attempts(40, Backoff::fixed(0ms)));
+  int runs = 0;
+  Worker<B> w(t.q,
+              [&](ActiveJob&) {
+                ++runs;
+                throw std::runtime_error("run " + std::to_string(runs) + "\tline\nnext " +
+                                         std::string(600, 'x'));
+              },
+              quiet());
+  w.start();
+  t.until([&] { return w.stats().failed == 1; });
+  t.close(w);
+  BOOST_TEST(runs == 40);
+  auto const j = t.job("1");
+  BOOST_TEST_REQUIRE(j->history.size() == 32u);
+  BOOST_TEST(j->history.front().run == 9);
+  BOOST_TEST(j->history.back().run == 40);
+  std::string const want = ("run 40 line next " + std::string(600, 'x')).substr(0, 500);
+  BOOST_TEST(j->history.back().error == want);
+  auto const raw = t.f.ok(cmd::hget{t.q.key("jobs"), "1:h"});
+  BOOST_REQUIRE(raw.has_value());
+  BOOST_TEST(std::count(raw->begin(), raw->end(), '\n') == 32);
+  // Removing the job removes its history.
+  BOOST_TEST(t.ok(t.q.async_remove("1")));
+  BOOST_TEST(!t.f.ok(cmd::hget{t.q.key("jobs"), "1:h"}).has_value());
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(close_lets_jobs_finish_then_hands_the_rest_back, B, AllBackends) {

@@ -27,7 +27,8 @@
 //                                   y priority, t created ms, w state, a runs started, m attempts
 //                                   made (failures), s stalls, k lock token, b processed ms, f
 //                                   finished ms, p progress, r return value, e failed reason, c / x
-//                                   keep policy on complete / on fail)
+//                                   keep policy on complete / on fail, h the history of failed
+//                                   runs: "<run>\t<unix ms>\t<error>\n" lines, the last 32)
 //   {queue:<n>}:meta          hash  paused, the id counter, the priority sequence, the token counter
 //   {queue:<n>}:locks         zset  active job -> lock expiry (unix ms)
 //   {queue:<n>}:marker        list  wake-up markers for idle workers (at most 16 entries)
@@ -270,6 +271,14 @@ inline std::string_view to_string(JobState s) noexcept {
 }
 
 /// A job as stored (async_get_job, async_get_jobs; a worker's handler gets an ActiveJob).
+/// One failed run of a job (Job::history).
+struct JobRun {
+  std::int64_t run = 0;  ///< which run failed (1: the first; Job::attempts_started counts them)
+  std::int64_t at = 0;   ///< when it was recorded (unix ms, server time)
+  std::string error;     ///< the handler's error, "timeout", or a stall
+  friend bool operator==(JobRun const&, JobRun const&) = default;
+};
+
 struct Job {
   std::string id;
   std::string name;
@@ -285,6 +294,9 @@ struct Job {
   std::string progress;
   std::string return_value;
   std::string failed_reason;
+  /// Its failed runs, oldest first: the last 32 handler errors, timeouts and stalls, each
+  /// error cut to 500 bytes (tabs and line breaks as spaces). Kept across async_retry_jobs.
+  std::vector<JobRun> history;
 
   /// The data decoded into T by codec `c` (the queue's codec type); throws
   /// boost::system::system_error (Error::decode_failed) when it does not decode.
@@ -351,7 +363,10 @@ inline constexpr std::array<std::string_view, kKeyCount> kKeySuffix = {
     "wait", "prioritized", "delayed", "active", "completed", "failed",
     "jobs", "meta",        "locks",   "marker", "marker-sink", "limiter",
     "metrics", "metrics-index"};
-inline constexpr std::string_view kFields = "ndoytwamskbfprecx";
+inline constexpr std::string_view kFields = "ndoytwamskbfprecxh";
+/// Failed runs kept in a job's history (Job::history), and the bytes of each error kept there.
+inline constexpr std::size_t kHistoryRuns = 32;
+inline constexpr std::size_t kHistoryError = 500;
 inline constexpr std::int64_t kMarkerCap = 16;
 inline constexpr std::int64_t kPruneLimit = 1000;
 inline constexpr double kPrioShift = 4294967296.0;
@@ -449,7 +464,19 @@ local function ready(id, front)
     redis.call('HSET', JOBS, F(id, 'w'), 'waiting')
   end
 end
-local FIELDS = {'n', 'd', 'o', 'y', 't', 'w', 'a', 'm', 's', 'k', 'b', 'f', 'p', 'r', 'e', 'c', 'x'}
+local FIELDS = {'n', 'd', 'o', 'y', 't', 'w', 'a', 'm', 's', 'k', 'b', 'f', 'p', 'r', 'e', 'c', 'x',
+  'h'}
+local function history(id, now, err)
+  err = string.gsub(string.sub(err, 1, 500), '[\t\r\n]', ' ')
+  local run = tonumber(redis.call('HGET', JOBS, F(id, 'a'))) or 0
+  local h = (redis.call('HGET', JOBS, F(id, 'h')) or '') .. fmt('%d\t%d\t%s\n', run, now, err)
+  local _, n = string.gsub(h, '\n', '')
+  while n > 32 do
+    h = string.sub(h, string.find(h, '\n', 1, true) + 1)
+    n = n - 1
+  end
+  redis.call('HSET', JOBS, F(id, 'h'), h)
+end
 local function erase(id)
   local fl = {}
   for i = 1, #FIELDS do fl[i] = F(id, FIELDS[i]) end
@@ -560,6 +587,18 @@ struct Twin {
     }
   }
   std::string keep_spec(std::string_view id, char f) { return get(id, f).value_or("k"); }
+  // A failed run, added to the job's history (the Lua prelude's `history`).
+  void history(std::string_view id, std::string_view error) {
+    std::string err(error.substr(0, kHistoryError));
+    for (char& c : err)
+      if (c == '\t' || c == '\r' || c == '\n') c = ' ';
+    std::string h = get(id, 'h').value_or("");
+    h.append(fmt_int(to_int_opt(get(id, 'a')))).append(1, '\t').append(fmt_int(now));
+    h.append(1, '\t').append(err).append(1, '\n');
+    auto n = static_cast<std::size_t>(std::count(h.begin(), h.end(), '\n'));
+    for (; n > kHistoryRuns; --n) h.erase(0, h.find('\n') + 1);
+    put(id, 'h', h);
+  }
   void metric(char kind) {
     std::int64_t const m = now / 60000;  // unix ms: not negative
     std::string const f = std::string(1, kind) + fmt_int(m);
@@ -857,6 +896,7 @@ std::int64_t finish_job(Twin<Ctx>& t, std::span<std::string_view const> a) {
   }
   t.incr(id, 'm', 1);
   t.put(id, 'e', a[3]);
+  t.history(id, a[3]);
   std::int64_t const d = to_int(a[4], -1);
   if (d > 0) {
     ctx.call(cmd::zadd{.key = t.key(kDelayed),
@@ -913,6 +953,7 @@ if mode == 'c' then
 end
 redis.call('HINCRBY', JOBS, F(id, 'm'), 1)
 redis.call('HSET', JOBS, F(id, 'e'), ARGV[4])
+history(id, now, ARGV[4])
 local d = tonumber(ARGV[5]) or -1
 if d > 0 then
   redis.call('ZADD', DELAYED, fmt('%d', now + d), id)
@@ -985,6 +1026,7 @@ return out)lua",
 // state ('waiting' | 'failed' | 'prioritized') pairs.
 
 inline constexpr std::string_view kStalledReason = "job stalled more than max_stalled_count";
+inline constexpr std::string_view kStalledRun = "stalled: the worker's lock expired";
 
 inline std::vector<std::string> stalled_twin(ScriptContext auto& ctx) {
   Twin t(ctx);
@@ -1002,6 +1044,7 @@ inline std::vector<std::string> stalled_twin(ScriptContext auto& ctx) {
     if (ctx.call(cmd::zrem{t.key(kActive), id}) != 1) continue;
     t.del(id, 'k');
     std::int64_t const s = t.incr(id, 's', 1);
+    t.history(id, kStalledRun);
     out.push_back(id);
     if (s > max) {
       t.incr(id, 'm', 1);
@@ -1034,6 +1077,7 @@ for i = 1, #ids do
   if redis.call('ZREM', ACTIVE, id) == 1 then
     redis.call('HDEL', JOBS, F(id, 'k'))
     local s = redis.call('HINCRBY', JOBS, F(id, 's'), 1)
+    history(id, now, "stalled: the worker's lock expired")
     out[#out + 1] = id
     if s > max then
       redis.call('HINCRBY', JOBS, F(id, 'm'), 1)
@@ -1238,9 +1282,25 @@ using detail::spawn;
 using detail::to_error;
 using detail::tuple_awaitable;
 
-/// A job from get_job's HMGET (fields n d o y t w a m s b f p r e c x).
-inline constexpr std::array<char, 16> kReadFields = {'n', 'd', 'o', 'y', 't', 'w', 'a', 'm',
-                                                     's', 'b', 'f', 'p', 'r', 'e', 'c', 'x'};
+/// A job from get_job's HMGET (fields n d o y t w a m s b f p r e c x h).
+inline constexpr std::array<char, 17> kReadFields = {'n', 'd', 'o', 'y', 't', 'w', 'a', 'm', 's',
+                                                     'b', 'f', 'p', 'r', 'e', 'c', 'x', 'h'};
+
+/// The `h` field's lines, oldest first.
+inline std::vector<JobRun> history_of(std::string_view h) {
+  std::vector<JobRun> out;
+  while (!h.empty()) {
+    auto const end = h.find('\n');
+    std::string_view line = h.substr(0, end);
+    h = end == std::string_view::npos ? std::string_view() : h.substr(end + 1);
+    auto const t1 = line.find('\t');
+    auto const t2 = t1 == std::string_view::npos ? t1 : line.find('\t', t1 + 1);
+    if (t2 == std::string_view::npos) continue;
+    out.push_back(JobRun{to_int(line.substr(0, t1)), to_int(line.substr(t1 + 1, t2 - t1 - 1)),
+                         std::string(line.substr(t2 + 1))});
+  }
+  return out;
+}
 inline std::optional<Job> job_of(std::string id, std::vector<std::optional<std::string>>& h) {
   if (h.size() != kReadFields.size() || !h[0]) return std::nullopt;
   Job j;
@@ -1261,6 +1321,7 @@ inline std::optional<Job> job_of(std::string id, std::vector<std::optional<std::
   j.failed_reason = h[13].value_or("");
   j.options.remove_on_complete = decode_keep(h[14].value_or("k"));
   j.options.remove_on_fail = decode_keep(h[15].value_or("k"));
+  j.history = history_of(h[16].value_or(""));
   if (j.id.find_first_not_of("0123456789") != std::string::npos) j.options.job_id = j.id;
   return j;
 }
