@@ -1,7 +1,7 @@
 // rediskit example: seed 002's five BullMQ queues (queue:auto-approval, queue:notifications,
 // queue:analytics, queue:email, queue:cleanup) with JobQueue and Worker: 5 jobs in parallel, at
 // most 10 jobs/s per queue, retries with exponential backoff, automatic cleanup of completed and
-// failed jobs, queue statistics and a clean shutdown.
+// failed jobs, a dead letter with its history, queue statistics and a clean shutdown.
 // In-memory backend by default; with REDIS_URL (or REDIS_HOST / REDIS_PORT) set, Redis.
 #include <rediskit/backend/memory_backend.hpp>
 #include <rediskit/backend/redis_backend.hpp>
@@ -58,6 +58,13 @@ asio::awaitable<void> run(B& backend) {
     for (int i = 0; i < 20; ++i) jobs.push_back(q->make_job(q->name(), Task{"t" + std::to_string(i), i}, defaults));
     co_await q->async_add_bulk(std::move(jobs), use);
   }
+  // A poison job (not in the seed): it can never succeed, so once out of attempts it goes to
+  // the dead-letter set with its history, instead of failed, until someone retries it.
+  rediskit::JobOptions poison_options;
+  poison_options.with_attempts(2, rediskit::Backoff::fixed(50ms)).with_dead_letter();
+  Task const poison_task{"nowhere", -1};  // named: an aggregate temporary in a co_await
+                                          // expression is freed twice under g++ 12
+  auto const poison = co_await queues[2]->async_add("poison", poison_task, poison_options, use);
   auto const c0 = co_await queues[3]->async_get_job_counts(use);
   std::cout << "email before: waiting " << c0.waiting << '\n';
 
@@ -75,6 +82,7 @@ asio::awaitable<void> run(B& backend) {
           Task const t = job.data<Task>();
           if (job.name == "email" && t.n % 7 == 0 && job.attempts_made == 0)
             throw std::runtime_error("SMTP timeout");  // retried after 100 ms
+          if (job.name == "poison") throw std::runtime_error("no such target: " + t.target);
           asio::steady_timer work(co_await asio::this_coro::executor, 5ms);
           co_await work.async_wait(asio::use_awaitable);
           job.return_value = "ok:" + t.target;
@@ -101,6 +109,13 @@ asio::awaitable<void> run(B& backend) {
   }
   // 20 jobs at 10 jobs/s: at least 1 s (two windows), the five queues side by side.
   std::cout << "took " << static_cast<int>(secs * 10) / 10.0 << " s\n";
+  auto const dead = co_await queues[2]->async_get_job(poison.id, use);
+  if (!dead || dead->state != rediskit::JobState::dead || dead->history.size() != 2)
+    throw std::runtime_error("the poison job should be a dead letter with two failed runs");
+  std::cout << "queue:analytics: dead letter " << dead->id << " (" << dead->failed_reason
+            << "), failed runs:";
+  for (auto const& run : dead->history) std::cout << " #" << run.run << " " << run.error << ";";
+  std::cout << '\n';
 
   // Clean shutdown: stop fetching, give active jobs 5 s.
   for (auto& w : workers) co_await w->async_close(5s, use);

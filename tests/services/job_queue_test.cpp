@@ -121,6 +121,12 @@ struct Gate {
   bool opened = false;
 };
 
+inline std::int64_t sum_of(std::vector<std::int64_t> const& v) {
+  std::int64_t n = 0;
+  for (auto x : v) n += x;
+  return n;
+}
+
 }  // namespace jq_test
 
 using namespace jq_test;
@@ -201,7 +207,10 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_is_refused_and_writes_nothing, B, AllBac
     BOOST_TEST(bad(JobOptions().with_attempts(2, Backoff::fixed(1ms, 1.5))) == invalid);
     BOOST_TEST(bad(JobOptions().with_remove_on_complete(KeepJobs::last(-1))) == invalid);
     BOOST_TEST(bad(JobOptions().with_timeout(-1ms)) == invalid);
+    BOOST_TEST(bad(JobOptions().with_dead_letter().with_remove_on_fail(true)) == invalid);
     BOOST_TEST(JobOptions().with_id("42").problem().find("digits") != std::string::npos);
+    BOOST_TEST(JobOptions().with_dead_letter().with_remove_on_fail(KeepJobs::last(3)).problem()
+                   .find("dead_letter and remove_on_fail") != std::string::npos);
     std::vector<NewJob> jobs;
     jobs.push_back(t.q.make_job("good", Mail{}));
     jobs.push_back(t.q.make_job("bad", Mail{}, JobOptions().with_attempts(0)));
@@ -214,6 +223,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_is_refused_and_writes_nothing, B, AllBac
     BOOST_TEST(t.err(t.q.async_get_job("")) == invalid);
     BOOST_TEST(t.err(t.q.async_remove("")) == invalid);
     BOOST_TEST(t.err(t.q.async_retry_jobs(0)) == invalid);
+    BOOST_TEST(t.err(t.q.async_retry_dead("")) == invalid);
     BOOST_TEST((t.counts() == JobCounts{}));
     auto const [ec, n] = t.f.exec(cmd::hlen{t.q.key("jobs")});
     BOOST_TEST(!ec);
@@ -824,6 +834,91 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(per_minute_metrics_and_prometheus_text, B, AllBack
     BOOST_TEST(t.err(t.q.async_get_metrics(JobState::failed, 0)) == invalid);
     BOOST_TEST(t.err(t.q.async_get_metrics(JobState::failed, 1441)) == invalid);
   });
+}
+
+// Dead letters: out of attempts, a job added with dead_letter goes to the dead set with its
+// last error and its history, and stays there (remove_on_fail does not apply) until
+// async_retry_dead sends it back; it counts as failed in the metrics.
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_dead_letter_is_kept_until_retried, B, AllBackends) {
+  for_each_mode<B>([](Mode mode) {
+    Q<B> t(mode);
+    t.add("doomed", 0, JobOptions().with_attempts(2, Backoff::fixed(0ms)).with_dead_letter());
+    t.add("plain", 1, JobOptions().with_remove_on_fail(true));
+    bool heal = false;
+    Worker<B> w(t.q,
+                [&](ActiveJob& j) {
+                  if (!heal) throw std::runtime_error("broken " + j.name);
+                },
+                quiet());
+    w.start();
+    t.until([&] { return w.stats().failed == 2; });
+    auto c = t.counts();
+    BOOST_TEST(c.dead == 1);
+    BOOST_TEST(c.failed == 0);  // the plain one was removed as it failed
+    BOOST_TEST(!t.job("2").has_value());
+    auto j = t.job("1");
+    BOOST_TEST_REQUIRE(j.has_value());
+    BOOST_TEST((j->state == JobState::dead));
+    BOOST_TEST(j->options.dead_letter);
+    BOOST_TEST(j->failed_reason == "broken doomed");
+    BOOST_TEST(j->finished_on > 0);
+    BOOST_TEST(j->history.size() == 2u);
+    auto const page = t.ok(t.q.async_get_jobs(JobState::dead, 0, 10));
+    BOOST_TEST_REQUIRE(page.jobs.size() == 1u);
+    BOOST_TEST(page.jobs[0].id == "1");
+    BOOST_TEST(sum_of(t.ok(t.q.async_get_metrics(JobState::failed, 3))) == 2);
+    auto const text = t.ok(t.q.async_get_prometheus_text());
+    BOOST_TEST(text.find("rediskit_job_queue_jobs{queue=\"email\",state=\"dead\"} 1\n") !=
+                   std::string::npos, text);
+    BOOST_TEST(!t.ok(t.q.async_retry_dead("2")));  // not a dead letter
+    heal = true;
+    BOOST_TEST(t.ok(t.q.async_retry_dead("1")));
+    t.until([&] { return w.stats().completed == 1; });
+    t.close(w);
+    j = t.job("1");
+    BOOST_TEST((j->state == JobState::completed));
+    BOOST_TEST(j->attempts_made == 0);
+    BOOST_TEST(j->failed_reason.empty());
+    BOOST_TEST(j->history.size() == 2u);  // kept across the retry
+    c = t.counts();
+    BOOST_TEST(c.dead == 0);
+    BOOST_TEST(c.completed == 1);
+    BOOST_TEST(!t.ok(t.q.async_retry_dead("1")));
+  });
+}
+
+// A dead letter by stalls; clean and obliterate reach the dead set.
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_job_that_stalls_out_is_a_dead_letter_and_clean_removes_it, B,
+                              AllBackends) {
+  Q<B> t(Mode::native);
+  t.add("crashy", 0, JobOptions().with_dead_letter());
+  std::array<std::string_view, 5> const a = {"dead-worker", "1000", "1", "0", "1000"};
+  for (int i = 0; i < 2; ++i) {
+    auto const r = t.f.ok(detail::jobq::fetch_script(t.q.keys(), a));
+    BOOST_REQUIRE(r.size() == 12u);
+    t.expire_lock("1");
+    auto const moved = t.ok(t.q.async_check_stalled(1));
+    BOOST_REQUIRE(moved.size() == 1u);
+    BOOST_TEST((moved[0].second == (i == 0 ? JobState::waiting : JobState::dead)));
+  }
+  auto const j = t.job("1");
+  BOOST_TEST((j->state == JobState::dead));
+  BOOST_TEST(j->failed_reason == "job stalled more than max_stalled_count");
+  BOOST_TEST(t.counts().dead == 1);
+  BOOST_TEST(t.ok(t.q.async_clean(0ms, 10, JobState::dead)) == 1);
+  BOOST_TEST(!t.job("1").has_value());
+  BOOST_TEST(t.counts().dead == 0);
+  // obliterate deletes the dead set with the rest.
+  t.add("again", 0, JobOptions().with_dead_letter());
+  auto const r = t.f.ok(detail::jobq::fetch_script(t.q.keys(), a));
+  BOOST_REQUIRE(r.size() == 12u);
+  for (int i = 0; i < 2; ++i) {
+    t.expire_lock(r[2]);
+    (void)t.ok(t.q.async_check_stalled(0));
+  }
+  BOOST_TEST(t.counts().dead == 1);
+  t.ok(t.q.async_obliterate(true));
+  BOOST_TEST(t.f.ok(cmd::exists{t.q.key("dead")}) == 0);
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(admin_operations, B, AllBackends) {

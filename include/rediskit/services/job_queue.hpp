@@ -37,6 +37,8 @@
 //   {queue:<n>}:metrics       hash  c<minute> / f<minute> -> jobs completed / failed in that minute
 //                                   (unix minutes, server time; 24 hours kept)
 //   {queue:<n>}:metrics-index zset  the metrics' fields by minute (for pruning)
+//   {queue:<n>}:dead          zset  the dead-letter set: jobs with JobOptions::dead_letter that
+//                                   ran out of attempts (or stalled out); score: when, ms
 //
 // A job's fields live in one hash of the queue, not in a key per job: a script touches only keys
 // it declares (Redis Cluster's rule, which MemoryConfig::cluster_checks enforces), and the job
@@ -54,6 +56,12 @@
 //   a uniform delay in [d * (1 - j), d]); the worker computes the delay, the script parks the job
 //   in the delayed set at server time + delay. A job that stalled (its worker's lock expired)
 //   goes back to waiting, or to failed once it stalled more than max_stalled_count times.
+// - Dead letters (not in BullMQ): a job added with JobOptions::dead_letter that runs out of
+//   attempts, or stalls out, goes to the dead set (JobState::dead) instead of failed, with its
+//   last error (failed_reason) and the history of its failed runs (Job::history). It stays there,
+//   whatever remove_on_fail says, until async_retry_dead(id) sends it back to waiting (attempts
+//   reset, history kept), async_remove, async_clean(..., JobState::dead) or async_obliterate.
+//   It counts as failed in the per-minute metrics, and as `dead` in async_get_job_counts.
 // - remove_on_complete / remove_on_fail: KeepJobs: true removes the job as it finishes, false
 //   keeps all, KeepJobs::last(n) keeps the n newest, KeepJobs::younger_than(age) those that
 //   finished within `age` (older ones are pruned, at most 1000 per finish).
@@ -196,6 +204,9 @@ struct JobOptions {
   KeepJobs remove_on_fail{};             ///< what the failed set keeps
   std::chrono::milliseconds timeout{0};  ///< 0: none; else a run longer than this fails (the
                                          ///< worker discards the handler's late result)
+  /// Out of attempts: to the dead-letter set (kept until retried or removed), not to failed.
+  /// remove_on_fail must then keep its default.
+  bool dead_letter = false;
 
   JobOptions() noexcept {}
   JobOptions& with_id(std::string id) & { job_id = std::move(id); return *this; }
@@ -220,6 +231,8 @@ struct JobOptions {
   JobOptions&& with_remove_on_fail(KeepJobs k) && { return std::move(with_remove_on_fail(k)); }
   JobOptions& with_timeout(std::chrono::milliseconds t) & { timeout = t; return *this; }
   JobOptions&& with_timeout(std::chrono::milliseconds t) && { return std::move(with_timeout(t)); }
+  JobOptions& with_dead_letter(bool d = true) & { dead_letter = d; return *this; }
+  JobOptions&& with_dead_letter(bool d = true) && { return std::move(with_dead_letter(d)); }
 
   static constexpr std::int64_t max_priority = std::int64_t(1) << 21;
 
@@ -240,6 +253,9 @@ struct JobOptions {
       if (k->kind == KeepJobs::Kind::age && k->age.count() < 0) return "a KeepJobs age is negative";
     }
     if (timeout.count() < 0) return "timeout is negative";
+    if (dead_letter && remove_on_fail.kind != KeepJobs::Kind::all)
+      return "dead_letter and remove_on_fail are both set (a dead letter is kept until retried "
+             "or removed)";
     return {};
   }
 };
@@ -252,6 +268,7 @@ enum class JobState : std::uint8_t {
   prioritized,
   completed,
   failed,
+  dead,     ///< in the dead-letter set (JobOptions::dead_letter)
   paused,   ///< async_get_jobs: the wait list of a paused queue
   unknown,  ///< no such job
 };
@@ -264,6 +281,7 @@ inline std::string_view to_string(JobState s) noexcept {
     case JobState::prioritized: return "prioritized";
     case JobState::completed: return "completed";
     case JobState::failed: return "failed";
+    case JobState::dead: return "dead";
     case JobState::paused: return "paused";
     case JobState::unknown: break;
   }
@@ -317,6 +335,7 @@ struct JobCounts {
   std::int64_t prioritized = 0;
   std::int64_t completed = 0;
   std::int64_t failed = 0;
+  std::int64_t dead = 0;    ///< in the dead-letter set (JobOptions::dead_letter)
   std::int64_t paused = 0;  ///< jobs in the wait list of a paused queue (waiting is then 0)
   friend bool operator==(JobCounts const&, JobCounts const&) = default;
 };
@@ -357,12 +376,12 @@ using boost::system::error_code;
 // Keys, in the order every script takes them.
 enum Key : std::size_t {
   kWait, kPrio, kDelayed, kActive, kDone, kFailed, kJobs, kMeta, kLocks, kMarker, kSink, kLimit,
-  kMetrics, kMetricsIndex, kKeyCount
+  kMetrics, kMetricsIndex, kDead, kKeyCount
 };
 inline constexpr std::array<std::string_view, kKeyCount> kKeySuffix = {
     "wait", "prioritized", "delayed", "active", "completed", "failed",
     "jobs", "meta",        "locks",   "marker", "marker-sink", "limiter",
-    "metrics", "metrics-index"};
+    "metrics", "metrics-index", "dead"};
 inline constexpr std::string_view kFields = "ndoytwamskbfprecxh";
 /// Failed runs kept in a job's history (Job::history), and the bytes of each error kept there.
 inline constexpr std::size_t kHistoryRuns = 32;
@@ -430,6 +449,7 @@ inline JobState state_of(std::string_view w) noexcept {
   if (w == "prioritized") return JobState::prioritized;
   if (w == "completed") return JobState::completed;
   if (w == "failed") return JobState::failed;
+  if (w == "dead") return JobState::dead;
   return JobState::unknown;
 }
 
@@ -439,10 +459,10 @@ inline JobState state_of(std::string_view w) noexcept {
 // context. Every script takes the kKeyCount keys in the order of `Key`.
 
 inline constexpr char const* kPrelude = R"lua(
-if #KEYS ~= 14 then return redis.error_reply('ERR job queue: wrong number of keys') end
+if #KEYS ~= 15 then return redis.error_reply('ERR job queue: wrong number of keys') end
 local WAIT, PRIO, DELAYED, ACTIVE, DONE, FAILED = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local JOBS, META, LOCKS, MARKER, SINK, LIMIT = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-local METRICS, MINDEX = KEYS[13], KEYS[14]
+local METRICS, MINDEX, DEAD = KEYS[13], KEYS[14], KEYS[15]
 local fmt = string.format
 local function F(id, x) return id .. ':' .. x end
 local function now_ms()
@@ -509,6 +529,19 @@ local function metric(kind, now)
     redis.call('HDEL', METRICS, old[i])
     redis.call('ZREM', MINDEX, old[i])
   end
+end
+local function give_up(id, now)
+  local spec = redis.call('HGET', JOBS, F(id, 'x')) or 'k'
+  local state = 'failed'
+  if spec == 'd' then state = 'dead' end
+  redis.call('HSET', JOBS, F(id, 'f'), fmt('%d', now), F(id, 'w'), state)
+  if spec == 'd' then
+    redis.call('ZADD', DEAD, fmt('%d', now), id)
+  else
+    keep(FAILED, id, spec, now)
+  end
+  metric('f', now)
+  return state
 end
 )lua";
 
@@ -587,6 +620,19 @@ struct Twin {
     }
   }
   std::string keep_spec(std::string_view id, char f) { return get(id, f).value_or("k"); }
+  // Out of attempts: failed (kept as remove_on_fail says) or dead (a dead letter). The state.
+  std::string_view give_up(std::string_view id) {
+    std::string const spec = keep_spec(id, 'x');
+    std::string_view const state = spec == "d" ? "dead" : "failed";
+    std::string const ff = field(id, 'f'), fw = field(id, 'w'), at = fmt_int(now);
+    ctx.call(cmd::hset{k[kJobs], {FieldValue{ff, at}, FieldValue{fw, state}}});
+    if (spec == "d")
+      ctx.call(cmd::zadd{.key = k[kDead], .members = ScoreMember{static_cast<double>(now), id}});
+    else
+      keep(k[kFailed], id, spec);
+    metric('f');
+    return state;
+  }
   // A failed run, added to the job's history (the Lua prelude's `history`).
   void history(std::string_view id, std::string_view error) {
     std::string err(error.substr(0, kHistoryError));
@@ -909,10 +955,7 @@ std::int64_t finish_job(Twin<Ctx>& t, std::span<std::string_view const> a) {
     t.wake();
     return 2;
   }
-  std::string const ff = field(id, 'f'), fw = field(id, 'w');
-  ctx.call(cmd::hset{t.key(kJobs), {FieldValue{ff, now}, FieldValue{fw, "failed"}}});
-  t.keep(t.key(kFailed), id, t.keep_spec(id, 'x'));
-  t.metric('f');
+  t.give_up(id);
   return 1;
 }
 
@@ -964,9 +1007,7 @@ elseif d == 0 then
   wake()
   return 2
 end
-redis.call('HSET', JOBS, F(id, 'f'), fmt('%d', now), F(id, 'w'), 'failed')
-keep(FAILED, id, redis.call('HGET', JOBS, F(id, 'x')) or 'k', now)
-metric('f', now)
+give_up(id, now)
 return 1
 end
 local out = {fmt('%d', finish())}
@@ -1048,12 +1089,8 @@ inline std::vector<std::string> stalled_twin(ScriptContext auto& ctx) {
     out.push_back(id);
     if (s > max) {
       t.incr(id, 'm', 1);
-      std::string const fe = field(id, 'e'), ff = field(id, 'f'), fw = field(id, 'w');
-      ctx.call(cmd::hset{t.key(kJobs), {FieldValue{fe, kStalledReason}, FieldValue{ff, now},
-                                        FieldValue{fw, "failed"}}});
-      t.keep(t.key(kFailed), id, t.keep_spec(id, 'x'));
-      t.metric('f');
-      out.push_back("failed");
+      t.put(id, 'e', kStalledReason);
+      out.emplace_back(t.give_up(id));
     } else {
       t.ready(id, true);
       out.push_back("waiting");
@@ -1081,11 +1118,8 @@ for i = 1, #ids do
     out[#out + 1] = id
     if s > max then
       redis.call('HINCRBY', JOBS, F(id, 'm'), 1)
-      redis.call('HSET', JOBS, F(id, 'e'), 'job stalled more than max_stalled_count',
-        F(id, 'f'), fmt('%d', now), F(id, 'w'), 'failed')
-      keep(FAILED, id, redis.call('HGET', JOBS, F(id, 'x')) or 'k', now)
-      metric('f', now)
-      out[#out + 1] = 'failed'
+      redis.call('HSET', JOBS, F(id, 'e'), 'job stalled more than max_stalled_count')
+      out[#out + 1] = give_up(id, now)
     else
       ready(id, true)
       out[#out + 1] = 'waiting'
@@ -1100,8 +1134,9 @@ return out)lua",
 // ARGV[1] the operation:
 //   promote <id>                   delayed -> ready; 1, or 0 when not delayed
 //   retry <count>                  up to count failed jobs -> ready (attempts reset); how many
+//   retry_dead <id>                a dead letter -> ready (attempts reset); 1, or 0 not dead
 //   remove <id>                    1 removed, 0 no such job, -1 active under a live lock
-//   clean <completed|failed> <grace ms> <limit>   finished before now - grace; how many
+//   clean <completed|failed|dead> <grace ms> <limit>   finished before now - grace; how many
 //   drain <with delayed: 1|0>      removes every ready (and delayed) job; how many
 //   obliterate <force: 1|0>        deletes every key of the queue; -1 (nothing done) when jobs
 //                                  are active and not forced
@@ -1136,6 +1171,18 @@ inline std::int64_t admin_twin(ScriptContext auto& ctx) {
     if (!ids.empty()) t.wake();
     return static_cast<std::int64_t>(ids.size());
   }
+  if (op == "retry_dead") {
+    need(2);
+    std::string_view const id = a[1];
+    if (ctx.call(cmd::zrem{t.key(kDead), id}) == 0) return 0;
+    std::string const fm = field(id, 'm'), fs = field(id, 's'), ff = field(id, 'f'),
+                      fe = field(id, 'e');
+    ctx.call(cmd::hset{t.key(kJobs), {FieldValue{fm, "0"}, FieldValue{fs, "0"}}});
+    ctx.call(cmd::hdel{t.key(kJobs), {ff, fe}});
+    t.ready(id, false);
+    t.wake();
+    return 1;
+  }
   if (op == "remove") {
     need(2);
     std::string_view const id = a[1];
@@ -1143,13 +1190,16 @@ inline std::int64_t admin_twin(ScriptContext auto& ctx) {
     auto const exp = ctx.call(cmd::zscore{t.key(kLocks), id});
     if (exp && static_cast<std::int64_t>(*exp) >= t.now) return -1;
     ctx.call(cmd::lrem{t.key(kWait), 0, id});
-    for (Key k : {kPrio, kDelayed, kActive, kDone, kFailed, kLocks}) ctx.call(cmd::zrem{t.key(k), id});
+    for (Key k : {kPrio, kDelayed, kActive, kDone, kFailed, kDead, kLocks})
+      ctx.call(cmd::zrem{t.key(k), id});
     t.erase(id);
     return 1;
   }
   if (op == "clean") {
     need(4);
-    std::string_view const set = a[1] == "failed" ? t.key(kFailed) : t.key(kDone);
+    std::string_view const set = a[1] == "failed" ? t.key(kFailed)
+                                 : a[1] == "dead" ? t.key(kDead)
+                                                  : t.key(kDone);
     auto const ids = ctx.call(cmd::zrange_by_score{
         .key = set,
         .min = ScoreBound::neg_inf(),
@@ -1225,6 +1275,15 @@ elseif op == 'retry' then
   end
   if #ids > 0 then wake() end
   return #ids
+elseif op == 'retry_dead' then
+  need(2)
+  local id = ARGV[2]
+  if redis.call('ZREM', DEAD, id) == 0 then return 0 end
+  redis.call('HSET', JOBS, F(id, 'm'), '0', F(id, 's'), '0')
+  redis.call('HDEL', JOBS, F(id, 'f'), F(id, 'e'))
+  ready(id, false)
+  wake()
+  return 1
 elseif op == 'remove' then
   need(2)
   local id = ARGV[2]
@@ -1232,13 +1291,15 @@ elseif op == 'remove' then
   local exp = tonumber(redis.call('ZSCORE', LOCKS, id))
   if exp and exp >= now then return -1 end
   redis.call('LREM', WAIT, 0, id)
-  for _, k in ipairs({PRIO, DELAYED, ACTIVE, DONE, FAILED, LOCKS}) do redis.call('ZREM', k, id) end
+  for _, k in ipairs({PRIO, DELAYED, ACTIVE, DONE, FAILED, DEAD, LOCKS}) do
+    redis.call('ZREM', k, id)
+  end
   erase(id)
   return 1
 elseif op == 'clean' then
   need(4)
   local set = DONE
-  if ARGV[2] == 'failed' then set = FAILED end
+  if ARGV[2] == 'failed' then set = FAILED elseif ARGV[2] == 'dead' then set = DEAD end
   local ids = redis.call('ZRANGEBYSCORE', set, '-inf', fmt('%d', now - tonumber(ARGV[3])), 'LIMIT', 0,
     tonumber(ARGV[4]))
   for i = 1, #ids do
@@ -1264,7 +1325,7 @@ elseif op == 'obliterate' then
   need(2)
   if ARGV[2] ~= '1' and redis.call('ZCARD', ACTIVE) > 0 then return -1 end
   redis.call('DEL', WAIT, PRIO, DELAYED, ACTIVE, DONE, FAILED, JOBS, META, LOCKS, MARKER, SINK, LIMIT,
-    METRICS, MINDEX)
+    METRICS, MINDEX, DEAD)
   return 1
 elseif op == 'progress' then
   need(4)
@@ -1320,7 +1381,10 @@ inline std::optional<Job> job_of(std::string id, std::vector<std::optional<std::
   j.return_value = h[12].value_or("");
   j.failed_reason = h[13].value_or("");
   j.options.remove_on_complete = decode_keep(h[14].value_or("k"));
-  j.options.remove_on_fail = decode_keep(h[15].value_or("k"));
+  if (h[15] && *h[15] == "d")
+    j.options.dead_letter = true;
+  else
+    j.options.remove_on_fail = decode_keep(h[15].value_or("k"));
   j.history = history_of(h[16].value_or(""));
   if (j.id.find_first_not_of("0123456789") != std::string::npos) j.options.job_id = j.id;
   return j;
@@ -1476,21 +1540,30 @@ class JobQueue {
     return admin_op<BoolSig>({"promote", std::move(id)}, bad, AdminFlag{false}, token);
   }
 
-  /// Removes up to `limit` completed or failed jobs that finished at least `grace` ago (BullMQ's
-  /// clean; state: JobState::completed or JobState::failed). Handler: void(error_code,
-  /// std::int64_t): how many.
+  /// A dead letter back to waiting, its attempts reset and its history kept. Handler:
+  /// void(error_code, bool): false when the job is not in the dead-letter set.
+  template <class Token = boost::asio::deferred_t>
+  auto async_retry_dead(std::string id, Token&& token = {}) {
+    bool const bad = id.empty();
+    return admin_op<BoolSig>({"retry_dead", std::move(id)}, bad, AdminFlag{false}, token);
+  }
+
+  /// Removes up to `limit` completed, failed or dead jobs that finished at least `grace` ago
+  /// (BullMQ's clean; state: JobState::completed, failed or dead). Handler:
+  /// void(error_code, std::int64_t): how many.
   template <class Token = boost::asio::deferred_t>
   auto async_clean(std::chrono::milliseconds grace, std::int64_t limit, JobState state,
                    Token&& token = {}) {
     bool const bad = grace.count() < 0 || limit < 1 ||
-                     (state != JobState::completed && state != JobState::failed);
+                     (state != JobState::completed && state != JobState::failed &&
+                      state != JobState::dead);
     return admin_op<IntSig>({"clean", std::string(to_string(state)), std::to_string(grace.count()),
                              std::to_string(limit)},
                             bad, AdminCount{}, token);
   }
 
   /// Removes every waiting and prioritized job (and delayed ones with `delayed`); active,
-  /// completed and failed jobs stay. Handler: void(error_code, std::int64_t): how many.
+  /// completed, failed and dead jobs stay. Handler: void(error_code, std::int64_t): how many.
   template <class Token = boost::asio::deferred_t>
   auto async_drain(bool delayed = false, Token&& token = {}) {
     return admin_op<IntSig>({"drain", delayed ? "1" : "0"}, false, AdminCount{}, token);
@@ -1582,7 +1655,7 @@ class JobQueue {
       a[5] = std::to_string(j.options.delay.count());
       a[6] = j.options.lifo ? "1" : "0";
       a[7] = j.options.remove_on_complete.spec();
-      a[8] = j.options.remove_on_fail.spec();
+      a[8] = j.options.dead_letter ? std::string("d") : j.options.remove_on_fail.spec();
       for (std::size_t k = 0; k < 9; ++k) views[i][k] = a[k];
       cmds.push_back(detail::jobq::add_script(key_views_, views[i]));
     }
@@ -1613,7 +1686,7 @@ class JobQueue {
     auto const& k = keys_;
     auto t = transaction(cmd::llen{k[kWait]}, cmd::zcard{k[kActive]}, cmd::zcard{k[kDelayed]},
                          cmd::zcard{k[kPrio]}, cmd::zcard{k[kDone]}, cmd::zcard{k[kFailed]},
-                         cmd::hexists{k[kMeta], "paused"});
+                         cmd::hexists{k[kMeta], "paused"}, cmd::zcard{k[kDead]});
     auto r = co_await backend_->async_exec(t, boost::asio::use_awaitable);
     JobCounts c;
     bool const paused = std::get<6>(r);
@@ -1623,6 +1696,7 @@ class JobQueue {
     c.prioritized = std::get<3>(r);
     c.completed = std::get<4>(r);
     c.failed = std::get<5>(r);
+    c.dead = std::get<7>(r);
     co_return c;
   }
 
@@ -1702,13 +1776,16 @@ class JobQueue {
       case JobState::delayed:
       case JobState::prioritized:
       case JobState::completed:
-      case JobState::failed: {
+      case JobState::failed:
+      case JobState::dead: {
         Key const k = state == JobState::active     ? kActive
                       : state == JobState::delayed  ? kDelayed
                       : state == JobState::prioritized ? kPrio
                       : state == JobState::completed ? kDone
-                                                     : kFailed;
-        bool const rev = state == JobState::completed || state == JobState::failed;
+                      : state == JobState::failed    ? kFailed
+                                                     : kDead;
+        bool const rev = state == JobState::completed || state == JobState::failed ||
+                         state == JobState::dead;
         ids = co_await backend_->async_exec(
             cmd::zrange{.key = keys_[k], .start = cursor, .stop = last, .rev = rev},
             boost::asio::use_awaitable);
@@ -1785,7 +1862,7 @@ class JobQueue {
     std::pair<char const*, std::int64_t> const states[] = {
         {"waiting", c.waiting},     {"active", c.active},       {"delayed", c.delayed},
         {"prioritized", c.prioritized}, {"completed", c.completed}, {"failed", c.failed},
-        {"paused", c.paused}};
+        {"dead", c.dead},           {"paused", c.paused}};
     for (auto const& [s, n] : states)
       out += "rediskit_job_queue_jobs{queue=\"" + q + "\",state=\"" + s + "\"} " +
              std::to_string(n) + "\n";
