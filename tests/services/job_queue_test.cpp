@@ -274,6 +274,39 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(jobs_run_in_priority_lifo_and_delay_order, B, AllB
   });
 }
 
+// Job logs: a handler's lines, oldest first, the last 100, each one line of at most 1000 bytes;
+// a run that lost its lock writes nothing; removing the job removes them.
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_handler_s_log_lines_are_kept_in_order_and_bounded, B,
+                              AllBackends) {
+  Q<B> t(Mode::native);
+  t.add("chatty", 0);
+  t.add("quiet", 0);
+  Worker<B> w(t.q,
+              [&](ActiveJob& j) {
+                if (j.name != "chatty") return;
+                for (int i = 1; i <= 105; ++i) j.log("step " + std::to_string(i));
+                j.log("multi\nline\twith tab " + std::string(1200, 'x'));
+              },
+              quiet());
+  w.start();
+  t.until([&] { return w.stats().completed == 2; });
+  t.close(w);
+  auto const logs = t.ok(t.q.async_get_job_logs("1"));
+  BOOST_TEST_REQUIRE(logs.size() == 100u);
+  BOOST_TEST(logs.front() == "step 7");
+  BOOST_TEST(logs[98] == "step 105");
+  BOOST_TEST(logs.back() == ("multi line with tab " + std::string(1200, 'x')).substr(0, 1000));
+  BOOST_TEST(t.ok(t.q.async_get_job_logs("2")).empty());
+  BOOST_TEST(t.ok(t.q.async_get_job_logs("nope")).empty());
+  BOOST_TEST(t.err(t.q.async_get_job_logs("")) == invalid);
+  // The log op checks the lock token, as progress does.
+  std::array<std::string_view, 4> const stale = {"log", "1", "not-the-token", "late"};
+  BOOST_TEST(t.f.ok(detail::jobq::admin_script(t.q.keys(), stale)) == 0);
+  BOOST_TEST(t.ok(t.q.async_get_job_logs("1")).size() == 100u);
+  BOOST_TEST(t.ok(t.q.async_remove("1")));
+  BOOST_TEST(t.ok(t.q.async_get_job_logs("1")).empty());
+}
+
 BOOST_AUTO_TEST_CASE_TEMPLATE(the_handler_gets_data_attempts_and_stores_progress_and_result, B,
                               AllBackends) {
   Q<B> t(Mode::native);

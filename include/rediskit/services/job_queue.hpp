@@ -28,7 +28,8 @@
 //                                   made (failures), s stalls, k lock token, b processed ms, f
 //                                   finished ms, p progress, r return value, e failed reason, c / x
 //                                   keep policy on complete / on fail, h the history of failed
-//                                   runs: "<run>\t<unix ms>\t<error>\n" lines, the last 32)
+//                                   runs: "<run>\t<unix ms>\t<error>\n" lines, the last 32,
+//                                   l the log: ActiveJob::log's lines, the last 100)
 //   {queue:<n>}:meta          hash  paused, the id counter, the priority sequence, the token counter
 //   {queue:<n>}:locks         zset  active job -> lock expiry (unix ms)
 //   {queue:<n>}:marker        list  wake-up markers for idle workers (at most 16 entries)
@@ -382,10 +383,13 @@ inline constexpr std::array<std::string_view, kKeyCount> kKeySuffix = {
     "wait", "prioritized", "delayed", "active", "completed", "failed",
     "jobs", "meta",        "locks",   "marker", "marker-sink", "limiter",
     "metrics", "metrics-index", "dead"};
-inline constexpr std::string_view kFields = "ndoytwamskbfprecxh";
+inline constexpr std::string_view kFields = "ndoytwamskbfprecxhl";
 /// Failed runs kept in a job's history (Job::history), and the bytes of each error kept there.
 inline constexpr std::size_t kHistoryRuns = 32;
 inline constexpr std::size_t kHistoryError = 500;
+/// Lines kept in a job's log (ActiveJob::log), and the bytes of each.
+inline constexpr std::size_t kLogLines = 100;
+inline constexpr std::size_t kLogLine = 1000;
 inline constexpr std::int64_t kMarkerCap = 16;
 inline constexpr std::int64_t kPruneLimit = 1000;
 inline constexpr double kPrioShift = 4294967296.0;
@@ -485,17 +489,20 @@ local function ready(id, front)
   end
 end
 local FIELDS = {'n', 'd', 'o', 'y', 't', 'w', 'a', 'm', 's', 'k', 'b', 'f', 'p', 'r', 'e', 'c', 'x',
-  'h'}
-local function history(id, now, err)
-  err = string.gsub(string.sub(err, 1, 500), '[\t\r\n]', ' ')
-  local run = tonumber(redis.call('HGET', JOBS, F(id, 'a'))) or 0
-  local h = (redis.call('HGET', JOBS, F(id, 'h')) or '') .. fmt('%d\t%d\t%s\n', run, now, err)
+  'h', 'l'}
+local function one_line(s, max) return (string.gsub(string.sub(s, 1, max), '[\t\r\n]', ' ')) end
+local function append_line(id, f, line, max)
+  local h = (redis.call('HGET', JOBS, F(id, f)) or '') .. line .. '\n'
   local _, n = string.gsub(h, '\n', '')
-  while n > 32 do
+  while n > max do
     h = string.sub(h, string.find(h, '\n', 1, true) + 1)
     n = n - 1
   end
-  redis.call('HSET', JOBS, F(id, 'h'), h)
+  redis.call('HSET', JOBS, F(id, f), h)
+end
+local function history(id, now, err)
+  local run = tonumber(redis.call('HGET', JOBS, F(id, 'a'))) or 0
+  append_line(id, 'h', fmt('%d\t%d\t%s', run, now, one_line(err, 500)), 32)
 end
 local function erase(id)
   local fl = {}
@@ -544,6 +551,14 @@ local function give_up(id, now)
   return state
 end
 )lua";
+
+// The Lua prelude's one_line: the first `max` bytes of `s`, tabs and line breaks as spaces.
+inline std::string one_line(std::string_view s, std::size_t max) {
+  std::string out(s.substr(0, max));
+  for (char& c : out)
+    if (c == '\t' || c == '\r' || c == '\n') c = ' ';
+  return out;
+}
 
 template <class Ctx>
 struct Twin {
@@ -633,17 +648,19 @@ struct Twin {
     metric('f');
     return state;
   }
-  // A failed run, added to the job's history (the Lua prelude's `history`).
-  void history(std::string_view id, std::string_view error) {
-    std::string err(error.substr(0, kHistoryError));
-    for (char& c : err)
-      if (c == '\t' || c == '\r' || c == '\n') c = ' ';
-    std::string h = get(id, 'h').value_or("");
-    h.append(fmt_int(to_int_opt(get(id, 'a')))).append(1, '\t').append(fmt_int(now));
-    h.append(1, '\t').append(err).append(1, '\n');
+  // The Lua prelude's append_line and history: a failed run in the job's history.
+  void append_line(std::string_view id, char f, std::string_view line, std::size_t max) {
+    std::string h = get(id, f).value_or("");
+    h.append(line).append(1, '\n');
     auto n = static_cast<std::size_t>(std::count(h.begin(), h.end(), '\n'));
-    for (; n > kHistoryRuns; --n) h.erase(0, h.find('\n') + 1);
-    put(id, 'h', h);
+    for (; n > max; --n) h.erase(0, h.find('\n') + 1);
+    put(id, f, h);
+  }
+  void history(std::string_view id, std::string_view error) {
+    append_line(id, 'h',
+                fmt_int(to_int_opt(get(id, 'a'))) + '\t' + fmt_int(now) + '\t' +
+                    one_line(error, kHistoryError),
+                kHistoryRuns);
   }
   void metric(char kind) {
     std::int64_t const m = now / 60000;  // unix ms: not negative
@@ -1141,6 +1158,7 @@ return out)lua",
 //   obliterate <force: 1|0>        deletes every key of the queue; -1 (nothing done) when jobs
 //                                  are active and not forced
 //   progress <id> <token> <value>  sets the progress of an active job; 1, or 0 lock lost
+//   log <id> <token> <line>        adds a line to an active job's log; 1, or 0 lock lost
 
 inline std::int64_t admin_twin(ScriptContext auto& ctx) {
   Twin t(ctx);
@@ -1239,11 +1257,14 @@ inline std::int64_t admin_twin(ScriptContext auto& ctx) {
     ctx.call(cmd::del{all});
     return 1;
   }
-  if (op == "progress") {
+  if (op == "progress" || op == "log") {
     need(4);
     auto const tok = t.get(a[1], 'k');
     if (!tok || *tok != a[2]) return 0;
-    t.put(a[1], 'p', a[3]);
+    if (op == "progress")
+      t.put(a[1], 'p', a[3]);
+    else
+      t.append_line(a[1], 'l', one_line(a[3], kLogLine), kLogLines);
     return 1;
   }
   ctx.fail("ERR job queue: unknown operation");
@@ -1327,10 +1348,14 @@ elseif op == 'obliterate' then
   redis.call('DEL', WAIT, PRIO, DELAYED, ACTIVE, DONE, FAILED, JOBS, META, LOCKS, MARKER, SINK, LIMIT,
     METRICS, MINDEX, DEAD)
   return 1
-elseif op == 'progress' then
+elseif op == 'progress' or op == 'log' then
   need(4)
   if redis.call('HGET', JOBS, F(ARGV[2], 'k')) ~= ARGV[3] then return 0 end
-  redis.call('HSET', JOBS, F(ARGV[2], 'p'), ARGV[4])
+  if op == 'progress' then
+    redis.call('HSET', JOBS, F(ARGV[2], 'p'), ARGV[4])
+  else
+    append_line(ARGV[2], 'l', one_line(ARGV[4], 1000), 100)
+  end
   return 1
 end
 return redis.error_reply('ERR job queue: unknown operation'))lua",
@@ -1502,6 +1527,17 @@ class JobQueue {
     return detail::initiate<JobSig>(token, [this, id = std::move(id)](auto handler) mutable {
       start_get_job(std::move(id), detail::AnyHandler<JobSig>(std::move(handler)));
     });
+  }
+
+  /// The log of job `id` (ActiveJob::log), oldest line first: the last 100 lines, each cut to
+  /// 1000 bytes, tabs and line breaks as spaces. Empty when the job logged nothing or does not
+  /// exist; removing the job removes its log. One HGET. Handler: void(error_code,
+  /// std::vector<std::string>).
+  template <class Token = boost::asio::deferred_t>
+  auto async_get_job_logs(std::string id, Token&& token = {}) {
+    return detail::jobq::spawn<std::vector<std::string>>(
+        get_executor(), std::forward<Token>(token),
+        [this, id = std::move(id)] { return job_logs(id); });
   }
 
   /// A page of the jobs in `state`: `count` jobs from position `cursor` (0 first), in the order
@@ -1756,6 +1792,21 @@ class JobQueue {
     std::vector<std::string_view> const v(args.begin(), args.end());
     backend_->async_exec(detail::jobq::admin_script(key_views_, v),
                          detail::ThenHandler<detail::AnyHandler<Sig>, Map>{std::move(handler), map});
+  }
+
+  awaitable<std::vector<std::string>> job_logs(std::string id) {
+    if (id.empty()) detail::jobq::fail(Error::invalid_argument, "async_get_job_logs: empty job id");
+    std::string const f = detail::jobq::field(id, 'l');
+    auto const text = co_await backend_->async_exec(cmd::hget{keys_[detail::jobq::kJobs], f},
+                                                    boost::asio::use_awaitable);
+    std::vector<std::string> lines;
+    std::string_view rest = text ? std::string_view(*text) : std::string_view();
+    while (!rest.empty()) {
+      auto const end = rest.find('\n');
+      lines.emplace_back(rest.substr(0, end));
+      rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
+    }
+    co_return lines;
   }
 
   awaitable<JobPage> get_jobs(JobState state, std::int64_t cursor, std::int64_t count) {

@@ -142,6 +142,9 @@ struct ActiveJob : Job {
   boost::asio::cancellation_slot cancellation_slot() noexcept;
   /// Stores the progress (any text, e.g. "50" or JSON) while the lock is held; no wait.
   void update_progress(std::string progress);
+  /// Adds a line to the job's log (JobQueue::async_get_job_logs: the last 100 lines, each cut
+  /// to 1000 bytes on one line) while the lock is held; no wait.
+  void log(std::string line);
   /// The lock token of this run.
   std::string const& token() const noexcept { return token_; }
 
@@ -158,7 +161,7 @@ struct Control {
   ActiveJob job;
   boost::asio::cancellation_signal signal;
   boost::asio::steady_timer timer;  // woken when the handler ends (or the timeout)
-  std::function<void(std::string)> progress;
+  std::function<void(std::string_view op, std::string)> write;  // "progress" or "log"
   bool finished = false;   // the handler returned
   bool failed = false;     // ... with a failure
   bool cancelled = false;  // the signal was emitted
@@ -244,7 +247,10 @@ inline boost::asio::cancellation_slot ActiveJob::cancellation_slot() noexcept {
   return ctl_ != nullptr ? ctl_->signal.slot() : boost::asio::cancellation_slot();
 }
 inline void ActiveJob::update_progress(std::string progress) {
-  if (ctl_ != nullptr && ctl_->progress) ctl_->progress(std::move(progress));
+  if (ctl_ != nullptr && ctl_->write) ctl_->write("progress", std::move(progress));
+}
+inline void ActiveJob::log(std::string line) {
+  if (ctl_ != nullptr && ctl_->write) ctl_->write("log", std::move(line));
 }
 
 /// Processes the jobs of one JobQueue (see the top of this file).
@@ -482,10 +488,11 @@ class Worker {
     j.token_ = std::move(r[i + 9]);
     j.state = JobState::active;
     j.ctl_ = ctl.get();
-    ctl->progress = [w = std::weak_ptr<State>(st), id = j.id, tok = j.token_](std::string v) {
+    ctl->write = [w = std::weak_ptr<State>(st), id = j.id, tok = j.token_](std::string_view op,
+                                                                           std::string v) {
       auto s = w.lock();
       if (!s) return;
-      std::array<std::string_view, 4> const a = {"progress", id, tok, v};
+      std::array<std::string_view, 4> const a = {op, id, tok, v};
       s->backend->async_exec(detail::jobq::admin_script(s->queue->keys(), a),
                              [](error_code, std::int64_t) {});
     };
