@@ -920,6 +920,30 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_dead_letter_is_kept_until_retried, B, AllBackend
   });
 }
 
+// JobQueueOptions::dead_letter: the queue's jobs are dead letters, but for those that say what
+// remove_on_fail does.
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_queue_can_dead_letter_all_its_jobs, B, AllBackends) {
+  Q<B> t(Mode::native);
+  JobQueueOptions qo;
+  qo.dead_letter = true;
+  JobQueue<B> q(t.f.backend, "email", qo);
+  Mail const m{"a@b.c", 1};
+  auto const plain = t.ok(q.async_add("plain", m));
+  JobOptions const removed_opts = JobOptions().with_remove_on_fail(true);
+  auto const removed = t.ok(q.async_add("removed", m, removed_opts));
+  Worker<B> w(q, [](ActiveJob&) { throw std::runtime_error("no"); }, quiet());
+  w.start();
+  t.until([&] { return w.stats().failed == 2; });
+  t.close(w);
+  auto const j = t.job(plain.id);
+  BOOST_TEST_REQUIRE(j.has_value());
+  BOOST_TEST((j->state == JobState::dead));
+  BOOST_TEST(j->options.dead_letter);
+  BOOST_TEST(!t.job(removed.id).has_value());
+  BOOST_TEST(t.counts().dead == 1);
+  BOOST_TEST(t.counts().failed == 0);
+}
+
 // A dead letter by stalls; clean and obliterate reach the dead set.
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_job_that_stalls_out_is_a_dead_letter_and_clean_removes_it, B,
                               AllBackends) {

@@ -57,7 +57,8 @@
 //   a uniform delay in [d * (1 - j), d]); the worker computes the delay, the script parks the job
 //   in the delayed set at server time + delay. A job that stalled (its worker's lock expired)
 //   goes back to waiting, or to failed once it stalled more than max_stalled_count times.
-// - Dead letters (not in BullMQ): a job added with JobOptions::dead_letter that runs out of
+// - Dead letters (not in BullMQ): a job added with JobOptions::dead_letter (or through a queue
+//   object with JobQueueOptions::dead_letter, unless it sets remove_on_fail) that runs out of
 //   attempts, or stalls out, goes to the dead set (JobState::dead) instead of failed, with its
 //   last error (failed_reason) and the history of its failed runs (Job::history). It stays there,
 //   whatever remove_on_fail says, until async_retry_dead(id) sends it back to waiting (attempts
@@ -368,6 +369,9 @@ struct JobPage {
 struct JobQueueOptions {
   /// The hash tag of every key is `{<prefix>:<name>}` (seed 002: queue:<name>).
   std::string prefix = "queue";
+  /// Every job added through this queue object is a dead letter when out of attempts
+  /// (JobOptions::dead_letter), except those whose remove_on_fail is set.
+  bool dead_letter = false;
 };
 
 namespace detail::jobq {
@@ -1691,7 +1695,10 @@ class JobQueue {
       a[5] = std::to_string(j.options.delay.count());
       a[6] = j.options.lifo ? "1" : "0";
       a[7] = j.options.remove_on_complete.spec();
-      a[8] = j.options.dead_letter ? std::string("d") : j.options.remove_on_fail.spec();
+      bool const dead = j.options.dead_letter ||
+                        (options_.dead_letter &&
+                         j.options.remove_on_fail.kind == KeepJobs::Kind::all);
+      a[8] = dead ? std::string("d") : j.options.remove_on_fail.spec();
       for (std::size_t k = 0; k < 9; ++k) views[i][k] = a[k];
       cmds.push_back(detail::jobq::add_script(key_views_, views[i]));
     }
