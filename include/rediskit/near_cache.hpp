@@ -52,6 +52,7 @@
 #include <boost/system/error_code.hpp>
 
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -333,6 +334,14 @@ class NearCache {
         return;
       }
       core->store.end(key_, start_, &value, bytes);
+    }
+    /// The same for a value that is its own encoding (a string): `bytes` is its size, taken
+    /// here before the value moves.
+    void keep(V value)
+      requires std::same_as<V, std::string>
+    {
+      auto const bytes = value.size();
+      keep(std::move(value), bytes);
     }
 
    private:

@@ -726,12 +726,12 @@ class CacheService {
 
   // --- statistics ----------------------------------------------------------------------------
 
-  /// This cache's counters (this process).
   /// The near cache's counters (all 0 when it is off: options.near, a RedisBackend).
   NearCacheStats near_stats() const { return near_.stats(); }
-  /// The near cache of async_get (enabled() says whether it is on).
+  /// The near cache of the reads (enabled() says whether it is on).
   NearCache<std::string>& near_cache() noexcept { return near_; }
 
+  /// This cache's counters (this process).
   CacheStats stats() const noexcept {
     auto const& s = *shared_;
     return {s.hits, s.misses, s.writes, s.deletes, s.loads, s.load_errors, s.coalesced,
@@ -889,10 +889,7 @@ class CacheService {
                 detail::then(std::move(h), [this, k, diag, fill = near_.begin(k)](
                                                error_code& ec, std::optional<std::string> r) mutable {
                   auto v = decode<T>(ec, r, k, diag);
-                  if (v) {
-                    auto const size = r->size();  // before the move: argument order is unspecified
-                    fill.keep(std::move(*r), size);
-                  }
+                  if (v) fill.keep(std::move(*r));
                   return v;
                 }));
           }
@@ -993,10 +990,7 @@ class CacheService {
             for (std::size_t i = 0; i < bytes.size(); ++i) {
               auto& v = out[slot.empty() ? i : slot[i]];
               v = decode_one<T>(ec, bytes[i] ? &*bytes[i] : nullptr, (*names)[i], diag);
-              if (v && !fills.empty()) {
-                auto const size = bytes[i]->size();
-                fills[i].keep(std::move(*bytes[i]), size);
-              }
+              if (v && !fills.empty()) fills[i].keep(std::move(*bytes[i]));
             }
             if (!ec) ec = near_ec;
             return std::move(out);
@@ -1352,10 +1346,7 @@ class CacheService {
         if (!svc->codec_.decode(*found, v, &why)) {
           svc->shared_->hits++;
           if (state == polling) return publish_and_complete(self, std::move(v), std::move(*found));
-          if (fill) {
-            auto const size = found->size();  // before the move: argument order is unspecified
-            fill->keep(std::move(*found), size);
-          }
+          if (fill) fill->keep(std::move(*found));
           return complete(self, {}, std::move(v));
         }
         svc->shared_->decode_errors++;  // a value that does not decode: reload it

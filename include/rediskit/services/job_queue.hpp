@@ -290,7 +290,6 @@ inline std::string_view to_string(JobState s) noexcept {
   return "unknown";
 }
 
-/// A job as stored (async_get_job, async_get_jobs; a worker's handler gets an ActiveJob).
 /// One failed run of a job (Job::history).
 struct JobRun {
   std::int64_t run = 0;  ///< which run failed (1: the first; Job::attempts_started counts them)
@@ -299,6 +298,7 @@ struct JobRun {
   friend bool operator==(JobRun const&, JobRun const&) = default;
 };
 
+/// A job as stored (async_get_job, async_get_jobs; a worker's handler gets an ActiveJob).
 struct Job {
   std::string id;
   std::string name;
@@ -492,6 +492,11 @@ local function ready(id, front)
     redis.call('HSET', JOBS, F(id, 'w'), 'waiting')
   end
 end
+local function revive(id)
+  redis.call('HSET', JOBS, F(id, 'm'), '0', F(id, 's'), '0')
+  redis.call('HDEL', JOBS, F(id, 'f'), F(id, 'e'))
+  ready(id, false)
+end
 local FIELDS = {'n', 'd', 'o', 'y', 't', 'w', 'a', 'm', 's', 'k', 'b', 'f', 'p', 'r', 'e', 'c', 'x',
   'h', 'l'}
 local function one_line(s, max) return (string.gsub(string.sub(s, 1, max), '[\t\r\n]', ' ')) end
@@ -639,6 +644,14 @@ struct Twin {
     }
   }
   std::string keep_spec(std::string_view id, char f) { return get(id, f).value_or("k"); }
+  // A failed or dead job back to ready, its attempts and stalls reset (the prelude's revive).
+  void revive(std::string_view id) {
+    std::string const fm = field(id, 'm'), fs = field(id, 's'), ff = field(id, 'f'),
+                      fe = field(id, 'e');
+    ctx.call(cmd::hset{k[kJobs], {FieldValue{fm, "0"}, FieldValue{fs, "0"}}});
+    ctx.call(cmd::hdel{k[kJobs], {ff, fe}});
+    ready(id, false);
+  }
   // Out of attempts: failed (kept as remove_on_fail says) or dead (a dead letter). The state.
   std::string_view give_up(std::string_view id) {
     std::string const spec = keep_spec(id, 'x');
@@ -1184,11 +1197,7 @@ inline std::int64_t admin_twin(ScriptContext auto& ctx) {
     auto const ids = ctx.call(cmd::zrange{.key = t.key(kFailed), .start = 0, .stop = to_int(a[1], 1000) - 1});
     for (auto const& id : ids) {
       ctx.call(cmd::zrem{t.key(kFailed), id});
-      std::string const fm = field(id, 'm'), fs = field(id, 's'), ff = field(id, 'f'),
-                        fe = field(id, 'e');
-      ctx.call(cmd::hset{t.key(kJobs), {FieldValue{fm, "0"}, FieldValue{fs, "0"}}});
-      ctx.call(cmd::hdel{t.key(kJobs), {ff, fe}});
-      t.ready(id, false);
+      t.revive(id);
     }
     if (!ids.empty()) t.wake();
     return static_cast<std::int64_t>(ids.size());
@@ -1197,11 +1206,7 @@ inline std::int64_t admin_twin(ScriptContext auto& ctx) {
     need(2);
     std::string_view const id = a[1];
     if (ctx.call(cmd::zrem{t.key(kDead), id}) == 0) return 0;
-    std::string const fm = field(id, 'm'), fs = field(id, 's'), ff = field(id, 'f'),
-                      fe = field(id, 'e');
-    ctx.call(cmd::hset{t.key(kJobs), {FieldValue{fm, "0"}, FieldValue{fs, "0"}}});
-    ctx.call(cmd::hdel{t.key(kJobs), {ff, fe}});
-    t.ready(id, false);
+    t.revive(id);
     t.wake();
     return 1;
   }
@@ -1294,9 +1299,7 @@ elseif op == 'retry' then
   for i = 1, #ids do
     local id = ids[i]
     redis.call('ZREM', FAILED, id)
-    redis.call('HSET', JOBS, F(id, 'm'), '0', F(id, 's'), '0')
-    redis.call('HDEL', JOBS, F(id, 'f'), F(id, 'e'))
-    ready(id, false)
+    revive(id)
   end
   if #ids > 0 then wake() end
   return #ids
@@ -1304,9 +1307,7 @@ elseif op == 'retry_dead' then
   need(2)
   local id = ARGV[2]
   if redis.call('ZREM', DEAD, id) == 0 then return 0 end
-  redis.call('HSET', JOBS, F(id, 'm'), '0', F(id, 's'), '0')
-  redis.call('HDEL', JOBS, F(id, 'f'), F(id, 'e'))
-  ready(id, false)
+  revive(id)
   wake()
   return 1
 elseif op == 'remove' then
@@ -1376,13 +1377,21 @@ using detail::tuple_awaitable;
 inline constexpr std::array<char, 17> kReadFields = {'n', 'd', 'o', 'y', 't', 'w', 'a', 'm', 's',
                                                      'b', 'f', 'p', 'r', 'e', 'c', 'x', 'h'};
 
+/// The lines of a field that append_line writes (the history, the log), oldest first.
+inline std::vector<std::string_view> lines_of(std::string_view text) {
+  std::vector<std::string_view> out;
+  while (!text.empty()) {
+    auto const end = text.find('\n');
+    out.push_back(text.substr(0, end));
+    text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
+  }
+  return out;
+}
+
 /// The `h` field's lines, oldest first.
 inline std::vector<JobRun> history_of(std::string_view h) {
   std::vector<JobRun> out;
-  while (!h.empty()) {
-    auto const end = h.find('\n');
-    std::string_view line = h.substr(0, end);
-    h = end == std::string_view::npos ? std::string_view() : h.substr(end + 1);
+  for (std::string_view const line : lines_of(h)) {
     auto const t1 = line.find('\t');
     auto const t2 = t1 == std::string_view::npos ? t1 : line.find('\t', t1 + 1);
     if (t2 == std::string_view::npos) continue;
@@ -1807,12 +1816,8 @@ class JobQueue {
     auto const text = co_await backend_->async_exec(cmd::hget{keys_[detail::jobq::kJobs], f},
                                                     boost::asio::use_awaitable);
     std::vector<std::string> lines;
-    std::string_view rest = text ? std::string_view(*text) : std::string_view();
-    while (!rest.empty()) {
-      auto const end = rest.find('\n');
-      lines.emplace_back(rest.substr(0, end));
-      rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
-    }
+    std::string_view const all = text ? std::string_view(*text) : std::string_view();
+    for (std::string_view const line : detail::jobq::lines_of(all)) lines.emplace_back(line);
     co_return lines;
   }
 

@@ -552,21 +552,31 @@ class UserStreamConsumer {
   awaitable<std::vector<StreamEntry>> read(std::string_view id,
                                            std::optional<std::chrono::milliseconds> block,
                                            error_code& ec) {
-    cmd::xreadgroup const x{.group = options_.consumer_group,
-                            .consumer = options_.consumer_name,
-                            .keys = options_.stream_name,
-                            .ids = id,
-                            .count = options_.batch_size,
-                            .block = block};
+    cmd::xreadgroup const x = read_command(id, block);
     std::vector<StreamEntry> out;
     auto [e, r] = co_await backend_->async_exec(
         x, boost::asio::bind_cancellation_slot(state_->cancel_read.slot(),
                                                detail::user::tuple_awaitable));
     ec = e;
-    if (!ec && r)
-      for (auto& [key, entries] : *r)
-        for (auto& entry : entries) out.push_back(std::move(entry));
+    if (!ec) take_entries(r, out);
     co_return out;
+  }
+
+  // The XREADGROUP of read() and read_ahead(); `id` must outlive the command.
+  cmd::xreadgroup read_command(std::string_view id,
+                               std::optional<std::chrono::milliseconds> block) const {
+    return {.group = options_.consumer_group,
+            .consumer = options_.consumer_name,
+            .keys = options_.stream_name,
+            .ids = id,
+            .count = options_.batch_size,
+            .block = block};
+  }
+  // XREADGROUP's reply (nullopt: nothing came) appended to `out`, the streams' entries in order.
+  static void take_entries(cmd::xreadgroup::reply_type& reply, std::vector<StreamEntry>& out) {
+    if (reply)
+      for (auto& [key, entries] : *reply)
+        for (auto& entry : entries) out.push_back(std::move(entry));
   }
 
   // A `>` read started now and taken later (run()'s read ahead). stop() cancels it as it
@@ -579,22 +589,15 @@ class UserStreamConsumer {
     std::vector<StreamEntry> entries{};
   };
   std::shared_ptr<Ahead> read_ahead(std::chrono::milliseconds block) {
-    auto a = std::make_shared<Ahead>(Ahead{
-        .x = {.group = options_.consumer_group,
-              .consumer = options_.consumer_name,
-              .keys = options_.stream_name,
-              .ids = ">",
-              .count = options_.batch_size,
-              .block = block},
-        .wake = boost::asio::steady_timer(backend_->get_executor(),
-                                          boost::asio::steady_timer::time_point::max())});
+    auto a = std::make_shared<Ahead>(
+        Ahead{.x = read_command(">", block),
+              .wake = boost::asio::steady_timer(backend_->get_executor(),
+                                                boost::asio::steady_timer::time_point::max())});
     backend_->async_exec(
         a->x, boost::asio::bind_cancellation_slot(
                   state_->cancel_read.slot(), [a](error_code ec, auto reply) {
                     a->ec = ec;
-                    if (!ec && reply)
-                      for (auto& [key, entries] : *reply)
-                        for (auto& e : entries) a->entries.push_back(std::move(e));
+                    if (!ec) take_entries(reply, a->entries);
                     a->done = true;
                     a->wake.cancel();
                   }));
