@@ -1,4 +1,4 @@
-// Conformance: stream and consumer-group commands behave the same on every backend
+// Conformance: stream and consumer-group commands (XREAD too) behave the same on every backend
 // (MemoryBackend, FakeBackend, a real redis-server through RedisBackend, and a Redis Cluster
 // through ClusterBackend), errors included. The streams of one XREADGROUP share a hash tag
 // ("{t}a", "{t}b"), as a cluster requires.
@@ -657,6 +657,95 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(xreadgroup_block_fails_when_the_group_goes, B,
   BOOST_TEST(f.ok(cmd::xgroup_destroy{.key = "s", .group = "g"}) == 1);
   f.run_until([&] { return done.has_value(); });
   BOOST_TEST(*done == make_error_code(Error::no_group));
+}
+
+// ---- XREAD -------------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(xread_reads_above_each_id_and_consumes_nothing, B, AllBackends) {
+  BackendFixture<B> f;
+  fill(f, "{t}a", 3);
+  fill(f, "{t}b", 1);
+  using Reply = std::vector<std::pair<std::string, std::vector<StreamEntry>>>;
+  auto all = f.ok(cmd::xread{.keys = "{t}a", .ids = "0"});
+  BOOST_REQUIRE(all.has_value());
+  CHECK_SAME(*all, (Reply{{"{t}a", {entry("1-0", {{"n", "1"}}), entry("2-0", {{"n", "2"}}),
+                                    entry("3-0", {{"n", "3"}})}}}));
+  // Read again: nothing was consumed. Above 1-0, at most one.
+  auto next = f.ok(cmd::xread{.keys = "{t}a", .ids = "1-0", .count = 1});
+  BOOST_REQUIRE(next.has_value());
+  CHECK_SAME(*next, (Reply{{"{t}a", {entry("2-0", {{"n", "2"}})}}}));
+  // "1" is 1-0 (a missing sequence is 0 here); count 0 is no limit.
+  auto above = f.ok(cmd::xread{.keys = "{t}a", .ids = "1", .count = 0});
+  BOOST_REQUIRE(above.has_value());
+  CHECK_SAME(ids_of(above->at(0).second), (Strings{"2-0", "3-0"}));
+  // Nothing above the last id, "$", or in a missing stream: nil (no BLOCK: no wait).
+  BOOST_TEST(!f.ok(cmd::xread{.keys = "{t}a", .ids = "3-0"}).has_value());
+  BOOST_TEST(!f.ok(cmd::xread{.keys = "{t}a", .ids = "$"}).has_value());
+  BOOST_TEST(!f.ok(cmd::xread{.keys = "{t}missing", .ids = "0"}).has_value());
+  // Several streams: those with something, in the order of the keys.
+  auto two = f.ok(cmd::xread{.keys = {"{t}b", "{t}missing", "{t}a"}, .ids = {"0", "0", "2-0"}});
+  BOOST_REQUIRE(two.has_value());
+  CHECK_SAME(*two, (Reply{{"{t}b", {entry("1-0", {{"n", "1"}})}},
+                          {"{t}a", {entry("3-0", {{"n", "3"}})}}}));
+  // Deleted entries are not read.
+  BOOST_TEST(f.ok(cmd::xdel{.key = "{t}a", .ids = "2-0"}) == 1);
+  auto left = f.ok(cmd::xread{.keys = "{t}a", .ids = "0"});
+  BOOST_REQUIRE(left.has_value());
+  CHECK_SAME(ids_of(left->at(0).second), (Strings{"1-0", "3-0"}));
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(xread_errors, B, AllBackends) {
+  BackendFixture<B> f;
+  fill(f, "{t}s", 1);
+  for (std::string_view bad : {"-", "+", "x", "(1"})
+    BOOST_TEST(error_text(f, cmd::xread{.keys = "{t}s", .ids = bad}) == kInvalidId);
+  BOOST_TEST(error_text(f, cmd::xread{.keys = {"{t}s", "{t}s"}, .ids = {"0", "0", "0"}}) ==
+             "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be "
+             "specified.");
+  BOOST_TEST(error_text(f, cmd::xread{.keys = "{t}s", .ids = "0", .block = -1ms}) ==
+             "ERR timeout is negative");
+  f.ok(cmd::set{.key = "str", .value = "x"});
+  BOOST_TEST(error_text(f, cmd::xread{.keys = "str", .ids = "0"}) == wrong_type_message);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(xread_block_from_the_end_wakes_on_the_next_entry, B, AllBackends) {
+  BackendFixture<B> f;
+  fill(f, "s", 2);
+  cmd::xread const read{.keys = "s", .ids = "$", .block = 0ms};
+  std::optional<std::pair<boost::system::error_code, rediskit::reply_t<cmd::xread>>> done;
+  f.backend.async_exec(
+      read, [&](boost::system::error_code ec, auto r) { done.emplace(ec, std::move(r)); });
+  pump(f, 100ms);
+  BOOST_TEST(!done.has_value());  // "$": the entries already there are not read
+  // A write to another key, or one that adds nothing to the stream, does not end the wait.
+  f.ok(cmd::set{.key = "other", .value = "x"});
+  f.ok(cmd::xtrim{.key = "s", .trim = StreamTrim::max_len(5)});
+  pump(f, 20ms);
+  BOOST_TEST(!done.has_value());
+  f.ok(cmd::xadd{.key = "s", .id = "7-0", .fields = {{"a", "b"}}});
+  f.run_until([&] { return done.has_value(); });
+  BOOST_TEST(!done->first);
+  BOOST_REQUIRE(done->second.has_value());
+  CHECK_SAME(*done->second, (std::vector<std::pair<std::string, std::vector<StreamEntry>>>{
+                                {"s", {entry("7-0", {{"a", "b"}})}}}));
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(xread_block_times_out_with_nothing, B, AllBackends) {
+  BackendFixture<B> f;
+  fill(f, "s", 1);
+  cmd::xread const read{.keys = "s", .ids = "1-0", .block = 100ms};
+  std::optional<std::pair<boost::system::error_code, rediskit::reply_t<cmd::xread>>> done;
+  auto const start = std::chrono::steady_clock::now();
+  f.backend.async_exec(
+      read, [&](boost::system::error_code ec, auto r) { done.emplace(ec, std::move(r)); });
+  pump(f, 20ms);
+  BOOST_TEST(!done.has_value());
+  f.advance(150ms);
+  f.run_until([&] { return done.has_value(); });
+  BOOST_TEST(!done->first);
+  BOOST_TEST(!done->second.has_value());
+  if constexpr (!BackendFixture<B>::is_fake)
+    BOOST_TEST((std::chrono::steady_clock::now() - start >= 100ms));
 }
 
 // ---- XACK, XPENDING

@@ -15,9 +15,9 @@
 // Semantics shared with RedisBackend: a command applies when its operation is initiated (for
 // a co_await, at the co_await), in initiation order; a batch applies in one go (a transaction
 // atomically: nothing else runs in between); the completion is always posted through the
-// handler's executor, never run inside the initiating call. A blocking command (XREADGROUP
-// BLOCK, BLMOVE) that finds nothing waits, without holding anything up, until a write wakes
-// it, its timeout passes (on the clock policy's time) or it is cancelled.
+// handler's executor, never run inside the initiating call. A blocking command (XREAD BLOCK,
+// XREADGROUP BLOCK, BLMOVE) that finds nothing waits, without holding anything up, until a
+// write wakes it, its timeout passes (on the clock policy's time) or it is cancelled.
 //
 // Thread safety: all operations of one backend may be started from any thread (the engine
 // has its own lock); completions run on each handler's executor.
@@ -64,6 +64,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -102,8 +103,8 @@ namespace detail::mem {
 /// A blocking command that waits keeps its own copy of what it views: the caller's strings
 /// (a composed operation's members, which move with its handler; a vector of keys the caller
 /// destroys) may be gone long before a write wakes it. rediskit's blocking commands (BLMOVE,
-/// XREADGROUP BLOCK) have a specialisation below that copies their strings; it never moves
-/// (the waiter holds it by pointer), so the views stay put. A blocking command of the user's
+/// XREAD and XREADGROUP BLOCK) have a specialisation below that copies their strings; it never
+/// moves (the waiter holds it by pointer), so the views stay put. A blocking command of the user's
 /// own is copied as it is: give it members that own their data (std::string), or keep what it
 /// views alive until it completes.
 template <class C>
@@ -145,6 +146,38 @@ struct OwnedCommand<cmd::xreadgroup> {
   OwnedCommand(OwnedCommand const&) = delete;
   OwnedCommand& operator=(OwnedCommand const&) = delete;
 };
+
+/// XREAD BLOCK: its "$" ids become the streams' last ids as it starts waiting (run again on
+/// each write, "$" would always mean "after the entry just added").
+template <>
+struct OwnedCommand<cmd::xread> {
+  std::vector<std::string> keys, ids;
+  std::vector<std::string_view> key_views, id_views;
+  cmd::xread c;
+  OwnedCommand(cmd::xread const& x, Ctx& ctx) : c(x) {
+    x.keys.for_each([&](std::string_view k) { keys.emplace_back(k); });
+    std::size_t i = 0;
+    x.ids.for_each([&](std::string_view id) {
+      ids.emplace_back(id == "$" && i < keys.size() ? last_id_text(ctx, keys[i]) : std::string(id));
+      ++i;
+    });
+    key_views.assign(keys.begin(), keys.end());
+    id_views.assign(ids.begin(), ids.end());
+    c.keys = key_views;
+    c.ids = id_views;
+  }
+  OwnedCommand(OwnedCommand const&) = delete;
+  OwnedCommand& operator=(OwnedCommand const&) = delete;
+};
+
+/// The waiting copy of `x` (under the lock, right after x ran and found nothing).
+template <class C>
+std::shared_ptr<OwnedCommand<C> const> own(C const& x, Ctx& ctx) {
+  if constexpr (std::is_constructible_v<OwnedCommand<C>, C const&, Ctx&>)
+    return std::make_shared<OwnedCommand<C> const>(x, ctx);
+  else
+    return std::make_shared<OwnedCommand<C> const>(x);
+}
 
 /// What a MemoryBackend shares with its subscribers and blocked commands: the engine, under a
 /// lock.
@@ -364,7 +397,7 @@ class BasicMemoryBackend : public detail::ExecOverloads<BasicMemoryBackend<Clock
       if constexpr (requires { x.block_timeout(); }) {
         if (!ctx.ec && !result && is_blocking(x)) {
           // The copy first: erase() moves the handler, and whatever x views with it.
-          auto owned = std::make_shared<detail::mem::OwnedCommand<X> const>(x);
+          auto owned = detail::mem::own(x, ctx);
           wait(sh, std::move(owned), time, diag, erase());
           sh->wake_waiters();
           return;

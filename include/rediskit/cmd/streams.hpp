@@ -200,6 +200,18 @@ inline std::vector<StreamEntry> entries_from_wire(StreamEntriesWire&& w) {
   return out;
 }
 
+/// XREAD's and XREADGROUP's reply: per stream, its name and entries; nil when none had any.
+using StreamsReply = std::optional<std::vector<std::pair<std::string, std::vector<StreamEntry>>>>;
+using StreamsWire = std::optional<std::vector<std::pair<std::string, StreamEntriesWire>>>;
+inline StreamsReply streams_from_wire(StreamsWire&& w) {
+  if (!w) return std::nullopt;
+  StreamsReply::value_type out;
+  out.reserve(w->size());
+  for (auto& [key, entries] : *w)
+    out.emplace_back(std::move(key), entries_from_wire(std::move(entries)));
+  return out;
+}
+
 template <class W>
 void write_stream_ids(W& w, ArgList<std::string_view> const& keys,
                       ArgList<std::string_view> const& ids) {
@@ -407,6 +419,40 @@ struct xgroup_delconsumer {
   }
 };
 
+/// XREAD [COUNT n] [BLOCK ms] STREAMS key ... id ... -> per stream that has entries above its
+/// id, its name and those entries (in `keys` order); nullopt when no stream had any (after the
+/// BLOCK timeout, if any). Unlike XREADGROUP nothing is consumed: any number of readers see
+/// every entry, each keeping its own position (the last id it read).
+/// `ids`: one per key: entries with a larger id are read; "$" is the stream's last id when the
+/// command runs (with `block`: only entries added while it waits). A missing key is an empty
+/// stream. `block`: wait up to this long for new entries when none are there (0: forever); the
+/// command then runs on a connection of its own. A count of zero or less is no limit.
+struct xread {
+  ArgList<std::string_view> keys{};
+  ArgList<std::string_view> ids{};
+  std::optional<std::int64_t> count{};
+  std::optional<std::chrono::milliseconds> block{};
+
+  using reply_type = rediskit::detail::StreamsReply;
+  using wire_type = rediskit::detail::StreamsWire;
+  static reply_type from_wire(wire_type&& w) {
+    return rediskit::detail::streams_from_wire(std::move(w));
+  }
+  static constexpr bool idempotent = true;
+  bool blocking() const noexcept { return block.has_value(); }
+  std::chrono::milliseconds block_timeout() const noexcept {
+    return block.value_or(std::chrono::milliseconds(0));
+  }
+  ArgList<std::string_view> watch_keys() const noexcept { return keys; }
+  template <class W>
+  void write(W& w) const {
+    w("XREAD");
+    if (count) w("COUNT", *count);
+    if (block) w("BLOCK", block->count());
+    w("STREAMS", keys, ids);
+  }
+};
+
 /// XREADGROUP GROUP group consumer [COUNT n] [BLOCK ms] [NOACK] STREAMS key ... id ...
 /// -> per stream that had something, its name and entries (in `keys` order); nullopt when no
 /// stream had anything (after the BLOCK timeout, if any).
@@ -427,16 +473,10 @@ struct xreadgroup {
   std::optional<std::chrono::milliseconds> block{};
   bool noack = false;  ///< delivered entries are not made pending (at-most-once)
 
-  using reply_type = std::optional<std::vector<std::pair<std::string, std::vector<StreamEntry>>>>;
-  using wire_type =
-      std::optional<std::vector<std::pair<std::string, rediskit::detail::StreamEntriesWire>>>;
+  using reply_type = rediskit::detail::StreamsReply;
+  using wire_type = rediskit::detail::StreamsWire;
   static reply_type from_wire(wire_type&& w) {
-    if (!w) return std::nullopt;
-    reply_type::value_type out;
-    out.reserve(w->size());
-    for (auto& [key, entries] : *w)
-      out.emplace_back(std::move(key), rediskit::detail::entries_from_wire(std::move(entries)));
-    return out;
+    return rediskit::detail::streams_from_wire(std::move(w));
   }
   bool blocking() const noexcept { return block.has_value(); }
   std::chrono::milliseconds block_timeout() const noexcept {

@@ -45,7 +45,7 @@ inline constexpr Arity arities[] = {
     // streams
     {"XADD", -5}, {"XRANGE", -4}, {"XREVRANGE", -4}, {"XLEN", 2}, {"XDEL", -3}, {"XTRIM", -4},
     {"XGROUP CREATE", -5}, {"XGROUP DESTROY", 4}, {"XGROUP DELCONSUMER", 5},
-    {"XGROUP CREATECONSUMER", 5}, {"XGROUP SETID", -5}, {"XREADGROUP", -7}, {"XACK", -4},
+    {"XGROUP CREATECONSUMER", 5}, {"XGROUP SETID", -5}, {"XREAD", -4}, {"XREADGROUP", -7}, {"XACK", -4},
     {"XPENDING", -3}, {"XCLAIM", -6}, {"XAUTOCLAIM", -6},
     // pub/sub, scripting, server
     {"PUBLISH", 3}, {"SPUBLISH", 3}, {"EVAL", -3}, {"EVALSHA", -3}, {"SCRIPT LOAD", 3}, {"PING", -1},

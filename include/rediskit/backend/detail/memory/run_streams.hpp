@@ -683,25 +683,73 @@ inline reply_t<cmd::xgroup_delconsumer> run(Ctx& ctx, cmd::xgroup_delconsumer co
   return n;
 }
 
+// ---- reading without a group -----------------------------------------------------------------
+
+/// The id "$" stands for in XREAD on `key`: the stream's last id (0-0 when missing). For a
+/// blocked XREAD, which must keep waiting for entries above the id it started with.
+inline std::string last_id_text(Ctx& ctx, std::string_view key) {
+  Stream const* s = streams::lookup(ctx, key);
+  return (s ? s->last_id() : StreamId{}).to_string();
+}
+
+/// XREAD's and XREADGROUP's options: the count (0: no limit), the BLOCK check, and what
+/// STREAMS takes, keys then ids (`fill`: every key's id when none is given); false when failed.
+template <class C>
+bool read_args(Ctx& ctx, C const& c, std::string_view fill, std::int64_t& count,
+               std::vector<std::string_view>& args) {
+  count = c.count && *c.count > 0 ? *c.count : 0;
+  if (c.block && c.block->count() < 0) return ctx.fail("ERR timeout is negative");
+  args = c.keys.to_vector();
+  if (c.ids.empty() && !fill.empty())
+    args.insert(args.end(), c.keys.size(), fill);
+  else
+    c.ids.for_each([&](std::string_view id) { args.push_back(id); });
+  if (args.empty()) return ctx.fail("ERR syntax error");
+  if (args.size() % 2 != 0)
+    return ctx.fail(
+        "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be "
+        "specified.");
+  return true;
+}
+
+inline reply_t<cmd::xread> run(Ctx& ctx, cmd::xread const& c) {
+  using namespace streams;
+  std::int64_t count = 0;
+  std::vector<std::string_view> args;
+  if (!read_args(ctx, c, {}, count, args)) return std::nullopt;
+  std::size_t const n = args.size() / 2;
+  std::vector<Stream*> src(n);
+  std::vector<StreamId> after(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    src[i] = lookup(ctx, args[i]);
+    if (ctx.failed()) return std::nullopt;
+    if (cstr(args[n + i]) == "$")
+      after[i] = src[i] ? src[i]->last_id() : StreamId{};
+    else if (!parse_id(args[n + i], after[i], 0, true))
+      return ctx.fail(kInvalidId), std::nullopt;
+  }
+  std::vector<std::pair<std::string, std::vector<StreamEntry>>> out;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!src[i] || src[i]->empty()) continue;
+    auto const& es = src[i]->entries();
+    std::vector<StreamEntry> entries;
+    for (auto it = es.upper_bound(after[i]); it != es.end(); ++it) {
+      if (count != 0 && static_cast<std::int64_t>(entries.size()) >= count) break;
+      entries.push_back(make_entry(it->first, it->second));
+    }
+    if (!entries.empty()) out.emplace_back(std::string(args[i]), std::move(entries));
+  }
+  if (out.empty()) return std::nullopt;
+  return out;
+}
+
 // ---- reading with a group --------------------------------------------------------------------
 
 inline reply_t<cmd::xreadgroup> run(Ctx& ctx, cmd::xreadgroup const& c) {
   using namespace streams;
-  std::int64_t count = 0;  // 0: no limit
-  if (c.count) count = *c.count < 0 ? 0 : *c.count;
-  if (c.block && c.block->count() < 0) return ctx.fail("ERR timeout is negative"), std::nullopt;
-  // STREAMS takes the rest of the arguments: keys then ids, split in the middle.
-  std::vector<std::string_view> args = c.keys.to_vector();
-  if (c.ids.empty())
-    args.insert(args.end(), c.keys.size(), std::string_view(">"));
-  else
-    c.ids.for_each([&](std::string_view id) { args.push_back(id); });
-  if (args.empty()) return ctx.fail("ERR syntax error"), std::nullopt;
-  if (args.size() % 2 != 0)
-    return ctx.fail(
-               "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' "
-               "must be specified."),
-           std::nullopt;
+  std::int64_t count = 0;
+  std::vector<std::string_view> args;  // STREAMS: keys then ids, split in the middle
+  if (!read_args(ctx, c, ">", count, args)) return std::nullopt;
   std::size_t const n = args.size() / 2;
 
   struct Source {
