@@ -90,6 +90,14 @@ asio::awaitable<void> run(B& backend) {
         o));
   for (auto& w : workers) w->start();
 
+  // Waiting for one job (BullMQ's job.waitUntilFinished), on the queue's events stream, from
+  // the event of its add: the poison job ends dead.
+  auto const end = co_await queues[2]->async_wait_until_finished(poison.id, 10s, poison.event_id, use);
+  if (!end || end->state != rediskit::JobState::dead)
+    throw std::runtime_error("the poison job should end in the dead-letter set");
+  std::cout << "queue:analytics: job " << end->id << " ended " << rediskit::to_string(end->state)
+            << ": " << end->failed_reason << '\n';
+
   // Wait until every queue is done (statistics: seed 002's getQueueStats).
   for (bool done = false; !done;) {
     asio::steady_timer tick(co_await asio::this_coro::executor, 100ms);

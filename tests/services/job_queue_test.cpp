@@ -3,7 +3,8 @@
 // schedule (checked on FakeBackend's manual clock), remove_on_complete / remove_on_fail, pause
 // and resume, counts, paged listings, promote / retry / remove / clean / drain / obliterate,
 // a worker that lost its lock and cannot complete the job, stalled-job recovery, timeouts, the
-// rate limit, a fetch loop that survives backend errors, a graceful close, and bad input.
+// rate limit, a fetch loop that survives backend errors, a graceful close, bad input, and the
+// events stream (QueueEvents, async_wait_until_finished).
 //
 // Every case runs on each backend (the in-process backends run the scripts' C++ twins, the
 // servers the Lua: the same assertions on both are the parity test), and on MemoryBackend and
@@ -976,6 +977,234 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_job_that_stalls_out_is_a_dead_letter_and_clean_r
   BOOST_TEST(t.counts().dead == 1);
   t.ok(t.q.async_obliterate(true));
   BOOST_TEST(t.f.ok(cmd::exists{t.q.key("dead")}) == 0);
+}
+
+// ---- events ----------------------------------------------------------------------------------
+
+/// The events of job `id` among `events`, as "kind" or "kind:value".
+std::vector<std::string> moves_of(std::vector<JobEvent> const& events, std::string const& id) {
+  std::vector<std::string> out;
+  for (auto const& e : events) {
+    if (e.job_id != id) continue;
+    std::string m(to_string(e.kind));
+    if (e.kind == JobEventKind::completed || e.kind == JobEventKind::failed ||
+        e.kind == JobEventKind::retrying || e.kind == JobEventKind::progress)
+      m += ":" + e.value;
+    if (e.kind == JobEventKind::failed) m += ":" + std::string(to_string(e.state));
+    out.push_back(m);
+  }
+  return out;
+}
+using Moves = std::vector<std::string>;
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(events_tell_each_move_of_a_job_in_order, B, AllBackends) {
+  for_each_mode<B>([](Mode mode) {
+    Q<B> t(mode);
+    QueueEventsOptions eo;
+    eo.from = "0";
+    eo.block = 0ms;
+    QueueEvents<B> events(t.q, eo);
+    auto const a = t.add("flaky", 1, JobOptions().with_attempts(2));
+    t.add("doomed", 2);
+    t.add("dead", 3, JobOptions().with_dead_letter());
+    Worker<B> w(t.q,
+                [&](ActiveJob& j) {
+                  if (j.name != "flaky" || j.attempts_started == 1)
+                    throw std::runtime_error("no " + j.name);
+                  j.update_progress("50");
+                  j.return_value = "ok";
+                },
+                quiet());
+    w.start();
+    t.until([&] { return w.stats().completed == 1 && w.stats().failed == 2; });
+    t.close(w);
+    auto const later = t.add("later", 4, JobOptions().with_delay(60s));
+    BOOST_TEST(t.ok(t.q.async_remove(later.id)));
+    t.ok(t.q.async_pause());
+    t.ok(t.q.async_resume());
+    BOOST_TEST(t.ok(t.q.async_clean(0ms, 10, JobState::failed)) == 1);
+
+    auto const got = t.ok(events.async_read());
+    BOOST_TEST((moves_of(got, a.id) == Moves{"waiting", "active", "retrying:no flaky", "waiting",
+                                              "active", "progress:50", "completed:ok"}));
+    BOOST_TEST((moves_of(got, "2") == Moves{"waiting", "active", "failed:no doomed:failed"}));
+    BOOST_TEST((moves_of(got, "3") == Moves{"waiting", "active", "failed:no dead:dead"}));
+    BOOST_TEST((moves_of(got, later.id) == Moves{"delayed", "removed"}));
+    // The add's reply names its first event.
+    auto const first = std::find_if(got.begin(), got.end(),
+                                    [&](JobEvent const& e) { return e.job_id == a.id; });
+    BOOST_TEST_REQUIRE((first != got.end()));
+    BOOST_TEST(first->stream_id == a.event_id);
+    // The queue's own events: drained once the last ready job was taken, paused, resumed, and
+    // clean's count.
+    std::vector<std::string> queue_wide;
+    for (auto const& e : got)
+      if (e.job_id.empty()) queue_wide.push_back(std::string(to_string(e.kind)) + ":" + e.value);
+    BOOST_TEST(std::count(queue_wide.begin(), queue_wide.end(), "drained:") >= 1);
+    auto const tail = Moves(queue_wide.end() - 3, queue_wide.end());
+    BOOST_TEST((tail == Moves{"paused:", "resumed:", "cleaned:1"}));
+    // Ids grow; the reader is past the last one.
+    for (std::size_t i = 1; i < got.size(); ++i)
+      BOOST_TEST((StreamId::parse(got[i - 1].stream_id) < StreamId::parse(got[i].stream_id)));
+    BOOST_TEST(events.last_id() == got.back().stream_id);
+  });
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(events_of_a_delayed_job_and_of_a_stall, B, AllBackends) {
+  Q<B> t(Mode::native);
+  QueueEventsOptions eo;
+  eo.from = "0";
+  QueueEvents<B> events(t.q, eo);
+  t.add("slow", 1, JobOptions().with_delay(50ms));
+  BOOST_TEST(t.ok(t.q.async_promote("1")));
+  Gate gate(t.f.ioc.get_executor());
+  Worker<B> w(t.q,
+              [&](ActiveJob&) -> asio::awaitable<void> {
+                if (!gate.opened) co_await gate.wait();
+              },
+              quiet());
+  w.start();
+  t.until([&] { return t.counts().active == 1; });
+  t.expire_lock("1");
+  auto const moved = t.ok(t.q.async_check_stalled(1));
+  BOOST_TEST(moved.size() == 1u);
+  gate.open();
+  t.close(w);
+  auto const got = t.ok(events.async_read());
+  auto const moves = moves_of(got, "1");
+  BOOST_TEST_REQUIRE(moves.size() >= 5u);
+  BOOST_TEST((Moves(moves.begin(), moves.begin() + 5) ==
+              Moves{"delayed", "waiting", "active", "stalled", "waiting"}));
+  // The delayed event's value: when it is due (server time, ms), 50 ms after it was added.
+  // (The event's id is the server's clock as it added it, within the same script.)
+  auto const due = std::stoll(got.at(0).value);
+  auto const at = static_cast<long long>(StreamId::parse(got.at(0).stream_id)->ms);
+  BOOST_TEST(due - at <= 50);
+  BOOST_TEST(due - at >= 40);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_read_from_now_waits_for_the_next_event, B, AllBackends) {
+  Q<B> t(Mode::native);
+  t.add("before", 1);
+  QueueEventsOptions eo;
+  eo.block = 0ms;  // until something comes
+  QueueEvents<B> events(t.q, eo);
+  BOOST_TEST(events.last_id() == "$");
+  std::optional<std::vector<JobEvent>> got;
+  events.async_read([&](error_code ec, std::vector<JobEvent> e) {
+    BOOST_TEST(!ec);
+    got = std::move(e);
+  });
+  t.run_for(50ms);
+  BOOST_TEST(!got.has_value());  // "$": the job added before is not read
+  t.add("after", 2);
+  t.until([&] { return got.has_value(); });
+  BOOST_TEST((moves_of(*got, "2") == Moves{"waiting"}));
+  BOOST_TEST(moves_of(*got, "1").empty());
+  // A read with nothing new ends after `block`, empty.
+  QueueEventsOptions quick;
+  quick.from = events.last_id();
+  quick.block = 50ms;
+  QueueEvents<B> again(t.q, quick);
+  std::optional<std::vector<JobEvent>> none;
+  again.async_read([&](error_code ec, std::vector<JobEvent> e) {
+    BOOST_TEST(!ec);
+    none = std::move(e);
+  });
+  t.run_for(10ms);
+  t.f.advance(60ms);
+  t.until([&] { return none.has_value(); });
+  BOOST_TEST(none->empty());
+  BOOST_TEST(again.last_id() == events.last_id());
+  // Options out of range.
+  QueueEventsOptions bad;
+  bad.count = 0;
+  BOOST_CHECK_THROW(QueueEvents<B>(t.q, bad), Exception);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(the_events_stream_is_bounded, B, AllBackends) {
+  Q<B> t(Mode::native);
+  std::vector<NewJob> jobs;
+  for (int i = 0; i < 10'500; ++i) jobs.push_back(t.q.make_job("n", Mail{"a@b.c", i}));
+  t.ok(t.q.async_add_bulk(std::move(jobs)));
+  auto const len = t.f.ok(cmd::xlen{t.q.key("events")});
+  BOOST_TEST(len >= 10'000);
+  BOOST_TEST(len <= 10'000 + 100);  // MAXLEN ~: a server keeps up to one node more
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(wait_until_finished_reports_how_a_job_ended, B, AllBackends) {
+  for_each_mode<B>([](Mode mode) {
+    Q<B> t(mode);
+    auto const ok = t.add("ok", 1, JobOptions().with_remove_on_complete(true));
+    auto const bad = t.add("bad", 2);
+    auto const dead = t.add("dead", 3, JobOptions().with_dead_letter());
+    using Wait = std::optional<std::tuple<error_code, std::optional<JobOutcome>>>;
+    Wait w_ok, w_bad, w_dead;
+    auto capture = [](Wait& w) {
+      return [&w](error_code ec, std::optional<JobOutcome> o) { w.emplace(ec, std::move(o)); };
+    };
+    t.q.async_wait_until_finished(ok.id, 10s, ok.event_id, capture(w_ok));
+    t.q.async_wait_until_finished(bad.id, 10s, {}, capture(w_bad));
+    t.q.async_wait_until_finished(dead.id, 10s, dead.event_id, capture(w_dead));
+    t.run_for(20ms);
+    BOOST_TEST((!w_ok && !w_bad && !w_dead));  // nothing ran yet
+    // The worker's own hooks say the same, in this process.
+    std::vector<std::string> hooks;
+    WorkerOptions wo = quiet();
+    wo.on_completed = [&](Job const& j) { hooks.push_back("c " + j.id + " " + j.return_value); };
+    wo.on_failed = [&](Job const& j, std::string_view e) {
+      hooks.push_back("f " + j.id + " " + std::string(e));
+    };
+    Worker<B> w(t.q,
+                [&](ActiveJob& j) {
+                  if (j.name != "ok") throw std::runtime_error("no " + j.name);
+                  j.return_value = "yes";
+                },
+                wo);
+    w.start();
+    t.until([&] { return w_ok && w_bad && w_dead; });
+    t.close(w);
+    std::sort(hooks.begin(), hooks.end());
+    BOOST_TEST((hooks == Moves{"c 1 yes", "f 2 no bad", "f 3 no dead"}));
+    BOOST_TEST(!std::get<0>(*w_ok));
+    BOOST_TEST((std::get<1>(*w_ok) == JobOutcome{ok.id, JobState::completed, "yes", ""}));
+    BOOST_TEST((std::get<1>(*w_bad) == JobOutcome{bad.id, JobState::failed, "", "no bad"}));
+    BOOST_TEST((std::get<1>(*w_dead) == JobOutcome{dead.id, JobState::dead, "", "no dead"}));
+    // Finished before the wait: from its state, or, removed, from its add's event.
+    BOOST_TEST((t.ok(t.q.async_wait_until_finished(bad.id, 1s)) ==
+                std::optional(JobOutcome{bad.id, JobState::failed, "", "no bad"})));
+    BOOST_TEST((t.ok(t.q.async_wait_until_finished(ok.id, 1s, ok.event_id)) ==
+                std::optional(JobOutcome{ok.id, JobState::completed, "yes", ""})));
+    BOOST_TEST(!t.ok(t.q.async_wait_until_finished(ok.id, 1s)).has_value());  // gone
+    BOOST_TEST(!t.ok(t.q.async_wait_until_finished("nope", 1s)).has_value());
+    BOOST_TEST(t.err(t.q.async_wait_until_finished("", 1s)) == invalid);
+    BOOST_TEST(t.err(t.q.async_wait_until_finished("1", -1ms)) == invalid);
+  });
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(wait_until_finished_times_out_and_sees_a_removal, B, AllBackends) {
+  Q<B> t(Mode::native);
+  auto const a = t.add("never", 1);
+  auto const b = t.add("removed", 2);
+  std::optional<error_code> timed_out;
+  t.q.async_wait_until_finished(a.id, 200ms, a.event_id,
+                                [&](error_code ec, std::optional<JobOutcome>) { timed_out = ec; });
+  using Wait = std::optional<std::tuple<error_code, std::optional<JobOutcome>>>;
+  Wait removed;
+  t.q.async_wait_until_finished(b.id, 10s, {}, [&](error_code ec, std::optional<JobOutcome> o) {
+    removed.emplace(ec, std::move(o));
+  });
+  t.run_for(20ms);
+  BOOST_TEST(t.ok(t.q.async_remove(b.id)));
+  t.until([&] { return removed.has_value(); });
+  BOOST_TEST(!std::get<0>(*removed));
+  BOOST_TEST(!std::get<1>(*removed).has_value());
+  for (int i = 0; i < 50 && !timed_out; ++i) {
+    t.run_for(10ms);
+    t.f.advance(100ms);
+  }
+  t.until([&] { return timed_out.has_value(); });
+  BOOST_TEST(*timed_out == make_error_code(Error::timeout));
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(admin_operations, B, AllBackends) {

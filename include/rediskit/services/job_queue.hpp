@@ -40,6 +40,8 @@
 //   {queue:<n>}:metrics-index zset  the metrics' fields by minute (for pruning)
 //   {queue:<n>}:dead          zset  the dead-letter set: jobs with JobOptions::dead_letter that
 //                                   ran out of attempts (or stalled out); score: when, ms
+//   {queue:<n>}:events        stream every state move (JobEventKind), added by the script that
+//                                   makes it; about the last 10 000 (XADD MAXLEN ~ 10000)
 //
 // A job's fields live in one hash of the queue, not in a key per job: a script touches only keys
 // it declares (Redis Cluster's rule, which MemoryConfig::cluster_checks enforces), and the job
@@ -71,6 +73,10 @@
 //   expiry and finish times do not depend on the clocks of the processes that use the queue.
 // - Pause: workers fetch nothing while the queue is paused; jobs keep being added (counted as
 //   `paused`, not `waiting`, in async_get_job_counts).
+// - Events: QueueEvents (at the end of this file) reads the events stream;
+//   async_wait_until_finished waits on it for one job. Each move's event is written in the move's own script, so a reader
+//   sees a job's events in the order of its moves, and never an event of a move that did not
+//   happen.
 //
 // Every operation is one round trip (async_add_bulk too: one script per job, all in one
 // request), except async_get_jobs and async_get_metrics (two) and async_get_prometheus_text
@@ -92,6 +98,7 @@
 #include <rediskit/cmd/lists.hpp>
 #include <rediskit/cmd/server.hpp>
 #include <rediskit/cmd/sorted_sets.hpp>
+#include <rediskit/cmd/streams.hpp>
 #include <rediskit/cmd/strings.hpp>
 #include <rediskit/codec/json_codec.hpp>
 #include <rediskit/command.hpp>
@@ -346,6 +353,10 @@ struct JobCounts {
 struct AddResult {
   std::string id;
   bool added = false;  ///< false: a job with this id exists; nothing was written
+  /// The id of the job's first event (waiting or delayed) in the queue's events stream; empty
+  /// when not added. async_wait_until_finished(id, timeout, event_id) reads from there, so it
+  /// never misses a job that finished, and was removed, before the wait began.
+  std::string event_id{};
   friend bool operator==(AddResult const&, AddResult const&) = default;
 };
 
@@ -365,6 +376,53 @@ struct JobPage {
   std::int64_t next_cursor = 0;
 };
 
+/// What happened in a queue (JobEvent::kind; BullMQ's QueueEvents names).
+enum class JobEventKind : std::uint8_t {
+  waiting,    ///< added, promoted, retried, handed back or stalled: ready to run (prioritized too)
+  delayed,    ///< added with a delay, or waiting for a retry's backoff
+  active,     ///< a worker took it
+  progress,   ///< ActiveJob::update_progress
+  completed,
+  retrying,   ///< a run failed and the job will run again (then delayed or waiting)
+  failed,     ///< out of attempts: failed, or dead (JobEvent::state says which)
+  stalled,    ///< its worker's lock expired (then waiting, or failed)
+  removed,    ///< async_remove
+  drained,    ///< a worker took the last ready job
+  cleaned,    ///< async_clean removed jobs (JobEvent::value: how many)
+  paused,
+  resumed,
+  unknown,    ///< a name this version does not know (JobEvent::name has it)
+};
+
+inline std::string_view to_string(JobEventKind k) noexcept {
+  constexpr std::array<std::string_view, 14> names = {
+      "waiting", "delayed", "active", "progress", "completed", "retrying", "failed",
+      "stalled", "removed", "drained", "cleaned", "paused", "resumed", "unknown"};
+  return names[static_cast<std::size_t>(k)];
+}
+
+/// One entry of a queue's events stream, `{queue:<n>}:events` (QueueEvents,
+/// JobQueue::async_wait_until_finished).
+struct JobEvent {
+  std::string stream_id;  ///< its id in the stream: "<unix ms>-<seq>", server time
+  JobEventKind kind = JobEventKind::unknown;
+  std::string name;    ///< as stored ("completed", ...)
+  std::string job_id;  ///< empty for drained, cleaned, paused and resumed
+  /// completed: the return value; failed and retrying: the error; progress: the progress;
+  /// delayed: when the job is due (unix ms, server time); cleaned: how many jobs
+  std::string value;
+  JobState state = JobState::unknown;  ///< failed: JobState::failed or JobState::dead
+};
+
+/// How a job ended (JobQueue::async_wait_until_finished).
+struct JobOutcome {
+  std::string id;
+  JobState state = JobState::unknown;  ///< completed, failed or dead
+  std::string return_value;            ///< completed
+  std::string failed_reason;           ///< failed or dead
+  friend bool operator==(JobOutcome const&, JobOutcome const&) = default;
+};
+
 /// A queue's options.
 struct JobQueueOptions {
   /// The hash tag of every key is `{<prefix>:<name>}` (seed 002: queue:<name>).
@@ -381,12 +439,12 @@ using boost::system::error_code;
 // Keys, in the order every script takes them.
 enum Key : std::size_t {
   kWait, kPrio, kDelayed, kActive, kDone, kFailed, kJobs, kMeta, kLocks, kMarker, kSink, kLimit,
-  kMetrics, kMetricsIndex, kDead, kKeyCount
+  kMetrics, kMetricsIndex, kDead, kEvents, kKeyCount
 };
 inline constexpr std::array<std::string_view, kKeyCount> kKeySuffix = {
     "wait", "prioritized", "delayed", "active", "completed", "failed",
     "jobs", "meta",        "locks",   "marker", "marker-sink", "limiter",
-    "metrics", "metrics-index", "dead"};
+    "metrics", "metrics-index", "dead", "events"};
 inline constexpr std::string_view kFields = "ndoytwamskbfprecxhl";
 /// Failed runs kept in a job's history (Job::history), and the bytes of each error kept there.
 inline constexpr std::size_t kHistoryRuns = 32;
@@ -399,6 +457,8 @@ inline constexpr std::int64_t kPruneLimit = 1000;
 inline constexpr double kPrioShift = 4294967296.0;
 /// Per-minute metrics kept (24 hours).
 inline constexpr std::int64_t kMetricMinutes = 1440;
+/// The events stream's bound (XADD MAXLEN ~: Redis keeps up to about 100 more).
+inline constexpr std::int64_t kEventsMaxLen = 10000;
 
 inline std::int64_t to_int(std::string_view s, std::int64_t fallback = 0) noexcept {
   std::int64_t v = 0;
@@ -461,18 +521,54 @@ inline JobState state_of(std::string_view w) noexcept {
   return JobState::unknown;
 }
 
+inline JobEvent event_of(StreamEntry&& e) {
+  static constexpr std::array<std::string_view, 5> kValueFields = {
+      "returnvalue", "failedReason", "data", "delay", "count"};
+  JobEvent ev;
+  ev.stream_id = std::move(e.id);
+  for (auto& [f, v] : e.fields) {
+    if (f == "event")
+      ev.name = std::move(v);
+    else if (f == "jobId")
+      ev.job_id = std::move(v);
+    else if (f == "state")
+      ev.state = state_of(v);
+    else if (std::find(kValueFields.begin(), kValueFields.end(), f) != kValueFields.end())
+      ev.value = std::move(v);
+  }
+  for (std::size_t i = 0; i < static_cast<std::size_t>(JobEventKind::unknown); ++i)
+    if (to_string(static_cast<JobEventKind>(i)) == ev.name) ev.kind = static_cast<JobEventKind>(i);
+  if (ev.kind == JobEventKind::failed && ev.state == JobState::unknown) ev.state = JobState::failed;
+  return ev;
+}
+
+/// The events of an XREAD reply (one stream).
+inline std::vector<JobEvent> events_of(cmd::xread::reply_type&& r) {
+  std::vector<JobEvent> out;
+  if (!r) return out;
+  for (auto& [key, entries] : *r) {
+    out.reserve(out.size() + entries.size());
+    for (auto& e : entries)
+      if (!e.deleted) out.push_back(event_of(std::move(e)));
+  }
+  return out;
+}
+
 // ---- the scripts' shared part ----------------------------------------------------------------
 //
 // Lua: a prelude every script starts with. C++: Twin<Ctx>, the same functions over the script
 // context. Every script takes the kKeyCount keys in the order of `Key`.
 
 inline constexpr char const* kPrelude = R"lua(
-if #KEYS ~= 15 then return redis.error_reply('ERR job queue: wrong number of keys') end
+if #KEYS ~= 16 then return redis.error_reply('ERR job queue: wrong number of keys') end
 local WAIT, PRIO, DELAYED, ACTIVE, DONE, FAILED = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local JOBS, META, LOCKS, MARKER, SINK, LIMIT = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-local METRICS, MINDEX, DEAD = KEYS[13], KEYS[14], KEYS[15]
+local METRICS, MINDEX, DEAD, EVENTS = KEYS[13], KEYS[14], KEYS[15], KEYS[16]
 local fmt = string.format
 local function F(id, x) return id .. ':' .. x end
+local function event(...)
+  return redis.call('XADD', EVENTS, 'MAXLEN', '~', 10000, '*', 'event', ...)
+end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -491,6 +587,7 @@ local function ready(id, front)
     if front then redis.call('RPUSH', WAIT, id) else redis.call('LPUSH', WAIT, id) end
     redis.call('HSET', JOBS, F(id, 'w'), 'waiting')
   end
+  return event('waiting', 'jobId', id)
 end
 local function revive(id)
   redis.call('HSET', JOBS, F(id, 'm'), '0', F(id, 's'), '0')
@@ -546,11 +643,12 @@ local function metric(kind, now)
     redis.call('ZREM', MINDEX, old[i])
   end
 end
-local function give_up(id, now)
+local function give_up(id, now, err)
   local spec = redis.call('HGET', JOBS, F(id, 'x')) or 'k'
   local state = 'failed'
   if spec == 'd' then state = 'dead' end
   redis.call('HSET', JOBS, F(id, 'f'), fmt('%d', now), F(id, 'w'), state)
+  event('failed', 'jobId', id, 'failedReason', err, 'state', state)
   if spec == 'd' then
     redis.call('ZADD', DEAD, fmt('%d', now), id)
   else
@@ -595,11 +693,21 @@ struct Twin {
     std::string const fl = field(id, f);
     ctx.call(cmd::hdel{k[kJobs], fl});
   }
+  // The Lua prelude's event: one entry in the bounded events stream; its id.
+  std::string event(std::string_view name, std::initializer_list<FieldValue> more = {}) {
+    std::vector<FieldValue> fv;
+    fv.reserve(1 + more.size());
+    fv.push_back(FieldValue{"event", name});
+    fv.insert(fv.end(), more.begin(), more.end());
+    return ctx.call(cmd::xadd{.key = k[kEvents], .fields = fv,
+                              .trim = StreamTrim::max_len(kEventsMaxLen, true)})
+        .value_or("");
+  }
   void wake() {
     ctx.call(cmd::lpush{k[kMarker], "1"});
     ctx.call(cmd::ltrim{k[kMarker], 0, kMarkerCap - 1});
   }
-  void ready(std::string_view id, bool front) {
+  std::string ready(std::string_view id, bool front) {
     std::int64_t const p = to_int_opt(get(id, 'y'));
     if (p > 0) {
       std::int64_t const c = ctx.call(cmd::hincrby{k[kMeta], "pc", 1}) % 4294967296LL;
@@ -615,6 +723,7 @@ struct Twin {
         ctx.call(cmd::lpush{k[kWait], id});
       put(id, 'w', "waiting");
     }
+    return event("waiting", {{"jobId", id}});
   }
   void erase(std::string_view id) {
     std::vector<std::string> fl;
@@ -653,11 +762,12 @@ struct Twin {
     ready(id, false);
   }
   // Out of attempts: failed (kept as remove_on_fail says) or dead (a dead letter). The state.
-  std::string_view give_up(std::string_view id) {
+  std::string_view give_up(std::string_view id, std::string_view error) {
     std::string const spec = keep_spec(id, 'x');
     std::string_view const state = spec == "d" ? "dead" : "failed";
     std::string const ff = field(id, 'f'), fw = field(id, 'w'), at = fmt_int(now);
     ctx.call(cmd::hset{k[kJobs], {FieldValue{ff, at}, FieldValue{fw, state}}});
+    event("failed", {{"jobId", id}, {"failedReason", error}, {"state", state}});
     if (spec == "d")
       ctx.call(cmd::zadd{.key = k[kDead], .members = ScoreMember{static_cast<double>(now), id}});
     else
@@ -698,7 +808,8 @@ struct Twin {
 
 // ---- add -------------------------------------------------------------------------------------
 // ARGV: id ('' = next from the counter), name, data, options, priority, delay ms, lifo ('1'),
-// keep-on-complete, keep-on-fail. Reply: {id, '1' added | '0' exists}.
+// keep-on-complete, keep-on-fail. Reply: {id, '1' added | '0' exists, the id of its event
+// (waiting or delayed; '' when it exists)}.
 
 inline std::vector<std::string> add_twin(ScriptContext auto& ctx) {
   Twin t(ctx);
@@ -710,7 +821,7 @@ inline std::vector<std::string> add_twin(ScriptContext auto& ctx) {
       id = fmt_int(ctx.call(cmd::hincrby{t.key(kMeta), "id", 1}));
     } while (ctx.call(cmd::hexists{t.key(kJobs), field(id, 'n')}));
   } else if (ctx.call(cmd::hexists{t.key(kJobs), field(id, 'n')})) {
-    return {id, "0"};
+    return {id, "0", ""};
   }
   std::string const fn = field(id, 'n'), fd = field(id, 'd'), fo = field(id, 'o'),
                     ft = field(id, 't'), fa = field(id, 'a'), fm = field(id, 'm'),
@@ -721,15 +832,18 @@ inline std::vector<std::string> add_twin(ScriptContext auto& ctx) {
   ctx.call(cmd::hset{t.key(kJobs), fv});
   if (a[4] != "0") t.put(id, 'y', a[4]);
   std::int64_t const delay = to_int(a[5]);
+  std::string ev;
   if (delay > 0) {
     ctx.call(cmd::zadd{.key = t.key(kDelayed),
                        .members = ScoreMember{static_cast<double>(t.now + delay), id}});
     t.put(id, 'w', "delayed");
+    std::string const due = fmt_int(t.now + delay);
+    ev = t.event("delayed", {{"jobId", id}, {"delay", due}});
   } else {
-    t.ready(id, a[6] == "1");
+    ev = t.ready(id, a[6] == "1");
     t.wake();
   }
-  return {id, "1"};
+  return {id, "1", ev};
 }
 
 inline auto const add_script = make_script<std::vector<std::string>>(
@@ -739,7 +853,7 @@ local id = ARGV[1]
 if id == '' then
   repeat id = fmt('%d', redis.call('HINCRBY', META, 'id', 1)) until redis.call('HEXISTS', JOBS, F(id, 'n')) == 0
 elseif redis.call('HEXISTS', JOBS, F(id, 'n')) == 1 then
-  return {id, '0'}
+  return {id, '0', ''}
 end
 local now = now_ms()
 redis.call('HSET', JOBS, F(id, 'n'), ARGV[2], F(id, 'd'), ARGV[3], F(id, 'o'), ARGV[4],
@@ -747,14 +861,16 @@ redis.call('HSET', JOBS, F(id, 'n'), ARGV[2], F(id, 'd'), ARGV[3], F(id, 'o'), A
   F(id, 'c'), ARGV[8], F(id, 'x'), ARGV[9])
 if ARGV[5] ~= '0' then redis.call('HSET', JOBS, F(id, 'y'), ARGV[5]) end
 local delay = tonumber(ARGV[6]) or 0
+local ev
 if delay > 0 then
   redis.call('ZADD', DELAYED, fmt('%d', now + delay), id)
   redis.call('HSET', JOBS, F(id, 'w'), 'delayed')
+  ev = event('delayed', 'jobId', id, 'delay', fmt('%d', now + delay))
 else
-  ready(id, ARGV[7] == '1')
+  ev = ready(id, ARGV[7] == '1')
   wake()
 end
-return {id, '1'})lua",
+return {id, '1', ev})lua",
     [](ScriptContext auto& c) { return add_twin(c); });
 
 // ---- fetch -----------------------------------------------------------------------------------
@@ -808,6 +924,7 @@ while n < count do
     redis.call('HSET', JOBS, F(id, 'k'), tok, F(id, 'w'), 'active', F(id, 'b'), fmt('%d', now))
     redis.call('ZADD', ACTIVE, fmt('%d', now), id)
     redis.call('ZADD', LOCKS, fmt('%d', now + ttl), id)
+    event('active', 'jobId', id)
     out[#out + 1] = id
     out[#out + 1] = h[1]
     out[#out + 1] = h[2] or ''
@@ -836,7 +953,7 @@ else
     redis.call('INCRBY', LIMIT, n)
     if redis.call('PTTL', LIMIT) < 0 then redis.call('PEXPIRE', LIMIT, A[5]) end
   end
-  if redis.call('LLEN', WAIT) > 0 or redis.call('ZCARD', PRIO) > 0 then wake() end
+  if redis.call('LLEN', WAIT) > 0 or redis.call('ZCARD', PRIO) > 0 then wake() else event('drained') end
 end
 return out
 end
@@ -895,6 +1012,7 @@ std::vector<std::string> fetch_jobs(Twin<Ctx>& t, std::span<std::string_view con
     ctx.call(cmd::zadd{.key = t.key(kActive), .members = ScoreMember{static_cast<double>(t.now), *id}});
     ctx.call(cmd::zadd{.key = t.key(kLocks),
                        .members = ScoreMember{static_cast<double>(t.now + ttl), *id}});
+    t.event("active", {{"jobId", *id}});
     out.push_back(*id);
     out.push_back(std::move(*h[0]));
     out.push_back(h[1].value_or(""));
@@ -923,7 +1041,10 @@ std::vector<std::string> fetch_jobs(Twin<Ctx>& t, std::span<std::string_view con
       if (ctx.call(cmd::pttl{t.key(kLimit)}) < 0)
         ctx.call(cmd::pexpire{t.key(kLimit), std::chrono::milliseconds(to_int(a[4]))});
     }
-    if (ctx.call(cmd::llen{t.key(kWait)}) > 0 || ctx.call(cmd::zcard{t.key(kPrio)}) > 0) t.wake();
+    if (ctx.call(cmd::llen{t.key(kWait)}) > 0 || ctx.call(cmd::zcard{t.key(kPrio)}) > 0)
+      t.wake();
+    else
+      t.event("drained");
   }
   return out;
 }
@@ -970,6 +1091,7 @@ std::int64_t finish_job(Twin<Ctx>& t, std::span<std::string_view const> a) {
     std::string const fr = field(id, 'r'), ff = field(id, 'f'), fw = field(id, 'w');
     ctx.call(cmd::hset{t.key(kJobs), {FieldValue{fr, a[3]}, FieldValue{ff, now},
                                       FieldValue{fw, "completed"}}});
+    t.event("completed", {{"jobId", id}, {"returnvalue", a[3]}});
     t.keep(t.key(kDone), id, t.keep_spec(id, 'c'));
     t.metric('c');
     return 1;
@@ -978,10 +1100,13 @@ std::int64_t finish_job(Twin<Ctx>& t, std::span<std::string_view const> a) {
   t.put(id, 'e', a[3]);
   t.history(id, a[3]);
   std::int64_t const d = to_int(a[4], -1);
+  if (d >= 0) t.event("retrying", {{"jobId", id}, {"failedReason", a[3]}});
   if (d > 0) {
     ctx.call(cmd::zadd{.key = t.key(kDelayed),
                        .members = ScoreMember{static_cast<double>(t.now + d), id}});
     t.put(id, 'w', "delayed");
+    std::string const due = fmt_int(t.now + d);
+    t.event("delayed", {{"jobId", id}, {"delay", due}});
     return 2;
   }
   if (d == 0) {
@@ -989,7 +1114,7 @@ std::int64_t finish_job(Twin<Ctx>& t, std::span<std::string_view const> a) {
     t.wake();
     return 2;
   }
-  t.give_up(id);
+  t.give_up(id, a[3]);
   return 1;
 }
 
@@ -1024,6 +1149,7 @@ if mode == 'b' then
 end
 if mode == 'c' then
   redis.call('HSET', JOBS, F(id, 'r'), ARGV[4], F(id, 'f'), fmt('%d', now), F(id, 'w'), 'completed')
+  event('completed', 'jobId', id, 'returnvalue', ARGV[4])
   keep(DONE, id, redis.call('HGET', JOBS, F(id, 'c')) or 'k', now)
   metric('c', now)
   return 1
@@ -1032,16 +1158,18 @@ redis.call('HINCRBY', JOBS, F(id, 'm'), 1)
 redis.call('HSET', JOBS, F(id, 'e'), ARGV[4])
 history(id, now, ARGV[4])
 local d = tonumber(ARGV[5]) or -1
+if d >= 0 then event('retrying', 'jobId', id, 'failedReason', ARGV[4]) end
 if d > 0 then
   redis.call('ZADD', DELAYED, fmt('%d', now + d), id)
   redis.call('HSET', JOBS, F(id, 'w'), 'delayed')
+  event('delayed', 'jobId', id, 'delay', fmt('%d', now + d))
   return 2
 elseif d == 0 then
   ready(id, false)
   wake()
   return 2
 end
-give_up(id, now)
+give_up(id, now, ARGV[4])
 return 1
 end
 local out = {fmt('%d', finish())}
@@ -1120,11 +1248,12 @@ inline std::vector<std::string> stalled_twin(ScriptContext auto& ctx) {
     t.del(id, 'k');
     std::int64_t const s = t.incr(id, 's', 1);
     t.history(id, kStalledRun);
+    t.event("stalled", {{"jobId", id}});
     out.push_back(id);
     if (s > max) {
       t.incr(id, 'm', 1);
       t.put(id, 'e', kStalledReason);
-      out.emplace_back(t.give_up(id));
+      out.emplace_back(t.give_up(id, kStalledReason));
     } else {
       t.ready(id, true);
       out.push_back("waiting");
@@ -1149,11 +1278,13 @@ for i = 1, #ids do
     redis.call('HDEL', JOBS, F(id, 'k'))
     local s = redis.call('HINCRBY', JOBS, F(id, 's'), 1)
     history(id, now, "stalled: the worker's lock expired")
+    event('stalled', 'jobId', id)
     out[#out + 1] = id
     if s > max then
+      local reason = 'job stalled more than max_stalled_count'
       redis.call('HINCRBY', JOBS, F(id, 'm'), 1)
-      redis.call('HSET', JOBS, F(id, 'e'), 'job stalled more than max_stalled_count')
-      out[#out + 1] = give_up(id, now)
+      redis.call('HSET', JOBS, F(id, 'e'), reason)
+      out[#out + 1] = give_up(id, now, reason)
     else
       ready(id, true)
       out[#out + 1] = 'waiting'
@@ -1220,6 +1351,7 @@ inline std::int64_t admin_twin(ScriptContext auto& ctx) {
     for (Key k : {kPrio, kDelayed, kActive, kDone, kFailed, kDead, kLocks})
       ctx.call(cmd::zrem{t.key(k), id});
     t.erase(id);
+    t.event("removed", {{"jobId", id}});
     return 1;
   }
   if (op == "clean") {
@@ -1235,6 +1367,10 @@ inline std::int64_t admin_twin(ScriptContext auto& ctx) {
     for (auto const& id : ids) {
       ctx.call(cmd::zrem{set, id});
       t.erase(id);
+    }
+    if (!ids.empty()) {
+      std::string const n = fmt_int(static_cast<std::int64_t>(ids.size()));
+      t.event("cleaned", {{"count", n}});
     }
     return static_cast<std::int64_t>(ids.size());
   }
@@ -1270,9 +1406,10 @@ inline std::int64_t admin_twin(ScriptContext auto& ctx) {
     need(4);
     auto const tok = t.get(a[1], 'k');
     if (!tok || *tok != a[2]) return 0;
-    if (op == "progress")
+    if (op == "progress") {
       t.put(a[1], 'p', a[3]);
-    else
+      t.event("progress", {{"jobId", a[1]}, {"data", a[3]}});
+    } else
       t.append_line(a[1], 'l', one_line(a[3], kLogLine), kLogLines);
     return 1;
   }
@@ -1321,6 +1458,7 @@ elseif op == 'remove' then
     redis.call('ZREM', k, id)
   end
   erase(id)
+  event('removed', 'jobId', id)
   return 1
 elseif op == 'clean' then
   need(4)
@@ -1332,6 +1470,7 @@ elseif op == 'clean' then
     redis.call('ZREM', set, ids[i])
     erase(ids[i])
   end
+  if #ids > 0 then event('cleaned', 'count', fmt('%d', #ids)) end
   return #ids
 elseif op == 'drain' then
   need(2)
@@ -1351,13 +1490,14 @@ elseif op == 'obliterate' then
   need(2)
   if ARGV[2] ~= '1' and redis.call('ZCARD', ACTIVE) > 0 then return -1 end
   redis.call('DEL', WAIT, PRIO, DELAYED, ACTIVE, DONE, FAILED, JOBS, META, LOCKS, MARKER, SINK, LIMIT,
-    METRICS, MINDEX, DEAD)
+    METRICS, MINDEX, DEAD, EVENTS)
   return 1
 elseif op == 'progress' or op == 'log' then
   need(4)
   if redis.call('HGET', JOBS, F(ARGV[2], 'k')) ~= ARGV[3] then return 0 end
   if op == 'progress' then
     redis.call('HSET', JOBS, F(ARGV[2], 'p'), ARGV[4])
+    event('progress', 'jobId', ARGV[2], 'data', ARGV[4])
   else
     append_line(ARGV[2], 'l', one_line(ARGV[4], 1000), 100)
   end
@@ -1553,6 +1693,27 @@ class JobQueue {
         [this, id = std::move(id)] { return job_logs(id); });
   }
 
+  /// Waits until job `id` completes or fails for good (BullMQ's job.waitUntilFinished), reading
+  /// the queue's events stream. `after`: a position in the stream to read from, normally
+  /// AddResult::event_id (then a job that finished, and was removed, before the wait began is
+  /// still seen); empty: the job's state is read first, then the events that follow. Handler:
+  /// void(error_code, std::optional<JobOutcome>): the outcome; nullopt when there is no such job
+  /// (never added, or removed before it finished); Error::timeout when it did not finish within
+  /// `timeout`; Error::invalid_argument for an empty id or a negative timeout.
+  /// Each waiting call is a blocking XREAD of up to 1 s at a time (on RedisBackend, on a
+  /// connection of its own), with the job's state read again every second of waiting, so a
+  /// reader that fell more than the stream's bound (about 10 000 events) behind still ends. For
+  /// many jobs at once, read one QueueEvents and dispatch.
+  template <class Token = boost::asio::deferred_t>
+  auto async_wait_until_finished(std::string id, std::chrono::milliseconds timeout,
+                                 std::string after = {}, Token&& token = {}) {
+    return detail::jobq::spawn<std::optional<JobOutcome>>(
+        get_executor(), std::forward<Token>(token),
+        [this, id = std::move(id), timeout, after = std::move(after)]() mutable {
+          return wait_until_finished(std::move(id), timeout, std::move(after));
+        });
+  }
+
   /// A page of the jobs in `state`: `count` jobs from position `cursor` (0 first), in the order
   /// they will run (waiting, prioritized, delayed), started (active), or newest first
   /// (completed, failed); JobState::paused lists the wait list too. next_cursor is 0 after the
@@ -1714,21 +1875,111 @@ class JobQueue {
     auto replies = co_await backend_->async_exec(cmds, boost::asio::use_awaitable);
     out.reserve(replies.size());
     for (auto& r : replies) {
-      if (r.size() != 2) detail::jobq::fail(Error::incompatible_size, "add: unexpected reply");
-      out.push_back(AddResult{std::move(r[0]), r[1] == "1"});
+      if (r.size() != 3) detail::jobq::fail(Error::incompatible_size, "add: unexpected reply");
+      out.push_back(AddResult{std::move(r[0]), r[1] == "1", std::move(r[2])});
     }
     co_return out;
   }
 
+  // The job's state: `gone` when it does not exist, else its outcome when it has finished.
+  struct Probe {
+    bool gone = false;
+    std::optional<JobOutcome> done;
+  };
+  static Probe probe_of(std::string const& id, std::vector<std::optional<std::string>>& h) {
+    Probe p;
+    if (h.size() != 3 || !h[0]) {
+      p.gone = true;
+      return p;
+    }
+    JobState const st = detail::jobq::state_of(*h[0]);
+    if (st == JobState::completed || st == JobState::failed || st == JobState::dead)
+      p.done = JobOutcome{id, st, h[1].value_or(""), h[2].value_or("")};
+    return p;
+  }
+  cmd::hmget probe_read(std::array<std::string, 3> const& f) const {
+    return cmd::hmget{keys_[detail::jobq::kJobs], {f[0], f[1], f[2]}};
+  }
+  // The outcome of `id` among `events` (nullopt: none of them ends it); `removed` is set when
+  // one says it was removed.
+  static std::optional<JobOutcome> outcome_in(std::vector<JobEvent>& events, std::string const& id,
+                                              bool& removed) {
+    for (auto& e : events) {
+      if (e.job_id != id) continue;
+      if (e.kind == JobEventKind::completed)
+        return JobOutcome{id, JobState::completed, std::move(e.value), {}};
+      if (e.kind == JobEventKind::failed) return JobOutcome{id, e.state, {}, std::move(e.value)};
+      if (e.kind == JobEventKind::removed) removed = true;
+    }
+    return std::nullopt;
+  }
+
+  awaitable<std::optional<JobOutcome>> wait_until_finished(std::string id,
+                                                           std::chrono::milliseconds timeout,
+                                                           std::string cursor) {
+    using namespace detail::jobq;
+    using std::chrono::milliseconds;
+    using Steady = std::chrono::steady_clock;
+    if (id.empty()) fail(Error::invalid_argument, "wait_until_finished: the job id is empty");
+    if (timeout.count() < 0) fail(Error::invalid_argument, "wait_until_finished: negative timeout");
+    std::string_view const events = keys_[kEvents];
+    std::array<std::string, 3> const f = {field(id, 'w'), field(id, 'r'), field(id, 'e')};
+    if (cursor.empty()) {  // the end of the stream, then the state: nothing falls in between
+      auto const first = batch(cmd::xrevrange{.key = events, .count = 1}, probe_read(f));
+      auto [last, h] = co_await backend_->async_exec(first, boost::asio::use_awaitable);
+      cursor = last.empty() ? std::string("0-0") : std::move(last[0].id);
+      Probe p = probe_of(id, h);
+      if (p.gone) co_return std::nullopt;
+      if (p.done) co_return std::move(p.done);
+    }
+    milliseconds left = timeout;
+    auto last_probe = Steady::now();
+    for (;;) {
+      if (left.count() <= 0)
+        fail(Error::timeout, "wait_until_finished: job " + id + " did not finish within " +
+                                 std::to_string(timeout.count()) + " ms");
+      milliseconds const block = std::min(left, milliseconds(1000));
+      auto const t0 = Steady::now();
+      cmd::xread const read{.keys = events, .ids = cursor, .count = 1000, .block = block};
+      auto r = co_await backend_->async_exec(read, boost::asio::use_awaitable);
+      bool const timed_out = !r.has_value();
+      left -= timed_out ? block
+                        : std::chrono::duration_cast<milliseconds>(Steady::now() - t0);
+      auto evs = events_of(std::move(r));
+      bool const full = evs.size() >= 1000;
+      if (!evs.empty()) cursor = evs.back().stream_id;
+      bool removed = false;
+      if (auto o = outcome_in(evs, id, removed)) co_return o;
+      if (removed) co_return std::nullopt;
+      if (!timed_out && !full && Steady::now() - last_probe < milliseconds(1000)) continue;
+      // Idle, behind, or a second passed: the state, in case the stream was trimmed past it.
+      last_probe = Steady::now();
+      auto h = co_await backend_->async_exec(probe_read(f), boost::asio::use_awaitable);
+      Probe p = probe_of(id, h);
+      if (p.done) co_return std::move(p.done);
+      if (p.gone) {  // finished and removed since the read? Its event is in the stream.
+        cmd::xread const rest{.keys = events, .ids = cursor};
+        auto tail = co_await backend_->async_exec(rest, boost::asio::use_awaitable);
+        auto more = events_of(std::move(tail));
+        co_return outcome_in(more, id, removed);
+      }
+    }
+  }
+
   awaitable<void> set_paused(bool paused) {
     auto const& k = keys_;
+    using detail::jobq::kEventsMaxLen;
+    cmd::xadd const event{.key = k[detail::jobq::kEvents],
+                          .fields = FieldValue{"event", paused ? "paused" : "resumed"},
+                          .trim = StreamTrim::max_len(kEventsMaxLen, true)};
     if (paused) {
-      co_await backend_->async_exec(cmd::hset{k[detail::jobq::kMeta], FieldValue{"paused", "1"}},
-                                    boost::asio::use_awaitable);
+      auto t = transaction(cmd::hset{k[detail::jobq::kMeta], FieldValue{"paused", "1"}}, event);
+      co_await backend_->async_exec(t, boost::asio::use_awaitable);
     } else {
       auto t = transaction(cmd::hdel{k[detail::jobq::kMeta], "paused"},
                            cmd::lpush{k[detail::jobq::kMarker], "1"},
-                           cmd::ltrim{k[detail::jobq::kMarker], 0, detail::jobq::kMarkerCap - 1});
+                           cmd::ltrim{k[detail::jobq::kMarker], 0, detail::jobq::kMarkerCap - 1},
+                           event);
       co_await backend_->async_exec(t, boost::asio::use_awaitable);
     }
   }
@@ -1957,6 +2208,90 @@ class JobQueue {
   std::string tag_;
   std::array<std::string, detail::jobq::kKeyCount> keys_;
   std::array<std::string_view, detail::jobq::kKeyCount> key_views_{};
+};
+
+/// QueueEvents' options.
+struct QueueEventsOptions {
+  /// Where reading starts: "$" the events added after the first async_read begins, "0" every
+  /// event the stream still holds, or a stream id (a last_id() kept from before: resume after
+  /// it).
+  std::string from = "$";
+  /// How long one async_read waits when there is nothing new (0: until something comes).
+  std::chrono::milliseconds block{5000};
+  std::int64_t count = 1000;  ///< the most events one async_read returns
+};
+
+/// Reads a queue's events (BullMQ's QueueEvents) from its bounded stream,
+/// `{queue:<n>}:events`: every state move of a job adds one (JobEventKind), in the same script
+/// as the move, so the events of one job come in the order of its moves. The stream keeps about
+/// the last 10 000 events (XADD MAXLEN ~ 10000); a reader that falls further behind misses the
+/// older ones. Any number of readers, each with its own position; nothing is consumed.
+///
+///   rediskit::QueueEvents events(queue);                  // from now on
+///   for (;;) {
+///     auto batch = co_await events.async_read();          // up to 1000, or none after 5 s
+///     for (auto const& e : batch)
+///       if (e.kind == rediskit::JobEventKind::failed) alert(e.job_id, e.value);
+///   }
+///
+/// One async_read at a time per object (as a socket's read). Each is one blocking XREAD: on
+/// RedisBackend and ClusterBackend it runs on a connection of its own; on MemoryBackend and
+/// FakeBackend it waits in the engine (FakeBackend: its timeout follows the manual clock). The
+/// first read from "$" also asks for the stream's last id (XREVRANGE), so that nothing added
+/// between two reads is missed. Thread safety and lifetimes: as JobQueue's; the backend must
+/// outlive the reads.
+template <Backend B>
+class QueueEvents {
+  using error_code = boost::system::error_code;
+
+ public:
+  using executor_type = typename B::executor_type;
+
+  /// Reads `queue`'s events. Options out of range (a negative block, a count below 1, an empty
+  /// `from`) throw rediskit::Exception with Error::invalid_config.
+  template <class Codec>
+  explicit QueueEvents(JobQueue<B, Codec> const& queue, QueueEventsOptions options = {})
+      : backend_(&queue.backend()),
+        key_(queue.keys()[detail::jobq::kEvents]),
+        last_(std::move(options.from)),
+        block_(options.block),
+        count_(options.count) {
+    if (block_.count() < 0 || count_ < 1 || last_.empty())
+      throw Exception(make_error_code(Error::invalid_config),
+                      "QueueEventsOptions: block must be >= 0, count >= 1 and from not empty");
+  }
+
+  executor_type get_executor() const noexcept { return backend_->get_executor(); }
+  /// The id of the last event read ("$" before the first read): keep it to resume later.
+  std::string const& last_id() const noexcept { return last_; }
+
+  /// The events after last_id(), oldest first: up to `count`, as soon as there is one, or none
+  /// after `block`. Handler: void(error_code, std::vector<JobEvent>).
+  template <class Token = boost::asio::deferred_t>
+  auto async_read(Token&& token = {}) {
+    return detail::jobq::spawn<std::vector<JobEvent>>(get_executor(), std::forward<Token>(token),
+                                                      [this] { return read(); });
+  }
+
+ private:
+  boost::asio::awaitable<std::vector<JobEvent>> read() {
+    if (last_ == "$") {
+      auto last = co_await backend_->async_exec(cmd::xrevrange{.key = key_, .count = 1},
+                                                boost::asio::use_awaitable);
+      last_ = last.empty() ? std::string("0-0") : std::move(last[0].id);
+    }
+    cmd::xread const r{.keys = key_, .ids = last_, .count = count_, .block = block_};
+    auto reply = co_await backend_->async_exec(r, boost::asio::use_awaitable);
+    auto events = detail::jobq::events_of(std::move(reply));
+    if (!events.empty()) last_ = events.back().stream_id;
+    co_return events;
+  }
+
+  B* backend_;
+  std::string key_;
+  std::string last_;
+  std::chrono::milliseconds block_;
+  std::int64_t count_;
 };
 
 }  // namespace rediskit

@@ -115,6 +115,13 @@ struct WorkerOptions {
       backoff_strategy{};
   std::string name{};  ///< lock tokens start with it; empty: "w<pid>-<random>"
   std::function<void(std::string_view)> log{};  ///< errors and lost locks, one line each
+  /// Called on the worker's executor after the queue accepted a job's completion (BullMQ's
+  /// worker 'completed' event), with the job as the handler left it (return_value). Must not
+  /// throw.
+  std::function<void(Job const&)> on_completed{};
+  /// Called on the worker's executor after the queue stored a job's failure for good (out of
+  /// attempts: BullMQ's 'failed' event of the last attempt), with the reason. Must not throw.
+  std::function<void(Job const&, std::string_view error)> on_failed{};
 };
 
 /// What a worker did (this process's counters).
@@ -611,6 +618,8 @@ class Worker {
       ++st->stats.retried;
     } else if (result == 1) {
       ++(ctl->failed ? st->stats.failed : st->stats.completed);
+      if (!ctl->failed && st->opt.on_completed) st->opt.on_completed(ctl->job);
+      if (ctl->failed && st->opt.on_failed) st->opt.on_failed(ctl->job, ctl->error);
     }
     auto it = st->active.find(ctl->job.id);
     if (it != st->active.end() && it->second == ctl) st->active.erase(it);
