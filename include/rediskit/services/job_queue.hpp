@@ -635,7 +635,7 @@ end
 local function metric(kind, now)
   local m = math.floor(now / 60000)
   local f = kind .. fmt('%d', m)
-  redis.call('HINCRBY', METRICS, f, 1)
+  if redis.call('HINCRBY', METRICS, f, 1) > 1 then return end  -- indexed and pruned already
   redis.call('ZADD', MINDEX, fmt('%d', m), f)
   local old = redis.call('ZRANGEBYSCORE', MINDEX, '-inf', '(' .. fmt('%d', m - 1440 + 1), 'LIMIT', 0, 10)
   for i = 1, #old do
@@ -792,7 +792,7 @@ struct Twin {
   void metric(char kind) {
     std::int64_t const m = now / 60000;  // unix ms: not negative
     std::string const f = std::string(1, kind) + fmt_int(m);
-    ctx.call(cmd::hincrby{k[kMetrics], f, 1});
+    if (ctx.call(cmd::hincrby{k[kMetrics], f, 1}) > 1) return;  // indexed and pruned already
     ctx.call(cmd::zadd{.key = k[kMetricsIndex], .members = ScoreMember{static_cast<double>(m), f}});
     auto const old = ctx.call(cmd::zrange_by_score{
         .key = k[kMetricsIndex],

@@ -31,7 +31,7 @@
 // behind it), MemoryBackend and FakeBackend wait in the engine (FakeBackend's timeout follows
 // its manual clock: advance() wakes a worker waiting for a delayed job). A delayed job is
 // picked up within a few ms of its time on Redis (the BLMOVE timeout is computed from it).
-// At concurrency <= kRefillConcurrency (4), the script that finishes a job also fetches the next
+// At concurrency <= kRefillConcurrency (16), the script that finishes a job also fetches the next
 // one for its slot (one round trip per job, as BullMQ's moveToFinished); above it the fetch
 // loop takes jobs in batches (cheaper per job for the server). Jobs that arrive beyond the
 // concurrency (lowered at run time while a fetch was in flight) are handed back at once.
@@ -272,7 +272,7 @@ class Worker {
  public:
   using Queue = JobQueue<B, Codec>;
   /// Up to this concurrency, finishing a job fetches the next one in the same script.
-  static constexpr std::int64_t kRefillConcurrency = 4;
+  static constexpr std::int64_t kRefillConcurrency = 16;
 
   /// A worker of `queue` (which, with its backend, must outlive the worker's loops). Throws
   /// rediskit::Exception (Error::invalid_argument) for options out of range.
