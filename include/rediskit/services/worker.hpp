@@ -455,13 +455,14 @@ class Worker {
       for (auto& c : got) start_job(st, std::move(c));
       std::int64_t const hint = detail::jobq::to_int(std::string_view(r[1]), -1);
       if (r[0] == "ok") continue;
-      if (r[0] == "limited") {
-        co_await sleep(*st, st->fetch_timer, std::chrono::milliseconds(std::max<std::int64_t>(hint, 1)));
-        continue;
-      }
-      // Empty or paused: wait for a marker, at most until the next delayed job is due.
+      // Empty or paused: wait for a marker, at most until the next delayed job is due. Limited:
+      // until the rate-limit window ends. On the marker, not a timer: the wait follows the
+      // backend's clock (FakeBackend's manual one), and an add wakes it early at worst.
       auto wait = st->opt.idle_wait;
-      if (r[0] == "empty" && hint > 0 && hint < wait.count()) wait = std::chrono::milliseconds(hint);
+      if (r[0] == "limited")
+        wait = std::chrono::milliseconds(std::max<std::int64_t>(hint, 1));
+      else if (r[0] == "empty" && hint > 0 && hint < wait.count())
+        wait = std::chrono::milliseconds(hint);
       if (st->closing) break;
       std::string_view const marker = st->queue->keys()[detail::jobq::kMarker],
                              sink = st->queue->keys()[detail::jobq::kSink];
