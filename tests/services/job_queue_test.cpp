@@ -177,19 +177,31 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(add_gives_ids_reports_duplicates_and_stores_the_jo
 BOOST_AUTO_TEST_CASE_TEMPLATE(add_bulk_adds_all_in_order_and_reports_duplicates, B, AllBackends) {
   for_each_mode<B>([](Mode mode) {
     Q<B> t(mode);
+    // 250 jobs: three scripts of up to 100; the duplicate pair straddles the first boundary
+    // (positions 99 and 100), and one job is delayed.
     std::vector<NewJob> jobs;
-    for (int i = 0; i < 50; ++i) jobs.push_back(t.q.make_job("n", Mail{"x", i}));
+    for (int i = 0; i < 99; ++i) jobs.push_back(t.q.make_job("n", Mail{"x", i}));
     JobOptions same;
     same.with_id("dup");
     jobs.push_back(t.q.make_job("first", Mail{"x", 1}, same));
     jobs.push_back(t.q.make_job("second", Mail{"x", 2}, same));
+    for (int i = 99; i < 247; ++i) jobs.push_back(t.q.make_job("n", Mail{"x", i}));
+    jobs.push_back(t.q.make_job("later", Mail{"x", 0}, JobOptions().with_delay(60s)));
     auto const r = t.ok(t.q.async_add_bulk(std::move(jobs)));
-    BOOST_REQUIRE(r.size() == 52u);
-    for (int i = 0; i < 50; ++i) BOOST_TEST(r[i].id == std::to_string(i + 1));
-    BOOST_TEST(r[50].added);
-    BOOST_TEST(!r[51].added);
+    BOOST_REQUIRE(r.size() == 250u);
+    for (int i = 0; i < 99; ++i) BOOST_TEST(r[i].id == std::to_string(i + 1));
+    for (int i = 101; i < 249; ++i) BOOST_TEST(r[i].id == std::to_string(i - 1));
+    BOOST_TEST(r[99].added);
+    BOOST_TEST(!r[100].added);
+    BOOST_TEST(r[100].event_id.empty());
     BOOST_TEST(t.job("dup")->name == "first");
-    BOOST_TEST(t.counts().waiting == 51);
+    auto const c = t.counts();
+    BOOST_TEST(c.waiting == 248);
+    BOOST_TEST(c.delayed == 1);
+    // Every added job has its own event, in the order of the bulk.
+    for (std::size_t i = 1; i < r.size(); ++i)
+      if (r[i].added && r[i - 1].added)
+        BOOST_TEST((StreamId::parse(r[i - 1].event_id) < StreamId::parse(r[i].event_id)));
     BOOST_TEST(t.ok(t.q.async_add_bulk(std::vector<NewJob>{})).empty());
   });
 }

@@ -78,8 +78,8 @@
 //   sees a job's events in the order of its moves, and never an event of a move that did not
 //   happen.
 //
-// Every operation is one round trip (async_add_bulk too: one script per job, all in one
-// request), except async_get_jobs and async_get_metrics (two) and async_get_prometheus_text
+// Every operation is one round trip (async_add_bulk too: one script per 100 jobs, all in one
+// request; each script is atomic, the bulk as a whole is not), except async_get_jobs and async_get_metrics (two) and async_get_prometheus_text
 // (counts and metrics: five). Operations never complete
 // inside the initiating call. Bad input (an empty or all-digit job id, attempts < 1, a negative
 // delay or backoff, jitter outside [0, 1], a priority outside [0, 2^21], a negative count or age,
@@ -807,70 +807,101 @@ struct Twin {
 };
 
 // ---- add -------------------------------------------------------------------------------------
-// ARGV: id ('' = next from the counter), name, data, options, priority, delay ms, lifo ('1'),
-// keep-on-complete, keep-on-fail. Reply: {id, '1' added | '0' exists, the id of its event
-// (waiting or delayed; '' when it exists)}.
+// ARGV: per job (kAddArgs each, one or more jobs): id ('' = next from the counter), name, data,
+// options, priority, delay ms, lifo ('1'), keep-on-complete, keep-on-fail. Reply: per job, {id,
+// '1' added | '0' exists, the id of its event (waiting or delayed; '' when it exists)}. One
+// TIME and at most one marker per call: async_add_bulk sends up to kAddChunk jobs per call.
+
+inline constexpr std::size_t kAddArgs = 9;
+inline constexpr std::size_t kAddChunk = 100;
 
 inline std::vector<std::string> add_twin(ScriptContext auto& ctx) {
   Twin t(ctx);
-  auto const a = ctx.args();
-  if (a.size() != 9) ctx.fail("ERR job queue: wrong number of arguments");
-  std::string id(a[0]);
-  if (id.empty()) {
-    do {
-      id = fmt_int(ctx.call(cmd::hincrby{t.key(kMeta), "id", 1}));
-    } while (ctx.call(cmd::hexists{t.key(kJobs), field(id, 'n')}));
-  } else if (ctx.call(cmd::hexists{t.key(kJobs), field(id, 'n')})) {
-    return {id, "0", ""};
-  }
-  std::string const fn = field(id, 'n'), fd = field(id, 'd'), fo = field(id, 'o'),
-                    ft = field(id, 't'), fa = field(id, 'a'), fm = field(id, 'm'),
-                    fs = field(id, 's'), fc = field(id, 'c'), fx = field(id, 'x');
+  auto const all = ctx.args();
+  if (all.empty() || all.size() % kAddArgs != 0)
+    ctx.fail("ERR job queue: wrong number of arguments");
+  std::vector<std::string> out;
+  bool woke = false;
   std::string const now = fmt_int(t.now);
-  std::vector<FieldValue> const fv = {{fn, a[1]}, {fd, a[2]}, {fo, a[3]}, {ft, now}, {fa, "0"},
-                                      {fm, "0"},  {fs, "0"},  {fc, a[7]}, {fx, a[8]}};
-  ctx.call(cmd::hset{t.key(kJobs), fv});
-  if (a[4] != "0") t.put(id, 'y', a[4]);
-  std::int64_t const delay = to_int(a[5]);
-  std::string ev;
-  if (delay > 0) {
-    ctx.call(cmd::zadd{.key = t.key(kDelayed),
-                       .members = ScoreMember{static_cast<double>(t.now + delay), id}});
-    t.put(id, 'w', "delayed");
-    std::string const due = fmt_int(t.now + delay);
-    ev = t.event("delayed", {{"jobId", id}, {"delay", due}});
-  } else {
-    ev = t.ready(id, a[6] == "1");
-    t.wake();
+  for (std::size_t b = 0; b + kAddArgs <= all.size(); b += kAddArgs) {
+    auto const a = all.subspan(b, kAddArgs);
+    std::string id(a[0]);
+    if (id.empty()) {
+      do {
+        id = fmt_int(ctx.call(cmd::hincrby{t.key(kMeta), "id", 1}));
+      } while (ctx.call(cmd::hexists{t.key(kJobs), field(id, 'n')}));
+    } else if (ctx.call(cmd::hexists{t.key(kJobs), field(id, 'n')})) {
+      out.insert(out.end(), {id, "0", ""});
+      continue;
+    }
+    std::string const fn = field(id, 'n'), fd = field(id, 'd'), fo = field(id, 'o'),
+                      ft = field(id, 't'), fa = field(id, 'a'), fm = field(id, 'm'),
+                      fs = field(id, 's'), fc = field(id, 'c'), fx = field(id, 'x');
+    std::vector<FieldValue> const fv = {{fn, a[1]}, {fd, a[2]}, {fo, a[3]}, {ft, now}, {fa, "0"},
+                                        {fm, "0"},  {fs, "0"},  {fc, a[7]}, {fx, a[8]}};
+    ctx.call(cmd::hset{t.key(kJobs), fv});
+    if (a[4] != "0") t.put(id, 'y', a[4]);
+    std::int64_t const delay = to_int(a[5]);
+    std::string ev;
+    if (delay > 0) {
+      ctx.call(cmd::zadd{.key = t.key(kDelayed),
+                         .members = ScoreMember{static_cast<double>(t.now + delay), id}});
+      t.put(id, 'w', "delayed");
+      std::string const due = fmt_int(t.now + delay);
+      ev = t.event("delayed", {{"jobId", id}, {"delay", due}});
+    } else {
+      ev = t.ready(id, a[6] == "1");
+      woke = true;
+    }
+    out.insert(out.end(), {std::move(id), "1", std::move(ev)});
   }
-  return {id, "1", ev};
+  if (woke) t.wake();
+  return out;
 }
 
 inline auto const add_script = make_script<std::vector<std::string>>(
     std::string(kPrelude) + R"lua(
-if #ARGV ~= 9 then return redis.error_reply('ERR job queue: wrong number of arguments') end
-local id = ARGV[1]
-if id == '' then
-  repeat id = fmt('%d', redis.call('HINCRBY', META, 'id', 1)) until redis.call('HEXISTS', JOBS, F(id, 'n')) == 0
-elseif redis.call('HEXISTS', JOBS, F(id, 'n')) == 1 then
-  return {id, '0', ''}
+if #ARGV == 0 or #ARGV % 9 ~= 0 then
+  return redis.error_reply('ERR job queue: wrong number of arguments')
 end
 local now = now_ms()
-redis.call('HSET', JOBS, F(id, 'n'), ARGV[2], F(id, 'd'), ARGV[3], F(id, 'o'), ARGV[4],
-  F(id, 't'), fmt('%d', now), F(id, 'a'), '0', F(id, 'm'), '0', F(id, 's'), '0',
-  F(id, 'c'), ARGV[8], F(id, 'x'), ARGV[9])
-if ARGV[5] ~= '0' then redis.call('HSET', JOBS, F(id, 'y'), ARGV[5]) end
-local delay = tonumber(ARGV[6]) or 0
-local ev
-if delay > 0 then
-  redis.call('ZADD', DELAYED, fmt('%d', now + delay), id)
-  redis.call('HSET', JOBS, F(id, 'w'), 'delayed')
-  ev = event('delayed', 'jobId', id, 'delay', fmt('%d', now + delay))
-else
-  ev = ready(id, ARGV[7] == '1')
-  wake()
+local at = fmt('%d', now)
+local out = {}
+local woke = false
+for b = 0, #ARGV - 9, 9 do
+  local id = ARGV[b + 1]
+  local exists = false
+  if id == '' then
+    repeat id = fmt('%d', redis.call('HINCRBY', META, 'id', 1)) until redis.call('HEXISTS', JOBS, F(id, 'n')) == 0
+  else
+    exists = redis.call('HEXISTS', JOBS, F(id, 'n')) == 1
+  end
+  if exists then
+    out[#out + 1] = id
+    out[#out + 1] = '0'
+    out[#out + 1] = ''
+  else
+    redis.call('HSET', JOBS, F(id, 'n'), ARGV[b + 2], F(id, 'd'), ARGV[b + 3], F(id, 'o'), ARGV[b + 4],
+      F(id, 't'), at, F(id, 'a'), '0', F(id, 'm'), '0', F(id, 's'), '0',
+      F(id, 'c'), ARGV[b + 8], F(id, 'x'), ARGV[b + 9])
+    if ARGV[b + 5] ~= '0' then redis.call('HSET', JOBS, F(id, 'y'), ARGV[b + 5]) end
+    local delay = tonumber(ARGV[b + 6]) or 0
+    local ev
+    if delay > 0 then
+      redis.call('ZADD', DELAYED, fmt('%d', now + delay), id)
+      redis.call('HSET', JOBS, F(id, 'w'), 'delayed')
+      ev = event('delayed', 'jobId', id, 'delay', fmt('%d', now + delay))
+    else
+      ev = ready(id, ARGV[b + 7] == '1')
+      woke = true
+    end
+    out[#out + 1] = id
+    out[#out + 1] = '1'
+    out[#out + 1] = ev
+  end
 end
-return {id, '1', ev})lua",
+if woke then wake() end
+return out)lua",
     [](ScriptContext auto& c) { return add_twin(c); });
 
 // ---- fetch -----------------------------------------------------------------------------------
@@ -1635,7 +1666,7 @@ class JobQueue {
   }
 
   /// seed: queue.addBulk(jobs). All or none: a bad job fails the bulk before anything is
-  /// written; then one round trip (one script per job). Handler: void(error_code,
+  /// written; then one round trip (one script per 100 jobs). Handler: void(error_code,
   /// std::vector<AddResult>) in the order of `jobs`.
   template <class Token = boost::asio::deferred_t>
   auto async_add_bulk(std::vector<NewJob> jobs, Token&& token = {}) {
@@ -1848,15 +1879,14 @@ class JobQueue {
     for (auto const& j : jobs) check(j.options);
     std::vector<AddResult> out;
     if (jobs.empty()) co_return out;
-    // The arguments of every script, alive until the reply (the commands view them).
-    std::vector<std::array<std::string, 9>> args(jobs.size());
-    std::vector<std::array<std::string_view, 9>> views(jobs.size());
-    using Cmd = decltype(detail::jobq::add_script(key_views_, {}));
-    std::vector<Cmd> cmds;
-    cmds.reserve(jobs.size());
+    // The arguments, alive until the reply (the commands view them): kAddChunk jobs per script.
+    using detail::jobq::kAddArgs;
+    using detail::jobq::kAddChunk;
+    std::vector<std::string> args(jobs.size() * kAddArgs);
+    std::vector<std::string_view> views(args.size());
     for (std::size_t i = 0; i < jobs.size(); ++i) {
       auto const& j = jobs[i];
-      auto& a = args[i];
+      std::string* a = &args[i * kAddArgs];
       a[0] = j.options.job_id.value_or("");
       a[1] = j.name;
       a[2] = j.payload;
@@ -1869,15 +1899,21 @@ class JobQueue {
                         (options_.dead_letter &&
                          j.options.remove_on_fail.kind == KeepJobs::Kind::all);
       a[8] = dead ? std::string("d") : j.options.remove_on_fail.spec();
-      for (std::size_t k = 0; k < 9; ++k) views[i][k] = a[k];
-      cmds.push_back(detail::jobq::add_script(key_views_, views[i]));
     }
+    for (std::size_t k = 0; k < args.size(); ++k) views[k] = args[k];
+    using Cmd = decltype(detail::jobq::add_script(key_views_, {}));
+    std::vector<Cmd> cmds;
+    std::span<std::string_view const> const all(views);
+    for (std::size_t b = 0; b < all.size(); b += kAddChunk * kAddArgs)
+      cmds.push_back(detail::jobq::add_script(
+          key_views_, all.subspan(b, std::min(kAddChunk * kAddArgs, all.size() - b))));
     auto replies = co_await backend_->async_exec(cmds, boost::asio::use_awaitable);
-    out.reserve(replies.size());
-    for (auto& r : replies) {
-      if (r.size() != 3) detail::jobq::fail(Error::incompatible_size, "add: unexpected reply");
-      out.push_back(AddResult{std::move(r[0]), r[1] == "1", std::move(r[2])});
-    }
+    out.reserve(jobs.size());
+    for (auto& r : replies)
+      for (std::size_t i = 0; i + 3 <= r.size(); i += 3)
+        out.push_back(AddResult{std::move(r[i]), r[i + 1] == "1", std::move(r[i + 2])});
+    if (out.size() != jobs.size())
+      detail::jobq::fail(Error::incompatible_size, "add: unexpected reply");
     co_return out;
   }
 
