@@ -2,11 +2,25 @@
 #
 #   source "$here/lib.sh"
 #   bench_need redis-server redis-tools cmake ...   # apt-get install what dpkg lacks
+#   bench_need_node                                 # node and npm (Debian's when missing)
+#   bench_npm_peers                                 # npm ci in peers/ (unless SKIP_NPM)
 #   bench_build cache_bench                         # release build (unless SKIP_BUILD); bin=
 #   bench_pin                                       # server_pin, client_pin, pinning
 #   bench_start_server                              # port, server_pid, tmp; stopped on exit
 
 bench_log() { echo "${BENCH_NAME:-bench}: $*" >&2; }
+
+bench_need_node() {
+  command -v node >/dev/null && command -v npm >/dev/null || bench_need nodejs npm
+}
+
+# The Node.js peers at the exact versions of peers/package-lock.json, unless SKIP_NPM is set.
+bench_npm_peers() {
+  bench_need_node
+  [[ -n ${SKIP_NPM:-} ]] && return 0
+  bench_log "npm ci in benchmarks/peers (exact versions from package-lock.json)"
+  (cd "$(dirname "${BASH_SOURCE[0]}")/peers" && npm ci --no-audit --no-fund --loglevel=error >&2)
+}
 
 bench_need() {
   local missing=() p

@@ -51,13 +51,10 @@ log() { bench_log "$@"; }
 # ---- dependencies ---------------------------------------------------------------------------
 bench_need redis-server redis-tools libhiredis-dev cmake ninja-build g++ gcc ccache \
   libboost1.81-dev libboost-json1.81-dev libssl-dev util-linux
-command -v node >/dev/null && command -v npm >/dev/null || bench_need nodejs npm
+bench_need_node
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 ((node_major >= 20)) || { log "node $(node --version) is too old: ioredis 6 and node-redis 6 need >= 20"; exit 1; }
-if [[ -z ${SKIP_NPM:-} ]]; then
-  log "npm ci in benchmarks/peers (exact versions from package-lock.json)"
-  (cd "$here/peers" && npm ci --no-audit --no-fund --loglevel=error >&2)
-fi
+bench_npm_peers
 
 # ---- build ----------------------------------------------------------------------------------
 bin="$root/build/release/benchmarks"

@@ -25,11 +25,7 @@ source "$here/lib.sh"
 
 bench_need redis-server redis-tools cmake ninja-build g++ ccache libboost1.81-dev \
   libboost-json1.81-dev libssl-dev util-linux
-command -v node >/dev/null && command -v npm >/dev/null || bench_need nodejs npm
-if [[ -z ${SKIP_NPM:-} ]]; then
-  bench_log "npm ci in benchmarks/peers (exact versions from package-lock.json)"
-  (cd "$here/peers" && npm ci --no-audit --no-fund --loglevel=error >&2)
-fi
+bench_npm_peers
 bench_build job_queue_bench
 bench_pin
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -25,11 +25,7 @@ source "$here/lib.sh"
 
 bench_need redis-server redis-tools cmake ninja-build g++ ccache libboost1.81-dev \
   libboost-json1.81-dev libssl-dev util-linux
-command -v node >/dev/null && command -v npm >/dev/null || bench_need nodejs npm
-if [[ -z ${SKIP_NPM:-} && $PEER_DIR == "$here/peers" ]]; then
-  bench_log "npm ci in benchmarks/peers (exact versions from package-lock.json)"
-  (cd "$here/peers" && npm ci --no-audit --no-fund --loglevel=error >&2)
-fi
+if [[ $PEER_DIR == "$here/peers" ]]; then bench_npm_peers; else bench_need_node; fi
 bench_build rate_limiter_bench
 bench_pin
 bench_start_server
