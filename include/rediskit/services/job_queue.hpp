@@ -74,17 +74,17 @@
 // - Pause: workers fetch nothing while the queue is paused; jobs keep being added (counted as
 //   `paused`, not `waiting`, in async_get_job_counts).
 // - Events: QueueEvents (at the end of this file) reads the events stream;
-//   async_wait_until_finished waits on it for one job. Each move's event is written in the move's own script, so a reader
-//   sees a job's events in the order of its moves, and never an event of a move that did not
-//   happen.
+//   async_wait_until_finished waits on it for one job. Each move's event is written in the
+//   move's own script, so a reader sees a job's events in the order of its moves, and never an
+//   event of a move that did not happen.
 //
 // Every operation is one round trip (async_add_bulk too: one script per 100 jobs, all in one
-// request; each script is atomic, the bulk as a whole is not), except async_get_jobs and async_get_metrics (two) and async_get_prometheus_text
-// (counts and metrics: five). Operations never complete
-// inside the initiating call. Bad input (an empty or all-digit job id, attempts < 1, a negative
-// delay or backoff, jitter outside [0, 1], a priority outside [0, 2^21], a negative count or age,
-// a cursor or count below 0 / 1, an unknown state) completes with Error::invalid_argument and
-// writes nothing; JobOptions::problem() names the problem. A bulk with one bad job adds none.
+// request; each script is atomic, the bulk as a whole is not), except async_get_jobs and
+// async_get_metrics (two) and async_get_prometheus_text (counts and metrics: five). Operations
+// never complete inside the initiating call. Bad input (an empty or all-digit job id, attempts
+// < 1, a negative delay or backoff, jitter outside [0, 1], a priority outside [0, 2^21], a
+// negative count or age, a cursor or count below 0 / 1, an unknown state) completes with
+// Error::invalid_argument and writes nothing; JobOptions::problem() names the problem. A bulk with one bad job adds none.
 // Thread safety: as the backend. Lifetimes: the queue and its backend outlive the operations;
 // arguments may die once the async_ call returns.
 //
@@ -521,6 +521,11 @@ inline JobState state_of(std::string_view w) noexcept {
   return JobState::unknown;
 }
 
+/// The XADD of one event to the events stream `key` (the Lua prelude's `event`).
+inline cmd::xadd event_add(std::string_view key, ArgList<FieldValue> fields) {
+  return cmd::xadd{.key = key, .fields = fields, .trim = StreamTrim::max_len(kEventsMaxLen, true)};
+}
+
 inline JobEvent event_of(StreamEntry&& e) {
   static constexpr std::array<std::string_view, 5> kValueFields = {
       "returnvalue", "failedReason", "data", "delay", "count"};
@@ -588,6 +593,11 @@ local function ready(id, front)
     redis.call('HSET', JOBS, F(id, 'w'), 'waiting')
   end
   return event('waiting', 'jobId', id)
+end
+local function park(id, due)
+  redis.call('ZADD', DELAYED, fmt('%d', due), id)
+  redis.call('HSET', JOBS, F(id, 'w'), 'delayed')
+  return event('delayed', 'jobId', id, 'delay', fmt('%d', due))
 end
 local function revive(id)
   redis.call('HSET', JOBS, F(id, 'm'), '0', F(id, 's'), '0')
@@ -699,9 +709,7 @@ struct Twin {
     fv.reserve(1 + more.size());
     fv.push_back(FieldValue{"event", name});
     fv.insert(fv.end(), more.begin(), more.end());
-    return ctx.call(cmd::xadd{.key = k[kEvents], .fields = fv,
-                              .trim = StreamTrim::max_len(kEventsMaxLen, true)})
-        .value_or("");
+    return ctx.call(event_add(k[kEvents], fv)).value_or("");
   }
   void wake() {
     ctx.call(cmd::lpush{k[kMarker], "1"});
@@ -753,6 +761,13 @@ struct Twin {
     }
   }
   std::string keep_spec(std::string_view id, char f) { return get(id, f).value_or("k"); }
+  // Delayed until `due` (unix ms): the prelude's park. The id of its event.
+  std::string park(std::string_view id, std::int64_t due) {
+    ctx.call(cmd::zadd{.key = k[kDelayed], .members = ScoreMember{static_cast<double>(due), id}});
+    put(id, 'w', "delayed");
+    std::string const at = fmt_int(due);
+    return event("delayed", {{"jobId", id}, {"delay", at}});
+  }
   // A failed or dead job back to ready, its attempts and stalls reset (the prelude's revive).
   void revive(std::string_view id) {
     std::string const fm = field(id, 'm'), fs = field(id, 's'), ff = field(id, 'f'),
@@ -844,11 +859,7 @@ inline std::vector<std::string> add_twin(ScriptContext auto& ctx) {
     std::int64_t const delay = to_int(a[5]);
     std::string ev;
     if (delay > 0) {
-      ctx.call(cmd::zadd{.key = t.key(kDelayed),
-                         .members = ScoreMember{static_cast<double>(t.now + delay), id}});
-      t.put(id, 'w', "delayed");
-      std::string const due = fmt_int(t.now + delay);
-      ev = t.event("delayed", {{"jobId", id}, {"delay", due}});
+      ev = t.park(id, t.now + delay);
     } else {
       ev = t.ready(id, a[6] == "1");
       woke = true;
@@ -888,9 +899,7 @@ for b = 0, #ARGV - 9, 9 do
     local delay = tonumber(ARGV[b + 6]) or 0
     local ev
     if delay > 0 then
-      redis.call('ZADD', DELAYED, fmt('%d', now + delay), id)
-      redis.call('HSET', JOBS, F(id, 'w'), 'delayed')
-      ev = event('delayed', 'jobId', id, 'delay', fmt('%d', now + delay))
+      ev = park(id, now + delay)
     else
       ev = ready(id, ARGV[b + 7] == '1')
       woke = true
@@ -1133,11 +1142,7 @@ std::int64_t finish_job(Twin<Ctx>& t, std::span<std::string_view const> a) {
   std::int64_t const d = to_int(a[4], -1);
   if (d >= 0) t.event("retrying", {{"jobId", id}, {"failedReason", a[3]}});
   if (d > 0) {
-    ctx.call(cmd::zadd{.key = t.key(kDelayed),
-                       .members = ScoreMember{static_cast<double>(t.now + d), id}});
-    t.put(id, 'w', "delayed");
-    std::string const due = fmt_int(t.now + d);
-    t.event("delayed", {{"jobId", id}, {"delay", due}});
+    t.park(id, t.now + d);
     return 2;
   }
   if (d == 0) {
@@ -1191,9 +1196,7 @@ history(id, now, ARGV[4])
 local d = tonumber(ARGV[5]) or -1
 if d >= 0 then event('retrying', 'jobId', id, 'failedReason', ARGV[4]) end
 if d > 0 then
-  redis.call('ZADD', DELAYED, fmt('%d', now + d), id)
-  redis.call('HSET', JOBS, F(id, 'w'), 'delayed')
-  event('delayed', 'jobId', id, 'delay', fmt('%d', now + d))
+  park(id, now + d)
   return 2
 elseif d == 0 then
   ready(id, false)
@@ -2004,10 +2007,8 @@ class JobQueue {
 
   awaitable<void> set_paused(bool paused) {
     auto const& k = keys_;
-    using detail::jobq::kEventsMaxLen;
-    cmd::xadd const event{.key = k[detail::jobq::kEvents],
-                          .fields = FieldValue{"event", paused ? "paused" : "resumed"},
-                          .trim = StreamTrim::max_len(kEventsMaxLen, true)};
+    FieldValue const what{"event", paused ? "paused" : "resumed"};
+    cmd::xadd const event = detail::jobq::event_add(k[detail::jobq::kEvents], what);
     if (paused) {
       auto t = transaction(cmd::hset{k[detail::jobq::kMeta], FieldValue{"paused", "1"}}, event);
       co_await backend_->async_exec(t, boost::asio::use_awaitable);
@@ -2278,8 +2279,6 @@ struct QueueEventsOptions {
 /// outlive the reads.
 template <Backend B>
 class QueueEvents {
-  using error_code = boost::system::error_code;
-
  public:
   using executor_type = typename B::executor_type;
 

@@ -31,9 +31,9 @@
 // behind it), MemoryBackend and FakeBackend wait in the engine (FakeBackend's timeout follows
 // its manual clock: advance() wakes a worker waiting for a delayed job). A delayed job is
 // picked up within a few ms of its time on Redis (the BLMOVE timeout is computed from it).
-// At concurrency <= kRefillConcurrency (16), the script that finishes a job also fetches the next
-// one for its slot (one round trip per job, as BullMQ's moveToFinished); above it the fetch
-// loop takes jobs in batches (cheaper per job for the server). Jobs that arrive beyond the
+// At concurrency <= kRefillConcurrency (16), the script that finishes a job also fetches the
+// next one for its slot (one round trip per job, as BullMQ's moveToFinished); above it the
+// fetch loop takes jobs in batches (cheaper per job for the server). Jobs that arrive beyond the
 // concurrency (lowered at run time while a fetch was in flight) are handed back at once.
 //
 // Locks. The lock lasts lock_duration and is renewed every lock_duration / 2 for all the
