@@ -2,9 +2,14 @@
 # rediskit: build and check everything, on a fresh or a ready Debian 12 machine.
 #
 #   bash scripts/run.sh example   build and run examples/quick_start (release preset)
+#   bash scripts/run.sh demo [ARGS]  build examples/chat_server (release preset) and run it on
+#                                 MemoryBackend: it prints the URL to open; ARGS go to the
+#                                 server (e.g. --host 0.0.0.0 --port 8080, --redis URL)
 #   bash scripts/run.sh test      everything CI checks:
 #       interop                   Node.js (Debian's, when missing) and npm ci in tests/interop:
-#                                 seed 001's own client (ioredis) for the interop test
+#                                 seed 001's own client (ioredis) for the interop test, and in
+#                                 examples/chat_server/tests: playwright-core for the browser
+#                                 test, which drives Debian's chromium
 #       gcc-debug, clang-asan     configured one after the other; then, side by side, each
 #                                 preset builds and runs its tests (g++'s chain then runs the
 #                                 install checks and the fuzzer):
@@ -48,8 +53,9 @@ FUZZ_SECONDS=${REDISKIT_FUZZ_SECONDS:-30}
 
 BUILD_PACKAGES=(g++ cmake ninja-build ccache libboost1.81-dev libboost-json1.81-dev libssl-dev)
 # openssl: the TLS test fixture makes its CA and certificates with the command-line tool.
+# chromium: the chat server's browser test (playwright-core never downloads a browser).
 TEST_PACKAGES=("${BUILD_PACKAGES[@]}" libboost-test1.81-dev redis-server redis-tools openssl
-               clang clang-14 libclang-rt-14-dev)
+               clang clang-14 libclang-rt-14-dev chromium)
 
 log() { printf '\n==> %s\n' "$*"; }
 
@@ -421,7 +427,8 @@ interop_setup() {
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     ensure_packages nodejs npm || return 1
   fi
-  (cd "$ROOT/tests/interop" && npm ci --no-audit --no-fund --loglevel=error)
+  (cd "$ROOT/tests/interop" && npm ci --no-audit --no-fund --loglevel=error) &&
+    (cd "$ROOT/examples/chat_server/tests" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
 mode_test() {
@@ -455,11 +462,21 @@ mode_example() {
     "$ROOT/build/release/examples/quick_start"
 }
 
+# The chat server on MemoryBackend (no Redis needed); it prints "listening on http://...".
+mode_demo() {
+  ensure_packages "${BUILD_PACKAGES[@]}" || exit 1
+  cmake --preset release &&
+    cmake --build --preset release -j "$JOBS" --target chat_server &&
+    log "examples/chat_server: open the URL below in a browser; Ctrl-C stops it" &&
+    exec "$ROOT/build/release/examples/chat_server/chat_server" "$@"
+}
+
 case "${1:-}" in
   example) mode_example ;;
+  demo) shift; mode_demo "$@" ;;
   test) mode_test ;;
   *)
-    echo "usage: bash scripts/run.sh example|test" >&2
+    echo "usage: bash scripts/run.sh example|demo|test" >&2
     exit 2
     ;;
 esac

@@ -251,6 +251,10 @@ struct NotificationStats {
   std::uint64_t lost = 0;           ///< gaps the history could not fill (trimmed or expired)
   std::uint64_t decode_errors = 0;  ///< payloads the Codec refused (not delivered)
 };
+// Described: RedisManager::expose() puts its numbers in the Prometheus text.
+BOOST_DESCRIBE_STRUCT(NotificationStats, (),
+                      (received, delivered, duplicates, catch_ups, recovered, resyncs, lost,
+                       decode_errors))
 
 /// Called with each notification of a subscribed user.
 using NotificationHandler = std::function<void(Notification const&)>;

@@ -120,6 +120,7 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/describe/class.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <algorithm>
@@ -330,6 +331,10 @@ struct RateLimiterStats {
   RateLimiterMode mode = RateLimiterMode::backend;
   std::size_t insurance_keys = 0;  ///< subjects the in-process limiter holds now
 };
+// Described: RedisManager::expose() puts its numbers in the Prometheus text.
+BOOST_DESCRIBE_STRUCT(RateLimiterStats, (),
+                      (allowed, limited, blocked, near_limit, errors, insurance_checks,
+                       to_insurance, to_backend, mode, insurance_keys))
 
 namespace detail::ratelimit {
 
