@@ -132,6 +132,28 @@ BOOST_AUTO_TEST_CASE(scripts_are_loaded_again_after_the_server_lost_them) {
   BOOST_TEST(*v == "3");
 }
 
+BOOST_AUTO_TEST_CASE(a_batch_after_a_server_restart_loads_its_scripts_first) {
+  // A restarted server has no scripts. A batch is never re-sent after NOSCRIPT (its other
+  // commands ran), so the backend must not trust what it knew of the old link's server.
+  TestRedisServer own;
+  RedisConfig cfg;
+  cfg.port = own.port();
+  BackendFixture<RedisBackend> f(std::in_place, cfg);
+  BOOST_TEST(f.ok(incr_script({"n"})) == 1);
+  own.kill();
+  own.start();
+  // The first command after the restart finds the link lost (a GET is re-sent), then a batch
+  // and a transaction with the script run at once, with no NOSCRIPT.
+  auto [gec, gone] = f.exec(cmd::get{"n"});
+  BOOST_TEST((!gec || gec == make_error_code(Error::connection_lost)));
+  auto [ec, r] = f.exec(batch(incr_script({"m"}), cmd::get{"m"}));
+  BOOST_TEST(!ec, ec.message());
+  BOOST_TEST(std::get<0>(r) == 1);
+  auto [n, v] = f.ok(transaction(incr_script({"m"}), cmd::get{"m"}));
+  BOOST_TEST(n == 2);
+  BOOST_TEST(*v == "2");
+}
+
 BOOST_AUTO_TEST_CASE(a_lost_link_fails_writes_but_resends_reads) {
   TestRedisServer server;
   boost::asio::io_context ioc;

@@ -435,6 +435,17 @@ struct Pool {
   std::size_t max_idle_blocking = 4;
   std::size_t blocking_created = 0;
   std::set<std::string, std::less<>> loaded_scripts;  // SHA1s the server is known to have
+  // The link those SHA1s were seen on (handshakes + lost links of `main`): a new link may reach
+  // a restarted server with an empty script cache, so a change forgets them all. A batch (not
+  // re-sent after NOSCRIPT) prepared after the change then loads its scripts first.
+  std::uint64_t scripts_link = 0;
+  void forget_scripts_of_old_links() {
+    auto const& m = main.metrics();
+    auto const link = m.connections_created + m.errors;
+    if (link == scripts_link) return;
+    scripts_link = link;
+    loaded_scripts.clear();
+  }
 };
 
 // [message, channel, payload], [smessage, channel, payload] or
@@ -760,6 +771,7 @@ class RedisBackend : public detail::ExecOverloads<RedisBackend> {
   static std::unique_ptr<Operation<X>> prepare(std::shared_ptr<detail::redis::Pool> const& pool,
                                                X const& x, Diagnostics* diag) {
     // Scripts the server may not have yet: SCRIPT LOAD goes ahead of them in the same request.
+    pool->forget_scripts_of_old_links();
     std::vector<std::string_view> loads;
     std::vector<std::string> shas;
     detail::redis::for_each_script(x, [&](std::string_view sha, std::string_view src) {
