@@ -95,24 +95,24 @@ struct ChatStats {
   std::uint64_t connections = 0;  ///< open WebSockets
   std::uint64_t connections_total = 0;
   std::uint64_t logins = 0;
-  std::uint64_t messages_sent = 0;       ///< stored by this process
-  std::uint64_t frames_out = 0;          ///< events written to sockets
-  std::uint64_t events_published = 0;    ///< to <prefix>:events
-  std::uint64_t events_received = 0;     ///< from <prefix>:events
-  std::uint64_t bus_gaps = 0;            ///< the subscriber lost messages or its link
+  std::uint64_t messages_sent = 0;     ///< stored by this process
+  std::uint64_t frames_out = 0;        ///< events written to sockets
+  std::uint64_t events_published = 0;  ///< to <prefix>:events
+  std::uint64_t events_received = 0;   ///< from <prefix>:events
+  std::uint64_t bus_gaps = 0;          ///< the subscriber lost messages or its link
   std::uint64_t rate_limited = 0;
-  std::uint64_t slow_consumers = 0;      ///< sockets closed because they did not read
-  std::uint64_t errors = 0;              ///< error events sent
-  std::uint64_t messages_queued = 0;     ///< sent while Redis was down (delivered here only)
+  std::uint64_t slow_consumers = 0;        ///< sockets closed because they did not read
+  std::uint64_t errors = 0;                ///< error events sent
+  std::uint64_t messages_queued = 0;       ///< sent while Redis was down (delivered here only)
   std::uint64_t messages_stored_late = 0;  ///< of those, stored once Redis was back
-  std::uint64_t messages_dropped = 0;    ///< of those, refused by the store (room gone)
-  std::uint64_t messages_pending = 0;    ///< of those, waiting now
+  std::uint64_t messages_dropped = 0;      ///< of those, refused by the store (room gone)
+  std::uint64_t messages_pending = 0;      ///< of those, waiting now
 };
 BOOST_DESCRIBE_STRUCT(ChatStats, (),
                       (connections, connections_total, logins, messages_sent, frames_out,
-                       events_published, events_received, bus_gaps, rate_limited,
-                       slow_consumers, errors, messages_queued, messages_stored_late,
-                       messages_dropped, messages_pending))
+                       events_published, events_received, bus_gaps, rate_limited, slow_consumers,
+                       errors, messages_queued, messages_stored_late, messages_dropped,
+                       messages_pending))
 
 /// What a session token carries (SessionStore's data, through JsonCodec).
 struct SessionData {
@@ -130,8 +130,8 @@ inline constexpr char const* kUserType = "patient";  // UserDirectory's types ar
 
 inline bool valid_room_id(std::string_view r) {
   return !r.empty() && r.size() <= 32 && std::all_of(r.begin(), r.end(), [](char c) {
-           return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
-         });
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  });
 }
 
 /// The name as a key: ASCII letters lower-cased, the rest (UTF-8) kept.
@@ -347,13 +347,14 @@ class Server {
   void shutdown() {
     if (stopping_) return;
     stopping_ = true;
-    std::cerr << "[" << opt_.name << "] shutting down: closing " << clients_.size()
-              << " sockets" << std::endl;
+    std::cerr << "[" << opt_.name << "] shutting down: closing " << clients_.size() << " sockets"
+              << std::endl;
     error_code ignored;
     acceptor_.close(ignored);
     heartbeat_.cancel();
     sweep_.cancel();
-    for (auto const& c : clients_) c->close(websocket::close_code::going_away);
+    for (auto const& c : clients_)
+      c->close(websocket::close_code::going_away);
     asio::co_spawn(ioc_, finish_shutdown(), asio::detached);
   }
 
@@ -497,7 +498,9 @@ class Server {
 
   std::string key(std::string_view what) const { return opt_.prefix + ":" + std::string(what); }
   std::string channel() const { return key("events"); }
-  static std::string member_of(std::int64_t uid) { return rediskit::participant_member(kUserType, uid); }
+  static std::string member_of(std::int64_t uid) {
+    return rediskit::participant_member(kUserType, uid);
+  }
 
   std::string_view backend_name() const {
     if constexpr (requires { db_.stats().mode; })
@@ -591,7 +594,25 @@ class Server {
     c->user_id_ = uid;
     c->name_ = name;
     c->token_ = token;
+    try {
+      co_await start_session(c, req);
+    } catch (...) {
+      // No welcome: the socket is not logged in, and may log in again. (Its presence entry
+      // expires: nothing renews it.)
+      forget(c);
+      c->rooms_.clear();
+      c->user_id_ = 0;
+      c->name_.clear();
+      c->token_.clear();
+      throw;
+    }
     ++stats_.logins;
+  }
+
+  /// The logged-in socket: presence, its user's notifications, rooms and counts, `welcome`.
+  asio::awaitable<void> start_session(ClientPtr c, std::optional<json::value> const& req) {
+    auto const uid = c->user_id_;
+    auto const name = c->name_;
     auto const uid_text = std::to_string(uid);
 
     // Presence: this socket online; the first socket of the user tells everyone.
@@ -607,9 +628,9 @@ class Server {
     if (started) {
       co_await directory_.async_set_user_online(uid_text, kUserType, asio::use_awaitable);
       {
-      json::object ev{{"t", "presence"}, {"user", user_json(uid, name)}, {"online", true}};
-      co_await publish(std::move(ev));
-    }
+        json::object ev{{"t", "presence"}, {"user", user_json(uid, name)}, {"online", true}};
+        co_await publish(std::move(ev));
+      }
     }
 
     // The user's rooms and their unread counts.
@@ -626,7 +647,7 @@ class Server {
 
     json::object out{{"ev", "welcome"},
                      {"user", user_json(uid, name)},
-                     {"token", token},
+                     {"token", c->token_},
                      {"rooms", std::move(rooms)},
                      {"presence_ttl_ms", opt_.presence_ttl.count()}};
     if (c->lobby_) {
@@ -682,7 +703,8 @@ class Server {
       auto [ec2, started] = co_await presence_.async_set_user_online(
           uid_text, again, asio::as_tuple(asio::use_awaitable));
       if (!ec2 && started) {
-        json::object ev{{"t", "presence"}, {"user", user_json(c.user_id_, c.name_)}, {"online", true}};
+        json::object ev{
+            {"t", "presence"}, {"user", user_json(c.user_id_, c.name_)}, {"online", true}};
         co_await publish(std::move(ev));
       }
     }
@@ -711,14 +733,14 @@ class Server {
     auto const page = co_await notes_.async_get_history(user, "", 100, asio::use_awaitable);
     json::array items;
     auto const n = page.items.size();
-    for (std::size_t i = 0; i < n && i < 20; ++i) items.push_back(note_json(page.items[n - 1 - i]));
+    for (std::size_t i = 0; i < n && i < 20; ++i)
+      items.push_back(note_json(page.items[n - 1 - i]));
     co_return json::object{{"unread", counts.total()}, {"items", std::move(items)}};
   }
 
   static json::object note_json(rediskit::Notification const& n) {
-    return {{"id", n.id},       {"title", n.title},           {"body", n.body},
-            {"room", n.data},   {"from", n.sender_id},        {"ts", n.created_at_ms},
-            {"read", n.read}};
+    return {{"id", n.id},          {"title", n.title},      {"body", n.body}, {"room", n.data},
+            {"from", n.sender_id}, {"ts", n.created_at_ms}, {"read", n.read}};
   }
 
   asio::awaitable<void> subscribe_notifications(std::int64_t uid) {
@@ -726,11 +748,13 @@ class Server {
     auto handler = [this, uid](rediskit::Notification const& n) {
       auto it = local_users_.find(uid);
       if (it == local_users_.end()) return;
-      auto const frame = json::serialize(json::object{{"ev", "notification"}, {"notification", note_json(n)}});
-      for (auto* c : it->second.clients) c->send(frame);
+      auto const frame =
+          json::serialize(json::object{{"ev", "notification"}, {"notification", note_json(n)}});
+      for (auto* c : it->second.clients)
+        c->send(frame);
     };
-    auto [ec, sub] =
-        co_await notes_.async_subscribe(user, std::move(handler), asio::as_tuple(asio::use_awaitable));
+    auto [ec, sub] = co_await notes_.async_subscribe(user, std::move(handler),
+                                                     asio::as_tuple(asio::use_awaitable));
     if (ec) {
       std::cerr << "[" << opt_.name << "] notifications of " << user << ": " << ec.message()
                 << std::endl;
@@ -757,7 +781,8 @@ class Server {
     co_return *conv;
   }
 
-  asio::awaitable<std::optional<json::object>> room_json(std::string const& room, std::int64_t uid) {
+  asio::awaitable<std::optional<json::object>> room_json(std::string const& room,
+                                                         std::int64_t uid) {
     auto info = co_await rooms_.async_get_room_info(room, asio::use_awaitable);
     if (!info) co_return std::nullopt;
     auto conv = co_await conversation_of(room);
@@ -782,7 +807,8 @@ class Server {
   std::string room_arg(json::object const& o) {
     auto room = str(o, "room");
     if (!valid_room_id(room))
-      throw ClientError{"bad_request", "\"room\" must be 1 to 32 of [a-z0-9_-], got \"" + room + "\""};
+      throw ClientError{"bad_request",
+                        "\"room\" must be 1 to 32 of [a-z0-9_-], got \"" + room + "\""};
     return room;
   }
 
@@ -791,14 +817,16 @@ class Server {
       throw ClientError{"not_a_member", "join room \"" + room + "\" first"};
   }
 
-  asio::awaitable<void> create_room(ClientPtr c, json::object const& o, std::optional<json::value> req) {
+  asio::awaitable<void> create_room(ClientPtr c, json::object const& o,
+                                    std::optional<json::value> req) {
     auto const room = room_arg(o);
     auto name = str(o, "name");
     if (name.empty()) name = room;
     if (name.size() > 80) throw ClientError{"bad_request", "a room name has at most 80 bytes"};
     // HSETNX claims the room id (atomic across processes); the conversation is made next.
     auto const k = key("room_conv");
-    bool const mine = co_await db_.async_exec(rediskit::cmd::hsetnx{k, room, ""}, asio::use_awaitable);
+    bool const mine =
+        co_await db_.async_exec(rediskit::cmd::hsetnx{k, room, ""}, asio::use_awaitable);
     if (!mine) throw ClientError{"room_exists", "room \"" + room + "\" exists: join it"};
     rediskit::RoomData data(name);
     co_await rooms_.async_create_room(room, data, asio::use_awaitable);
@@ -817,7 +845,8 @@ class Server {
     co_await rooms_.async_set_user_role_in_room(room, uid_text, rediskit::RoomRole::admin,
                                                 asio::use_awaitable);
     enter(c->user_id_, room);
-    reply(c, req, {{"ev", "joined"}, {"room", json::object{{"id", room}, {"name", name}, {"unread", 0}}}});
+    reply(c, req,
+          {{"ev", "joined"}, {"room", json::object{{"id", room}, {"name", name}, {"unread", 0}}}});
     {
       json::object ev{{"t", "room_created"}, {"room", json::object{{"id", room}, {"name", name}}}};
       co_await publish(std::move(ev));
@@ -836,7 +865,9 @@ class Server {
     if (!info) throw ClientError{"no_such_room", "room \"" + room + "\" is gone"};
     reply(c, req, {{"ev", "joined"}, {"room", std::move(*info)}});
     {
-      json::object ev{{"t", "member"}, {"room", room}, {"user", user_json(c->user_id_, c->name_)},
+      json::object ev{{"t", "member"},
+                      {"room", room},
+                      {"user", user_json(c->user_id_, c->name_)},
                       {"joined", true}};
       co_await publish(std::move(ev));
     }
@@ -852,7 +883,9 @@ class Server {
     co_await convs_.async_remove_participant(conv, who, asio::use_awaitable);
     reply(c, req, {{"ev", "left"}, {"room", room}});
     {
-      json::object ev{{"t", "member"}, {"room", room}, {"user", user_json(c->user_id_, c->name_)},
+      json::object ev{{"t", "member"},
+                      {"room", room},
+                      {"user", user_json(c->user_id_, c->name_)},
                       {"joined", false}};
       co_await publish(std::move(ev));
     }
@@ -884,7 +917,8 @@ class Server {
   json::array messages_json(std::vector<rediskit::ChatMessage> const& newest_first,
                             std::string const& room) {
     json::array out;
-    for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it) out.push_back(message_json(*it, room));
+    for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it)
+      out.push_back(message_json(*it, room));
     return out;
   }
 
@@ -902,14 +936,16 @@ class Server {
     require_member(c, room);
     auto const conv = co_await require_conversation(room);
     c->open_room_ = room;
-    auto page = co_await store_.async_get_conversation_messages(conv, kPage + 1, 0, asio::use_awaitable);
+    auto page =
+        co_await store_.async_get_conversation_messages(conv, kPage + 1, 0, asio::use_awaitable);
     bool const more = static_cast<std::int64_t>(page.size()) > kPage;
     if (more) page.resize(kPage);
     if (!page.empty()) {
       rediskit::UserRef reader(kUserType, c->user_id_);
       co_await store_.async_mark_read(conv, reader, page.front().id, asio::use_awaitable);
     }
-    co_await unread_.async_mark_conversation_read(conv, member_of(c->user_id_), asio::use_awaitable);
+    co_await unread_.async_mark_conversation_read(conv, member_of(c->user_id_),
+                                                  asio::use_awaitable);
     // Members, with who is online (RoomManager's view of OnlineUserManager).
     auto const members = co_await rooms_.async_get_room_users(room, asio::use_awaitable);
     auto const online = co_await rooms_.async_get_room_online_users(room, asio::use_awaitable);
@@ -925,17 +961,23 @@ class Server {
       auto n = co_await name_of(id);
       ms.push_back(json::object{{"id", id}, {"name", n}, {"online", on.count(m) > 0}});
     }
-    reply(c, req, {{"ev", "opened"}, {"room", room}, {"messages", messages_json(page, room)},
-                   {"more", more}, {"members", std::move(ms)}});
+    reply(c, req,
+          {{"ev", "opened"},
+           {"room", room},
+           {"messages", messages_json(page, room)},
+           {"more", more},
+           {"members", std::move(ms)}});
   }
 
-  asio::awaitable<void> history(ClientPtr c, json::object const& o, std::optional<json::value> req) {
+  asio::awaitable<void> history(ClientPtr c, json::object const& o,
+                                std::optional<json::value> req) {
     auto const room = room_arg(o);
     require_member(c, room);
     auto const conv = co_await require_conversation(room);
     auto const* before = o.if_contains("before");
     if (!before || !before->is_object())
-      throw ClientError{"bad_request", "history needs \"before\": {\"ts\": ms, \"id\": message id}"};
+      throw ClientError{"bad_request",
+                        "history needs \"before\": {\"ts\": ms, \"id\": message id}"};
     auto const& b = before->as_object();
     auto const* ts = b.if_contains("ts");
     auto const id = str(b, "id");
@@ -948,18 +990,24 @@ class Server {
       limit = l->as_int64();
     }
     rediskit::MessageCursor cur(ts->to_number<std::int64_t>(), id);
-    auto page = co_await store_.async_get_messages_before(conv, cur, limit + 1, asio::use_awaitable);
+    auto page =
+        co_await store_.async_get_messages_before(conv, cur, limit + 1, asio::use_awaitable);
     bool const more = static_cast<std::int64_t>(page.size()) > limit;
     if (more) page.resize(static_cast<std::size_t>(limit));
-    reply(c, req, {{"ev", "history"}, {"room", room}, {"messages", messages_json(page, room)},
-                   {"more", more}});
+    reply(c, req,
+          {{"ev", "history"},
+           {"room", room},
+           {"messages", messages_json(page, room)},
+           {"more", more}});
   }
 
-  asio::awaitable<void> mark_read(ClientPtr c, json::object const& o, std::optional<json::value> req) {
+  asio::awaitable<void> mark_read(ClientPtr c, json::object const& o,
+                                  std::optional<json::value> req) {
     auto const room = room_arg(o);
     require_member(c, room);
     auto const conv = co_await require_conversation(room);
-    co_await unread_.async_mark_conversation_read(conv, member_of(c->user_id_), asio::use_awaitable);
+    co_await unread_.async_mark_conversation_read(conv, member_of(c->user_id_),
+                                                  asio::use_awaitable);
     reply(c, req, {{"ev", "unread"}, {"room", room}, {"count", 0}});
   }
 
@@ -968,7 +1016,8 @@ class Server {
     return "m" + std::to_string(unix_ms()) + "-" + nonce_ + "-" + std::to_string(++seq_);
   }
 
-  asio::awaitable<void> send_message(ClientPtr c, json::object const& o, std::optional<json::value> req) {
+  asio::awaitable<void> send_message(ClientPtr c, json::object const& o,
+                                     std::optional<json::value> req) {
     auto const room = room_arg(o);
     require_member(c, room);
     auto const text = str(o, "text");
@@ -977,8 +1026,8 @@ class Server {
     json::value cid = nullptr;
     if (auto const* v = o.if_contains("cid")) cid = *v;
     auto const uid_text = std::to_string(c->user_id_);
-    auto const verdict = co_await limiter_.async_check("send", rediskit::RateSubject::user(uid_text),
-                                                       asio::use_awaitable);
+    auto const verdict = co_await limiter_.async_check(
+        "send", rediskit::RateSubject::user(uid_text), asio::use_awaitable);
     if (!verdict.allowed) {
       ++stats_.rate_limited;
       throw ClientError{"rate_limited",
@@ -1019,7 +1068,10 @@ class Server {
     auto const ts = msg["ts"];
     reply(c, req, {{"ev", "sent"}, {"cid", cid}, {"id", stored.id}, {"ts", ts}, {"stored", saved}});
     {
-      json::object ev{{"t", "message"}, {"room", room}, {"message", std::move(msg)}, {"cid", cid},
+      json::object ev{{"t", "message"},
+                      {"room", room},
+                      {"message", std::move(msg)},
+                      {"cid", cid},
                       {"uid", c->user_id_}};
       co_await publish(std::move(ev));
     }
@@ -1073,10 +1125,9 @@ class Server {
     }
     (void)conv;
     for (auto const& u : notify) {
-      rediskit::Notification n(rediskit::NotificationType::new_message,
-                               rediskit::NotificationPriority::high,
-                               c->name_ + " mentioned you in " + room, m.content.substr(0, 140),
-                               room);
+      rediskit::Notification n(
+          rediskit::NotificationType::new_message, rediskit::NotificationPriority::high,
+          c->name_ + " mentioned you in " + room, m.content.substr(0, 140), room);
       n.sender_id = c->name_;
       n.message_id = m.id;
       n.conversation_id = m.conversationId;
@@ -1090,13 +1141,16 @@ class Server {
     auto const now = std::chrono::steady_clock::now();
     if (now - c->last_typing_ < 1s) return;  // at most one a second per socket
     c->last_typing_ = now;
-    asio::co_spawn(ioc_, publish({{"t", "typing"}, {"room", room}, {"user", user_json(c->user_id_, c->name_)}}),
-                   asio::detached);
+    asio::co_spawn(
+        ioc_,
+        publish({{"t", "typing"}, {"room", room}, {"user", user_json(c->user_id_, c->name_)}}),
+        asio::detached);
   }
 
   asio::awaitable<void> search(ClientPtr c, json::object const& o, std::optional<json::value> req) {
     auto const q = str(o, "q");
-    if (q.size() < 2 || q.size() > 100) throw ClientError{"bad_request", "\"q\" must be 2 to 100 bytes"};
+    if (q.size() < 2 || q.size() > 100)
+      throw ClientError{"bad_request", "\"q\" must be 2 to 100 bytes"};
     auto const hits = co_await directory_.async_search_users(q, kUserType, 20, asio::use_awaitable);
     json::array users;
     for (auto const& h : hits) {
@@ -1106,7 +1160,8 @@ class Server {
       } catch (std::exception const&) {
         continue;
       }
-      users.push_back(json::object{{"id", id}, {"name", h.user.profile.nom}, {"online", h.user.online}});
+      users.push_back(
+          json::object{{"id", id}, {"name", h.user.profile.nom}, {"online", h.user.online}});
     }
     reply(c, req, {{"ev", "search"}, {"q", q}, {"users", std::move(users)}});
   }
@@ -1118,8 +1173,7 @@ class Server {
     ++stats_.events_published;
     auto [ec, n] = co_await db_.async_exec(rediskit::cmd::publish{ch, payload},
                                            asio::as_tuple(asio::use_awaitable));
-    if (ec)
-      std::cerr << "[" << opt_.name << "] publish failed: " << ec.message() << std::endl;
+    if (ec) std::cerr << "[" << opt_.name << "] publish failed: " << ec.message() << std::endl;
     (void)n;
   }
 
@@ -1171,14 +1225,16 @@ class Server {
       auto const plain = json::serialize(out);
       out["cid"] = e.contains("cid") ? e.at("cid") : nullptr;
       auto const own = json::serialize(out);
-      for (auto* c : it->second) c->send(c->user_id_ == uid ? own : plain);
+      for (auto* c : it->second)
+        c->send(c->user_id_ == uid ? own : plain);
     } else if (t == "typing") {
       auto const room = str(e, "room");
       auto it = room_clients_.find(room);
       if (it == room_clients_.end()) return;
       auto const& user = e.at("user").as_object();
       auto const uid = user.at("id").to_number<std::int64_t>();
-      auto const frame = json::serialize(json::object{{"ev", "typing"}, {"room", room}, {"user", user}});
+      auto const frame =
+          json::serialize(json::object{{"ev", "typing"}, {"room", room}, {"user", user}});
       for (auto* c : it->second)
         if (c->user_id_ != uid) c->send(frame);
     } else if (t == "member") {
@@ -1189,15 +1245,18 @@ class Server {
       auto const frame = json::serialize(
           json::object{{"ev", "member"}, {"room", room}, {"user", user}, {"joined", joined}});
       if (auto it = room_clients_.find(room); it != room_clients_.end())
-        for (auto* c : it->second) c->send(frame);
+        for (auto* c : it->second)
+          c->send(frame);
       // The user's sockets on this process follow the membership (another tab joined).
       if (joined)
         enter(uid, room);
       else
         exit(uid, room);
     } else if (t == "room_created") {
-      auto const frame = json::serialize(json::object{{"ev", "room_created"}, {"room", e.at("room")}});
-      for (auto* c : lobby_) c->send(frame);
+      auto const frame =
+          json::serialize(json::object{{"ev", "room_created"}, {"room", e.at("room")}});
+      for (auto* c : lobby_)
+        c->send(frame);
     } else if (t == "presence") {
       auto const& user = e.at("user").as_object();
       auto const uid = user.at("id").to_number<std::int64_t>();
@@ -1208,7 +1267,8 @@ class Server {
         known_online_.erase(uid);
       auto const frame =
           json::serialize(json::object{{"ev", "presence"}, {"user", user}, {"online", online}});
-      for (auto* c : lobby_) c->send(frame);
+      for (auto* c : lobby_)
+        c->send(frame);
     }
   }
 
@@ -1228,8 +1288,8 @@ class Server {
   }
 
   asio::awaitable<void> load_known_online() {
-    auto [ec, page] = co_await presence_.async_get_online_users("", 1000,
-                                                                asio::as_tuple(asio::use_awaitable));
+    auto [ec, page] =
+        co_await presence_.async_get_online_users("", 1000, asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;
     for (auto const& u : page.users) {
       try {
@@ -1248,7 +1308,8 @@ class Server {
       if (ec || stopping_) co_return;
       if (known_online_.empty() || degraded()) continue;  // memory knows nobody else's presence
       std::vector<std::string> ids;
-      for (auto const& [id, name] : known_online_) ids.push_back(std::to_string(id));
+      for (auto const& [id, name] : known_online_)
+        ids.push_back(std::to_string(id));
       auto [fec, online] =
           co_await presence_.async_filter_online(ids, asio::as_tuple(asio::use_awaitable));
       if (fec) continue;
@@ -1260,9 +1321,9 @@ class Server {
         if (it == known_online_.end()) continue;
         auto const name = it->second;
         {
-      json::object ev{{"t", "presence"}, {"user", user_json(uid, name)}, {"online", false}};
-      co_await publish(std::move(ev));
-    }
+          json::object ev{{"t", "presence"}, {"user", user_json(uid, name)}, {"online", false}};
+          co_await publish(std::move(ev));
+        }
       }
     }
   }
@@ -1314,7 +1375,8 @@ class Server {
     for (;;) {
       http::request<http::string_body> req;
       stream.expires_after(30s);
-      auto [ec, n] = co_await http::async_read(stream, buf, req, asio::as_tuple(asio::use_awaitable));
+      auto [ec, n] =
+          co_await http::async_read(stream, buf, req, asio::as_tuple(asio::use_awaitable));
       if (ec) co_return;
       if (websocket::is_upgrade(req)) {
         if (req.target() != "/ws" || stopping_) {
@@ -1323,7 +1385,8 @@ class Server {
         }
         stream.expires_never();
         auto const id = opt_.name + "-" + std::to_string(++sockets_);
-        auto c = std::make_shared<Client<B>>(*this, websocket::stream<beast::tcp_stream>(std::move(stream)), id);
+        auto c = std::make_shared<Client<B>>(
+            *this, websocket::stream<beast::tcp_stream>(std::move(stream)), id);
         co_await c->run(std::move(req));
         co_return;
       }
@@ -1337,7 +1400,8 @@ class Server {
     }
   }
 
-  asio::awaitable<void> route(beast::tcp_stream& stream, http::request<http::string_body> const& req) {
+  asio::awaitable<void> route(beast::tcp_stream& stream,
+                              http::request<http::string_body> const& req) {
     auto const target = std::string(req.target());
     if (req.method() != http::verb::get && req.method() != http::verb::head) {
       co_await respond(stream, req, http::status::method_not_allowed, "text/plain", "GET only\n");

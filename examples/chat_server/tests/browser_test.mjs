@@ -1,12 +1,15 @@
 #!/usr/bin/env node
 // Browser test of examples/chat_server: two chat_server processes on one Redis, the page in
-// Debian's Chromium driven by playwright-core.
+// Debian's Chromium driven by playwright-core. Its last steps (before the SIGTERM one) are a
+// Redis outage: two more chat_server processes on a throwaway redis-server of the test's own,
+// which it SIGKILLs and restarts (never the Redis named by REDIS_HOST / REDIS_PORT).
 //
 //   REDIS_HOST=127.0.0.1 REDIS_PORT=6379 \
 //     node browser_test.mjs --server /path/to/chat_server [--artifacts DIR] [--screenshots-to DIR]
 //
-// Needs /usr/bin/chromium (apt-get install -y chromium) and this directory's node_modules
-// (npm ci). It never downloads a browser and never skips: anything missing is a failure.
+// Needs /usr/bin/chromium (apt-get install -y chromium), redis-server on PATH and this
+// directory's node_modules (npm ci). It never downloads a browser and never skips: anything
+// missing is a failure.
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -23,6 +26,9 @@ const WAIT_MS = 5000;                 // default bound of every wait
 const LATENCY_BUDGET_MS = 500;        // step 3: alice's click -> bob's badge
 const HISTORY_COUNT = 30;             // step 4
 const PAGE_SIZE = 20;
+const OUTAGE_LATENCY_BUDGET_MS = 1000;  // Redis down: carol's click -> the message on dave's page
+const OUTAGE_DETECT_MS = 5000;        // SIGKILL of Redis -> /health 503 "memory"
+const RECOVERY_MS = 15000;            // redis-server restarted -> /health 200 "redis", nothing pending
 
 // ------------------------------------------------------------------ arguments and environment
 
@@ -77,6 +83,24 @@ try {
       '(the test never downloads a browser)');
 }
 
+// The outage steps start (and SIGKILL) a redis-server of their own.
+function onPath(cmd) {
+  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
+    if (!dir) continue;
+    const p = path.join(dir, cmd);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      if (fs.statSync(p).isFile()) return p;
+    } catch { /* not here */ }
+  }
+  return null;
+}
+const REDIS_SERVER = onPath('redis-server');
+if (!REDIS_SERVER) {
+  die('redis-server is not on PATH: the outage steps start a throwaway redis-server of their own ' +
+      'and kill it (never the one of REDIS_HOST / REDIS_PORT); install it (`apt-get install -y redis-server`)');
+}
+
 const pkgDir = path.join(HERE, 'node_modules', 'playwright-core');
 if (!fs.existsSync(path.join(pkgDir, 'package.json'))) {
   die(`playwright-core is not installed: run \`npm ci\` in ${HERE}`);
@@ -104,9 +128,10 @@ console.log(`browser test: redis ${redisUrl}, prefix ${prefix}, artifacts ${arti
 
 const servers = [];
 
-function startServer(label, port = 0) {
-  const argv = ['--port', String(port), '--redis', redisUrl, '--presence-ttl-ms', String(PRESENCE_TTL_MS),
-    '--prefix', prefix];
+// `redis` and `prefix` default to the fixture's Redis and the test's prefix.
+function startServer(label, { port = 0, redis = redisUrl, prefix: keyPrefix = prefix } = {}) {
+  const argv = ['--port', String(port), '--redis', redis, '--presence-ttl-ms', String(PRESENCE_TTL_MS),
+    '--prefix', keyPrefix];
   const srv = {
     label, argv, url: null, stdout: '', stderr: '', exit: null,
     child: spawn(serverBin, argv, { stdio: ['ignore', 'pipe', 'pipe'] }),
@@ -172,6 +197,84 @@ function saveServerLogs() {
   }
 }
 
+// ------------------------------------------------------------------ the outage steps' own redis-server
+
+// Every redis-server the test started (the outage steps'), and the directory of their data.
+// The fixture's Redis (REDIS_HOST / REDIS_PORT) is never started, stopped or killed here.
+const redises = [];
+let redisDir = null;
+
+// A free loopback port (free now: the redis-server binds it right after).
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// A redis-server on 127.0.0.1:`port` whose data survives a restart (AOF, fsync at every write,
+// in `dir`); resolves once it answers PING.
+async function startRedis(label, port, dir, timeoutMs = 5000) {
+  const argv = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
+    '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--daemonize', 'no', '--logfile', ''];
+  const r = {
+    label, argv, port, out: '', exit: null,
+    child: spawn(REDIS_SERVER, argv, { stdio: ['ignore', 'pipe', 'pipe'] }),
+  };
+  redises.push(r);
+  r.exited = new Promise((resolve) => {
+    r.child.on('exit', (code, signal) => { r.exit = { code, signal }; resolve(r.exit); });
+    r.child.on('error', (e) => { r.exit = { error: e.message }; resolve(r.exit); });
+  });
+  for (const s of [r.child.stdout, r.child.stderr]) {
+    s.setEncoding('utf8');
+    s.on('data', (d) => { r.out += d; });
+  }
+  const t0 = Date.now();
+  for (;;) {
+    if (r.exit) {
+      throw new StepFailure(`redis-server ${label} exited before answering PING (${JSON.stringify(r.exit)})\n` +
+        `  command: ${REDIS_SERVER} ${argv.map((a) => a === '' ? "''" : a).join(' ')}\n${indent('output', r.out)}`);
+    }
+    try {
+      await pingRedis('127.0.0.1', port, 500);
+      return r;
+    } catch { /* not yet */ }
+    if (Date.now() - t0 > timeoutMs) {
+      throw new StepFailure(`redis-server ${label} on 127.0.0.1:${port} does not answer PING after ${timeoutMs} ms\n${indent('output', r.out)}`);
+    }
+    await sleep(50);
+  }
+}
+
+async function killRedis(r, signal = 'SIGKILL') {
+  if (r.exit) return r.exit;
+  r.child.kill(signal);
+  return r.exited;
+}
+
+async function stopRedises() {
+  await Promise.all(redises.map((r) => killRedis(r)));
+  for (const r of redises) {
+    try {
+      fs.writeFileSync(path.join(artifacts, `${r.label}.log`),
+        `# ${REDIS_SERVER} ${r.argv.map((a) => a === '' ? "''" : a).join(' ')}\n# exit: ${JSON.stringify(r.exit)}\n${r.out}`);
+    } catch { /* best effort */ }
+  }
+  removeRedisDir();
+}
+
+function removeRedisDir() {
+  if (!redisDir) return;
+  try { fs.rmSync(redisDir, { recursive: true, force: true }); } catch { /* best effort */ }
+  redisDir = null;
+}
+
 // ------------------------------------------------------------------ cleanup, also on signals
 
 let browser = null;
@@ -189,12 +292,14 @@ function cleanup() {
     }
     await Promise.all(servers.map((s) => stopServer(s, 3000)));
     saveServerLogs();
+    await stopRedises();
   })();
   return cleaning;
 }
 
 process.on('exit', () => {
-  for (const s of servers) if (!s.exit) { try { s.child.kill('SIGKILL'); } catch { /* gone */ } }
+  for (const s of [...servers, ...redises]) if (!s.exit) { try { s.child.kill('SIGKILL'); } catch { /* gone */ } }
+  removeRedisDir();
 });
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => {
@@ -213,7 +318,8 @@ const pageErrors = [];
 async function newUser(label, name, srv) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1 });
   const page = await context.newPage();
-  const u = { label, name, srv, context, page, frames: [], closed: false };
+  // events: the parsed frames the page received, [{n, m}] (n counts from 1; see waitEvent).
+  const u = { label, name, srv, context, page, frames: [], events: [], eventSeq: 0, closed: false };
   const t0 = Date.now();
   const log = (line) => {
     u.frames.push(`${String(Date.now() - t0).padStart(7)} ${line}`);
@@ -222,7 +328,15 @@ async function newUser(label, name, srv) {
   page.on('websocket', (ws) => {
     log(`== open ${ws.url()}`);
     ws.on('framesent', (f) => log(`>> ${f.payload}`));
-    ws.on('framereceived', (f) => log(`<< ${f.payload}`));
+    ws.on('framereceived', (f) => {
+      log(`<< ${f.payload}`);
+      let m = null;
+      try { m = JSON.parse(f.payload); } catch { /* not JSON: in the log only */ }
+      if (m && typeof m === 'object') {
+        u.events.push({ n: ++u.eventSeq, m });
+        if (u.events.length > 20000) u.events.splice(0, 5000);
+      }
+    });
     ws.on('socketerror', (e) => log(`== socket error ${e}`));
     ws.on('close', () => log('== close'));
   });
@@ -282,6 +396,21 @@ async function texts(u) {
     from: l.querySelector('.from')?.textContent,
     text: l.querySelector('.text')?.textContent,
   })));
+}
+
+// Waits until the page has received an event, after the `after`-th (u.eventSeq when the action
+// began), for which `pred(event)` holds; returns it.
+async function waitEvent(u, what, pred, { after = 0, timeout = WAIT_MS } = {}) {
+  const t0 = Date.now();
+  for (;;) {
+    const hit = u.events.find((e) => e.n > after && pred(e.m));
+    if (hit) return hit.m;
+    if (Date.now() - t0 >= timeout) {
+      const seen = u.events.filter((e) => e.n > after).map((e) => e.m.ev + (e.m.code ? `/${e.m.code}` : ''));
+      throw new StepFailure(`${u.label}: ${what} (waited ${timeout} ms); events received meanwhile: ${JSON.stringify(seen.slice(-30))}`);
+    }
+    await sleep(20);
+  }
 }
 
 async function login(u) {
@@ -361,6 +490,55 @@ function pingRedis(host, port, timeoutMs = 3000) {
   });
 }
 
+// GET /health: {status, mode (of the JSON), text}.
+async function getHealth(srv) {
+  const res = await fetch(srv.url + '/health', { signal: AbortSignal.timeout(2000) });
+  const text = (await res.text()).trim();
+  let body = null;
+  try { body = JSON.parse(text); } catch { /* shown as text */ }
+  return { status: res.status, mode: body && body.mode, text };
+}
+
+// GET /metrics: the rediskit_chat_messages_* gauges, {sent, queued, stored_late, pending, dropped}.
+async function messageMetrics(srv) {
+  const res = await fetch(srv.url + '/metrics', { signal: AbortSignal.timeout(2000) });
+  const text = await res.text();
+  const out = {};
+  for (const m of text.matchAll(/^rediskit_chat_messages_(\w+)(?:\{[^}]*\})? (\S+)$/gm)) out[m[1]] = Number(m[2]);
+  for (const k of ['queued', 'stored_late', 'pending', 'dropped']) {
+    if (!Number.isFinite(out[k])) throw new StepFailure(`server ${srv.label}: /metrics (${res.status}) has no rediskit_chat_messages_${k}`);
+  }
+  return out;
+}
+
+// Polls /health and /metrics of `srvs` every 100 ms until `check(health, metrics, srv)` returns null
+// for each (else it returns what is wrong); returns the time it took. Fails after `timeout` ms
+// with what each server still showed.
+async function pollServers(what, srvs, check, timeout) {
+  const t0 = performance.now();
+  for (;;) {
+    const wrong = await Promise.all(srvs.map(async (srv) => {
+      if (srv.exit) return `${srv.label}: the server is gone (${JSON.stringify(srv.exit)})`;
+      try {
+        const h = await getHealth(srv);
+        const m = await messageMetrics(srv);
+        const why = check(h, m, srv);
+        return why && `${srv.label}: ${why} (/health ${h.status} ${h.text}; rediskit_chat_messages_* ${JSON.stringify(m)})`;
+      } catch (e) {
+        return `${srv.label}: ${e.message}`;
+      }
+    }));
+    if (wrong.every((w) => !w)) return Math.round(performance.now() - t0);
+    if (performance.now() - t0 > timeout) {
+      throw new StepFailure(`${what}: still not so after ${timeout} ms:\n  ${wrong.filter(Boolean).join('\n  ')}`);
+    }
+    await sleep(100);
+  }
+}
+
+const onRedis = (h) => (h.status === 200 && h.mode === 'redis' ? null : 'expected /health 200 with "mode":"redis"');
+const onMemory = (h) => (h.status === 503 && h.mode === 'memory' ? null : 'expected /health 503 with "mode":"memory"');
+
 async function main() {
   await pingRedis(REDIS_HOST, REDIS_PORT);
   // Two processes on one Redis, same prefix: one service.
@@ -383,7 +561,10 @@ async function main() {
     console.log(`browser test: server ${srv.label} /health ${health.status} ${h.trim()}`);
   }
 
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+  // SIGINT and SIGTERM are this script's (cleanup() closes the browser): playwright's own handlers
+  // would exit at once, before the servers and the outage's redis-server are stopped.
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'],
+    handleSIGINT: false, handleSIGTERM: false });
   console.log(`browser test: Chromium ${browser.version()}, playwright-core ${JSON.parse(fs.readFileSync(path.join(pkgDir, 'package.json'), 'utf8')).version}`);
 
   let alice, bob, helene;
@@ -620,7 +801,7 @@ async function main() {
         { describe: () => document.getElementById('status').textContent });
     }
     const t0 = performance.now();
-    const A2 = await startServer('A2', port);
+    const A2 = await startServer('A2', { port });
     for (const u of [alice, helene]) {
       await until(u, '#status "connected" after the restart', () => document.getElementById('status').textContent === 'connected', null,
         { timeout: 15000, describe: () => document.getElementById('status').textContent });
@@ -638,7 +819,9 @@ async function main() {
     return `reconnected ${Math.round(performance.now() - t0)} ms after the restart began (${A2.url})`;
   });
 
-  await step('both servers stop on SIGTERM with exit code 0', async () => {
+  await outageSteps();
+
+  await step('every server stops on SIGTERM with exit code 0', async () => {
     const live = servers.filter((s) => !s.exit);
     const exits = await Promise.all(live.map((s) => stopServer(s, 5000)));
     const bad = live.map((s, i) => [s.label, exits[i]]).filter(([, e]) => e.code !== 0);
@@ -651,6 +834,214 @@ async function main() {
 
   if (pageErrors.length) throw new StepFailure(`uncaught errors in the page:\n  ${pageErrors.join('\n  ')}`);
   return latency;
+}
+
+// The Redis outage. Two more processes, C and D, on a redis-server of the test's own (AOF, fsync
+// at every write, so that its data survives the SIGKILL and the restart on the same port and
+// dir): carol and dave on C, frank on D, in room "ops". Redis is killed: each process serves its
+// own users from memory (a message reaches the members on the same process, `sent` says
+// "stored": false), new logins get `unavailable`, /health is 503 "memory". Redis is restarted:
+// /health 200 "redis", the outage messages stored in order (rediskit_chat_messages_pending 0),
+// and dave's reload shows each of them once in the history.
+async function outageSteps() {
+  const ROOM = 'ops';
+  const TITLE = 'Operations';
+  const keyPrefix = `${prefix}out`;
+  const before = 'carol, before the outage';
+  const during = ['carol, during the outage', 'dave, during the outage', 'frank on D, during the outage'];
+  const after = 'carol, after the outage';
+  const sentIds = new Map();          // text -> the id of its `sent` answer
+  let redis, C, D, carol, dave, frank, erin;
+
+  const shown = (u, text, from) => until(u, `${JSON.stringify(text)} from ${from} in #messages`,
+    ([t, f]) => Array.from(document.querySelectorAll('#messages > li.msg')).some((l) =>
+      l.querySelector('.text')?.textContent === t && l.querySelector('.from')?.textContent === f),
+    [text, from], { describe: describeMessages });
+
+  // Waits for the `sent` answer to a `send` made after the `mark`-th event; checks its "stored".
+  const checkSent = async (u, mark, text, stored) => {
+    const m = await waitEvent(u, `the "sent" answer to ${JSON.stringify(text)}`,
+      (e) => e.ev === 'sent' || e.ev === 'error', { after: mark });
+    if (m.ev === 'error') {
+      throw new StepFailure(`${u.label}: sending ${JSON.stringify(text)} on process ${u.srv.label} was refused: ` +
+        `${m.code}: ${m.message}`);
+    }
+    if (m.stored !== stored) {
+      throw new StepFailure(`${u.label}: the "sent" answer to ${JSON.stringify(text)} has "stored": ${JSON.stringify(m.stored)}, ` +
+        `expected ${stored}${stored ? '' : ' (Redis is down: delivered on this process now, stored when Redis is back)'}: ${JSON.stringify(m)}`);
+    }
+    sentIds.set(text, String(m.id));
+  };
+  const send = async (u, text, stored) => {
+    const mark = u.eventSeq;
+    await u.page.fill('#composer', text);
+    await u.page.press('#composer', 'Enter');
+    await checkSent(u, mark, text, stored);
+    await shown(u, text, u.name);
+  };
+
+  await step('outage setup: a redis-server of the test\'s own (AOF), servers C and D on it; carol, dave (C) and frank (D) in room "ops"', async () => {
+    redisDir = fs.mkdtempSync(path.join(os.tmpdir(), 'chat-outage-redis-'));
+    const port = await freePort();
+    redis = await startRedis('redis-outage-1', port, redisDir);
+    const url = `redis://127.0.0.1:${port}`;
+    [C, D] = await Promise.all([startServer('C', { redis: url, prefix: keyPrefix }), startServer('D', { redis: url, prefix: keyPrefix })]);
+    await pollServers('C and D on Redis at start', [C, D], onRedis, WAIT_MS);
+    [carol, dave, frank] = await Promise.all([newUser('carol', 'carol', C), newUser('dave', 'dave', C), newUser('frank', 'frank', D)]);
+    await Promise.all([login(carol), login(dave), login(frank)]);
+    await carol.page.fill('#room-new-id', ROOM);
+    await carol.page.fill('#room-new-name', TITLE);
+    await carol.page.click('#room-create-btn');
+    await until(carol, `room "${ROOM}" in #rooms-mine after create_room`, hasRoom, ['#rooms-mine', ROOM], { describe: listRooms });
+    for (const u of [dave, frank]) {
+      await until(u, `room "${ROOM}" in #rooms-all`, hasRoom, ['#rooms-all', ROOM], { describe: listRooms });
+      await roomLi(u, '#rooms-all', ROOM).locator('button.join').click();
+      await until(u, `room "${ROOM}" in #rooms-mine after join`, hasRoom, ['#rooms-mine', ROOM], { describe: listRooms });
+    }
+    for (const u of [carol, dave, frank]) await openRoom(u, ROOM, TITLE);
+    await send(carol, before, true);
+    await Promise.all([shown(dave, before, 'carol'), shown(frank, before, 'carol')]);
+    return `redis-server pid ${redis.child.pid} on 127.0.0.1:${port}, dir ${redisDir}; C ${C.url}, D ${D.url}`;
+  });
+
+  let latency = null;
+  await step(`redis-server SIGKILLed: /health 503 "memory"; carol's message reaches dave (same process) in < ${OUTAGE_LATENCY_BUDGET_MS} ms ` +
+      'with "stored": false; D keeps serving frank; a new login gets "unavailable"', async () => {
+    const exit = await killRedis(redis, 'SIGKILL');
+    if (exit.signal !== 'SIGKILL') throw new StepFailure(`redis-server ${redis.label} was gone before the SIGKILL: ${JSON.stringify(exit)}\n${indent('output', redis.out)}`);
+    const detectMs = await pollServers('C and D on memory once Redis is killed', [C, D], onMemory, OUTAGE_DETECT_MS);
+
+    // Both timestamps are taken in the pages: carol's click on #send-btn and the mutation that
+    // shows her message on dave's page.
+    await dave.page.evaluate((t) => {
+      window.__outageSeenAt = null;
+      const check = () => {
+        if (window.__outageSeenAt === null &&
+            Array.from(document.querySelectorAll('#messages > li.msg .text')).some((x) => x.textContent === t)) {
+          window.__outageSeenAt = Date.now();
+        }
+      };
+      new MutationObserver(check).observe(document.getElementById('messages'), { subtree: true, childList: true, characterData: true });
+    }, during[0]);
+    const mark = carol.eventSeq;
+    await carol.page.fill('#composer', during[0]);
+    await carol.page.evaluate(() => {
+      window.__clickAt = null;
+      document.getElementById('send-btn').addEventListener('click', () => { window.__clickAt = Date.now(); }, { capture: true, once: true });
+    });
+    await carol.page.click('#send-btn');
+    await checkSent(carol, mark, during[0], false);
+    await until(dave, `carol's message ${JSON.stringify(during[0])} in #messages while Redis is down`,
+      () => window.__outageSeenAt !== null, null, { describe: describeMessages });
+    const clickAt = await carol.page.evaluate(() => window.__clickAt);
+    if (clickAt === null) throw new StepFailure('carol: the click on #send-btn was not seen by the page');
+    latency = (await dave.page.evaluate(() => window.__outageSeenAt)) - clickAt;
+    if (latency >= OUTAGE_LATENCY_BUDGET_MS) {
+      throw new StepFailure(`Redis down: carol's click to her message on dave's page (both on process C) took ${latency} ms, ` +
+        `the budget is ${OUTAGE_LATENCY_BUDGET_MS} ms`);
+    }
+    await shown(carol, during[0], 'carol');
+    await send(dave, during[1], false);
+    await shown(carol, during[1], 'dave');
+    await send(frank, during[2], false);   // D, on its own memory: frank sees his message
+
+    erin = await newUser('erin', 'erin', C);
+    const emark = erin.eventSeq;
+    await erin.page.fill('#login-name', erin.name);
+    await erin.page.click('#login-btn');
+    const refused = await waitEvent(erin, 'an answer to her login while Redis is down',
+      (e) => e.ev === 'welcome' || e.ev === 'error', { after: emark });
+    if (refused.ev !== 'error' || refused.code !== 'unavailable') {
+      throw new StepFailure(`erin: a login while Redis is down got ${JSON.stringify(refused)}, expected an error with code "unavailable"`);
+    }
+    await until(erin, '#error with data-code "unavailable" and the login form shown again',
+      () => document.getElementById('error').getAttribute('data-code') === 'unavailable' &&
+        !document.getElementById('error').hasAttribute('hidden') &&
+        document.getElementById('login-name').offsetParent !== null, null,
+      { describe: () => `#error=${JSON.stringify(document.getElementById('error').textContent)} data-code=${document.getElementById('error').getAttribute('data-code')} ` +
+        `login form ${document.getElementById('login-name').offsetParent === null ? 'hidden' : 'shown'} #me=${JSON.stringify(document.getElementById('me').textContent)}` });
+    await screenshot(erin, 'outage-erin-refused.png');
+
+    const queued = { C: 2, D: 1 };
+    await pollServers('still on memory, the outage messages queued', [C, D], (h, m, srv) => onMemory(h) ||
+      (m.queued === queued[srv.label] && m.pending === queued[srv.label] ? null
+        : `expected rediskit_chat_messages_queued and _pending ${queued[srv.label]}`), 0);
+    return `/health 503 "memory" ${detectMs} ms after the SIGKILL; carol's click to dave's page ${latency} ms; ` +
+      `login refused: ${JSON.stringify(refused.message)}`;
+  });
+
+  await step(`redis-server restarted on its port and dir: C and D back on "redis", nothing pending, within ${RECOVERY_MS / 1000} s; ` +
+      'dave reloads: each outage message once, in order; logins and live delivery across processes again', async () => {
+    const t0 = performance.now();
+    redis = await startRedis('redis-outage-2', redis.port, redisDir);
+    const backMs = await pollServers('C and D back on Redis with the outage messages stored', [C, D],
+      (h, m) => onRedis(h) ||
+        (m.pending === 0 && m.stored_late >= 1 ? null : 'expected rediskit_chat_messages_pending 0 and _stored_late >= 1'),
+      RECOVERY_MS);
+    const back = Math.round(performance.now() - t0);
+    const late = {};
+    for (const srv of [C, D]) {
+      const m = await messageMetrics(srv);
+      late[srv.label] = m.stored_late;
+      if (m.stored_late !== m.queued || m.dropped !== 0) {
+        throw new StepFailure(`server ${srv.label}: of ${m.queued} messages sent while Redis was down, ${m.stored_late} were stored ` +
+          `late and ${m.dropped} dropped (expected all stored, none dropped): ${JSON.stringify(m)}`);
+      }
+    }
+
+    // The history comes from Redis: the `opened` answer itself (the page drops a repeated id,
+    // the frame does not), then the page.
+    const mark = dave.eventSeq;
+    await dave.page.reload();
+    const answer = await waitEvent(dave, 'an answer to the login by token after the reload',
+      (e) => e.ev === 'welcome' || e.ev === 'error', { after: mark });
+    if (answer.ev === 'error') {
+      await sleep(300);   // the page's next try (a login by name) and its answer, for the report
+      const next = dave.events.filter((e) => e.n > mark && e.m !== answer && e.m.ev === 'error')
+        .map((e) => `${e.m.code}: ${e.m.message}`);
+      throw new StepFailure(`dave: with Redis back (C: /health 200 "redis"), the login by token after the reload was refused: ` +
+        `${answer.code}: ${answer.message}` + (next.length ? `; the page's next login got ${JSON.stringify(next)}` : ''));
+    }
+    await until(dave, '"dave" in #me after the reload (login by the stored token)',
+      () => document.getElementById('me').textContent === 'dave', null,
+      { describe: () => `#me=${JSON.stringify(document.getElementById('me').textContent)} #status=${document.getElementById('status').textContent} #error=${document.getElementById('error').textContent}` });
+    const opened = await waitEvent(dave, `the "opened" answer for "${ROOM}" after the reload`,
+      (e) => (e.ev === 'opened' && e.room === ROOM) || e.ev === 'error', { after: mark });
+    if (opened.ev === 'error') throw new StepFailure(`dave: reopening "${ROOM}" after the reload failed: ${opened.code}: ${opened.message}`);
+    const want = [before, ...during];
+    const history = (opened.messages || []).map((x) => ({ id: String(x.id), text: x.text, from: x.from && x.from.name }));
+    for (const t of during) {
+      const n = history.filter((x) => x.text === t).length;
+      if (n !== 1) {
+        throw new StepFailure(`dave: ${JSON.stringify(t)} is ${n} times in the history of "${ROOM}" once Redis is back, expected once: ` +
+          JSON.stringify(history));
+      }
+    }
+    const got = history.map((x) => x.text);
+    if (got.length !== want.length || got.some((t, i) => t !== want[i])) {
+      throw new StepFailure(`dave: the history of "${ROOM}" once Redis is back is\n  ${JSON.stringify(got)}\nexpected (in the order sent)\n  ${JSON.stringify(want)}`);
+    }
+    for (const x of history) {
+      if (x.id !== sentIds.get(x.text)) {
+        throw new StepFailure(`dave: ${JSON.stringify(x.text)} has id ${x.id} in the history, but its "sent" answer said ${sentIds.get(x.text)}`);
+      }
+    }
+    await until(dave, `#messages of "${ROOM}" after the reload: ${JSON.stringify(want)}`,
+      (w) => {
+        const t = Array.from(document.querySelectorAll('#messages > li.msg .text')).map((x) => x.textContent);
+        return t.length === w.length && t.every((x, i) => x === w[i]);
+      }, want, { describe: describeMessages });
+    await screenshot(dave, 'outage-dave-history.png');
+
+    await login(erin);   // refused during the outage
+    const mark2 = carol.eventSeq;
+    await carol.page.fill('#composer', after);
+    await carol.page.press('#composer', 'Enter');
+    await checkSent(carol, mark2, after, true);
+    await Promise.all([shown(dave, after, 'carol'), shown(frank, after, 'carol')]);   // frank: on D, through Redis
+    return `back on "redis" with nothing pending ${back} ms after the restart began (${backMs} ms of polling); ` +
+      `stored late: C ${late.C}, D ${late.D}`;
+  });
 }
 
 // ------------------------------------------------------------------ run
