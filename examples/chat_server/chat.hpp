@@ -1340,8 +1340,16 @@ class Server {
       error_code ignored;
       beast::get_lowest_layer(c->ws_).socket().close(ignored);
     }
-    t.expires_after(20ms);
-    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    // The cut sockets' detaches still publish their users' offline: 5 s more at most (with
+    // thousands of sockets this takes seconds; what is left expires with the presence TTL).
+    for (int i = 0; i < 250 && !clients_.empty(); ++i) {
+      t.expires_after(20ms);
+      co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    if (!clients_.empty())
+      std::cerr << "[" << opt_.name << "] " << clients_.size()
+                << " sockets still closing: their users go offline with the presence TTL"
+                << std::endl;
     if (subscriber_) {
       auto [ec] = co_await subscriber_->async_unsubscribe({}, asio::as_tuple(asio::use_awaitable));
       (void)ec;

@@ -132,7 +132,12 @@ int main(int argc, char** argv) {
       rediskit::FallbackBackend<> db(ioc, rc, cfg);
       return serve(ioc, db, std::move(opt));
     }
-    rediskit::MemoryBackend db(ioc);
+    // The event channel's subscriber is in this process: a burst of logins publishes faster
+    // than one turn of the loop reads, so it may hold more than the default 4 096 events
+    // (dropped ones are counted in /metrics as bus_gaps).
+    rediskit::MemoryConfig cfg;
+    cfg.max_queued_messages = std::size_t{1} << 17;
+    rediskit::MemoryBackend db(ioc, cfg);
     return serve(ioc, db, std::move(opt));
   } catch (std::exception const& e) {
     std::cerr << "chat_server: " << e.what() << '\n';
