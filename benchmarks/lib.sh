@@ -71,8 +71,9 @@ free_port() {
   done
 }
 
-# A redis-server on a free loopback port, no persistence, in a temporary directory; it is
-# stopped and the directory removed when the script exits.
+# A redis-server on a free loopback port (from BENCH_PORT_MIN, default 20000, to
+# BENCH_PORT_MIN + BENCH_PORT_SPAN - 1, default 40000 ports), no persistence, in a temporary
+# directory; it is stopped and the directory removed when the script exits.
 bench_start_server() {
   tmp=$(mktemp -d)
   server_pid=
@@ -80,7 +81,7 @@ bench_start_server() {
   trap 'exit 130' INT TERM
   local _
   for _ in $(seq 1 50); do
-    port=$((20000 + RANDOM % 40000))
+    port=$((${BENCH_PORT_MIN:-20000} + RANDOM % ${BENCH_PORT_SPAN:-40000}))
     ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || continue
     "${server_pin[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
       --dir "$tmp" --logfile "$tmp/redis.log" --daemonize no &

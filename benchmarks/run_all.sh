@@ -5,7 +5,7 @@
 # every system's figure per workload and rediskit's ratio to each, with the issue's goals;
 # then the services' own tables (run_rate_limiter.sh: RateLimiter against rate-limiter-flexible;
 # run_services.sh: votes and notification fan-out; run_job_queue.sh: JobQueue and Worker
-# against BullMQ).
+# against BullMQ; run_chat_load.sh: 10 000 WebSockets on examples/chat_server).
 #
 #   bash benchmarks/run_all.sh
 #
@@ -18,7 +18,7 @@
 #   SKIP_NPM=1    use benchmarks/peers/node_modules as it is
 #   RAW=file      also keep every raw result line in this file
 #   SKIP_SERVICES=1  leave out the service benchmarks run at the end (run_rate_limiter.sh,
-#                 run_services.sh, run_user_profiles.sh, run_job_queue.sh)
+#                 run_services.sh, run_user_profiles.sh, run_job_queue.sh, run_chat_load.sh)
 #   QUIET_WAIT=180, RETRIES=3, BUDGET=1800
 #                 wait up to QUIET_WAIT s for other busy processes before a phase, run a phase
 #                 again (up to RETRIES attempts) when one got busy during it; no more waiting or
@@ -308,14 +308,16 @@ awk -v repeat="$REPEAT" -v duration="$DURATION" -v warmup="$WARMUP" -v pinning="
     else printf "**Phases during which another process stayed busy (%d at most) after %d attempts: %s.**\n", others_busy, retries, noisy
   }' "$raw"
 
-# ---- services (issues 18, 15): RateLimiter against rate-limiter-flexible, votes, fan-out, ---
-# ---- job queues against BullMQ -------------------------------------------------------------
+# ---- services (issues 18, 15, 19): RateLimiter against rate-limiter-flexible, votes, fan-out,
+# ---- job queues against BullMQ, the chat server under 10 000 WebSockets ---------------------
 # Their own scripts, each with a throwaway server of its own and its own table, after the one
 # above (SKIP_SERVICES=1 leaves them out). They take REPEAT from here and their own DURATION.
 if [[ -z ${SKIP_SERVICES:-} ]]; then
-  log "services: run_rate_limiter.sh, run_services.sh, run_user_profiles.sh, run_job_queue.sh"
+  log "services: run_rate_limiter.sh, run_services.sh, run_user_profiles.sh, run_job_queue.sh," \
+    "run_chat_load.sh"
   SKIP_NPM=1 REPEAT=$REPEAT bash "$here/run_rate_limiter.sh"
   REPEAT=$REPEAT bash "$here/run_services.sh"
   SKIP_NPM=1 bash "$here/run_user_profiles.sh"
   SKIP_NPM=1 bash "$here/run_job_queue.sh"
+  bash "$here/run_chat_load.sh"
 fi
