@@ -265,7 +265,10 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(jobs_run_in_priority_lifo_and_delay_order, B, AllB
     t.add("b", 0);
     t.add("p1b", 0, JobOptions().with_priority(1));
     t.add("lifo", 0, JobOptions().with_lifo());
-    t.add("later", 0, JobOptions().with_delay(300ms));
+    // Long enough that the six others run first even on a loaded machine (300 ms was not,
+    // with two sanitizer builds' tests side by side).
+    constexpr auto delay = 1500ms;
+    t.add("later", 0, JobOptions().with_delay(delay));
     auto const page = t.ok(t.q.async_get_jobs(JobState::waiting, 0, 10));
     BOOST_REQUIRE(page.jobs.size() == 3u);
     BOOST_TEST(page.jobs[0].name == "lifo");
@@ -279,7 +282,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(jobs_run_in_priority_lifo_and_delay_order, B, AllB
     BOOST_TEST(order == want, boost::test_tools::per_element());
     BOOST_TEST(t.counts().delayed == 1);
     t.run_for(30ms);  // idle: its blocking wait started
-    t.f.advance(300ms);
+    t.f.advance(delay);
     t.until([&] { return order.size() == 7; });
     BOOST_TEST(order.back() == "later");
     t.close(w);

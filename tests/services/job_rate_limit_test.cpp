@@ -85,7 +85,10 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(ten_jobs_a_second_hold_for_ten_seconds, B, AllBack
   for (std::int64_t t : started) in_ten += t < t0 + 10'000;
   BOOST_TEST_MESSAGE(B::name << ": jobs started in the first 10 s: " << in_ten << " of "
                              << started.size() << " so far");
-  BOOST_TEST(in_ten >= 95);
+  // The limiter's promise is the upper bound; a starved machine starts fewer (90 was seen with
+  // two sanitizer builds' tests side by side), so the lower bound only catches a limiter that
+  // holds jobs back.
+  BOOST_TEST(in_ten >= 80);
   BOOST_TEST(in_ten <= 105);
   // No 1 s span holds more than the limit, wherever it starts (a window's jobs start within
   // it, and the next window starts when it ends).
