@@ -950,15 +950,21 @@ class Server {
     auto const members = co_await rooms_.async_get_room_users(room, asio::use_awaitable);
     auto const online = co_await rooms_.async_get_room_online_users(room, asio::use_awaitable);
     std::unordered_set<std::string> on(online.begin(), online.end());
+    // Their names in one HMGET (not one HGET per member).
+    auto const names_key = key("users:names");
+    std::vector<std::string_view> const fields(members.begin(), members.end());
+    rediskit::cmd::hmget const read_names{names_key, fields};
+    auto const names = co_await db_.async_exec(read_names, asio::use_awaitable);
     json::array ms;
-    for (auto const& m : members) {
+    for (std::size_t i = 0; i < members.size(); ++i) {
+      auto const& m = members[i];
       std::int64_t id = 0;
       try {
         id = std::stoll(m);
       } catch (std::exception const&) {
         continue;
       }
-      auto n = co_await name_of(id);
+      auto n = i < names.size() && names[i] ? *names[i] : "user " + m;
       ms.push_back(json::object{{"id", id}, {"name", n}, {"online", on.count(m) > 0}});
     }
     reply(c, req,
@@ -1075,7 +1081,7 @@ class Server {
                       {"uid", c->user_id_}};
       co_await publish(std::move(ev));
     }
-    if (saved) co_await mentions(c, room, conv, stored);
+    if (saved) co_await mentions(c, room, stored);
   }
 
   /// Stores, in order, the messages sent while Redis was down, once it is back. The store
@@ -1101,7 +1107,7 @@ class Server {
   }
 
   /// "@name" in a message: a notification (NotificationService) to that member of the room.
-  asio::awaitable<void> mentions(ClientPtr c, std::string const& room, std::string const& conv,
+  asio::awaitable<void> mentions(ClientPtr c, std::string const& room,
                                  rediskit::ChatMessage const& m) {
     std::vector<std::string> targets;
     std::string_view t = m.content;
@@ -1123,7 +1129,6 @@ class Server {
       if (std::find(members.begin(), members.end(), *got) == members.end()) continue;
       if (std::find(notify.begin(), notify.end(), *got) == notify.end()) notify.push_back(*got);
     }
-    (void)conv;
     for (auto const& u : notify) {
       rediskit::Notification n(
           rediskit::NotificationType::new_message, rediskit::NotificationPriority::high,
