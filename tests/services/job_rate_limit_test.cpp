@@ -1,7 +1,7 @@
 // Seed 002's rate limit held over 10 s (issue 15): at most 10 jobs/s for the whole queue, shared
 // by two workers at concurrency 5 (the seed's figures), with 200 jobs ready from the start, so
-// the limit alone decides. In the 10 s from the first job, 10 windows of 1 s start: 100 jobs,
-// and the test allows 5 % either way.
+// the limit alone decides. In the 10 s from the first job, 10 windows of 1 s start: 100 jobs.
+// The exact promise is the sliding check at the end: no 10 jobs start within 0.9 s.
 //
 // On MemoryBackend, RedisBackend and ClusterBackend the 10 s are real (this file is a CTest test
 // of its own, so they run beside the other suites). On FakeBackend they are simulated: the
@@ -85,11 +85,13 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(ten_jobs_a_second_hold_for_ten_seconds, B, AllBack
   for (std::int64_t t : started) in_ten += t < t0 + 10'000;
   BOOST_TEST_MESSAGE(B::name << ": jobs started in the first 10 s: " << in_ten << " of "
                              << started.size() << " so far");
-  // The limiter's promise is the upper bound; a starved machine starts fewer (90 was seen with
-  // two sanitizer builds' tests side by side), so the lower bound only catches a limiter that
+  // The limiter's promise is the upper bound. A window starts when its first job is taken, and
+  // t0 is when that job's handler ran, later on a loaded machine: then the 10 s from t0 reach
+  // into an 11th window (110 was seen with two sanitizer builds' tests side by side). A starved
+  // machine also starts fewer (90 was seen), so the lower bound only catches a limiter that
   // holds jobs back.
   BOOST_TEST(in_ten >= 80);
-  BOOST_TEST(in_ten <= 105);
+  BOOST_TEST(in_ten <= 110);
   // No 1 s span holds more than the limit, wherever it starts (a window's jobs start within
   // it, and the next window starts when it ends).
   for (std::size_t i = 10; i < started.size(); ++i) BOOST_TEST(started[i] - started[i - 10] >= 900);
