@@ -31,8 +31,8 @@ using namespace rediskit;
 using boost::system::error_code;
 using rediskit::test::AllBackends;
 using rediskit::test::BackendFixture;
-using rediskit::test::Mode;
 using rediskit::test::for_each_mode;
+using rediskit::test::Mode;
 using rediskit::test::mode_fixture;
 using rediskit::test::with_mode_layout;
 using namespace std::chrono_literals;
@@ -76,7 +76,7 @@ struct Msgs {
 
   /// A message at base + `at` seconds.
   ChatMessage message(std::string const& conv, std::string const& id, std::int64_t at,
-                  std::string const& type = "patient", std::int64_t who = 5) {
+                      std::string const& type = "patient", std::int64_t who = 5) {
     ChatMessage m;
     m.id = id;
     m.conversationId = conv;
@@ -86,14 +86,15 @@ struct Msgs {
     return m;
   }
   ChatMessage put(std::string const& conv, std::string const& id, std::int64_t at,
-              std::string const& type = "patient", std::int64_t who = 5) {
+                  std::string const& type = "patient", std::int64_t who = 5) {
     ChatMessage const m = message(conv, id, at, type, who);
     return ok(store.async_store_message(m));
   }
 
   std::vector<std::string> ids(std::vector<ChatMessage> const& page) {
     std::vector<std::string> out;
-    for (auto const& m : page) out.push_back(m.id);
+    for (auto const& m : page)
+      out.push_back(m.id);
     return out;
   }
   std::vector<std::string> offset_page(std::string const& conv, std::int64_t limit,
@@ -201,8 +202,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(stores_with_seed_keys_ttl_and_activity, B, AllBack
     auto const ttl = t.f.ok(cmd::pttl{k.message("msg_1")});
     BOOST_TEST(ttl > std::int64_t(29) * 24 * 3600 * 1000);
     BOOST_TEST(ttl <= std::int64_t(30) * 24 * 3600 * 1000);
-    BOOST_TEST(t.f.ok(cmd::zscore{k.index(conv), "msg_1"}).value_or(0) ==
-               double(t.base + 10000));
+    BOOST_TEST(t.f.ok(cmd::zscore{k.index(conv), "msg_1"}).value_or(0) == double(t.base + 10000));
     // lastActivity moved, and so did both participants' indexes.
     auto const c = t.ok(t.convs.async_get_conversation(conv));
     BOOST_TEST_REQUIRE(c.has_value());
@@ -228,7 +228,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(cursors_stay_stable_while_messages_arrive_offsets_
   for_each_mode<B>([&](Mode mode) {
     Msgs<B> t(mode);
     std::string const conv = t.conversation("c");
-    for (int i = 1; i <= 10; ++i) t.put(conv, "m" + std::to_string(i + 10), i);  // m11..m20
+    for (int i = 1; i <= 10; ++i)
+      t.put(conv, "m" + std::to_string(i + 10), i);  // m11..m20
     BOOST_TEST((t.offset_page(conv, 3, 0) == V{"m20", "m19", "m18"}));
     auto const c = t.cursor("m18", 8);
     BOOST_TEST((t.before(conv, c, 3) == V{"m17", "m16", "m15"}));
@@ -247,10 +248,12 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(cursors_stay_stable_while_messages_arrive_offsets_
     BOOST_TEST(t.offset_page(conv, 5, 100).empty());
     // Ties: equal timestamps are ordered by id, and a cursor inside a tie splits it.
     std::string const tie = t.conversation("tie");
-    for (auto id : {"t-c", "t-a", "t-e", "t-b", "t-d"}) t.put(tie, id, 50);
+    for (auto id : {"t-c", "t-a", "t-e", "t-b", "t-d"})
+      t.put(tie, id, 50);
     t.put(tie, "u-old", 49);
     t.put(tie, "u-new", 51);
-    BOOST_TEST((t.offset_page(tie, 10, 0) == V{"u-new", "t-e", "t-d", "t-c", "t-b", "t-a", "u-old"}));
+    BOOST_TEST(
+        (t.offset_page(tie, 10, 0) == V{"u-new", "t-e", "t-d", "t-c", "t-b", "t-a", "u-old"}));
     BOOST_TEST((t.before(tie, t.cursor("t-c", 50), 2) == V{"t-b", "t-a"}));
     BOOST_TEST((t.before(tie, t.cursor("t-c", 50), 10) == V{"t-b", "t-a", "u-old"}));
     BOOST_TEST((t.after(tie, t.cursor("t-c", 50), 2) == V{"t-e", "t-d"}));
@@ -259,8 +262,10 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(cursors_stay_stable_while_messages_arrive_offsets_
     std::vector<std::string> walked;
     auto page = t.ok(t.store.async_get_conversation_messages(tie, 2, 0));
     while (!page.empty()) {
-      for (auto const& m : page) walked.push_back(m.id);
-      page = t.ok(t.store.async_get_messages_before(tie, MessageStore<B>::cursor_of(page.back()), 2));
+      for (auto const& m : page)
+        walked.push_back(m.id);
+      page =
+          t.ok(t.store.async_get_messages_before(tie, MessageStore<B>::cursor_of(page.back()), 2));
     }
     BOOST_TEST((walked == V{"u-new", "t-e", "t-d", "t-c", "t-b", "t-a", "u-old"}));
   });
@@ -360,7 +365,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(edits_and_deletions_keep_pages_stable, B, AllBacke
   for_each_mode<B>([&](Mode mode) {
     Msgs<B> t(mode);
     std::string const conv = t.conversation("ed");
-    for (int i = 1; i <= 6; ++i) t.put(conv, "d" + std::to_string(i), i);
+    for (int i = 1; i <= 6; ++i)
+      t.put(conv, "d" + std::to_string(i), i);
     auto const c4 = t.cursor("d4", 4);
     BOOST_TEST((t.before(conv, c4, 3) == V{"d3", "d2", "d1"}));
     BOOST_TEST(t.ok(t.store.async_edit(conv, "d2", "edited")));
@@ -472,8 +478,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(bad_input_is_refused_with_nothing_written, B, AllB
     if constexpr (!BackendFixture<B>::is_cluster) dbsize = t.f.ok(cmd::dbsize{});
     auto refuse = [&](ChatMessage const& m, std::string const& why) {
       BOOST_TEST_CONTEXT(why) {
-        if (!why.empty()) BOOST_TEST(t.store.why_invalid(m).find(why) != std::string::npos,
-                                     t.store.why_invalid(m));
+        if (!why.empty())
+          BOOST_TEST(t.store.why_invalid(m).find(why) != std::string::npos, t.store.why_invalid(m));
         BOOST_TEST(t.err(t.store.async_store_message(m)) == invalid);
       }
     };

@@ -163,7 +163,9 @@ inline std::int64_t to_int(std::optional<std::string> const& s, std::int64_t oth
   return s ? to_int(std::string_view(*s), otherwise) : otherwise;
 }
 
-inline std::string score_text(double d) { return std::to_string(static_cast<std::int64_t>(d)); }
+inline std::string score_text(double d) {
+  return std::to_string(static_cast<std::int64_t>(d));
+}
 
 // KEYS: message, index, conversation, participants, stats, then the user index of each
 // participant (ARGV's order), then the unread hashes of the recipients (may be none).
@@ -181,7 +183,8 @@ inline std::vector<std::string> store_twin(ScriptContext auto& ctx) {
   auto members = ctx.call(cmd::smembers{k[3]});
   std::sort(members.begin(), members.end());
   bool same = members.size() == n;
-  for (std::size_t i = 0; same && i < n; ++i) same = members[i] == a[8 + i];
+  for (std::size_t i = 0; same && i < n; ++i)
+    same = members[i] == a[8 + i];
   if (!same) {
     members.insert(members.begin(), "stale");
     return members;
@@ -195,15 +198,18 @@ inline std::vector<std::string> store_twin(ScriptContext auto& ctx) {
   // 0: the id was still indexed (its message expired unpruned): that one counts as removed.
   std::int64_t const added = ctx.call(cmd::zadd{.key = k[1], .members = ScoreMember{score, a[0]}});
   if (ms > last) {
-    ctx.call(cmd::hset{k[2], {FieldValue{"lastActivity", a[4]}, FieldValue{"lastActivityMs", a[3]}}});
+    ctx.call(
+        cmd::hset{k[2], {FieldValue{"lastActivity", a[4]}, FieldValue{"lastActivityMs", a[3]}}});
     for (std::size_t i = 0; i < n; ++i)
       ctx.call(cmd::zadd{.key = k[5 + i], .members = ScoreMember{score, a[6]}, .gt = true});
   }
   ctx.call(cmd::hincrby{k[4], added == 1 ? "messages" : "removed", 1});
   ctx.call(cmd::hincrby{k[4], "bytes", to_int(a[5])});
   auto const b = ctx.call(cmd::hmget{k[4], {"newest", "oldest"}});
-  if (!b[0] || ms > to_int(std::string_view(*b[0]))) ctx.call(cmd::hset{k[4], FieldValue{"newest", a[3]}});
-  if (!b[1] || ms < to_int(std::string_view(*b[1]))) ctx.call(cmd::hset{k[4], FieldValue{"oldest", a[3]}});
+  if (!b[0] || ms > to_int(std::string_view(*b[0])))
+    ctx.call(cmd::hset{k[4], FieldValue{"newest", a[3]}});
+  if (!b[1] || ms < to_int(std::string_view(*b[1])))
+    ctx.call(cmd::hset{k[4], FieldValue{"oldest", a[3]}});
   for (std::size_t i = 5 + n; i < k.size(); ++i) {
     ctx.call(cmd::hincrby{k[i], a[6], 1});
     ctx.call(cmd::hincrby{k[i], "", 1});
@@ -211,7 +217,8 @@ inline std::vector<std::string> store_twin(ScriptContext auto& ctx) {
   }
   return {"ok"};
 }
-inline auto const store_script = make_script<std::vector<std::string>>(R"lua(
+inline auto const store_script =
+    make_script<std::vector<std::string>>(R"lua(
 local last = redis.call('HGET', KEYS[3], 'lastActivityMs')
 if not last then return {'noconv'} end
 last = tonumber(last) or -1
@@ -255,7 +262,7 @@ for i = 6 + n, #KEYS do
   redis.call('PEXPIRE', KEYS[i], ARGV[10 + n])
 end
 return {'ok'})lua",
-                                                                  [](ScriptContext auto& c) { return store_twin(c); });
+                                          [](ScriptContext auto& c) { return store_twin(c); });
 
 // KEYS: index. ARGV: "o", offset, limit | "b" (before) or "a" (after), ms, id, limit.
 // Reply: id, ms, id, ms ... newest first.
@@ -265,8 +272,8 @@ inline std::vector<std::string> page_twin(ScriptContext auto& ctx) {
   std::vector<std::string> out;
   if (a[0] == "o") {
     std::int64_t const off = to_int(a[1]), lim = to_int(a[2]);
-    for (auto& [m, s] : ctx.call(cmd::zrange_withscores{.key = key, .start = off,
-                                                        .stop = off + lim - 1, .rev = true})) {
+    for (auto& [m, s] : ctx.call(cmd::zrange_withscores{
+             .key = key, .start = off, .stop = off + lim - 1, .rev = true})) {
       out.push_back(std::move(m));
       out.push_back(score_text(s));
     }
@@ -306,7 +313,8 @@ inline std::vector<std::string> page_twin(ScriptContext auto& ctx) {
   }
   return out;
 }
-inline auto const page_script = make_script<std::vector<std::string>>(R"lua(
+inline auto const page_script =
+    make_script<std::vector<std::string>>(R"lua(
 local out = {}
 if ARGV[1] == 'o' then
   local off = tonumber(ARGV[2])
@@ -355,7 +363,7 @@ if not before then
   return rev
 end
 return out)lua",
-                                                                 [](ScriptContext auto& c) { return page_twin(c); });
+                                          [](ScriptContext auto& c) { return page_twin(c); });
 
 // KEYS: index, stats, then message keys; ARGV: their ids. Removes from the index each id whose
 // message key is gone; counts them out of the stats; returns how many.
@@ -371,7 +379,8 @@ inline std::int64_t prune_twin(ScriptContext auto& ctx) {
   }
   return removed;
 }
-inline auto const prune_script = make_script<std::int64_t>(R"lua(
+inline auto const prune_script =
+    make_script<std::int64_t>(R"lua(
 local removed = 0
 for i = 3, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 0 then
@@ -383,7 +392,7 @@ if removed > 0 then
   redis.call('HINCRBY', KEYS[2], 'removed', removed)
 end
 return removed)lua",
-                                                           [](ScriptContext auto& c) { return prune_twin(c); });
+                              [](ScriptContext auto& c) { return prune_twin(c); });
 
 // KEYS: message, index, stats; ARGV: id. 1 when the message was there and is deleted; 0 when it
 // was not (an index entry whose message expired is removed and counted out).
@@ -398,7 +407,8 @@ inline std::int64_t delete_twin(ScriptContext auto& ctx) {
   }
   return existed;
 }
-inline auto const delete_script = make_script<std::int64_t>(R"lua(
+inline auto const delete_script =
+    make_script<std::int64_t>(R"lua(
 local in_index = redis.call('ZREM', KEYS[2], ARGV[1])
 local existed = 0
 if in_index > 0 then
@@ -407,7 +417,7 @@ if in_index > 0 then
   redis.call('HINCRBY', KEYS[3], 'removed', 1)
 end
 return existed)lua",
-                                                            [](ScriptContext auto& c) { return delete_twin(c); });
+                              [](ScriptContext auto& c) { return delete_twin(c); });
 
 // KEYS: message, index; ARGV: id, content. 1 when the message (of this conversation) exists.
 inline std::int64_t edit_twin(ScriptContext auto& ctx) {
@@ -417,12 +427,13 @@ inline std::int64_t edit_twin(ScriptContext auto& ctx) {
   ctx.call(cmd::hset{k[0], FieldValue{"content", a[1]}});
   return 1;
 }
-inline auto const edit_script = make_script<std::int64_t>(R"lua(
+inline auto const edit_script =
+    make_script<std::int64_t>(R"lua(
 if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'content', ARGV[2])
 return 1)lua",
-                                                          [](ScriptContext auto& c) { return edit_twin(c); });
+                              [](ScriptContext auto& c) { return edit_twin(c); });
 
 // KEYS: index, read positions[, the reader's unread hash]. ARGV: reader, up-to id, conversation
 // id, unread ttl ms. -1: no such message in the index; 0: the reader had read further already;
@@ -452,7 +463,8 @@ inline std::int64_t mark_twin(ScriptContext auto& ctx) {
   }
   return further ? 1 : 0;
 }
-inline auto const mark_script = make_script<std::int64_t>(R"lua(
+inline auto const mark_script =
+    make_script<std::int64_t>(R"lua(
 local s = redis.call('ZSCORE', KEYS[1], ARGV[2])
 if not s then return -1 end
 local ms = tonumber(s)
@@ -472,7 +484,7 @@ if #KEYS > 2 then
 end
 if further then return 1 end
 return 0)lua",
-                                                          [](ScriptContext auto& c) { return mark_twin(c); });
+                              [](ScriptContext auto& c) { return mark_twin(c); });
 
 /// A read position "<ms>:<id>".
 struct ReadPos {
@@ -563,9 +575,8 @@ class MessageStore {
     st->m.isRead = false;
     bool const bad = !why_invalid(m).empty();
     if (st->m.timestamp.empty()) st->m.timestamp = format_iso8601_ms(unix_now_ms());
-    return detail::erased_compose<StoreSig>(std::forward<Token>(token),
-                                            StoreOp{this, std::move(st), bad},
-                                            backend_.get_executor());
+    return detail::erased_compose<StoreSig>(
+        std::forward<Token>(token), StoreOp{this, std::move(st), bad}, backend_.get_executor());
   }
 
   /// seed: getConversationMessages(conversationId, limit, offset). The `limit` messages from
@@ -577,9 +588,8 @@ class MessageStore {
     st->mode = "o";
     st->a1 = std::to_string(offset);
     bool const bad = st->bad || offset < 0;
-    return detail::erased_compose<PageSig>(std::forward<Token>(token),
-                                           PageOp{this, std::move(st), bad},
-                                           backend_.get_executor());
+    return detail::erased_compose<PageSig>(
+        std::forward<Token>(token), PageOp{this, std::move(st), bad}, backend_.get_executor());
   }
 
   /// The `limit` messages just older than `cursor`, newest first.
@@ -610,9 +620,8 @@ class MessageStore {
     st->up_to = up_to_id;
     bool const bad = conversation_id.empty() || up_to_id.empty() || reader.type.empty() ||
                      reader.type.find(':') != std::string::npos;
-    return detail::erased_compose<BoolSig>(std::forward<Token>(token),
-                                           MarkOp{this, std::move(st), bad},
-                                           backend_.get_executor());
+    return detail::erased_compose<BoolSig>(
+        std::forward<Token>(token), MarkOp{this, std::move(st), bad}, backend_.get_executor());
   }
 
   /// Replaces a message's content (the rest is kept). Completes with false when the message is
@@ -637,15 +646,14 @@ class MessageStore {
   template <class Token = boost::asio::deferred_t>
   auto async_delete(std::string_view conversation_id, std::string_view message_id,
                     Token&& token = {}) {
-    return detail::initiate<BoolSig>(
-        token, [this, conv = std::string(conversation_id),
-                id = std::string(message_id)](auto handler) {
-          if (conv.empty() || id.empty()) return fail_now(std::move(handler), false);
-          std::string const mk = keys_.message(id), ik = keys_.index(conv), sk = keys_.stats();
-          backend_.async_exec(detail::msgstore::delete_script({mk, ik, sk}, id),
-                              detail::then(detail::AnyHandler<BoolSig>(std::move(handler)),
-                                           [](error_code&, std::int64_t r) { return r == 1; }));
-        });
+    return detail::initiate<BoolSig>(token, [this, conv = std::string(conversation_id),
+                                             id = std::string(message_id)](auto handler) {
+      if (conv.empty() || id.empty()) return fail_now(std::move(handler), false);
+      std::string const mk = keys_.message(id), ik = keys_.index(conv), sk = keys_.stats();
+      backend_.async_exec(detail::msgstore::delete_script({mk, ik, sk}, id),
+                          detail::then(detail::AnyHandler<BoolSig>(std::move(handler)),
+                                       [](error_code&, std::int64_t r) { return r == 1; }));
+    });
   }
 
   /// seed: getStorageStats. The counters (see the top of the file). Handler: void(error_code,
@@ -672,9 +680,8 @@ class MessageStore {
     st->index = keys_.index(conversation_id);
     st->batch = batch;
     bool const bad = conversation_id.empty() || batch < 1 || batch > options_.max_page;
-    return detail::erased_compose<CountSig>(std::forward<Token>(token),
-                                            PruneOp{this, std::move(st), bad},
-                                            backend_.get_executor());
+    return detail::erased_compose<CountSig>(
+        std::forward<Token>(token), PruneOp{this, std::move(st), bad}, backend_.get_executor());
   }
 
   /// Forgets the cached participants of a conversation (or all); never needed for correctness.
@@ -722,11 +729,10 @@ class MessageStore {
       // Every message stored is live, removed (deleted, pruned) or replaced (an expired id
       // stored again): `removed` counts the last two.
       std::int64_t const stored = s.messages + to_int(v[2], 0), bytes = to_int(v[3], 0);
-      s.bytes_estimate =
-          stored > 0 ? static_cast<std::int64_t>(static_cast<double>(s.messages) *
-                                                 static_cast<double>(bytes) /
-                                                 static_cast<double>(stored))
-                     : 0;
+      s.bytes_estimate = stored > 0 ? static_cast<std::int64_t>(static_cast<double>(s.messages) *
+                                                                static_cast<double>(bytes) /
+                                                                static_cast<double>(stored))
+                                    : 0;
       if (s.messages > 0) {
         s.newest_ms = to_int(v[5], 0);
         s.oldest_ms = std::max(to_int(v[4], 0), unix_now_ms() - ttl_ms);
@@ -784,7 +790,8 @@ class MessageStore {
       k.push_back(ks.conversation(m.conversationId));
       k.push_back(ks.participants(m.conversationId));
       k.push_back(ks.stats());
-      for (auto const& p : st->members) k.push_back(ks.user_conversations(p));
+      for (auto const& p : st->members)
+        k.push_back(ks.user_conversations(p));
       if (svc->unread_ && svc->layout_ == KeyLayout::plain)
         for (auto const& p : st->members)
           if (p != st->sender) k.push_back(svc->unread_->user_key(p));
@@ -811,8 +818,7 @@ class MessageStore {
       if (r[0] == "stale") {
         r.erase(r.begin());
         st->members = std::move(r);
-        if (++attempts > 3)
-          return self.complete(make_error_code(Error::try_again), ChatMessage{});
+        if (++attempts > 3) return self.complete(make_error_code(Error::try_again), ChatMessage{});
         return run_script(self);
       }
       if (r[0] == "noconv") {
@@ -825,8 +831,8 @@ class MessageStore {
         phase = 2;
         auto* unread = svc->unread_;
         // The manager copies what it needs before this returns (its arguments are views).
-        return unread->async_increment_unread_for_recipients(
-            st->m.conversationId, st->sender, st->members, 1, std::move(self));
+        return unread->async_increment_unread_for_recipients(st->m.conversationId, st->sender,
+                                                             st->members, 1, std::move(self));
       }
       self.complete({}, std::move(st->m));
     }
@@ -871,9 +877,8 @@ class MessageStore {
     st->a1 = std::to_string(c.timestamp_ms);
     st->a2 = c.id;
     bool const bad = st->bad;
-    return detail::erased_compose<PageSig>(std::forward<Token>(token),
-                                           PageOp{this, std::move(st), bad},
-                                           backend_.get_executor());
+    return detail::erased_compose<PageSig>(
+        std::forward<Token>(token), PageOp{this, std::move(st), bad}, backend_.get_executor());
   }
 
   struct PageOp {
@@ -886,7 +891,8 @@ class MessageStore {
     void operator()(Self& self) {
       if (bad) {
         if (posted)
-          return self.complete(make_error_code(Error::invalid_argument), std::vector<ChatMessage>{});
+          return self.complete(make_error_code(Error::invalid_argument),
+                               std::vector<ChatMessage>{});
         posted = true;
         return boost::asio::post(svc->backend_.get_executor(), std::move(self));
       }
@@ -916,8 +922,10 @@ class MessageStore {
         st->ms.push_back(detail::msgstore::to_int(r[i + 1]));
         st->ids.push_back(std::move(r[i]));
       }
-      for (auto const& id : st->ids) st->msg_keys.push_back(svc->keys_.message(id));
-      for (auto const& k : st->msg_keys) st->gets.push_back(cmd::hmget{k, {"data", "content"}});
+      for (auto const& id : st->ids)
+        st->msg_keys.push_back(svc->keys_.message(id));
+      for (auto const& k : st->msg_keys)
+        st->gets.push_back(cmd::hmget{k, {"data", "content"}});
       svc->backend_.async_exec(
           batch(cmd::hgetall{st->reads}, std::span<cmd::hmget const>(st->gets)), std::move(self));
     }
@@ -1037,7 +1045,8 @@ class MessageStore {
     void operator()(Self& self, error_code ec, std::vector<std::string> ids) {
       if (ec || ids.empty()) return self.complete(ec, std::size_t{0});
       st->keys = {st->index, svc->keys_.stats()};
-      for (auto const& id : ids) st->keys.push_back(svc->keys_.message(id));
+      for (auto const& id : ids)
+        st->keys.push_back(svc->keys_.message(id));
       st->ids = std::move(ids);
       svc->backend_.async_exec(detail::msgstore::prune_script(st->keys, st->ids), std::move(self));
     }
@@ -1054,7 +1063,7 @@ class MessageStore {
   UnreadMessageManager<B>* unread_;
   Codec codec_;
   MessagingKeys keys_;
-  std::string ttl_;         // message_ttl in ms, as a script argument
+  std::string ttl_;               // message_ttl in ms, as a script argument
   std::string unread_ttl_ = "0";  // the unread manager's ttl in ms
   std::mutex cache_mutex_;
   std::unordered_map<std::string, std::vector<std::string>> cache_;
