@@ -21,8 +21,10 @@
 #include <boost/json/value.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -464,6 +466,59 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_participant_added_later_is_indexed_by_the_next_m
     ChatMessage const m = t.message(conv, "p3", 3, "medecin", 80);
     BOOST_TEST(t.err(t.store.async_store_message(m)) == invalid);
     BOOST_TEST((t.offset_page(conv, 10, 0) == V{"p2", "p1"}));
+  });
+}
+
+// Stores made at once share script calls (MessageStore coalesces them): each caller still gets
+// its own answer, a server error in one message's commands (here a conversation whose index
+// key holds a string) fails that message only, and the stats count what was stored.
+BOOST_AUTO_TEST_CASE_TEMPLATE(concurrent_stores_each_get_their_own_answer, B, AllBackends) {
+  for_each_mode<B>([&](Mode mode) {
+    Msgs<B> t(mode, {}, true);
+    std::string const a = t.conversation("ca"), b = t.conversation("cb"), c = t.conversation("cc");
+    t.put(a, "w1", 1);  // every participant set is cached: the stores below go at once
+    t.put(b, "w2", 1);
+    t.put(c, "w3", 1);
+    std::string const bad_index = t.store.keys().index(c);
+    t.f.ok(cmd::del{bad_index});
+    t.f.ok(cmd::set{.key = bad_index, .value = "not a sorted set"});
+    constexpr int n = 150;  // over two batches of 64 once the first two calls are on their way
+    std::vector<std::optional<error_code>> got(n);
+    std::vector<error_code> want(n);
+    std::vector<ChatMessage> msgs;
+    for (int i = 0; i < n; ++i) {
+      std::string const id = "c" + std::to_string(i);
+      if (i % 10 == 3) {
+        msgs.push_back(t.message(c, id, 2 + i));  // its index key is a string
+        want[i] = make_error_code(Error::wrong_type);
+      } else if (i % 10 == 7) {
+        msgs.push_back(t.message(a, "w1", 2 + i));  // already stored
+        want[i] = invalid;
+      } else if (i == 42) {
+        msgs.push_back(t.message(b, id, 2 + i, "patient", 6));  // not a participant
+        want[i] = invalid;
+      } else {
+        msgs.push_back(t.message(i % 2 ? a : b, id, 2 + i));
+      }
+    }
+    for (int i = 0; i < n; ++i)
+      t.store.async_store_message(msgs[i], [&got, i](error_code ec, ChatMessage) { got[i] = ec; });
+    t.f.run_until([&] {
+      return std::all_of(got.begin(), got.end(), [](auto const& g) { return g.has_value(); });
+    });
+    int stored = 0;
+    for (int i = 0; i < n; ++i) {
+      BOOST_TEST_CONTEXT("store " << i) {
+        BOOST_TEST(*got[i] == want[i], got[i]->message());
+      }
+      stored += !want[i];
+    }
+    BOOST_TEST(stored == 150 - 15 - 15 - 1);
+    auto const in_a = t.offset_page(a, 500, 0), in_b = t.offset_page(b, 500, 0);
+    BOOST_TEST(static_cast<int>(in_a.size() + in_b.size()) == stored + 2);
+    BOOST_TEST(in_a.front() == "c149");  // the newest, and lastActivity followed it
+    BOOST_TEST(t.ok(t.store.async_get_storage_stats()).messages == stored + 3);
+    BOOST_TEST(t.unread_of(a, "medecin:79") == static_cast<std::int64_t>(in_a.size()));
   });
 }
 

@@ -18,8 +18,8 @@
 // Keys: see messaging.hpp (the message hash, the conversation's index `...:messages`, its
 // participant set, its read positions, the participants' conversation indexes, the stats hash).
 //
-// Storing a message is one script (one round trip) that checks the conversation exists and that
-// the sender is one of its participants, writes the message hash with the TTL (default 30
+// Storing a message is one script call (one round trip) that checks the conversation exists and
+// that the sender is one of its participants, writes the message hash with the TTL (default 30
 // days), indexes the message by its timestamp (ms; equal timestamps ordered by id, so an order
 // exists among any two messages and never changes), moves the conversation's lastActivity
 // (only forwards), moves the conversation up in every participant's conversation index (ZADD
@@ -30,6 +30,10 @@
 // a cache of each conversation's participant set; the script compares the cache with the set
 // and, when they differ (a participant added or removed), changes nothing and returns the set,
 // and the client tries again with it (at most 3 times). A cold cache costs one SMEMBERS first.
+// Stores made while two script calls are on their way wait and go together, up to 64 in one
+// call (RateLimiter coalesces its checks the same way): each is decided alone, in the order
+// they were made, and a server error in one message's commands (WRONGTYPE) fails that message
+// only. The batch shares the call's fixed cost and one write of the stats counters.
 //
 // Pages. Offsets count from the newest message: async_get_conversation_messages(c, 50, 0) is
 // the newest 50, newest first; a message that arrives shifts every offset by one. A cursor
@@ -73,7 +77,8 @@
 // Operations never complete inside the initiating call. Thread safety: as the backend (the
 // participant cache has its own mutex). Lifetimes: the store, its backend and the unread manager
 // must outlive the operations; arguments may die once the async_ call returns. Cancellation: the
-// handler's slot reaches the backend's operation in progress.
+// handler's slot reaches the backend's operation in progress, except a store's script call,
+// which carries other callers' messages: a store is not cancelled once its batch is formed.
 #pragma once
 
 #include <rediskit/cmd/hashes.hpp>
@@ -100,6 +105,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -167,101 +173,183 @@ inline std::string score_text(double d) {
   return std::to_string(static_cast<std::int64_t>(d));
 }
 
-// KEYS: message, index, conversation, participants, stats, then the user index of each
-// participant (ARGV's order), then the unread hashes of the recipients (may be none).
-// ARGV: id, data, ttl ms, ms, timestamp, bytes, conversation id, n, n participants (sorted),
-// sender, unread ttl ms.
-// Reply: {"ok"} | {"noconv"} | {"dup"} | {"sender"} | {"stale", participants...}.
+// Stores a batch of messages (coalesced stores; see "Coalescing" in MessageStore), each decided
+// alone, in order, as if stored by a script of its own; the stats hash is written once.
+// KEYS: stats, then per message: message, index, conversation, participants, the user index of
+// each participant (ARGV's order), the unread hashes of the recipients (may be none).
+// ARGV: message ttl ms, unread ttl ms, count, then per message: id, data, ms, timestamp, bytes,
+// conversation id, n, u (unread hashes), n participants (sorted), sender.
+// Reply, per message: "ok" | "noconv" | "dup" | "sender" | "stale", count, participants...
+inline constexpr std::size_t kStoreHead = 3;       // ARGV before the first message's
+inline constexpr std::size_t kStoreArgs = 9;       // a message's ARGV besides its participants
+inline constexpr std::size_t kStoreKeys = 4;       // a message's KEYS besides its users'
+inline constexpr std::size_t kMaxStoreBatch = 64;  // messages per script call
+
+// A command of one message's store failed: that message fails, the batch goes on (as the Lua
+// body runs each message under pcall).
+struct StoreFailed {
+  boost::system::error_code ec;
+};
+
 inline std::vector<std::string> store_twin(ScriptContext auto& ctx) {
   auto const k = ctx.keys();
   auto const a = ctx.args();
-  // Every conversation ConversationManager writes has lastActivityMs: one read checks both.
-  auto const last_raw = ctx.call(cmd::hget{k[2], "lastActivityMs"});
-  if (!last_raw) return {"noconv"};
-  std::int64_t const last = to_int(std::string_view(*last_raw), -1);
-  auto const n = static_cast<std::size_t>(to_int(a[7]));
-  auto members = ctx.call(cmd::smembers{k[3]});
-  std::sort(members.begin(), members.end());
-  bool same = members.size() == n;
-  for (std::size_t i = 0; same && i < n; ++i)
-    same = members[i] == a[8 + i];
-  if (!same) {
-    members.insert(members.begin(), "stale");
-    return members;
+  std::vector<std::string> out;
+  std::int64_t added = 0, removed = 0, bytes = 0;
+  std::optional<std::int64_t> newest, oldest;
+  auto call = [&ctx](auto const& c) {
+    auto [ec, r] = ctx.pcall(c);
+    if (ec) throw StoreFailed{ec};
+    return std::move(r);
+  };
+  // One message: its status, or "" when it wrote "stale" and the participants itself.
+  auto store = [&](std::size_t ki, std::size_t at, std::size_t n, std::size_t u) -> std::string {
+    auto const mk = k[ki], ik = k[ki + 1], ck = k[ki + 2], pk = k[ki + 3];
+    std::string_view const id = a[at], sender = a[at + 8 + n], conv = a[at + 5];
+    auto const members_arg = a.subspan(at + 8, n);
+    // Every conversation ConversationManager writes has lastActivityMs: one read checks both.
+    auto const last_raw = call(cmd::hget{ck, "lastActivityMs"});
+    if (!last_raw) return "noconv";
+    std::int64_t const last = to_int(std::string_view(*last_raw), -1);
+    auto members = call(cmd::smembers{pk});
+    std::sort(members.begin(), members.end());
+    if (!std::equal(members.begin(), members.end(), members_arg.begin(), members_arg.end())) {
+      out.emplace_back("stale");
+      out.push_back(std::to_string(members.size()));
+      for (auto& p : members)
+        out.push_back(std::move(p));
+      return {};
+    }
+    if (std::find(members.begin(), members.end(), sender) == members.end()) return "sender";
+    if (!call(cmd::hsetnx{mk, "data", a[at + 1]})) return "dup";
+    call(cmd::pexpire{mk, std::chrono::milliseconds(to_int(a[0]))});
+    std::int64_t const ms = to_int(a[at + 2]);
+    double const score = static_cast<double>(ms);
+    // 0: the id was still indexed (its message expired unpruned): that one counts as removed.
+    if (call(cmd::zadd{.key = ik, .members = ScoreMember{score, id}}) == 1)
+      ++added;
+    else
+      ++removed;
+    bytes += to_int(a[at + 4]);
+    if (!newest || ms > *newest) newest = ms;
+    if (!oldest || ms < *oldest) oldest = ms;
+    if (ms > last) {
+      call(cmd::hset{
+          ck, {FieldValue{"lastActivity", a[at + 3]}, FieldValue{"lastActivityMs", a[at + 2]}}});
+      for (std::size_t i = 0; i < n; ++i)
+        call(cmd::zadd{
+            .key = k[ki + kStoreKeys + i], .members = ScoreMember{score, conv}, .gt = true});
+    }
+    for (std::size_t i = ki + kStoreKeys + n; i < ki + kStoreKeys + n + u; ++i) {
+      call(cmd::hincrby{k[i], conv, 1});
+      call(cmd::hincrby{k[i], "", 1});
+      call(cmd::pexpire{k[i], std::chrono::milliseconds(to_int(a[1]))});
+    }
+    return "ok";
+  };
+  auto const count = static_cast<std::size_t>(to_int(a[2]));
+  std::size_t ki = 1, ai = kStoreHead;
+  for (std::size_t m = 0; m < count; ++m) {
+    auto const n = static_cast<std::size_t>(to_int(a[ai + 6]));
+    auto const u = static_cast<std::size_t>(to_int(a[ai + 7]));
+    try {
+      if (std::string r = store(ki, ai, n, u); !r.empty()) out.push_back(std::move(r));
+    } catch (StoreFailed const& f) {
+      out.emplace_back("error");
+      // As the server would word it, so that both map to the same rediskit::Error.
+      out.push_back(f.ec == Error::wrong_type
+                        ? "WRONGTYPE Operation against a key holding the wrong kind of value"
+                        : "ERR " + f.ec.message());
+    }
+    ki += kStoreKeys + n + u;
+    ai += kStoreArgs + n;
   }
-  std::string_view const sender = a[8 + n];
-  if (std::find(members.begin(), members.end(), sender) == members.end()) return {"sender"};
-  if (!ctx.call(cmd::hsetnx{k[0], "data", a[1]})) return {"dup"};
-  ctx.call(cmd::pexpire{k[0], std::chrono::milliseconds(to_int(a[2]))});
-  std::int64_t const ms = to_int(a[3]);
-  double const score = static_cast<double>(ms);
-  // 0: the id was still indexed (its message expired unpruned): that one counts as removed.
-  std::int64_t const added = ctx.call(cmd::zadd{.key = k[1], .members = ScoreMember{score, a[0]}});
-  if (ms > last) {
-    ctx.call(
-        cmd::hset{k[2], {FieldValue{"lastActivity", a[4]}, FieldValue{"lastActivityMs", a[3]}}});
-    for (std::size_t i = 0; i < n; ++i)
-      ctx.call(cmd::zadd{.key = k[5 + i], .members = ScoreMember{score, a[6]}, .gt = true});
+  if (newest) {
+    if (added > 0) ctx.call(cmd::hincrby{k[0], "messages", added});
+    if (removed > 0) ctx.call(cmd::hincrby{k[0], "removed", removed});
+    ctx.call(cmd::hincrby{k[0], "bytes", bytes});
+    auto const b = ctx.call(cmd::hmget{k[0], {"newest", "oldest"}});
+    if (!b[0] || *newest > to_int(std::string_view(*b[0])))
+      ctx.call(cmd::hset{k[0], FieldValue{"newest", std::to_string(*newest)}});
+    if (!b[1] || *oldest < to_int(std::string_view(*b[1])))
+      ctx.call(cmd::hset{k[0], FieldValue{"oldest", std::to_string(*oldest)}});
   }
-  ctx.call(cmd::hincrby{k[4], added == 1 ? "messages" : "removed", 1});
-  ctx.call(cmd::hincrby{k[4], "bytes", to_int(a[5])});
-  auto const b = ctx.call(cmd::hmget{k[4], {"newest", "oldest"}});
-  if (!b[0] || ms > to_int(std::string_view(*b[0])))
-    ctx.call(cmd::hset{k[4], FieldValue{"newest", a[3]}});
-  if (!b[1] || ms < to_int(std::string_view(*b[1])))
-    ctx.call(cmd::hset{k[4], FieldValue{"oldest", a[3]}});
-  for (std::size_t i = 5 + n; i < k.size(); ++i) {
-    ctx.call(cmd::hincrby{k[i], a[6], 1});
-    ctx.call(cmd::hincrby{k[i], "", 1});
-    ctx.call(cmd::pexpire{k[i], std::chrono::milliseconds(to_int(a[9 + n]))});
-  }
-  return {"ok"};
+  return out;
 }
 inline auto const store_script =
     make_script<std::vector<std::string>>(R"lua(
-local last = redis.call('HGET', KEYS[3], 'lastActivityMs')
-if not last then return {'noconv'} end
-last = tonumber(last) or -1
-local n = tonumber(ARGV[8])
-local members = redis.call('SMEMBERS', KEYS[4])
-table.sort(members)
-local same = #members == n
-if same then
-  for i = 1, n do
-    if members[i] ~= ARGV[8 + i] then same = false break end
+local out = {}
+local added, removed, bytes = 0, 0, 0
+local newest, oldest, newest_s, oldest_s
+local sets = {}
+local function store(ki, ai, n, u)
+  local mk, ik, ck, pk = KEYS[ki], KEYS[ki + 1], KEYS[ki + 2], KEYS[ki + 3]
+  local last = redis.call('HGET', ck, 'lastActivityMs')
+  if not last then return 'noconv' end
+  last = tonumber(last) or -1
+  local members = sets[pk]
+  if not members then
+    members = redis.call('SMEMBERS', pk)
+    table.sort(members)
+    sets[pk] = members
   end
+  local same = #members == n
+  if same then
+    for i = 1, n do
+      if members[i] ~= ARGV[ai + 7 + i] then same = false break end
+    end
+  end
+  if not same then
+    out[#out + 1] = 'stale'
+    out[#out + 1] = tostring(#members)
+    for i = 1, #members do out[#out + 1] = members[i] end
+    return nil
+  end
+  local sender = ARGV[ai + 8 + n]
+  local found = false
+  for i = 1, n do if members[i] == sender then found = true end end
+  if not found then return 'sender' end
+  if redis.call('HSETNX', mk, 'data', ARGV[ai + 1]) == 0 then return 'dup' end
+  redis.call('PEXPIRE', mk, ARGV[1])
+  local msa = ARGV[ai + 2]
+  local ms = tonumber(msa)
+  if redis.call('ZADD', ik, msa, ARGV[ai]) == 1 then added = added + 1 else removed = removed + 1 end
+  bytes = bytes + tonumber(ARGV[ai + 4])
+  if not newest or ms > newest then newest, newest_s = ms, msa end
+  if not oldest or ms < oldest then oldest, oldest_s = ms, msa end
+  if ms > last then
+    redis.call('HSET', ck, 'lastActivity', ARGV[ai + 3], 'lastActivityMs', msa)
+    for i = 1, n do redis.call('ZADD', KEYS[ki + 3 + i], 'GT', msa, ARGV[ai + 5]) end
+  end
+  for i = ki + 4 + n, ki + 3 + n + u do
+    redis.call('HINCRBY', KEYS[i], ARGV[ai + 5], 1)
+    redis.call('HINCRBY', KEYS[i], '', 1)
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  end
+  return 'ok'
 end
-if not same then
-  table.insert(members, 1, 'stale')
-  return members
+local ki, ai = 2, 4
+for _ = 1, tonumber(ARGV[3]) do
+  local n, u = tonumber(ARGV[ai + 6]), tonumber(ARGV[ai + 7])
+  local ok, r = pcall(store, ki, ai, n, u)
+  if not ok then
+    out[#out + 1] = 'error'
+    out[#out + 1] = type(r) == 'table' and r.err or tostring(r)
+  elseif r then
+    out[#out + 1] = r
+  end
+  ki = ki + 4 + n + u
+  ai = ai + 9 + n
 end
-local sender = ARGV[9 + n]
-local found = false
-for i = 1, n do if members[i] == sender then found = true end end
-if not found then return {'sender'} end
-if redis.call('HSETNX', KEYS[1], 'data', ARGV[2]) == 0 then return {'dup'} end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-local added = redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-local ms = tonumber(ARGV[4])
-if ms > last then
-  redis.call('HSET', KEYS[3], 'lastActivity', ARGV[5], 'lastActivityMs', ARGV[4])
-  for i = 1, n do redis.call('ZADD', KEYS[5 + i], 'GT', ARGV[4], ARGV[7]) end
+if newest then
+  if added > 0 then redis.call('HINCRBY', KEYS[1], 'messages', added) end
+  if removed > 0 then redis.call('HINCRBY', KEYS[1], 'removed', removed) end
+  redis.call('HINCRBY', KEYS[1], 'bytes', bytes)
+  local b = redis.call('HMGET', KEYS[1], 'newest', 'oldest')
+  if not b[1] or newest > tonumber(b[1]) then redis.call('HSET', KEYS[1], 'newest', newest_s) end
+  if not b[2] or oldest < tonumber(b[2]) then redis.call('HSET', KEYS[1], 'oldest', oldest_s) end
 end
-if added == 1 then
-  redis.call('HINCRBY', KEYS[5], 'messages', 1)
-else
-  redis.call('HINCRBY', KEYS[5], 'removed', 1)
-end
-redis.call('HINCRBY', KEYS[5], 'bytes', ARGV[6])
-local b = redis.call('HMGET', KEYS[5], 'newest', 'oldest')
-if not b[1] or ms > tonumber(b[1]) then redis.call('HSET', KEYS[5], 'newest', ARGV[4]) end
-if not b[2] or ms < tonumber(b[2]) then redis.call('HSET', KEYS[5], 'oldest', ARGV[4]) end
-for i = 6 + n, #KEYS do
-  redis.call('HINCRBY', KEYS[i], ARGV[7], 1)
-  redis.call('HINCRBY', KEYS[i], '', 1)
-  redis.call('PEXPIRE', KEYS[i], ARGV[10 + n])
-end
-return {'ok'})lua",
+return out)lua",
                                           [](ScriptContext auto& c) { return store_twin(c); });
 
 // KEYS: index. ARGV: "o", offset, limit | "b" (before) or "a" (after), ms, id, limit.
@@ -538,6 +626,7 @@ class MessageStore {
     keys_ = MessagingKeys(MessagingOptions{options_.key_prefix, options_.cluster_tag, layout_},
                           layout_);
     if (unread_) unread_ttl_ = std::to_string(unread_->options().default_ttl.count());
+    stats_key_ = keys_.stats();
   }
 
   executor_type get_executor() const noexcept { return backend_.get_executor(); }
@@ -778,6 +867,8 @@ class MessageStore {
       svc->backend_.async_exec(cmd::smembers{st->keys[0]}, std::move(self));
     }
 
+    // This message's part of a batch's KEYS and ARGV (store_twin's layout, without the batch's
+    // head), then off to the batch.
     template <class Self>
     void run_script(Self& self) {
       phase = 1;
@@ -789,20 +880,21 @@ class MessageStore {
       k.push_back(ks.index(m.conversationId));
       k.push_back(ks.conversation(m.conversationId));
       k.push_back(ks.participants(m.conversationId));
-      k.push_back(ks.stats());
       for (auto const& p : st->members)
         k.push_back(ks.user_conversations(p));
+      std::size_t const users = k.size();
       if (svc->unread_ && svc->layout_ == KeyLayout::plain)
         for (auto const& p : st->members)
           if (p != st->sender) k.push_back(svc->unread_->user_key(p));
       auto& a = st->args;
       a.clear();
-      a.insert(a.end(), {m.id, st->data, svc->ttl_, st->ms, m.timestamp, st->bytes,
-                         m.conversationId, std::to_string(st->members.size())});
+      a.insert(a.end(), {m.id, st->data, st->ms, m.timestamp, st->bytes, m.conversationId,
+                         std::to_string(st->members.size()), std::to_string(k.size() - users)});
       a.insert(a.end(), st->members.begin(), st->members.end());
       a.push_back(st->sender);
-      a.push_back(svc->unread_ttl_);
-      svc->backend_.async_exec(detail::msgstore::store_script(k, a), std::move(self));
+      StoreState* const state = st.get();  // before `self` (which owns st) moves
+      MessageStore* const store = svc;
+      store->enqueue(state, std::move(self));
     }
 
     template <class Self>
@@ -820,6 +912,10 @@ class MessageStore {
         st->members = std::move(r);
         if (++attempts > 3) return self.complete(make_error_code(Error::try_again), ChatMessage{});
         return run_script(self);
+      }
+      if (r[0] == "error") {  // a command of this message's store failed on the server
+        auto const code = r.size() > 1 ? server_error_code(r[1]) : Error::server_error;
+        return self.complete(make_error_code(code), ChatMessage{});
       }
       if (r[0] == "noconv") {
         svc->forget_participants(st->m.conversationId);
@@ -842,6 +938,133 @@ class MessageStore {
       self.complete(ec, ec ? ChatMessage{} : std::move(st->m));
     }
   };
+
+  // ---- coalescing -----------------------------------------------------------------------------
+  //
+  // Stores are coalesced, as RateLimiter's checks are: while kMaxInFlight script calls are on
+  // their way, new stores wait, and go together (up to kMaxStoreBatch) in one script call when
+  // one comes back. A caller still sees one round trip; many callers share each call's fixed
+  // cost and its stats writes (messaging_bench: see benchmarks/README.md). Each message is
+  // decided alone, in arrival order; a server error in one message's commands fails that
+  // message only. All of a store's keys are in one slot in the clustered layout, so one group.
+
+  static constexpr int kMaxInFlight = 2;
+  using ItemHandler = detail::AnyHandler<void(error_code, std::vector<std::string>)>;
+
+  // A store riding in a batch: its KEYS and ARGV live in its state, which the handler (the
+  // store's operation) owns and keeps where it is until the handler runs.
+  struct Item {
+    StoreState* st;
+    ItemHandler handler;
+  };
+  struct Batch {
+    MessageStore* svc = nullptr;
+    std::vector<Item> items;
+    std::vector<std::string_view> keys, args;
+    std::string count;
+  };
+  using BatchPtr = std::unique_ptr<Batch>;
+  struct BatchDone {
+    BatchPtr batch;
+    void operator()(error_code ec, std::vector<std::string> reply) {
+      Batch& b = *batch;
+      b.svc->finish(std::move(batch), ec, std::move(reply));
+    }
+  };
+
+  void enqueue(StoreState* st, ItemHandler handler) {
+    BatchPtr batch;
+    {
+      std::lock_guard<std::mutex> lock(batch_mutex_);
+      if (in_flight_ < kMaxInFlight) {
+        ++in_flight_;
+        batch = std::make_unique<Batch>();
+        batch->items.push_back(Item{st, std::move(handler)});
+      } else {
+        waiting_.push_back(Item{st, std::move(handler)});
+      }
+    }
+    if (batch) send(std::move(batch));
+  }
+
+  // Under the lock: the next batch of what waits (null when nothing does).
+  BatchPtr take_batch() {
+    if (waiting_.empty() || in_flight_ >= kMaxInFlight) return nullptr;
+    ++in_flight_;
+    auto batch = std::make_unique<Batch>();
+    std::size_t const n = std::min(waiting_.size(), detail::msgstore::kMaxStoreBatch);
+    batch->items.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      batch->items.push_back(std::move(waiting_.front()));
+      waiting_.pop_front();
+    }
+    return batch;
+  }
+
+  void send(BatchPtr batch) {
+    Batch& b = *batch;
+    b.svc = this;
+    b.count = std::to_string(b.items.size());
+    std::size_t nk = 1, na = detail::msgstore::kStoreHead;
+    for (auto const& it : b.items) {
+      nk += it.st->keys.size();
+      na += it.st->args.size();
+    }
+    b.keys.reserve(nk);
+    b.args.reserve(na);
+    b.keys.push_back(stats_key_);
+    b.args.insert(b.args.end(), {ttl_, unread_ttl_, b.count});
+    for (auto const& it : b.items) {
+      b.keys.insert(b.keys.end(), it.st->keys.begin(), it.st->keys.end());
+      b.args.insert(b.args.end(), it.st->args.begin(), it.st->args.end());
+    }
+    // The command views the batch, which stays where it is while the pointer moves.
+    auto const c = detail::msgstore::store_script(std::span<std::string_view const>(b.keys),
+                                                  std::span<std::string_view const>(b.args));
+    backend_.async_exec(c, BatchDone{std::move(batch)});
+  }
+
+  // Hands each store its part of the reply, and sends what waits.
+  void finish(BatchPtr batch, error_code ec, std::vector<std::string> reply) {
+    std::vector<BatchPtr> next;
+    {
+      std::lock_guard<std::mutex> lock(batch_mutex_);
+      --in_flight_;
+      while (BatchPtr b = take_batch())
+        next.push_back(std::move(b));
+    }
+    for (auto& b : next)
+      send(std::move(b));
+    std::size_t at = 0;
+    for (auto& it : batch->items) {
+      std::vector<std::string> answer;
+      error_code iec = ec;
+      if (!ec) {
+        if (at >= reply.size()) {
+          iec = make_error_code(Error::incompatible_size);
+        } else if (reply[at] == "stale" && at + 1 < reply.size()) {
+          auto const n = static_cast<std::size_t>(
+              detail::msgstore::to_int(std::string_view(reply[at + 1]), -1));
+          if (n > reply.size() - at - 2) {
+            iec = make_error_code(Error::incompatible_size);
+            at = reply.size();
+          } else {
+            answer.reserve(n + 1);
+            answer.push_back(std::move(reply[at]));
+            for (std::size_t i = 0; i < n; ++i)
+              answer.push_back(std::move(reply[at + 2 + i]));
+            at += 2 + n;
+          }
+        } else if (reply[at] == "error" && at + 1 < reply.size()) {
+          answer = {std::move(reply[at]), std::move(reply[at + 1])};
+          at += 2;
+        } else {
+          answer.push_back(std::move(reply[at++]));
+        }
+      }
+      detail::post_handler(backend_.get_executor(), std::move(it.handler), iec, std::move(answer));
+    }
+  }
 
   // ---- pages ----------------------------------------------------------------------------------
   struct PageState {
@@ -1065,8 +1288,12 @@ class MessageStore {
   MessagingKeys keys_;
   std::string ttl_;               // message_ttl in ms, as a script argument
   std::string unread_ttl_ = "0";  // the unread manager's ttl in ms
+  std::string stats_key_;
   std::mutex cache_mutex_;
   std::unordered_map<std::string, std::vector<std::string>> cache_;
+  std::mutex batch_mutex_;
+  std::deque<Item> waiting_;  // stores waiting for a batch
+  int in_flight_ = 0;         // batches on their way
 };
 
 }  // namespace rediskit
