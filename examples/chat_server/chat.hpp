@@ -940,12 +940,16 @@ class Server {
         co_await store_.async_get_conversation_messages(conv, kPage + 1, 0, asio::use_awaitable);
     bool const more = static_cast<std::int64_t>(page.size()) > kPage;
     if (more) page.resize(kPage);
+    // Reading up to the newest message also clears this reader's unread count of the room
+    // (the store was given the UnreadMessageManager); a room without messages has only the
+    // count to clear.
     if (!page.empty()) {
       rediskit::UserRef reader(kUserType, c->user_id_);
       co_await store_.async_mark_read(conv, reader, page.front().id, asio::use_awaitable);
+    } else {
+      co_await unread_.async_mark_conversation_read(conv, member_of(c->user_id_),
+                                                    asio::use_awaitable);
     }
-    co_await unread_.async_mark_conversation_read(conv, member_of(c->user_id_),
-                                                  asio::use_awaitable);
     // Members, with who is online (RoomManager's view of OnlineUserManager).
     auto const members = co_await rooms_.async_get_room_users(room, asio::use_awaitable);
     auto const online = co_await rooms_.async_get_room_online_users(room, asio::use_awaitable);
