@@ -37,12 +37,21 @@
 // deleted, which it does when the key is read or sampled by its expiry cycle, so without
 // max_age a copy could be served for a while past its key's TTL.
 //
-// Backends: RedisBackend only. On MemoryBackend and FakeBackend the engine is in process
-// already, and on ClusterBackend (which would need a tracking connection per master, followed
-// through resharding) and FallbackBackend the near cache is off: enabled() is false, every
+// Backends: RedisBackend and ClusterBackend. On a cluster each master pushes the writes to the
+// keys it holds, so the near cache keeps a tracking connection (BCAST, the same prefixes) to
+// every master of the slot map, and serves the copy only while all of them are up: one link
+// lost, or new, empties it, as above. When the set of masters in the slot map changes (a
+// failover, a master added or removed; the backend reads the map every
+// ClusterConfig::refresh_interval and after redirections), the copy is emptied and a link is
+// made to each master of the new set before anything is served again. A slot moving between
+// masters needs nothing: both track every key under the prefixes. With
+// ClusterConfig::read_from_replicas the near cache is off, since a lagging replica could hand
+// it a value older than the last invalidation. On MemoryBackend and FakeBackend the engine is
+// in process already, and on FallbackBackend the near cache is off: enabled() is false, every
 // read goes to the backend, and the stats stay 0.
 #pragma once
 
+#include <rediskit/cluster/slot_map.hpp>
 #include <rediskit/connection.hpp>
 #include <rediskit/error.hpp>
 #include <rediskit/resp3/node.hpp>
@@ -195,8 +204,8 @@ class Store {
     Clock::time_point kept_at;
   };
   using List = std::list<Entry>;
-  using Map = std::unordered_map<std::string_view, typename List::iterator, StringHash,
-                                 std::equal_to<>>;
+  using Map =
+      std::unordered_map<std::string_view, typename List::iterator, StringHash, std::equal_to<>>;
   struct Pending {
     std::size_t readers = 0;
     std::uint64_t invalidated_at = 0;
@@ -206,8 +215,8 @@ class Store {
     bytes += key.size() + overhead;
     if (opts_.max_entries == 0 || bytes > opts_.max_bytes) return false;
     if (auto it = map_.find(key); it != map_.end()) erase(it);
-    while (!lru_.empty() && (map_.size() >= opts_.max_entries ||
-                             bytes_ + bytes > opts_.max_bytes)) {
+    while (!lru_.empty() &&
+           (map_.size() >= opts_.max_entries || bytes_ + bytes > opts_.max_bytes)) {
       ++stats_.evictions;
       erase(map_.find(std::string_view(lru_.back().key)));
     }
@@ -263,17 +272,20 @@ inline resp3::Request tracking_setup(std::vector<std::string> const& prefixes) {
 }  // namespace detail::near
 
 /// A near cache of values of type V (see the top of this file). Default-constructed, or made
-/// over a backend that cannot track (anything but RedisBackend), or with max_entries 0: off.
+/// over a backend that cannot track (MemoryBackend, FakeBackend, FallbackBackend, a
+/// ClusterBackend reading from replicas), or with max_entries 0: off.
 /// Not thread-safe: use it on its backend's executor, as the service that owns it does.
 template <class V>
 class NearCache {
   struct Core;
+  struct Link;
 
  public:
   NearCache() = default;
 
-  /// A near cache of the keys under `prefixes`, tracked on a connection of its own, which
-  /// connects at once (the copy is served once it is up).
+  /// A near cache of the keys under `prefixes`, tracked on connections of its own: one to the
+  /// server (RedisBackend), which connects at once, or one to each master of a ClusterBackend's
+  /// slot map, made when the map is known. The copy is served once they are up.
   /// With max_entries above 0, a max_bytes of 0 or a negative max_age throws
   /// rediskit::Exception (Error::invalid_config), whatever the backend.
   template <class B>
@@ -282,12 +294,32 @@ class NearCache {
       throw Exception(make_error_code(Error::invalid_config),
                       "NearCacheOptions: max_bytes must be above 0 and max_age not negative "
                       "(0: no age limit); set max_entries to 0 to turn the near cache off");
+    if (opts.max_entries == 0) return;
     if constexpr (requires { backend.make_connection(resp3::Request{}); }) {
-      if (opts.max_entries == 0) return;
       core_ = std::make_shared<Core>(opts);
-      core_->conn = backend.make_connection(detail::near::tracking_setup(prefixes));
-      receive(core_);
-      core_->connect();
+      core_->add(backend.make_connection(detail::near::tracking_setup(prefixes)));
+    } else if constexpr (requires {
+                           backend.slot_map().masters();
+                           backend.config().node.connection_config();
+                           backend.config().read_from_replicas;
+                         }) {
+      // A replica lags its master: a read from it may return a value older than the last
+      // push, and nothing would ever drop that copy.
+      if (backend.config().read_from_replicas) return;
+      core_ = std::make_shared<Core>(opts);
+      core_->setup = detail::near::tracking_setup(prefixes);
+      core_->masters = [&backend]() -> std::vector<cluster::NodeAddress> const& {
+        return backend.slot_map().masters();
+      };
+      core_->connect_to = [&backend](cluster::NodeAddress const& a, resp3::Request const& setup) {
+        auto node = backend.config().node;
+        node.host = a.host;
+        node.port = a.port;
+        auto cfg = node.connection_config();
+        if (cfg.client_name.empty()) cfg.client_name = "rediskit";
+        cfg.setup = setup;
+        return std::make_shared<Connection>(backend.get_executor(), std::move(cfg));
+      };
     }
   }
 
@@ -296,13 +328,13 @@ class NearCache {
   NearCache(NearCache const&) = delete;
   NearCache& operator=(NearCache const&) = delete;
   ~NearCache() {
-    if (core_) core_->conn->close();
+    if (core_) core_->close();
   }
 
   /// Configured, and over a backend that can track.
   bool enabled() const noexcept { return core_ != nullptr; }
 
-  /// The kept value of `key`, or nullptr (not kept, or the tracking link is not up). A null
+  /// The kept value of `key`, or nullptr (not kept, or a tracking link is not up). A null
   /// result counts a miss: the caller then reads the server through begin().
   V const* find(std::string_view key) {
     if (!core_) return nullptr;
@@ -324,7 +356,7 @@ class NearCache {
     ~Fill() {
       if (core_) core_->store.end(key_, start_, nullptr, 0);
     }
-    /// Keeps `value` (`bytes`: its encoded size) unless the key was invalidated, or the
+    /// Keeps `value` (`bytes`: its encoded size) unless the key was invalidated, or a
     /// tracking link changed, since the read began.
     void keep(V value, std::size_t bytes) {
       if (!core_) return;
@@ -337,9 +369,7 @@ class NearCache {
     }
     /// The same for a value that is its own encoding (a string): `bytes` is its size, taken
     /// here before the value moves.
-    void keep(V value)
-      requires std::same_as<V, std::string>
-    {
+    void keep(V value) requires std::same_as<V, std::string> {
       auto const bytes = value.size();
       keep(std::move(value), bytes);
     }
@@ -352,7 +382,7 @@ class NearCache {
     std::uint64_t gen_ = 0;
   };
 
-  /// Registers a read of `key` about to be sent (see Fill). An empty Fill when off or the
+  /// Registers a read of `key` about to be sent (see Fill). An empty Fill when off or a
   /// tracking link is not up.
   Fill begin(std::string_view key) {
     Fill f;
@@ -377,69 +407,131 @@ class NearCache {
   NearCacheStats stats() const {
     if (!core_) return {};
     auto s = core_->store.stats();
-    s.active = core_->conn->health() == HealthStatus::ok;
+    s.active = core_->all_up();
     return s;
   }
 
-  /// The tracking connection (its metrics, health); only when enabled().
-  Connection& connection() { return *core_->conn; }
+  /// How many tracking connections there are now: 1 on RedisBackend; on ClusterBackend one per
+  /// master of the slot map this cache last saw (0 before it saw one).
+  std::size_t connection_count() const noexcept { return core_ ? core_->links.size() : 0; }
+
+  /// Tracking connection `i` (its metrics, health); only when i < connection_count().
+  Connection& connection(std::size_t i = 0) { return *core_->links.at(i)->conn; }
 
  private:
-  struct Core : std::enable_shared_from_this<Core> {
-    explicit Core(NearCacheOptions o) : store(o) {}
-
-    // The copy may be served: the link is up and is the one the copy was made on. A new link
-    // empties it first; a link that is not up empties it and, when the connection gave up,
-    // starts a new connection cycle.
-    bool usable() {
-      auto const h = conn->health();
-      if (h == HealthStatus::ok) {
-        auto const g = conn->metrics().connections_created;
-        if (g != generation) {
-          if (!store.empty() || generation != 0) store.flush();
-          generation = g;
-        }
-        return true;
-      }
-      if (!store.empty()) store.flush();
-      if (h == HealthStatus::disconnected) connect();
-      return false;
-    }
-
-    void connect() {
-      if (connecting || closed) return;
-      connecting = true;
-      conn->async_connect([w = this->weak_from_this()](boost::system::error_code ec) {
-        if (auto c = w.lock()) {
-          c->connecting = false;
-          if (ec == Error::connection_closed) c->closed = true;
-        }
-      });
-    }
-
-    detail::near::Store<V> store;
+  struct Link {
     std::shared_ptr<Connection> conn;
-    std::uint64_t generation = 0;  // the tracking connection's handshake count the copy is of
+    std::uint64_t created = 0;  // the connection's handshake count the copy is of
     bool connecting = false;
     bool closed = false;
   };
 
-  static void receive(std::shared_ptr<Core> const& core) {
-    core->conn->async_receive([w = std::weak_ptr<Core>(core)](boost::system::error_code ec,
-                                                              resp3::Tree t) {
+  struct Core : std::enable_shared_from_this<Core> {
+    explicit Core(NearCacheOptions o) : store(o) {}
+
+    // The copy may be served: every link is up and is the one the copy was made on. A new
+    // link empties it first; a link that is not up empties it and, when the connection gave
+    // up, starts a new connection cycle. On a cluster, a new set of masters first replaces
+    // every link (a master the copy was not tracking may hold keys now).
+    bool usable() {
+      if (masters && masters() != tracked) {
+        relink();
+        return false;
+      }
+      if (links.empty()) return false;
+      bool up = true;
+      for (auto& l : links) {
+        auto const h = l->conn->health();
+        if (h == HealthStatus::ok) {
+          auto const g = l->conn->metrics().connections_created;
+          if (g != l->created) {
+            if (!store.empty() || l->created != 0) store.flush();
+            l->created = g;
+            ++generation;
+          }
+          continue;
+        }
+        up = false;
+        if (h == HealthStatus::disconnected) connect(l);
+      }
+      if (!up && !store.empty()) store.flush();
+      return up;
+    }
+
+    bool all_up() const {
+      if (links.empty()) return false;
+      for (auto const& l : links)
+        if (l->conn->health() != HealthStatus::ok) return false;
+      return true;
+    }
+
+    void add(std::shared_ptr<Connection> c) {
+      auto l = std::make_shared<Link>();
+      l->conn = std::move(c);
+      links.push_back(l);
+      receive(this->shared_from_this(), l);
+      connect(l);
+    }
+
+    // The cluster's masters changed (or were seen for the first time): a link to each.
+    void relink() {
+      tracked = masters();
+      for (auto& l : links)
+        l->conn->close();
+      links.clear();
+      if (!store.empty()) store.flush();
+      ++generation;
+      for (auto const& a : tracked)
+        add(connect_to(a, setup));
+    }
+
+    void connect(std::shared_ptr<Link> const& l) {
+      if (l->connecting || l->closed || closed) return;
+      l->connecting = true;
+      l->conn->async_connect([w = std::weak_ptr<Link>(l)](boost::system::error_code ec) {
+        if (auto l = w.lock()) {
+          l->connecting = false;
+          if (ec == Error::connection_closed) l->closed = true;
+        }
+      });
+    }
+
+    void close() {
+      closed = true;
+      for (auto& l : links)
+        l->conn->close();
+    }
+
+    detail::near::Store<V> store;
+    std::vector<std::shared_ptr<Link>> links;
+    std::uint64_t generation =
+        0;  // moves whenever a link is new: reads begun before it are not kept
+    bool closed = false;
+    // ClusterBackend only: its masters now, and how to reach one.
+    std::function<std::vector<cluster::NodeAddress> const&()> masters;
+    std::function<std::shared_ptr<Connection>(cluster::NodeAddress const&, resp3::Request const&)>
+        connect_to;
+    std::vector<cluster::NodeAddress> tracked;  // the masters the links go to
+    resp3::Request setup;
+  };
+
+  static void receive(std::shared_ptr<Core> const& core, std::shared_ptr<Link> const& link) {
+    link->conn->async_receive([w = std::weak_ptr<Core>(core), wl = std::weak_ptr<Link>(link)](
+                                  boost::system::error_code ec, resp3::Tree t) {
       auto c = w.lock();
-      if (!c || ec == Error::connection_closed || ec == boost::asio::error::operation_aborted) {
-        if (c) c->closed = true;
+      auto l = wl.lock();
+      if (!c || !l) return;  // gone, or replaced by a new set of masters
+      if (ec == Error::connection_closed || ec == boost::asio::error::operation_aborted) {
+        l->closed = true;
         return;
       }
       if (ec) {
         c->store.flush();  // pushes dropped: invalidations were lost
       } else {
         detail::near::read_invalidation(
-            t, [&](std::string_view key) { c->store.invalidate(key); },
-            [&] { c->store.flush(); });
+            t, [&](std::string_view key) { c->store.invalidate(key); }, [&] { c->store.flush(); });
       }
-      receive(c);
+      receive(c, l);
     });
   }
 

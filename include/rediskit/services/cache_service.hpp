@@ -74,7 +74,7 @@
 // on different masters in no set order, and such a write may survive without that tag entry
 // (until its TTL, or a later invalidation of the key or of another of its tags).
 //
-// Near cache (options.near, off by default; RedisBackend only, and not under SlidingTtl): the
+// Near cache (options.near, off by default; RedisBackend and ClusterBackend, and not under SlidingTtl): the
 // values async_get, async_get_multiple and async_get_or_load read are kept in process,
 // bounded, and dropped by the server's CLIENT TRACKING pushes when any client writes their keys
 // (rediskit/near_cache.hpp). This cache's own set / del drop their keys when they start; a
@@ -158,7 +158,7 @@ struct CacheOptions {
   std::optional<KeyLayout> key_layout{};
   /// An in-process copy of the values async_get, async_get_multiple and async_get_or_load
   /// read, dropped by CLIENT TRACKING as soon as any client writes them
-  /// (rediskit/near_cache.hpp; RedisBackend only); max_entries 0 (the default): none. Off
+  /// (rediskit/near_cache.hpp; RedisBackend and ClusterBackend); max_entries 0 (the default): none. Off
   /// under a TTL policy that renews on read (SlidingTtl): a value served from memory would not
   /// renew its key. With it on, start this cache's operations from one
   /// thread at a time (its backend's executor, or a strand), as UserCache's.
@@ -726,7 +726,7 @@ class CacheService {
 
   // --- statistics ----------------------------------------------------------------------------
 
-  /// The near cache's counters (all 0 when it is off: options.near, a RedisBackend).
+  /// The near cache's counters (all 0 when it is off: options.near, a Redis or cluster backend).
   NearCacheStats near_stats() const { return near_.stats(); }
   /// The near cache of the reads (enabled() says whether it is on).
   NearCache<std::string>& near_cache() noexcept { return near_; }
@@ -1540,7 +1540,7 @@ class CacheService {
   KeySpace keys_;
   std::string internal_;
   std::shared_ptr<Shared> shared_;
-  NearCache<std::string> near_;  // off unless options.near.max_entries (and a RedisBackend)
+  NearCache<std::string> near_;  // off unless options.near.max_entries (and a Redis or cluster backend)
 };
 
 }  // namespace rediskit

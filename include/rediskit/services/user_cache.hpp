@@ -72,7 +72,7 @@
 // its strand); the single-flight table is not locked. Completions go through the handler's
 // executor, never inside the initiating call.
 //
-// Near cache (options.near, off by default; RedisBackend only): a bounded in-process copy of
+// Near cache (options.near, off by default; RedisBackend and ClusterBackend): a bounded in-process copy of
 // the decoded profiles, invalidated by the server's CLIENT TRACKING pushes on every write to
 // `<p>:` by any client; see rediskit/near_cache.hpp. get, batch get and the loaders read it
 // first; this cache's own writes and deletes drop their keys from it at once.
@@ -1172,7 +1172,7 @@ class UserCache {
   KeyLayout layout_;
   std::string index_;
   std::shared_ptr<State> state_;
-  NearCache<T> near_;  // off unless options.near.max_entries (and a RedisBackend)
+  NearCache<T> near_;  // off unless options.near.max_entries (and a Redis or cluster backend)
 };
 
 }  // namespace rediskit
