@@ -202,20 +202,35 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_user_stays_online_until_the_last_socket_leaves, 
   BOOST_TEST(e.count() == 0);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(heartbeats_keep_a_user_online_and_silence_expires_it, T,
-                              Backends) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(heartbeats_keep_a_user_online_and_silence_expires_it, T, Backends) {
   Env<T> e(short_ttl());  // 1.5 s
+  // On the real clocks a loaded machine (two sanitizer builds' tests side by side) can stall
+  // for more than the 0.6 s margins below; then u1 really was silent for its TTL, and what is
+  // asserted of u1 being online would not hold for any implementation. Those assertions are
+  // made when the steady clock shows the margins held (always, on the manual clock).
+  using Steady = std::chrono::steady_clock;
+  auto const set_at = Steady::now();
   BOOST_TEST(e.set_online("u1", "s1"));
   BOOST_TEST(e.set_online("u2", "s1"));
   e.f.advance(900ms);
+  auto const beat_at = Steady::now();
   auto [ec, renewed] = e.f.wait(e.users.async_update_last_activity("u1"));
+  bool const beat_in_time = Steady::now() - set_at < 1500ms;
   BOOST_TEST(!ec);
-  BOOST_TEST(renewed);
+  if (beat_in_time) BOOST_TEST(renewed);
   e.f.advance(900ms);  // u2: 1.8 s of silence; u1: 0.9 s since its heartbeat
-  BOOST_TEST(e.online("u1"));
+  bool const u1_online = e.online("u1");
   BOOST_TEST(!e.online("u2"));
-  BOOST_TEST(e.count() == 1);  // no write happened: the count follows expiry by itself
-  BOOST_TEST(e.filter({"u1", "u2"}) == std::vector<std::string>{"u1"});
+  auto const count = e.count();  // no write happened: the count follows expiry by itself
+  auto const filtered = e.filter({"u1", "u2"});
+  if (beat_in_time && renewed && Steady::now() - beat_at < 1500ms) {
+    BOOST_TEST(u1_online);
+    BOOST_TEST(count == 1);
+    BOOST_TEST(filtered == std::vector<std::string>{"u1"});
+  } else {
+    BOOST_TEST_MESSAGE("the machine stalled past the heartbeat's margin: u1 not checked");
+    BOOST_TEST(count == (u1_online ? 1 : 0));
+  }
   e.f.advance(1700ms);
   BOOST_TEST(!e.online("u1"));
   BOOST_TEST(e.count() == 0);
