@@ -23,6 +23,8 @@ const CHROMIUM = '/usr/bin/chromium';
 const PRESENCE_TTL_MS = 3000;
 const LISTEN_TIMEOUT_MS = 20000;
 const WAIT_MS = 5000;                 // default bound of every wait
+const NAVIGATION_MS = 30000;          // page loads (goto, reload): no latency claim, and slow when
+                                      // CI compiles beside the test (a 5 s bound failed once)
 const LATENCY_BUDGET_MS = 500;        // step 3: alice's click -> bob's badge
 const HISTORY_COUNT = 30;             // step 4
 const PAGE_SIZE = 20;
@@ -343,6 +345,7 @@ async function newUser(label, name, srv) {
   page.on('pageerror', (e) => { pageErrors.push(`${label}: ${e.message}`); log(`!! page error ${e.message}`); });
   page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') log(`!! console.${m.type()} ${m.text()}`); });
   page.setDefaultTimeout(WAIT_MS);
+  page.setDefaultNavigationTimeout(NAVIGATION_MS);
   users.set(label, u);
   await page.goto(srv.url + '/');
   return u;
