@@ -94,6 +94,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(batch_get_keeps_order_and_reports_missing, B, AllB
     ids.push_back("4");  // a duplicate of a present id
     ids.push_back("5");  // ... and of a missing one
     ids.push_back("");   // an empty id
+    ids.push_back("4");  // a third time
+    ids.push_back("");   // empty again: reported once
     auto b = u.ok(u.c.async_batch_get(ids));
     BOOST_TEST_REQUIRE(b.profiles.size() == ids.size());
     std::size_t found = 0;
@@ -106,7 +108,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(batch_get_keeps_order_and_reports_missing, B, AllB
         BOOST_TEST(b.profiles[i]->updatedAt == 1000 + std::stoi(ids[i]));
       }
     }
-    BOOST_TEST(found == 61u);
+    BOOST_TEST(found == 62u);
     BOOST_TEST_REQUIRE(b.missing.size() == 61u);  // 60 odd ids once each, and ""
     BOOST_TEST(b.missing.front() == "119");
     BOOST_TEST(b.missing.back() == "");

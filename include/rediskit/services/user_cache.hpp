@@ -107,21 +107,22 @@
 #include <boost/describe/class.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
-#include <span>
-#include <unordered_set>
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -970,65 +971,76 @@ class UserCache {
   awaitable<Batch> batch_get(std::vector<std::string> ids) {
     Batch out;
     out.profiles.resize(ids.size());
-    // Distinct non-empty ids, read once each.
-    std::unordered_map<std::string_view, std::size_t> slot;
-    std::vector<std::string_view> distinct;
-    std::vector<std::size_t> where(ids.size(), SIZE_MAX);
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      if (ids[i].empty()) continue;
-      auto [it, fresh] = slot.try_emplace(ids[i], distinct.size());
-      if (fresh) distinct.push_back(ids[i]);
-      where[i] = it->second;
+    // Each distinct non-empty id is read once, into the position where it first appears;
+    // `first[i]` names that position for a repeated id (SIZE_MAX otherwise). Sorting the
+    // positions finds the repeats with no allocation per id (a hash map took one each).
+    std::vector<std::size_t> first(ids.size(), SIZE_MAX);
+    std::vector<std::size_t> asked;  // positions read from the backend, in order
+    {
+      std::vector<std::size_t> order;
+      order.reserve(ids.size());
+      for (std::size_t i = 0; i < ids.size(); ++i)
+        if (!ids[i].empty()) order.push_back(i);
+      std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        int const c = ids[a].compare(ids[b]);
+        return c != 0 ? c < 0 : a < b;
+      });
+      for (std::size_t k = 1; k < order.size(); ++k)
+        if (ids[order[k]] == ids[order[k - 1]])
+          first[order[k]] = first[order[k - 1]] == SIZE_MAX ? order[k - 1] : first[order[k - 1]];
+      asked.reserve(order.size());
     }
-    bool empty_seen = false;
-    auto const report_empty = [&](std::size_t i) {
-      if (ids[i].empty() && !empty_seen) out.missing.emplace_back();
-      if (ids[i].empty()) empty_seen = true;
-    };
-    if (distinct.empty()) {
-      for (std::size_t i = 0; i < ids.size(); ++i) report_empty(i);
-      co_return out;
+    // The keys, in one buffer.
+    std::string keybuf;
+    std::vector<std::string_view> keys(ids.size());
+    {
+      std::size_t bytes = 0;
+      for (std::size_t i = 0; i < ids.size(); ++i)
+        if (!ids[i].empty() && first[i] == SIZE_MAX)
+          bytes += options_.key_prefix.size() + 1 + ids[i].size();
+      keybuf.reserve(bytes);
+      for (std::size_t i = 0; i < ids.size(); ++i) {
+        if (ids[i].empty() || first[i] != SIZE_MAX) continue;
+        auto const at = keybuf.size();
+        keybuf.append(options_.key_prefix).append(":").append(ids[i]);
+        keys[i] = std::string_view(keybuf).substr(at);
+      }
     }
-    std::vector<std::string> keys;
-    keys.reserve(distinct.size());
-    for (auto d : distinct) keys.push_back(key(d));
-    std::vector<std::optional<T>> found(distinct.size());
     // The near cache first; what it lacks goes to the backend in one round trip.
-    std::vector<std::size_t> asked;  // indexes into distinct / keys
-    asked.reserve(distinct.size());
     std::vector<typename NearCache<T>::Fill> fills;
-    for (std::size_t j = 0; j < distinct.size(); ++j) {
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      if (ids[i].empty() || first[i] != SIZE_MAX) continue;
       if (near_.enabled()) {
-        if (T const* p = near_.find(keys[j])) {
-          found[j] = *p;
+        if (T const* p = near_.find(keys[i])) {
+          out.profiles[i] = *p;
           state_->counters.hits++;
           continue;
         }
-        fills.push_back(near_.begin(keys[j]));
+        fills.push_back(near_.begin(keys[i]));
       }
-      asked.push_back(j);
+      asked.push_back(i);
     }
     if (!asked.empty()) {
       std::vector<cmd::hgetall> reads;
       reads.reserve(asked.size());
-      for (auto j : asked) reads.push_back(cmd::hgetall{.key = keys[j]});
+      for (auto i : asked)
+        reads.push_back(cmd::hgetall{.key = keys[i]});
       auto replies = co_await backend_->async_exec(reads, boost::asio::use_awaitable);
       for (std::size_t r = 0; r < asked.size(); ++r) {
-        auto const j = asked[r];
-        found[j] = decode(replies[r], std::string(distinct[j]));
-        if (found[j] && !fills.empty()) fills[r].keep(*found[j], encoded_size(replies[r]));
+        auto const i = asked[r];
+        out.profiles[i] = decode(replies[r], ids[i]);
+        if (out.profiles[i] && !fills.empty())
+          fills[r].keep(*out.profiles[i], encoded_size(replies[r]));
       }
     }
-    std::vector<bool> reported(distinct.size(), false);
+    bool empty_seen = false;
     for (std::size_t i = 0; i < ids.size(); ++i) {
-      if (where[i] == SIZE_MAX) {
-        report_empty(i);
-        continue;
-      }
-      auto const j = where[i];
-      out.profiles[i] = found[j];
-      if (!found[j] && !reported[j]) {
-        reported[j] = true;
+      if (ids[i].empty()) {
+        if (!empty_seen) out.missing.emplace_back();
+        empty_seen = true;
+      } else if (first[i] != SIZE_MAX) {
+        out.profiles[i] = out.profiles[first[i]];
+      } else if (!out.profiles[i]) {
         out.missing.push_back(ids[i]);
       }
     }
