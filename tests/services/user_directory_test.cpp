@@ -87,6 +87,16 @@ struct Dir {
       out.push_back(m.user.id);
     return out;
   }
+  /// The ids and scores the search returns, in order.
+  std::pair<std::vector<std::string>, std::vector<std::int64_t>> ranked(
+      std::string const& q, std::string const& type = "", std::int64_t limit = 20) {
+    std::pair<std::vector<std::string>, std::vector<std::int64_t>> out;
+    for (auto const& m : ok(d.async_search_users(q, type, limit))) {
+      out.first.push_back(m.user.id);
+      out.second.push_back(m.score);
+    }
+    return out;
+  }
   UserDirectoryStats stats() { return ok(d.async_get_stats()); }
   /// The index entries of a type whose key is `key` (exact or prefix), as the raw sorted set.
   std::vector<std::string> entries(std::string const& type, std::string const& key) {
@@ -372,18 +382,46 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_search_reads_a_bounded_number_of_candidates, B, 
     BOOST_TEST(r[4].score == 101);
     // Two terms, both reads cut at 5: the candidates one term found are probed for the other
     // (a12..a14 came from "zoe" only; their "mar2".."mar4" email prefix is found by the probe).
-    auto const two = t.ok(t.d.async_search_users("mar zoe", "patient", 20));
-    std::vector<std::string> got;
-    std::vector<std::int64_t> scores;
-    for (auto const& m : two) {
-      got.push_back(m.user.id);
-      scores.push_back(m.score);
-    }
+    auto const [got, scores] = t.ranked("mar zoe", "patient");
     BOOST_TEST((got == Ids{"a10", "a11", "a12", "a13", "a14", "z0", "z1", "z2"}));
     BOOST_TEST((scores == std::vector<std::int64_t>{207, 207, 207, 207, 207, 103, 103, 103}));
     // A longer prefix narrows the range: mar1, mar10, mar11 (tokens "mar1", "mar10", "mar11").
     BOOST_TEST((t.ids("mar1", "patient") == Ids{"a11", "a20", "a21"}));
   });
+}
+
+// A candidate that a cut read missed for a term is scored from its token list, by the rule the
+// index entries follow: its best token (an exact email token beats a prefix of its name), and
+// prefixes only for terms of min_prefix bytes or more.
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_candidate_missed_by_a_cut_read_is_scored_as_the_index_would, B,
+                              AllBackends) {
+  for (std::size_t const min_prefix : {2, 4}) {
+    for_each_mode<B>([&](Mode mode) {
+      UserDirectoryOptions o;
+      o.candidates_per_term = 2;
+      o.min_prefix = min_prefix;
+      o.key_prefix = "probe" + std::to_string(min_prefix);
+      Dir<B> t(mode, o);
+      // "mar" reads x1, x2 (exact name, code 0) and is cut; "zed" reads t1, t2 ("zed marie",
+      // "zed mariette" sort before "zed xavier") and is cut. x1, x2 have no "zed" token.
+      for (char const* x : {"x1", "x2", "x3"})
+        t.store(x, "patient", DirectoryProfile("Mar", "Alpha", std::string(x) + "@a.fr"));
+      t.store("t1", "patient", DirectoryProfile("Zed", "Marie", "mar@x.fr"));    // "mar": email
+      t.store("t2", "patient", DirectoryProfile("Zed", "Mariette", "zz@x.fr"));  // a prefix
+      t.store("t3", "patient", DirectoryProfile("Zed", "Xavier", "marc@x.fr"));
+      auto const [got, scores] = t.ranked("mar zed", "patient");
+      if (min_prefix == 2) {
+        // t1: zed exact name 6, mar exact email 4 (not the name's prefix, 3); t2: 6 + 3.
+        BOOST_TEST((got == Ids{"t1", "t2", "x1", "x2"}));
+        BOOST_TEST((scores == std::vector<std::int64_t>{210, 209, 106, 106}));
+      } else {
+        // "mar" (3 bytes) is shorter than min_prefix: whole tokens only; t2 has none, and
+        // ties with x1, x2, whose sort name ("mar alpha") comes first.
+        BOOST_TEST((got == Ids{"t1", "x1", "x2", "t2"}));
+        BOOST_TEST((scores == std::vector<std::int64_t>{210, 106, 106, 106}));
+      }
+    });
+  }
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(presence_is_shared_with_an_online_user_manager, B, AllBackends) {

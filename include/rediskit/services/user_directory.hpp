@@ -34,17 +34,17 @@
 // Clustered layout (ClusterBackend's default, or UserDirectoryOptions::key_layout): every key
 // carries the one hash tag {<cluster_tag>}, as MessageStore's and ConversationManager's
 // (messaging.hpp: the same default tag and prefix, so `{messaging}:messaging:user:<t>:<id>`
-// sits beside their `{messaging}:messaging:user:<t>:<id>:conversations`). A store, an update or a delete changes the profile and the
-// index in one script, and the index of one type is one sorted set (a search reads the entries
-// of a prefix in one range), so a user's profile must be in the slot of the index: every key of
-// the directory is in the slot of {<cluster_tag>}, on one master. That is the price of "the index never
-// disagrees with the profiles" (as VoteService's ranking): one directory's writes and searches
-// go to one master whatever the cluster's size. The alternative (profiles spread by id, the
-// index updated in a second step, or one index key per token spread over the cluster) would let
-// a search find a profile by its old name, or a crash leave tokens of a deleted user, and a
-// search of several terms would span slots; it is not offered. Run several directories (other
-// cluster tags) to spread independent user bases. The plain layout on ClusterBackend fails
-// every script with Error::cross_slot before anything is sent.
+// sits beside their `{messaging}:messaging:user:<t>:<id>:conversations`). A store, an update or a
+// delete changes the profile and the index in one script, and the index of one type is one sorted
+// set (a search reads the entries of a prefix in one range), so a user's profile must be in the
+// slot of the index: every key of the directory is in the slot of {<cluster_tag>}, on one master.
+// That is the price of "the index never disagrees with the profiles" (as VoteService's ranking):
+// one directory's writes and searches go to one master whatever the cluster's size. The alternative
+// (profiles spread by id, the index updated in a second step, or one index key per token spread
+// over the cluster) would let a search find a profile by its old name, or a crash leave tokens of a
+// deleted user, and a search of several terms would span slots; it is not offered. Run several
+// directories (other cluster tags) to spread independent user bases. The plain layout on
+// ClusterBackend fails every script with Error::cross_slot before anything is sent.
 //
 // The index. A profile's text fields are folded (rediskit/detail/text_fold.hpp: lower case,
 // accents of Latin-1 and Latin Extended-A removed, "Hélène" -> "helene", "Œ" -> "oe") and cut
@@ -77,20 +77,24 @@
 // prefix match, then a name above a specialty above an email. Ties: online users first, then
 // by sort name (folded nom then prenom, its first kUserSortBytes bytes, compared as bytes),
 // then type ("medecin" first), then id. The term score is the code of the user's index entry
-// under the key `term` (6 - code), so the index alone scores: the search never reads the
-// profiles or the token lists of candidates.
+// under the key `term` (6 - code), so the index scores the users a term's read finds; the
+// others are scored from their token lists in the meta hash, from which the index entries
+// derive (the same scripts write both), by the same rule. The search never reads profiles.
 // Round trips: two. (1) One read-only script reads, per type and term, the entries of the key
 // `term` (ZRANGE BYLEX, at most candidates_per_term of them: best code first, then by sort
 // name); when a term's read was cut at that bound and the query has several terms, the
-// candidates that other terms found are probed for it (ZMSCORE of the six members they could
-// have); then the candidates' online flags (SMISMEMBER). It scores them and returns those whose
-// (relevance, online) reaches the `limit`-th best, with their sort names. (2) The service sorts
-// them exactly, keeps `limit`, and reads their profiles (MGET). A user deleted between the two
-// round trips is left out.
+// candidates that other terms found, and this term's read did not, are scored for it from
+// their token lists (one HMGET of the meta hash per type); then the candidates' online flags
+// (SMISMEMBER). It scores them and returns those whose (relevance, online) reaches the
+// `limit`-th best, with their sort names. (2) The service sorts them exactly, keeps `limit`,
+// and reads their profiles (MGET). A user deleted between the two round trips is left out.
 // Bounded work: a search reads at most candidates_per_term (50) entries per term and type, and
-// probes at most 6 members per candidate and cut term, whatever the directory's size. A short
-// prefix such as "ma" may match tens of thousands of users: the search ranks the first 50 by
-// (code, name) (exact name matches first, alphabetically) and a user beyond them is found by
+// one token list per candidate, whatever the directory's size. (Until 2026-12-07 a candidate was
+// probed in the index instead, with ZMSCORE of the six members it could have per cut term: for
+// "jean dupont" over both types, 1 200 members built in Lua; the token lists halved the
+// script's time of such searches: benchmarks/README.md.) A short prefix such as "ma" may match
+// tens of thousands of users: the search ranks the first 50 by (code, name) (exact name
+// matches first, alphabetically) and a user beyond them is found by
 // typing more. A term shorter than min_prefix bytes matches whole tokens only.
 // Memory: one index entry per distinct key (token or prefix) of a profile, each holding the key,
 // the sort name and the id: ~32 entries and ~3.2 KB per user in Redis 7 (INFO used_memory) for
@@ -100,9 +104,10 @@
 // async_set_user_online (seed 004's setUserOnline: online until set offline or deleted); the
 // search ranks them first and the stats count them (SCARD). Given an OnlineUserManager, the
 // directory also marks the user online / offline there, as "<type>:<id>" (presence_typed_ids,
-// the participant name of messaging.hpp; or the bare id) with socket id presence_socket, after its own script (a second round trip):
-// rooms, heartbeats and presence expiry then see directory users. The directory's flag does
-// not expire with that presence: call async_set_user_offline when the user leaves.
+// the participant name of messaging.hpp; or the bare id) with socket id presence_socket, after its
+// own script (a second round trip): rooms, heartbeats and presence expiry then see directory users.
+// The directory's flag does not expire with that presence: call async_set_user_offline when the
+// user leaves.
 //
 // Statistics (async_get_stats): users by type (HLEN of the meta hashes) and online users by
 // type (SCARD of the online sets): one round trip, O(1), never a key scan. They count what the
@@ -487,13 +492,15 @@ return redis.call('SREM', KEYS[2], ARGV[1]))lua",
                                                              return online_twin(c);
                                                            });
 
-// KEYS: (index, online) per type searched. ARGV: cap, limit, terms... -> for each candidate
-// whose (relevance, online) reaches the limit-th best, one string
-// "<type position>|<relevance>|<terms matched>|<online 1|0>|<sort name>\0<id>". The service sorts these rows exactly (by name
-// bytes: Lua's string comparison follows the server's locale) and keeps `limit` of them.
+// KEYS: (index, online, meta) per type searched. ARGV: cap, limit, min_prefix, terms... -> for
+// each candidate whose (relevance, online) reaches the limit-th best, one string
+// "<type position>|<relevance>|<terms matched>|<online 1|0>|<sort name>\0<id>". The service
+// sorts these rows exactly (by name bytes: Lua's string comparison follows the server's locale)
+// and keeps `limit` of them.
 // Scoring (see the top of the file): the code of a user's entry under key `term` is its best
 // match of that term (6 - code is the term score). For a term whose read was cut at `cap`, the
-// candidates found by other terms are probed (ZMSCORE of the six possible members).
+// candidates found by other terms are scored from their token lists (the meta hash, one HMGET:
+// the index entries derive from those lists, in the same scripts, so both give the same score).
 struct SearchCand {
   std::size_t type = 0;
   std::string_view rest;  // "<sort name>\0<id>", in a ZRANGE reply
@@ -505,23 +512,45 @@ struct SearchCand {
   }
 };
 
+/// The score of `term` against a meta value ("<sort name>|<rank><token>|..."), as the index
+/// entries derived from it would give: 6 - rank for a token equal to the term, 3 - rank for a
+/// longer token that starts with it (a term of min_prefix bytes or more), the best of them; 0
+/// for none.
+inline std::int64_t meta_score(std::string_view meta, std::string_view term,
+                               std::size_t min_prefix) {
+  auto const from = meta.find('|');
+  if (from == std::string_view::npos || term.empty()) return 0;
+  std::int64_t best = 0;
+  std::string pat;
+  for (int r = 0; r < 3; ++r) {
+    pat.assign(1, '|').append(1, static_cast<char>('0' + r)).append(term);
+    for (auto p = meta.find(pat, from); p != std::string_view::npos; p = meta.find(pat, p + 1)) {
+      auto const e = p + pat.size();
+      if (e == meta.size() || meta[e] == '|') return 6 - r;  // the best left: exact, this rank
+      if (term.size() >= min_prefix) best = std::max<std::int64_t>(best, 3 - r);
+    }
+  }
+  return best;
+}
+
 inline std::vector<std::string> search_twin(ScriptContext auto& ctx) {
   auto const k = ctx.keys();
   auto const a = ctx.args();
-  if (k.empty() || k.size() % 2 != 0 || a.size() < 3 || a.size() > 10) ctx.fail(kBadArgs);
+  if (k.empty() || k.size() % 3 != 0 || a.size() < 4 || a.size() > 11) ctx.fail(kBadArgs);
   auto const cap = static_cast<std::int64_t>(arg_size(a[0]));
   auto const limit = arg_size(a[1]);
-  std::size_t const nterms = a.size() - 2;
+  auto const min_prefix = arg_size(a[2]);
+  std::size_t const nterms = a.size() - 3;
   std::vector<SearchCand> rows;
   // The replies stay alive (and in place) while candidates view them.
   std::vector<std::vector<std::string>> replies;
-  replies.reserve(k.size() / 2 * nterms);
-  for (std::size_t t = 0; t < k.size(); t += 2) {
+  replies.reserve(k.size() / 3 * nterms);
+  for (std::size_t t = 0; t < k.size(); t += 3) {
     std::vector<SearchCand> list;
     std::unordered_map<std::string_view, std::size_t> by;
     std::vector<bool> cut(nterms);
     for (std::size_t i = 0; i < nterms; ++i) {
-      std::string_view const term = a[i + 2];
+      std::string_view const term = a[i + 3];
       std::string lo(term), hi(term);
       lo.push_back('\0');
       hi.push_back('\1');
@@ -538,41 +567,37 @@ inline std::vector<std::string> search_twin(ScriptContext auto& ctx) {
         auto [it, fresh] = by.emplace(rest, list.size());
         if (fresh) {
           list.emplace_back();
-          list.back().type = t / 2;
+          list.back().type = t / 3;
           list.back().rest = rest;
         }
         list[it->second].s[i] = 6 - code;
       }
     }
     if (list.empty()) continue;
-    for (std::size_t i = 0; nterms > 1 && i < nterms; ++i) {
-      if (!cut[i]) continue;
-      std::vector<std::string> probe;
-      std::vector<std::size_t> who;
-      for (std::size_t c = 0; c < list.size(); ++c) {
-        if (list[c].s[i] != 0) continue;
-        for (char code = '0'; code <= '5'; ++code) {
-          std::string m(a[i + 2]);
-          m.push_back('\0');
-          m.push_back(code);
-          m += list[c].rest;
-          probe.push_back(std::move(m));
-          who.push_back(c);
-        }
-      }
-      if (probe.empty()) continue;
-      std::vector<std::string_view> v(probe.begin(), probe.end());
-      auto const sc = ctx.call(cmd::zmscore{k[t], v});
-      for (std::size_t q = 0; q < sc.size() && q < who.size(); ++q)
-        if (sc[q]) {
-          auto& s = list[who[q]].s[i];
-          s = std::max<std::int64_t>(s, 6 - static_cast<std::int64_t>(q % 6));
-        }
-    }
     std::vector<std::string_view> ids;
     ids.reserve(list.size());
     for (auto const& c : list)
       ids.push_back(c.id());
+    if (nterms > 1) {
+      std::vector<std::size_t> need;
+      std::vector<std::string_view> need_ids;
+      for (std::size_t c = 0; c < list.size(); ++c)
+        for (std::size_t i = 0; i < nterms; ++i)
+          if (cut[i] && list[c].s[i] == 0) {
+            need.push_back(c);
+            need_ids.push_back(ids[c]);
+            break;
+          }
+      if (!need.empty()) {
+        auto const metas = ctx.call(cmd::hmget{k[t + 2], need_ids});
+        for (std::size_t q = 0; q < need.size() && q < metas.size(); ++q) {
+          if (!metas[q]) continue;
+          auto& x = list[need[q]];
+          for (std::size_t i = 0; i < nterms; ++i)
+            if (cut[i] && x.s[i] == 0) x.s[i] = meta_score(*metas[q], a[i + 3], min_prefix);
+        }
+      }
+    }
     auto const on = ctx.call(cmd::smismember{k[t + 1], ids});
     for (std::size_t c = 0; c < list.size(); ++c) {
       auto& x = list[c];
@@ -606,18 +631,42 @@ inline std::vector<std::string> search_twin(ScriptContext auto& ctx) {
   return out;
 }
 
-inline auto const search_script = make_script<std::vector<std::string>>(R"lua(
-if #KEYS == 0 or #KEYS % 2 ~= 0 or #ARGV < 3 or #ARGV > 10 then
+inline auto const search_script =
+    make_script<std::vector<std::string>>(R"lua(
+if #KEYS == 0 or #KEYS % 3 ~= 0 or #ARGV < 4 or #ARGV > 11 then
   return redis.error_reply('ERR user directory: wrong number of keys or arguments')
 end
-local cap, limit, nterms = tonumber(ARGV[1]), tonumber(ARGV[2]), #ARGV - 2
+local cap, limit, minp, nterms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), #ARGV - 3
 local fmt, sub, find, byte = string.format, string.sub, string.find, string.byte
+-- The patterns of a term's tokens in a meta value, by rank: "|0<term>", "|1<term>", "|2<term>".
+local pats, plen, prefix_ok = {}, {}, {}
+for i = 1, nterms do
+  local t = ARGV[i + 3]
+  pats[i] = {'|0' .. t, '|1' .. t, '|2' .. t}
+  plen[i] = #t + 2
+  prefix_ok[i] = #t >= minp
+end
+-- meta_score of the C++ twin: a token equal to the term gives 6 - rank (the best left at that
+-- rank: return), a longer one 3 - rank.
+local function meta_score(meta, from, i)
+  local best, pi, n = 0, pats[i], plen[i]
+  for r = 1, 3 do
+    local p = find(meta, pi[r], from, true)
+    while p do
+      local e = p + n
+      if e > #meta or byte(meta, e) == 124 then return 7 - r end
+      if prefix_ok[i] and best < 4 - r then best = 4 - r end
+      p = find(meta, pi[r], p + 1, true)
+    end
+  end
+  return best
+end
 local rows, keys = {}, {}
-for k = 1, #KEYS, 2 do
+for k = 1, #KEYS, 3 do
   local idx = KEYS[k]
   local by, rests, sc, cut = {}, {}, {}, {}
   for i = 1, nterms do
-    local t = ARGV[i + 2]
+    local t = ARGV[i + 3]
     local r = redis.call('ZRANGE', idx, '[' .. t .. '\0', '(' .. t .. '\1', 'BYLEX', 'LIMIT', 0,
       cap)
     cut[i] = #r >= cap
@@ -637,42 +686,45 @@ for k = 1, #KEYS, 2 do
   end
   local n = #rests
   if n > 0 then
+    local ids = {}
+    for c = 1, n do
+      local rest = rests[c]
+      ids[c] = sub(rest, find(rest, '\0', 1, true) + 1)
+    end
     if nterms > 1 then
-      for i = 1, nterms do
-        local si = sc[i]
-        if cut[i] then
-          local t = ARGV[i + 2] .. '\0'
-          local pre = {t .. '0', t .. '1', t .. '2', t .. '3', t .. '4', t .. '5'}
-          local probe, who, np = {}, {}, 0
-          for c = 1, n do
-            if not si[c] then
-              local rest = rests[c]
-              for code = 1, 6 do
-                np = np + 1
-                probe[np] = pre[code] .. rest
-                who[np] = c
-              end
-            end
+      -- Candidates a cut read may have missed for its term: scored from their token lists.
+      local need, nn = {}, 0
+      for c = 1, n do
+        for i = 1, nterms do
+          if cut[i] and not sc[i][c] then
+            nn = nn + 1
+            need[nn] = c
+            break
           end
-          for p = 1, #probe, 3000 do
-            local z = redis.call('ZMSCORE', idx, unpack(probe, p, math.min(p + 2999, #probe)))
-            for q = 1, #z do
-              if z[q] then
-                local c, v = who[p + q - 1], 6 - (p + q - 2) % 6
-                if not si[c] or v > si[c] then si[c] = v end
+        end
+      end
+      for p = 1, nn, 3000 do
+        local last = math.min(p + 2999, nn)
+        local fields = {}
+        for q = p, last do fields[q - p + 1] = ids[need[q]] end
+        local metas = redis.call('HMGET', KEYS[k + 2], unpack(fields))
+        for q = p, last do
+          local meta = metas[q - p + 1]
+          local from = meta and find(meta, '|', 1, true)
+          if from then
+            local c = need[q]
+            for i = 1, nterms do
+              if cut[i] and not sc[i][c] then
+                local v = meta_score(meta, from, i)
+                if v > 0 then sc[i][c] = v end
               end
             end
           end
         end
       end
     end
-    local ids = {}
-    for c = 1, n do
-      local rest = rests[c]
-      ids[c] = sub(rest, find(rest, '\0', 1, true) + 1)
-    end
     local on = redis.call('SMISMEMBER', KEYS[k + 1], unpack(ids))
-    local ty = (k - 1) / 2
+    local ty = (k - 1) / 3
     for c = 1, n do
       local rel, m = 0, 0
       for i = 1, nterms do
@@ -695,9 +747,7 @@ for j = 1, #rows do
   if keys[j] >= th then out[#out + 1] = rows[j] end
 end
 return out)lua",
-                                                                        [](ScriptContext auto& c) {
-                                                                          return search_twin(c);
-                                                                        });
+                                          [](ScriptContext auto& c) { return search_twin(c); });
 
 /// A row of the search script's reply.
 struct Scored {
@@ -1101,9 +1151,11 @@ class UserDirectory {
       for (auto const& t : st->types) {
         st->keys.push_back(self->index_key(t));
         st->keys.push_back(self->online_key(t));
+        st->keys.push_back(self->meta_key(t));
       }
       st->args.push_back(self->cap_);
       st->args.push_back(std::to_string(st->limit));
+      st->args.push_back(self->minp_);
       st->args.insert(st->args.end(), st->terms.begin(), st->terms.end());
       state = script;
       self->backend_.async_exec(detail::userdir::search_script(st->keys, st->args), std::move(s));
