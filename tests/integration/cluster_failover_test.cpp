@@ -2,7 +2,8 @@
 // reshard` moves slots between masters (ASK, then MOVED), and while a master is killed and its
 // replica takes over. Each test has a cluster of its own (TestRedisCluster), stopped at the end.
 //
-// And reads served by replicas (ClusterConfig::read_from_replicas) while writes go to the masters.
+// And reads served by replicas (ClusterConfig::read_from_replicas) while writes go to the masters,
+// and UserCache's near cache through a failover (its tracking links follow the masters).
 //
 // What a caller may see: during a resharding, nothing (a redirected command did not run, so it
 // is sent again, and every INCR counts exactly once); during a failover, Error::connection_lost
@@ -11,11 +12,14 @@
 // it goes to the promoted replica once the slot map says so.
 #include <rediskit/backend/cluster_backend.hpp>
 #include <rediskit/commands.hpp>
+#include <rediskit/near_cache.hpp>
+#include <rediskit/services/user_cache.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include "support/test_redis_cluster.hpp"
+#include "support/user_profiles.hpp"
 
 #include <sys/wait.h>
 
@@ -443,6 +447,126 @@ BOOST_AUTO_TEST_CASE(reads_go_to_the_replicas_when_asked_and_writes_to_the_maste
   BOOST_TEST(replica_gets >= 60);
   BOOST_TEST(master_gets == 0);
   BOOST_TEST(master_sets == 60);
+}
+
+// The near cache through a real failover: a master killed, its replica promoted. While the
+// dead master's link is down the copy is not served; once the slot map names the promoted
+// replica, the copy starts from empty, every master of the new set is tracked, reads answer
+// what the promoted master holds, and another client's write there drops a copy kept after
+// the failover (the new link carries its push).
+BOOST_AUTO_TEST_CASE(the_near_cache_follows_a_failover_to_the_promoted_replica) {
+  test::TestRedisCluster cluster(
+      test::TestRedisCluster::Options{.replicas_per_master = 1, .node_timeout = 1000ms});
+  boost::asio::io_context ioc;
+  ClusterBackend db(ioc, config_for(cluster));
+  UserCacheOptions o;
+  o.key_prefix = "failover:profile";
+  o.near = NearCacheOptions{.max_entries = 100};
+  UserCache<ClusterBackend> users(db, o);
+  auto& near = users.near_cache();
+  using Got = std::pair<error_code, std::optional<UserProfile>>;
+  auto get = [&](std::string const& id) {
+    std::optional<Got> r;
+    users.async_get(
+        id, [&](error_code ec, std::optional<UserProfile> p) { r.emplace(ec, std::move(p)); });
+    run_for(ioc, 10s, [&] { return r.has_value(); });
+    BOOST_REQUIRE(r);
+    return *r;
+  };
+  auto updated_at = [&](std::string const& id) {
+    auto const [ec, p] = get(id);
+    BOOST_REQUIRE_MESSAGE(!ec, ec.message());
+    BOOST_REQUIRE(p.has_value());
+    return p->updatedAt;
+  };
+  // A user on a master other than node 0 (the test asks node 0 who owns what).
+  std::string id;
+  for (int i = 0; id.empty(); ++i)
+    if (cluster.owner_of(cluster::key_slot(users.key("u" + std::to_string(i)))) != 0)
+      id = "u" + std::to_string(i);
+  int const slot = cluster::key_slot(users.key(id));
+  auto const victim = cluster.owner_of(slot);
+  std::optional<error_code> set_ec;
+  users.async_set(test::profile(id, 1000), [&](error_code ec, SetOutcome) { set_ec = ec; });
+  run_for(ioc, 10s, [&] { return set_ec.has_value(); });
+  BOOST_REQUIRE(set_ec && !*set_ec);
+  // The tracking links are up; the profile is kept and served from process memory.
+  run_for(ioc, 10s, [&] {
+    (void)near.find("~");
+    return near.stats().active;
+  });
+  BOOST_REQUIRE(near.stats().active);
+  BOOST_TEST(near.connection_count() == db.slot_map().masters().size());
+  BOOST_TEST(updated_at(id) == 1000);
+  auto const hits = near.stats().hits;
+  BOOST_TEST(updated_at(id) == 1000);
+  BOOST_TEST(near.stats().hits == hits + 1);
+  // The replica has the profile before its master dies (replication is asynchronous).
+  auto replicated = [&] {
+    auto const info = cluster.command(victim, "INFO replication");
+    auto field = [&](std::string const& name, std::size_t from = 0) -> std::string {
+      auto const at = info.find(name, from);
+      if (at == std::string::npos) return {};
+      auto const start = at + name.size();
+      return info.substr(start, info.find_first_of(",\r\n", start) - start);
+    };
+    auto const master = field("master_repl_offset:");
+    return !master.empty() && field("offset=", info.find("slave0:")) == master;
+  };
+  run_for(ioc, 10s, replicated);
+  BOOST_REQUIRE(replicated());
+  auto const flushes = near.stats().flushes;
+
+  cluster.node(victim).kill();
+  auto const killed = Clock::now();
+  // The dead master's link is seen lost: the copy is dropped and no longer served.
+  run_for(ioc, 10s, [&] {
+    (void)near.find("~");
+    return !near.stats().active;
+  });
+  BOOST_REQUIRE(!near.stats().active);
+  BOOST_TEST(near.stats().flushes > flushes);
+  BOOST_TEST(!near.find(users.key(id)));
+  // Reads until one is answered by the promoted replica (a read that reached the dead master
+  // fails meanwhile: connection_lost or unreachable). None is served from the copy.
+  auto const hits_before = near.stats().hits;
+  std::optional<Got> after;
+  auto const deadline = Clock::now() + 30s;
+  while (Clock::now() < deadline) {
+    auto g = get(id);
+    if (!g.first) {
+      after = std::move(g);
+      break;
+    }
+    run_for(ioc, 100ms, [] { return false; });
+  }
+  BOOST_REQUIRE_MESSAGE(after, "no read answered within 30 s of the kill");
+  BOOST_REQUIRE(after->second.has_value());
+  BOOST_TEST(after->second->updatedAt == 1000);
+  BOOST_TEST(near.stats().hits == hits_before);
+  // Served again once every master of the new set is tracked.
+  run_for(ioc, 10s, [&] {
+    (void)near.find("~");
+    return near.stats().active;
+  });
+  BOOST_REQUIRE(near.stats().active);
+  std::cout << "near cache through a failover: served again "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - killed).count()
+            << " ms after the kill (cluster-node-timeout 1000 ms)\n";
+  BOOST_TEST(near.connection_count() == db.slot_map().masters().size());
+  BOOST_TEST(updated_at(id) == 1000);
+  auto const hits_after = near.stats().hits;
+  BOOST_TEST(updated_at(id) == 1000);
+  BOOST_TEST(near.stats().hits == hits_after + 1);
+  // Another client writes the profile on the promoted master: the copy goes.
+  ClusterBackend other(ioc, config_for(cluster));
+  std::optional<error_code> written;
+  other.async_exec(cmd::hset{.key = users.key(id), .fields = FieldValue{"updatedAt", "2000"}},
+                   [&](error_code ec, std::int64_t) { written = ec; });
+  run_for(ioc, 10s, [&] { return written.has_value() && !near.find(users.key(id)); });
+  BOOST_REQUIRE(written && !*written);
+  BOOST_TEST(!near.find(users.key(id)));
+  BOOST_TEST(updated_at(id) == 2000);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
