@@ -184,7 +184,8 @@ BOOST_AUTO_TEST_CASE(sixty_four_callers_through_a_resharding_lose_nothing_and_ap
   auto const started = Clock::now();
   int status = 0;
   bool done = false;
-  while (!done && Clock::now() - started < 120s) {
+  // No claim on its speed: 120 s was too short with 16 sanitizer tests beside it.
+  while (!done && Clock::now() - started < 300s) {
     ioc.run_for(20ms);
     done = ::waitpid(pid, &status, WNOHANG) == pid;
   }

@@ -730,16 +730,29 @@ BOOST_AUTO_TEST_CASE(over_a_redis_cluster_a_dead_master_sends_commands_to_memory
         cluster.wait_until_ready();
         // Reads are the cluster's again: a key of a surviving master kept its value, and
         // nothing written on memory is served.
-        int from_cluster = 0, from_memory = 0;
-        for (int i = 0; i < 30; ++i) {
-          std::string const k = "k" + std::to_string(i);
-          auto [ec, v] = co_await cache.async_get<std::string>(k, tuple_awaitable);
-          BOOST_TEST(!ec, ec.message());
-          from_cluster += v.value_or("") == "cluster";
-          from_memory += v.value_or("") == "memory";
+        // A pass of reads counts only if every read was made on the cluster: a health check
+        // that times out on a loaded machine sends commands to (empty) memory for a while,
+        // which is the fallback doing its job; the pass is then made again.
+        int from_cluster = 0, from_memory = 0, passes = 0;
+        bool on_cluster = false;
+        while (!on_cluster && passes < 5) {
+          ++passes;
+          BOOST_REQUIRE(co_await wait_until([&] { return fb.on_primary(); }, 30s));
+          from_cluster = from_memory = 0;
+          auto const away = fb.stats().switches_to_secondary;
+          for (int i = 0; i < 30; ++i) {
+            std::string const k = "k" + std::to_string(i);
+            auto [ec, v] = co_await cache.async_get<std::string>(k, tuple_awaitable);
+            BOOST_TEST(!ec, ec.message());
+            from_cluster += v.value_or("") == "cluster";
+            from_memory += v.value_or("") == "memory";
+          }
+          on_cluster = fb.stats().switches_to_secondary == away && fb.on_primary();
+          BOOST_TEST(from_memory == 0);  // never: the memory copy was discarded
         }
+        BOOST_TEST_MESSAGE(passes << " pass(es) of reads");
+        BOOST_TEST(on_cluster);
         BOOST_TEST(from_cluster > 0);
-        BOOST_TEST(from_memory == 0);
         fb.close();
       },
       90s);

@@ -422,11 +422,20 @@ BOOST_AUTO_TEST_CASE(the_copy_is_bounded_by_its_entries) {
   n.ok(n.c.async_set_many(ps));
   auto other = other_client(n.f.ioc);
   n.settle(other);  // the writes' pushes are in; the fence is out again
-  for (auto const& p : ps)
-    n.keep(p.id);
-  auto const s = n.c.near_stats();
+  // A flush while they are kept (the tracking link's health check timing out on a loaded
+  // machine: the link is then new, and the copy starts again) restarts the count.
+  NearCacheStats before, s;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    before = n.c.near_stats();
+    for (auto const& p : ps)
+      n.keep(p.id);
+    s = n.c.near_stats();
+    if (s.flushes == before.flushes && before.entries == 0) break;
+    n.c.near_cache().clear();
+  }
+  BOOST_TEST_REQUIRE(s.flushes == before.flushes);
   BOOST_TEST(s.entries == 3u);
-  BOOST_TEST(s.evictions == 2u);  // b0, b1 (the fence was invalidated, not evicted)
+  BOOST_TEST(s.evictions - before.evictions == 2u);  // b0, b1 (the fence was invalidated)
   BOOST_TEST(s.bytes > 0u);
   BOOST_TEST(!n.c.near_cache().find(n.c.key("b0")));
   BOOST_TEST(!n.c.near_cache().find(n.c.key("b1")));

@@ -564,17 +564,28 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(rooms_expire_unless_written_and_user_rooms_drop_th
     f.wait(rooms.async_join_room("r1", "u1"));
     f.wait(rooms.async_join_room("r2", "u1"));
     f.advance(700ms);
+    // On a real clock a loaded machine can stall past r2's 1 s between its renewal and the
+    // reads that need it alive: those are checked only when the steady clock shows the 0.3 s
+    // margin held (the manual clock always holds it).
+    auto const renewed = std::chrono::steady_clock::now();
     f.wait(rooms.async_join_room("r2", "u2"));  // renews r2 only
     f.advance(700ms);
     // r1 was last written 1.4 s ago (TTL 1 s): gone, all of its keys together.
     BOOST_TEST(!std::get<1>(f.wait(rooms.async_get_room_info("r1"))).has_value());
     BOOST_TEST(existing(f, {k.room("r1"), k.members("r1"), k.activity("r1")}) == 0);
-    BOOST_TEST(std::get<1>(f.wait(rooms.async_get_room_info("r2"))).has_value());
-    BOOST_TEST(sorted(std::get<1>(f.wait(rooms.async_get_room_users("r2")))) ==
-               Ids({"u1", "u2"}));
+    bool const r2_live = std::get<1>(f.wait(rooms.async_get_room_info("r2"))).has_value();
+    auto const r2_users = sorted(std::get<1>(f.wait(rooms.async_get_room_users("r2"))));
     // user_rooms lists only live rooms, and the expired one is removed from the set.
-    BOOST_TEST(std::get<1>(f.wait(rooms.async_get_user_rooms("u1"))) == Ids({"r2"}));
-    BOOST_TEST(f.ok(cmd::smembers{k.user_rooms("u1")}) == Ids({"r2"}));
+    auto const u1_rooms = std::get<1>(f.wait(rooms.async_get_user_rooms("u1")));
+    auto const u1_set = f.ok(cmd::smembers{k.user_rooms("u1")});
+    if (std::chrono::steady_clock::now() - renewed < 1000ms) {
+      BOOST_TEST(r2_live);
+      BOOST_TEST(r2_users == Ids({"u1", "u2"}));
+      BOOST_TEST(u1_rooms == Ids({"r2"}));
+      BOOST_TEST(u1_set == Ids({"r2"}));
+    } else {
+      BOOST_TEST_MESSAGE("the machine stalled past r2's TTL: its checks are skipped");
+    }
     f.advance(700ms);
     BOOST_TEST(!std::get<1>(f.wait(rooms.async_get_room_info("r2"))).has_value());
     BOOST_TEST(std::get<1>(f.wait(rooms.async_get_user_rooms("u1"))).empty());
