@@ -315,8 +315,7 @@ class NearCache {
         auto node = backend.config().node;
         node.host = a.host;
         node.port = a.port;
-        auto cfg = node.connection_config();
-        if (cfg.client_name.empty()) cfg.client_name = "rediskit";
+        auto cfg = node.connection_config();  // the client name: ClusterBackend's default
         cfg.setup = setup;
         return std::make_shared<Connection>(backend.get_executor(), std::move(cfg));
       };
@@ -504,8 +503,8 @@ class NearCache {
 
     detail::near::Store<V> store;
     std::vector<std::shared_ptr<Link>> links;
-    std::uint64_t generation =
-        0;  // moves whenever a link is new: reads begun before it are not kept
+    // Moves whenever a link is new: reads begun before it are not kept.
+    std::uint64_t generation = 0;
     bool closed = false;
     // ClusterBackend only: its masters now, and how to reach one.
     std::function<std::vector<cluster::NodeAddress> const&()> masters;

@@ -74,13 +74,13 @@
 // on different masters in no set order, and such a write may survive without that tag entry
 // (until its TTL, or a later invalidation of the key or of another of its tags).
 //
-// Near cache (options.near, off by default; RedisBackend and ClusterBackend, and not under SlidingTtl): the
-// values async_get, async_get_multiple and async_get_or_load read are kept in process,
-// bounded, and dropped by the server's CLIENT TRACKING pushes when any client writes their keys
-// (rediskit/near_cache.hpp). This cache's own set / del drop their keys when they start; a
-// pattern, tag, cascade or flush empties the whole copy, since which keys it covers is known
-// only later. async_get_multiple takes what the copy has and reads the rest in one round trip.
-// async_get_or_load answers a kept value without a request; on a miss it loads as always, and
+// Near cache (options.near, off by default; RedisBackend and ClusterBackend, and not under
+// SlidingTtl): the values async_get, async_get_multiple and async_get_or_load read are kept in
+// process, bounded, and dropped by the server's CLIENT TRACKING pushes when any client writes
+// their keys (rediskit/near_cache.hpp). This cache's own set / del drop their keys when they
+// start; a pattern, tag, cascade or flush empties the whole copy, since which keys it covers is
+// known only later. async_get_multiple takes what the copy has and reads the rest in one round
+// trip. async_get_or_load answers a kept value without a request; on a miss it loads as always, and
 // the loaded value is kept by the next read (its own write back drops it).
 //
 // Status. async_status: DBSIZE (on a cluster, summed over the masters by ClusterBackend) and
@@ -158,10 +158,10 @@ struct CacheOptions {
   std::optional<KeyLayout> key_layout{};
   /// An in-process copy of the values async_get, async_get_multiple and async_get_or_load
   /// read, dropped by CLIENT TRACKING as soon as any client writes them
-  /// (rediskit/near_cache.hpp; RedisBackend and ClusterBackend); max_entries 0 (the default): none. Off
-  /// under a TTL policy that renews on read (SlidingTtl): a value served from memory would not
-  /// renew its key. With it on, start this cache's operations from one
-  /// thread at a time (its backend's executor, or a strand), as UserCache's.
+  /// (rediskit/near_cache.hpp; RedisBackend and ClusterBackend); max_entries 0 (the default):
+  /// none. Off under a TTL policy that renews on read (SlidingTtl): a value served from memory
+  /// would not renew its key. With it on, start this cache's operations from one thread at a
+  /// time (its backend's executor, or a strand), as UserCache's.
   NearCacheOptions near{};
 };
 
@@ -1540,7 +1540,8 @@ class CacheService {
   KeySpace keys_;
   std::string internal_;
   std::shared_ptr<Shared> shared_;
-  NearCache<std::string> near_;  // off unless options.near.max_entries (and a Redis or cluster backend)
+  // Off unless options.near.max_entries (and a Redis or cluster backend).
+  NearCache<std::string> near_;
 };
 
 }  // namespace rediskit

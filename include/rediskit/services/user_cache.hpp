@@ -72,10 +72,10 @@
 // its strand); the single-flight table is not locked. Completions go through the handler's
 // executor, never inside the initiating call.
 //
-// Near cache (options.near, off by default; RedisBackend and ClusterBackend): a bounded in-process copy of
-// the decoded profiles, invalidated by the server's CLIENT TRACKING pushes on every write to
-// `<p>:` by any client; see rediskit/near_cache.hpp. get, batch get and the loaders read it
-// first; this cache's own writes and deletes drop their keys from it at once.
+// Near cache (options.near, off by default; RedisBackend and ClusterBackend): a bounded
+// in-process copy of the decoded profiles, invalidated by the server's CLIENT TRACKING pushes
+// on every write to `<p>:` by any client; see rediskit/near_cache.hpp. get, batch get and the
+// loaders read it first; this cache's own writes and deletes drop their keys from it at once.
 //
 // Errors: backend errors pass through; an empty id: Error::invalid_argument, nothing written;
 // a stored hash that does not decode counts as a miss (stats().decode_errors), and get_or_load
@@ -570,8 +570,8 @@ class UserCache {
   /// The hash key of `id` (`user:profile:<id>`).
   std::string key(std::string_view id) const {
     std::string k;
-    k.reserve(options_.key_prefix.size() + 1 + id.size());
-    k.append(options_.key_prefix).append(":").append(id);
+    k.reserve(key_size(id));
+    append_key(k, id);
     return k;
   }
   /// The index key (`user:profile~index`).
@@ -962,6 +962,14 @@ class UserCache {
     co_return p;
   }
 
+  // The hash key of `id`, appended to `out` (key() and the batch's key buffer).
+  std::size_t key_size(std::string_view id) const noexcept {
+    return options_.key_prefix.size() + 1 + id.size();
+  }
+  void append_key(std::string& out, std::string_view id) const {
+    out.append(options_.key_prefix).append(":").append(id);
+  }
+
   static std::size_t encoded_size(HashCodec::Fields const& fields) noexcept {
     std::size_t n = 0;
     for (auto const& [f, v] : fields) n += f.size() + v.size();
@@ -975,7 +983,6 @@ class UserCache {
     // `first[i]` names that position for a repeated id (SIZE_MAX otherwise). Sorting the
     // positions finds the repeats with no allocation per id (a hash map took one each).
     std::vector<std::size_t> first(ids.size(), SIZE_MAX);
-    std::vector<std::size_t> asked;  // positions read from the backend, in order
     {
       std::vector<std::size_t> order;
       order.reserve(ids.size());
@@ -988,28 +995,28 @@ class UserCache {
       for (std::size_t k = 1; k < order.size(); ++k)
         if (ids[order[k]] == ids[order[k - 1]])
           first[order[k]] = first[order[k - 1]] == SIZE_MAX ? order[k - 1] : first[order[k - 1]];
-      asked.reserve(order.size());
     }
+    auto const read_here = [&](std::size_t i) { return !ids[i].empty() && first[i] == SIZE_MAX; };
     // The keys, in one buffer.
     std::string keybuf;
     std::vector<std::string_view> keys(ids.size());
     {
       std::size_t bytes = 0;
       for (std::size_t i = 0; i < ids.size(); ++i)
-        if (!ids[i].empty() && first[i] == SIZE_MAX)
-          bytes += options_.key_prefix.size() + 1 + ids[i].size();
-      keybuf.reserve(bytes);
+        if (read_here(i)) bytes += key_size(ids[i]);
+      keybuf.reserve(bytes);  // no reallocation below: the views stay valid
       for (std::size_t i = 0; i < ids.size(); ++i) {
-        if (ids[i].empty() || first[i] != SIZE_MAX) continue;
+        if (!read_here(i)) continue;
         auto const at = keybuf.size();
-        keybuf.append(options_.key_prefix).append(":").append(ids[i]);
+        append_key(keybuf, ids[i]);
         keys[i] = std::string_view(keybuf).substr(at);
       }
     }
     // The near cache first; what it lacks goes to the backend in one round trip.
+    std::vector<std::size_t> asked;  // positions read from the backend, in order
     std::vector<typename NearCache<T>::Fill> fills;
     for (std::size_t i = 0; i < ids.size(); ++i) {
-      if (ids[i].empty() || first[i] != SIZE_MAX) continue;
+      if (!read_here(i)) continue;
       if (near_.enabled()) {
         if (T const* p = near_.find(keys[i])) {
           out.profiles[i] = *p;
@@ -1184,7 +1191,8 @@ class UserCache {
   KeyLayout layout_;
   std::string index_;
   std::shared_ptr<State> state_;
-  NearCache<T> near_;  // off unless options.near.max_entries (and a Redis or cluster backend)
+  // Off unless options.near.max_entries (and a Redis or cluster backend).
+  NearCache<T> near_;
 };
 
 }  // namespace rediskit

@@ -512,23 +512,17 @@ struct SearchCand {
   }
 };
 
-/// The score of `term` against a meta value ("<sort name>|<rank><token>|..."), as the index
-/// entries derived from it would give: 6 - rank for a token equal to the term, 3 - rank for a
-/// longer token that starts with it (a term of min_prefix bytes or more), the best of them; 0
-/// for none.
-inline std::int64_t meta_score(std::string_view meta, std::string_view term,
-                               std::size_t min_prefix) {
-  auto const from = meta.find('|');
-  if (from == std::string_view::npos || term.empty()) return 0;
+/// The score of `term` against a user's tokens (parse_meta of its meta value), as the index
+/// entries entries_of derives from them would give: 6 - rank for a token equal to the term,
+/// 3 - rank for a longer token that starts with it (a term of min_prefix bytes or more), the
+/// best of them; 0 for none.
+inline std::int64_t meta_score(Meta const& m, std::string_view term, std::size_t min_prefix) {
   std::int64_t best = 0;
-  std::string pat;
-  for (int r = 0; r < 3; ++r) {
-    pat.assign(1, '|').append(1, static_cast<char>('0' + r)).append(term);
-    for (auto p = meta.find(pat, from); p != std::string_view::npos; p = meta.find(pat, p + 1)) {
-      auto const e = p + pat.size();
-      if (e == meta.size() || meta[e] == '|') return 6 - r;  // the best left: exact, this rank
-      if (term.size() >= min_prefix) best = std::max<std::int64_t>(best, 3 - r);
-    }
+  for (auto const& [r, t] : m.tokens) {
+    if (t == term)
+      best = std::max<std::int64_t>(best, 6 - r);
+    else if (term.size() >= min_prefix && t.size() > term.size() && t.starts_with(term))
+      best = std::max<std::int64_t>(best, 3 - r);
   }
   return best;
 }
@@ -593,8 +587,9 @@ inline std::vector<std::string> search_twin(ScriptContext auto& ctx) {
         for (std::size_t q = 0; q < need.size() && q < metas.size(); ++q) {
           if (!metas[q]) continue;
           auto& x = list[need[q]];
+          Meta const m = parse_meta(*metas[q]);
           for (std::size_t i = 0; i < nterms; ++i)
-            if (cut[i] && x.s[i] == 0) x.s[i] = meta_score(*metas[q], a[i + 3], min_prefix);
+            if (cut[i] && x.s[i] == 0) x.s[i] = meta_score(m, a[i + 3], min_prefix);
         }
       }
     }
