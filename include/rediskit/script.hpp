@@ -42,6 +42,9 @@ namespace rediskit {
 ///  - s.call(command) runs a typed command and returns its reply; an error stops the script
 ///    with that error (redis.call);
 ///  - s.pcall(command) returns {error_code, reply} instead of stopping (redis.pcall);
+///  - s.view(command), for ZRANGE BYLEX and HMGET: call()'s reply as views of the engine's
+///    own bytes (std::string_view for std::string), valid until the twin's next command that
+///    writes: a twin that reads many members copies none of them;
 ///  - s.fail(text) stops the script with that error (return redis.error_reply(text)), e.g.
 ///    s.fail("ERR over the limit");
 ///  - s.now_ms() and s.unix_ms() are the engine clock and the wall clock in milliseconds, as

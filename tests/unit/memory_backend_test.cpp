@@ -12,6 +12,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
+#include <map>
 #include <random>
 #include <set>
 #include <string>
@@ -115,6 +116,70 @@ BOOST_AUTO_TEST_CASE(expiry_on_the_manual_clock_is_exact_to_the_millisecond) {
     f.advance(t == 1 ? 1ms : 111ms);
     BOOST_TEST(f.ok(cmd::dbsize{}) == 1000 - t);
   }
+}
+
+// The expiry heap against a model: TTLs set, renewed, shortened, persisted, dropped by a plain
+// SET and keys deleted, in random order on 64 keys, with the clock moving on: after every step
+// each key exists exactly when the model says so, with the model's PTTL.
+BOOST_AUTO_TEST_CASE(expiries_follow_every_renewal_persist_and_delete) {
+  BackendFixture<FakeBackend> f;
+  std::mt19937 rng(20261207);
+  std::map<std::string, std::int64_t> model;  // key -> expiry (ms on the fixture's clock; 0: none)
+  std::int64_t now = 0;
+  std::size_t expired = 0;
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  for (int step = 0; step < 6000; ++step) {
+    std::string const k = "k" + std::to_string(pick(64));
+    std::chrono::milliseconds const ttl(1 + pick(200));
+    auto const it = model.find(k);
+    switch (pick(7)) {
+      case 0:
+      case 1:
+        f.ok(cmd::set{.key = k, .value = "v", .ttl = ttl});
+        model[k] = now + ttl.count();
+        break;
+      case 2:
+        f.ok(cmd::set{.key = k, .value = "v"});
+        model[k] = 0;
+        break;
+      case 3:
+        BOOST_TEST(f.ok(cmd::pexpire{.key = k, .ttl = ttl}) == (it != model.end()));
+        if (it != model.end()) it->second = now + ttl.count();
+        break;
+      case 4:
+        BOOST_TEST(f.ok(cmd::persist{k}) == (it != model.end() && it->second != 0));
+        if (it != model.end()) it->second = 0;
+        break;
+      case 5:
+        BOOST_TEST(f.ok(cmd::del{k}) == (it != model.end() ? 1 : 0));
+        if (it != model.end()) model.erase(it);
+        break;
+      default: {
+        std::int64_t const dt = pick(12);
+        f.advance(std::chrono::milliseconds(dt));
+        now += dt;
+        std::erase_if(model, [&](auto const& kv) {
+          bool const due = kv.second != 0 && kv.second <= now;
+          expired += due;
+          return due;
+        });
+      }
+    }
+    if (step % 50 != 0) continue;
+    for (int i = 0; i < 64; ++i) {
+      std::string const key = "k" + std::to_string(i);
+      auto const m = model.find(key);
+      std::int64_t const want = m == model.end() ? -2 : m->second == 0 ? -1 : m->second - now;
+      BOOST_TEST(f.ok(cmd::pttl{key}) == want, key << " at step " << step);
+    }
+  }
+  f.ok(cmd::dbsize{});  // purges what the last step made due
+  std::size_t with_ttl = 0;
+  for (auto const& kv : model)
+    with_ttl += kv.second != 0;
+  BOOST_TEST(f.backend.stats().keys_with_ttl == with_ttl);
+  BOOST_TEST(f.backend.stats().expired_keys == expired);
+  BOOST_TEST(expired > 100u);  // the run did expire keys
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_blocked_command_wakes_when_its_key_is_written, B,
@@ -302,6 +367,40 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(cluster_checks_refuse_what_a_cluster_refuses, B, I
   BackendFixture<B> plain(std::in_place);
   BOOST_TEST(plain.ok(cmd::mget{{"a", "b"}}).size() == 2u);
   BOOST_TEST(plain.ok(copy({"{t}a", "{t}b"}, {"c"})) == 1);
+}
+
+// ScriptContext::view: a twin reads ZRANGE BYLEX members and HMGET values without copies; they
+// are call()'s replies, errors stop the script as call()'s do, and undeclared keys are refused.
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_twin_views_what_call_would_copy, B, InProcessBackends) {
+  BackendFixture<B> f(std::in_place, MemoryConfig{.cluster_checks = true});
+  f.ok(cmd::zadd{.key = "{t}z", .members = {{0, "apple"}, {0, "apricot"}, {0, "banana"}}});
+  f.ok(cmd::hset{"{t}h", {{"a", "1"}, {"c", "3"}}});
+  auto const joined =
+      make_script<std::string>("return 'twin only'", [](ScriptContext auto& c) -> std::string {
+        auto const k = c.keys();
+        cmd::zrange_by_lex const range{.key = k[0],
+                                       .min = LexBound::incl("ap"),
+                                       .max = LexBound::excl("aq"),
+                                       .limit = RangeLimit{0, 10}};
+        std::vector<std::string_view> const members = c.view(range);
+        std::vector<std::string> const copied = c.call(range);
+        if (!std::equal(members.begin(), members.end(), copied.begin(), copied.end()))
+          c.fail("ERR views differ from call()");
+        std::string out;
+        for (auto m : members)
+          out.append(m).push_back(',');
+        for (auto const& v : c.view(cmd::hmget{k[1], {"a", "b", "c"}}))
+          out.append(v ? *v : "nil").push_back(',');
+        return out;
+      });
+  BOOST_TEST(f.ok(joined({"{t}z", "{t}h"}, {})) == "apple,apricot,1,nil,3,");
+  auto text = test::error_text(f, joined({"{t}h", "{t}z"}, {}));  // ZRANGE on a hash
+  BOOST_TEST(text.find("WRONGTYPE") == 0u, text);
+  auto const undeclared =
+      make_script<std::int64_t>("return 0", [](ScriptContext auto& c) -> std::int64_t {
+        return static_cast<std::int64_t>(c.view(cmd::hmget{"{t}h", {"a"}}).size());
+      });
+  f.fails(undeclared({"{t}z"}, {}), Error::server_error);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

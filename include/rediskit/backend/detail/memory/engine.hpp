@@ -33,7 +33,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <queue>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -60,7 +59,8 @@ inline constexpr std::string_view wrongtype_text =
 struct Entry {
   Value value;
   std::int64_t expire_at = 0;  ///< engine ms; 0 = no TTL
-  std::uint64_t gen = 0;       ///< unique per entry life: expiry records are checked against it
+  std::size_t expiry_pos = 0;  ///< with a TTL: its place in the engine's expiry heap
+  std::uint64_t gen = 0;       ///< unique per entry life: touched records are checked against it
   std::size_t bytes = 0;       ///< accounted size (key + value + overhead)
   Entry* lru_prev = nullptr;   ///< towards the most recently used
   Entry* lru_next = nullptr;   ///< towards the least recently used
@@ -167,19 +167,15 @@ class Engine {
                   "MemoryBackend does not implement this command: no "
                   "`run(rediskit::detail::mem::Ctx&, C const&)` overload is visible (include "
                   "<rediskit/backend/memory_backend.hpp>, which includes every command family)");
-    ++stats_.commands;
-    if (std::string err = check_arity(c); !err.empty()) {
-      ctx.fail(err);
-      return reply_t<C>{};
-    }
-    if (cfg_.cluster_checks && rediskit::cluster::route(c).cross_slot) {
-      ctx.fail(cross_slot_error);
-      return reply_t<C>{};
-    }
-    reply_t<C> r = run(ctx, c);
-    finish();
-    if (ctx.failed()) return reply_t<C>{};
-    return r;
+    return exec_with(ctx, c, [&] { return run(ctx, c); });
+  }
+
+  /// Runs one read command as exec does, with the reply as views of the engine's own bytes
+  /// (`view_of(Ctx&, cmd::X const&)` overloads beside the run() ones), valid until a command
+  /// writes. For script twins (ScriptCtx::view) that read many members.
+  template <Command C>
+  auto exec_view(Ctx& ctx, C const& c) {
+    return exec_with(ctx, c, [&] { return view_of(ctx, c); });
   }
 
   /// The server's error for a wrong argument count of `c` (empty when it fits): commands with
@@ -263,12 +259,18 @@ class Engine {
 
   /// Sets the TTL of `e` to the engine time at_ms (0: persistent). An at_ms not after now is
   /// the caller's business (Redis deletes the key instead: use erase).
+  /// O(log n): the expiry heap holds each key with a TTL once, and knows its place.
   void set_expire(Entry& e, std::int64_t at_ms) {
-    if ((e.expire_at != 0) != (at_ms != 0)) ttl_keys_ += at_ms != 0 ? 1 : std::size_t(-1);
+    bool const had = e.expire_at != 0;
     e.expire_at = at_ms;
-    if (at_ms != 0) {
-      expiries_.push({at_ms, e.gen, e.slot});
-      if (expiries_.size() > 2 * ttl_keys_ + 1024) rebuild_expiries();
+    if (at_ms == 0) {
+      if (had) expiry_remove(e);
+    } else if (!had) {
+      e.expiry_pos = expiries_.size();
+      expiries_.push_back(&e);
+      expiry_up(e.expiry_pos);
+    } else {
+      expiry_fix(e.expiry_pos);
     }
   }
 
@@ -283,15 +285,14 @@ class Engine {
   void flush() {
     keys_.clear();
     lru_head_ = lru_tail_ = nullptr;
-    expiries_ = {};
-    ttl_keys_ = 0;
+    expiries_.clear();
     used_ = 0;
     touched_.clear();
   }
 
   /// Accounted bytes of all keys and values.
   std::size_t used_memory() const noexcept { return used_; }
-  std::size_t keys_with_ttl() const noexcept { return ttl_keys_; }
+  std::size_t keys_with_ttl() const noexcept { return expiries_.size(); }
   EngineStats const& stats() const noexcept { return stats_; }
   EngineConfig const& config() const noexcept { return cfg_; }
   void set_max_memory(std::size_t bytes) { cfg_.max_memory = bytes; }
@@ -311,12 +312,6 @@ class Engine {
   PubSub* pubsub = nullptr;
 
  private:
-  struct Expiry {
-    std::int64_t at;
-    std::uint64_t gen;
-    std::size_t slot;
-    bool operator>(Expiry const& o) const noexcept { return at > o.at; }
-  };
   using KeyNode = ScanMap<Entry>::Node;
 
   void init_entry(KeyNode& node) {
@@ -351,7 +346,7 @@ class Engine {
     Entry& e = node->second.value;
     unlink(e);
     used_ -= e.bytes;
-    if (e.expire_at != 0) --ttl_keys_;
+    if (e.expire_at != 0) expiry_remove(e);
     signal(node->first);
     keys_.erase(std::string_view(node->first));
   }
@@ -383,6 +378,25 @@ class Engine {
       signaled_.push_back(key);
   }
 
+  // exec's steps around `body` (run or view_of): count, arity, slots, then finish().
+  template <Command C, class Body>
+  auto exec_with(Ctx& ctx, C const& c, Body&& body) -> decltype(body()) {
+    using R = decltype(body());
+    ++stats_.commands;
+    if (std::string err = check_arity(c); !err.empty()) {
+      ctx.fail(err);
+      return R{};
+    }
+    if (cfg_.cluster_checks && rediskit::cluster::route(c).cross_slot) {
+      ctx.fail(cross_slot_error);
+      return R{};
+    }
+    R r = body();
+    finish();
+    if (ctx.failed()) return R{};
+    return r;
+  }
+
   // After each command: re-account written keys, drop emptied containers, wake readers,
   // evict beyond the memory bound.
   void finish() {
@@ -409,32 +423,64 @@ class Engine {
   }
 
   void purge_expired(std::int64_t now_ms) {
-    while (!expiries_.empty() && expiries_.top().at <= now_ms) {
-      Expiry const x = expiries_.top();
-      expiries_.pop();
-      KeyNode* node = keys_.node_at(x.slot);
-      if (!node || node->second.value.gen != x.gen || node->second.value.expire_at != x.at)
-        continue;  // deleted, renewed or persisted since
+    while (!expiries_.empty() && expiries_.front()->expire_at <= now_ms) {
       ++stats_.expired_keys;
-      erase_node(node);
+      erase_node(keys_.node_at(expiries_.front()->slot));
     }
   }
 
-  void rebuild_expiries() {
-    std::vector<Expiry> live;
-    live.reserve(ttl_keys_);
-    keys_.for_each([&](std::string const&, Entry const& e) {
-      if (e.expire_at != 0) live.push_back({e.expire_at, e.gen, e.slot});
-    });
-    expiries_ = decltype(expiries_)(std::greater<>{}, std::move(live));
+  // The expiry heap: a binary min-heap on expire_at of the entries with a TTL, each entry
+  // holding its index (expiry_pos), so that a renewed, persisted or deleted key moves or leaves
+  // it in O(log n). (Until 2026-12-07 it was a priority_queue of records checked when popped,
+  // rebuilt by a walk of the whole keyspace when stale records piled up: a stall of 40-50 ms
+  // every few seconds under the chat server's load.)
+  void expiry_put(std::size_t i, Entry* e) noexcept {
+    expiries_[i] = e;
+    e->expiry_pos = i;
+  }
+  void expiry_up(std::size_t i) noexcept {
+    Entry* const e = expiries_[i];
+    while (i > 0) {
+      std::size_t const parent = (i - 1) / 2;
+      if (expiries_[parent]->expire_at <= e->expire_at) break;
+      expiry_put(i, expiries_[parent]);
+      i = parent;
+    }
+    expiry_put(i, e);
+  }
+  void expiry_down(std::size_t i) noexcept {
+    Entry* const e = expiries_[i];
+    std::size_t const n = expiries_.size();
+    for (;;) {
+      std::size_t c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && expiries_[c + 1]->expire_at < expiries_[c]->expire_at) ++c;
+      if (e->expire_at <= expiries_[c]->expire_at) break;
+      expiry_put(i, expiries_[c]);
+      i = c;
+    }
+    expiry_put(i, e);
+  }
+  void expiry_fix(std::size_t i) noexcept {
+    if (i > 0 && expiries_[(i - 1) / 2]->expire_at > expiries_[i]->expire_at)
+      expiry_up(i);
+    else
+      expiry_down(i);
+  }
+  void expiry_remove(Entry& e) noexcept {
+    std::size_t const i = e.expiry_pos;
+    Entry* const last = expiries_.back();
+    expiries_.pop_back();
+    if (last == &e) return;
+    expiry_put(i, last);
+    expiry_fix(i);
   }
 
   static constexpr std::size_t kEntryOverhead = 64;
 
   EngineConfig cfg_;
   ScanMap<Entry> keys_;
-  std::priority_queue<Expiry, std::vector<Expiry>, std::greater<>> expiries_;
-  std::size_t ttl_keys_ = 0;
+  std::vector<Entry*> expiries_;  // the expiry heap (see expiry_up)
   std::uint64_t next_gen_ = 0;
   std::vector<std::pair<std::size_t, std::uint64_t>> touched_;
   Entry* lru_head_ = nullptr;

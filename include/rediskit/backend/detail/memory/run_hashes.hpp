@@ -127,16 +127,22 @@ inline std::optional<std::string> run(Ctx& ctx, cmd::hget const& c) {
   return std::nullopt;
 }
 
-inline std::vector<std::optional<std::string>> run(Ctx& ctx, cmd::hmget const& c) {
+/// HMGET's values as views (Engine::exec_view; run() copies them).
+inline std::vector<std::optional<std::string_view>> view_of(Ctx& ctx, cmd::hmget const& c) {
   Hash const* h = ctx.db.read<Hash>(ctx, c.key);
   if (ctx.failed()) return {};
-  std::vector<std::optional<std::string>> out;
+  std::vector<std::optional<std::string_view>> out;
   out.reserve(c.fields.size());
   c.fields.for_each([&](std::string_view f) {
     std::string const* v = h ? h->find(f) : nullptr;
-    out.push_back(v ? std::optional<std::string>(*v) : std::nullopt);
+    out.push_back(v ? std::optional<std::string_view>(*v) : std::nullopt);
   });
   return out;
+}
+
+inline std::vector<std::optional<std::string>> run(Ctx& ctx, cmd::hmget const& c) {
+  auto const views = view_of(ctx, c);
+  return {views.begin(), views.end()};
 }
 
 inline std::vector<std::pair<std::string, std::string>> run(Ctx& ctx, cmd::hgetall const& c) {

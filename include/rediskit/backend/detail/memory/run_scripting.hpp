@@ -51,6 +51,23 @@ class ScriptCtx {
     return {sub.ec, std::move(r)};
   }
 
+  /// A read command's reply as views of the engine's own bytes, for a twin that reads many
+  /// members: ZRANGE BYLEX (std::vector<std::string_view>) and HMGET
+  /// (std::vector<std::optional<std::string_view>>). The views stay valid until the twin's
+  /// next command that writes (a read moves no value). An error stops the script, as call().
+  template <Command C>
+  auto view(C const& c) {
+    check_declared(c);
+    Ctx sub = ctx_->fork();
+    auto r = ctx_->db.exec_view(sub, c);
+    if (sub.ec) {
+      ctx_->ec = sub.ec;
+      ctx_->error = std::move(sub.error);
+      throw ScriptAbort{};
+    }
+    return r;
+  }
+
   [[noreturn]] void fail(std::string_view text) {
     ctx_->fail(text);
     throw ScriptAbort{};

@@ -310,6 +310,16 @@ inline std::vector<std::string> run(Ctx& ctx, cmd::zrange_by_lex const& c) {
   return zs::members_of(z, zs::lex_span(*z, c.min, c.max), c.rev, c.limit);
 }
 
+/// ZRANGE BYLEX's members as views (Engine::exec_view).
+inline std::vector<std::string_view> view_of(Ctx& ctx, cmd::zrange_by_lex const& c) {
+  std::vector<std::string_view> out;
+  ZSet const* z = ctx.db.read<ZSet>(ctx, c.key);
+  if (!z) return out;
+  zs::walk(*z, zs::lex_span(*z, c.min, c.max), c.rev, c.limit,
+           [&](ZSet::Node const* n) { out.emplace_back(n->member); });
+  return out;
+}
+
 inline std::int64_t run(Ctx& ctx, cmd::zremrangebyscore const& c) {
   if (!zs::bounds_ok(ctx, c.min, c.max)) return 0;
   ZSet* z = ctx.db.write<ZSet>(ctx, c.key);
