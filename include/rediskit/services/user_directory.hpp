@@ -158,6 +158,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -294,6 +295,21 @@ inline std::string meta_of(DirectoryProfile const& p) {
   return out;
 }
 
+/// Reads a meta value: calls f(rank, token) for each (rank, token) in order and returns the
+/// sort name. Allocates nothing (the search's twin scores candidates with it).
+template <class F>
+std::string_view for_each_meta_token(std::string_view m, F&& f) {
+  auto bar = m.find('|');
+  std::string_view const name = m.substr(0, bar);
+  while (bar != std::string_view::npos) {
+    auto const next = m.find('|', bar + 1);
+    auto const e = m.substr(bar + 1, next == std::string_view::npos ? next : next - bar - 1);
+    if (e.size() >= 2 && e[0] >= '0' && e[0] <= '2') f(e[0] - '0', e.substr(1));
+    bar = next;
+  }
+  return name;
+}
+
 /// A meta value read back: the sort name and the (rank, token) list.
 struct Meta {
   std::string_view name;
@@ -302,14 +318,8 @@ struct Meta {
 
 inline Meta parse_meta(std::string_view m) {
   Meta out;
-  auto bar = m.find('|');
-  out.name = m.substr(0, bar);
-  while (bar != std::string_view::npos) {
-    auto const next = m.find('|', bar + 1);
-    auto const e = m.substr(bar + 1, next == std::string_view::npos ? next : next - bar - 1);
-    if (e.size() >= 2 && e[0] >= '0' && e[0] <= '2') out.tokens.emplace_back(e[0] - '0', e.substr(1));
-    bar = next;
-  }
+  out.name =
+      for_each_meta_token(m, [&](int r, std::string_view t) { out.tokens.emplace_back(r, t); });
   return out;
 }
 
@@ -504,7 +514,7 @@ return redis.call('SREM', KEYS[2], ARGV[1]))lua",
 struct SearchCand {
   std::size_t type = 0;
   std::string_view rest;  // "<sort name>\0<id>", in a ZRANGE reply
-  std::array<std::int64_t, 8> s{};  // term scores (0: no match)
+  std::array<std::int8_t, 8> s{};  // term scores (0: no match)
   std::int64_t rel = 0, matched = 0, online = 0;
   std::string_view id() const {
     auto const z = rest.find('\0');
@@ -512,18 +522,26 @@ struct SearchCand {
   }
 };
 
-/// The score of `term` against a user's tokens (parse_meta of its meta value), as the index
-/// entries entries_of derives from them would give: 6 - rank for a token equal to the term,
-/// 3 - rank for a longer token that starts with it (a term of min_prefix bytes or more), the
-/// best of them; 0 for none.
-inline std::int64_t meta_score(Meta const& m, std::string_view term, std::size_t min_prefix) {
+/// One entry a term's read found: the user ("<sort name>\0<id>"), the term, its score.
+struct SearchHit {
+  std::string_view rest;
+  std::uint8_t term = 0;
+  std::int8_t score = 0;
+};
+
+/// The score of `term` against a user's tokens (its meta value, read as parse_meta reads it),
+/// as the index entries entries_of derives from them would give: 6 - rank for a token equal to
+/// the term, 3 - rank for a longer token that starts with it (a term of min_prefix bytes or
+/// more), the best of them; 0 for none.
+inline std::int64_t meta_score(std::string_view meta, std::string_view term,
+                               std::size_t min_prefix) {
   std::int64_t best = 0;
-  for (auto const& [r, t] : m.tokens) {
+  for_each_meta_token(meta, [&](int r, std::string_view t) {
     if (t == term)
       best = std::max<std::int64_t>(best, 6 - r);
     else if (term.size() >= min_prefix && t.size() > term.size() && t.starts_with(term))
       best = std::max<std::int64_t>(best, 3 - r);
-  }
+  });
   return best;
 }
 
@@ -535,46 +553,50 @@ inline std::vector<std::string> search_twin(ScriptContext auto& ctx) {
   auto const limit = arg_size(a[1]);
   auto const min_prefix = arg_size(a[2]);
   std::size_t const nterms = a.size() - 3;
+  // The script writes nothing: the views of the engine's members and values stay valid.
   std::vector<SearchCand> rows;
-  // The replies stay alive (and in place) while candidates view them.
-  std::vector<std::vector<std::string>> replies;
-  replies.reserve(k.size() / 3 * nterms);
+  std::vector<SearchCand> list;
+  std::vector<SearchHit> hits;
+  std::vector<std::string_view> ids, need_ids;
+  std::vector<std::size_t> need;
+  std::string lo, hi;
   for (std::size_t t = 0; t < k.size(); t += 3) {
-    std::vector<SearchCand> list;
-    std::unordered_map<std::string_view, std::size_t> by;
-    std::vector<bool> cut(nterms);
+    list.clear();
+    hits.clear();
+    std::array<bool, 8> cut{};
     for (std::size_t i = 0; i < nterms; ++i) {
       std::string_view const term = a[i + 3];
-      std::string lo(term), hi(term);
-      lo.push_back('\0');
-      hi.push_back('\1');
-      replies.push_back(ctx.call(cmd::zrange_by_lex{.key = k[t],
-                                                    .min = LexBound::incl(lo),
-                                                    .max = LexBound::excl(hi),
-                                                    .limit = RangeLimit{0, cap}}));
-      auto const& r = replies.back();
+      lo.assign(term).push_back('\0');
+      hi.assign(term).push_back('\1');
+      auto const r = ctx.view(cmd::zrange_by_lex{.key = k[t],
+                                                 .min = LexBound::incl(lo),
+                                                 .max = LexBound::excl(hi),
+                                                 .limit = RangeLimit{0, cap}});
       cut[i] = static_cast<std::int64_t>(r.size()) >= cap;
-      for (auto const& m : r) {
+      for (std::string_view const m : r) {
         if (m.size() < term.size() + 2) continue;
-        std::int64_t const code = m[term.size() + 1] - '0';
-        std::string_view const rest = std::string_view(m).substr(term.size() + 2);
-        auto [it, fresh] = by.emplace(rest, list.size());
-        if (fresh) {
-          list.emplace_back();
-          list.back().type = t / 3;
-          list.back().rest = rest;
-        }
-        list[it->second].s[i] = 6 - code;
+        hits.push_back({m.substr(term.size() + 2), static_cast<std::uint8_t>(i),
+                        static_cast<std::int8_t>(6 - (m[term.size() + 1] - '0'))});
       }
     }
+    // One candidate per user: the hits sorted by user (allocation-free grouping).
+    std::sort(hits.begin(), hits.end(),
+              [](SearchHit const& x, SearchHit const& y) { return x.rest < y.rest; });
+    for (std::size_t h = 0; h < hits.size(); ++h) {
+      if (h == 0 || hits[h].rest != hits[h - 1].rest) {
+        list.emplace_back();
+        list.back().type = t / 3;
+        list.back().rest = hits[h].rest;
+      }
+      list.back().s[hits[h].term] = hits[h].score;
+    }
     if (list.empty()) continue;
-    std::vector<std::string_view> ids;
-    ids.reserve(list.size());
+    ids.clear();
     for (auto const& c : list)
       ids.push_back(c.id());
     if (nterms > 1) {
-      std::vector<std::size_t> need;
-      std::vector<std::string_view> need_ids;
+      need.clear();
+      need_ids.clear();
       for (std::size_t c = 0; c < list.size(); ++c)
         for (std::size_t i = 0; i < nterms; ++i)
           if (cut[i] && list[c].s[i] == 0) {
@@ -583,13 +605,13 @@ inline std::vector<std::string> search_twin(ScriptContext auto& ctx) {
             break;
           }
       if (!need.empty()) {
-        auto const metas = ctx.call(cmd::hmget{k[t + 2], need_ids});
+        auto const metas = ctx.view(cmd::hmget{k[t + 2], need_ids});
         for (std::size_t q = 0; q < need.size() && q < metas.size(); ++q) {
           if (!metas[q]) continue;
           auto& x = list[need[q]];
-          Meta const m = parse_meta(*metas[q]);
           for (std::size_t i = 0; i < nterms; ++i)
-            if (cut[i] && x.s[i] == 0) x.s[i] = meta_score(m, a[i + 3], min_prefix);
+            if (cut[i] && x.s[i] == 0)
+              x.s[i] = static_cast<std::int8_t>(meta_score(*metas[q], a[i + 3], min_prefix));
         }
       }
     }
@@ -602,26 +624,36 @@ inline std::vector<std::string> search_twin(ScriptContext auto& ctx) {
       }
       x.rel += 100 * x.matched;
       x.online = c < on.size() && on[c] ? 1 : 0;
-      rows.push_back(std::move(x));
+      rows.push_back(x);
     }
   }
   std::vector<std::int64_t> keys;
   keys.reserve(rows.size());
   for (auto const& x : rows)
     keys.push_back(x.rel * 2 + x.online);
-  std::sort(keys.begin(), keys.end());
-  std::int64_t const th = keys.empty() ? 0
-                          : keys.size() >= limit && limit > 0 ? keys[keys.size() - limit]
-                                                              : keys.front();
+  std::int64_t th = 0;
+  if (!keys.empty()) {
+    // The limit-th best key (the smallest when there are fewer rows).
+    std::size_t const nth = keys.size() >= limit && limit > 0 ? keys.size() - limit : 0;
+    std::nth_element(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(nth), keys.end());
+    th = keys[nth];
+  }
   std::vector<std::string> out;
   for (auto const& x : rows) {
     if (x.rel * 2 + x.online < th) continue;
-    std::string row = std::to_string(x.type);
-    row.reserve(24 + x.rest.size());
-    row.append(1, '|').append(std::to_string(x.rel)).append(1, '|');
-    row.append(std::to_string(x.matched)).append(1, '|').append(1, x.online ? '1' : '0');
-    row.append(1, '|').append(x.rest);
-    out.push_back(std::move(row));
+    char head[80];
+    char* p = head;
+    auto field = [&](std::int64_t v) {
+      p = std::to_chars(p, head + sizeof head, v).ptr;
+      *p++ = '|';
+    };
+    field(static_cast<std::int64_t>(x.type));
+    field(x.rel);
+    field(x.matched);
+    field(x.online);
+    std::string& row = out.emplace_back();
+    row.reserve(static_cast<std::size_t>(p - head) + x.rest.size());
+    row.append(head, p).append(x.rest);
   }
   return out;
 }
@@ -747,8 +779,8 @@ return out)lua",
 /// A row of the search script's reply.
 struct Scored {
   std::size_t type = 0;
-  std::string id;
-  std::string name;
+  std::string_view id;    // in the script's reply
+  std::string_view name;  // in the script's reply
   std::int64_t score = 0;
   std::int64_t matched = 0;
   bool online = false;
@@ -1122,6 +1154,7 @@ class UserDirectory {
     std::string query, type;
     std::int64_t limit;
     std::vector<std::string> types, terms, keys, args;
+    std::vector<std::string> rows;  // the script's reply: top views it
     std::vector<detail::userdir::Scored> top;
     std::vector<std::string> profile_keys;
   };
@@ -1159,9 +1192,10 @@ class UserDirectory {
     template <class Self>
     void operator()(Self& s, error_code ec, std::vector<std::string> r) {
       if (ec) return s.complete(ec, std::vector<UserMatch>{});
+      st->rows = std::move(r);
       std::vector<detail::userdir::Scored> c;
-      c.reserve(r.size());
-      for (auto const& row : r) {
+      c.reserve(st->rows.size());
+      for (auto const& row : st->rows) {
         auto x = detail::userdir::parse_row(row);
         if (!x) return s.complete(make_error_code(Error::incompatible_size), std::vector<UserMatch>{});
         if (x->type < st->types.size()) c.push_back(std::move(*x));
@@ -1188,7 +1222,7 @@ class UserDirectory {
         if (!r[i]) continue;  // deleted since the first step
         auto& x = st->top[i];
         UserMatch m;
-        m.user.id = std::move(x.id);
+        m.user.id = x.id;
         m.user.type = st->types[x.type];
         m.user.online = x.online;
         m.score = x.score;
