@@ -641,7 +641,7 @@ inline std::vector<std::string> search_twin(ScriptContext auto& ctx) {
   std::vector<std::string> out;
   for (auto const& x : rows) {
     if (x.rel * 2 + x.online < th) continue;
-    char head[80];
+    char head[96];  // four 64-bit numbers and their bars
     char* p = head;
     auto field = [&](std::int64_t v) {
       p = std::to_chars(p, head + sizeof head, v).ptr;
