@@ -5,6 +5,7 @@
 // `ClusterChecked` (MemoryConfig::cluster_checks, the clustered layout), so that a script that
 // touches a key it did not declare, or keys of two slots, fails without a cluster.
 #include "support/backends.hpp"
+#include "support/margin.hpp"
 
 #include <rediskit/cluster/slot.hpp>
 #include <rediskit/services/online_user_manager.hpp>
@@ -204,18 +205,14 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_user_stays_online_until_the_last_socket_leaves, 
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(heartbeats_keep_a_user_online_and_silence_expires_it, T, Backends) {
   Env<T> e(short_ttl());  // 1.5 s
-  // On the real clocks a loaded machine (two sanitizer builds' tests side by side) can stall
-  // for more than the 0.6 s margins below; then u1 really was silent for its TTL, and what is
-  // asserted of u1 being online would not hold for any implementation. Those assertions are
-  // made when the steady clock shows the margins held (always, on the manual clock).
-  using Steady = std::chrono::steady_clock;
-  auto const set_at = Steady::now();
+  // u1's checks need the 0.6 s margins below to hold (support/margin.hpp).
+  test::Margin const set_at(1500ms);
   BOOST_TEST(e.set_online("u1", "s1"));
   BOOST_TEST(e.set_online("u2", "s1"));
   e.f.advance(900ms);
-  auto const beat_at = Steady::now();
+  test::Margin const beat_at(1500ms);
   auto [ec, renewed] = e.f.wait(e.users.async_update_last_activity("u1"));
-  bool const beat_in_time = Steady::now() - set_at < 1500ms;
+  bool const beat_in_time = set_at.held();
   BOOST_TEST(!ec);
   if (beat_in_time) BOOST_TEST(renewed);
   e.f.advance(900ms);  // u2: 1.8 s of silence; u1: 0.9 s since its heartbeat
@@ -223,7 +220,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(heartbeats_keep_a_user_online_and_silence_expires_
   BOOST_TEST(!e.online("u2"));
   auto const count = e.count();  // no write happened: the count follows expiry by itself
   auto const filtered = e.filter({"u1", "u2"});
-  if (beat_in_time && renewed && Steady::now() - beat_at < 1500ms) {
+  if (beat_in_time && renewed && beat_at.held()) {
     BOOST_TEST(u1_online);
     BOOST_TEST(count == 1);
     BOOST_TEST(filtered == std::vector<std::string>{"u1"});
@@ -246,23 +243,33 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(heartbeats_keep_a_user_online_and_silence_expires_
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_silent_socket_expires_while_another_keeps_the_user_online, T,
                               Backends) {
   Env<T> e(short_ttl());
+  test::Margin alive(1500ms);  // "alive"'s TTL since its last write (support/margin.hpp)
   BOOST_TEST(e.set_online("u1", "alive"));
   BOOST_TEST(!e.set_online("u1", "crashed"));
   for (int i = 0; i < 2; ++i) {
     e.f.advance(900ms);
+    test::Margin const next(1500ms);  // started before the heartbeat it stands for
     auto [ec, renewed] = e.f.wait(e.users.async_update_last_activity("u1", "alive"));
     BOOST_TEST(!ec);
+    if (!alive.held()) {
+      BOOST_TEST_MESSAGE("the machine stalled past the heartbeat's margin: not checked");
+      return;
+    }
     BOOST_TEST(renewed);
+    alive = next;
   }
   // "crashed" stopped 1.8 s ago: its heartbeat is refused, and the user is online by "alive".
   auto [ec, renewed] = e.f.wait(e.users.async_update_last_activity("u1", "crashed"));
   BOOST_TEST(!ec);
   BOOST_TEST(!renewed);
-  BOOST_TEST(e.online("u1"));
+  bool const online = e.online("u1");
   // "alive" leaving is the last socket leaving.
   auto [ec2, went] = e.f.wait(e.users.async_set_user_offline("u1", "alive"));
   BOOST_TEST(!ec2);
-  BOOST_TEST(went);
+  if (alive.held()) {
+    BOOST_TEST(online);
+    BOOST_TEST(went);
+  }
   BOOST_TEST(!e.online("u1"));
 }
 

@@ -9,6 +9,7 @@
 // MemoryConfig::cluster_checks, which refuse a cross-slot command and a script that touches a
 // key it did not declare. So the clustered layout costs no template instantiation.
 #include "support/backends.hpp"
+#include "support/margin.hpp"
 
 #include <rediskit/services/online_user_manager.hpp>
 #include <rediskit/services/room_manager.hpp>
@@ -564,10 +565,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(rooms_expire_unless_written_and_user_rooms_drop_th
     f.wait(rooms.async_join_room("r1", "u1"));
     f.wait(rooms.async_join_room("r2", "u1"));
     f.advance(700ms);
-    // On a real clock a loaded machine can stall past r2's 1 s between its renewal and the
-    // reads that need it alive: those are checked only when the steady clock shows the 0.3 s
-    // margin held (the manual clock always holds it).
-    auto const renewed = std::chrono::steady_clock::now();
+    // The reads that need r2 alive are checked only if its 0.3 s margin held (margin.hpp).
+    test::Margin const renewed(1000ms);
     f.wait(rooms.async_join_room("r2", "u2"));  // renews r2 only
     f.advance(700ms);
     // r1 was last written 1.4 s ago (TTL 1 s): gone, all of its keys together.
@@ -578,7 +577,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(rooms_expire_unless_written_and_user_rooms_drop_th
     // user_rooms lists only live rooms, and the expired one is removed from the set.
     auto const u1_rooms = std::get<1>(f.wait(rooms.async_get_user_rooms("u1")));
     auto const u1_set = f.ok(cmd::smembers{k.user_rooms("u1")});
-    if (std::chrono::steady_clock::now() - renewed < 1000ms) {
+    if (renewed.held()) {
       BOOST_TEST(r2_live);
       BOOST_TEST(r2_users == Ids({"u1", "u2"}));
       BOOST_TEST(u1_rooms == Ids({"r2"}));

@@ -9,6 +9,7 @@
 // of two slots, fails as on a cluster. The second run is a run-time parameter (Mode).
 #include "support/backends.hpp"
 #include "support/layout_modes.hpp"
+#include "support/margin.hpp"
 
 #include <rediskit/services/session_store.hpp>
 
@@ -21,8 +22,8 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
-#include <span>
 #include <optional>
+#include <span>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -212,16 +213,13 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(touch_slides_the_expiry_and_get_does_not, B, AllBa
   for_each_mode<B>([&](Mode mode) {
     {
       Store<B> st(mode, SessionOptions{.access_ttl = 1000ms, .refresh_ttl = 1h});
-      // On a real clock a loaded machine can stall past the 1 s TTL between two steps (CI runs
-      // both compilers' tests side by side): the checks that need the 0.4 s margins are made
-      // only when the steady clock shows they held. The manual clock always holds them.
-      using Steady = std::chrono::steady_clock;
-      auto const created = Steady::now();
+      // The checks that need the 0.4 s margins are made only if they held (margin.hpp).
+      test::Margin const created(1000ms);
       auto const t = st.create("u1");
       st.f.advance(600ms);
-      auto const touched = Steady::now();
+      test::Margin const touched(1000ms);
       auto const i = st.ok(st.s.async_touch(t.access_token));
-      if (!i && Steady::now() - created >= 1000ms) {
+      if (!i && !created.held()) {
         BOOST_TEST_MESSAGE("the machine stalled past the access TTL before the touch");
         return;
       }
@@ -231,7 +229,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(touch_slides_the_expiry_and_get_does_not, B, AllBa
       BOOST_TEST(i->expires_at_ms == i->last_seen_ms + 1000);
       st.f.advance(600ms);  // 1.2 s after creation: alive only because of the touch
       bool const alive = st.valid(t.access_token);
-      if (Steady::now() - touched < 1000ms) BOOST_TEST(alive);
+      if (touched.held()) BOOST_TEST(alive);
       st.f.advance(600ms);  // gets do not renew: 1.2 s after the touch
       BOOST_TEST(!st.valid(t.access_token));
       BOOST_TEST(!st.ok(st.s.async_touch(t.access_token)));
@@ -320,18 +318,15 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(revoke_all_logs_out_every_device_of_the_user, B, A
 BOOST_AUTO_TEST_CASE_TEMPLATE(list_never_shows_expired_sessions_and_prunes_them, B, AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Store<B> st(mode, SessionOptions{.access_ttl = 1000ms, .refresh_ttl = 1000ms});
-    // On a real clock a loaded machine can stall past a session's 1 s between two steps: the
-    // checks that need a session alive are made only when the steady clock shows its second
-    // had not passed (see touch_slides_the_expiry_and_get_does_not).
-    using Steady = std::chrono::steady_clock;
-    auto const held = [](Steady::time_point since) { return Steady::now() - since < 1000ms; };
-    auto const before_a = Steady::now();
+    // The checks that need a session alive are made only if its second had not passed
+    // (support/margin.hpp).
+    test::Margin const before_a(1000ms);
     auto const a = st.create("u1", "Ann", "old");
     st.f.advance(600ms);
-    auto const before_b = Steady::now();
+    test::Margin const before_b(1000ms);
     auto const b = st.create("u1", "Ann", "new");
     auto const both = st.list("u1");
-    if (!held(before_a)) {
+    if (!before_a.held()) {
       BOOST_TEST_MESSAGE("the machine stalled past the first session's TTL");
       return;
     }
@@ -346,19 +341,19 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(list_never_shows_expired_sessions_and_prunes_them,
     auto const only_b = st.ids("u1");
     auto const pruned = st.f.ok(cmd::zcard{index});
     auto const records = st.f.ok(cmd::hlen{data});
-    if (held(before_b)) {         // else b ended too, and the index with it (its TTL is b's)
+    if (before_b.held()) {        // else b ended too, and the index with it (its TTL is b's)
       BOOST_TEST(unpruned == 2);  // nothing ran since: not pruned yet
       BOOST_TEST(only_b == std::vector<std::string>{b.info.id});
       BOOST_TEST(pruned == 1);   // pruned by the read
       BOOST_TEST(records == 8);  // with a's record
     }
     st.f.advance(600ms);  // b ended too
-    auto const before_c = Steady::now();
+    test::Margin const before_c(1000ms);
     auto const c = st.create("u1", "Ann", "newest");
     auto const after_write = st.f.ok(cmd::zcard{index});
     auto const records_c = st.f.ok(cmd::hlen{data});
     auto const only_c = st.ids("u1");
-    if (held(before_c)) {
+    if (before_c.held()) {
       BOOST_TEST(after_write == 1);  // pruned by the write
       BOOST_TEST(records_c == 8);
       BOOST_TEST(only_c == std::vector<std::string>{c.info.id});
