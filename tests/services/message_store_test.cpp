@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <utility>
@@ -248,6 +249,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(cursors_stay_stable_while_messages_arrive_offsets_
     BOOST_TEST((t.after(conv, t.cursor("m20", 10), 10) == V{"m22", "m21"}));
     BOOST_TEST(t.before(conv, t.cursor("m11", 1), 10).empty());
     BOOST_TEST(t.offset_page(conv, 5, 100).empty());
+    BOOST_TEST(t.offset_page(conv, 5, std::numeric_limits<std::int64_t>::max()).empty());
     // Ties: equal timestamps are ordered by id, and a cursor inside a tie splits it.
     std::string const tie = t.conversation("tie");
     for (auto id : {"t-c", "t-a", "t-e", "t-b", "t-d"})

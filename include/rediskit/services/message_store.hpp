@@ -107,6 +107,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -1089,6 +1090,7 @@ class MessageStore {
   }
 
   struct PageOp {
+    static constexpr std::int64_t kMaxInt = std::numeric_limits<std::int64_t>::max();
     MessageStore* svc;
     std::unique_ptr<PageState> st;
     bool bad = false;
@@ -1112,7 +1114,10 @@ class MessageStore {
       if (s.mode == "o")  // a plain read: the script would add ~50 µs of Lua on the server
         svc->backend_.async_exec(
             cmd::zrange_withscores{
-                .key = s.index, .start = s.offset, .stop = s.offset + s.limit - 1, .rev = true},
+                .key = s.index,
+                .start = s.offset,
+                .stop = s.offset > kMaxInt - s.limit ? kMaxInt : s.offset + s.limit - 1,
+                .rev = true},
             std::move(self));
       else
         svc->backend_.async_exec(

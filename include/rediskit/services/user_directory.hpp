@@ -166,7 +166,6 @@
 #include <string>
 #include <string_view>
 #include <tuple>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -579,7 +578,7 @@ inline std::vector<std::string> search_twin(ScriptContext auto& ctx) {
                         static_cast<std::int8_t>(6 - (m[term.size() + 1] - '0'))});
       }
     }
-    // One candidate per user: the hits sorted by user (allocation-free grouping).
+    // One candidate per user: the hits sorted by user, then grouped (no hash map).
     std::sort(hits.begin(), hits.end(),
               [](SearchHit const& x, SearchHit const& y) { return x.rest < y.rest; });
     for (std::size_t h = 0; h < hits.size(); ++h) {
