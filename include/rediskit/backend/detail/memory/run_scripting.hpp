@@ -32,15 +32,7 @@ class ScriptCtx {
 
   template <Command C>
   reply_t<C> call(C const& c) {
-    check_declared(c);
-    Ctx sub = ctx_->fork();
-    reply_t<C> r = ctx_->db.exec(sub, c);
-    if (sub.ec) {
-      ctx_->ec = sub.ec;
-      ctx_->error = std::move(sub.error);
-      throw ScriptAbort{};
-    }
-    return r;
+    return or_abort(c, [&](Ctx& sub) { return ctx_->db.exec(sub, c); });
   }
 
   template <Command C>
@@ -57,15 +49,7 @@ class ScriptCtx {
   /// next command that writes (a read moves no value). An error stops the script, as call().
   template <Command C>
   auto view(C const& c) {
-    check_declared(c);
-    Ctx sub = ctx_->fork();
-    auto r = ctx_->db.exec_view(sub, c);
-    if (sub.ec) {
-      ctx_->ec = sub.ec;
-      ctx_->error = std::move(sub.error);
-      throw ScriptAbort{};
-    }
-    return r;
+    return or_abort(c, [&](Ctx& sub) { return ctx_->db.exec_view(sub, c); });
   }
 
   [[noreturn]] void fail(std::string_view text) {
@@ -77,6 +61,20 @@ class ScriptCtx {
   std::int64_t unix_ms() const noexcept { return ctx_->unix_ms(); }
 
  private:
+  // call() and view(): runs `exec` on a context of its own; an error stops the script with it.
+  template <Command C, class Exec>
+  auto or_abort(C const& c, Exec&& exec) {
+    check_declared(c);
+    Ctx sub = ctx_->fork();
+    auto r = exec(sub);
+    if (sub.ec) {
+      ctx_->ec = sub.ec;
+      ctx_->error = std::move(sub.error);
+      throw ScriptAbort{};
+    }
+    return r;
+  }
+
   // With cluster checks on, a script may touch only the keys it declared in KEYS (Redis
   // Cluster asks it, and refuses keys of another slot at run time): a twin that reaches for
   // another key fails, so that a script that would break on a cluster fails every test.
