@@ -12,6 +12,7 @@
 // and in one slot).
 #include "support/backends.hpp"
 #include "support/layout_modes.hpp"
+#include "support/rate_windows.hpp"
 
 #include <rediskit/services/job_queue.hpp>
 #include <rediskit/services/worker.hpp>
@@ -794,12 +795,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(the_rate_limit_holds_across_workers, B, AllBackend
     taken.push_back(job->processed_on);
   }
   std::sort(taken.begin(), taken.end());
-  for (std::size_t i = 0; i < taken.size();) {
-    std::size_t j = i;
-    while (j < taken.size() && taken[j] < taken[i] + 198) ++j;
-    BOOST_TEST(j - i <= 4u, "the window from " << taken[i] << " ms holds " << (j - i) << " jobs");
-    i = j;
-  }
+  for (auto const& w : test::fixed_windows(taken, 198))
+    BOOST_TEST(w.jobs <= 4u, "the window from " << w.start << " ms holds " << w.jobs << " jobs");
   BOOST_TEST(taken[8] - taken[0] >= 396);
 }
 

@@ -12,6 +12,7 @@
 // queue's marker with the window's remaining time, which follows the manual clock; the test
 // advances it 5 ms at a time.
 #include "support/backends.hpp"
+#include "support/rate_windows.hpp"
 
 #include <rediskit/services/job_queue.hpp>
 #include <rediskit/services/worker.hpp>
@@ -107,20 +108,14 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(ten_jobs_a_second_hold_for_ten_seconds, B, AllBack
   // is stamped with the wall clock, a window ends by the key's TTL: MemoryBackend reads the
   // steady clock for TTLs, rounded to ms apart from the wall clock's (the next window's jobs
   // were seen stamped 999 ms after the first's), so a window here ends 2 ms early.
-  std::size_t windows = 0;
-  for (std::size_t i = 0; i < taken.size();) {
-    std::size_t j = i;
-    while (j < taken.size() && taken[j] < taken[i] + 998)
-      ++j;
-    BOOST_TEST(j - i <= 10u, "the window from " << taken[i] << " ms holds " << (j - i) << " jobs");
-    ++windows;
-    i = j;
-  }
+  auto const windows = test::fixed_windows(taken, 998);
+  for (auto const& w : windows)
+    BOOST_TEST(w.jobs <= 10u, "the window from " << w.start << " ms holds " << w.jobs << " jobs");
   std::int64_t in_ten = 0;
   for (std::int64_t t : taken)
     in_ten += t < taken.front() + 9'998;  // 2 ms early, as above
   BOOST_TEST_MESSAGE(B::name << ": jobs taken in the first 10 s: " << in_ten << " of "
-                             << taken.size() << ", in " << windows << " windows");
+                             << taken.size() << ", in " << windows.size() << " windows");
   BOOST_TEST(in_ten <= 100);
   // A starved machine takes fewer (90 was seen with two sanitizer builds' tests side by side),
   // so the lower bound only catches a limiter that holds jobs back.
