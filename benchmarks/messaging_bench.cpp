@@ -6,7 +6,9 @@
 //                 conversations (conversation i: medecin 100000 + i, patient i).
 //   store_c<N>    MessageStore::async_store_message from --callers coroutines (64) on one
 //                 io_context thread, until --messages (1 000 000) are stored: each message goes
-//                 to a random conversation, from its patient or medecin, ~60 bytes of content.
+//                 to a random conversation, from its patient or medecin, ~60 bytes of content,
+//                 timestamped 1 ms after the one before from now on (so each store moves its
+//                 conversation's lastActivity and both participants' lists, as a live chat's).
 //                 The first --warmup seconds are not timed; then messages/s, p50 and p99 of each
 //                 store (call to completion, under the other callers' load) over the rest.
 //   page50        one caller reading async_get_conversation_messages(random conversation, 50, 0)
@@ -22,7 +24,9 @@
 //
 // Usage: messaging_bench [--host H] [--port P] [--seconds S] [--repeat R] [--warmup S]
 //                        [--callers N] [--conversations N] [--messages N]
-//                        [--backends redis,memory]
+//                        [--backends redis,memory] [--pages-only 1]
+// --pages-only 1 reads pages from a server an earlier run filled (no flush, no store): for A/B
+// runs of the page alone, without refilling 1 000 000 messages each time.
 // (host and port default to REDIS_HOST / REDIS_PORT, else 127.0.0.1:6379). It FLUSHES the
 // database: use a throwaway server (benchmarks/run_messaging.sh).
 
@@ -63,13 +67,14 @@ struct Options : bench_util::CommonOptions {
   int conversations = 10'000;
   long messages = 1'000'000;
   std::vector<std::string> backends{"redis", "memory"};
+  bool pages_only = false;  // reuse a server the bench filled: no flush, no store
 };
 
 [[noreturn]] void usage() {
   std::fprintf(stderr,
                "usage: messaging_bench [--host H] [--port P] [--seconds S] [--repeat R] "
                "[--warmup S] [--callers N] [--conversations N] [--messages N] "
-               "[--backends redis,memory]\n");
+               "[--backends redis,memory] [--pages-only 1]\n");
   std::exit(2);
 }
 
@@ -113,12 +118,13 @@ std::int64_t used_memory(asio::io_context& ioc, B& db) {
 
 template <class B>
 void bench(Options const& o, asio::io_context& ioc, B& db, std::string const& system) {
-  run_coro(ioc, [&]() -> asio::awaitable<void> {
-    co_await db.async_exec(cmd::flushdb{}, asio::use_awaitable);
-  });
+  if (!o.pages_only)
+    run_coro(ioc, [&]() -> asio::awaitable<void> {
+      co_await db.async_exec(cmd::flushdb{}, asio::use_awaitable);
+    });
   ConversationManager<B> convs(db);
   MessageStore<B> store(db);
-  auto const conv_ids = setup(ioc, convs, o.conversations);
+  auto const conv_ids = setup(ioc, convs, o.conversations);  // idempotent: the same ids again
   std::int64_t const mem0 = system == "rediskit-redis" ? used_memory(ioc, db) : 0;
 
   // ---- store from N callers, until --messages are stored --------------------------------
@@ -129,10 +135,16 @@ void bench(Options const& o, asio::io_context& ioc, B& db, std::string const& sy
   auto const warm_end =
       t0 + std::chrono::duration_cast<SteadyTime::duration>(std::chrono::duration<double>(o.warmup));
   SteadyTime::time_point timed_start{};
-  std::int64_t const base_ms = 1737799200000;  // 2025-01-25T10:00:00Z
+  // Each message 1 ms after the one before, from now on: newer than its conversation, as a chat's
+  // messages are, so every store also moves the conversation's lastActivity and both
+  // participants' conversation lists (an older timestamp would skip those writes).
+  std::int64_t const base_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count() +
+                               1000;
   std::string const content =
       "Bonjour docteur, voici ma question au sujet de l'ordonnance numero 15.";
-  run_concurrently(ioc, o.callers, [&](int c) {
+  run_concurrently(ioc, o.pages_only ? 0 : o.callers, [&](int c) {
     return [&, c]() -> asio::awaitable<void> {
       std::uint64_t x = 0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(c + 1);
       ChatMessage m;
@@ -160,12 +172,14 @@ void bench(Options const& o, asio::io_context& ioc, B& db, std::string const& sy
   });
   double const wall = std::chrono::duration<double>(SteadyTime::now() - timed_start).count();
   std::sort(us.begin(), us.end());
-  std::printf("system=%s workload=store_c%d ops_per_s=%.0f p50_us=%.1f p99_us=%.1f messages=%ld "
-              "timed=%ld\n",
-              system.c_str(), o.callers, timed > 0 ? static_cast<double>(timed) / wall : 0.0,
-              percentile(us, 50), percentile(us, 99), o.messages, timed);
+  if (!o.pages_only)
+    std::printf(
+        "system=%s workload=store_c%d ops_per_s=%.0f p50_us=%.1f p99_us=%.1f messages=%ld "
+        "timed=%ld\n",
+        system.c_str(), o.callers, timed > 0 ? static_cast<double>(timed) / wall : 0.0,
+        percentile(us, 50), percentile(us, 99), o.messages, timed);
   std::fflush(stdout);
-  if (system == "rediskit-redis") {
+  if (system == "rediskit-redis" && !o.pages_only) {
     std::int64_t const mem1 = used_memory(ioc, db);
     std::printf("system=%s workload=memory bytes_per_message=%.0f messages=%ld\n", system.c_str(),
                 static_cast<double>(mem1 - mem0) / static_cast<double>(o.messages), o.messages);
@@ -228,6 +242,8 @@ int main(int argc, char** argv) try {
           o.messages = std::stol(v);
         else if (a == "--backends")
           o.backends = split(v);
+        else if (a == "--pages-only")
+          o.pages_only = v == "1";
         else
           return false;
         return true;

@@ -14,9 +14,11 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -85,6 +87,121 @@ bool same(User const& a, User const& b) {
          a.level == b.level;
 }
 
+// Every kind the direct decoder takes (json_reader.hpp), nested.
+struct Place {
+  std::string city;
+  std::optional<std::int64_t> zip;
+  std::vector<std::int32_t> codes;
+  friend bool operator==(Place const&, Place const&) = default;
+};
+BOOST_DESCRIBE_STRUCT(Place, (), (city, zip, codes))
+
+struct Named {
+  std::string id;
+  friend bool operator==(Named const&, Named const&) = default;
+};
+BOOST_DESCRIBE_STRUCT(Named, (), (id))
+
+struct Member : Named {
+  std::string name;
+  int age = 0;
+  std::uint8_t level = 0;
+  std::int16_t small = 0;
+  std::uint64_t big = 0;
+  bool online = false;
+  double score = 0;
+  Role role = Role::member;
+  std::optional<std::string> avatar;
+  std::vector<std::string> rooms;
+  std::optional<Place> home;
+  Place work;
+  std::vector<Place> places;
+  friend bool operator==(Member const&, Member const&) = default;
+};
+BOOST_DESCRIBE_STRUCT(Member, (Named),
+                      (name, age, level, small, big, online, score, role, avatar, rooms, home, work,
+                       places))
+
+// A random JSON text for Member: its keys (and unknown ones), in any order, some twice, with
+// values of the right kind and of wrong ones, in and out of range; sometimes broken.
+std::string random_member_json(std::mt19937& rng) {
+  static std::vector<std::string> const keys = {
+      "id",   "name",   "age",   "level", "small", "big",    "online", "score",
+      "role", "avatar", "rooms", "home",  "work",  "places", "extra",  "city"};
+  static std::vector<std::string> const scalars = {R"("s")",
+                                                   R"("été \"q\" \u00e9\n")",
+                                                   R"("")",
+                                                   "0",
+                                                   "1",
+                                                   "-1",
+                                                   "255",
+                                                   "256",
+                                                   "-129",
+                                                   "32767",
+                                                   "32768",
+                                                   "2147483648",
+                                                   "9223372036854775807",
+                                                   "9223372036854775808",
+                                                   "18446744073709551615",
+                                                   "18446744073709551616",
+                                                   "-9223372036854775808",
+                                                   "1.0",
+                                                   "1.5",
+                                                   "-0.0",
+                                                   "1e3",
+                                                   "true",
+                                                   "false",
+                                                   "null",
+                                                   R"("admin")",
+                                                   R"("owner")",
+                                                   "2"};
+  auto pick = [&](std::vector<std::string> const& v) { return v[rng() % v.size()]; };
+  std::function<std::string(int)> value = [&](int depth) -> std::string {
+    switch (rng() % (depth > 2 ? 1 : 6)) {
+      case 1: {  // an array
+        std::string a = "[";
+        for (unsigned i = 0, n = rng() % 4; i < n; ++i)
+          a += (i ? "," : "") + value(depth + 1);
+        return a + "]";
+      }
+      case 2: {  // a Place, or something like one
+        std::string o = "{";
+        static std::vector<std::string> const pk = {"city", "zip", "codes", "x", "zip"};
+        for (unsigned i = 0, n = rng() % 4; i < n; ++i)
+          o += std::string(i ? "," : "") + "\"" + pick(pk) + "\":" + value(depth + 1);
+        return o + "}";
+      }
+      default:
+        return pick(scalars);
+    }
+  };
+  std::string out = rng() % 2 ? " {" : "{";
+  for (unsigned i = 0, n = rng() % 9; i < n; ++i)
+    out +=
+        std::string(i ? "," : "") + "\"" + pick(keys) + "\"" + (rng() % 3 ? ":" : " : ") + value(0);
+  out += "}";
+  switch (rng() % 16) {
+    case 0:
+      out.resize(rng() % out.size());
+      break;  // cut short
+    case 1:
+      out += "x";
+      break;  // extra data
+    case 2:
+      out += "  \n";
+      break;  // trailing space is fine
+    case 3:
+      out.insert(0, "/*c*/");
+      break;  // comments are not JSON
+    case 4:
+      out = value(0);
+      break;  // not an object
+    default:
+      break;
+  }
+  return out;
+}
+
 template <class T, class C>
 std::string decode_error(C const& c, std::string_view bytes) {
   T v{};
@@ -149,6 +266,61 @@ BOOST_AUTO_TEST_CASE(json_decode_errors_name_the_field) {
   // No `why`: the code alone.
   int n = 0;
   BOOST_TEST(c.decode("\"x\"", n, nullptr) == make_error_code(Error::decode_failed));
+}
+
+// JsonCodec decodes plain types straight from the text (json_reader.hpp), and through a
+// boost::json::value when that gives up. Whatever the text, the outcome must be the document's:
+// the same value, or the same failure and message, and a value left as the document leaves it.
+BOOST_AUTO_TEST_CASE(json_direct_decoding_gives_what_the_document_gives) {
+  static_assert(detail::json_reader::Direct<Member>);
+  static_assert(!detail::json_reader::Direct<User>);  // a set, a map, a duration ...
+  JsonCodec c;
+  Member start;
+  start.id = "m0";
+  start.name = "before";
+  start.age = 7;
+  start.rooms = {"r"};
+  start.work.city = "Douala";
+  std::mt19937 rng(20261207);
+  int direct = 0, failed = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string const text = random_member_json(rng);
+    Member fast = start, doc = start, probe = start;
+    std::string fast_why, doc_why;
+    auto const fast_ec = c.decode(text, fast, &fast_why);
+    auto const doc_ec = detail::json::decode_document(text, doc, &doc_why);
+    BOOST_TEST_INFO("text: " << text);
+    BOOST_TEST(fast_ec == doc_ec);
+    BOOST_TEST(fast_why == doc_why);
+    if (!doc_ec) BOOST_TEST((fast == doc));
+    if (detail::json_reader::read(text, probe)) {
+      ++direct;
+      BOOST_TEST(!doc_ec);  // never accepts what the document refuses
+      BOOST_TEST((probe == doc));
+    }
+    failed += doc_ec ? 1 : 0;
+  }
+  // Both paths ran many times.
+  BOOST_TEST(direct > 2000);
+  BOOST_TEST(failed > 2000);
+  // A value the direct path reads whole, and one a repeated key sends to the document.
+  Member m;
+  BOOST_TEST(!c.decode(
+      R"({"id":"a","name":"Zoé","age":-3,"level":200,"big":18446744073709551615,"online":true,)"
+      R"("score":2,"role":"admin","avatar":null,"rooms":["x"],"home":{"city":"c","zip":5},)"
+      R"("work":{"codes":[1,2]},"places":[{"city":"p"},{}],"other":{"k":[1,{"z":null}]}})",
+      m, nullptr));
+  BOOST_TEST(m.big == std::numeric_limits<std::uint64_t>::max());
+  BOOST_TEST(m.score == 2.0);
+  BOOST_TEST((m.role == Role::admin));
+  BOOST_TEST_REQUIRE((m.home && m.home->zip));
+  BOOST_TEST(*m.home->zip == 5);
+  BOOST_TEST(m.work.codes == (std::vector<std::int32_t>{1, 2}));
+  BOOST_TEST(m.places.size() == 2u);
+  Member twice;
+  BOOST_TEST(!detail::json_reader::read(R"({"name":"a","name":"b"})", twice));
+  BOOST_TEST(!c.decode(R"({"name":"a","name":"b"})", twice, nullptr));
+  BOOST_TEST(twice.name == "b");  // as Boost.JSON's document keeps it: the last one
 }
 
 BOOST_AUTO_TEST_CASE(string_codec_writes_what_redis_counts) {

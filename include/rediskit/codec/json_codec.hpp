@@ -19,8 +19,14 @@
 // missing from the object keeps the value it had (decode into a default-constructed value:
 // its default), as JSON written by an older version of the type, or by JavaScript, omits it.
 // Extra members are ignored.
+//
+// A type made only of described structs, strings, numbers, booleans, described enums,
+// optionals and vectors is read straight from the text into its members (json_reader.hpp),
+// with no boost::json::value in between; any other type, and any text the direct reader
+// gives up on, goes through the document. Both give the same value and the same errors.
 #pragma once
 
+#include <rediskit/codec/json_reader.hpp>
 #include <rediskit/codec/traits.hpp>
 #include <rediskit/concepts/codec.hpp>
 #include <rediskit/error.hpp>
@@ -267,6 +273,25 @@ inline std::string describe_failure(Failure const& f) {
   return "field '" + where + "': " + f.reason;
 }
 
+// Decodes through a boost::json::value: every type, and every failure's message.
+template <class T>
+boost::system::error_code decode_document(std::string_view bytes, T& value, std::string* why) {
+  unsigned char buf[4096];
+  bj::monotonic_resource mr(buf, sizeof buf);
+  boost::system::error_code ec;
+  bj::value jv = bj::parse(bytes, ec, &mr);
+  if (ec) {
+    if (why) *why = "not JSON (" + ec.message() + ")";
+    return make_error_code(Error::decode_failed);
+  }
+  Failure f;
+  if (!from_json(jv, value, f)) {
+    if (why) *why = describe_failure(f);
+    return make_error_code(Error::decode_failed);
+  }
+  return {};
+}
+
 }  // namespace detail::json
 
 /// Values as JSON text (see the top of this file).
@@ -282,20 +307,15 @@ struct JsonCodec {
 
   template <class T>
   boost::system::error_code decode(std::string_view bytes, T& value, std::string* why) const {
-    unsigned char buf[4096];
-    boost::json::monotonic_resource mr(buf, sizeof buf);
-    boost::system::error_code ec;
-    boost::json::value jv = boost::json::parse(bytes, ec, &mr);
-    if (ec) {
-      if (why) *why = "not JSON (" + ec.message() + ")";
-      return make_error_code(Error::decode_failed);
+    if constexpr (detail::json_reader::Direct<T>) {
+      // Straight into the value (json_reader.hpp); through the document when that gives up.
+      T copy = value;
+      if (detail::json_reader::read(bytes, copy)) {
+        value = std::move(copy);
+        return {};
+      }
     }
-    detail::json::Failure f;
-    if (!detail::json::from_json(jv, value, f)) {
-      if (why) *why = detail::json::describe_failure(f);
-      return make_error_code(Error::decode_failed);
-    }
-    return {};
+    return detail::json::decode_document(bytes, value, why);
   }
 };
 
