@@ -270,6 +270,42 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(online_users_first_on_ties_and_stats, B, AllBacken
   });
 }
 
+// A limit that falls inside a tie: every backend keeps the same users, the best by online
+// first, then sort name (as bytes), then type, then id. (MemoryBackend's twin cuts the tie
+// itself, the Lua returns it whole for the service to cut.)
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_limit_inside_a_tie_keeps_the_same_users_everywhere, B,
+                              AllBackends) {
+  for_each_mode<B>([&](Mode mode) {
+    Dir<B> t(mode);
+    // All match "dupont" exactly in their name: one relevance. Sort names differ in their
+    // prenom, some only in case or accents (folded alike: then type and id decide) or by a
+    // space or hyphen (bytes: ' ' < '-' < letters).
+    std::vector<Seeded> const tied = {
+        {"p9", "patient", DirectoryProfile("Dupont", "Zoé", "z@x.fr")},
+        {"p5", "patient", DirectoryProfile("Dupont", "Anne-Marie", "am@x.fr")},
+        {"m7", "medecin", DirectoryProfile("Dupont", "Anne Marie", "am2@x.fr", "Cardiologie")},
+        {"p6", "patient", DirectoryProfile("Dupont", "ANNE", "a1@x.fr")},
+        {"m6", "medecin", DirectoryProfile("Dupont", "Anne", "a2@x.fr", "Cardiologie")},
+        {"p7", "patient", DirectoryProfile("Dupont", "Anné", "a3@x.fr")},
+        {"m8", "medecin", DirectoryProfile("Dupont", "Bob", "b@x.fr", "Cardiologie")},
+        {"p8", "patient", DirectoryProfile("Dupont", "Annemarie", "a4@x.fr")},
+    };
+    for (auto const& s : tied)
+      BOOST_TEST(t.store(s.id, s.type, s.p));
+    // "dupont anne" < "dupont anne marie" < "dupont anne-marie" < "dupont annemarie" < "dupont
+    // bob" < "dupont zoe"; the three "dupont anne": medecin first, then by id.
+    Ids const order = {"m6", "p6", "p7", "m7", "p5", "p8", "m8", "p9"};
+    for (std::int64_t limit = 1; limit <= 8; ++limit)
+      BOOST_TEST((t.ids("dupont", "", limit) == Ids(order.begin(), order.begin() + limit)),
+                 "limit " << limit);
+    // Online first: p8 and m8 come to the front, in their own name order.
+    BOOST_TEST(t.ok(t.d.async_set_user_online("m8", "medecin")));
+    BOOST_TEST(t.ok(t.d.async_set_user_online("p8", "patient")));
+    BOOST_TEST((t.ids("dupont", "", 3) == Ids{"p8", "m8", "m6"}));
+    BOOST_TEST((t.ids("dupont", "patient", 3) == Ids{"p8", "p6", "p7"}));
+  });
+}
+
 BOOST_AUTO_TEST_CASE_TEMPLATE(index_follows_updates_and_deletions, B, AllBackends) {
   for_each_mode<B>([&](Mode mode) {
     Dir<B> t(mode);

@@ -86,7 +86,9 @@
 // candidates that other terms found, and this term's read did not, are scored for it from
 // their token lists (one HMGET of the meta hash per type); then the candidates' online flags
 // (SMISMEMBER). It scores them and returns those whose (relevance, online) reaches the
-// `limit`-th best, with their sort names. (2) The service sorts them exactly, keeps `limit`,
+// `limit`-th best, with their sort names (on MemoryBackend the script's C++ twin returns only
+// the `limit` best: it can order names as bytes, the Lua cannot promise to, so the Lua returns
+// every tie for the service to order). (2) The service sorts them exactly, keeps `limit`,
 // and reads their profiles (MGET). A user deleted between the two round trips is left out.
 // Bounded work: a search reads at most candidates_per_term (50) entries per term and type, and
 // one token list per candidate, whatever the directory's size. (Until 2026-12-07 a candidate was
@@ -501,11 +503,54 @@ return redis.call('SREM', KEYS[2], ARGV[1]))lua",
                                                              return online_twin(c);
                                                            });
 
-// KEYS: (index, online, meta) per type searched. ARGV: cap, limit, min_prefix, terms... -> for
-// each candidate whose (relevance, online) reaches the limit-th best, one string
-// "<type position>|<relevance>|<terms matched>|<online 1|0>|<sort name>\0<id>". The service
-// sorts these rows exactly (by name bytes: Lua's string comparison follows the server's locale)
-// and keeps `limit` of them.
+/// A row of the search script's reply.
+struct Scored {
+  std::size_t type = 0;
+  std::string_view id;    // in the script's reply
+  std::string_view name;  // in the script's reply
+  std::int64_t score = 0;
+  std::int64_t matched = 0;
+  bool online = false;
+};
+
+/// A row of the search script: "<type>|<relevance>|<matched>|<online>|<name>\0<id>".
+inline std::optional<Scored> parse_row(std::string_view row) {
+  Scored x;
+  std::int64_t f[4] = {};
+  for (auto& v : f) {
+    auto const bar = row.find('|');
+    if (bar == std::string_view::npos || bar == 0) return std::nullopt;
+    v = static_cast<std::int64_t>(arg_size(row.substr(0, bar)));
+    row.remove_prefix(bar + 1);
+  }
+  auto const z = row.find('\0');
+  if (z == std::string_view::npos) return std::nullopt;
+  x.type = static_cast<std::size_t>(f[0]);
+  x.score = f[1];
+  x.matched = f[2];
+  x.online = f[3] == 1;
+  x.name = row.substr(0, z);
+  x.id = row.substr(z + 1);
+  return x;
+}
+
+/// The search order: relevance, online first, sort name (bytes), type, id.
+inline bool before(Scored const& x, Scored const& y) {
+  if (x.score != y.score) return x.score > y.score;
+  if (x.online != y.online) return x.online;
+  if (x.name != y.name) return x.name < y.name;
+  if (x.type != y.type) return x.type < y.type;
+  return x.id < y.id;
+}
+
+// KEYS: (index, online, meta) per type searched. ARGV: cap, limit, min_prefix, terms... -> rows
+// "<type position>|<relevance>|<terms matched>|<online 1|0>|<sort name>\0<id>", in no order:
+// - the Lua: every candidate whose (relevance, online) reaches the limit-th best. The service
+//   sorts them exactly (`before`: names as bytes; Lua's string comparison follows the server's
+//   locale) and keeps `limit` of them;
+// - the twin: only those `limit` (it orders names as bytes itself), so the service's result is
+//   the same, without a row for each tie (a common name can tie hundreds).
+// The parity test is the service's: the same search results on every backend.
 // Scoring (see the top of the file): the code of a user's entry under key `term` is its best
 // match of that term (6 - code is the term score). For a term whose read was cut at `cap`, the
 // candidates found by other terms are scored from their token lists (the meta hash, one HMGET:
@@ -519,6 +564,7 @@ struct SearchCand {
     auto const z = rest.find('\0');
     return z == std::string_view::npos ? std::string_view() : rest.substr(z + 1);
   }
+  std::string_view name() const { return rest.substr(0, rest.find('\0')); }
 };
 
 /// One entry a term's read found: the user ("<sort name>\0<id>"), the term, its score.
@@ -553,7 +599,7 @@ inline std::vector<std::string> search_twin(ScriptContext auto& ctx) {
   auto const min_prefix = arg_size(a[2]);
   std::size_t const nterms = a.size() - 3;
   // The script writes nothing: the views of the engine's members and values stay valid.
-  std::vector<SearchCand> rows;
+  std::vector<Scored> rows;
   std::vector<SearchCand> list;
   std::vector<SearchHit> hits;
   std::vector<std::string_view> ids, need_ids;
@@ -623,23 +669,24 @@ inline std::vector<std::string> search_twin(ScriptContext auto& ctx) {
       }
       x.rel += 100 * x.matched;
       x.online = c < on.size() && on[c] ? 1 : 0;
-      rows.push_back(x);
+      rows.push_back(Scored{.type = x.type,
+                            .id = x.id(),
+                            .name = x.name(),
+                            .score = x.rel,
+                            .matched = x.matched,
+                            .online = x.online == 1});
     }
   }
-  std::vector<std::int64_t> keys;
-  keys.reserve(rows.size());
-  for (auto const& x : rows)
-    keys.push_back(x.rel * 2 + x.online);
-  std::int64_t th = 0;
-  if (!keys.empty()) {
-    // The limit-th best key (the smallest when there are fewer rows).
-    std::size_t const nth = keys.size() >= limit && limit > 0 ? keys.size() - limit : 0;
-    std::nth_element(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(nth), keys.end());
-    th = keys[nth];
+  // The limit best, in the service's order (`before`: names as bytes, which Lua's string
+  // comparison cannot promise, so the Lua returns every tie at the limit-th for the service).
+  if (limit > 0 && rows.size() > limit) {
+    std::partial_sort(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(limit), rows.end(),
+                      before);
+    rows.resize(limit);
   }
   std::vector<std::string> out;
+  out.reserve(rows.size());
   for (auto const& x : rows) {
-    if (x.rel * 2 + x.online < th) continue;
     char head[96];  // four 64-bit numbers and their bars
     char* p = head;
     auto field = [&](std::int64_t v) {
@@ -647,12 +694,12 @@ inline std::vector<std::string> search_twin(ScriptContext auto& ctx) {
       *p++ = '|';
     };
     field(static_cast<std::int64_t>(x.type));
-    field(x.rel);
+    field(x.score);
     field(x.matched);
-    field(x.online);
+    field(x.online ? 1 : 0);
     std::string& row = out.emplace_back();
-    row.reserve(static_cast<std::size_t>(p - head) + x.rest.size());
-    row.append(head, p).append(x.rest);
+    row.reserve(static_cast<std::size_t>(p - head) + x.name.size() + 1 + x.id.size());
+    row.append(head, p).append(x.name).append(1, '\0').append(x.id);
   }
   return out;
 }
@@ -774,46 +821,6 @@ for j = 1, #rows do
 end
 return out)lua",
                                           [](ScriptContext auto& c) { return search_twin(c); });
-
-/// A row of the search script's reply.
-struct Scored {
-  std::size_t type = 0;
-  std::string_view id;    // in the script's reply
-  std::string_view name;  // in the script's reply
-  std::int64_t score = 0;
-  std::int64_t matched = 0;
-  bool online = false;
-};
-
-/// A row of the search script: "<type>|<relevance>|<matched>|<online>|<name>\0<id>".
-inline std::optional<Scored> parse_row(std::string_view row) {
-  Scored x;
-  std::int64_t f[4] = {};
-  for (auto& v : f) {
-    auto const bar = row.find('|');
-    if (bar == std::string_view::npos || bar == 0) return std::nullopt;
-    v = static_cast<std::int64_t>(arg_size(row.substr(0, bar)));
-    row.remove_prefix(bar + 1);
-  }
-  auto const z = row.find('\0');
-  if (z == std::string_view::npos) return std::nullopt;
-  x.type = static_cast<std::size_t>(f[0]);
-  x.score = f[1];
-  x.matched = f[2];
-  x.online = f[3] == 1;
-  x.name = row.substr(0, z);
-  x.id = row.substr(z + 1);
-  return x;
-}
-
-/// The search order: relevance, online first, sort name (bytes), type, id.
-inline bool before(Scored const& x, Scored const& y) {
-  if (x.score != y.score) return x.score > y.score;
-  if (x.online != y.online) return x.online;
-  if (x.name != y.name) return x.name < y.name;
-  if (x.type != y.type) return x.type < y.type;
-  return x.id < y.id;
-}
 
 inline error_code invalid() {
   return make_error_code(Error::invalid_argument);
