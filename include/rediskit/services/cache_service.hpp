@@ -105,6 +105,7 @@
 #include <rediskit/detail/info.hpp>
 #include <rediskit/detail/post.hpp>
 #include <rediskit/detail/then.hpp>
+#include <rediskit/detail/to_int.hpp>
 #include <rediskit/error.hpp>
 #include <rediskit/key_space.hpp>
 #include <rediskit/near_cache.hpp>
@@ -122,7 +123,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -206,12 +206,6 @@ using boost::system::error_code;
 
 inline std::int64_t ms_or_zero(std::optional<std::chrono::milliseconds> t) {
   return t ? t->count() : 0;
-}
-
-inline std::int64_t to_int(std::string_view s) {
-  std::int64_t v = 0;
-  (void)std::from_chars(s.data(), s.data() + s.size(), v);
-  return v;
 }
 
 /// Multi-key commands (MGET, DEL) over `keys`, whose strings stay where they are: one command
@@ -776,7 +770,7 @@ class CacheService {
   bool by_slot() const noexcept { return layout_ == KeyLayout::clustered; }
 
   static std::int64_t info_field(std::string_view info, std::string_view name) {
-    return detail::cache::to_int(detail::info_value(info, name));
+    return detail::to_int(detail::info_value(info, name));
   }
 
   /// Completes `handler` (through its executor) with Error::invalid_argument.

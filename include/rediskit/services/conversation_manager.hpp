@@ -53,6 +53,7 @@
 #include <rediskit/detail/any_handler.hpp>
 #include <rediskit/detail/post.hpp>
 #include <rediskit/detail/then.hpp>
+#include <rediskit/detail/to_int.hpp>
 #include <rediskit/error.hpp>
 #include <rediskit/key_space.hpp>
 #include <rediskit/script.hpp>
@@ -109,13 +110,6 @@ struct CreatedConversation {
 };
 
 namespace detail::convs {
-
-inline std::int64_t to_int(std::string_view s, std::int64_t otherwise) noexcept {
-  std::int64_t v = 0;
-  auto const r = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || r.ec != std::errc{} || r.ptr != s.data() + s.size()) return otherwise;
-  return v;
-}
 
 // KEYS: dedup, conversation, participants, medecin index, patient index, stats. ARGV: id, data,
 // lastActivity, ms, titre, medecin member, patient member. Reply {"created"|"exists", id}.

@@ -92,6 +92,7 @@
 #include <rediskit/detail/any_handler.hpp>
 #include <rediskit/detail/post.hpp>
 #include <rediskit/detail/then.hpp>
+#include <rediskit/detail/to_int.hpp>
 #include <rediskit/error.hpp>
 #include <rediskit/key_space.hpp>
 #include <rediskit/script.hpp>
@@ -160,16 +161,6 @@ struct StorageStats {
 namespace detail::msgstore {
 
 using boost::system::error_code;
-
-inline std::int64_t to_int(std::string_view s, std::int64_t otherwise = 0) noexcept {
-  std::int64_t v = 0;
-  auto const r = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || r.ec != std::errc{} || r.ptr != s.data() + s.size()) return otherwise;
-  return v;
-}
-inline std::int64_t to_int(std::optional<std::string> const& s, std::int64_t otherwise) {
-  return s ? to_int(std::string_view(*s), otherwise) : otherwise;
-}
 
 inline std::string score_text(double d) {
   return std::to_string(static_cast<std::int64_t>(d));
@@ -796,7 +787,7 @@ class MessageStore {
     StorageStats operator()(error_code& ec, Got const& v) const {
       StorageStats s;
       if (ec || v.size() != 6) return s;
-      using detail::msgstore::to_int;
+      using detail::to_int;
       s.messages = std::max<std::int64_t>(0, to_int(v[0], 0));
       s.conversations = to_int(v[1], 0);
       // Every message stored is live, removed (deleted, pruned) or replaced (an expired id
@@ -1027,8 +1018,8 @@ class MessageStore {
         if (at >= reply.size()) {
           iec = make_error_code(Error::incompatible_size);
         } else if (reply[at] == "stale" && at + 1 < reply.size()) {
-          auto const n = static_cast<std::size_t>(
-              detail::msgstore::to_int(std::string_view(reply[at + 1]), -1));
+          auto const n =
+              static_cast<std::size_t>(detail::to_int(std::string_view(reply[at + 1]), -1));
           if (n > reply.size() - at - 2) {
             iec = make_error_code(Error::incompatible_size);
             at = reply.size();
@@ -1144,7 +1135,7 @@ class MessageStore {
       st->ids.clear();
       st->ms.clear();
       for (std::size_t i = 0; i + 1 < r.size(); i += 2) {
-        st->ms.push_back(detail::msgstore::to_int(r[i + 1]));
+        st->ms.push_back(detail::to_int(r[i + 1]));
         st->ids.push_back(std::move(r[i]));
       }
       read_messages(self);

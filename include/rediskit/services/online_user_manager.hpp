@@ -91,6 +91,7 @@
 #include <rediskit/concepts/backend.hpp>
 #include <rediskit/detail/post.hpp>
 #include <rediskit/detail/then.hpp>
+#include <rediskit/detail/to_int.hpp>
 #include <rediskit/error.hpp>
 #include <rediskit/key_space.hpp>
 #include <rediskit/script.hpp>
@@ -192,15 +193,8 @@ namespace detail::online {
 // Every key a script touches is in its KEYS. Scripts that may find expired users reply
 // {value, expired ids...}: the ids (up to the ARGV batch) are purged by purge_script next.
 
-inline std::optional<std::int64_t> to_int(std::optional<std::string> const& s) {
-  if (!s) return std::nullopt;
-  std::int64_t v = 0;
-  auto const r = std::from_chars(s->data(), s->data() + s->size(), v);
-  if (r.ec != std::errc{} || r.ptr != s->data() + s->size()) return std::nullopt;
-  return v;
-}
 inline std::int64_t arg_int(ScriptContext auto& c, std::size_t i) {
-  return to_int(std::string(c.args()[i])).value_or(0);
+  return to_int(c.args()[i]);
 }
 inline std::string str(std::int64_t v) {
   return std::to_string(v);
@@ -232,10 +226,10 @@ end
 inline void close_session(ScriptContext auto& c, std::string_view S, std::string_view D,
                           std::optional<std::int64_t> ended) {
   auto const v = c.call(cmd::hmget{.key = D, .fields = {"connected_at", "last_activity"}});
-  auto const conn = to_int(v[0]);
+  auto const conn = parse_int(v[0]);
   if (!conn) return;
   std::int64_t const d =
-      std::max<std::int64_t>(0, ended.value_or(to_int(v[1]).value_or(*conn)) - *conn);
+      std::max<std::int64_t>(0, ended.value_or(parse_int(v[1]).value_or(*conn)) - *conn);
   c.call(cmd::hincrby{.key = S, .field = "sessions", .increment = 1});
   c.call(cmd::hincrby{.key = S, .field = "session_ms", .increment = d});
 }
@@ -284,7 +278,7 @@ inline std::vector<std::string> set_online_twin(ScriptContext auto& c) {
   if (added == 1) {
     std::int64_t const minute = now / 60000, slot = minute % 60;
     std::string const mf = "m" + str(slot), cf = "c" + str(slot);
-    if (to_int(c.call(cmd::hget{.key = k[1], .field = mf})) == minute) {
+    if (parse_int(c.call(cmd::hget{.key = k[1], .field = mf})) == minute) {
       c.call(cmd::hincrby{.key = k[1], .field = cf, .increment = 1});
     } else {
       std::string const m = str(minute);
@@ -293,7 +287,7 @@ inline std::vector<std::string> set_online_twin(ScriptContext auto& c) {
   }
   if (fresh) {
     auto const online = c.call(cmd::zcount{.key = k[0], .min = ScoreBound::excl(double(now))});
-    if (online > to_int(c.call(cmd::hget{.key = k[1], .field = "peak"})).value_or(0)) {
+    if (online > parse_int(c.call(cmd::hget{.key = k[1], .field = "peak"})).value_or(0)) {
       std::string const o = str(online);
       c.call(cmd::hset{.key = k[1], .fields = {FieldValue{"peak", o}, FieldValue{"peak_at", n}}});
     }
@@ -528,15 +522,15 @@ inline std::vector<std::string> stats_twin(ScriptContext auto& c) {
   std::int64_t const minute = now / 60000;
   std::int64_t conns = 0;
   for (int i = 0; i < 60; ++i) {
-    auto const m = to_int(v[4 + 2 * i]);
-    if (m && *m > minute - 60) conns += to_int(v[5 + 2 * i]).value_or(0);
+    auto const m = parse_int(v[4 + 2 * i]);
+    if (m && *m > minute - 60) conns += parse_int(v[5 + 2 * i]).value_or(0);
   }
-  std::int64_t const peak = std::max(total, to_int(v[0]).value_or(0));
-  return expired(c,
-                 {str(total), str(online), str(away), str(idle), str(peak),
-                  str(to_int(v[1]).value_or(0)), str(conns), str(to_int(v[2]).value_or(0)),
-                  str(to_int(v[3]).value_or(0))},
-                 k[0], now, arg_int(c, 3));
+  std::int64_t const peak = std::max(total, parse_int(v[0]).value_or(0));
+  return expired(
+      c,
+      {str(total), str(online), str(away), str(idle), str(peak), str(parse_int(v[1]).value_or(0)),
+       str(conns), str(parse_int(v[2]).value_or(0)), str(parse_int(v[3]).value_or(0))},
+      k[0], now, arg_int(c, 3));
 }
 inline auto const stats_script = make_script<std::vector<std::string>>(std::string(kPrelude) + R"lua(
 local P, S = KEYS[1], KEYS[2]
@@ -795,7 +789,7 @@ struct ThenPurgeOp {
     }
     if (!count_purged) return self.complete({}, value);
     Result n{};
-    if (!ec && !r.empty()) n = Result(to_int(r[0]).value_or(0));
+    if (!ec && !r.empty()) n = Result(parse_int(r[0]).value_or(0));
     self.complete(ec, n);
   }
 };
@@ -849,7 +843,7 @@ struct StatsOp {
     PresenceStats s;
     if (!ec && r.size() < 9) ec = make_error_code(Error::incompatible_size);
     if (ec) return self.complete(ec, s);
-    auto v = [&](std::size_t i) { return to_int(r[i]).value_or(0); };
+    auto v = [&](std::size_t i) { return parse_int(r[i]).value_or(0); };
     s.total_online = v(0);
     s.status_distribution = {v(1), v(2), v(3)};
     s.peak_online_users = v(4);
@@ -923,7 +917,7 @@ struct PageOp {
     if (!ec && data.size() != (r.size() == 1 ? 0 : n))
       ec = make_error_code(Error::incompatible_size);
     if (ec) return self.complete(ec, std::move(page));
-    auto num = [](std::string const& s) { return to_int(s).value_or(0); };
+    auto num = [](std::string const& s) { return parse_int(s).value_or(0); };
     std::int64_t const now = num(r[0]);
     for (std::size_t i = 0; i < n; ++i) {
       auto& d = data[i];
@@ -933,8 +927,8 @@ struct PageOp {
       u.expires_at_ms = num(r[2 + 2 * i]);
       u.socket_id = std::move(d[0]).value_or("");
       u.matricule = std::move(d[1]).value_or("");
-      u.connected_at_ms = to_int(d[2]).value_or(0);
-      u.last_activity_ms = to_int(d[3]).value_or(0);
+      u.connected_at_ms = parse_int(d[2]).value_or(0);
+      u.last_activity_ms = parse_int(d[3]).value_or(0);
       u.status = status_of(u.expires_at_ms, now, ttl, away, idle);
       page.users.push_back(std::move(u));
     }

@@ -90,6 +90,7 @@
 #include <rediskit/detail/any_handler.hpp>
 #include <rediskit/detail/post.hpp>
 #include <rediskit/detail/spawn.hpp>
+#include <rediskit/detail/to_int.hpp>
 #include <rediskit/error.hpp>
 #include <rediskit/key_space.hpp>
 #include <rediskit/near_cache.hpp>
@@ -222,12 +223,6 @@ struct ProfileUpdate {
 namespace detail::user {
 
 using boost::system::error_code;
-
-inline std::int64_t to_int(std::string_view s) {
-  std::int64_t v = 0;
-  (void)std::from_chars(s.data(), s.data() + s.size(), v);
-  return v;
-}
 
 // The coroutine plumbing: rediskit/detail/spawn.hpp.
 using detail::fail;

@@ -66,6 +66,7 @@
 #include <rediskit/cmd/streams.hpp>
 #include <rediskit/commands.hpp>
 #include <rediskit/connection.hpp>
+#include <rediskit/detail/to_int.hpp>
 #include <rediskit/services/user_cache.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -175,7 +176,7 @@ struct UserEvent {
       else if (t->is_double())
         timestamp = static_cast<std::int64_t>(t->as_double());
       else if (auto const* s = t->if_string())
-        timestamp = detail::user::to_int(std::string_view(s->data(), s->size()));
+        timestamp = detail::to_int(std::string_view(s->data(), s->size()));
     }
     if (event != created_type && event != updated_type && event != deleted_type)
       return "unknown event '" + event.substr(0, 64) + "'";
