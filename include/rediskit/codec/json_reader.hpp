@@ -217,9 +217,11 @@ class Handler {
     return true;
   }
   bool on_string(std::string_view s, std::size_t, boost::system::error_code&) {
-    if (skip_ > 0 || !target()) return true;
+    if (skip_ > 0) return true;  // (its parts were not kept either)
+    bool const kept = target();
     if (!text_.empty()) s = text_.append(s);
-    bool const ok = ops_->string && ops_->string(at_, s);
+    // A skipped member's string too empties the parts (those before an escape, say).
+    bool const ok = !kept || (ops_->string && ops_->string(at_, s));
     text_.clear();
     return ok;
   }
