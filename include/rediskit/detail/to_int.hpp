@@ -2,12 +2,12 @@
 // INFO fields.
 #pragma once
 
-#include <charconv>
+#include <rediskit/codec/traits.hpp>
+
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <system_error>
 
 namespace rediskit::detail {
 
@@ -15,8 +15,7 @@ namespace rediskit::detail {
 /// text after the digits, out of range), as Lua's tonumber refuses such text.
 inline std::optional<std::int64_t> parse_int(std::string_view s) noexcept {
   std::int64_t v = 0;
-  auto const r = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || r.ec != std::errc{} || r.ptr != s.data() + s.size()) return std::nullopt;
+  if (!codec::parse_number(s, v)) return std::nullopt;
   return v;
 }
 inline std::optional<std::int64_t> parse_int(std::string const& s) noexcept {
