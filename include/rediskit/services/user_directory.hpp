@@ -556,10 +556,8 @@ inline bool before(Scored const& x, Scored const& y) {
 // candidates found by other terms are scored from their token lists (the meta hash, one HMGET:
 // the index entries derive from those lists, in the same scripts, so both give the same score).
 struct SearchCand {
-  std::size_t type = 0;
   std::string_view rest;  // "<sort name>\0<id>", in a ZRANGE reply
   std::array<std::int8_t, 8> s{};  // term scores (0: no match)
-  std::int64_t rel = 0, matched = 0, online = 0;
   std::string_view id() const {
     auto const z = rest.find('\0');
     return z == std::string_view::npos ? std::string_view() : rest.substr(z + 1);
@@ -630,7 +628,6 @@ inline std::vector<std::string> search_twin(ScriptContext auto& ctx) {
     for (std::size_t h = 0; h < hits.size(); ++h) {
       if (h == 0 || hits[h].rest != hits[h - 1].rest) {
         list.emplace_back();
-        list.back().type = t / 3;
         list.back().rest = hits[h].rest;
       }
       list.back().s[hits[h].term] = hits[h].score;
@@ -662,19 +659,17 @@ inline std::vector<std::string> search_twin(ScriptContext auto& ctx) {
     }
     auto const on = ctx.call(cmd::smismember{k[t + 1], ids});
     for (std::size_t c = 0; c < list.size(); ++c) {
-      auto& x = list[c];
+      std::int64_t rel = 0, matched = 0;
       for (std::size_t i = 0; i < nterms; ++i) {
-        x.rel += x.s[i];
-        x.matched += x.s[i] > 0;
+        rel += list[c].s[i];
+        matched += list[c].s[i] > 0;
       }
-      x.rel += 100 * x.matched;
-      x.online = c < on.size() && on[c] ? 1 : 0;
-      rows.push_back(Scored{.type = x.type,
-                            .id = x.id(),
-                            .name = x.name(),
-                            .score = x.rel,
-                            .matched = x.matched,
-                            .online = x.online == 1});
+      rows.push_back(Scored{.type = t / 3,
+                            .id = ids[c],
+                            .name = list[c].name(),
+                            .score = rel + 100 * matched,
+                            .matched = matched,
+                            .online = c < on.size() && on[c]});
     }
   }
   // The limit best, in the service's order (`before`: names as bytes, which Lua's string
